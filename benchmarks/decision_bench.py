@@ -1,0 +1,128 @@
+"""Decision latency: last reading received → barrier open command written, over many trucks.
+
+The node's real parts run: journal (fsync per row), declaration cache, rules, lane state machine,
+lane controller, and the barrier driver writing coils over Modbus TCP to the PLC simulator. The
+bench plays the loops and limit switches itself (as the PLC would report them) so that a truck
+cycle takes milliseconds instead of boom travel time; the measured path is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from edge.cache import DeclarationCache
+from edge.journal import Journal
+
+from benchmarks.stats import percentiles
+from devices.barrier import BarrierDriver
+from devices.readings import (
+    BoomChanged,
+    BoomPosition,
+    Loop,
+    LoopChanged,
+    PlateRead,
+    SealRead,
+    SealStatus,
+)
+from devices.transports.modbus import ModbusTcpHub
+from edge.cli import DEFAULT_SITE
+from edge.config import load_site
+from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
+from edge.lane_control import LaneController
+from simulators.barrier_plc import BarrierPlcSimulator
+from simulators.broker import free_port
+
+
+def _declarations(n: int, gate: str) -> list[Declaration]:
+    now = datetime.now(UTC)
+    return [
+        Declaration(
+            number=f"10{i:010d}", kind=DeclarationKind.IMPORT, gate=gate, plates=(f"29C{i:05d}",),
+            containers=(), seals=(f"SEAL{i:06d}",), gross_weight_kg=None,
+            channel=RiskChannel.GREEN, status=DeclarationStatus.CLEARED,
+            valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=1),
+        )
+        for i in range(n)
+    ]
+
+
+async def _run(trucks: int, hold_share: float, seed: int) -> dict:
+    loaded = load_site(DEFAULT_SITE)
+    lane_cfg = loaded.site.lanes[0]
+    barrier_cfg = lane_cfg.device("barrier")
+    profile = loaded.profile_for(barrier_cfg)
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="smartgate-bench-") as tmp:
+        port = free_port()
+        plc = BarrierPlcSimulator(profile.modbus, port=port, travel_s=0.0)
+        await plc.start()
+        cache = DeclarationCache.open(Path(tmp) / "declarations.sqlite")
+        cache.upsert_many(_declarations(max(trucks, 1000), loaded.site.gate))
+        cache.mark_refreshed(datetime.now(UTC))
+        journal = Journal.open(Path(tmp) / "journal.sqlite")
+        hub = ModbusTcpHub("127.0.0.1", port, profile.modbus.device_id)
+        events: asyncio.Queue = asyncio.Queue()
+        barrier = BarrierDriver(barrier_cfg.id, hub, profile.modbus, lambda e: None)
+        controller = LaneController(lane_cfg, gate=loaded.site.gate, journal=journal, cache=cache,
+                                    barrier=barrier, device_kinds={d.id: d.kind for d in lane_cfg.devices})
+        controller.listeners.append(lambda lane, kind, payload: events.put_nowait((kind, payload)))
+        await controller.start(restore=False)
+        release_ms, hold_ms = [], []
+        started = time.perf_counter()
+        for i in range(trucks):
+            hold = rng.random() < hold_share
+            now = time.time()
+            controller.submit(LoopChanged(barrier_cfg.id, Loop.ARRIVAL, True, now))
+            controller.submit(PlateRead("cam", f"29C-{i // 100:03d}.{i % 100:02d}", 0.97, now, time.time()))
+            seal = f"SEAL{i:06d}" if not hold else "SEAL-WRONG"
+            controller.submit(SealRead("rdr", seal, SealStatus.INTACT, 90, None, now, time.time()))
+            while True:
+                kind, payload = await events.get()
+                if kind == "barrier" or (kind == "decision" and payload["outcome"] != "release"):
+                    break
+            tx = controller.machine.tx
+            (hold_ms if hold else release_ms).append(tx.decision_ms)
+            t = time.time()
+            if not hold:
+                controller.submit(BoomChanged(barrier_cfg.id, BoomPosition.OPEN, t))
+                controller.submit(LoopChanged(barrier_cfg.id, Loop.SAFETY, True, t))
+                controller.submit(LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t))
+                controller.submit(LoopChanged(barrier_cfg.id, Loop.SAFETY, False, t))
+                controller.submit(BoomChanged(barrier_cfg.id, BoomPosition.CLOSED, t))
+            else:
+                controller.submit(LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t))
+            while True:
+                kind, _ = await events.get()
+                if kind == "tx_closed":
+                    break
+        elapsed = time.perf_counter() - started
+        await controller.stop()
+        await hub.close()
+        await plc.stop()
+        journal_rows = journal.count()
+        journal.close()
+        cache.close()
+    return {
+        "decision_release_ms": percentiles(release_ms),
+        "decision_hold_ms": percentiles(hold_ms),
+        "decision_all_ms": percentiles(release_ms + hold_ms),
+        "trucks": trucks,
+        "trucks_per_s": round(trucks / elapsed, 1),
+        "journal_rows": journal_rows,
+        "target": "decision p99 <= 20 ms",
+    }
+
+
+def run_decision_bench(trucks: int = 1000, hold_share: float = 0.2, seed: int = 7) -> dict:
+    """Decision latency over `trucks` simulated trucks (a share of them held)."""
+    return asyncio.run(_run(trucks, hold_share, seed))
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_decision_bench(), indent=2))

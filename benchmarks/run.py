@@ -1,0 +1,42 @@
+"""Runs the selected benchmarks and gathers their JSON figures (`smartgate bench`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from datetime import UTC, datetime
+
+
+def run_benchmarks(which: list[str], quick: bool = False) -> dict:
+    """Run benchmarks by name (decision, cache, journal, codec, all)."""
+    names = ["decision", "cache", "journal", "codec"] if "all" in which else which
+    result: dict = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+        "quick": quick,
+    }
+    for name in names:
+        started = time.perf_counter()
+        if name == "decision":
+            from benchmarks.decision_bench import run_decision_bench
+
+            figures = run_decision_bench(trucks=200 if quick else 1000)
+        elif name == "cache":
+            from benchmarks.cache_bench import run_cache_bench
+
+            figures = run_cache_bench(n_declarations=50_000 if quick else 1_000_000)
+        elif name == "journal":
+            from benchmarks.journal_bench import run_journal_bench
+
+            figures = run_journal_bench(n=500 if quick else 2000)
+        elif name == "codec":
+            from benchmarks.codec_bench import run_codec_bench
+
+            figures = run_codec_bench(frames=5_000 if quick else 50_000)
+        else:
+            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec or all")
+        figures["bench_seconds"] = round(time.perf_counter() - started, 2)
+        result[name] = figures
+    return result

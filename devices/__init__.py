@@ -1,0 +1,1 @@
+"""Device drivers, sans-I/O protocol codecs and transports."""

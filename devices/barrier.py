@@ -1,0 +1,145 @@
+"""Barrier PLC driver: polls loops and limit switches, writes the heartbeat, opens and closes.
+
+It never decides: the lane asks it to open (only after the RELEASE is journaled) or close. It
+refuses to close while the safety loop under the boom is occupied; the PLC refuses too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from devices.health import DeviceHealth
+from devices.protocols.barrier_map import (
+    FAULT_NONE,
+    FAULT_TEXT,
+    BarrierInputs,
+    decode_inputs,
+    diff_inputs,
+    input_span,
+    next_heartbeat,
+)
+from devices.readings import DeviceEvent, DeviceFault, DeviceRecovered
+from devices.transports.modbus import ModbusIOError, ModbusTcpHub
+from edge.config import BarrierModbusMap
+
+log = logging.getLogger(__name__)
+
+
+class SafetyInterlock(Exception):
+    """A close was refused because the safety loop is occupied."""
+
+
+class BarrierDriver:
+    """Owns one barrier PLC over a Modbus hub."""
+
+    def __init__(self, device_id: str, hub: ModbusTcpHub, regmap: BarrierModbusMap,
+                 sink: Callable[[DeviceEvent], None]):
+        self.device_id, self.hub, self.regmap, self.sink = device_id, hub, regmap, sink
+        self.health = DeviceHealth(device_id, "barrier")
+        self.inputs: BarrierInputs | None = None
+        self.first_poll = asyncio.Event()
+        self.fault_code = FAULT_NONE
+        self._heartbeat = 0
+        self._faulty = False
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        """Start polling and the heartbeat."""
+        self._tasks = [asyncio.create_task(self._poll_forever(), name=f"{self.device_id}-poll"),
+                       asyncio.create_task(self._heartbeat_forever(), name=f"{self.device_id}-hb")]
+
+    async def stop(self) -> None:
+        """Stop polling and heartbeats (the PLC then goes safe by itself) and disconnect."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hub.close()
+
+    async def open(self) -> None:
+        """Command the boom open. Call only for a journaled RELEASE; set the lights after."""
+        await self.hub.request("write_coil", self.regmap.coils.open, True)
+
+    async def set_lights(self, green: bool) -> None:
+        """Green for go, red for stop (never both)."""
+        coils = self.regmap.coils
+        await self.hub.request("write_coil", coils.red_light if green else coils.green_light, False)
+        await self.hub.request("write_coil", coils.green_light if green else coils.red_light, True)
+
+    async def close(self) -> None:
+        """Command the boom closed and the light red; SafetyInterlock if the safety loop is occupied."""
+        inputs = await self.read_inputs()
+        if inputs.safety:
+            raise SafetyInterlock("safety loop occupied")
+        coils = self.regmap.coils
+        await self.hub.request("write_coil", coils.red_light, True)
+        await self.hub.request("write_coil", coils.green_light, False)
+        await self.hub.request("write_coil", coils.close, True)
+
+    async def read_inputs(self) -> BarrierInputs:
+        """Read the loops and limit switches now."""
+        first, count = input_span(self.regmap)
+        response = await self.hub.request("read_discrete_inputs", first, count=count)
+        return decode_inputs(self.regmap, first, list(response.bits[:count]))
+
+    async def _poll_once(self) -> None:
+        inputs = await self.read_inputs()
+        registers = self.regmap.holding_registers
+        response = await self.hub.request("read_holding_registers", registers.fault_code, count=1)
+        now = time.time()
+        self.fault_code = response.registers[0]
+        self.health.frames_good += 1
+        self.health.last_reading_at = now
+        events = diff_inputs(self.device_id, self.inputs, inputs, now)
+        self.inputs = inputs
+        self._set_up()
+        for event in events:
+            self.sink(event)
+        self.first_poll.set()
+
+    async def _poll_forever(self) -> None:
+        interval = self.regmap.poll_interval_ms / 1000
+        while not self._stopping:
+            try:
+                await self._poll_once()
+            except ModbusIOError as exc:
+                self._set_down(str(exc))
+                await asyncio.sleep(max(interval, 0.2))
+                continue
+            await asyncio.sleep(interval)
+
+    async def _heartbeat_forever(self) -> None:
+        register = self.regmap.holding_registers.heartbeat
+        while not self._stopping:
+            self._heartbeat = next_heartbeat(self._heartbeat)
+            try:
+                await self.hub.request("write_register", register, self._heartbeat)
+            except ModbusIOError as exc:
+                self._set_down(str(exc))
+            await asyncio.sleep(self.regmap.heartbeat_period_s)
+
+    def _set_up(self) -> None:
+        self.health.connected = True
+        self.health.reconnects = self.hub.health.reconnects
+        if self._faulty:
+            self._faulty = False
+            self.health.last_error = None
+            log.info("%s answers again", self.device_id)
+            self.sink(DeviceRecovered(self.device_id, time.time()))
+
+    def _set_down(self, error: str) -> None:
+        self.health.connected = False
+        self.health.frames_bad += 1
+        self.health.last_error = error
+        if not self._faulty:
+            self._faulty = True
+            log.warning("%s fault: %s", self.device_id, error)
+            self.sink(DeviceFault(self.device_id, error, time.time()))
+
+    def describe_fault(self) -> str:
+        """The PLC's own fault register in words."""
+        return FAULT_TEXT.get(self.fault_code, f"fault code {self.fault_code}")

@@ -1,0 +1,1 @@
+"""Sans-I/O protocol codecs: bytes/registers/messages in, typed events out."""

@@ -1,0 +1,1 @@
+"""Transports: serial, Modbus, MQTT. They own sockets, ports and threads."""

@@ -1,0 +1,119 @@
+"""One MQTT connection per node: subscriptions re-made on reconnect, messages handed to the loop.
+
+paho-mqtt runs its network thread; every callback is moved onto the asyncio loop with
+call_soon_threadsafe so that drivers never run on paho's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.transports.modbus import LinkHealth
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+class MqttBus:
+    """A paho-mqtt client bound to an asyncio loop."""
+
+    def __init__(self, host: str, port: int, client_id: str, *, username: str | None = None,
+                 password: str | None = None, keepalive: int = 10):
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self.health = LinkHealth()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   clean_session=True)
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._handlers: dict[str, list[MessageHandler]] = {}
+        self._state_listeners: list[Callable[[bool, str | None], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = asyncio.Event()
+        self._ever_connected = False
+
+    def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        """Call handler(topic, payload) on the loop for every message on topic (QoS 1)."""
+        self._handlers.setdefault(topic, []).append(handler)
+        if self._client.is_connected():
+            self._client.subscribe(topic, qos=1)
+
+    def on_state(self, listener: Callable[[bool, str | None], None]) -> None:
+        """Call listener(connected, error) on the loop when the broker link goes up or down."""
+        self._state_listeners.append(listener)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+        """Queue a message for the broker."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def set_will(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = True) -> None:
+        """Set the last-will message (before start())."""
+        self._client.will_set(topic, payload, qos=qos, retain=retain)
+
+    async def start(self) -> None:
+        """Connect in the background; returns at once (connection state via on_state)."""
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self._client.loop_start()
+
+    async def stop(self) -> None:
+        """Disconnect and stop paho's thread."""
+        self._client.disconnect()
+        await asyncio.get_running_loop().run_in_executor(None, self._client.loop_stop)
+
+    # paho's thread ------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._call_soon(self._set_state, False, f"broker refused: {reason_code}")
+            return
+        for topic in self._handlers:
+            client.subscribe(topic, qos=1)
+        self._call_soon(self._set_state, True, None)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._call_soon(self._set_state, False, f"disconnected: {reason_code}")
+
+    def _on_message(self, client, userdata, message) -> None:
+        self._call_soon(self._dispatch, message.topic, bytes(message.payload))
+
+    def _call_soon(self, fn, *args) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    # the loop ------------------------------------------------------------
+
+    def _set_state(self, up: bool, error: str | None) -> None:
+        if up:
+            if self._ever_connected:
+                self.health.reconnects += 1
+            self._ever_connected = True
+            self.connected.set()
+        else:
+            self.connected.clear()
+            self.health.last_error = error
+        if self.health.connected == up:
+            return
+        self.health.connected = up
+        for listener in self._state_listeners:
+            listener(up, error)
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        self.health.last_ok_at = time.time()
+        for pattern, handlers in self._handlers.items():
+            if mqtt.topic_matches_sub(pattern, topic):
+                for handler in handlers:
+                    try:
+                        handler(topic, payload)
+                    except Exception:  # a bad handler must not stop the others
+                        log.exception("handler for %s failed", topic)

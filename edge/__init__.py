@@ -1,0 +1,1 @@
+"""Edge node: wiring, lane state machine, rules, declaration cache, journal, kiosk."""

@@ -1,0 +1,193 @@
+"""The edge node: builds drivers, lane controllers and the kiosk from a site config, runs them.
+
+One asyncio loop per node. Drivers feed their lane's controller; the controller journals and acts;
+the kiosk reads controller snapshots and the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from devices.anpr import AnprCameraDriver
+from devices.barrier import BarrierDriver
+from devices.eseal import EsealReaderDriver
+from devices.transports.modbus import ModbusTcpHub
+from devices.transports.mqtt import MqttBus
+from edge.cache import DeclarationCache
+from edge.config import (
+    BarrierProfile,
+    LoadedSite,
+    ModbusTcpTransport,
+    MqttTransport,
+    SerialTransport,
+)
+from edge.journal import Journal
+from edge.lane_control import LaneController
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeOptions:
+    """Where the node keeps its files and whether it serves the kiosk."""
+
+    data_dir: Path
+    kiosk: bool = True
+    kiosk_host: str | None = None
+    kiosk_port: int | None = None
+    mqtt_host: str | None = None
+    mqtt_port: int | None = None
+    restore: bool = True
+    serial_retry_s: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class GateNode:
+    """One edge node for one gate."""
+
+    def __init__(self, loaded: LoadedSite, options: NodeOptions):
+        self.loaded = loaded
+        self.site = loaded.site
+        self.options = options
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = DeclarationCache.open(options.data_dir / "declarations.sqlite")
+        self.journal = Journal.open(options.data_dir / "journal.sqlite")
+        self.bus = MqttBus(
+            options.mqtt_host or self.site.mqtt.host,
+            options.mqtt_port or self.site.mqtt.port,
+            self.site.mqtt.client_id,
+            username=self.site.mqtt.username,
+            password=self.site.mqtt.password,
+        )
+        self.lanes: dict[str, LaneController] = {}
+        self.drivers: dict[str, Any] = {}
+        self.device_lane: dict[str, str] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._server: uvicorn.Server | None = None
+        self.kiosk_port: int | None = None
+
+    # ------------------------------------------------------------ build
+
+    def _build(self) -> None:
+        for lane in self.site.lanes:
+            barrier_cfg = lane.device("barrier")
+            assert barrier_cfg is not None  # guaranteed by config validation
+            profile = self.loaded.profile_for(barrier_cfg)
+            assert isinstance(profile, BarrierProfile)
+            transport = barrier_cfg.transport
+            assert isinstance(transport, ModbusTcpTransport)
+            hub = ModbusTcpHub(transport.host, transport.port, profile.modbus.device_id,
+                               profile.modbus.request_timeout_s)
+            controller_ref: dict[str, LaneController] = {}
+
+            def sink(event, _ref=controller_ref):
+                _ref["controller"].submit(event)
+
+            barrier = BarrierDriver(barrier_cfg.id, hub, profile.modbus, sink)
+            controller = LaneController(
+                lane,
+                gate=self.site.gate,
+                journal=self.journal,
+                cache=self.cache,
+                barrier=barrier,
+                device_kinds={d.id: d.kind for d in lane.devices},
+            )
+            controller_ref["controller"] = controller
+            self.lanes[lane.id] = controller
+            self.drivers[barrier_cfg.id] = barrier
+            for device in lane.devices:
+                self.device_lane[device.id] = lane.id
+                if device.kind == "eseal":
+                    assert isinstance(device.transport, SerialTransport)
+                    self.drivers[device.id] = EsealReaderDriver(
+                        device.id, device.transport, self.loaded.profile_for(device), sink,
+                        retry_s=self.options.serial_retry_s)
+                elif device.kind == "anpr":
+                    assert isinstance(device.transport, MqttTransport)
+                    self.drivers[device.id] = AnprCameraDriver(
+                        device.id, device.transport, self.loaded.profile_for(device), self.bus, sink)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect every device, restore lanes from the journal, serve the kiosk."""
+        self._build()
+        for driver in self.drivers.values():
+            if isinstance(driver, AnprCameraDriver):
+                driver.start()
+        await self.bus.start()
+        for driver in self.drivers.values():
+            if isinstance(driver, BarrierDriver):
+                await driver.start()
+            elif isinstance(driver, EsealReaderDriver):
+                self._tasks.append(asyncio.create_task(driver.run(), name=f"{driver.device_id}"))
+        await asyncio.gather(*(c.start(restore=self.options.restore) for c in self.lanes.values()))
+        if self.options.kiosk:
+            await self._start_kiosk()
+        log.info("node for %s running with lanes %s", self.site.gate, ", ".join(self.lanes))
+
+    async def _start_kiosk(self) -> None:
+        from edge.kiosk.api import create_app
+
+        config = uvicorn.Config(
+            create_app(self),
+            host=self.options.kiosk_host or self.site.kiosk.host,
+            port=self.options.kiosk_port if self.options.kiosk_port is not None else self.site.kiosk.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._tasks.append(asyncio.create_task(self._server.serve(), name="kiosk"))
+        while not self._server.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()  # raises the bind error
+                raise RuntimeError("kiosk did not start")
+            await asyncio.sleep(0.02)
+        sockets = [s for server in self._server.servers for s in server.sockets]
+        self.kiosk_port = sockets[0].getsockname()[1] if sockets else None
+
+    async def stop(self) -> None:
+        """Stop everything; barrier PLCs then go to their safe state on heartbeat loss."""
+        if self._server is not None:
+            self._server.should_exit = True
+        for controller in self.lanes.values():
+            await controller.stop()
+        for driver in self.drivers.values():
+            if isinstance(driver, BarrierDriver | EsealReaderDriver):
+                await driver.stop()
+        for task in self._tasks:
+            if task.get_name() != "kiosk":
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
+        await self.bus.stop()
+        self.journal.close()
+        self.cache.close()
+
+    # ------------------------------------------------------------ views
+
+    def device_health(self) -> list[dict[str, Any]]:
+        """Health of every device, with its lane."""
+        return [
+            {**driver.health.to_dict(), "lane": self.device_lane.get(device_id)}
+            for device_id, driver in self.drivers.items()
+        ]
+
+    def lane_snapshots(self) -> list[dict[str, Any]]:
+        """Every lane as the kiosk shows it."""
+        snapshots = []
+        for lane_id, controller in self.lanes.items():
+            snap = controller.machine.snapshot()
+            snap["name"] = controller.lane.name
+            snap["direction"] = controller.lane.direction
+            snap["devices"] = [h for h in self.device_health() if h["lane"] == lane_id]
+            snapshots.append(snap)
+        return snapshots

@@ -1,0 +1,249 @@
+"""The `smartgate` command: thin argument parsing over edge, simulators and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.config import CONFIG_ROOT, ConfigError, load_site
+
+DEFAULT_SITE = CONFIG_ROOT / "sites" / "huu-nghi.yaml"
+DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir:
+        return Path(args.data_dir)
+    return Path(load_site(args.site).site.data_dir)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_site(args.path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {args.path}", file=sys.stderr)
+        return 1
+    site = loaded.site
+    print(f"{args.path}: OK — gate {site.gate}, {len(site.lanes)} lanes, "
+          f"{sum(len(lane.devices) for lane in site.lanes)} devices, profiles: {', '.join(loaded.profiles)}")
+    return 0
+
+
+def cmd_cache_import(args: argparse.Namespace) -> int:
+    from edge.cache import DeclarationCache
+    from edge.declaration_import import format_import_report, import_declarations
+    from edge.declarations import DeclarationError
+
+    data_dir = _data_dir(args)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cache = DeclarationCache.open(data_dir / "declarations.sqlite")
+    try:
+        report = import_declarations(cache, Path(args.file))
+    except DeclarationError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        cache.close()
+    print(format_import_report(report))
+    return 0 if not report.errors else 1
+
+
+def cmd_cache_stats(args: argparse.Namespace) -> int:
+    from edge.cache import DeclarationCache
+
+    cache = DeclarationCache.open(_data_dir(args) / "declarations.sqlite")
+    try:
+        stats = cache.stats()
+        age = cache.age_seconds(datetime.now(UTC))
+    finally:
+        cache.close()
+    stats["age_s"] = None if age is None else round(age, 1)
+    print(json.dumps(stats, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def cmd_journal_verify(args: argparse.Namespace) -> int:
+    from edge.journal import Journal, format_verify_report
+
+    path = Path(args.db) if args.db else _data_dir(args) / "journal.sqlite"
+    if not path.exists():
+        print(f"no journal at {path}", file=sys.stderr)
+        return 2
+    journal = Journal.open(path)
+    try:
+        report = journal.verify()
+    finally:
+        journal.close()
+    print(format_verify_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.app import GateNode, NodeOptions
+
+    try:
+        loaded = load_site(args.site)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    options = NodeOptions(data_dir=Path(args.data_dir or loaded.site.data_dir),
+                          kiosk_port=args.port)
+
+    async def main() -> None:
+        node = GateNode(loaded, options)
+        await node.start()
+        print(f"node {loaded.site.gate} running; kiosk on http://{loaded.site.kiosk.host}:{node.kiosk_port}")
+        await _until_interrupted()
+        await node.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from simulators.scenario import load_scenario, play_scenario
+
+    try:
+        scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    workdir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="smartgate-demo-"))
+
+    if args.scenario:
+        result = asyncio.run(play_scenario(scenario, workdir, kiosk_port=args.port if args.kiosk else None))
+        if args.json:
+            print(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            for truck in result["trucks"]:
+                mark = {True: "ok", False: "UNEXPECTED", None: ""}[truck.get("expect_met")]
+                print(f"{truck['lane']:6} {truck['plate']:14} {str(truck['outcome']):8} "
+                      f"{','.join(truck['reasons']) or '-':40} barrier {'opened' if truck['barrier_opened'] else 'closed'} {mark}")
+            print(json.dumps(result["summary"], ensure_ascii=False))
+        return 1 if result["summary"]["expectations_failed"] else 0
+    return asyncio.run(_interactive_demo(scenario, workdir, args.port))
+
+
+async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
+    from simulators.gate import SimulatedGate
+    from simulators.scenario import play_scenario
+
+    gate = SimulatedGate(scenario.site, workdir, kiosk_port=port,
+                         boom_travel_s=max(scenario.spec.timing.boom_travel_s, 1.0))
+    await gate.start()
+    print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
+    print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
+    print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")
+    play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate))
+    stop = asyncio.create_task(_until_interrupted())
+    await asyncio.wait({play, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if play.done() and not play.cancelled() and play.exception() is None:
+        for truck in play.result()["trucks"]:
+            print(f"{truck['lane']:6} {truck['plate']:14} {truck['outcome']:8} {','.join(truck['reasons']) or '-'}")
+        print("All trucks done; the gate keeps running. Ctrl-C stops.")
+        await stop
+    play.cancel()
+    await gate.stop()
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.run import run_benchmarks
+
+    result = run_benchmarks(args.which, quick=args.quick)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smartgate", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a site config and its device profiles")
+    p.add_argument("path", nargs="?", default=str(DEFAULT_SITE))
+    p.set_defaults(func=cmd_check_config)
+
+    def site_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--site", default=str(DEFAULT_SITE), help="site config (default: Huu Nghi)")
+        p.add_argument("--data-dir", help="node data directory (default: the site's data_dir)")
+
+    cache = sub.add_parser("cache", help="declaration cache").add_subparsers(dest="cache_cmd", required=True)
+    p = cache.add_parser("import", help="import declarations from CSV, JSON or JSON lines")
+    p.add_argument("file")
+    site_args(p)
+    p.set_defaults(func=cmd_cache_import)
+    p = cache.add_parser("stats", help="show cache size and age")
+    site_args(p)
+    p.set_defaults(func=cmd_cache_stats)
+
+    journal = sub.add_parser("journal", help="the node's journal").add_subparsers(dest="journal_cmd", required=True)
+    p = journal.add_parser("verify", help="check the hash chain: detects edited or deleted rows")
+    p.add_argument("--db", help="journal file (default: <data-dir>/journal.sqlite)")
+    site_args(p)
+    p.set_defaults(func=cmd_journal_verify)
+
+    p = sub.add_parser("run", help="run the edge node for a site (real devices)")
+    site_args(p)
+    p.add_argument("--port", type=int, default=None, help="kiosk port (default: the site's)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run a simulated gate: broker, simulators, node, kiosk")
+    p.add_argument("--scenario", help="play this scenario file and exit")
+    p.add_argument("--json", action="store_true", help="print the scenario result as JSON")
+    p.add_argument("--port", type=int, default=8080, help="kiosk port (default 8080)")
+    p.add_argument("--kiosk", action="store_true", help="serve the kiosk while a scenario plays")
+    p.add_argument("--data-dir", help="where the demo node keeps its files (default: a temp dir)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
+    p.add_argument("which", nargs="*", default=["all"],
+                   help="decision, cache, journal, codec or all (default)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--out", help="also write the JSON to this file")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `smartgate` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,476 @@
+"""Site and device-profile configuration: pydantic models, loading, and problems that name the fix.
+
+A site file (`firmware_configs/sites/*.yaml`) lists the gate's lanes, each lane's policy and its
+devices; each device names a profile (`firmware_configs/devices/*.yaml`) that describes the
+vendor/model specifics (register maps, frame formats, JSON field names). Everything is validated at
+start-up; every problem is reported with the file, the key path, the line and a fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_ROOT = Path(__file__).resolve().parent.parent / "firmware_configs"
+PROFILE_DIR = CONFIG_ROOT / "devices"
+
+ReadingKind = Literal["plate", "seal", "container"]
+DeviceKind = Literal["barrier", "eseal", "anpr"]
+
+# Which device kinds can provide each required reading.
+READING_SOURCES: dict[str, tuple[str, ...]] = {
+    "plate": ("anpr",),
+    "seal": ("eseal",),
+    "container": ("eseal",),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- device profiles
+
+
+class BarrierCoils(_Strict):
+    open: int = Field(ge=0, le=65535)
+    close: int = Field(ge=0, le=65535)
+    green_light: int = Field(ge=0, le=65535)
+    red_light: int = Field(ge=0, le=65535)
+
+
+class BarrierInputs(_Strict):
+    arrival_loop: int = Field(ge=0, le=65535)
+    safety_loop: int = Field(ge=0, le=65535)
+    exit_loop: int = Field(ge=0, le=65535)
+    boom_opened: int = Field(ge=0, le=65535)
+    boom_closed: int = Field(ge=0, le=65535)
+
+
+class BarrierRegisters(_Strict):
+    heartbeat: int = Field(ge=0, le=65535)
+    fault_code: int = Field(ge=0, le=65535)
+    cycle_counter: int = Field(ge=0, le=65535)
+
+
+class BarrierModbusMap(_Strict):
+    """The barrier PLC's register map."""
+
+    device_id: int = Field(default=1, ge=0, le=247)
+    coils: BarrierCoils
+    discrete_inputs: BarrierInputs
+    holding_registers: BarrierRegisters
+    poll_interval_ms: int = Field(default=50, ge=10, le=5000)
+    heartbeat_period_s: float = Field(default=1.0, gt=0, le=60)
+    heartbeat_timeout_s: float = Field(default=3.0, gt=0, le=600)
+    request_timeout_s: float = Field(default=1.0, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _heartbeat_timeout_exceeds_period(self) -> BarrierModbusMap:
+        if self.heartbeat_timeout_s <= self.heartbeat_period_s:
+            raise ValueError(
+                "heartbeat_timeout_s must be longer than heartbeat_period_s, "
+                "or the PLC goes safe between two heartbeats"
+            )
+        return self
+
+
+class BarrierProfile(_Strict):
+    id: str
+    kind: Literal["barrier"]
+    vendor: str = ""
+    model: str = ""
+    modbus: BarrierModbusMap
+
+
+class SerialSettings(_Strict):
+    baudrate: int = Field(default=9600, ge=300, le=921600)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+
+class EsealProfile(_Strict):
+    id: str
+    kind: Literal["eseal"]
+    vendor: str = ""
+    model: str = ""
+    frame_format: Literal["eseal-ascii"]
+    serial: SerialSettings = SerialSettings()
+
+
+class AnprFieldNames(_Strict):
+    plate: str = "plate"
+    confidence: str = "confidence"
+    timestamp: str = "timestamp"
+    camera: str = "camera_id"
+
+
+class AnprProfile(_Strict):
+    id: str
+    kind: Literal["anpr"]
+    vendor: str = ""
+    model: str = ""
+    payload_format: Literal["anpr-json"]
+    fields: AnprFieldNames = AnprFieldNames()
+    min_confidence: float = Field(default=0.0, ge=0, le=1)
+
+
+DeviceProfile = Annotated[BarrierProfile | EsealProfile | AnprProfile, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- site
+
+
+class ModbusTcpTransport(_Strict):
+    type: Literal["modbus_tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class SerialTransport(_Strict):
+    type: Literal["serial"]
+    port: str = Field(min_length=1)
+    baudrate: int | None = Field(default=None, ge=300, le=921600)
+
+
+class MqttTransport(_Strict):
+    type: Literal["mqtt"]
+    topic: str = Field(min_length=1)
+
+
+Transport = Annotated[
+    ModbusTcpTransport | SerialTransport | MqttTransport, Field(discriminator="type")
+]
+
+TRANSPORTS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "barrier": ("modbus_tcp",),
+    "eseal": ("serial",),
+    "anpr": ("mqtt",),
+}
+
+
+class DeviceConfig(_Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: DeviceKind
+    profile: str
+    transport: Transport
+
+
+class LanePolicy(_Strict):
+    """What a lane needs before it may decide, and how strict it is."""
+
+    required_readings: list[ReadingKind] = ["plate", "seal"]
+    weight_tolerance_pct: float = Field(default=3.0, ge=0, le=100)
+    collect_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    pre_arrival_window_s: float = Field(default=5.0, ge=0, le=120)
+    max_cache_age_s: float = Field(default=6 * 3600, gt=0)
+    min_plate_confidence: float = Field(default=0.7, ge=0, le=1)
+
+
+class LaneConfig(_Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+    name: str = ""
+    direction: Literal["import", "export"]
+    policy: LanePolicy = LanePolicy()
+    devices: list[DeviceConfig] = Field(min_length=1)
+
+    def device(self, kind: str) -> DeviceConfig | None:
+        """Return the lane's first device of a kind, or None."""
+        return next((d for d in self.devices if d.kind == kind), None)
+
+
+class MqttBroker(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = "smartgate-edge"
+    username: str | None = None
+    password: str | None = None
+
+
+class KioskConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class SiteConfig(_Strict):
+    gate: str = Field(min_length=1, pattern=r"^[A-Z0-9_\-]+$")
+    name: str = ""
+    data_dir: str = "var/site"
+    mqtt: MqttBroker = MqttBroker()
+    kiosk: KioskConfig = KioskConfig()
+    lanes: list[LaneConfig] = Field(min_length=1)
+
+    def lane(self, lane_id: str) -> LaneConfig:
+        """Return the lane with this id (KeyError when there is none)."""
+        for lane in self.lanes:
+            if lane.id == lane_id:
+                return lane
+        raise KeyError(lane_id)
+
+
+# ---------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config file, with the fix."""
+
+    file: str
+    key: str
+    message: str
+    fix: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key or '(top level)'}: {self.message}. Fix: {self.fix}"
+
+
+class ConfigError(Exception):
+    """Raised when a config cannot be used; carries every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedSite:
+    """A validated site with the profile of every device resolved."""
+
+    path: Path
+    site: SiteConfig
+    profiles: dict[str, BarrierProfile | EsealProfile | AnprProfile]
+
+    def profile_for(self, device: DeviceConfig) -> Any:
+        """Return the resolved profile of a device."""
+        return self.profiles[device.profile]
+
+
+def _key_path(loc: Iterable[Any]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _fix_for(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return f"add the key '{error['loc'][-1]}'"
+    if kind == "extra_forbidden":
+        return "remove this key or correct its spelling"
+    if kind == "literal_error":
+        return f"use one of {ctx.get('expected', 'the allowed values')}"
+    if kind == "union_tag_invalid":
+        return f"set it to one of {ctx.get('expected_tags', 'the known types')}"
+    if kind == "union_tag_not_found":
+        return f"add the key '{ctx.get('discriminator', 'type')}'"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "write a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "write a number"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bounds = ", ".join(f"{k} {v}" for k, v in ctx.items())
+        return f"choose a value within the allowed range ({bounds})"
+    if kind == "string_pattern_mismatch":
+        return f"use only characters matching {ctx.get('pattern')}"
+    if kind in ("list_type", "too_short"):
+        return "give a list with at least one entry"
+    if kind in ("model_type", "dict_type"):
+        return "write a mapping (key: value lines) here"
+    if kind == "value_error":
+        return "correct the value as the message says"
+    return "correct the value"
+
+
+def _yaml_line(root: yaml.Node | None, loc: Iterable[Any]) -> int | None:
+    """Find the 1-based line of a key path in a composed YAML tree."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem(str(path), "", f"cannot read file ({exc.strerror})",
+                           "check the path and the file's permissions")]
+        ) from exc
+    try:
+        return yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(
+            [ConfigProblem(str(path), "", f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                           "fix the YAML syntax (indentation, colons, quotes)",
+                           mark.line + 1 if mark else None)]
+        ) from exc
+
+
+_UNION_TAGS = {"modbus_tcp", "serial", "mqtt", "barrier", "eseal", "anpr"}
+
+
+def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the tag pydantic inserts after a discriminated union's key ('transport.serial.port')."""
+    cleaned: list[Any] = []
+    for index, part in enumerate(loc):
+        previous = loc[index - 1] if index else None
+        if part in _UNION_TAGS and (previous == "transport" or index == 0):
+            continue
+        cleaned.append(part)
+    return tuple(cleaned)
+
+
+def _validation_problems(
+    path: Path, exc: ValidationError, tree: yaml.Node | None, prefix: tuple[Any, ...] = ()
+) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        # Discriminated unions add the tag to the location; drop it so the key path is the file's.
+        loc = _without_union_tags(error["loc"])
+        full = prefix + loc
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "required key is missing"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(
+            ConfigProblem(str(path), _key_path(full), message, _fix_for(error), _yaml_line(tree, full))
+        )
+    return problems
+
+
+def load_profile(profile_id: str, profile_dir: Path = PROFILE_DIR) -> BarrierProfile | EsealProfile | AnprProfile:
+    """Load and validate one device profile by id (the file `<id>.yaml` in profile_dir)."""
+    path = profile_dir / f"{profile_id}.yaml"
+    data, tree = _read_yaml(path)
+    from pydantic import TypeAdapter
+
+    try:
+        profile = TypeAdapter(DeviceProfile).validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(path, exc, tree)) from exc
+    if profile.id != profile_id:
+        raise ConfigError([ConfigProblem(str(path), "id", f"id '{profile.id}' differs from the file name",
+                                         f"set id: {profile_id} or rename the file", _yaml_line(tree, ("id",)))])
+    return profile
+
+
+def _cross_check(path: Path, site: SiteConfig, tree: yaml.Node | None, profile_dir: Path) -> tuple[list[ConfigProblem], dict[str, Any]]:
+    problems: list[ConfigProblem] = []
+    profiles: dict[str, Any] = {}
+    seen_devices: dict[str, str] = {}
+    seen_endpoints: dict[str, str] = {}
+    lane_ids: set[str] = set()
+    available = sorted(p.stem for p in profile_dir.glob("*.yaml"))
+
+    def problem(loc: tuple[Any, ...], message: str, fix: str) -> None:
+        problems.append(ConfigProblem(str(path), _key_path(loc), message, fix, _yaml_line(tree, loc)))
+
+    for li, lane in enumerate(site.lanes):
+        if lane.id in lane_ids:
+            problem(("lanes", li, "id"), f"lane id '{lane.id}' is used twice", "give every lane its own id")
+        lane_ids.add(lane.id)
+        kinds = [d.kind for d in lane.devices]
+        if kinds.count("barrier") != 1:
+            problem(("lanes", li, "devices"), f"lane has {kinds.count('barrier')} barrier devices",
+                    "give every lane exactly one device of kind barrier")
+        for reading in lane.policy.required_readings:
+            if not any(k in kinds for k in READING_SOURCES[reading]):
+                problem(("lanes", li, "policy", "required_readings"),
+                        f"'{reading}' is required but no device of the lane can read it",
+                        f"add a device of kind {' or '.join(READING_SOURCES[reading])}, or drop '{reading}'")
+        for di, device in enumerate(lane.devices):
+            loc = ("lanes", li, "devices", di)
+            if device.id in seen_devices:
+                problem(loc + ("id",), f"device id '{device.id}' is also used in lane {seen_devices[device.id]}",
+                        "give every device its own id")
+            seen_devices[device.id] = lane.id
+            if device.transport.type not in TRANSPORTS_BY_KIND[device.kind]:
+                problem(loc + ("transport", "type"),
+                        f"a {device.kind} cannot use transport '{device.transport.type}'",
+                        f"use type {' or '.join(TRANSPORTS_BY_KIND[device.kind])}")
+            endpoint = _endpoint(device)
+            if endpoint in seen_endpoints:
+                problem(loc + ("transport",), f"{endpoint} is also used by device {seen_endpoints[endpoint]}",
+                        "give each device its own port or topic")
+            seen_endpoints[endpoint] = device.id
+            if device.profile not in profiles:
+                try:
+                    profiles[device.profile] = load_profile(device.profile, profile_dir)
+                except ConfigError as exc:
+                    if not (profile_dir / f"{device.profile}.yaml").exists():
+                        problem(loc + ("profile",), f"no device profile '{device.profile}' in {profile_dir}",
+                                f"use one of {', '.join(available)} or add {device.profile}.yaml there")
+                    else:
+                        problems.extend(exc.problems)
+                    continue
+            if profiles[device.profile].kind != device.kind:
+                problem(loc + ("profile",),
+                        f"profile '{device.profile}' is for a {profiles[device.profile].kind}, not a {device.kind}",
+                        f"choose a {device.kind} profile")
+    return problems, profiles
+
+
+def _endpoint(device: DeviceConfig) -> str:
+    transport = device.transport
+    if isinstance(transport, ModbusTcpTransport):
+        return f"modbus tcp {transport.host}:{transport.port}"
+    if isinstance(transport, SerialTransport):
+        return f"serial port {transport.port}"
+    return f"mqtt topic {transport.topic}"
+
+
+def load_site(path: str | Path, profile_dir: Path = PROFILE_DIR) -> LoadedSite:
+    """Load, validate and cross-check a site file; raise ConfigError listing every problem."""
+    path = Path(path)
+    data, tree = _read_yaml(path)
+    try:
+        site = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(path, exc, tree)) from exc
+    problems, profiles = _cross_check(path, site, tree, profile_dir)
+    if problems:
+        raise ConfigError(problems)
+    return LoadedSite(path=path, site=site, profiles=profiles)
+
+
+def site_from_mapping(data: dict[str, Any], origin: str = "<scenario>", profile_dir: Path = PROFILE_DIR) -> LoadedSite:
+    """Validate a site given as a mapping (scenarios, tests); same checks as load_site."""
+    try:
+        site = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(Path(origin), exc, None)) from exc
+    problems, profiles = _cross_check(Path(origin), site, None, profile_dir)
+    if problems:
+        raise ConfigError(problems)
+    return LoadedSite(path=Path(origin), site=site, profiles=profiles)

@@ -1,0 +1,226 @@
+"""The cleared-declaration record, and its dict form, shared by the cache, the rules and the sync feed."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from devices.protocols.iso6346 import normalise_container
+from devices.protocols.plates import normalise_plate
+
+
+class DeclarationKind(StrEnum):
+    IMPORT = "import"
+    EXPORT = "export"
+    TRANSIT = "transit"
+
+
+class RiskChannel(StrEnum):
+    """VNACCS/VCIS risk channel. Only green may be released automatically."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class DeclarationStatus(StrEnum):
+    CLEARED = "cleared"
+    HELD = "held"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """One customs declaration as the gate knows it. Plates and containers are normalised."""
+
+    number: str
+    kind: DeclarationKind
+    gate: str
+    plates: tuple[str, ...]
+    containers: tuple[str, ...]
+    seals: tuple[str, ...]
+    gross_weight_kg: float | None
+    channel: RiskChannel
+    status: DeclarationStatus
+    valid_from: datetime
+    valid_until: datetime
+    version: int = 1
+
+
+class DeclarationError(ValueError):
+    """A declaration (or a file of them) that cannot be taken in; the message names the field and the fix."""
+
+
+_REQUIRED = ("number", "kind", "gate", "channel", "status", "valid_until")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LIST_SEPARATORS = re.compile(r"[;|]")
+_KINDS = {member.value: member for member in DeclarationKind}
+_CHANNELS = {member.value: member for member in RiskChannel}
+_STATUSES = {member.value: member for member in DeclarationStatus}
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(row: Mapping[str, Any], field: str) -> str:
+    value = row.get(field)
+    if _is_blank(value):
+        raise DeclarationError(f"{field}: missing; every declaration needs a {field}")
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise DeclarationError(f"{field}: {value!r} is not text; give the {field} as a string")
+    return str(value).strip()
+
+
+def _choice(row: Mapping[str, Any], field: str, choices: dict[str, Any]) -> Any:
+    text = _text(row, field)
+    member = choices.get(text.lower())
+    if member is None:
+        raise DeclarationError(f"{field}: {text!r} is not one of {', '.join(choices)}")
+    return member
+
+
+def _items(row: Mapping[str, Any], field: str) -> list[str]:
+    value = row.get(field)
+    if _is_blank(value):
+        return []
+    if isinstance(value, str):
+        parts = _LIST_SEPARATORS.split(value)
+    elif isinstance(value, list | tuple):
+        parts = []
+        for item in value:
+            if not isinstance(item, str | int) or isinstance(item, bool):
+                raise DeclarationError(f"{field}: item {item!r} is not text; give each entry as a string")
+            parts.append(str(item))
+    else:
+        raise DeclarationError(f"{field}: {value!r} is neither a list nor a text separated by ';' or '|'")
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _unique(values: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(value for value in values if value))
+
+
+def _weight(row: Mapping[str, Any]) -> float | None:
+    value = row.get("gross_weight_kg")
+    if _is_blank(value):
+        return None
+    if isinstance(value, bool):
+        raise DeclarationError(f"gross_weight_kg: {value!r} is not a number; give kilograms, e.g. 24500")
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        raise DeclarationError(f"gross_weight_kg: {value!r} is not a number; give kilograms, e.g. 24500") from None
+    if not math.isfinite(weight) or weight < 0:
+        raise DeclarationError(f"gross_weight_kg: {value!r} is not a weight; give kilograms >= 0 or leave it empty")
+    return weight
+
+
+def _moment(row: Mapping[str, Any], field: str, default: datetime | None) -> datetime:
+    value = row.get(field)
+    if _is_blank(value):
+        if default is None:
+            raise DeclarationError(f"{field}: missing; give an ISO 8601 time, e.g. 2024-05-01T08:00:00+07:00")
+        return default
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise DeclarationError(
+                f"{field}: {value!r} is not an ISO 8601 time; write it like 2024-05-01T08:00:00+07:00"
+            ) from None
+    else:
+        raise DeclarationError(f"{field}: {value!r} is not an ISO 8601 time; write it like 2024-05-01T08:00:00+07:00")
+    return as_utc(moment)
+
+
+def _version(row: Mapping[str, Any]) -> int:
+    value = row.get("version")
+    if _is_blank(value):
+        return 1
+    if isinstance(value, bool):
+        raise DeclarationError(f"version: {value!r} is not a whole number; give 1, 2, 3 ...")
+    if isinstance(value, int):
+        version = value
+    elif isinstance(value, float) and value.is_integer():
+        version = int(value)
+    else:
+        try:
+            version = int(str(value).strip())
+        except ValueError:
+            raise DeclarationError(f"version: {value!r} is not a whole number; give 1, 2, 3 ...") from None
+    if version < 0:
+        raise DeclarationError(f"version: {value!r} is negative; give 0 or more (1 when unsure)")
+    return version
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Return the time as an aware UTC datetime; a naive time is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    if moment.tzinfo is UTC:
+        return moment
+    return moment.astimezone(UTC)
+
+
+def declaration_from_mapping(row: Mapping[str, Any]) -> Declaration:
+    """Parse one declaration from a dict (a CSV DictReader row or a JSON object).
+
+    List fields (plates, containers, seals) take a list or a text separated by `;` or `|`.
+    Plates and containers are normalised; container check digits are NOT checked here (the rules
+    report a bad one). Times are ISO 8601, naive meaning UTC, and come back as aware UTC.
+    Unknown keys are ignored. Raises DeclarationError naming the field and the fix.
+    """
+    if not isinstance(row, Mapping):
+        raise DeclarationError(f"expected an object with declaration fields, got {type(row).__name__}")
+    missing = [field for field in _REQUIRED if _is_blank(row.get(field))]
+    if missing:
+        raise DeclarationError(
+            f"{', '.join(missing)}: missing; every declaration needs number, kind, gate, channel, status, valid_until"
+        )
+    valid_from = _moment(row, "valid_from", _EPOCH)
+    valid_until = _moment(row, "valid_until", None)
+    if valid_until < valid_from:
+        raise DeclarationError(
+            f"valid_until: {valid_until.isoformat()} is before valid_from {valid_from.isoformat()}; "
+            "swap them or correct the dates"
+        )
+    return Declaration(
+        number=_text(row, "number"),
+        kind=_choice(row, "kind", _KINDS),
+        gate=_text(row, "gate"),
+        plates=_unique([normalise_plate(item) for item in _items(row, "plates")]),
+        containers=_unique([normalise_container(item) for item in _items(row, "containers")]),
+        seals=_unique(_items(row, "seals")),
+        gross_weight_kg=_weight(row),
+        channel=_choice(row, "channel", _CHANNELS),
+        status=_choice(row, "status", _STATUSES),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        version=_version(row),
+    )
+
+
+def declaration_to_mapping(declaration: Declaration) -> dict[str, Any]:
+    """Return a JSON-friendly dict (lists, ISO 8601 UTC strings) that declaration_from_mapping reads back."""
+    return {
+        "number": declaration.number,
+        "kind": declaration.kind.value,
+        "gate": declaration.gate,
+        "plates": list(declaration.plates),
+        "containers": list(declaration.containers),
+        "seals": list(declaration.seals),
+        "gross_weight_kg": declaration.gross_weight_kg,
+        "channel": declaration.channel.value,
+        "status": declaration.status.value,
+        "valid_from": as_utc(declaration.valid_from).isoformat(),
+        "valid_until": as_utc(declaration.valid_until).isoformat(),
+        "version": declaration.version,
+    }

@@ -1,0 +1,466 @@
+"""The node's append-only, hash-chained SQLite journal: every reading, decision, officer action and barrier command.
+
+Persist before acting: `Journal.append` returns only once the row is committed with
+`synchronous=FULL` in WAL mode, i.e. fsynced to the WAL file and so durable across power loss.
+Callers journal first and act second (the RELEASE row is on disk before the PLC is told to open).
+
+Integrity, in three layers:
+
+* every row carries `hash = sha256(prev_hash + canonical_json([seq, event_id, at, lane, kind, payload]))`
+  with the genesis `prev_hash` being 64 zeros, so an edited row no longer matches its hash and a
+  row re-hashed after editing breaks the link from the row after it;
+* triggers make the `journal` table append-only inside SQLite (UPDATE and DELETE are aborted);
+* a one-row `journal_head` table (seq, hash of the newest row) is updated in the same transaction
+  as each append, so deleting the newest rows (which leaves no gap in the chain) is still seen.
+
+`verify` re-checks all of it from the stored rows, so tampering by someone who dropped the
+triggers is reported by seq. It cannot defend against someone who rewrites the whole chain and the
+head anchor consistently; that needs an external anchor (e.g. the head hash sent to the central
+system), which the sync outbox can provide through `extra_statements` and listeners.
+
+Appends from the outbox feature: `append(..., extra_statements=fn)` runs `fn(conn, entry)` inside
+the same transaction before the commit, so an outbox row is enqueued atomically with its journal row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+GENESIS_HASH = "0" * 64
+SCHEMA_VERSION = 1
+
+ExtraStatements = Callable[[sqlite3.Connection, "JournalEntry"], None]
+Listener = Callable[["JournalEntry"], None]
+AppendItem = tuple[str, dict[str, Any], "str | None", "float | None"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq       INTEGER PRIMARY KEY,
+    event_id  TEXT    NOT NULL UNIQUE,
+    at        REAL    NOT NULL,
+    lane      TEXT,
+    kind      TEXT    NOT NULL,
+    payload   TEXT    NOT NULL,
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_lane_seq ON journal (lane, seq);
+CREATE INDEX IF NOT EXISTS journal_lane_kind_seq ON journal (lane, kind, seq);
+CREATE TABLE IF NOT EXISTS journal_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'journal is append-only: UPDATE refused');
+END;
+CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'journal is append-only: DELETE refused');
+END;
+CREATE TRIGGER IF NOT EXISTS journal_head_no_delete BEFORE DELETE ON journal_head
+BEGIN
+    SELECT RAISE(ABORT, 'journal head anchor cannot be deleted');
+END;
+CREATE TRIGGER IF NOT EXISTS journal_head_only_forward BEFORE UPDATE ON journal_head
+WHEN NEW.seq <= OLD.seq
+BEGIN
+    SELECT RAISE(ABORT, 'journal head anchor only moves forward');
+END;
+"""
+
+_COLUMNS = "seq, event_id, at, lane, kind, payload, prev_hash, hash"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One committed journal row. `payload` is the JSON-normalised form that was hashed and stored."""
+
+    seq: int
+    event_id: str
+    at: float
+    lane: str | None
+    kind: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass
+class VerifyReport:
+    """Result of `Journal.verify`: `ok` when no problem was found; each problem names the seq."""
+
+    ok: bool
+    checked: int
+    problems: list[str] = field(default_factory=list)
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text used for hashing and storage (sorted keys, no spaces, UTF-8, no NaN)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def entry_hash(prev_hash: str, seq: int, event_id: str, at: float, lane: str | None, kind: str,
+               payload: dict[str, Any]) -> str:
+    """SHA-256 hex of prev_hash + canonical JSON of [seq, event_id, at, lane, kind, payload]."""
+    body = canonical_json([seq, event_id, at, lane, kind, payload])
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def format_verify_report(report: VerifyReport) -> str:
+    """Human-readable verify result for the CLI: one OK line, or a header and one line per problem."""
+    if report.ok:
+        return f"journal OK: {report.checked} entries, chain intact"
+    lines = [f"journal NOT OK: {len(report.problems)} problem(s) in {report.checked} entries checked"]
+    lines.extend(f"  - {problem}" for problem in report.problems)
+    return "\n".join(lines)
+
+
+def _row_to_entry(row: Sequence[Any]) -> JournalEntry:
+    seq, event_id, at, lane, kind, payload, prev_hash, hash_ = row
+    return JournalEntry(seq=seq, event_id=event_id, at=at, lane=lane, kind=kind, payload=json.loads(payload),
+                        prev_hash=prev_hash, hash=hash_)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+class Journal:
+    """Append-only, hash-chained journal in one SQLite file. Thread-safe (one lock around the connection)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Use `Journal.open`; this wraps an already-configured connection."""
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: str | Path) -> Journal:
+        """Open (creating if needed) the journal at `path`: WAL, synchronous=FULL, schema and triggers."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(path)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"journal {path}: could not switch to WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _split_script(_SCHEMA):
+                conn.execute(statement)
+            # The anchor is created only with an empty journal: a missing anchor on a journal that
+            # has rows is evidence (verify reports it), not something to paper over on open.
+            conn.execute("INSERT INTO journal_head (id, seq, hash) SELECT 1, 0, ? "
+                         "WHERE NOT EXISTS (SELECT 1 FROM journal) AND NOT EXISTS (SELECT 1 FROM journal_head)",
+                         (GENESIS_HASH,))
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    @property
+    def path(self) -> Path:
+        """The journal's database file."""
+        return self._path
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Later calls raise RuntimeError."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"journal {self._path} is closed")
+        return self._conn
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call `callback(entry)` synchronously after each committed append (outside the journal lock)."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        """Stop calling `callback`; unknown callbacks are ignored."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def _notify(self, entries: Iterable[JournalEntry]) -> None:
+        listeners = list(self._listeners)
+        if not listeners:
+            return
+        for entry in entries:
+            for listener in listeners:
+                try:
+                    listener(entry)
+                except Exception:  # the row is committed; a listener must not make the append look failed
+                    log.exception("journal listener %r failed on seq %d", listener, entry.seq)
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, kind: str, payload: dict[str, Any], *, lane: str | None = None, at: float | None = None,
+               extra_statements: ExtraStatements | None = None) -> JournalEntry:
+        """Append one entry and commit it durably before returning it.
+
+        `extra_statements(conn, entry)` runs inside the same transaction before the commit; if it
+        raises, nothing is kept (no journal row, no extra rows, seq does not advance) and the
+        exception propagates. Listeners are called after the commit.
+        """
+        return self._append_items([(kind, payload, lane, at)], extra_statements)[0]
+
+    def append_many(self, items: Sequence[AppendItem], *,
+                    extra_statements: ExtraStatements | None = None) -> list[JournalEntry]:
+        """Append several `(kind, payload, lane, at)` entries in one transaction (one fsync); all or none."""
+        if not items:
+            return []
+        return self._append_items(items, extra_statements)
+
+    def _append_items(self, items: Sequence[AppendItem], extra: ExtraStatements | None) -> list[JournalEntry]:
+        prepared = [_prepare(*item) for item in items]  # validate before taking the lock
+        with self._lock:
+            conn = self._db()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq, prev_hash = self._chain_tip(conn)
+                entries: list[JournalEntry] = []
+                for kind, payload, payload_text, lane, at in prepared:
+                    seq += 1
+                    event_id = uuid.uuid4().hex
+                    hash_ = entry_hash(prev_hash, seq, event_id, at, lane, kind, payload)
+                    conn.execute(f"INSERT INTO journal ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (seq, event_id, at, lane, kind, payload_text, prev_hash, hash_))
+                    entry = JournalEntry(seq=seq, event_id=event_id, at=at, lane=lane, kind=kind, payload=payload,
+                                         prev_hash=prev_hash, hash=hash_)
+                    if extra is not None:
+                        extra(conn, entry)
+                    entries.append(entry)
+                    prev_hash = hash_
+                conn.execute("INSERT INTO journal_head (id, seq, hash) VALUES (1, ?, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                             (seq, prev_hash))
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                raise
+        self._notify(entries)
+        return entries
+
+    @staticmethod
+    def _chain_tip(conn: sqlite3.Connection) -> tuple[int, str]:
+        """(seq, hash) to chain the next row from: the head anchor, else the newest row, else genesis.
+
+        Chaining from the anchor keeps a deletion of the newest rows visible after later appends
+        (it shows up as a gap) instead of silently re-using their seqs.
+        """
+        row = conn.execute("SELECT seq, hash FROM journal_head WHERE id = 1").fetchone()
+        if row is not None:
+            return int(row[0]), str(row[1])
+        row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            log.error("journal head anchor is missing; chaining from the newest row (seq %d)", row[0])
+            return int(row[0]), str(row[1])
+        return 0, GENESIS_HASH
+
+    # ------------------------------------------------------------------ reading
+
+    def entries(self, *, lane: str | None = None, kinds: Iterable[str] | None = None, after_seq: int = 0,
+                limit: int | None = None) -> list[JournalEntry]:
+        """Entries with seq > after_seq, optionally only one lane's and only some kinds, in seq order."""
+        where, params = _filters(lane, kinds)
+        if where is None:
+            return []
+        where.append("seq > ?")
+        params.append(after_seq)
+        sql = f"SELECT {_COLUMNS} FROM journal WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            rows = self._db().execute(sql, params).fetchall()
+        return [_row_to_entry(row) for row in rows]
+
+    def latest(self, lane: str, kinds: Iterable[str] | None = None, limit: int = 100) -> list[JournalEntry]:
+        """The newest `limit` entries of one lane (optionally only some kinds), newest first."""
+        where, params = _filters(lane, kinds)
+        if where is None:
+            return []
+        sql = f"SELECT {_COLUMNS} FROM journal WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._db().execute(sql, params).fetchall()
+        return [_row_to_entry(row) for row in rows]
+
+    def head(self) -> JournalEntry | None:
+        """The newest entry, or None for an empty journal."""
+        with self._lock:
+            row = self._db().execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else _row_to_entry(row)
+
+    def count(self) -> int:
+        """Number of rows in the journal."""
+        with self._lock:
+            return int(self._db().execute("SELECT count(*) FROM journal").fetchone()[0])
+
+    # ------------------------------------------------------------------ verifying
+
+    def verify(self) -> VerifyReport:
+        """Re-check every row's hash, the chain links, seq continuity and the head anchor.
+
+        Reads through a separate connection in one read transaction (a consistent WAL snapshot), so
+        a long verify does not hold the journal lock and stall appends on the decision path.
+        """
+        self._db()  # raise if closed
+        conn = _connect(self._path)
+        try:
+            conn.execute("BEGIN")
+            anchor = conn.execute("SELECT seq, hash FROM journal_head WHERE id = 1").fetchone()
+            cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
+            report = _verify_rows(cursor, anchor)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return report
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _split_script(script: str) -> Iterator[str]:
+    """Split the schema into statements (triggers contain ';' inside BEGIN ... END)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            if statement:
+                yield statement
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip()
+
+
+def _prepare(kind: str, payload: dict[str, Any], lane: str | None,
+             at: float | None) -> tuple[str, dict[str, Any], str, str | None, float]:
+    """Validate one item and normalise it to exactly what will be stored and hashed.
+
+    The payload goes through canonical JSON and back, so the entry handed to the caller equals the
+    one read back later (tuples become lists, non-str keys become str) and re-hashing matches.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"journal kind must be a non-empty str, got {kind!r}")
+    if lane is not None and not isinstance(lane, str):
+        raise TypeError(f"journal lane must be a str or None, got {type(lane).__name__}")
+    if not isinstance(payload, dict):
+        raise TypeError(f"journal payload must be a dict, got {type(payload).__name__}")
+    stamp = time.time() if at is None else float(at)  # REAL column: hash the float that is stored
+    if not math.isfinite(stamp):
+        raise ValueError(f"journal time must be finite, got {at!r}")
+    try:
+        normalised = json.loads(json.dumps(payload, ensure_ascii=False, allow_nan=False))
+        text = canonical_json(normalised)
+        text.encode("utf-8")  # lone surrogates cannot be stored; fail before the transaction
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"journal payload for {kind!r} is not JSON-serialisable: {exc}") from exc
+    return kind, normalised, text, lane, stamp
+
+
+def _filters(lane: str | None, kinds: Iterable[str] | None) -> tuple[list[str] | None, list[Any]]:
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    if lane is not None:
+        where.append("lane = ?")
+        params.append(lane)
+    if kinds is not None:
+        kind_list = [kinds] if isinstance(kinds, str) else list(kinds)
+        if not kind_list:
+            return None, []
+        where.append(f"kind IN ({', '.join('?' * len(kind_list))})")
+        params.extend(kind_list)
+    return where, params
+
+
+def _missing(first: int, last: int) -> str:
+    if first == last:
+        return f"seq {first} missing (row deleted)"
+    return f"seq {first}..{last} missing ({last - first + 1} rows deleted)"
+
+
+def _verify_rows(rows: Iterable[Sequence[Any]], anchor: Sequence[Any] | None) -> VerifyReport:
+    problems: list[str] = []
+    checked = 0
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    last: tuple[int, str] | None = None
+    for seq, event_id, at, lane, kind, payload_text, stored_prev, stored_hash in rows:
+        checked += 1
+        gap = seq > expected_seq
+        if gap:
+            problems.append(_missing(expected_seq, seq - 1))
+        try:
+            payload = json.loads(payload_text)
+            computed = entry_hash(stored_prev, seq, event_id, at, lane, kind, payload)
+        except (TypeError, ValueError):
+            computed = None
+        if computed is None:
+            problems.append(f"seq {seq}: payload is not valid JSON (row edited)")
+        elif computed != stored_hash:
+            problems.append(f"seq {seq}: hash does not match its contents (row edited)")
+        # After a gap the broken link is explained by the deleted rows; don't report it twice.
+        if stored_prev != prev_hash and not gap:
+            problems.append(f"chain broken at seq {seq}: prev_hash does not match the hash of seq {seq - 1}")
+        expected_seq = seq + 1
+        prev_hash = stored_hash
+        last = (seq, stored_hash)
+
+    if anchor is None:
+        if last is not None:
+            problems.append(f"head anchor missing (journal_head row deleted; rows go up to seq {last[0]})")
+    else:
+        anchor_seq, anchor_hash = int(anchor[0]), str(anchor[1])
+        last_seq = 0 if last is None else last[0]
+        last_hash = GENESIS_HASH if last is None else last[1]
+        if anchor_seq > last_seq:
+            problems.append(f"head anchor says seq {anchor_seq} but the last row is seq {last_seq} "
+                            f"(last rows deleted: {_missing(last_seq + 1, anchor_seq)})")
+        elif anchor_seq < last_seq:
+            problems.append(f"head anchor says seq {anchor_seq} but rows go up to seq {last_seq} "
+                            "(rows added outside the journal)")
+        elif anchor_hash != last_hash:
+            problems.append(f"head anchor hash does not match seq {last_seq} (last row replaced)")
+    return VerifyReport(ok=not problems, checked=checked, problems=problems)

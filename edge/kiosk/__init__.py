@@ -1,0 +1,1 @@
+"""Officer kiosk: JSON API and web page."""

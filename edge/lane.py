@@ -1,0 +1,509 @@
+"""The lane state machine: one truck at a time from arrival loop to closed boom. No I/O.
+
+Theory of operation. The arrival loop opens a transaction; readings (plates, seals, containers)
+are gathered into it, including readings that came a few seconds before the truck reached the
+loop. Each new reading asks the controller to evaluate the rules; when the decision no longer
+waits for readings, or the collect timer runs out, the controller reports the decision. A RELEASE
+(automatic or by an officer) asks for the boom to open; the truck crosses the safety loop; when
+the safety loop clears the boom is asked to close; when the boom reports closed the lane is idle
+again, and a truck already waiting on the arrival loop starts the next transaction. A device
+fault puts the lane in FAULT: nothing is released automatically until the device recovers.
+
+Everything that affects states and transitions lives in this file. TRANSITIONS lists, for each
+state, the events it accepts and the states they may lead to; an event a state does not list is a
+LaneError. The machine returns Actions; the controller (edge/lane_control.py) journals and carries
+them out, and feeds the results back as events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from devices.readings import Reading
+from edge.config import LanePolicy
+from edge.rules import Decision, Outcome, decision_for_restart
+from edge.transaction import Transaction
+
+
+class LaneState(StrEnum):
+    IDLE = "IDLE"
+    ARRIVED = "ARRIVED"
+    COLLECTING = "COLLECTING"
+    DECIDED = "DECIDED"
+    PASSING = "PASSING"
+    FAULT = "FAULT"
+
+
+class LaneError(Exception):
+    """An event arrived that the lane's current state does not accept."""
+
+
+# ---------------------------------------------------------------- events (inputs)
+
+
+@dataclass(frozen=True)
+class LoopEvent:
+    """A loop changed. key: arrival_on/off, safety_on/off, exit_on/off."""
+
+    loop: str
+    occupied: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.loop}_{'on' if self.occupied else 'off'}"
+
+
+@dataclass(frozen=True)
+class BoomEvent:
+    opened: bool
+
+    @property
+    def key(self) -> str:
+        return "boom_open" if self.opened else "boom_closed"
+
+
+@dataclass(frozen=True)
+class ReadingEvent:
+    reading: Reading
+    key: str = "reading"
+
+
+@dataclass(frozen=True)
+class CollectTimeout:
+    transaction_id: str
+    key: str = "timeout"
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The controller evaluated the rules and the decision is final."""
+
+    decision: Decision
+
+    @property
+    def key(self) -> str:
+        return f"decided_{self.decision.outcome.value}"
+
+
+@dataclass(frozen=True)
+class OfficerAction:
+    """An officer released or refused the current truck."""
+
+    action: str  # "release" | "refuse"
+    officer: str
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"officer_{self.action}"
+
+
+@dataclass(frozen=True)
+class DeviceFailed:
+    device_id: str
+    error: str
+    is_barrier: bool = False
+
+    @property
+    def key(self) -> str:
+        return "barrier_fault" if self.is_barrier else "fault"
+
+
+@dataclass(frozen=True)
+class DeviceRestored:
+    device_id: str
+    key: str = "recovered"
+
+
+LaneEvent = (
+    LoopEvent | BoomEvent | ReadingEvent | CollectTimeout | Decided | OfficerAction | DeviceFailed
+    | DeviceRestored
+)
+
+# ---------------------------------------------------------------- actions (outputs)
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something the controller must do. kind names it; data carries the specifics."""
+
+    kind: str  # open_transaction, evaluate, start_timer, cancel_timer, open_barrier,
+    # close_barrier, record_decision, record_officer_action, close_transaction, alarm, state
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the table
+
+S = LaneState
+_ALWAYS = {"safety_on", "safety_off", "exit_on", "exit_off"}
+
+TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
+    S.IDLE: {
+        "arrival_on": (S.ARRIVED, S.COLLECTING),
+        "arrival_off": (S.IDLE,),
+        "reading": (S.IDLE,),
+        "boom_open": (S.IDLE,),
+        "boom_closed": (S.IDLE,),
+        "timeout": (S.IDLE,),
+        "fault": (S.FAULT,),
+        "barrier_fault": (S.FAULT,),
+        "recovered": (S.IDLE,),
+    },
+    S.ARRIVED: {
+        "reading": (S.COLLECTING,),
+        "timeout": (S.ARRIVED,),
+        "decided_release": (S.DECIDED,),
+        "decided_hold": (S.DECIDED,),
+        "decided_refuse": (S.DECIDED,),
+        "arrival_on": (S.ARRIVED,),
+        "arrival_off": (S.IDLE,),
+        "boom_open": (S.ARRIVED,),
+        "boom_closed": (S.ARRIVED,),
+        "fault": (S.FAULT,),
+        "barrier_fault": (S.FAULT,),
+        "recovered": (S.ARRIVED,),
+    },
+    S.COLLECTING: {
+        "reading": (S.COLLECTING,),
+        "timeout": (S.COLLECTING,),
+        "decided_release": (S.DECIDED,),
+        "decided_hold": (S.DECIDED,),
+        "decided_refuse": (S.DECIDED,),
+        "arrival_on": (S.COLLECTING,),
+        "arrival_off": (S.IDLE,),
+        "boom_open": (S.COLLECTING,),
+        "boom_closed": (S.COLLECTING,),
+        "fault": (S.FAULT,),
+        "barrier_fault": (S.FAULT,),
+        "recovered": (S.COLLECTING,),
+    },
+    S.DECIDED: {
+        "reading": (S.DECIDED,),
+        "timeout": (S.DECIDED,),
+        "officer_release": (S.DECIDED,),
+        "officer_refuse": (S.DECIDED,),
+        "boom_open": (S.DECIDED, S.PASSING),
+        "boom_closed": (S.DECIDED,),
+        "arrival_on": (S.DECIDED,),
+        "arrival_off": (S.DECIDED, S.IDLE),
+        "fault": (S.DECIDED,),
+        "barrier_fault": (S.FAULT,),
+        "recovered": (S.DECIDED,),
+    },
+    S.PASSING: {
+        "reading": (S.PASSING,),
+        "timeout": (S.PASSING,),
+        "arrival_on": (S.PASSING,),
+        "arrival_off": (S.PASSING,),
+        "boom_open": (S.PASSING,),
+        "boom_closed": (S.PASSING, S.IDLE, S.ARRIVED, S.COLLECTING),
+        "fault": (S.PASSING,),
+        "barrier_fault": (S.FAULT,),
+        "recovered": (S.PASSING,),
+    },
+    S.FAULT: {
+        "reading": (S.FAULT,),
+        "timeout": (S.FAULT,),
+        "arrival_on": (S.FAULT,),
+        "arrival_off": (S.FAULT,),
+        "boom_open": (S.FAULT,),
+        "boom_closed": (S.FAULT,),
+        "decided_release": (S.FAULT,),
+        "decided_hold": (S.FAULT,),
+        "decided_refuse": (S.FAULT,),
+        "officer_release": (S.DECIDED,),
+        "officer_refuse": (S.DECIDED,),
+        "fault": (S.FAULT,),
+        "barrier_fault": (S.FAULT,),
+        "recovered": (S.FAULT, S.IDLE, S.COLLECTING, S.DECIDED, S.PASSING),
+    },
+}
+for _state in TRANSITIONS.values():
+    for _key in _ALWAYS:
+        _state.setdefault(_key, ())  # loops never change the state by themselves (handled below)
+
+
+@dataclass
+class LaneMachine:
+    """State of one lane and the rules for moving between states."""
+
+    lane_id: str
+    policy: LanePolicy
+    state: LaneState = LaneState.IDLE
+    tx: Transaction | None = None
+    buffered: list[Reading] = field(default_factory=list)
+    loops: dict[str, bool] = field(
+        default_factory=lambda: {"arrival": False, "safety": False, "exit": False}
+    )
+    boom_open: bool = False
+    faulty: dict[str, str] = field(default_factory=dict)
+    state_before_fault: LaneState = LaneState.IDLE
+
+    # ------------------------------------------------------------ entry point
+
+    def handle(self, event: LaneEvent, now: float) -> list[Action]:
+        """Apply one event; return the actions the controller must carry out, in order."""
+        allowed = TRANSITIONS[self.state].get(event.key)
+        if allowed is None:
+            raise LaneError(f"lane {self.lane_id}: {event.key} is not expected in state {self.state}")
+        before = self.state
+        actions = getattr(self, f"_on_{event.key}")(event, now)
+        if allowed and self.state not in allowed:
+            raise AssertionError(f"{before} --{event.key}--> {self.state} is not in the table")
+        if not allowed:
+            self.state = before
+        if self.state != before:
+            actions.append(Action("state", {"from": before.value, "to": self.state.value}))
+        return actions
+
+    # ------------------------------------------------------------ loops
+
+    def _on_arrival_on(self, event: LoopEvent, now: float) -> list[Action]:
+        self.loops["arrival"] = True
+        if self.state == S.IDLE:
+            return self._open_transaction(now)
+        if self.state == S.FAULT and self.tx is None:
+            return self._open_transaction(now, evaluate=False)
+        return []
+
+    def _on_arrival_off(self, event: LoopEvent, now: float) -> list[Action]:
+        self.loops["arrival"] = False
+        if self.state in (S.ARRIVED, S.COLLECTING) or (
+            self.state in (S.DECIDED, S.FAULT) and self.tx and not self.tx.open_commanded
+        ):
+            return self._close_transaction("left_lane", now)
+        return []
+
+    def _on_safety_on(self, event: LoopEvent, now: float) -> list[Action]:
+        self.loops["safety"] = True
+        actions: list[Action] = []
+        if self.tx and self.state == S.PASSING:
+            if self.tx.closing:
+                actions.append(Action("alarm", {"code": "TAILGATING",
+                                                "text": "Safety loop occupied again while closing"}))
+                self.tx.closing = False
+            self.tx.vehicle_entered = True
+        return actions
+
+    def _on_safety_off(self, event: LoopEvent, now: float) -> list[Action]:
+        self.loops["safety"] = False
+        if self.state == S.PASSING and self.tx and self.tx.vehicle_entered:
+            self.tx.closing = True
+            return [Action("close_barrier", {"transaction": self.tx.id, "why": "vehicle passed"})]
+        return []
+
+    def _on_exit_on(self, event: LoopEvent, now: float) -> list[Action]:
+        self.loops["exit"] = True
+        return []
+
+    def _on_exit_off(self, event: LoopEvent, now: float) -> list[Action]:
+        self.loops["exit"] = False
+        return []
+
+    # ------------------------------------------------------------ boom
+
+    def _on_boom_open(self, event: BoomEvent, now: float) -> list[Action]:
+        self.boom_open = True
+        if self.state == S.DECIDED and self.tx and self.tx.open_commanded:
+            self.state = S.PASSING
+            return []
+        if self.state == S.PASSING or (self.state == S.FAULT and self.tx and self.tx.open_commanded):
+            return []
+        return [Action("alarm", {"code": "BOOM_OPEN_WITHOUT_RELEASE",
+                                 "text": "Boom opened without a recorded release"})]
+
+    def _on_boom_closed(self, event: BoomEvent, now: float) -> list[Action]:
+        self.boom_open = False
+        if self.state != S.PASSING or self.tx is None:
+            return []
+        if not self.tx.vehicle_entered:
+            # Closed before the truck went through (PLC heartbeat safety, manual close).
+            return [Action("alarm", {"code": "BOOM_CLOSED_BEFORE_PASSAGE",
+                                     "text": "Boom closed before the truck passed"})] + \
+                self._close_transaction("closed_before_passage", now)
+        actions = self._close_transaction("passed", now)
+        if self.loops["arrival"]:
+            actions += self._open_transaction(now)
+        return actions
+
+    # ------------------------------------------------------------ readings and decisions
+
+    def _on_reading(self, event: ReadingEvent, now: float) -> list[Action]:
+        reading = event.reading
+        if self.tx is None or self.state == S.PASSING:
+            self._buffer(reading, now)
+            return []
+        changed = self.tx.add(reading)
+        if self.state == S.ARRIVED:
+            self.state = S.COLLECTING
+        if self.state == S.COLLECTING and changed:
+            return [Action("evaluate", {"transaction": self.tx.id, "final": False})]
+        return []
+
+    def _on_timeout(self, event: CollectTimeout, now: float) -> list[Action]:
+        if self.tx is None or event.transaction_id != self.tx.id:
+            return []
+        if self.state in (S.ARRIVED, S.COLLECTING):
+            return [Action("evaluate", {"transaction": self.tx.id, "final": True})]
+        return []
+
+    def _on_decided_release(self, event: Decided, now: float) -> list[Action]:
+        return self._decide(event.decision, now)
+
+    _on_decided_hold = _on_decided_release
+    _on_decided_refuse = _on_decided_release
+
+    def _decide(self, decision: Decision, now: float) -> list[Action]:
+        assert self.tx is not None
+        if self.state == S.FAULT:
+            # A decision computed just before the fault: record it, never act on a release.
+            return [Action("alarm", {"code": "DECISION_DURING_FAULT",
+                                     "text": "Decision arrived while the lane is in FAULT; not acted on"})]
+        self.tx.decision = decision
+        self.tx.decided_at = now
+        self.state = S.DECIDED
+        actions = [Action("cancel_timer", {"transaction": self.tx.id}),
+                   Action("record_decision", {"transaction": self.tx.id, "decision": decision})]
+        if decision.outcome == Outcome.RELEASE:
+            actions += self._release("auto")
+        return actions
+
+    def _on_officer_release(self, event: OfficerAction, now: float) -> list[Action]:
+        return self._officer(event, now)
+
+    _on_officer_refuse = _on_officer_release
+
+    def _officer(self, event: OfficerAction, now: float) -> list[Action]:
+        if self.tx is None:
+            raise LaneError(f"lane {self.lane_id}: no truck to {event.action}")
+        if self.tx.open_commanded:
+            raise LaneError(f"lane {self.lane_id}: the truck is already released")
+        self.state = S.DECIDED
+        actions = [Action("cancel_timer", {"transaction": self.tx.id}),
+                   Action("record_officer_action", {"transaction": self.tx.id, "action": event.action,
+                                                    "officer": event.officer, "reason": event.reason})]
+        if event.action == "release":
+            actions += self._release(event.officer)
+        else:
+            self.tx.released_by = None
+        return actions
+
+    def _release(self, by: str) -> list[Action]:
+        assert self.tx is not None
+        self.tx.released_by = by
+        self.tx.open_commanded = True
+        return [Action("open_barrier", {"transaction": self.tx.id, "released_by": by})]
+
+    # ------------------------------------------------------------ faults
+
+    def _on_fault(self, event: DeviceFailed, now: float) -> list[Action]:
+        new = event.device_id not in self.faulty
+        self.faulty[event.device_id] = event.error
+        if self.state in (S.IDLE, S.ARRIVED, S.COLLECTING):
+            self.state_before_fault = self.state
+            self.state = S.FAULT
+        return [Action("alarm", {"code": "DEVICE_FAULT", "text": f"{event.device_id}: {event.error}"})] if new else []
+
+    def _on_barrier_fault(self, event: DeviceFailed, now: float) -> list[Action]:
+        new = event.device_id not in self.faulty
+        self.faulty[event.device_id] = event.error
+        if self.state != S.FAULT:
+            self.state_before_fault = self.state
+        self.state = S.FAULT
+        return [Action("alarm", {"code": "DEVICE_FAULT", "text": f"{event.device_id}: {event.error}"})] if new else []
+
+    def _on_recovered(self, event: DeviceRestored, now: float) -> list[Action]:
+        self.faulty.pop(event.device_id, None)
+        if self.state != S.FAULT or self.faulty:
+            return []
+        if self.tx is None:
+            self.state = S.IDLE
+            return []
+        if self.tx.open_commanded:
+            self.state = S.PASSING if self.boom_open else S.DECIDED
+            return []
+        if self.tx.decision is not None:
+            self.state = S.DECIDED
+            return []
+        self.state = S.COLLECTING
+        return [Action("evaluate", {"transaction": self.tx.id, "final": False})]
+
+    # ------------------------------------------------------------ helpers
+
+    def _buffer(self, reading: Reading, now: float) -> None:
+        horizon = now - self.policy.pre_arrival_window_s
+        self.buffered = [r for r in self.buffered if (r.received_at or r.observed_at) >= horizon]
+        self.buffered.append(reading)
+
+    def _open_transaction(self, now: float, evaluate: bool = True) -> list[Action]:
+        self.tx = Transaction(self.lane_id, opened_at=now)
+        if self.state == S.IDLE or self.state == S.PASSING:
+            self.state = S.ARRIVED
+        horizon = now - self.policy.pre_arrival_window_s
+        early = [r for r in self.buffered if (r.received_at or r.observed_at) >= horizon]
+        self.buffered = []
+        actions = [Action("open_transaction", {"transaction": self.tx.id}),
+                   Action("start_timer", {"transaction": self.tx.id,
+                                          "seconds": self.policy.collect_timeout_s})]
+        changed = False
+        for reading in early:
+            changed = self.tx.add(reading) or changed
+            actions.append(Action("attach_early_reading", {"transaction": self.tx.id, "reading": reading}))
+        if early and self.state == S.ARRIVED:
+            self.state = S.COLLECTING
+        if changed and evaluate and self.state == S.COLLECTING:
+            actions.append(Action("evaluate", {"transaction": self.tx.id, "final": False}))
+        return actions
+
+    def _close_transaction(self, result: str, now: float) -> list[Action]:
+        assert self.tx is not None
+        tx = self.tx
+        self.tx = None
+        if self.state != S.FAULT:
+            self.state = S.IDLE
+        return [Action("cancel_timer", {"transaction": tx.id}),
+                Action("close_transaction", {"transaction": tx.id, "result": result, "tx": tx})]
+
+    # ------------------------------------------------------------ restart
+
+    def restore(self, tx: Transaction, boom_open: bool) -> list[Action]:
+        """Resume after a restart with the transaction that was open; never re-open the barrier.
+
+        A truck whose release was acted on keeps PASSING if the boom is still open (it will close
+        once the safety loop is clear); anything else is held for an officer to review.
+        """
+        self.tx = tx
+        self.boom_open = boom_open
+        if tx.open_commanded and boom_open:
+            tx.vehicle_entered = True  # unknown: assume a vehicle may be there, close only when clear
+            self.state = S.PASSING
+            return [Action("close_barrier", {"transaction": tx.id, "why": "restart, lane clear"})]
+        tx.open_commanded = False
+        tx.released_by = None
+        decision = decision_for_restart(tx.decision.declaration if tx.decision else None)
+        tx.decision = decision
+        self.state = S.DECIDED
+        return [Action("record_decision", {"transaction": tx.id, "decision": decision})]
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-friendly view of the lane for the kiosk."""
+        return {
+            "lane": self.lane_id,
+            "state": self.state.value,
+            "transaction": self.tx.to_dict() if self.tx else None,
+            "loops": dict(self.loops),
+            "boom_open": self.boom_open,
+            "faults": dict(self.faulty),
+            "buffered_readings": len(self.buffered),
+        }
+
+
+def transition_table_text() -> str:
+    """The transition table as text, one `STATE --event--> NEXT` per line (for docs/diagrams)."""
+    lines = []
+    for state, events in TRANSITIONS.items():
+        for key, targets in sorted(events.items()):
+            lines.append(f"{state.value} --{key}--> {'|'.join(t.value for t in targets) or state.value}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Recognition models and their inference wrappers (vision issue)."""

@@ -1,0 +1,75 @@
+"""E-seal reader simulator: writes frames into a pty pair, the node reads the other end.
+
+The node's serial port path is a stable symlink (`link_path`) to the pty's slave device, so a
+"cable pull" (closing the pty) and a "reconnect" (a new pty behind the same link) look to the
+node exactly like a USB-serial adapter going away and coming back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import tty
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devices.protocols.eseal_ascii import SealFrame, encode_seal_frame
+
+from devices.readings import SealStatus
+
+
+class EsealReaderSimulator:
+    """One simulated reader behind one pty."""
+
+    def __init__(self, link_path: str | Path, reader_id: str = "RDR01"):
+        self.link_path = Path(link_path)
+        self.reader_id = reader_id
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.frames_sent = 0
+
+    def start(self) -> None:
+        """Create the pty and point link_path at it."""
+        master, slave = pty.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)
+        self._master, self._slave = master, slave
+        slave_name = os.ttyname(slave)
+        self.link_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.link_path.with_name(self.link_path.name + ".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(slave_name)
+        tmp.replace(self.link_path)
+
+    def stop(self) -> None:
+        """Close the pty: the node's reads fail as if the cable was pulled."""
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+
+    def write_raw(self, data: bytes) -> None:
+        """Send bytes as they are (garbage, torn frames, wrong checksums)."""
+        if self._master is None:
+            raise RuntimeError("e-seal reader simulator is not running")
+        os.write(self._master, data)
+
+    def present_seal(self, seal_id: str, status: SealStatus | str = SealStatus.INTACT,
+                     container: str | None = None, battery_pct: int | None = 87,
+                     when: datetime | None = None) -> bytes:
+        """Send one seal frame, as the reader does when a seal comes into range."""
+        frame = SealFrame(
+            reader_id=self.reader_id,
+            seal_id=seal_id,
+            status=SealStatus(status),
+            battery_pct=battery_pct,
+            container=container,
+            timestamp=(when or datetime.now(UTC)).replace(microsecond=0),
+        )
+        data = encode_seal_frame(frame)
+        self.write_raw(data)
+        self.frames_sent += 1
+        return data

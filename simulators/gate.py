@@ -1,0 +1,125 @@
+"""A whole simulated gate: private broker, every device simulator, and the node wired to them.
+
+The site config's device endpoints are re-pointed at the simulators (free loopback ports, pty
+links, the private broker); everything else — profiles, lanes, policies — is the site's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from devices.protocols.anpr_json import AnprFields
+
+from edge.app import GateNode, NodeOptions
+from edge.config import AnprProfile, BarrierProfile, LoadedSite, site_from_mapping
+from simulators.anpr_camera import AnprCameraSimulator
+from simulators.barrier_plc import BarrierPlcSimulator
+from simulators.broker import PrivateBroker, free_port
+from simulators.eseal_reader import EsealReaderSimulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LaneRig:
+    """The simulators of one lane."""
+
+    lane_id: str
+    plc: BarrierPlcSimulator
+    eseal: EsealReaderSimulator | None
+    camera: AnprCameraSimulator | None
+
+
+def bind_site(loaded: LoadedSite, workdir: Path, broker_port: int) -> tuple[LoadedSite, dict]:
+    """Copy of the site with every device pointed at a simulator; returns (site, endpoints)."""
+    data = copy.deepcopy(loaded.site.model_dump())
+    data["mqtt"]["host"], data["mqtt"]["port"] = "127.0.0.1", broker_port
+    endpoints: dict[str, dict] = {}
+    for lane in data["lanes"]:
+        for device in lane["devices"]:
+            transport = device["transport"]
+            if transport["type"] == "modbus_tcp":
+                transport["host"], transport["port"] = "127.0.0.1", free_port()
+            elif transport["type"] == "serial":
+                transport["port"] = str(workdir / "tty" / device["id"])
+            endpoints[device["id"]] = transport
+    return site_from_mapping(data, origin=str(loaded.path)), endpoints
+
+
+class SimulatedGate:
+    """Starts and stops the broker, the simulators and the node together."""
+
+    def __init__(self, loaded: LoadedSite, workdir: Path, *, kiosk_port: int | None = 0,
+                 boom_travel_s: float = 0.5, broker: PrivateBroker | None = None):
+        self.original = loaded
+        self.workdir = workdir
+        self.kiosk_port = kiosk_port
+        self.boom_travel_s = boom_travel_s
+        self.broker = broker
+        self._own_broker = broker is None
+        self.site: LoadedSite | None = None
+        self.rigs: dict[str, LaneRig] = {}
+        self.node: GateNode | None = None
+
+    async def start(self) -> SimulatedGate:
+        """Broker, then simulators, then the node (which connects to them)."""
+        if self.broker is None:
+            self.broker = await asyncio.to_thread(PrivateBroker().start)
+        self.site, _ = bind_site(self.original, self.workdir, self.broker.port)
+        for lane in self.site.site.lanes:
+            plc = eseal = camera = None
+            for device in lane.devices:
+                profile = self.site.profile_for(device)
+                if device.kind == "barrier":
+                    assert isinstance(profile, BarrierProfile)
+                    plc = BarrierPlcSimulator(profile.modbus, device.transport.host,
+                                              device.transport.port, travel_s=self.boom_travel_s)
+                    await plc.start()
+                elif device.kind == "eseal":
+                    eseal = EsealReaderSimulator(device.transport.port, reader_id=f"R-{lane.id}")
+                    eseal.start()
+                elif device.kind == "anpr":
+                    assert isinstance(profile, AnprProfile)
+                    camera = AnprCameraSimulator(
+                        self.broker.host, self.broker.port, device.transport.topic, device.id,
+                        AnprFields(**profile.fields.model_dump()))
+                    await asyncio.to_thread(camera.start)
+            assert plc is not None
+            self.rigs[lane.id] = LaneRig(lane.id, plc, eseal, camera)
+        await self.start_node()
+        return self
+
+    async def start_node(self) -> GateNode:
+        """(Re)start only the node, against the running simulators (restart tests)."""
+        assert self.site is not None
+        options = NodeOptions(
+            data_dir=self.workdir / "node",
+            kiosk=self.kiosk_port is not None,
+            kiosk_port=self.kiosk_port,
+            serial_retry_s=0.2,
+        )
+        self.node = GateNode(self.site, options)
+        await self.node.start()
+        await asyncio.wait_for(self.node.bus.connected.wait(), timeout=10)
+        return self.node
+
+    async def stop_node(self) -> None:
+        """Stop the node only; the PLCs go safe by themselves when the heartbeat stops."""
+        if self.node is not None:
+            await self.node.stop()
+            self.node = None
+
+    async def stop(self) -> None:
+        await self.stop_node()
+        for rig in self.rigs.values():
+            await rig.plc.stop()
+            if rig.eseal:
+                rig.eseal.stop()
+            if rig.camera:
+                await asyncio.to_thread(rig.camera.stop)
+        if self._own_broker and self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)

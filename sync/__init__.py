@@ -1,0 +1,1 @@
+"""Edge-to-central synchronisation (outbox, declaration feed, telemetry)."""

@@ -1,0 +1,227 @@
+"""The real node against the simulators: scenarios, officer actions over HTTP, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import yaml
+
+from devices.readings import SealStatus
+from edge.cli import DEFAULT_SCENARIO
+from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
+from edge.lane import LaneState
+from simulators.gate import SimulatedGate
+from tests.conftest import wait_until
+
+NOW = datetime.now(UTC)
+DECLARATION = Declaration(
+    number="105000000777", kind=DeclarationKind.IMPORT, gate="HUUNGHI", plates=("桂F54321",),
+    containers=("CSQU3054383",), seals=("SEAL-777",), gross_weight_kg=28000, channel=RiskChannel.GREEN,
+    status=DeclarationStatus.CLEARED, valid_from=NOW - timedelta(days=1), valid_until=NOW + timedelta(days=1),
+)
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_basic_scenario_through_the_cli_meets_every_expectation():
+    result = run_cli("demo", "--scenario", str(DEFAULT_SCENARIO), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    by_name = {truck["name"]: truck for truck in report["trucks"]}
+    green = by_name["cleared green truck passes on its own"]
+    assert green["outcome"] == "release" and green["barrier_opened"] and green["result"] == "passed"
+    assert green["decision_ms"] is not None
+    for name, reason in [("seal on the container is not the declared one", "SEAL_MISMATCH"),
+                         ("plate with no declaration", "NO_DECLARATION"),
+                         ("red channel needs physical inspection", "CHANNEL_RED")]:
+        assert by_name[name]["outcome"] == "hold" and reason in by_name[name]["reasons"]
+        assert by_name[name]["barrier_opened"] is False
+    assert report["summary"]["expectations_failed"] == 0 and report["summary"]["journal_ok"]
+
+
+def test_unmet_expectation_makes_the_scenario_exit_non_zero(tmp_path: Path):
+    scenario = yaml.safe_load(DEFAULT_SCENARIO.read_text(encoding="utf-8"))
+    scenario["site"] = str(DEFAULT_SCENARIO.parent.parent / "sites" / "huu-nghi.yaml")
+    scenario["trucks"] = [dict(scenario["trucks"][2], expect={"outcome": "release"})]
+    path = tmp_path / "wrong.yaml"
+    path.write_text(yaml.safe_dump(scenario, allow_unicode=True), encoding="utf-8")
+    result = run_cli("demo", "--scenario", str(path), "--json")
+    assert result.returncode == 1
+    truck = json.loads(result.stdout)["trucks"][0]
+    assert truck["expect_met"] is False and "outcome hold != expected release" in truck["expect_failures"][0]
+
+
+def test_bad_scenario_names_the_key_and_fails(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("site: huu-nghi\ntrucks:\n  - lane: NOPE-9\n    plate: 29C-123.45\n", encoding="utf-8")
+    result = run_cli("demo", "--scenario", str(path))
+    assert result.returncode == 2
+    assert "trucks[0].lane" in result.stderr and "IMP-1" in result.stderr
+
+
+async def _gate(site, tmp_path: Path) -> SimulatedGate:
+    gate = SimulatedGate(site, tmp_path, kiosk_port=0, boom_travel_s=0.2)
+    await gate.start()
+    gate.node.cache.upsert_many([DECLARATION])
+    gate.node.cache.mark_refreshed(datetime.now(UTC))
+    return gate
+
+
+async def _present(gate: SimulatedGate, lane: str, plate: str, seal_id: str, status=SealStatus.INTACT) -> None:
+    rig = gate.rigs[lane]
+    await asyncio.to_thread(rig.camera.publish_plate, plate, 0.95)
+    rig.plc.set_loop("arrival", True)
+    rig.eseal.present_seal(seal_id, status, "CSQU3054383")
+
+
+def _kinds(gate: SimulatedGate, lane: str) -> list[str]:
+    return [e.kind for e in gate.node.journal.entries(lane=lane)]
+
+
+def test_officer_release_over_http_opens_the_barrier_after_journaling(site, tmp_path: Path):
+    async def scenario():
+        gate = await _gate(site, tmp_path)
+        try:
+            controller = gate.node.lanes["IMP-1"]
+            await _present(gate, "IMP-1", "桂F·54321", "SEAL-WRONG")
+            await wait_until(lambda: controller.state == LaneState.DECIDED, what="hold decision")
+            assert controller.machine.tx.decision.reasons[0] == "SEAL_MISMATCH"
+            assert not gate.rigs["IMP-1"].plc.boom_open
+            base = f"http://127.0.0.1:{gate.node.kiosk_port}"
+            async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+                lanes = (await client.get("/api/lanes")).json()
+                shown = next(lane for lane in lanes if lane["lane"] == "IMP-1")
+                assert shown["state"] == "DECIDED"
+                assert shown["transaction"]["decision"]["findings"][0]["code"] == "SEAL_MISMATCH"
+                bad = await client.post("/api/lanes/IMP-1/actions", json={"action": "release", "officer_id": "o1"})
+                assert bad.status_code == 422
+                assert not gate.rigs["IMP-1"].plc.boom_open
+                ok = await client.post("/api/lanes/IMP-1/actions", json={
+                    "action": "release", "officer_id": "officer-12", "reason": "seal replaced, papers seen"})
+                assert ok.status_code == 200, ok.text
+                await wait_until(lambda: gate.rigs["IMP-1"].plc.boom_open, what="boom open")
+                kinds = _kinds(gate, "IMP-1")
+                assert kinds.index("officer_action") < kinds.index("barrier_command")
+                command = next(e for e in gate.node.journal.entries(lane="IMP-1", kinds=["barrier_command"]))
+                assert command.payload["released_by"] == "officer-12"
+                again = await client.post("/api/lanes/IMP-1/actions", json={
+                    "action": "release", "officer_id": "officer-12", "reason": "second click"})
+                assert again.status_code == 409
+                idle = await client.post("/api/lanes/EXP-1/actions", json={
+                    "action": "release", "officer_id": "officer-12", "reason": "no truck here"})
+                assert idle.status_code == 409
+                assert (await client.get("/healthz")).json()["status"] == "ok"
+                page = await client.get("/")
+                assert page.status_code == 200 and "Lanes" in page.text
+        finally:
+            await gate.stop()
+
+    asyncio.run(scenario())
+
+
+def test_held_truck_never_gets_the_boom_opened(site, tmp_path: Path):
+    async def scenario():
+        gate = await _gate(site, tmp_path)
+        try:
+            controller = gate.node.lanes["IMP-1"]
+            await _present(gate, "IMP-1", "桂F·54321", "SEAL-777", SealStatus.TAMPERED)
+            await wait_until(lambda: controller.state == LaneState.DECIDED, what="decision")
+            assert controller.machine.tx.decision.outcome.value == "hold"
+            assert "SEAL_TAMPERED" in controller.machine.tx.decision.reasons
+            gate.rigs["IMP-1"].plc.set_loop("arrival", False)
+            await wait_until(lambda: controller.state == LaneState.IDLE, what="truck backed away")
+            assert "opening" not in [what for _, what in gate.rigs["IMP-1"].plc.model.history]
+            commands = gate.node.journal.entries(lane="IMP-1", kinds=["barrier_command"])
+            assert [e.payload["command"] for e in commands if e.payload["command"] == "open"] == []
+        finally:
+            await gate.stop()
+
+    asyncio.run(scenario())
+
+
+def test_restart_while_truck_is_under_the_boom_never_reopens_it(site, tmp_path: Path):
+    async def scenario():
+        gate = await _gate(site, tmp_path)
+        plc = gate.rigs["IMP-1"].plc
+        try:
+            await _present(gate, "IMP-1", "桂F·54321", "SEAL-777")
+            await wait_until(lambda: plc.boom_open, what="released and open")
+            plc.set_loop("safety", True)
+            plc.set_loop("arrival", False)
+            await gate.stop_node()
+            openings_before = sum(1 for _, what in plc.model.history if what == "opening")
+            await gate.start_node()
+            controller = gate.node.lanes["IMP-1"]
+            await wait_until(lambda: controller.state == LaneState.PASSING, what="restored as passing")
+            plc.set_loop("safety", False)
+            await wait_until(lambda: plc.boom_closed, what="boom closed after the truck")
+            await wait_until(lambda: controller.state == LaneState.IDLE, what="lane idle")
+            assert sum(1 for _, what in plc.model.history if what == "opening") == openings_before
+            assert plc.model.closed_on_vehicle == 0
+            opens = [e for e in gate.node.journal.entries(lane="IMP-1", kinds=["barrier_command"])
+                     if e.payload["command"] == "open"]
+            assert len(opens) == 1
+        finally:
+            await gate.stop()
+
+    asyncio.run(scenario())
+
+
+def test_restart_after_release_with_boom_closed_holds_for_review(site, tmp_path: Path):
+    async def scenario():
+        gate = await _gate(site, tmp_path)
+        plc = gate.rigs["IMP-1"].plc
+        try:
+            await _present(gate, "IMP-1", "桂F·54321", "SEAL-777")
+            await wait_until(lambda: plc.boom_open, what="released and open")
+            await gate.stop_node()
+            plc.model.heartbeat_timeout_s = 0.3  # the PLC closes by itself: the truck never moved
+            await wait_until(lambda: plc.boom_closed, what="PLC safe state")
+            openings_before = sum(1 for _, what in plc.model.history if what == "opening")
+            await gate.start_node()
+            controller = gate.node.lanes["IMP-1"]
+            await wait_until(lambda: controller.state == LaneState.DECIDED, what="held for review")
+            assert controller.machine.tx.decision.reasons == ["NODE_RESTARTED"]
+            polls = gate.node.drivers["IMP-1-plc"].health.frames_good
+            await wait_until(lambda: gate.node.drivers["IMP-1-plc"].health.frames_good > polls + 10,
+                             what="ten more PLC polls: time for a wrong re-open to show")
+            assert plc.boom_closed
+            assert sum(1 for _, what in plc.model.history if what == "opening") == openings_before
+        finally:
+            await gate.stop()
+
+    asyncio.run(scenario())
+
+
+def test_dead_eseal_reader_puts_the_lane_in_fault_and_blocks_auto_release(site, tmp_path: Path):
+    async def scenario():
+        gate = await _gate(site, tmp_path)
+        rig = gate.rigs["IMP-1"]
+        controller = gate.node.lanes["IMP-1"]
+        try:
+            rig.eseal.stop()
+            await wait_until(lambda: controller.state == LaneState.FAULT, what="fault")
+            await asyncio.to_thread(rig.camera.publish_plate, "桂F·54321", 0.95)
+            rig.plc.set_loop("arrival", True)
+            await wait_until(lambda: controller.machine.tx is not None and controller.machine.tx.plates,
+                             what="plate attached")
+            assert not rig.plc.boom_open
+            rig.eseal.start()
+            await wait_until(lambda: controller.state != LaneState.FAULT, timeout_s=5, what="recovery")
+            rig.eseal.present_seal("SEAL-777", SealStatus.INTACT, "CSQU3054383")
+            await wait_until(lambda: rig.plc.boom_open, what="release after recovery")
+            devices = {d["device_id"]: d for d in gate.node.device_health()}
+            assert devices["IMP-1-eseal"]["reconnects"] >= 1
+        finally:
+            await gate.stop()
+
+    asyncio.run(scenario())

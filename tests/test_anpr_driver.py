@@ -1,0 +1,88 @@
+"""The ANPR camera driver against its simulator through a real Mosquitto broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from devices.anpr import AnprCameraDriver
+from devices.readings import DeviceFault, DeviceRecovered, PlateRead
+from devices.transports.mqtt import MqttBus
+from edge.config import MqttTransport
+from simulators.anpr_camera import AnprCameraSimulator
+from simulators.broker import PrivateBroker
+from tests.conftest import wait_until
+
+
+async def start(broker, site, topic="gate/T/IMP-1/anpr"):
+    events: list = []
+    bus = MqttBus(broker.host, broker.port, f"test-{topic}")
+    driver = AnprCameraDriver("IMP-1-anpr", MqttTransport(type="mqtt", topic=topic),
+                              site.profiles["generic-anpr-camera"], bus, events.append)
+    driver.start()
+    await bus.start()
+    await asyncio.wait_for(bus.connected.wait(), 10)
+    camera = AnprCameraSimulator(broker.host, broker.port, topic, "cam-1")
+    await asyncio.to_thread(camera.start)
+    return bus, driver, camera, events
+
+
+def plates(events):
+    return [e for e in events if isinstance(e, PlateRead)]
+
+
+def test_plate_results_become_plate_readings(broker, site):
+    async def scenario():
+        bus, driver, camera, events = await start(broker, site, "gate/T/a/anpr")
+        try:
+            await asyncio.to_thread(camera.publish_plate, "桂F·12345", 0.93)
+            await wait_until(lambda: plates(events), what="plate reading")
+            read = plates(events)[0]
+            assert (read.plate, read.device_id) == ("桂F·12345", "IMP-1-anpr")
+            assert abs(read.confidence - 0.93) < 1e-9
+        finally:
+            await asyncio.to_thread(camera.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_malformed_messages_are_counted_and_the_driver_keeps_going(broker, site):
+    async def scenario():
+        bus, driver, camera, events = await start(broker, site, "gate/T/b/anpr")
+        try:
+            for payload in (b"{not json", b"[]", json.dumps({"plate": ""}).encode(), b"\xff\xfe"):
+                await asyncio.to_thread(camera.publish_raw, payload)
+            await asyncio.to_thread(camera.publish_plate, "29C-123.45", 0.2)  # below the profile's floor
+            await asyncio.to_thread(camera.publish_plate, "29C-123.45", 0.9)
+            await wait_until(lambda: plates(events), what="the good message")
+            assert [p.plate for p in plates(events)] == ["29C-123.45"]
+            assert driver.health.frames_bad == 4
+            assert driver.ignored_low_confidence == 1
+        finally:
+            await asyncio.to_thread(camera.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_broker_restart_is_a_fault_then_readings_flow_again(site):
+    async def scenario():
+        own = PrivateBroker().start()
+        restarted = PrivateBroker(own.port)
+        bus, driver, camera, events = await start(own, site, "gate/T/c/anpr")
+        try:
+            await asyncio.to_thread(own.stop)
+            await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), what="fault")
+            await asyncio.to_thread(restarted.start)
+            await wait_until(lambda: any(isinstance(e, DeviceRecovered) for e in events), timeout_s=8,
+                             what="reconnect")
+            await wait_until(lambda: camera._client.is_connected(), timeout_s=8, what="camera reconnect")
+            await asyncio.to_thread(camera.publish_plate, "51D-678.90", 0.9)
+            await wait_until(lambda: plates(events), what="reading after the restart")
+        finally:
+            await asyncio.to_thread(camera.stop)
+            await bus.stop()
+            restarted.stop()
+
+    asyncio.run(scenario())

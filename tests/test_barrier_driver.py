@@ -1,0 +1,132 @@
+"""The barrier driver against the PLC simulator over real Modbus TCP."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from devices.barrier import BarrierDriver, SafetyInterlock
+from devices.protocols.barrier_map import FAULT_HEARTBEAT_LOST
+from devices.readings import BoomChanged, BoomPosition, DeviceFault, DeviceRecovered, Loop, LoopChanged
+from devices.transports.modbus import ModbusTcpHub
+from simulators.barrier_plc import BarrierPlcSimulator
+from simulators.broker import free_port
+from tests.conftest import wait_until
+
+
+def regmap(site):
+    return site.profiles["generic-barrier-plc"].modbus
+
+
+async def rig(site, travel_s=0.2, **map_changes):
+    modbus = regmap(site).model_copy(update=map_changes) if map_changes else regmap(site)
+    port = free_port()
+    plc = BarrierPlcSimulator(modbus, port=port, travel_s=travel_s)
+    await plc.start()
+    events: list = []
+    driver = BarrierDriver("IMP-1-plc", ModbusTcpHub("127.0.0.1", port, modbus.device_id, 0.5), modbus,
+                           events.append)
+    await driver.start()
+    await asyncio.wait_for(driver.first_poll.wait(), 5)
+    return plc, driver, events
+
+
+def test_loops_and_boom_reach_the_driver_as_events(site):
+    async def scenario():
+        plc, driver, events = await rig(site)
+        try:
+            assert BoomChanged("IMP-1-plc", BoomPosition.CLOSED, events[-1].at) in events
+            plc.set_loop("arrival", True)
+            await wait_until(lambda: any(isinstance(e, LoopChanged) and e.loop == Loop.ARRIVAL and e.occupied
+                                         for e in events), what="arrival loop event")
+            await driver.open()
+            await wait_until(lambda: any(isinstance(e, BoomChanged) and e.position == BoomPosition.OPEN
+                                         for e in events), what="boom open")
+            await driver.set_lights(green=True)
+            assert plc.model.green and not plc.model.red
+        finally:
+            await driver.stop()
+            await plc.stop()
+
+    asyncio.run(scenario())
+
+
+def test_close_is_refused_while_the_safety_loop_is_occupied(site):
+    async def scenario():
+        plc, driver, events = await rig(site, travel_s=0.05)
+        try:
+            await driver.open()
+            await wait_until(lambda: plc.boom_open, what="boom open")
+            plc.set_loop("safety", True)
+            with pytest.raises(SafetyInterlock):
+                await driver.close()
+            # Even a raw close coil written behind the driver's back is refused by the PLC.
+            await driver.hub.request("write_coil", regmap(site).coils.close, True)
+            await asyncio.sleep(0.2)
+            assert plc.boom_open and plc.model.close_refusals == 1
+            plc.set_loop("safety", False)
+            await driver.close()
+            await wait_until(lambda: plc.boom_closed, what="boom closed")
+            assert plc.model.closed_on_vehicle == 0
+        finally:
+            await driver.stop()
+            await plc.stop()
+
+    asyncio.run(scenario())
+
+
+def test_boom_closing_reverses_when_a_vehicle_enters_the_safety_loop(site):
+    async def scenario():
+        plc, driver, events = await rig(site, travel_s=1.0)
+        try:
+            await driver.open()
+            await wait_until(lambda: plc.boom_open, what="boom open")
+            await driver.close()
+            await wait_until(lambda: plc.model.motion == -1, what="closing")
+            plc.set_loop("safety", True)
+            await wait_until(lambda: plc.boom_open, what="boom reopened")
+            assert plc.model.closed_on_vehicle == 0
+        finally:
+            await driver.stop()
+            await plc.stop()
+
+    asyncio.run(scenario())
+
+
+def test_plc_goes_safe_when_the_node_stops_its_heartbeat(site):
+    async def scenario():
+        plc, driver, events = await rig(site, travel_s=0.05, heartbeat_period_s=0.1, heartbeat_timeout_s=0.5)
+        plc.model.heartbeat_timeout_s = 0.5
+        try:
+            await driver.open()
+            await wait_until(lambda: plc.boom_open, what="boom open")
+            plc.set_loop("safety", True)  # a truck under the boom when the node dies
+        finally:
+            await driver.stop()
+        await wait_until(lambda: plc.model.fault_code == FAULT_HEARTBEAT_LOST, what="heartbeat watchdog")
+        assert plc.boom_open and plc.model.red, "must not close on the truck"
+        plc.set_loop("safety", False)
+        await wait_until(lambda: plc.boom_closed, what="safe close once the loop is clear")
+        assert plc.model.closed_on_vehicle == 0
+        await plc.stop()
+
+    asyncio.run(scenario())
+
+
+def test_dead_plc_is_a_fault_and_the_driver_reconnects_when_it_returns(site):
+    async def scenario():
+        plc, driver, events = await rig(site)
+        try:
+            await plc.stop()
+            await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), what="fault")
+            assert not driver.health.connected
+            await plc.start()
+            await wait_until(lambda: any(isinstance(e, DeviceRecovered) for e in events), timeout_s=5,
+                             what="recovery within 5 s")
+            assert driver.health.connected and driver.health.reconnects >= 1
+        finally:
+            await driver.stop()
+            await plc.stop()
+
+    asyncio.run(scenario())

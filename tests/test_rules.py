@@ -1,0 +1,178 @@
+"""The rules, as a table: one truck situation per row, with the outcome and reason it must give."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devices.readings import SealStatus
+from edge.config import LanePolicy
+from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
+from edge.rules import (
+    REASONS,
+    DecisionContext,
+    Outcome,
+    SealSeen,
+    TransactionFacts,
+    decide,
+    decision_for_restart,
+)
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+POLICY = LanePolicy(required_readings=["plate", "seal"], weight_tolerance_pct=3.0, max_cache_age_s=3600)
+
+CLEARED = Declaration(
+    number="105000000001",
+    kind=DeclarationKind.IMPORT,
+    gate="HUUNGHI",
+    plates=("29C12345",),
+    containers=("CSQU3054383",),
+    seals=("SEAL-1",),
+    gross_weight_kg=28000,
+    channel=RiskChannel.GREEN,
+    status=DeclarationStatus.CLEARED,
+    valid_from=NOW - timedelta(days=1),
+    valid_until=NOW + timedelta(days=1),
+)
+GOOD = TransactionFacts(
+    plates=(("29C12345", 0.97),),
+    containers=("CSQU3054383",),
+    seals=(SealSeen("SEAL-1", SealStatus.INTACT, "CSQU3054383"),),
+    weight_kg=28100,
+)
+CONTEXT = DecisionContext(gate="HUUNGHI", lane_direction="import", now=NOW, cache_age_s=60)
+
+# (name, facts, candidates, context, policy, expected outcome, expected reason)
+CASES = [
+    ("no declaration for the plate", replace(GOOD, plates=(("51D99999", 0.9),)), [CLEARED], CONTEXT, POLICY,
+     Outcome.HOLD, "NO_DECLARATION"),
+    ("two declarations equally good", GOOD, [CLEARED, replace(CLEARED, number="105000000002")], CONTEXT, POLICY,
+     Outcome.HOLD, "AMBIGUOUS_DECLARATION"),
+    ("declaration still held by customs", GOOD, [replace(CLEARED, status=DeclarationStatus.HELD)], CONTEXT, POLICY,
+     Outcome.HOLD, "DECLARATION_NOT_CLEARED"),
+    ("declaration cancelled", GOOD, [replace(CLEARED, status=DeclarationStatus.CANCELLED)], CONTEXT, POLICY,
+     Outcome.REFUSE, "DECLARATION_CANCELLED"),
+    ("declaration expired", GOOD, [replace(CLEARED, valid_until=NOW - timedelta(minutes=1))], CONTEXT, POLICY,
+     Outcome.HOLD, "DECLARATION_EXPIRED"),
+    ("declaration not yet valid", GOOD, [replace(CLEARED, valid_from=NOW + timedelta(hours=1))], CONTEXT, POLICY,
+     Outcome.HOLD, "DECLARATION_NOT_YET_VALID"),
+    ("declaration already used by a passed truck", GOOD, [CLEARED],
+     replace(CONTEXT, used_declarations=frozenset({CLEARED.number})), POLICY, Outcome.HOLD, "DECLARATION_ALREADY_USED"),
+    ("declaration for another gate", GOOD, [replace(CLEARED, gate="LAOBAO")], CONTEXT, POLICY,
+     Outcome.HOLD, "WRONG_GATE"),
+    ("export declaration at an import lane", GOOD, [replace(CLEARED, kind=DeclarationKind.EXPORT)], CONTEXT, POLICY,
+     Outcome.REFUSE, "WRONG_DIRECTION"),
+    ("yellow channel", GOOD, [replace(CLEARED, channel=RiskChannel.YELLOW)], CONTEXT, POLICY,
+     Outcome.HOLD, "CHANNEL_YELLOW"),
+    ("red channel", GOOD, [replace(CLEARED, channel=RiskChannel.RED)], CONTEXT, POLICY,
+     Outcome.HOLD, "CHANNEL_RED"),
+    ("declared container not seen", GOOD, [replace(CLEARED, containers=("CSQU3054383", "MWCU6059784"))], CONTEXT,
+     POLICY, Outcome.HOLD, "CONTAINER_MISSING"),
+    ("undeclared container seen", replace(GOOD, containers=("CSQU3054383", "ABCU1234560")), [CLEARED], CONTEXT, POLICY,
+     Outcome.HOLD, "CONTAINER_EXTRA"),
+    ("container number fails its check digit", replace(GOOD, containers=("CSQU3054384",)),
+     [replace(CLEARED, containers=("CSQU3054384",))], CONTEXT, POLICY, Outcome.HOLD, "CONTAINER_CHECK_DIGIT_INVALID"),
+    ("declared seal not read", replace(GOOD, seals=(SealSeen("SEAL-1", SealStatus.INTACT),)),
+     [replace(CLEARED, seals=("SEAL-1", "SEAL-2"))], CONTEXT, POLICY, Outcome.HOLD, "SEAL_MISSING"),
+    ("seal id differs from the declaration", replace(GOOD, seals=(SealSeen("SEAL-9", SealStatus.INTACT),)),
+     [CLEARED], CONTEXT, POLICY, Outcome.HOLD, "SEAL_MISMATCH"),
+    ("seal reports opened", replace(GOOD, seals=(SealSeen("SEAL-1", SealStatus.OPENED),)), [CLEARED], CONTEXT, POLICY,
+     Outcome.HOLD, "SEAL_OPENED"),
+    ("seal reports tampering", replace(GOOD, seals=(SealSeen("SEAL-1", SealStatus.TAMPERED),)), [CLEARED], CONTEXT,
+     POLICY, Outcome.HOLD, "SEAL_TAMPERED"),
+    ("gross weight 10% over declared", replace(GOOD, weight_kg=30800), [CLEARED], CONTEXT, POLICY,
+     Outcome.HOLD, "WEIGHT_OUT_OF_TOLERANCE"),
+    ("no seal read where the policy requires one", replace(GOOD, seals=()), [replace(CLEARED, seals=())], CONTEXT,
+     POLICY, Outcome.HOLD, "REQUIRED_READING_MISSING"),
+    ("plate read with too little confidence", replace(GOOD, plates=(("29C12345", 0.3),)), [CLEARED], CONTEXT, POLICY,
+     Outcome.HOLD, "PLATE_LOW_CONFIDENCE"),
+    ("cache older than policy allows", GOOD, [CLEARED], replace(CONTEXT, cache_age_s=7200), POLICY,
+     Outcome.HOLD, "CACHE_STALE"),
+    ("cache never refreshed", GOOD, [CLEARED], replace(CONTEXT, cache_age_s=None), POLICY,
+     Outcome.HOLD, "CACHE_STALE"),
+    ("a lane device is faulty", GOOD, [CLEARED], replace(CONTEXT, faulty_devices=("IMP-1-eseal",)), POLICY,
+     Outcome.HOLD, "DEVICE_FAULT"),
+]
+
+
+@pytest.mark.parametrize(
+    "facts, candidates, context, policy, outcome, reason",
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_truck_situation_gives_its_reason(facts, candidates, context, policy, outcome, reason):
+    decision = decide(facts, candidates, policy, context)
+    assert decision.outcome == outcome
+    assert reason in decision.reasons
+
+
+def test_every_reason_code_has_a_case_in_the_table():
+    covered = {case[-1] for case in CASES} | {"NODE_RESTARTED"}
+    assert covered == set(REASONS)
+
+
+def test_cleared_green_truck_with_matching_readings_is_released():
+    decision = decide(GOOD, [CLEARED], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.RELEASE
+    assert decision.reasons == []
+    assert decision.declaration == CLEARED.number
+    assert decision.ruleset_version
+
+
+def test_weight_within_tolerance_is_released():
+    assert decide(replace(GOOD, weight_kg=28800), [CLEARED], POLICY, CONTEXT).outcome == Outcome.RELEASE
+
+
+def test_missing_readings_mark_the_decision_as_awaiting_more():
+    decision = decide(replace(GOOD, seals=()), [CLEARED], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.HOLD
+    assert decision.awaiting_readings
+
+
+def test_definitive_hold_is_not_awaiting_readings():
+    decision = decide(GOOD, [replace(CLEARED, channel=RiskChannel.RED)], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.HOLD
+    assert not decision.awaiting_readings
+
+
+def test_usable_declaration_is_preferred_over_a_used_one_for_the_same_plate():
+    old = replace(CLEARED, number="105000000000")
+    context = replace(CONTEXT, used_declarations=frozenset({old.number}))
+    decision = decide(GOOD, [old, CLEARED], POLICY, context)
+    assert decision.outcome == Outcome.RELEASE
+    assert decision.declaration == CLEARED.number
+
+
+def test_trailer_plate_alone_matches_the_declaration():
+    declaration = replace(CLEARED, plates=("29C12345", "29R01234"))
+    facts = replace(GOOD, plates=(("29R01234", 0.9),))
+    assert decide(facts, [declaration], POLICY, CONTEXT).outcome == Outcome.RELEASE
+
+
+def test_decision_is_the_same_for_the_same_inputs():
+    assert decide(GOOD, [CLEARED], POLICY, CONTEXT) == decide(GOOD, [CLEARED], POLICY, CONTEXT)
+
+
+def test_restart_hold_names_the_restart():
+    decision = decision_for_restart("105000000001")
+    assert decision.outcome == Outcome.HOLD and decision.reasons == ["NODE_RESTARTED"]
+
+
+def test_every_reason_has_plain_words_for_the_officer():
+    for code, info in REASONS.items():
+        assert info.text and code.isupper()
+
+
+def test_wrong_seal_holds_at_once_without_waiting_for_the_declared_one():
+    facts = replace(GOOD, seals=(SealSeen("SEAL-9", SealStatus.INTACT),))
+    decision = decide(facts, [CLEARED], POLICY, CONTEXT)
+    assert {"SEAL_MISMATCH", "SEAL_MISSING"} <= set(decision.reasons)
+    assert not decision.awaiting_readings
+
+
+def test_held_truck_still_waits_for_a_reading_kind_that_has_not_arrived():
+    facts = replace(GOOD, seals=())
+    decision = decide(facts, [replace(CLEARED, channel=RiskChannel.RED)], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.HOLD and decision.awaiting_readings

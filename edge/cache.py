@@ -7,7 +7,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C encoder for one JSON string
 from pathlib import Path
@@ -71,16 +71,6 @@ def _declaration(row: tuple[Any, ...]) -> Declaration:
         channel=_CHANNELS[channel], status=_STATUSES[status], valid_from=datetime.fromisoformat(valid_from),
         valid_until=datetime.fromisoformat(valid_until), version=version,
     )
-
-
-def _plate_key(plate: str) -> str:
-    """The plate as the index holds it; already-normal plates (the usual case) skip the regex."""
-    return plate if plate.isalnum() and plate.isupper() else normalise_plate(plate)
-
-
-def _container_key(container: str) -> str:
-    """The container number as the index holds it; already-normal ones skip the regex."""
-    return container if container.isalnum() and container.isupper() else normalise_container(container)
 
 
 def _batches(items: Iterable[Declaration], size: int) -> Iterator[list[Declaration]]:
@@ -198,24 +188,42 @@ class DeclarationCache:
         old_plate_rows: list[tuple[str, str]] = []
         old_container_rows: list[tuple[str, str]] = []
         applied = 0
+        # The hot loop of every import (about 1M rounds for a full load): helpers are inlined and bound
+        # to locals on purpose; _row() is the readable form of the tuple built here.
+        add_row, add_plate, add_container = rows.append, plate_rows.append, container_rows.append
+        encode = encode_basestring
         for number, declaration in latest.items():
             old = stored.get(number)
-            if number in repeats:
+            if repeats and number in repeats:
                 current = -1 if old is None else old[0]
                 for version in repeats[number]:
                     if version >= current:
                         applied += 1
                         current = version
+            elif old is None or declaration.version >= old[0]:
+                applied += 1
             if old is not None:
                 if declaration.version < old[0]:
                     continue
                 old_plate_rows.extend((plate, number) for plate in json.loads(old[1]))
                 old_container_rows.extend((container, number) for container in json.loads(old[2]))
-            if number not in repeats:
-                applied += 1
-            rows.append(_row(declaration))
-            plate_rows.extend((_plate_key(plate), number) for plate in declaration.plates)
-            container_rows.extend((_container_key(container), number) for container in declaration.containers)
+            plates, containers, seals = declaration.plates, declaration.containers, declaration.seals
+            valid_from, valid_until = declaration.valid_from, declaration.valid_until
+            add_row((
+                number, declaration.kind, declaration.gate,
+                "[" + ",".join(map(encode, plates)) + "]" if plates else "[]",
+                "[" + ",".join(map(encode, containers)) + "]" if containers else "[]",
+                "[" + ",".join(map(encode, seals)) + "]" if seals else "[]",
+                declaration.gross_weight_kg, declaration.channel, declaration.status,
+                valid_from.isoformat() if valid_from.tzinfo is UTC else _iso(valid_from),
+                valid_until.isoformat() if valid_until.tzinfo is UTC else _iso(valid_until),
+                declaration.version,
+            ))
+            for plate in plates:
+                add_plate((plate if plate.isalnum() and plate.isupper() else normalise_plate(plate), number))
+            for container in containers:
+                add_container((container if container.isalnum() and container.isupper()
+                               else normalise_container(container), number))
 
         execute = self._conn.executemany
         if old_plate_rows:

@@ -139,8 +139,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             for truck in result["trucks"]:
                 mark = {True: "ok", False: "UNEXPECTED", None: ""}[truck.get("expect_met")]
+                barrier = "opened" if truck["barrier_opened"] else "closed"
                 print(f"{truck['lane']:6} {truck['plate']:14} {str(truck['outcome']):8} "
-                      f"{','.join(truck['reasons']) or '-':40} barrier {'opened' if truck['barrier_opened'] else 'closed'} {mark}")
+                      f"{','.join(truck['reasons']) or '-':40} barrier {barrier} {mark}")
             print(json.dumps(result["summary"], ensure_ascii=False))
         return 1 if result["summary"]["expectations_failed"] else 0
     return asyncio.run(_interactive_demo(scenario, workdir, args.port))

@@ -385,7 +385,9 @@ def load_profile(profile_id: str, profile_dir: Path = PROFILE_DIR) -> BarrierPro
     return profile
 
 
-def _cross_check(path: Path, site: SiteConfig, tree: yaml.Node | None, profile_dir: Path) -> tuple[list[ConfigProblem], dict[str, Any]]:
+def _cross_check(
+    path: Path, site: SiteConfig, tree: yaml.Node | None, profile_dir: Path
+) -> tuple[list[ConfigProblem], dict[str, Any]]:
     problems: list[ConfigProblem] = []
     profiles: dict[str, Any] = {}
     seen_devices: dict[str, str] = {}

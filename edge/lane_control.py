@@ -373,10 +373,10 @@ class LaneController:
                 tx.add(reading_from_payload(entry.payload))
             elif entry.kind == "decision" and entry.payload.get("transaction") == tx.id:
                 tx.decision = decision_from_dict(entry.payload)
-            elif entry.kind == "barrier_command" and entry.payload.get("transaction") == tx.id:
-                if entry.payload.get("command") == "open":
-                    tx.open_commanded = True
-                    tx.released_by = entry.payload.get("released_by")
+            elif (entry.kind == "barrier_command" and entry.payload.get("transaction") == tx.id
+                  and entry.payload.get("command") == "open"):
+                tx.open_commanded = True
+                tx.released_by = entry.payload.get("released_by")
         inputs = self.barrier.inputs
         boom_open = bool(inputs and inputs.boom_opened)
         if inputs is not None:

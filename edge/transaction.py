@@ -50,7 +50,8 @@ class Transaction:
         elif isinstance(reading, SealRead):
             known = self.seals.get(reading.seal_id)
             # A seal never becomes "more intact": keep the worst status seen.
-            if known is None or _SEAL_SEVERITY[reading.status] > _SEAL_SEVERITY[known.status] or reading.container and not known.container:
+            worse = known is None or _SEAL_SEVERITY[reading.status] > _SEAL_SEVERITY[known.status]
+            if worse or (reading.container and not known.container):
                 self.seals[reading.seal_id] = reading
                 changed = True
         elif isinstance(reading, ContainerRead):

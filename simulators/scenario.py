@@ -193,6 +193,9 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
         await asyncio.to_thread(rig.camera.publish_plate, truck.plate, truck.plate_confidence)
         await asyncio.sleep(timing.plate_lead_s)
     plc.set_loop("arrival", True)
+    # The truck stops on the arrival loop; the reader reads its seals there.
+    controller = gate.node.lanes[truck.lane]
+    await _wait_until(lambda: controller.machine.tx is not None, 2.0)
     if rig.eseal is not None:
         for index, seal in enumerate(truck.seals):
             container = seal.container or (

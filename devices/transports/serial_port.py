@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -94,10 +95,8 @@ class SerialLink:
 
     def _close(self) -> None:
         if self._serial is not None:
-            try:
+            with contextlib.suppress(serial.SerialException, OSError):
                 self._serial.close()
-            except (serial.SerialException, OSError):
-                pass
             self._serial = None
 
     async def stop(self) -> None:

@@ -16,9 +16,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge.cache import DeclarationCache
-from edge.journal import Journal
-
 from benchmarks.stats import percentiles
 from devices.barrier import BarrierDriver
 from devices.readings import (
@@ -31,9 +28,11 @@ from devices.readings import (
     SealStatus,
 )
 from devices.transports.modbus import ModbusTcpHub
+from edge.cache import DeclarationCache
 from edge.cli import DEFAULT_SITE
 from edge.config import load_site
 from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
+from edge.journal import Journal
 from edge.lane_control import LaneController
 from simulators.barrier_plc import BarrierPlcSimulator
 from simulators.broker import free_port

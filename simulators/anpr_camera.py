@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import paho.mqtt.client as mqtt
-from devices.protocols.anpr_json import AnprFields, AnprResult, encode_anpr_message
 from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.protocols.anpr_json import AnprFields, AnprResult, encode_anpr_message
 
 
 class AnprCameraSimulator:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devices.protocols.eseal_ascii import SealFrame, encode_seal_frame
-
 from devices.readings import SealStatus
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devices.protocols.anpr_json import AnprFields
-
 from edge.app import GateNode, NodeOptions
 from edge.config import AnprProfile, BarrierProfile, LoadedSite, site_from_mapping
 from simulators.anpr_camera import AnprCameraSimulator

@@ -87,11 +87,19 @@ class Decided:
         return f"decided_{self.decision.outcome.value}"
 
 
+OFFICER_ACTIONS = ("release", "refuse", "inspect", "manual_open", "manual_close")
+
+
 @dataclass(frozen=True)
 class OfficerAction:
-    """An officer released or refused the current truck."""
+    """An officer's decision on the current truck, or a supervisor driving the barrier by hand.
 
-    action: str  # "release" | "refuse"
+    release / refuse / inspect act on the truck at the lane; manual_open opens the boom (for the
+    truck, or for a vehicle with no transaction such as an ambulance) and is journaled as a release
+    by that officer; manual_close closes it (still refused while the safety loop is occupied).
+    """
+
+    action: str  # one of OFFICER_ACTIONS
     officer: str
     reason: str
 
@@ -141,6 +149,8 @@ _ALWAYS = {"safety_on", "safety_off", "exit_on", "exit_off"}
 
 TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
     S.IDLE: {
+        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_close": (),
         "arrival_on": (S.ARRIVED, S.COLLECTING),
         "arrival_off": (S.IDLE,),
         "reading": (S.IDLE,),
@@ -152,6 +162,11 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "recovered": (S.IDLE,),
     },
     S.ARRIVED: {
+        "officer_release": (S.DECIDED,),
+        "officer_refuse": (S.DECIDED,),
+        "officer_inspect": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_close": (),
         "reading": (S.COLLECTING,),
         "timeout": (S.ARRIVED,),
         "decided_release": (S.DECIDED,),
@@ -166,6 +181,11 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "recovered": (S.ARRIVED,),
     },
     S.COLLECTING: {
+        "officer_release": (S.DECIDED,),
+        "officer_refuse": (S.DECIDED,),
+        "officer_inspect": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_close": (),
         "reading": (S.COLLECTING,),
         "timeout": (S.COLLECTING,),
         "decided_release": (S.DECIDED,),
@@ -184,8 +204,11 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "timeout": (S.DECIDED,),
         "officer_release": (S.DECIDED,),
         "officer_refuse": (S.DECIDED,),
+        "officer_inspect": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_close": (),
         "boom_open": (S.DECIDED, S.PASSING),
-        "boom_closed": (S.DECIDED,),
+        "boom_closed": (S.DECIDED, S.IDLE),
         "arrival_on": (S.DECIDED,),
         "arrival_off": (S.DECIDED, S.IDLE),
         "fault": (S.DECIDED,),
@@ -193,6 +216,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "recovered": (S.DECIDED,),
     },
     S.PASSING: {
+        "officer_manual_close": (),
         "reading": (S.PASSING,),
         "timeout": (S.PASSING,),
         "arrival_on": (S.PASSING,),
@@ -215,6 +239,9 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "decided_refuse": (S.FAULT,),
         "officer_release": (S.DECIDED,),
         "officer_refuse": (S.DECIDED,),
+        "officer_inspect": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_close": (),
         "fault": (S.FAULT,),
         "barrier_fault": (S.FAULT,),
         "recovered": (S.FAULT, S.IDLE, S.COLLECTING, S.DECIDED, S.PASSING),
@@ -316,6 +343,8 @@ class LaneMachine:
 
     def _on_boom_closed(self, event: BoomEvent, now: float) -> list[Action]:
         self.boom_open = False
+        if self.state == S.DECIDED and self.tx and self.tx.open_commanded and self.tx.closing:
+            return self._close_transaction("closed_before_passage", now)  # closed by hand before it went
         if self.state != S.PASSING or self.tx is None:
             return []
         if not self.tx.vehicle_entered:
@@ -374,6 +403,24 @@ class LaneMachine:
         return self._officer(event, now)
 
     _on_officer_refuse = _on_officer_release
+    _on_officer_inspect = _on_officer_release
+
+    def _on_officer_manual_open(self, event: OfficerAction, now: float) -> list[Action]:
+        if self.tx is None:
+            # A vehicle with no transaction (ambulance, maintenance): a transaction of its own.
+            self.tx = Transaction(self.lane_id, opened_at=now)
+            self.tx.manual = True
+            opened = [Action("open_transaction", {"transaction": self.tx.id, "manual": True})]
+            return opened + self._officer(event, now)
+        return self._officer(event, now)
+
+    def _on_officer_manual_close(self, event: OfficerAction, now: float) -> list[Action]:
+        transaction = self.tx.id if self.tx else None
+        if self.tx is not None and self.tx.open_commanded:
+            self.tx.closing = True
+        return [Action("record_officer_action", {"transaction": transaction, "action": event.action,
+                                                 "officer": event.officer, "reason": event.reason}),
+                Action("close_barrier", {"transaction": transaction, "why": f"manual close by {event.officer}"})]
 
     def _officer(self, event: OfficerAction, now: float) -> list[Action]:
         if self.tx is None:
@@ -384,10 +431,12 @@ class LaneMachine:
         actions = [Action("cancel_timer", {"transaction": self.tx.id}),
                    Action("record_officer_action", {"transaction": self.tx.id, "action": event.action,
                                                     "officer": event.officer, "reason": event.reason})]
-        if event.action == "release":
+        self.tx.officer_actions.append({"action": event.action, "officer": event.officer,
+                                        "reason": event.reason, "at": now})
+        if event.action in ("release", "manual_open"):
             actions += self._release(event.officer)
-        else:
-            self.tx.released_by = None
+        elif event.action == "inspect":
+            self.tx.inspection_by = event.officer
         return actions
 
     def _release(self, by: str) -> list[Action]:

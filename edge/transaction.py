@@ -35,6 +35,9 @@ class Transaction:
     vehicle_entered: bool = False
     closing: bool = False
     decision_ms: float | None = None
+    manual: bool = False
+    inspection_by: str | None = None
+    officer_actions: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, reading: Reading) -> bool:
         """Add a reading; return True when it changed what the truck is known to carry."""
@@ -110,4 +113,7 @@ class Transaction:
             "released_by": self.released_by,
             "barrier_open_commanded": self.open_commanded,
             "decision_ms": self.decision_ms,
+            "manual": self.manual,
+            "inspection_by": self.inspection_by,
+            "officer_actions": list(self.officer_actions),
         }

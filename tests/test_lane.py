@@ -225,3 +225,42 @@ def test_transition_table_prints_as_a_diagram():
     text = transition_table_text()
     assert "IDLE --arrival_on--> ARRIVED|COLLECTING" in text
     assert "PASSING --boom_closed-->" in text
+
+
+def test_officer_can_release_while_readings_are_still_being_collected():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    actions = lane.handle(OfficerAction("release", "officer-7", "seal checked by hand"), 101.0)
+    assert "open_barrier" in kinds(actions) and lane.state == LaneState.DECIDED
+
+
+def test_send_to_inspection_keeps_the_boom_closed_and_records_who():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(HOLD), 100.2)
+    actions = lane.handle(OfficerAction("inspect", "officer-7", "X-ray image unclear"), 101.0)
+    assert "open_barrier" not in kinds(actions)
+    assert lane.tx.inspection_by == "officer-7" and lane.state == LaneState.DECIDED
+
+
+def test_manual_open_for_a_vehicle_without_transaction_is_recorded_and_closes_after_it():
+    lane = LaneMachine("IMP-1", POLICY)
+    actions = lane.handle(OfficerAction("manual_open", "sup-1", "ambulance"), 100.0)
+    assert kinds(actions).index("record_officer_action") < kinds(actions).index("open_barrier")
+    assert lane.tx.manual and lane.tx.released_by == "sup-1"
+    lane.handle(BoomEvent(opened=True), 101.0)
+    lane.handle(LoopEvent("safety", True), 101.5)
+    assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 102.0))
+    lane.handle(BoomEvent(opened=False), 103.0)
+    assert lane.state == LaneState.IDLE
+
+
+def test_manual_close_before_the_truck_moves_ends_the_transaction():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    actions = lane.handle(OfficerAction("manual_close", "sup-1", "truck stalled"), 100.5)
+    assert "close_barrier" in kinds(actions)
+    actions = lane.handle(BoomEvent(opened=False), 101.0)
+    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "closed_before_passage"
+    assert lane.state == LaneState.IDLE

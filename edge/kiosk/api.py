@@ -21,7 +21,7 @@ PAGE = Path(__file__).parent / "templates" / "lanes.html"
 class OfficerActionRequest(BaseModel):
     """An officer's release or refusal of the truck at a lane."""
 
-    action: Literal["release", "refuse"]
+    action: Literal["release", "refuse", "inspect", "manual_open", "manual_close"]
     officer_id: str = Field(min_length=1, max_length=64)
     reason: str = Field(min_length=3, max_length=500)
 

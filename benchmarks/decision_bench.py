@@ -27,7 +27,7 @@ from devices.readings import (
     SealRead,
     SealStatus,
 )
-from devices.transports.modbus import ModbusTcpHub
+from devices.transports.modbus import tcp_hub
 from edge.cache import DeclarationCache
 from edge.cli import DEFAULT_SITE
 from edge.config import load_site
@@ -65,7 +65,7 @@ async def _run(trucks: int, hold_share: float, seed: int) -> dict:
         cache.upsert_many(_declarations(max(trucks, 1000), loaded.site.gate))
         cache.mark_refreshed(datetime.now(UTC))
         journal = Journal.open(Path(tmp) / "journal.sqlite")
-        hub = ModbusTcpHub("127.0.0.1", port, profile.modbus.device_id)
+        hub = tcp_hub("127.0.0.1", port, profile.modbus.device_id)
         events: asyncio.Queue = asyncio.Queue()
         barrier = BarrierDriver(barrier_cfg.id, hub, profile.modbus, lambda e: None)
         controller = LaneController(lane_cfg, gate=loaded.site.gate, journal=journal, cache=cache,

@@ -22,7 +22,7 @@ from devices.protocols.barrier_map import (
     next_heartbeat,
 )
 from devices.readings import DeviceEvent, DeviceFault, DeviceRecovered
-from devices.transports.modbus import ModbusIOError, ModbusTcpHub
+from devices.transports.modbus import ModbusHub, ModbusIOError
 from edge.config import BarrierModbusMap
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class SafetyInterlock(Exception):
 class BarrierDriver:
     """Owns one barrier PLC over a Modbus hub."""
 
-    def __init__(self, device_id: str, hub: ModbusTcpHub, regmap: BarrierModbusMap,
+    def __init__(self, device_id: str, hub: ModbusHub, regmap: BarrierModbusMap,
                  sink: Callable[[DeviceEvent], None]):
         self.device_id, self.hub, self.regmap, self.sink = device_id, hub, regmap, sink
         self.health = DeviceHealth(device_id, "barrier")

@@ -67,6 +67,38 @@ class SealRead:
     reader_id: str = ""
 
 
+class ScanVerdict(StrEnum):
+    """A container scanner's (NII) verdict on a scan."""
+
+    CLEAR = "clear"
+    SUSPECT = "suspect"
+    PENDING = "pending"  # image analysis not finished
+
+
+@dataclass(frozen=True, slots=True)
+class WeightRead:
+    """A stable gross weight from a weighbridge indicator, in kilograms."""
+
+    device_id: str
+    gross_kg: float
+    observed_at: float
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRead:
+    """A container scanner's scan of one truck: started (verdict pending) or completed."""
+
+    device_id: str
+    scan_id: str
+    verdict: ScanVerdict
+    containers: tuple[str, ...]
+    image_ref: str | None
+    completed: bool
+    observed_at: float
+    received_at: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class LoopChanged:
     """An induction loop became occupied or clear."""
@@ -111,5 +143,5 @@ class FrameRejected:
     raw: bytes = field(default=b"", repr=False)
 
 
-Reading = PlateRead | ContainerRead | SealRead
+Reading = PlateRead | ContainerRead | SealRead | WeightRead | ScanRead
 DeviceEvent = Reading | LoopChanged | BoomChanged | DeviceFault | DeviceRecovered

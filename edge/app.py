@@ -18,12 +18,13 @@ import uvicorn
 from devices.anpr import AnprCameraDriver
 from devices.barrier import BarrierDriver
 from devices.eseal import EsealReaderDriver
-from devices.transports.modbus import ModbusTcpHub
+from devices.transports.modbus import ModbusHub, rtu_hub, tcp_hub
 from devices.transports.mqtt import MqttBus
 from edge.cache import DeclarationCache
 from edge.config import (
     BarrierProfile,
     LoadedSite,
+    ModbusRtuTransport,
     ModbusTcpTransport,
     MqttTransport,
     SerialTransport,
@@ -81,10 +82,7 @@ class GateNode:
             assert barrier_cfg is not None  # guaranteed by config validation
             profile = self.loaded.profile_for(barrier_cfg)
             assert isinstance(profile, BarrierProfile)
-            transport = barrier_cfg.transport
-            assert isinstance(transport, ModbusTcpTransport)
-            hub = ModbusTcpHub(transport.host, transport.port, profile.modbus.device_id,
-                               profile.modbus.request_timeout_s)
+            hub = self._modbus_hub(barrier_cfg.transport, profile)
             controller_ref: dict[str, LaneController] = {}
 
             def sink(event, _ref=controller_ref):
@@ -113,6 +111,15 @@ class GateNode:
                     assert isinstance(device.transport, MqttTransport)
                     self.drivers[device.id] = AnprCameraDriver(
                         device.id, device.transport, self.loaded.profile_for(device), self.bus, sink)
+
+    @staticmethod
+    def _modbus_hub(transport: ModbusTcpTransport | ModbusRtuTransport, profile: BarrierProfile) -> ModbusHub:
+        modbus = profile.modbus
+        if isinstance(transport, ModbusTcpTransport):
+            return tcp_hub(transport.host, transport.port, modbus.device_id, modbus.request_timeout_s)
+        return rtu_hub(transport.port, baudrate=transport.baudrate, bytesize=transport.bytesize,
+                       parity=transport.parity, stopbits=transport.stopbits, device_id=modbus.device_id,
+                       timeout_s=modbus.request_timeout_s)
 
     # ------------------------------------------------------------ lifecycle
 

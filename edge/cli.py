@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # The drivers report device faults themselves; pymodbus's own retries would only repeat them.
+        logging.getLogger("pymodbus").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except ConfigError as exc:

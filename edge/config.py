@@ -133,6 +133,15 @@ class ModbusTcpTransport(_Strict):
     port: int = Field(ge=1, le=65535)
 
 
+class ModbusRtuTransport(_Strict):
+    type: Literal["modbus_rtu"]
+    port: str = Field(min_length=1)
+    baudrate: int = Field(default=19200, ge=300, le=921600)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+
 class SerialTransport(_Strict):
     type: Literal["serial"]
     port: str = Field(min_length=1)
@@ -145,11 +154,11 @@ class MqttTransport(_Strict):
 
 
 Transport = Annotated[
-    ModbusTcpTransport | SerialTransport | MqttTransport, Field(discriminator="type")
+    ModbusTcpTransport | ModbusRtuTransport | SerialTransport | MqttTransport, Field(discriminator="type")
 ]
 
 TRANSPORTS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "barrier": ("modbus_tcp",),
+    "barrier": ("modbus_tcp", "modbus_rtu"),
     "eseal": ("serial",),
     "anpr": ("mqtt",),
 }
@@ -336,7 +345,7 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         ) from exc
 
 
-_UNION_TAGS = {"modbus_tcp", "serial", "mqtt", "barrier", "eseal", "anpr"}
+_UNION_TAGS = {"modbus_tcp", "modbus_rtu", "serial", "mqtt", "barrier", "eseal", "anpr"}
 
 
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -447,7 +456,7 @@ def _endpoint(device: DeviceConfig) -> str:
     transport = device.transport
     if isinstance(transport, ModbusTcpTransport):
         return f"modbus tcp {transport.host}:{transport.port}"
-    if isinstance(transport, SerialTransport):
+    if isinstance(transport, SerialTransport | ModbusRtuTransport):
         return f"serial port {transport.port}"
     return f"mqtt topic {transport.topic}"
 

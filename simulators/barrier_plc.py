@@ -247,3 +247,31 @@ class BarrierPlcSimulator:
     @property
     def boom_closed(self) -> bool:
         return self.model.position <= 0.0
+
+
+class BarrierPlcRtuSimulator(BarrierPlcSimulator):
+    """The same PLC on Modbus RTU: the server opens the device end of a SerialWire."""
+
+    def __init__(self, regmap: BarrierModbusMap, device_port: str, baudrate: int = 19200,
+                 travel_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__(regmap, host="", port=0, travel_s=travel_s, clock=clock)
+        self.device_port, self.baudrate = device_port, baudrate
+
+    async def start(self) -> None:
+        from pymodbus.server import ModbusSerialServer
+
+        self._server = ModbusSerialServer(self._device(), port=self.device_port, baudrate=self.baudrate,
+                                          reconnect_delay=0.2)
+        await self._server.serve_forever(background=True)
+        self._tasks.append(asyncio.create_task(self._scan_forever(), name=f"plc-scan-{self.device_port}"))
+
+    async def reopen_port(self) -> None:
+        """Open the serial port again after the cable was re-plugged (the model keeps its state)."""
+        from pymodbus.server import ModbusSerialServer
+
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.shutdown()
+        self._server = ModbusSerialServer(self._device(), port=self.device_port, baudrate=self.baudrate,
+                                          reconnect_delay=0.2)
+        await self._server.serve_forever(background=True)

@@ -9,7 +9,7 @@ import pytest
 from devices.barrier import BarrierDriver, SafetyInterlock
 from devices.protocols.barrier_map import FAULT_HEARTBEAT_LOST
 from devices.readings import BoomChanged, BoomPosition, DeviceFault, DeviceRecovered, Loop, LoopChanged
-from devices.transports.modbus import ModbusTcpHub
+from devices.transports.modbus import tcp_hub
 from simulators.barrier_plc import BarrierPlcSimulator
 from simulators.broker import free_port
 from tests.conftest import wait_until
@@ -25,7 +25,7 @@ async def rig(site, travel_s=0.2, **map_changes):
     plc = BarrierPlcSimulator(modbus, port=port, travel_s=travel_s)
     await plc.start()
     events: list = []
-    driver = BarrierDriver("IMP-1-plc", ModbusTcpHub("127.0.0.1", port, modbus.device_id, 0.5), modbus,
+    driver = BarrierDriver("IMP-1-plc", tcp_hub("127.0.0.1", port, modbus.device_id, 0.5), modbus,
                            events.append)
     await driver.start()
     await asyncio.wait_for(driver.first_poll.wait(), 5)

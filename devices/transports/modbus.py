@@ -1,4 +1,4 @@
-"""One Modbus TCP connection shared by every signal on a PLC: serialised requests, reconnects.
+"""One Modbus connection (TCP or RTU over serial) shared by every signal on a PLC.
 
 Like Home Assistant's modbus hub: entities (the barrier driver's polling, commands, heartbeat) ask
 the hub; the hub queues requests on the connection, reconnects with backoff, and reports whether
@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
 log = logging.getLogger(__name__)
@@ -37,29 +39,28 @@ class LinkHealth:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ModbusTcpHub:
-    """A Modbus TCP client that serialises requests and reconnects by itself."""
+class ModbusHub:
+    """A Modbus client that serialises requests and reconnects by itself."""
 
-    def __init__(self, host: str, port: int, device_id: int = 1, timeout_s: float = 1.0):
-        self.host, self.port, self.device_id, self.timeout_s = host, port, device_id, timeout_s
+    def __init__(self, make_client: Callable[[], ModbusBaseClient], endpoint: str, device_id: int = 1,
+                 timeout_s: float = 1.0):
+        self.make_client, self.endpoint = make_client, endpoint
+        self.device_id, self.timeout_s = device_id, timeout_s
         self.health = LinkHealth()
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusBaseClient | None = None
         self._lock = asyncio.Lock()
         self._ever_connected = False
 
-    async def _ensure_connected(self) -> AsyncModbusTcpClient:
+    async def _ensure_connected(self) -> ModbusBaseClient:
         if self._client is not None and self._client.connected:
             return self._client
         if self._client is not None:
             self._client.close()
-        # reconnect_delay=0: pymodbus must not reconnect behind our back; the hub does it.
-        client = AsyncModbusTcpClient(
-            self.host, port=self.port, timeout=self.timeout_s, retries=0, reconnect_delay=0
-        )
+        client = self.make_client()
         ok = await client.connect()
         if not ok:
             client.close()
-            raise ModbusIOError(f"cannot connect to {self.host}:{self.port}")
+            raise ModbusIOError(f"cannot connect to {self.endpoint}")
         if self._ever_connected:
             self.health.reconnects += 1
         self._ever_connected = True
@@ -74,7 +75,7 @@ class ModbusTcpHub:
         """
         async with self._lock:
             try:
-                client = await self._ensure_connected()
+                client = await asyncio.wait_for(self._ensure_connected(), timeout=self.timeout_s * 2)
                 response = await asyncio.wait_for(
                     getattr(client, method)(*args, device_id=self.device_id, **kwargs),
                     timeout=self.timeout_s * 2,
@@ -105,3 +106,22 @@ class ModbusTcpHub:
                 self._client.close()
                 self._client = None
             self.health.connected = False
+
+
+def tcp_hub(host: str, port: int, device_id: int = 1, timeout_s: float = 1.0) -> ModbusHub:
+    """A hub for a PLC on Modbus TCP."""
+    # reconnect_delay=0: pymodbus must not reconnect behind our back; the hub does it.
+    return ModbusHub(
+        lambda: AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0),
+        f"{host}:{port}", device_id, timeout_s,
+    )
+
+
+def rtu_hub(port: str, *, baudrate: int = 19200, bytesize: int = 8, parity: str = "N", stopbits: int = 1,
+            device_id: int = 1, timeout_s: float = 1.0) -> ModbusHub:
+    """A hub for a PLC on Modbus RTU over a serial line."""
+    return ModbusHub(
+        lambda: AsyncModbusSerialClient(port, baudrate=baudrate, bytesize=bytesize, parity=parity,
+                                        stopbits=stopbits, timeout=timeout_s, retries=0, reconnect_delay=0),
+        port, device_id, timeout_s,
+    )

@@ -31,6 +31,7 @@ from edge.config import (
 )
 from edge.journal import Journal
 from edge.lane_control import LaneController
+from sync.telemetry import TelemetryPublisher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class NodeOptions:
     mqtt_port: int | None = None
     restore: bool = True
     serial_retry_s: float = 0.5
+    telemetry_period_s: float = 5.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,6 +75,7 @@ class GateNode:
         self._tasks: list[asyncio.Task] = []
         self._server: uvicorn.Server | None = None
         self.kiosk_port: int | None = None
+        self.telemetry: TelemetryPublisher | None = None
 
     # ------------------------------------------------------------ build
 
@@ -126,6 +129,8 @@ class GateNode:
     async def start(self) -> None:
         """Connect every device, restore lanes from the journal, serve the kiosk."""
         self._build()
+        self.telemetry = TelemetryPublisher(self, self.options.telemetry_period_s)
+        self.telemetry.prepare()
         for driver in self.drivers.values():
             if isinstance(driver, AnprCameraDriver):
                 driver.start()
@@ -136,6 +141,7 @@ class GateNode:
             elif isinstance(driver, EsealReaderDriver):
                 self._tasks.append(asyncio.create_task(driver.run(), name=f"{driver.device_id}"))
         await asyncio.gather(*(c.start(restore=self.options.restore) for c in self.lanes.values()))
+        self.telemetry.start()
         if self.options.kiosk:
             await self._start_kiosk()
         log.info("node for %s running with lanes %s", self.site.gate, ", ".join(self.lanes))
@@ -165,6 +171,8 @@ class GateNode:
         """Stop everything; barrier PLCs then go to their safe state on heartbeat loss."""
         if self._server is not None:
             self._server.should_exit = True
+        if self.telemetry is not None:
+            await self.telemetry.stop()
         for controller in self.lanes.values():
             await controller.stop()
         for driver in self.drivers.values():

@@ -19,14 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "firmware_configs"
 PROFILE_DIR = CONFIG_ROOT / "devices"
 
-ReadingKind = Literal["plate", "seal", "container"]
-DeviceKind = Literal["barrier", "eseal", "anpr"]
+ReadingKind = Literal["plate", "seal", "container", "weight", "scan"]
+DeviceKind = Literal["barrier", "eseal", "anpr", "weighbridge", "scanner"]
 
 # Which device kinds can provide each required reading.
 READING_SOURCES: dict[str, tuple[str, ...]] = {
     "plate": ("anpr",),
     "seal": ("eseal",),
-    "container": ("eseal",),
+    "container": ("eseal", "scanner"),
+    "weight": ("weighbridge",),
+    "scan": ("scanner",),
 }
 
 
@@ -100,7 +102,7 @@ class EsealProfile(_Strict):
     kind: Literal["eseal"]
     vendor: str = ""
     model: str = ""
-    frame_format: Literal["eseal-ascii"]
+    frame_format: Literal["eseal-ascii", "eseal-binary"]
     serial: SerialSettings = SerialSettings()
 
 
@@ -121,7 +123,34 @@ class AnprProfile(_Strict):
     min_confidence: float = Field(default=0.0, ge=0, le=1)
 
 
-DeviceProfile = Annotated[BarrierProfile | EsealProfile | AnprProfile, Field(discriminator="kind")]
+class WeighbridgeProfile(_Strict):
+    """A weighbridge indicator with continuous (or polled SMA) serial output."""
+
+    id: str
+    kind: Literal["weighbridge"]
+    vendor: str = ""
+    model: str = ""
+    frame_format: Literal["toledo-continuous", "sma", "rinstrum"]
+    checksum: bool = False  # Toledo: the optional CHK byte is sent
+    poll_interval_s: float | None = Field(default=None, gt=0, le=10)  # SMA: send `W` this often
+    serial: SerialSettings = SerialSettings()
+    stable_band_kg: float = Field(default=20.0, gt=0)
+    stable_hold_s: float = Field(default=2.0, ge=0, le=60)
+    min_kg: float = Field(default=500.0, ge=0)
+
+
+class ScannerProfile(_Strict):
+    """A container scanner (NII) publishing scan messages over MQTT."""
+
+    id: str
+    kind: Literal["scanner"]
+    vendor: str = ""
+    model: str = ""
+    payload_format: Literal["scanner-json"]
+
+
+AnyProfile = BarrierProfile | EsealProfile | AnprProfile | WeighbridgeProfile | ScannerProfile
+DeviceProfile = Annotated[AnyProfile, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------- site
@@ -161,6 +190,8 @@ TRANSPORTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "barrier": ("modbus_tcp", "modbus_rtu"),
     "eseal": ("serial",),
     "anpr": ("mqtt",),
+    "weighbridge": ("serial",),
+    "scanner": ("mqtt",),
 }
 
 
@@ -255,7 +286,7 @@ class LoadedSite:
 
     path: Path
     site: SiteConfig
-    profiles: dict[str, BarrierProfile | EsealProfile | AnprProfile]
+    profiles: dict[str, AnyProfile]
 
     def profile_for(self, device: DeviceConfig) -> Any:
         """Return the resolved profile of a device."""
@@ -345,7 +376,8 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         ) from exc
 
 
-_UNION_TAGS = {"modbus_tcp", "modbus_rtu", "serial", "mqtt", "barrier", "eseal", "anpr"}
+_UNION_TAGS = {"modbus_tcp", "modbus_rtu", "serial", "mqtt", "barrier", "eseal", "anpr", "weighbridge",
+               "scanner"}
 
 
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -378,7 +410,7 @@ def _validation_problems(
     return problems
 
 
-def load_profile(profile_id: str, profile_dir: Path = PROFILE_DIR) -> BarrierProfile | EsealProfile | AnprProfile:
+def load_profile(profile_id: str, profile_dir: Path = PROFILE_DIR) -> AnyProfile:
     """Load and validate one device profile by id (the file `<id>.yaml` in profile_dir)."""
     path = profile_dir / f"{profile_id}.yaml"
     data, tree = _read_yaml(path)

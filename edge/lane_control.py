@@ -204,10 +204,12 @@ class LaneController:
         if isinstance(event, DeviceFault):
             self.journal.append("device_fault", {"device": event.device_id, "error": event.error},
                                 lane=self.lane.id, at=now)
+            self._notify("device", {"device": event.device_id, "connected": False, "error": event.error})
             return DeviceFailed(event.device_id, event.error,
                                 is_barrier=self.device_kinds.get(event.device_id) == "barrier")
         if isinstance(event, DeviceRecovered):
             self.journal.append("device_recovered", {"device": event.device_id}, lane=self.lane.id, at=now)
+            self._notify("device", {"device": event.device_id, "connected": True})
             return DeviceRestored(event.device_id)
         return event
 

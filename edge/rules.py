@@ -70,6 +70,8 @@ REASONS: dict[str, ReasonInfo] = {
         Outcome.HOLD, True, "A reading the lane policy requires has not arrived"),
     "PLATE_LOW_CONFIDENCE": ReasonInfo(
         Outcome.HOLD, True, "The plate was read with too little confidence"),
+    "SCANNER_SUSPECT": ReasonInfo(Outcome.HOLD, False, "The container scan looks suspect: inspection needed"),
+    "SCANNER_PENDING": ReasonInfo(Outcome.HOLD, True, "The container scan is still being analysed"),
     "CACHE_STALE": ReasonInfo(
         Outcome.HOLD, False, "Declaration cache is older than policy allows for auto-release"),
     "DEVICE_FAULT": ReasonInfo(Outcome.HOLD, False, "A lane device is faulty: no auto-release"),
@@ -105,6 +107,7 @@ class TransactionFacts:
     containers: tuple[str, ...] = ()
     seals: tuple[SealSeen, ...] = ()
     weight_kg: float | None = None
+    scan_verdict: str | None = None  # clear / suspect / pending
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,8 @@ def _check_required(facts: TransactionFacts, policy: LanePolicy) -> Iterable[Fin
         "plate": bool(facts.plates),
         "seal": bool(facts.seals),
         "container": bool(facts.containers) or any(s.container for s in facts.seals),
+        "weight": facts.weight_kg is not None,
+        "scan": facts.scan_verdict is not None,
     }
     for reading in policy.required_readings:
         if not present[reading]:
@@ -282,7 +287,7 @@ def decide(
     declaration: Declaration | None = None
     if confident:
         declaration, selection = select_declaration(
-            TransactionFacts(confident, facts.containers, facts.seals, facts.weight_kg),
+            TransactionFacts(confident, facts.containers, facts.seals, facts.weight_kg, facts.scan_verdict),
             candidates,
             context,
         )
@@ -292,6 +297,10 @@ def decide(
     findings.extend(_check_containers(facts, declaration, policy))
     findings.extend(_check_seals(facts, declaration, policy))
     findings.extend(_check_weight(facts, declaration, policy))
+    if facts.scan_verdict == "suspect":
+        findings.append(Finding("SCANNER_SUSPECT"))
+    elif facts.scan_verdict == "pending":
+        findings.append(Finding("SCANNER_PENDING"))
     if context.cache_age_s is None or context.cache_age_s > policy.max_cache_age_s:
         age = "never refreshed" if context.cache_age_s is None else f"{context.cache_age_s:.0f} s old"
         findings.append(Finding("CACHE_STALE", f"{age}, limit {policy.max_cache_age_s:.0f} s"))

@@ -8,7 +8,7 @@ from typing import Any
 
 from devices.protocols.iso6346 import is_valid_container, normalise_container
 from devices.protocols.plates import normalise_plate
-from devices.readings import ContainerRead, PlateRead, Reading, SealRead, SealStatus
+from devices.readings import ContainerRead, PlateRead, Reading, ScanRead, SealRead, SealStatus, WeightRead
 from edge.rules import Decision, SealSeen, TransactionFacts
 
 _SEAL_SEVERITY = {SealStatus.INTACT: 0, SealStatus.OPENED: 1, SealStatus.TAMPERED: 2}
@@ -25,6 +25,7 @@ class Transaction:
     seals: dict[str, SealRead] = field(default_factory=dict)
     containers: dict[str, ContainerRead] = field(default_factory=dict)
     weight_kg: float | None = None
+    scan: ScanRead | None = None
     readings: int = 0
     duplicates: int = 0
     last_reading_at: float | None = None
@@ -58,13 +59,30 @@ class Transaction:
                 self.seals[reading.seal_id] = reading
                 changed = True
         elif isinstance(reading, ContainerRead):
-            key = normalise_container(reading.container)
-            if key not in self.containers:
-                self.containers[key] = reading
-                changed = True
+            changed = self._add_container(reading)
+        elif isinstance(reading, WeightRead):
+            changed = self.weight_kg != reading.gross_kg
+            self.weight_kg = reading.gross_kg
+        elif isinstance(reading, ScanRead):
+            current = self.scan
+            # A completed scan's verdict is never replaced by a "scan started" message.
+            if current is None or reading.completed or not current.completed:
+                changed = current is None or (current.verdict, current.completed) != (
+                    reading.verdict, reading.completed)
+                self.scan = reading
+            for number in reading.containers:
+                changed = self._add_container(ContainerRead(reading.device_id, number, 1.0, reading.observed_at,
+                                                            reading.received_at)) or changed
         if not changed:
             self.duplicates += 1
         return changed
+
+    def _add_container(self, reading: ContainerRead) -> bool:
+        key = normalise_container(reading.container)
+        if key in self.containers:
+            return False
+        self.containers[key] = reading
+        return True
 
     def facts(self) -> TransactionFacts:
         """What the rules need to know about this truck."""
@@ -76,6 +94,7 @@ class Transaction:
                 for s in self.seals.values()
             ),
             weight_kg=self.weight_kg,
+            scan_verdict=self.scan.verdict.value if self.scan else None,
         )
 
     def container_numbers(self) -> list[str]:
@@ -106,6 +125,9 @@ class Transaction:
                 for s in self.seals.values()
             ],
             "weight_kg": self.weight_kg,
+            "scan": None if self.scan is None else {
+                "scan_id": self.scan.scan_id, "verdict": self.scan.verdict.value, "completed": self.scan.completed,
+                "image_ref": self.scan.image_ref, "containers": list(self.scan.containers)},
             "readings": self.readings,
             "duplicates": self.duplicates,
             "decision": self.decision.to_dict() if self.decision else None,

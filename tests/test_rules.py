@@ -88,6 +88,13 @@ CASES = [
      POLICY, Outcome.HOLD, "REQUIRED_READING_MISSING"),
     ("plate read with too little confidence", replace(GOOD, plates=(("29C12345", 0.3),)), [CLEARED], CONTEXT, POLICY,
      Outcome.HOLD, "PLATE_LOW_CONFIDENCE"),
+    ("container scan looks suspect", replace(GOOD, scan_verdict="suspect"), [CLEARED], CONTEXT, POLICY,
+     Outcome.HOLD, "SCANNER_SUSPECT"),
+    ("container scan still being analysed", replace(GOOD, scan_verdict="pending"), [CLEARED], CONTEXT, POLICY,
+     Outcome.HOLD, "SCANNER_PENDING"),
+    ("no weight where the policy requires one", replace(GOOD, weight_kg=None), [CLEARED], CONTEXT,
+     POLICY.model_copy(update={"required_readings": ["plate", "seal", "weight"]}), Outcome.HOLD,
+     "REQUIRED_READING_MISSING"),
     ("cache older than policy allows", GOOD, [CLEARED], replace(CONTEXT, cache_age_s=7200), POLICY,
      Outcome.HOLD, "CACHE_STALE"),
     ("cache never refreshed", GOOD, [CLEARED], replace(CONTEXT, cache_age_s=None), POLICY,
@@ -176,3 +183,14 @@ def test_held_truck_still_waits_for_a_reading_kind_that_has_not_arrived():
     facts = replace(GOOD, seals=())
     decision = decide(facts, [replace(CLEARED, channel=RiskChannel.RED)], POLICY, CONTEXT)
     assert decision.outcome == Outcome.HOLD and decision.awaiting_readings
+
+
+def test_clear_scan_releases_and_pending_scan_waits():
+    assert decide(replace(GOOD, scan_verdict="clear"), [CLEARED], POLICY, CONTEXT).outcome == Outcome.RELEASE
+    assert decide(replace(GOOD, scan_verdict="pending"), [CLEARED], POLICY, CONTEXT).awaiting_readings
+
+
+def test_suspect_scan_on_a_red_channel_truck_is_never_released():
+    decision = decide(replace(GOOD, scan_verdict="suspect"), [replace(CLEARED, channel=RiskChannel.RED)], POLICY,
+                      CONTEXT)
+    assert decision.outcome == Outcome.HOLD and {"SCANNER_SUSPECT", "CHANNEL_RED"} <= set(decision.reasons)

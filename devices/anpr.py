@@ -31,21 +31,35 @@ class AnprCameraDriver:
     def start(self) -> None:
         """Subscribe; broker up/down is this camera's connectivity."""
         self.bus.subscribe(self.topic, self._on_message)
+        self.bus.subscribe(f"{self.topic}/status", self._on_camera_status)
         self.bus.on_state(self._on_broker_state)
+        self._camera_online = True
+        self._broker_up = False
 
     def _on_broker_state(self, up: bool, error: str | None) -> None:
-        self.health.connected = up
+        self._broker_up = up
         self.health.reconnects = self.bus.health.reconnects
+        self._update(None if up else f"MQTT broker: {error}")
+
+    def _on_camera_status(self, topic: str, payload: bytes) -> None:
+        """The camera's own status topic: "online", or "offline" (its last will)."""
+        self._camera_online = payload.strip().lower() != b"offline"
+        self._update(None)
+
+    def _update(self, broker_error: str | None) -> None:
+        error = broker_error or (None if self._camera_online else "camera offline (its last will)")
+        up = error is None and self._broker_up
+        self.health.connected = up
         if up:
             self.health.last_error = None
             if self._faulty:
                 self._faulty = False
                 self.sink(DeviceRecovered(self.device_id, time.time()))
-        else:
-            self.health.last_error = f"MQTT broker: {error}"
+        elif error is not None:
+            self.health.last_error = error
             if not self._faulty:
                 self._faulty = True
-                self.sink(DeviceFault(self.device_id, self.health.last_error, time.time()))
+                self.sink(DeviceFault(self.device_id, error, time.time()))
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         now = time.time()

@@ -374,7 +374,7 @@ class LaneMachine:
     def _on_timeout(self, event: CollectTimeout, now: float) -> list[Action]:
         if self.tx is None or event.transaction_id != self.tx.id:
             return []
-        if self.state in (S.ARRIVED, S.COLLECTING):
+        if self.state in (S.ARRIVED, S.COLLECTING) or (self.state == S.FAULT and self.tx.decision is None):
             return [Action("evaluate", {"transaction": self.tx.id, "final": True})]
         return []
 
@@ -387,9 +387,15 @@ class LaneMachine:
     def _decide(self, decision: Decision, now: float) -> list[Action]:
         assert self.tx is not None
         if self.state == S.FAULT:
-            # A decision computed just before the fault: record it, never act on a release.
-            return [Action("alarm", {"code": "DECISION_DURING_FAULT",
-                                     "text": "Decision arrived while the lane is in FAULT; not acted on"})]
+            if decision.outcome == Outcome.RELEASE:
+                # Computed just before the fault: never act on a release while a device is down.
+                return [Action("alarm", {"code": "DECISION_DURING_FAULT",
+                                         "text": "Release arrived while the lane is in FAULT; not acted on"})]
+            # A hold during a fault (DEVICE_FAULT) is recorded so the officer sees why the truck waits.
+            self.tx.decision = decision
+            self.tx.decided_at = now
+            return [Action("cancel_timer", {"transaction": self.tx.id}),
+                    Action("record_decision", {"transaction": self.tx.id, "decision": decision})]
         self.tx.decision = decision
         self.tx.decided_at = now
         self.state = S.DECIDED

@@ -236,6 +236,33 @@ class BarrierPlcSimulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    # -- faults (see simulators/faults.py)
+    async def fault_disconnect(self) -> None:
+        """The PLC drops off the network (the boom keeps its position)."""
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.shutdown()
+            self._server = None
+
+    async def recover_disconnect(self) -> None:
+        if self._server is None:
+            self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+            await self._server.serve_forever(background=True)
+
+    def fault_slow(self) -> None:
+        """Answer every request later than the node's timeout."""
+        self.response_delay_s = 2.5
+
+    def recover_slow(self) -> None:
+        self.response_delay_s = 0.0
+
+    def fault_exception_replies(self) -> None:
+        """Answer every request with a Modbus exception (device failure)."""
+        self.exception_replies = True
+
+    def recover_exception_replies(self) -> None:
+        self.exception_replies = False
+
     def set_loop(self, loop: str, occupied: bool) -> None:
         """What a truck does to the loops (the scenario runner drives this)."""
         self.model.set_loop(loop, occupied, self.clock())
@@ -264,6 +291,16 @@ class BarrierPlcRtuSimulator(BarrierPlcSimulator):
                                           reconnect_delay=0.2)
         await self._server.serve_forever(background=True)
         self._tasks.append(asyncio.create_task(self._scan_forever(), name=f"plc-scan-{self.device_port}"))
+
+    async def fault_disconnect(self) -> None:
+        """The RS-485 cable is pulled: the caller cuts the SerialWire; the PLC stops listening."""
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.shutdown()
+            self._server = None
+
+    async def recover_disconnect(self) -> None:
+        await self.reopen_port()
 
     async def reopen_port(self) -> None:
         """Open the serial port again after the cable was re-plugged (the model keeps its state)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import random
 import tty
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,17 +51,40 @@ class EsealReaderSimulator:
                     os.close(fd)
         self._master = self._slave = None
 
+    # -- faults (see simulators/faults.py)
+    def fault_disconnect(self) -> None:
+        """Pull the cable."""
+        self.stop()
+
+    def recover_disconnect(self) -> None:
+        if self._master is None:
+            self.start()
+
+    def fault_garbage(self) -> None:
+        """Line noise: bytes that are no frame at all."""
+        self.write_raw(bytes(random.randrange(256) for _ in range(64)) + b"\r\n")
+
+    def fault_torn_frame(self) -> None:
+        """Half a frame, as when the reader resets mid-line."""
+        frame = self._frame("TORN0001", SealStatus.INTACT, None, 50)
+        self.write_raw(encode_seal_frame(frame)[:20])
+
+    def fault_bad_checksum(self) -> None:
+        """A whole frame with a checksum that does not hold: must never become a reading."""
+        line = encode_seal_frame(self._frame("BADSUM01", SealStatus.INTACT, None, 50))
+        body, _, _ = line.partition(b"*")
+        good = int(line[len(body) + 1:len(body) + 3], 16)
+        self.write_raw(body + b"*" + f"{good ^ 0x5A:02X}".encode() + b"\r\n")
+
     def write_raw(self, data: bytes) -> None:
         """Send bytes as they are (garbage, torn frames, wrong checksums)."""
         if self._master is None:
             raise RuntimeError("e-seal reader simulator is not running")
         os.write(self._master, data)
 
-    def present_seal(self, seal_id: str, status: SealStatus | str = SealStatus.INTACT,
-                     container: str | None = None, battery_pct: int | None = 87,
-                     when: datetime | None = None) -> bytes:
-        """Send one seal frame, as the reader does when a seal comes into range."""
-        frame = SealFrame(
+    def _frame(self, seal_id: str, status: SealStatus | str, container: str | None, battery_pct: int | None,
+               when: datetime | None = None) -> SealFrame:
+        return SealFrame(
             reader_id=self.reader_id,
             seal_id=seal_id,
             status=SealStatus(status),
@@ -68,7 +92,14 @@ class EsealReaderSimulator:
             container=container,
             timestamp=(when or datetime.now(UTC)).replace(microsecond=0),
         )
-        data = encode_seal_frame(frame)
+
+    def present_seal(self, seal_id: str, status: SealStatus | str = SealStatus.INTACT,
+                     container: str | None = None, battery_pct: int | None = 87,
+                     when: datetime | None = None) -> bytes:
+        """Send one seal frame, as the reader does when a seal comes into range."""
+        data = encode_seal_frame(self._frame(seal_id, status, container, battery_pct, when))
+        if self._master is None:
+            return b""  # the cable is pulled: the reader's output goes nowhere
         self.write_raw(data)
         self.frames_sent += 1
         return data

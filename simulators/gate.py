@@ -112,6 +112,18 @@ class SimulatedGate:
             await self.node.stop()
             self.node = None
 
+    def simulator(self, device_id: str):
+        """The simulator behind a device id ("broker" for the MQTT broker), for fault injection."""
+        if device_id == "broker":
+            return _BrokerFaults(self.broker)
+        assert self.site is not None
+        for lane in self.site.site.lanes:
+            rig = self.rigs[lane.id]
+            for device in lane.devices:
+                if device.id == device_id:
+                    return {"barrier": rig.plc, "eseal": rig.eseal, "anpr": rig.camera}[device.kind]
+        raise KeyError(device_id)
+
     async def stop(self) -> None:
         await self.stop_node()
         for rig in self.rigs.values():
@@ -122,3 +134,16 @@ class SimulatedGate:
                 await asyncio.to_thread(rig.camera.stop)
         if self._own_broker and self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+
+
+class _BrokerFaults:
+    """The broker as a fault target: `restart` stops it and starts it again on the same port."""
+
+    def __init__(self, broker: PrivateBroker):
+        self.broker = broker
+
+    async def fault_restart(self) -> None:
+        await asyncio.to_thread(self.broker.stop)
+
+    async def recover_restart(self) -> None:
+        await asyncio.to_thread(self.broker.start)

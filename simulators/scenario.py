@@ -18,8 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.config import CONFIG_ROOT, ConfigError, ConfigProblem, load_site
+from edge.config import CONFIG_ROOT, ConfigError, ConfigProblem, load_site, site_from_mapping
 from edge.declarations import DeclarationError, declaration_from_mapping
+from simulators.faults import FaultSpec, inject_fault
 from simulators.gate import LaneRig, SimulatedGate
 
 
@@ -68,6 +69,7 @@ class Timing(_Strict):
     hold_wait_s: float = Field(default=0.3, ge=0, le=600)
     plate_lead_s: float = Field(default=0.1, ge=0, le=10)
     truck_timeout_s: float = Field(default=60, gt=0)
+    collect_timeout_s: float | None = Field(default=None, gt=0, le=600)  # overrides every lane's policy
 
 
 class ScenarioFile(_Strict):
@@ -77,6 +79,7 @@ class ScenarioFile(_Strict):
     timing: Timing = Timing()
     declarations: list[dict[str, Any]] | str = []
     trucks: list[TruckSpec] = Field(min_length=1)
+    faults: list[FaultSpec] = []
 
 
 _RELATIVE = re.compile(r"^now\s*(?:([+-])\s*(\d+(?:\.\d+)?)\s*([smhd]))?$")
@@ -100,11 +103,21 @@ class Scenario:
     def __init__(self, path: Path, spec: ScenarioFile, declarations: list):
         self.path, self.spec, self.declarations = path, spec, declarations
         self.site = load_site(self._resolve(spec.site, CONFIG_ROOT / "sites", ".yaml"))
+        if spec.timing.collect_timeout_s is not None:
+            data = self.site.site.model_dump()
+            for lane in data["lanes"]:
+                lane["policy"]["collect_timeout_s"] = spec.timing.collect_timeout_s
+            self.site = site_from_mapping(data, origin=str(self.site.path))
         lanes = {lane.id for lane in self.site.site.lanes}
+        devices = {d.id for lane in self.site.site.lanes for d in lane.devices} | {"broker"}
         problems = [
             ConfigProblem(str(path), f"trucks[{i}].lane", f"no lane '{truck.lane}' in the site",
                           f"use one of {', '.join(sorted(lanes))}")
             for i, truck in enumerate(spec.trucks) if truck.lane not in lanes
+        ] + [
+            ConfigProblem(str(path), f"faults[{i}].device", f"no device '{fault.device}' in the site",
+                          f"use one of {', '.join(sorted(devices))}")
+            for i, fault in enumerate(spec.faults) if fault.device not in devices
         ]
         if problems:
             raise ConfigError(problems)
@@ -309,10 +322,27 @@ async def play_scenario(scenario: Scenario, workdir: Path, *, kiosk_port: int | 
         async def run_lane(trucks: list[TruckSpec]) -> list[tuple[TruckSpec, dict]]:
             return [(truck, await run_truck(truck)) for truck in trucks]
 
+        fault_log: list[dict[str, Any]] = []
+        wall_start = time.time()
+
+        async def run_fault(spec: FaultSpec) -> None:
+            await asyncio.sleep(max(0.0, spec.at_s - (time.monotonic() - started)))
+            record = {"device": spec.device, "fault": spec.fault, "injected_at_s": round(time.time() - wall_start, 3)}
+            fault_log.append(record)
+            await inject_fault(gate.simulator(spec.device), spec.fault, spec.duration_s)
+            record["device_back_at_s"] = round(time.time() - wall_start, 3)
+
+        fault_tasks = [asyncio.create_task(run_fault(spec)) for spec in scenario.spec.faults]
         lane_results = await asyncio.gather(*(run_lane(t) for t in by_lane.values()))
+        await asyncio.gather(*fault_tasks)
         done = {id(truck): result for pairs in lane_results for truck, result in pairs}
         trucks = [done[id(truck)] for truck in scenario.spec.trucks]
         verdict = await asyncio.to_thread(node.journal.verify)
+        device_events = [
+            {"device": e.payload["device"], "event": "fault" if e.kind == "device_fault" else "recovered",
+             "at_s": round(e.at - wall_start, 3), "error": e.payload.get("error")}
+            for e in node.journal.entries(kinds=["device_fault", "device_recovered"]) if e.at >= wall_start
+        ]
     finally:
         if own_gate:
             await gate.stop()
@@ -331,7 +361,7 @@ async def play_scenario(scenario: Scenario, workdir: Path, *, kiosk_port: int | 
         "journal_ok": verify_ok(verdict),
         "duration_s": round(time.monotonic() - started, 2),
     }
-    return {"trucks": trucks, "summary": summary}
+    return {"trucks": trucks, "faults": fault_log, "device_events": device_events, "summary": summary}
 
 
 def verify_ok(report: Any) -> bool:

@@ -264,3 +264,17 @@ def test_manual_close_before_the_truck_moves_ends_the_transaction():
     actions = lane.handle(BoomEvent(opened=False), 101.0)
     assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "closed_before_passage"
     assert lane.state == LaneState.IDLE
+
+
+def test_truck_waiting_during_a_fault_is_held_with_the_fault_as_reason_at_timeout():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(DeviceFailed("IMP-1-eseal", "read failed"), 100.2)
+    actions = lane.handle(CollectTimeout(lane.tx.id), 120.0)
+    assert actions[0].kind == "evaluate" and actions[0].data["final"]
+    held = Decision(Outcome.HOLD, (Finding("DEVICE_FAULT", "IMP-1-eseal"),), None)
+    actions = lane.handle(Decided(held), 120.1)
+    assert "record_decision" in kinds(actions) and "open_barrier" not in kinds(actions)
+    assert lane.state == LaneState.FAULT and lane.tx.decision == held
+    lane.handle(DeviceRestored("IMP-1-eseal"), 130.0)
+    assert lane.state == LaneState.DECIDED

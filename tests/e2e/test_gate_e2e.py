@@ -225,3 +225,25 @@ def test_dead_eseal_reader_puts_the_lane_in_fault_and_blocks_auto_release(site, 
             await gate.stop()
 
     asyncio.run(scenario())
+
+
+def test_fault_scenario_degrades_safely_and_every_device_recovers_within_5_s():
+    result = run_cli("demo", "--scenario", str(DEFAULT_SCENARIO.parent / "faults.yaml"), "--json", timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    for truck in report["trucks"]:
+        if truck["outcome"] != "release":
+            assert truck["barrier_opened"] is False
+    held = [t for t in report["trucks"] if t["outcome"] == "hold"]
+    assert held and all("DEVICE_FAULT" in t["reasons"] for t in held)
+    events = report["device_events"]
+    for fault in report["faults"]:
+        if fault["fault"] not in ("disconnect", "exception_replies"):
+            continue
+        device = fault["device"]
+        faults = [e for e in events if e["device"] == device and e["event"] == "fault"]
+        recoveries = [e for e in events if e["device"] == device and e["event"] == "recovered"
+                      and e["at_s"] >= fault["device_back_at_s"]]
+        assert faults, f"{device}: the node never saw the {fault['fault']}"
+        assert recoveries, f"{device}: no recovery"
+        assert recoveries[0]["at_s"] - fault["device_back_at_s"] <= 5.0, f"{device} took too long to reconnect"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from edge.cache import DeclarationCache
 from edge.declarations import Declaration, DeclarationError, declaration_from_mapping
@@ -90,7 +90,7 @@ def import_declarations(cache: DeclarationCache, path: Path, now: datetime | Non
     return report
 
 
-def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+def _csv_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, str] | RowError]]:
     """(line the record starts on, row dict or RowError) for each data record of a CSV file."""
     reader = csv.reader(handle)
     header: list[str] | None = None
@@ -122,7 +122,7 @@ def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, str] | RowError]]:
         raise DeclarationError("CSV file is empty; it needs a header row naming " + ", ".join(_REQUIRED_COLUMNS))
 
 
-def _jsonl_rows(handle: Any) -> Iterator[tuple[int, Any]]:
+def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
     """(line number, object or RowError) for each non-blank line of a JSON-lines file."""
     for line, text in enumerate(handle, start=1):
         if not text.strip():
@@ -147,7 +147,7 @@ def _json_rows(text: str) -> Iterator[tuple[int, Any]]:
     tracker = _LineTracker(text)
     position = _skip(text, 0)
     if text.startswith("[", position):
-        yield from _json_array(text, position, tracker)
+        position = yield from _json_array(text, position, tracker)
     elif text.startswith("{", position):
         found = False
         position = _skip(text, position + 1)
@@ -187,7 +187,7 @@ def _json_rows(text: str) -> Iterator[tuple[int, Any]]:
         raise _syntax_error(text, _skip(text, position), "extra data after the end")
 
 
-def _json_array(text: str, position: int, tracker: _LineTracker) -> Iterator[tuple[int, Any]]:
+def _json_array(text: str, position: int, tracker: _LineTracker) -> Generator[tuple[int, Any], None, int]:
     """Yield the elements of the array starting at text[position] == '['; return the offset after ']'."""
     position = _skip(text, position + 1)
     if text.startswith("]", position):

@@ -70,6 +70,8 @@ def _is_blank(value: Any) -> bool:
 
 def _text(row: Mapping[str, Any], field: str) -> str:
     value = row.get(field)
+    if type(value) is str and (text := value.strip()):
+        return text  # the usual case, first
     if _is_blank(value):
         raise DeclarationError(f"{field}: missing; every declaration needs a {field}")
     if not isinstance(value, str | int) or isinstance(value, bool):

@@ -1,0 +1,208 @@
+"""Decodes SMA SCP-0499 scale replies and encodes its host commands (sans-I/O).
+
+The standard reply (to ``W`` weight, ``H`` high resolution, ``Z`` zero, ``T`` tare, ``M`` tare
+weight, and repeated after ``R`` until ``S``)::
+
+    <LF> s r n m f <weight: 10 chars> <units: 3 chars> <CR>          (20 bytes)
+
+s: ``Z`` centre of zero, ``O`` over capacity, ``U`` under capacity, ``E`` zero error, ``I``
+initial-zero error, ``T`` tare error, space none. r: range digit. n: ``G`` gross, ``N`` net,
+``T`` tare (reply to ``M``), ``g``/``n`` gross/net in high resolution. m: ``M`` motion or space.
+f: reserved (any printable). The weight is right-aligned, may carry a ``-`` (before or after the
+leading spaces) and a decimal point; in the E, I and T states it is dashes, read as no value
+(dashes are also accepted over and under capacity, where the spec sends the weight).
+Units: ``kg``, ``lb``, ``t``, ``g``, aligned either way in three characters (`` kg`` and ``kg ``
+both seen). Replies carry no checksum, so every field is checked. A ``<LF>?<CR>`` reply (command
+not recognised) and the about/diagnostic replies are refused as "not a weight reply".
+
+Lines end at CR; an LF inside a line tears it (the new LF starts the next reply); an empty line
+(the LF of a CR LF ending, or LF CR) is idle. Feed any chunking; `feed` never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from devices.protocols.stable_weight import KG_PER_UNIT, WeightFrame, as_decimal, to_kg
+from devices.readings import FrameRejected
+
+FORMAT = "sma"
+LF, CR = 0x0A, 0x0D
+LINE_LENGTH = 18
+"""Characters between LF and CR in a standard reply."""
+MAX_LINE = 64
+"""Longest line (between LF and CR) the decoder buffers before dropping it."""
+COMMANDS = frozenset("WHZTMRS")
+"""Host commands `encode_sma_command` sends: weight, high-res weight, zero, tare, tare weight, repeat, stop."""
+
+_IN_LINE_STOP = re.compile(rb"[\r\n]")
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
+_NUMBER = re.compile(r" *(-?) *([0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_DASHES = re.compile(r" *-[ -]*")
+_STATUS = frozenset(" ZOUEIT")
+_MODES = frozenset("GNTgn")
+_RAW_SAMPLE = 64
+
+
+def decode_sma_line(line: bytes) -> WeightFrame | FrameRejected:
+    """Decode one reply given without its LF and CR. Never raises."""
+    raw = b"\n" + bytes(line) + b"\r"
+    if line == b"?":
+        return FrameRejected("not a weight reply: the indicator did not recognise the command", raw)
+    bad = _NOT_PRINTABLE.search(line)
+    if bad is not None:
+        return FrameRejected(f"control or non-ASCII byte 0x{line[bad.start()]:02X} at offset {bad.start() + 1}", raw)
+    if len(line) != LINE_LENGTH:
+        return FrameRejected(f"not a weight reply: {len(line)} characters, expected {LINE_LENGTH}", raw)
+    text = line.decode("ascii")
+    status, range_char, mode, motion, weight_text, units = text[0], text[1], text[2], text[3], text[5:15], text[15:]
+    if status not in _STATUS:
+        return FrameRejected(f"bad scale status {status!r}: expected Z, O, U, E, I, T or space", raw)
+    if not range_char.isdigit():
+        return FrameRejected(f"bad range {range_char!r}: expected a digit", raw)
+    if mode not in _MODES:
+        return FrameRejected(f"bad gross/net status {mode!r}: expected G, N, T, g or n", raw)
+    if motion not in " M":
+        return FrameRejected(f"bad motion status {motion!r}: expected 'M' or space", raw)
+    unit = units.strip()
+    if unit and (unit not in KG_PER_UNIT or units not in (unit.rjust(3), unit.ljust(3))):
+        return FrameRejected(f"unsupported units {units!r}", raw)
+    value: Decimal | None = None
+    match = _NUMBER.fullmatch(weight_text)
+    if match is not None:
+        value = Decimal(match.group(1) + match.group(2))
+    elif not (_DASHES.fullmatch(weight_text) and status in "EITOU"):
+        return FrameRejected(f"weight field {weight_text!r} is not a number", raw)
+    usable = status in " Z"
+    return WeightFrame(
+        format=FORMAT,
+        weight_kg=to_kg(value, unit) if usable else None,
+        raw_value=value,
+        raw_unit=unit,
+        net=mode in "Nn",
+        motion=motion == "M",
+        overload=status == "O",
+        underload=status == "U",
+        zero_error=status in "EI",
+        error=status == "T",
+        tare=mode == "T",
+    )
+
+
+class SmaDecoder:
+    """Incremental decoder of SMA replies: `feed(bytes)` returns the replies (and rejections) completed.
+
+    Bytes outside a reply are skipped until the next LF (a CR there is idle); each run of garbage
+    is reported once. A line longer than `max_line` is dropped and reported. `frames_ok` and
+    `frames_bad` count what `feed` returned.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE):
+        self.max_line = max_line
+        self.frames_ok = 0
+        self.frames_bad = 0
+        self._line = bytearray()  # bytes after LF of the reply being collected
+        self._in_line = False
+        self._garbage_reported = False
+
+    def feed(self, data: bytes) -> list[WeightFrame | FrameRejected]:
+        """Consume `data` (any bytes-like) and return what completed, in order. Never raises."""
+        out: list[WeightFrame | FrameRejected] = []
+        try:
+            self._feed(bytes(data), out)
+        except Exception as exc:  # a decoder bug must not kill the driver's read loop
+            self._line.clear()
+            self._in_line = False
+            self._garbage_reported = True
+            out.append(FrameRejected(f"internal decoder error: {type(exc).__name__}: {exc}"))
+        for item in out:
+            if isinstance(item, WeightFrame):
+                self.frames_ok += 1
+            else:
+                self.frames_bad += 1
+        return out
+
+    def _feed(self, data: bytes, out: list[WeightFrame | FrameRejected]) -> None:
+        position, end = 0, len(data)
+        while position < end:
+            if not self._in_line:
+                start = data.find(b"\n", position)
+                self._skip(data[position:] if start < 0 else data[position:start], out)
+                if start < 0:
+                    return
+                self._in_line = True
+                self._garbage_reported = False
+                self._line.clear()
+                position = start + 1
+                continue
+            match = _IN_LINE_STOP.search(data, position)
+            stop = end if match is None else match.start()
+            room = self.max_line + 1 - len(self._line)  # one byte over the bound is enough to know
+            self._line += data[position:min(stop, position + room)]
+            if len(self._line) > self.max_line:
+                out.append(FrameRejected(f"line too long: more than {self.max_line} bytes without CR",
+                                         bytes(self._line[:_RAW_SAMPLE])))
+                self._line.clear()
+                self._in_line = False
+                self._garbage_reported = True  # the rest of the long line is part of this report
+                position = stop
+                continue
+            if match is None:
+                return
+            line = bytes(self._line)
+            self._line.clear()
+            position = stop + 1
+            if data[stop] == LF:  # a new reply began before this one ended
+                if line:
+                    out.append(FrameRejected("torn reply: LF before CR", b"\n" + line))
+                continue  # stay in line: this LF starts the next reply (an empty line is idle)
+            self._in_line = False
+            if line:  # LF CR with nothing between is idle
+                out.append(decode_sma_line(line))
+
+    def _skip(self, skipped: bytes, out: list[WeightFrame | FrameRejected]) -> None:
+        if self._garbage_reported or not skipped:
+            return
+        garbage = skipped.strip(b"\r\n")
+        if garbage:
+            self._garbage_reported = True
+            out.append(FrameRejected(f"garbage outside a reply (resync at LF): {garbage[:24]!r}",
+                                     garbage[:_RAW_SAMPLE]))
+
+
+def encode_sma_command(command: str) -> bytes:
+    """Return the host command `<LF><command><CR>`: W weight, H high resolution, Z zero, T tare,
+    M tare weight, R repeat continuously, S stop repeating. Raises ValueError for any other."""
+    if command not in COMMANDS or len(command) != 1:
+        raise ValueError(f"unknown SMA command {command!r}: expected one of {''.join(sorted(COMMANDS))}")
+    return b"\n" + command.encode("ascii") + b"\r"
+
+
+def encode_sma_reply(weight: Decimal | int | str | None, *, unit: str = "kg", status: str = " ",
+                     mode: str = "G", motion: bool = False, range_char: str = "1") -> bytes:
+    """Return one standard reply (simulators); raises ValueError for what it cannot carry.
+
+    `weight` None sends dashes, which only the E, I, T, O and U states may carry. Units are written
+    right-aligned (`` kg``); `unit` ``""`` blanks them.
+    """
+    if status not in _STATUS or len(status) != 1:
+        raise ValueError(f"status must be one of Z, O, U, E, I, T or space, got {status!r}")
+    if mode not in _MODES or len(mode) != 1:
+        raise ValueError(f"mode must be one of G, N, T, g, n, got {mode!r}")
+    if len(range_char) != 1 or not range_char.isdigit() or not range_char.isascii():
+        raise ValueError(f"range_char must be one digit, got {range_char!r}")
+    if unit and unit not in KG_PER_UNIT:
+        raise ValueError(f"unit must be kg, lb, t, g or empty, got {unit!r}")
+    if weight is None:
+        if status not in "EITOU":
+            raise ValueError("only the E, I, T, O and U states send dashes instead of a weight")
+        field = "    --    "
+    else:
+        value = as_decimal(weight)
+        field = ("-" if value.is_signed() else "") + format(abs(value), "f")
+        if len(field) > 10:
+            raise ValueError(f"weight {weight} does not fit the ten-character field")
+        field = field.rjust(10)
+    text = status + range_char + mode + ("M" if motion else " ") + " " + field + unit.rjust(3)
+    return b"\n" + text.encode("ascii") + b"\r"

@@ -310,6 +310,14 @@ def test_a_noisy_toledo_line_only_yields_frames_that_were_sent(pieces, cuts):
     check_output(feed_in_chunks(data, cuts, decoder), decoder, toledo_vouched(data, True))
 
 
+@given(st.lists(TOLEDO_PIECES, max_size=12), st.lists(st.integers(0, 400), max_size=10))
+def test_how_the_serial_port_splits_the_reads_never_changes_the_weights(pieces, cuts):
+    data = b"".join(pieces)
+    for make in (lambda: ToledoDecoder(checksum=True), lambda: ToledoDecoder(checksum=False), RinstrumDecoder,
+                 SmaDecoder):
+        assert frames_of(feed_in_chunks(data, cuts, make())) == frames_of(make().feed(data))
+
+
 @given(st.lists(TOLEDO_FIELDS, min_size=1, max_size=4),
        st.lists(st.binary(max_size=30).filter(lambda noise: b"\x02" not in noise), min_size=1, max_size=4))
 def test_every_complete_toledo_frame_after_noise_survives(fields, noises):

@@ -6,9 +6,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from devices.availability import MqttAvailability
 from devices.health import DeviceHealth
 from devices.protocols.anpr_json import AnprFields, AnprResult, decode_anpr_message
-from devices.readings import DeviceEvent, DeviceFault, DeviceRecovered, PlateRead
+from devices.readings import DeviceEvent, PlateRead
 from devices.transports.mqtt import MqttBus
 from edge.config import AnprProfile, MqttTransport
 
@@ -26,40 +27,17 @@ class AnprCameraDriver:
         self.fields = AnprFields(**profile.fields.model_dump())
         self.health = DeviceHealth(device_id, "anpr")
         self.ignored_low_confidence = 0
-        self._faulty = False
+        self.availability = MqttAvailability(device_id, self.health, sink, "camera")
 
     def start(self) -> None:
-        """Subscribe; broker up/down is this camera's connectivity."""
+        """Subscribe to results and status; the broker's state is the camera's too."""
         self.bus.subscribe(self.topic, self._on_message)
-        self.bus.subscribe(f"{self.topic}/status", self._on_camera_status)
+        self.bus.subscribe(f"{self.topic}/status", self.availability.on_status)
         self.bus.on_state(self._on_broker_state)
-        self._camera_online = True
-        self._broker_up = False
 
     def _on_broker_state(self, up: bool, error: str | None) -> None:
-        self._broker_up = up
         self.health.reconnects = self.bus.health.reconnects
-        self._update(None if up else f"MQTT broker: {error}")
-
-    def _on_camera_status(self, topic: str, payload: bytes) -> None:
-        """The camera's own status topic: "online", or "offline" (its last will)."""
-        self._camera_online = payload.strip().lower() != b"offline"
-        self._update(None)
-
-    def _update(self, broker_error: str | None) -> None:
-        error = broker_error or (None if self._camera_online else "camera offline (its last will)")
-        up = error is None and self._broker_up
-        self.health.connected = up
-        if up:
-            self.health.last_error = None
-            if self._faulty:
-                self._faulty = False
-                self.sink(DeviceRecovered(self.device_id, time.time()))
-        elif error is not None:
-            self.health.last_error = error
-            if not self._faulty:
-                self._faulty = True
-                self.sink(DeviceFault(self.device_id, error, time.time()))
+        self.availability.on_broker(up, error)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         now = time.time()

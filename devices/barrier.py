@@ -11,8 +11,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from devices.availability import Availability
 from devices.health import DeviceHealth
 from devices.protocols.barrier_map import (
+    FAULT_HEARTBEAT_LOST,
     FAULT_NONE,
     FAULT_TEXT,
     BarrierInputs,
@@ -21,7 +23,7 @@ from devices.protocols.barrier_map import (
     input_span,
     next_heartbeat,
 )
-from devices.readings import DeviceEvent, DeviceFault, DeviceRecovered
+from devices.readings import DeviceEvent
 from devices.transports.modbus import ModbusHub, ModbusIOError
 from edge.config import BarrierModbusMap
 
@@ -43,7 +45,7 @@ class BarrierDriver:
         self.first_poll = asyncio.Event()
         self.fault_code = FAULT_NONE
         self._heartbeat = 0
-        self._faulty = False
+        self.availability = Availability(device_id, self.health, sink)
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
 
@@ -62,6 +64,8 @@ class BarrierDriver:
 
     async def open(self) -> None:
         """Command the boom open. Call only for a journaled RELEASE; set the lights after."""
+        if self.fault_code == FAULT_HEARTBEAT_LOST:
+            await self._write_heartbeat()  # the PLC refuses to open until it hears from the node again
         await self.hub.request("write_coil", self.regmap.coils.open, True)
 
     async def set_lights(self, green: bool) -> None:
@@ -112,33 +116,25 @@ class BarrierDriver:
                 continue
             await asyncio.sleep(interval)
 
+    async def _write_heartbeat(self) -> None:
+        self._heartbeat = next_heartbeat(self._heartbeat)
+        await self.hub.request("write_register", self.regmap.holding_registers.heartbeat, self._heartbeat)
+
     async def _heartbeat_forever(self) -> None:
-        register = self.regmap.holding_registers.heartbeat
         while not self._stopping:
-            self._heartbeat = next_heartbeat(self._heartbeat)
             try:
-                await self.hub.request("write_register", register, self._heartbeat)
+                await self._write_heartbeat()
             except ModbusIOError as exc:
                 self._set_down(str(exc))
             await asyncio.sleep(self.regmap.heartbeat_period_s)
 
     def _set_up(self) -> None:
-        self.health.connected = True
         self.health.reconnects = self.hub.health.reconnects
-        if self._faulty:
-            self._faulty = False
-            self.health.last_error = None
-            log.info("%s answers again", self.device_id)
-            self.sink(DeviceRecovered(self.device_id, time.time()))
+        self.availability.up()
 
     def _set_down(self, error: str) -> None:
-        self.health.connected = False
         self.health.frames_bad += 1
-        self.health.last_error = error
-        if not self._faulty:
-            self._faulty = True
-            log.warning("%s fault: %s", self.device_id, error)
-            self.sink(DeviceFault(self.device_id, error, time.time()))
+        self.availability.down(error)
 
     def describe_fault(self) -> str:
         """The PLC's own fault register in words."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from devices.availability import Availability
 from devices.health import DeviceHealth
 from devices.protocols.eseal_ascii import EsealAsciiDecoder, SealFrame, seal_frame_to_read
-from devices.readings import DeviceEvent, DeviceFault, DeviceRecovered
+from devices.protocols.eseal_binary import EsealBinaryDecoder, SealErrorReport
+from devices.readings import DeviceEvent
 from devices.transports.serial_port import SerialLink
 from edge.config import EsealProfile, SerialTransport
 
@@ -22,7 +25,9 @@ class EsealReaderDriver:
                  sink: Callable[[DeviceEvent], None], retry_s: float = 0.5):
         self.device_id, self.sink = device_id, sink
         self.health = DeviceHealth(device_id, "eseal")
-        self._decoder = EsealAsciiDecoder()
+        self.frame_format = profile.frame_format
+        self._decoder = self._new_decoder()
+        self.reader_errors = 0
         settings = profile.serial
         self.link = SerialLink(
             transport.port,
@@ -35,34 +40,37 @@ class EsealReaderDriver:
             on_down=self._on_down,
             retry_s=retry_s,
         )
-        self._faulty = False
+        self.availability = Availability(device_id, self.health, sink)
+
+    def _new_decoder(self) -> EsealAsciiDecoder | EsealBinaryDecoder:
+        return EsealBinaryDecoder() if self.frame_format == "eseal-binary" else EsealAsciiDecoder()
 
     def _on_bytes(self, data: bytes) -> None:
         now = time.time()
-        for item in self._decoder.feed(data):
+        if isinstance(self._decoder, EsealBinaryDecoder):
+            items = self._decoder.feed(data, datetime.fromtimestamp(now, UTC))
+        else:
+            items = self._decoder.feed(data)
+        for item in items:
             if isinstance(item, SealFrame):
                 self.health.frames_good += 1
                 self.health.last_reading_at = now
                 self.sink(seal_frame_to_read(item, self.device_id, now))
+            elif isinstance(item, SealErrorReport):
+                self.reader_errors += 1
+                self.health.last_error = f"reader {item.reader_id} error {item.error_code} on seal {item.seal_id}"
+                log.warning("%s: %s", self.device_id, self.health.last_error)
             else:
                 self.health.frames_bad += 1
                 log.warning("%s rejected a frame: %s", self.device_id, item.reason)
 
     def _on_up(self) -> None:
-        self.health.connected = True
         self.health.reconnects = self.link.health.reconnects
-        self.health.last_error = None
-        self._decoder = EsealAsciiDecoder()  # a half frame from before the outage is garbage
-        if self._faulty:
-            self._faulty = False
-            self.sink(DeviceRecovered(self.device_id, time.time()))
+        self._decoder = self._new_decoder()  # a half frame from before the outage is garbage
+        self.availability.up()
 
     def _on_down(self, error: str) -> None:
-        self.health.connected = False
-        self.health.last_error = error
-        if not self._faulty:
-            self._faulty = True
-            self.sink(DeviceFault(self.device_id, error, time.time()))
+        self.availability.down(error)
 
     async def run(self) -> None:
         """Read until stopped, reopening the port after failures."""

@@ -18,11 +18,14 @@ import uvicorn
 from devices.anpr import AnprCameraDriver
 from devices.barrier import BarrierDriver
 from devices.eseal import EsealReaderDriver
+from devices.scanner import ScannerDriver
 from devices.transports.modbus import ModbusHub, rtu_hub, tcp_hub
 from devices.transports.mqtt import MqttBus
+from devices.weighbridge import WeighbridgeDriver
 from edge.cache import DeclarationCache
 from edge.config import (
     BarrierProfile,
+    DeviceConfig,
     LoadedSite,
     ModbusRtuTransport,
     ModbusTcpTransport,
@@ -105,15 +108,20 @@ class GateNode:
             self.drivers[barrier_cfg.id] = barrier
             for device in lane.devices:
                 self.device_lane[device.id] = lane.id
-                if device.kind == "eseal":
-                    assert isinstance(device.transport, SerialTransport)
-                    self.drivers[device.id] = EsealReaderDriver(
-                        device.id, device.transport, self.loaded.profile_for(device), sink,
-                        retry_s=self.options.serial_retry_s)
-                elif device.kind == "anpr":
-                    assert isinstance(device.transport, MqttTransport)
-                    self.drivers[device.id] = AnprCameraDriver(
-                        device.id, device.transport, self.loaded.profile_for(device), self.bus, sink)
+                if device.kind != "barrier":
+                    self.drivers[device.id] = self._reading_driver(device, sink)
+
+    def _reading_driver(self, device: DeviceConfig, sink):
+        """The driver of a device that produces readings (everything but the barrier)."""
+        profile = self.loaded.profile_for(device)
+        transport = device.transport
+        if device.kind in ("eseal", "weighbridge"):
+            assert isinstance(transport, SerialTransport)
+            driver_class = EsealReaderDriver if device.kind == "eseal" else WeighbridgeDriver
+            return driver_class(device.id, transport, profile, sink, retry_s=self.options.serial_retry_s)
+        assert isinstance(transport, MqttTransport)
+        driver_class = AnprCameraDriver if device.kind == "anpr" else ScannerDriver
+        return driver_class(device.id, transport, profile, self.bus, sink)
 
     @staticmethod
     def _modbus_hub(transport: ModbusTcpTransport | ModbusRtuTransport, profile: BarrierProfile) -> ModbusHub:
@@ -132,13 +140,13 @@ class GateNode:
         self.telemetry = TelemetryPublisher(self, self.options.telemetry_period_s)
         self.telemetry.prepare()
         for driver in self.drivers.values():
-            if isinstance(driver, AnprCameraDriver):
+            if isinstance(driver, AnprCameraDriver | ScannerDriver):
                 driver.start()
         await self.bus.start()
         for driver in self.drivers.values():
             if isinstance(driver, BarrierDriver):
                 await driver.start()
-            elif isinstance(driver, EsealReaderDriver):
+            elif isinstance(driver, EsealReaderDriver | WeighbridgeDriver):
                 self._tasks.append(asyncio.create_task(driver.run(), name=f"{driver.device_id}"))
         await asyncio.gather(*(c.start(restore=self.options.restore) for c in self.lanes.values()))
         self.telemetry.start()
@@ -176,7 +184,7 @@ class GateNode:
         for controller in self.lanes.values():
             await controller.stop()
         for driver in self.drivers.values():
-            if isinstance(driver, BarrierDriver | EsealReaderDriver):
+            if isinstance(driver, BarrierDriver | EsealReaderDriver | WeighbridgeDriver):
                 await driver.stop()
         for task in self._tasks:
             if task.get_name() != "kiosk":

@@ -26,7 +26,12 @@ from devices.readings import (
     DeviceRecovered,
     LoopChanged,
     PlateRead,
+    Reading,
+    ScanRead,
+    ScanVerdict,
     SealRead,
+    SealStatus,
+    WeightRead,
 )
 from devices.transports.modbus import ModbusIOError
 from edge.cache import DeclarationCache
@@ -55,28 +60,32 @@ log = logging.getLogger(__name__)
 Listener = Callable[[str, str, dict[str, Any]], None]
 
 
-def reading_payload(reading: PlateRead | SealRead | ContainerRead) -> dict[str, Any]:
+_READING_TYPES = {cls.__name__: cls for cls in (PlateRead, SealRead, ContainerRead, WeightRead, ScanRead)}
+
+
+def reading_payload(reading: Reading) -> dict[str, Any]:
     """JSON-friendly form of a reading, with its type."""
     data = asdict(reading)
     if isinstance(reading, SealRead):
         data["status"] = reading.status.value
+    elif isinstance(reading, ScanRead):
+        data["verdict"] = reading.verdict.value
+        data["containers"] = list(reading.containers)
     data["type"] = type(reading).__name__
     return data
 
 
-def reading_from_payload(data: dict[str, Any]) -> PlateRead | SealRead | ContainerRead:
+def reading_from_payload(data: dict[str, Any]) -> Reading:
     """Inverse of reading_payload (for rebuilding a transaction from the journal)."""
     data = dict(data)
     kind = data.pop("type")
     data.pop("transaction", None)
-    if kind == "PlateRead":
-        return PlateRead(**data)
     if kind == "SealRead":
-        from devices.readings import SealStatus
-
         data["status"] = SealStatus(data["status"])
-        return SealRead(**data)
-    return ContainerRead(**data)
+    elif kind == "ScanRead":
+        data["verdict"] = ScanVerdict(data["verdict"])
+        data["containers"] = tuple(data["containers"])
+    return _READING_TYPES[kind](**data)
 
 
 def decision_from_dict(data: dict[str, Any]) -> Decision:
@@ -188,7 +197,7 @@ class LaneController:
         self._notify("lane", self.machine.snapshot())
 
     def _to_lane_event(self, event: LaneEvent | DeviceEvent, now: float) -> LaneEvent | None:
-        if isinstance(event, PlateRead | SealRead | ContainerRead):
+        if isinstance(event, Reading):
             entry = self.journal.append("reading", reading_payload(event), lane=self.lane.id, at=now)
             self._notify("reading", {"seq": entry.seq, **reading_payload(event)})
             return ReadingEvent(event)

@@ -65,6 +65,9 @@ class PlcModel:
 
     # -- commands from the master
     def command_open(self, now: float) -> None:
+        if self.fault_code == FAULT_HEARTBEAT_LOST:
+            self.history.append((now, "open refused: heartbeat lost"))
+            return
         if self.position < 1.0:
             self.motion = 1
             self.history.append((now, "opening"))

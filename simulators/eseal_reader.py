@@ -12,19 +12,23 @@ import os
 import pty
 import random
 import tty
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 from devices.protocols.eseal_ascii import SealFrame, encode_seal_frame
+from devices.protocols.eseal_binary import encode_binary_seal_frame
 from devices.readings import SealStatus
 
 
 class EsealReaderSimulator:
     """One simulated reader behind one pty."""
 
-    def __init__(self, link_path: str | Path, reader_id: str = "RDR01"):
+    def __init__(self, link_path: str | Path, reader_id: str = "RDR01", frame_format: str = "eseal-ascii"):
         self.link_path = Path(link_path)
-        self.reader_id = reader_id
+        self.frame_format = frame_format
+        # The binary format carries a 32-bit reader id (8 hex digits).
+        self.reader_id = reader_id if frame_format == "eseal-ascii" else f"{zlib.crc32(reader_id.encode()):08X}"
         self._master: int | None = None
         self._slave: int | None = None
         self.frames_sent = 0
@@ -66,15 +70,17 @@ class EsealReaderSimulator:
 
     def fault_torn_frame(self) -> None:
         """Half a frame, as when the reader resets mid-line."""
-        frame = self._frame("TORN0001", SealStatus.INTACT, None, 50)
-        self.write_raw(encode_seal_frame(frame)[:20])
+        self.write_raw(self._encode(self._frame("0000A0A0", SealStatus.INTACT, None, 50))[:12])
 
     def fault_bad_checksum(self) -> None:
         """A whole frame with a checksum that does not hold: must never become a reading."""
-        line = encode_seal_frame(self._frame("BADSUM01", SealStatus.INTACT, None, 50))
-        body, _, _ = line.partition(b"*")
-        good = int(line[len(body) + 1:len(body) + 3], 16)
-        self.write_raw(body + b"*" + f"{good ^ 0x5A:02X}".encode() + b"\r\n")
+        frame = bytearray(self._encode(self._frame("0000BAD0", SealStatus.INTACT, None, 50)))
+        if self.frame_format == "eseal-binary":
+            frame[-3] ^= 0x5A  # the CRC's high byte
+        else:
+            star = frame.index(b"*")
+            frame[star + 1:star + 3] = f"{int(frame[star + 1:star + 3], 16) ^ 0x5A:02X}".encode()
+        self.write_raw(bytes(frame))
 
     def write_raw(self, data: bytes) -> None:
         """Send bytes as they are (garbage, torn frames, wrong checksums)."""
@@ -93,11 +99,16 @@ class EsealReaderSimulator:
             timestamp=(when or datetime.now(UTC)).replace(microsecond=0),
         )
 
+    def _encode(self, frame: SealFrame) -> bytes:
+        if self.frame_format == "eseal-binary":
+            return encode_binary_seal_frame(frame)
+        return encode_seal_frame(frame)
+
     def present_seal(self, seal_id: str, status: SealStatus | str = SealStatus.INTACT,
                      container: str | None = None, battery_pct: int | None = 87,
                      when: datetime | None = None) -> bytes:
         """Send one seal frame, as the reader does when a seal comes into range."""
-        data = encode_seal_frame(self._frame(seal_id, status, container, battery_pct, when))
+        data = self._encode(self._frame(seal_id, status, container, battery_pct, when))
         if self._master is None:
             return b""  # the cable is pulled: the reader's output goes nowhere
         self.write_raw(data)

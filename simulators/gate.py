@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devices.protocols.anpr_json import AnprFields
 from edge.app import GateNode, NodeOptions
-from edge.config import AnprProfile, BarrierProfile, LoadedSite, site_from_mapping
+from edge.config import AnprProfile, BarrierProfile, LoadedSite, WeighbridgeProfile, site_from_mapping
 from simulators.anpr_camera import AnprCameraSimulator
-from simulators.barrier_plc import BarrierPlcSimulator
+from simulators.barrier_plc import BarrierPlcRtuSimulator, BarrierPlcSimulator
 from simulators.broker import PrivateBroker, free_port
 from simulators.eseal_reader import EsealReaderSimulator
+from simulators.scanner import ScannerSimulator
+from simulators.serial_wire import SerialWire
+from simulators.weighbridge import WeighbridgeSimulator
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,15 @@ class LaneRig:
 
     lane_id: str
     plc: BarrierPlcSimulator
-    eseal: EsealReaderSimulator | None
-    camera: AnprCameraSimulator | None
+    eseal: EsealReaderSimulator | None = None
+    camera: AnprCameraSimulator | None = None
+    scale: WeighbridgeSimulator | None = None
+    scanner: ScannerSimulator | None = None
+    wires: dict[str, SerialWire] = field(default_factory=dict)  # device id → cable (RTU)
+
+    def by_kind(self) -> dict[str, object]:
+        return {"barrier": self.plc, "eseal": self.eseal, "anpr": self.camera, "weighbridge": self.scale,
+                "scanner": self.scanner}
 
 
 def bind_site(loaded: LoadedSite, workdir: Path, broker_port: int) -> tuple[LoadedSite, dict]:
@@ -43,10 +53,28 @@ def bind_site(loaded: LoadedSite, workdir: Path, broker_port: int) -> tuple[Load
             transport = device["transport"]
             if transport["type"] == "modbus_tcp":
                 transport["host"], transport["port"] = "127.0.0.1", free_port()
-            elif transport["type"] == "serial":
+            elif transport["type"] in ("serial", "modbus_rtu"):
                 transport["port"] = str(workdir / "tty" / device["id"])
             endpoints[device["id"]] = transport
     return site_from_mapping(data, origin=str(loaded.path)), endpoints
+
+
+class _RtuCable:
+    """Fault target for a PLC on RS-485: pulling the cable cuts the wire and the PLC's port."""
+
+    def __init__(self, wire: SerialWire, plc: BarrierPlcRtuSimulator):
+        self.wire, self.plc = wire, plc
+
+    async def fault_disconnect(self) -> None:
+        self.wire.cut()
+        await self.plc.fault_disconnect()
+
+    async def recover_disconnect(self) -> None:
+        self.wire.reconnect()
+        await self.plc.recover_disconnect()
+
+    def __getattr__(self, name: str):
+        return getattr(self.plc, name)
 
 
 class SimulatedGate:
@@ -70,27 +98,49 @@ class SimulatedGate:
             self.broker = await asyncio.to_thread(PrivateBroker().start)
         self.site, _ = bind_site(self.original, self.workdir, self.broker.port)
         for lane in self.site.site.lanes:
-            plc = eseal = camera = None
-            for device in lane.devices:
-                profile = self.site.profile_for(device)
-                if device.kind == "barrier":
-                    assert isinstance(profile, BarrierProfile)
-                    plc = BarrierPlcSimulator(profile.modbus, device.transport.host,
-                                              device.transport.port, travel_s=self.boom_travel_s)
-                    await plc.start()
-                elif device.kind == "eseal":
-                    eseal = EsealReaderSimulator(device.transport.port, reader_id=f"R-{lane.id}")
-                    eseal.start()
-                elif device.kind == "anpr":
-                    assert isinstance(profile, AnprProfile)
-                    camera = AnprCameraSimulator(
-                        self.broker.host, self.broker.port, device.transport.topic, device.id,
-                        AnprFields(**profile.fields.model_dump()))
-                    await asyncio.to_thread(camera.start)
-            assert plc is not None
-            self.rigs[lane.id] = LaneRig(lane.id, plc, eseal, camera)
+            self.rigs[lane.id] = await self._start_lane(lane)
         await self.start_node()
         return self
+
+    async def _start_lane(self, lane) -> LaneRig:
+        rig: dict[str, object] = {"wires": {}}
+        for device in lane.devices:
+            profile = self.site.profile_for(device)
+            transport = device.transport
+            if device.kind == "barrier":
+                assert isinstance(profile, BarrierProfile)
+                if transport.type == "modbus_rtu":
+                    wire = SerialWire(transport.port, self.workdir / "tty" / f"{device.id}.plc-side")
+                    wire.start()
+                    plc = BarrierPlcRtuSimulator(profile.modbus, str(wire.device_link), transport.baudrate,
+                                                 travel_s=self.boom_travel_s)
+                    rig["wires"][device.id] = wire
+                else:
+                    plc = BarrierPlcSimulator(profile.modbus, transport.host, transport.port,
+                                              travel_s=self.boom_travel_s)
+                await plc.start()
+                rig["plc"] = plc
+            elif device.kind == "eseal":
+                eseal = EsealReaderSimulator(transport.port, reader_id=f"R-{lane.id}",
+                                             frame_format=profile.frame_format)
+                eseal.start()
+                rig["eseal"] = eseal
+            elif device.kind == "weighbridge":
+                assert isinstance(profile, WeighbridgeProfile)
+                scale = WeighbridgeSimulator(transport.port, profile.frame_format, checksum=profile.checksum)
+                scale.start()
+                rig["scale"] = scale
+            elif device.kind == "anpr":
+                assert isinstance(profile, AnprProfile)
+                camera = AnprCameraSimulator(self.broker.host, self.broker.port, transport.topic, device.id,
+                                             AnprFields(**profile.fields.model_dump()))
+                await asyncio.to_thread(camera.start)
+                rig["camera"] = camera
+            elif device.kind == "scanner":
+                scanner = ScannerSimulator(self.broker.host, self.broker.port, transport.topic, lane.id, device.id)
+                await asyncio.to_thread(scanner.start)
+                rig["scanner"] = scanner
+        return LaneRig(lane.id, **rig)
 
     async def start_node(self) -> GateNode:
         """(Re)start only the node, against the running simulators (restart tests)."""
@@ -121,17 +171,23 @@ class SimulatedGate:
             rig = self.rigs[lane.id]
             for device in lane.devices:
                 if device.id == device_id:
-                    return {"barrier": rig.plc, "eseal": rig.eseal, "anpr": rig.camera}[device.kind]
+                    if device.id in rig.wires:
+                        return _RtuCable(rig.wires[device.id], rig.plc)
+                    return rig.by_kind()[device.kind]
         raise KeyError(device_id)
 
     async def stop(self) -> None:
         await self.stop_node()
         for rig in self.rigs.values():
             await rig.plc.stop()
-            if rig.eseal:
-                rig.eseal.stop()
-            if rig.camera:
-                await asyncio.to_thread(rig.camera.stop)
+            for wire in rig.wires.values():
+                wire.stop()
+            for serial_sim in (rig.eseal, rig.scale):
+                if serial_sim is not None:
+                    serial_sim.stop()
+            for mqtt_sim in (rig.camera, rig.scanner):
+                if mqtt_sim is not None:
+                    await asyncio.to_thread(mqtt_sim.stop)
         if self._own_broker and self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
 

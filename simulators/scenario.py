@@ -41,6 +41,14 @@ class Expectation(_Strict):
     barrier_opened: bool | None = None
 
 
+class ScanSpec(_Strict):
+    """What the lane's container scanner reports for the truck."""
+
+    verdict: Literal["clear", "suspect", "pending"] = "clear"
+    analysis_s: float = Field(default=0.2, ge=0, le=60)  # scan_started → scan_completed
+    image_ref: str | None = None
+
+
 class OfficerStep(_Strict):
     """An officer acts on the truck once it is held (scenario-driven officer)."""
 
@@ -56,7 +64,8 @@ class TruckSpec(_Strict):
     plate_confidence: float = Field(default=0.95, ge=0, le=1)
     containers: list[str] = []
     seals: list[SealSpec] = []
-    weight_kg: float | None = None
+    weight_kg: float | None = Field(default=None, ge=0)
+    scan: ScanSpec = ScanSpec()
     arrive_after_s: float = Field(default=0.0, ge=0)
     officer: OfficerStep | None = None
     expect: Expectation | None = None
@@ -205,8 +214,10 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
     if rig.camera is not None:
         await asyncio.to_thread(rig.camera.publish_plate, truck.plate, truck.plate_confidence)
         await asyncio.sleep(timing.plate_lead_s)
+    if rig.scale is not None and truck.weight_kg is not None:
+        rig.scale.drive_on(truck.weight_kg)  # the weighbridge is under the truck's stopping place
     plc.set_loop("arrival", True)
-    # The truck stops on the arrival loop; the reader reads its seals there.
+    # The truck stops on the arrival loop; the reader reads its seals there, the scanner scans it.
     controller = gate.node.lanes[truck.lane]
     await _wait_until(lambda: controller.machine.tx is not None, 2.0)
     if rig.eseal is not None:
@@ -214,6 +225,9 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
             container = seal.container or (
                 truck.containers[index] if index < len(truck.containers) else None)
             rig.eseal.present_seal(seal.id, seal.status, container, seal.battery_pct)
+    scan_task = None
+    if rig.scanner is not None:
+        scan_task = asyncio.create_task(_scan_truck(rig.scanner, truck))
 
     deadline = time.monotonic() + timing.truck_timeout_s
     officer_done = False
@@ -243,11 +257,15 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
                 await asyncio.sleep(timing.hold_wait_s)
                 if not plc.boom_open:
                     plc.set_loop("arrival", False)  # the truck backs away from the lane
+                    if rig.scale is not None:
+                        rig.scale.drive_off()
         if plc.boom_open and plc.model.loops["arrival"]:
             result["barrier_opened"] = True
             await asyncio.sleep(timing.drive_s / 3)
             plc.set_loop("safety", True)
             plc.set_loop("arrival", False)
+            if rig.scale is not None:
+                rig.scale.drive_off()
             await asyncio.sleep(timing.drive_s / 3)
             plc.set_loop("safety", False)
             plc.set_loop("exit", True)
@@ -255,6 +273,13 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
             plc.set_loop("exit", False)
         if interactive and result["outcome"] == "refuse" and not plc.boom_open:
             plc.set_loop("arrival", False)
+    if rig.scale is not None:
+        rig.scale.drive_off()
+        # Let the indicator show the empty bridge before the next truck drives on.
+        sent = rig.scale.frames_sent
+        await _wait_until(lambda: rig.scale.frames_sent >= sent + 3, 3.0)
+    if scan_task is not None:
+        scan_task.cancel()
     if summary is not None:
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
                       declaration=summary["declaration"], released_by=summary["released_by"],
@@ -262,6 +287,20 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
                       result=summary["result"])
     await _wait_until(lambda: plc.boom_closed, 10)
     return result
+
+
+async def _scan_truck(scanner, truck: TruckSpec) -> None:
+    """scan_started, then (unless the analysis never ends) scan_completed with the verdict."""
+    from devices.protocols.scanner_json import ScanEvent
+    from devices.readings import ScanVerdict
+
+    scan_id = scanner.new_scan_id()
+    await asyncio.to_thread(scanner.publish, ScanEvent.STARTED, scan_id, truck.containers, ScanVerdict.PENDING)
+    if truck.scan.verdict == "pending":
+        return
+    await asyncio.sleep(truck.scan.analysis_s)
+    await asyncio.to_thread(scanner.publish, ScanEvent.COMPLETED, scan_id, truck.containers,
+                            ScanVerdict(truck.scan.verdict), truck.scan.image_ref or f"nii://{scan_id}.png")
 
 
 def _check_expectation(result: dict[str, Any], expect: Expectation | None) -> list[str]:

@@ -67,7 +67,8 @@ class MqttBus:
         self._client.loop_start()
 
     async def stop(self) -> None:
-        """Disconnect and stop paho's thread."""
+        """Disconnect and stop paho's thread (a stop is not an outage: listeners are not told)."""
+        self._state_listeners.clear()
         self._client.disconnect()
         await asyncio.get_running_loop().run_in_executor(None, self._client.loop_stop)
 

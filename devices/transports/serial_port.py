@@ -70,6 +70,8 @@ class SerialLink:
                         self.health.last_ok_at = time.time()
                         self.on_bytes(data)
             except (serial.SerialException, OSError, TypeError) as exc:
+                if self._stopping:
+                    break
                 await self._down(f"read from {self.port} failed: {exc}")
             finally:
                 self._close()
@@ -84,6 +86,17 @@ class SerialLink:
         if port is None:
             raise serial.SerialException("port closed")
         return port.read(max(1, port.in_waiting or 1)) + port.read(port.in_waiting or 0)
+
+    async def write(self, data: bytes) -> bool:
+        """Send bytes (e.g. a poll command); False when the port is not open."""
+        port = self._serial
+        if port is None:
+            return False
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, port.write, data)
+        except (serial.SerialException, OSError, TypeError):
+            return False
+        return True
 
     async def _down(self, error: str) -> None:
         self.health.connected = False

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from devices.readings import SealStatus
+from devices.protocols.scanner_json import ScanEvent
+from devices.readings import ScanVerdict, SealStatus
 from edge.cli import DEFAULT_SCENARIO
 from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
 from edge.lane import LaneState
@@ -76,11 +77,18 @@ async def _gate(site, tmp_path: Path) -> SimulatedGate:
     return gate
 
 
-async def _present(gate: SimulatedGate, lane: str, plate: str, seal_id: str, status=SealStatus.INTACT) -> None:
+async def _present(gate: SimulatedGate, lane: str, plate: str, seal_id: str, status=SealStatus.INTACT,
+                   weight_kg: float = 28100) -> None:
+    """A truck rolls up: plate, weighbridge, arrival loop, seals, and (at IMP-1) an X-ray scan."""
     rig = gate.rigs[lane]
     await asyncio.to_thread(rig.camera.publish_plate, plate, 0.95)
+    if rig.scale is not None:
+        rig.scale.drive_on(weight_kg)
     rig.plc.set_loop("arrival", True)
     rig.eseal.present_seal(seal_id, status, "CSQU3054383")
+    if rig.scanner is not None:
+        scan_id = rig.scanner.new_scan_id()
+        await asyncio.to_thread(rig.scanner.publish, ScanEvent.COMPLETED, scan_id, ["CSQU3054383"], ScanVerdict.CLEAR)
 
 
 def _kinds(gate: SimulatedGate, lane: str) -> list[str]:
@@ -211,9 +219,12 @@ def test_dead_eseal_reader_puts_the_lane_in_fault_and_blocks_auto_release(site, 
             rig.eseal.stop()
             await wait_until(lambda: controller.state == LaneState.FAULT, what="fault")
             await asyncio.to_thread(rig.camera.publish_plate, "桂F·54321", 0.95)
+            rig.scale.drive_on(28100)
             rig.plc.set_loop("arrival", True)
-            await wait_until(lambda: controller.machine.tx is not None and controller.machine.tx.plates,
-                             what="plate attached")
+            await asyncio.to_thread(rig.scanner.publish, ScanEvent.COMPLETED, rig.scanner.new_scan_id(),
+                                    ["CSQU3054383"], ScanVerdict.CLEAR)
+            await wait_until(lambda: controller.machine.tx is not None and controller.machine.tx.plates
+                             and controller.machine.tx.weight_kg, what="plate and weight attached")
             assert not rig.plc.boom_open
             rig.eseal.start()
             await wait_until(lambda: controller.state != LaneState.FAULT, timeout_s=5, what="recovery")

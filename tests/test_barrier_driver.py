@@ -130,3 +130,37 @@ def test_dead_plc_is_a_fault_and_the_driver_reconnects_when_it_returns(site):
             await plc.stop()
 
     asyncio.run(scenario())
+
+
+def test_plc_on_modbus_rtu_through_a_pulled_and_replugged_cable(site, tmp_path):
+    from devices.transports.modbus import rtu_hub
+    from simulators.barrier_plc import BarrierPlcRtuSimulator
+    from simulators.serial_wire import SerialWire
+
+    async def scenario():
+        wire = SerialWire(tmp_path / "node", tmp_path / "plc")
+        wire.start()
+        plc = BarrierPlcRtuSimulator(regmap(site), str(wire.device_link), travel_s=0.05)
+        await plc.start()
+        events: list = []
+        driver = BarrierDriver("EXP-1-plc", rtu_hub(str(wire.node_link), timeout_s=0.3), regmap(site), events.append)
+        await driver.start()
+        try:
+            await asyncio.wait_for(driver.first_poll.wait(), 5)
+            plc.set_loop("arrival", True)
+            await wait_until(lambda: driver.inputs.arrival, what="arrival over RTU")
+            wire.cut()
+            await plc.fault_disconnect()
+            await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), what="fault")
+            wire.reconnect()
+            await plc.recover_disconnect()
+            await wait_until(lambda: any(isinstance(e, DeviceRecovered) for e in events), timeout_s=5,
+                             what="recovery within 5 s")
+            await driver.open()
+            await wait_until(lambda: plc.boom_open, what="boom open after reconnect")
+        finally:
+            await driver.stop()
+            await plc.stop()
+            wire.stop()
+
+    asyncio.run(scenario())

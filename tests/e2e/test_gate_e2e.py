@@ -258,3 +258,58 @@ def test_fault_scenario_degrades_safely_and_every_device_recovers_within_5_s():
         assert faults, f"{device}: the node never saw the {fault['fault']}"
         assert recoveries, f"{device}: no recovery"
         assert recoveries[0]["at_s"] - fault["device_back_at_s"] <= 5.0, f"{device} took too long to reconnect"
+
+
+def test_reasons_scenario_stops_each_truck_for_its_reason():
+    result = run_cli("demo", "--scenario", str(DEFAULT_SCENARIO.parent / "reasons.yaml"), "--json", timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    by_name = {t["name"]: t for t in report["trucks"]}
+    expected = {
+        "ten percent heavier than declared": "WEIGHT_OUT_OF_TOLERANCE",
+        "X-ray image looks suspect": "SCANNER_SUSPECT",
+        "seal reports tampering": "SEAL_TAMPERED",
+        "seal reports it was opened": "SEAL_OPENED",
+        "X-ray analysis never finishes": "SCANNER_PENDING",
+        "container number fails its check digit": "CONTAINER_CHECK_DIGIT_INVALID",
+        "cancelled declaration is refused": "DECLARATION_CANCELLED",
+        "import declaration at the export lane is refused": "WRONG_DIRECTION",
+    }
+    for name, reason in expected.items():
+        assert reason in by_name[name]["reasons"] and by_name[name]["barrier_opened"] is False, name
+    officer = by_name["yellow channel released by the officer after the document check"]
+    assert officer["barrier_opened"] and officer["released_by"] == "officer-12"
+
+
+def test_device_health_is_published_as_telemetry(site, tmp_path: Path):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from sync.telemetry import telemetry_topics
+
+    async def scenario():
+        gate = SimulatedGate(site, tmp_path, kiosk_port=None, boom_travel_s=0.2)
+        await gate.start()
+        received: dict[str, dict] = {}
+        topics = telemetry_topics(site.site.gate)
+        monitor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-monitor")
+        monitor.on_message = lambda c, u, m: received.__setitem__(
+            m.topic, m.payload.decode() if m.topic.endswith("status") else json.loads(m.payload))
+        try:
+            monitor.connect(gate.broker.host, gate.broker.port)
+            monitor.subscribe("smartgate/#", qos=1)
+            monitor.loop_start()
+            await wait_until(lambda: topics["devices"] in received, what="device telemetry")
+            assert received[topics["status"]] == "online"
+            devices = {d["device_id"]: d for d in received[topics["devices"]]["devices"]}
+            assert set(devices) >= {"IMP-1-plc", "IMP-1-eseal", "IMP-1-anpr", "IMP-1-scale", "IMP-1-xray", "EXP-1-plc"}
+            gate.rigs["IMP-1"].eseal.stop()
+            await wait_until(lambda: not {d["device_id"]: d for d in received[topics["devices"]]["devices"]}
+                             ["IMP-1-eseal"]["connected"], what="the pulled reader in telemetry")
+            lanes = {lane["lane"]: lane for lane in received[topics["lanes"]]["lanes"]}
+            assert lanes["IMP-1"]["state"] == "FAULT"
+        finally:
+            monitor.loop_stop()
+            await gate.stop()
+
+    asyncio.run(scenario())

@@ -1,0 +1,83 @@
+"""The container scanner driver against its simulator through a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+from devices.protocols.scanner_json import ScanEvent
+from devices.readings import DeviceFault, DeviceRecovered, ScanRead, ScanVerdict
+from devices.scanner import ScannerDriver
+from devices.transports.mqtt import MqttBus
+from edge.config import MqttTransport, load_profile
+from simulators.scanner import ScannerSimulator
+from tests.conftest import wait_until
+
+
+def scans(events):
+    return [e for e in events if isinstance(e, ScanRead)]
+
+
+async def start(broker, topic):
+    events: list = []
+    bus = MqttBus(broker.host, broker.port, f"test-{topic}")
+    driver = ScannerDriver("IMP-1-xray", MqttTransport(type="mqtt", topic=topic), load_profile("generic-nii-scanner"),
+                           bus, events.append)
+    driver.start()
+    await bus.start()
+    await asyncio.wait_for(bus.connected.wait(), 10)
+    scanner = ScannerSimulator(broker.host, broker.port, topic, "IMP-1", "xray-1")
+    await asyncio.to_thread(scanner.start)
+    return bus, driver, scanner, events
+
+
+def test_scan_started_then_completed_with_verdict(broker):
+    async def scenario():
+        bus, driver, scanner, events = await start(broker, "gate/T/xray/a")
+        try:
+            scan_id = scanner.new_scan_id()
+            await asyncio.to_thread(scanner.publish, ScanEvent.STARTED, scan_id, ["CSQU3054383"], ScanVerdict.PENDING)
+            await asyncio.to_thread(scanner.publish, ScanEvent.COMPLETED, scan_id, ["CSQU3054383"],
+                                    ScanVerdict.SUSPECT, "nii://img/1.png")
+            await wait_until(lambda: len(scans(events)) == 2, what="two scan messages")
+            started, completed = scans(events)
+            assert (started.completed, started.verdict) == (False, ScanVerdict.PENDING)
+            assert (completed.completed, completed.verdict, completed.image_ref) == (
+                True, ScanVerdict.SUSPECT, "nii://img/1.png")
+            assert completed.containers == ("CSQU3054383",)
+        finally:
+            await asyncio.to_thread(scanner.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_malformed_scan_message_is_counted_not_read(broker):
+    async def scenario():
+        bus, driver, scanner, events = await start(broker, "gate/T/xray/b")
+        try:
+            await asyncio.to_thread(scanner.fault_garbage)
+            await asyncio.to_thread(scanner.publish, ScanEvent.COMPLETED, "S1", [], ScanVerdict.CLEAR)
+            await wait_until(lambda: scans(events), what="the good message")
+            assert driver.health.frames_bad == 1 and len(scans(events)) == 1
+        finally:
+            await asyncio.to_thread(scanner.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_scanner_going_offline_is_a_fault_and_it_recovers(broker):
+    async def scenario():
+        bus, driver, scanner, events = await start(broker, "gate/T/xray/c")
+        try:
+            await asyncio.to_thread(scanner.fault_disconnect)
+            await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), timeout_s=8,
+                             what="offline (last will)")
+            await asyncio.to_thread(scanner.recover_disconnect)
+            await wait_until(lambda: any(isinstance(e, DeviceRecovered) for e in events), timeout_s=5,
+                             what="back online")
+        finally:
+            await asyncio.to_thread(scanner.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())

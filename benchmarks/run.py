@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 def run_benchmarks(which: list[str], quick: bool = False) -> dict:
     """Run benchmarks by name (decision, cache, journal, codec, all)."""
-    names = ["decision", "cache", "journal", "codec"] if "all" in which else which
+    names = ["decision", "cache", "journal", "codec", "modbus"] if "all" in which else which
     result: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -35,8 +35,12 @@ def run_benchmarks(which: list[str], quick: bool = False) -> dict:
             from benchmarks.codec_bench import run_codec_bench
 
             figures = run_codec_bench(frames=5_000 if quick else 50_000)
+        elif name == "modbus":
+            from benchmarks.modbus_bench import run_modbus_bench
+
+            figures = run_modbus_bench(n=300 if quick else 2000)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec or all")
+            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus or all")
         figures["bench_seconds"] = round(time.perf_counter() - started, 2)
         result[name] = figures
     return result

@@ -170,6 +170,12 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.standalone import run_simulator
+
+    return asyncio.run(run_simulator(args))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.run import run_benchmarks
 
@@ -224,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kiosk", action="store_true", help="serve the kiosk while a scenario plays")
     p.add_argument("--data-dir", help="where the demo node keeps its files (default: a temp dir)")
     p.set_defaults(func=cmd_demo)
+
+    from simulators.standalone import add_parsers as add_simulator_parsers
+
+    add_simulator_parsers(sub)
+    sub.choices["simulate"].set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
     p.add_argument("which", nargs="*", default=["all"],

@@ -1,0 +1,255 @@
+"""Runs one device simulator on its own for testers (`smartgate simulate <kind> ...`).
+
+Each simulator speaks the device's real wire protocol on a real transport (a pty, a Modbus TCP
+port, an MQTT broker), repeats its traffic every `--every` seconds, and takes faults on a
+timeline: `--fault AT_S:NAME[:DURATION_S]`, e.g. `--fault 10:disconnect:5 --fault 20:garbage`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from edge.config import load_profile
+from simulators.faults import FAULT_HELP, FaultSpec, inject_fault, supported_faults
+
+KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner")
+
+
+def parse_fault(text: str) -> FaultSpec:
+    """`AT_S:NAME[:DURATION_S]` → FaultSpec (argparse type)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"{text!r}: write AT_S:NAME or AT_S:NAME:DURATION_S, e.g. 10:disconnect:5")
+    try:
+        spec = {"at_s": float(parts[0]), "device": "this", "fault": parts[1]}
+        if len(parts) == 3:
+            spec["duration_s"] = float(parts[2])
+        return FaultSpec.model_validate(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {exc.__class__.__name__}; faults are {', '.join(FAULT_HELP)}") from exc
+
+
+def add_parsers(sub: Any) -> None:
+    """Add `simulate <kind>` parsers to the CLI."""
+    simulate = sub.add_parser("simulate", help="run one device simulator on its own (for testers)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kinds = simulate.add_subparsers(dest="kind", required=True)
+    fault_help = "; ".join(f"{name}: {text}" for name, text in FAULT_HELP.items())
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--every", type=float, default=5.0, help="seconds between simulated trucks (default 5)")
+        p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+        p.add_argument("--fault", type=parse_fault, action="append", default=[],
+                       metavar="AT_S:NAME[:DURATION_S]", help=f"inject a fault ({fault_help})")
+
+    p = kinds.add_parser("barrier", help="barrier PLC on Modbus TCP (or RTU on a pty)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5020, help="Modbus TCP port (default 5020)")
+    p.add_argument("--rtu-link", help="serve Modbus RTU instead: the node opens this path (a pty)")
+    p.add_argument("--profile", default="generic-barrier-plc")
+    p.add_argument("--travel", type=float, default=2.0, help="boom travel time in seconds")
+    p.add_argument("--trucks", action="store_true", help="also drive a truck onto the arrival loop every --every s")
+    common(p)
+
+    p = kinds.add_parser("eseal", help="e-seal reader on a serial line (pty)")
+    p.add_argument("--link", required=True, help="path the node opens as its serial port (a symlink to a pty)")
+    p.add_argument("--format", choices=["eseal-ascii", "eseal-binary"], default="eseal-ascii")
+    p.add_argument("--seal", action="append", default=[], metavar="ID[:STATUS[:CONTAINER]]",
+                   help="seal to report each time (status intact|opened|tampered); repeatable")
+    common(p)
+
+    p = kinds.add_parser("weighbridge", help="weighbridge indicator on a serial line (pty)")
+    p.add_argument("--link", required=True, help="path the node opens as its serial port (a symlink to a pty)")
+    p.add_argument("--format", choices=["toledo-continuous", "sma", "rinstrum"], default="toledo-continuous")
+    p.add_argument("--checksum", action="store_true", help="Toledo: send the CHK byte")
+    p.add_argument("--weight", type=float, default=28000.0, help="gross weight of each truck in kg")
+    p.add_argument("--on-bridge", type=float, default=3.0, help="seconds each truck stands on the bridge")
+    common(p)
+
+    p = kinds.add_parser("anpr", help="number-plate camera publishing JSON over MQTT")
+    p.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the MQTT broker")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--plate", action="append", default=[], help="plate to publish, in turn; repeatable")
+    p.add_argument("--confidence", type=float, default=0.95)
+    common(p)
+
+    p = kinds.add_parser("scanner", help="container X-ray scanner publishing scans over MQTT")
+    p.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the MQTT broker")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--lane", default="IMP-1")
+    p.add_argument("--verdict", choices=["clear", "suspect", "pending"], default="clear")
+    p.add_argument("--container", action="append", default=[], help="container number scanned; repeatable")
+    p.add_argument("--analysis", type=float, default=2.0, help="seconds from scan_started to scan_completed")
+    common(p)
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def say(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+async def _build(args: argparse.Namespace) -> tuple[Any, Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """The simulator, what it does for truck n, and how it stops."""
+    if args.kind == "barrier":
+        from simulators.barrier_plc import BarrierPlcRtuSimulator, BarrierPlcSimulator
+
+        regmap = load_profile(args.profile).modbus
+        if args.rtu_link:
+            from simulators.serial_wire import SerialWire
+
+            wire = SerialWire(args.rtu_link, Path(args.rtu_link).with_name(Path(args.rtu_link).name + ".plc-side"))
+            wire.start()
+            sim = BarrierPlcRtuSimulator(regmap, str(wire.device_link), travel_s=args.travel)
+            say(f"barrier PLC on Modbus RTU: the node opens {args.rtu_link}")
+        else:
+            wire = None
+            sim = BarrierPlcSimulator(regmap, args.host, args.port, travel_s=args.travel)
+            say(f"barrier PLC on Modbus TCP {args.host}:{args.port} (device id {regmap.device_id})")
+        await sim.start()
+
+        async def truck(n: int) -> None:
+            if args.trucks:
+                sim.set_loop("arrival", not sim.model.loops["arrival"])
+                say(f"arrival loop {'occupied' if sim.model.loops['arrival'] else 'clear'}")
+
+        async def stop() -> None:
+            await sim.stop()
+            if wire:
+                wire.stop()
+
+        return sim, truck, stop
+
+    if args.kind == "eseal":
+        from simulators.eseal_reader import EsealReaderSimulator
+
+        sim = EsealReaderSimulator(args.link, reader_id="SIM-READER", frame_format=args.format)
+        sim.start()
+        say(f"e-seal reader ({args.format}): the node opens {args.link}")
+        seals = [s.split(":") for s in (args.seal or ["5E0000A1:intact"])]
+
+        async def truck(n: int) -> None:
+            for parts in seals:
+                status = parts[1] if len(parts) > 1 else "intact"
+                sim.present_seal(parts[0], status, parts[2] if len(parts) > 2 else None)
+                say(f"seal {parts[0]} {status}")
+
+        async def stop() -> None:
+            sim.stop()
+
+        return sim, truck, stop
+
+    if args.kind == "weighbridge":
+        from simulators.weighbridge import WeighbridgeSimulator
+
+        sim = WeighbridgeSimulator(args.link, args.format, checksum=args.checksum)
+        sim.start()
+        say(f"weighbridge indicator ({args.format}): the node opens {args.link}")
+
+        async def truck(n: int) -> None:
+            sim.drive_on(args.weight)
+            say(f"truck on the bridge: {args.weight:.0f} kg")
+            await asyncio.sleep(args.on_bridge)
+            sim.drive_off()
+            say("bridge empty")
+
+        async def stop() -> None:
+            sim.stop()
+
+        return sim, truck, stop
+
+    host, port = _broker(args.broker)
+    if args.kind == "anpr":
+        from simulators.anpr_camera import AnprCameraSimulator
+
+        sim = AnprCameraSimulator(host, port, args.topic, "sim-camera")
+        await asyncio.to_thread(sim.start)
+        plates = args.plate or ["29C-123.45"]
+        say(f"camera publishing to {args.topic} on {host}:{port}")
+
+        async def truck(n: int) -> None:
+            plate = plates[n % len(plates)]
+            await asyncio.to_thread(sim.publish_plate, plate, args.confidence)
+            say(f"plate {plate}")
+
+        async def stop() -> None:
+            await asyncio.to_thread(sim.stop)
+
+        return sim, truck, stop
+
+    from devices.protocols.scanner_json import ScanEvent
+    from devices.readings import ScanVerdict
+    from simulators.scanner import ScannerSimulator
+
+    sim = ScannerSimulator(host, port, args.topic, args.lane, "sim-scanner")
+    await asyncio.to_thread(sim.start)
+    say(f"scanner publishing to {args.topic} on {host}:{port}")
+
+    async def truck(n: int) -> None:
+        scan_id = sim.new_scan_id()
+        await asyncio.to_thread(sim.publish, ScanEvent.STARTED, scan_id, args.container, ScanVerdict.PENDING)
+        say(f"scan {scan_id} started")
+        if args.verdict != "pending":
+            await asyncio.sleep(args.analysis)
+            await asyncio.to_thread(sim.publish, ScanEvent.COMPLETED, scan_id, args.container,
+                                    ScanVerdict(args.verdict), f"nii://{scan_id}.png")
+            say(f"scan {scan_id} completed: {args.verdict}")
+
+    async def stop() -> None:
+        await asyncio.to_thread(sim.stop)
+
+    return sim, truck, stop
+
+
+async def run_simulator(args: argparse.Namespace) -> int:
+    """Run one simulator until Ctrl-C or --duration; returns the exit code."""
+    sim, truck, stop = await _build(args)
+    offered = supported_faults(sim)
+    for spec in args.fault:
+        if spec.fault not in offered:
+            await stop()
+            say(f"error: a {args.kind} simulator cannot do '{spec.fault}'; it offers {', '.join(offered)}")
+            return 2
+    started = time.monotonic()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stopping.set)
+
+    async def faults() -> None:
+        for spec in sorted(args.fault, key=lambda f: f.at_s):
+            await asyncio.sleep(max(0.0, spec.at_s - (time.monotonic() - started)))
+            say(f"fault: {spec.fault}" + (f" for {spec.duration_s:g} s" if hasattr(sim, f"recover_{spec.fault}")
+                                          else ""))
+            asyncio.create_task(inject_fault(sim, spec.fault, spec.duration_s))
+
+    async def traffic() -> None:
+        n = 0
+        while True:
+            await truck(n)
+            n += 1
+            await asyncio.sleep(args.every)
+
+    tasks = [asyncio.create_task(faults()), asyncio.create_task(traffic())]
+    try:
+        await asyncio.wait_for(stopping.wait(), args.duration)
+    except TimeoutError:
+        pass
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await stop()
+    say("stopped")
+    return 0

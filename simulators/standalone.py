@@ -100,7 +100,10 @@ def say(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
-async def _build(args: argparse.Namespace) -> tuple[Any, Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
+Step = Callable[[int], Awaitable[None]]
+
+
+async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awaitable[None]]]:
     """The simulator, what it does for truck n, and how it stops."""
     if args.kind == "barrier":
         from simulators.barrier_plc import BarrierPlcRtuSimulator, BarrierPlcSimulator
@@ -243,10 +246,8 @@ async def run_simulator(args: argparse.Namespace) -> int:
             await asyncio.sleep(args.every)
 
     tasks = [asyncio.create_task(faults()), asyncio.create_task(traffic())]
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), args.duration)
-    except TimeoutError:
-        pass
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -18,6 +18,7 @@ class DeviceHealth:
     frames_bad: int = 0
     reconnects: int = 0
     last_error: str | None = None
+    detail: str | None = None  # what an officer should know that is not an error
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,8 @@ from devices.eseal import EsealReaderDriver
 from devices.scanner import ScannerDriver
 from devices.transports.modbus import ModbusHub, rtu_hub, tcp_hub
 from devices.transports.mqtt import MqttBus
+from devices.transports.video import LatestFrameSource
+from devices.video_camera import VideoCameraDriver
 from devices.weighbridge import WeighbridgeDriver
 from edge.cache import DeclarationCache
 from edge.config import (
@@ -31,9 +33,11 @@ from edge.config import (
     ModbusTcpTransport,
     MqttTransport,
     SerialTransport,
+    VideoTransport,
 )
 from edge.journal import Journal
 from edge.lane_control import LaneController
+from models import load_plate_reader
 from sync.telemetry import TelemetryPublisher
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,12 @@ class GateNode:
         """The driver of a device that produces readings (everything but the barrier)."""
         profile = self.loaded.profile_for(device)
         transport = device.transport
+        if device.kind == "camera":
+            assert isinstance(transport, VideoTransport)
+            source = LatestFrameSource(transport.source, loop_file=transport.loop, max_fps=profile.max_fps)
+            return VideoCameraDriver(device.id, source, sink, recogniser=load_plate_reader(),
+                                     interval_s=profile.recognise_every_s, min_confidence=profile.min_confidence,
+                                     repeat_s=profile.repeat_s)
         if device.kind in ("eseal", "weighbridge"):
             assert isinstance(transport, SerialTransport)
             driver_class = EsealReaderDriver if device.kind == "eseal" else WeighbridgeDriver
@@ -146,7 +156,7 @@ class GateNode:
         for driver in self.drivers.values():
             if isinstance(driver, BarrierDriver):
                 await driver.start()
-            elif isinstance(driver, EsealReaderDriver | WeighbridgeDriver):
+            elif isinstance(driver, EsealReaderDriver | WeighbridgeDriver | VideoCameraDriver):
                 self._tasks.append(asyncio.create_task(driver.run(), name=f"{driver.device_id}"))
         await asyncio.gather(*(c.start(restore=self.options.restore) for c in self.lanes.values()))
         self.telemetry.start()
@@ -184,7 +194,7 @@ class GateNode:
         for controller in self.lanes.values():
             await controller.stop()
         for driver in self.drivers.values():
-            if isinstance(driver, BarrierDriver | EsealReaderDriver | WeighbridgeDriver):
+            if isinstance(driver, BarrierDriver | EsealReaderDriver | WeighbridgeDriver | VideoCameraDriver):
                 await driver.stop()
         for task in self._tasks:
             if task.get_name() != "kiosk":

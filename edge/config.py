@@ -20,11 +20,11 @@ CONFIG_ROOT = Path(__file__).resolve().parent.parent / "firmware_configs"
 PROFILE_DIR = CONFIG_ROOT / "devices"
 
 ReadingKind = Literal["plate", "seal", "container", "weight", "scan"]
-DeviceKind = Literal["barrier", "eseal", "anpr", "weighbridge", "scanner"]
+DeviceKind = Literal["barrier", "eseal", "anpr", "weighbridge", "scanner", "camera"]
 
 # Which device kinds can provide each required reading.
 READING_SOURCES: dict[str, tuple[str, ...]] = {
-    "plate": ("anpr",),
+    "plate": ("anpr", "camera"),
     "seal": ("eseal",),
     "container": ("eseal", "scanner"),
     "weight": ("weighbridge",),
@@ -149,7 +149,20 @@ class ScannerProfile(_Strict):
     payload_format: Literal["scanner-json"]
 
 
-AnyProfile = BarrierProfile | EsealProfile | AnprProfile | WeighbridgeProfile | ScannerProfile
+class VideoCameraProfile(_Strict):
+    """A camera that only streams video: the node reads plates itself (with models/)."""
+
+    id: str
+    kind: Literal["camera"]
+    vendor: str = ""
+    model: str = ""
+    max_fps: float = Field(default=10.0, gt=0, le=120)
+    recognise_every_s: float = Field(default=0.2, gt=0, le=10)
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    repeat_s: float = Field(default=5.0, ge=0, le=600)  # the same plate again within this is the same truck
+
+
+AnyProfile = BarrierProfile | EsealProfile | AnprProfile | WeighbridgeProfile | ScannerProfile | VideoCameraProfile
 DeviceProfile = Annotated[AnyProfile, Field(discriminator="kind")]
 
 
@@ -177,13 +190,20 @@ class SerialTransport(_Strict):
     baudrate: int | None = Field(default=None, ge=300, le=921600)
 
 
+class VideoTransport(_Strict):
+    type: Literal["video"]
+    source: str = Field(min_length=1)  # a file, an RTSP URL, or a device index ("0")
+    loop: bool = False  # files: play again from the start (testing)
+
+
 class MqttTransport(_Strict):
     type: Literal["mqtt"]
     topic: str = Field(min_length=1)
 
 
 Transport = Annotated[
-    ModbusTcpTransport | ModbusRtuTransport | SerialTransport | MqttTransport, Field(discriminator="type")
+    ModbusTcpTransport | ModbusRtuTransport | SerialTransport | MqttTransport | VideoTransport,
+    Field(discriminator="type"),
 ]
 
 TRANSPORTS_BY_KIND: dict[str, tuple[str, ...]] = {
@@ -192,6 +212,7 @@ TRANSPORTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "anpr": ("mqtt",),
     "weighbridge": ("serial",),
     "scanner": ("mqtt",),
+    "camera": ("video",),
 }
 
 
@@ -376,8 +397,8 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         ) from exc
 
 
-_UNION_TAGS = {"modbus_tcp", "modbus_rtu", "serial", "mqtt", "barrier", "eseal", "anpr", "weighbridge",
-               "scanner"}
+_UNION_TAGS = {"modbus_tcp", "modbus_rtu", "serial", "mqtt", "video", "barrier", "eseal", "anpr", "weighbridge",
+               "scanner", "camera"}
 
 
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -490,6 +511,8 @@ def _endpoint(device: DeviceConfig) -> str:
         return f"modbus tcp {transport.host}:{transport.port}"
     if isinstance(transport, SerialTransport | ModbusRtuTransport):
         return f"serial port {transport.port}"
+    if isinstance(transport, VideoTransport):
+        return f"video source {transport.source}"
     return f"mqtt topic {transport.topic}"
 
 

@@ -21,6 +21,7 @@ from simulators.broker import PrivateBroker, free_port
 from simulators.eseal_reader import EsealReaderSimulator
 from simulators.scanner import ScannerSimulator
 from simulators.serial_wire import SerialWire
+from simulators.video_feed import write_video
 from simulators.weighbridge import WeighbridgeSimulator
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ def bind_site(loaded: LoadedSite, workdir: Path, broker_port: int) -> tuple[Load
                 transport["host"], transport["port"] = "127.0.0.1", free_port()
             elif transport["type"] in ("serial", "modbus_rtu"):
                 transport["port"] = str(workdir / "tty" / device["id"])
+            elif transport["type"] == "video":
+                video = write_video(workdir / "video" / f"{device['id']}.avi", ["29C12345", "51D67890"])
+                transport["source"], transport["loop"] = str(video), True
             endpoints[device["id"]] = transport
     return site_from_mapping(data, origin=str(loaded.path)), endpoints
 

@@ -25,7 +25,7 @@ def test_shipped_site_config_is_valid():
 
 def test_bad_site_config_names_file_key_line_and_fix(tmp_path: Path):
     text = DEFAULT_SITE.read_text(encoding="utf-8")
-    text = text.replace("port: 5021", "port: 99999").replace("direction: export", "direction: outbound")
+    text = text.replace("port: 5020", "port: 99999").replace("direction: export", "direction: outbound")
     text = text.replace("profile: generic-anpr-camera\n        transport: {type: mqtt, topic: gate/HUUNGHI/EXP-1",
                         "profile: no-such-camera\n        transport: {type: mqtt, topic: gate/HUUNGHI/EXP-1")
     bad = tmp_path / "site.yaml"
@@ -35,7 +35,7 @@ def test_bad_site_config_names_file_key_line_and_fix(tmp_path: Path):
     err = result.stderr
     assert f"{bad}:" in err
     assert "lanes[1].direction" in err and "Fix: use one of 'import' or 'export'" in err
-    assert "lanes[1].devices[0].transport.port" in err and "65535" in err
+    assert "lanes[0].devices[0].transport.port" in err and "65535" in err
 
 
 def test_unknown_profile_lists_the_known_ones(tmp_path: Path):

@@ -1,85 +1,332 @@
-"""Kiosk JSON API and the plain lane page. Officer actions reach the barrier only via the lane."""
+"""The officer kiosk: login, the live lane board, officer actions, look-ups, user management.
 
-from __future__ import annotations
+Every route except /healthz, the login page (and its POST /api/login) and the static files needs a
+session cookie or an API token (see edge/kiosk/auth.py). Officer actions reach the barrier only
+through the lane controller, which journals them with the logged-in user's name before acting.
+"""
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
+from devices.protocols.iso6346 import normalise_container
+from edge.declarations import declaration_to_mapping
+from edge.kiosk import i18n
+from edge.kiosk.auth import (
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Authenticator,
+    Principal,
+    login_csrf_ok,
+    new_login_csrf,
+    problem,
+)
+from edge.kiosk.live import LiveHub, sse
+from edge.kiosk.views import lane_history, lane_view, lane_views, status_view, was_refused
 from edge.lane import LaneError
+from edge.users import AuthSettings, LoginResult, Role, UserError, UserStore
 
 if TYPE_CHECKING:
     from edge.app import GateNode
 
-PAGE = Path(__file__).parent / "templates" / "lanes.html"
+STATIC_DIR = Path(__file__).parent / "static"
+SUPERVISOR_ACTIONS = {"manual_open", "manual_close"}
+
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
 
 
-class OfficerActionRequest(BaseModel):
-    """An officer's release or refusal of the truck at a lane."""
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class OfficerActionRequest(_Body):
+    """An officer's action at a lane. The officer is the logged-in user, never a field of the request."""
 
     action: Literal["release", "refuse", "inspect", "manual_open", "manual_close"]
-    officer_id: str = Field(min_length=1, max_length=64)
     reason: str = Field(min_length=3, max_length=500)
 
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _strip_reason(cls, value: Any) -> Any:
+        return _strip(value)
 
-def create_app(node: GateNode) -> FastAPI:
-    """The kiosk application for one node."""
-    app = FastAPI(title=f"smartgate kiosk — {node.site.gate}", version="0.1.0")
+
+class LoginRequest(_Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class NewUserRequest(_Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Literal["officer", "supervisor", "admin"]
+    gate: str | None = Field(default=None, max_length=32)
+    display_name: str = Field(default="", max_length=100)
+
+
+def create_app(node: "GateNode", *, users: UserStore | None = None, settings: AuthSettings | None = None,
+               recheck_s: float = 5.0) -> FastAPI:
+    """The kiosk application for one node (users in <data_dir>/users.sqlite unless given)."""
+    settings = settings or node.options.extra.get("kiosk_auth") or AuthSettings()
+    store = users or UserStore(Path(node.options.data_dir) / "users.sqlite", settings)
+    auth = Authenticator(store)
+    hub = LiveHub(node)
+    app = FastAPI(title=f"smartgate kiosk — {node.site.gate}", version="0.2.0",
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.users = store
+    app.state.hub = hub
     started = time.time()
+    Authed = Annotated[Principal, Depends(auth)]
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        """Liveness: the node answers and its lanes run."""
-        return {"status": "ok", "gate": node.site.gate, "uptime_s": round(time.time() - started, 1),
-                "lanes": {lane_id: c.state.value for lane_id, c in node.lanes.items()}}
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith("/api/") or request.url.path in ("/", "/login"):
+            response.headers.setdefault("cache-control", "no-store")
+        return response
 
-    @app.get("/api/lanes")
-    def lanes() -> list[dict]:
-        """Every lane: state, current transaction with readings, decision with reasons, devices."""
-        return node.lane_snapshots()
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/api/lanes/{lane_id}")
-    def lane(lane_id: str) -> dict:
-        """One lane."""
-        for snapshot in node.lane_snapshots():
-            if snapshot["lane"] == lane_id:
-                return snapshot
-        raise HTTPException(404, f"no lane {lane_id}")
+    def language(request: Request) -> str:
+        return i18n.choose_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
-    @app.post("/api/lanes/{lane_id}/actions")
-    async def act(lane_id: str, request: OfficerActionRequest) -> dict:
-        """Release or refuse the truck at a lane; the release is journaled before the barrier opens."""
+    def page_values(lang: str, **extra: str) -> dict[str, str]:
+        return {"lang": lang, "gate_name": node.site.name or node.site.gate, "gate": node.site.gate,
+                "i18n_json": i18n.script_json({code: i18n.catalogue(code) for code in i18n.LANGUAGES}),
+                **extra}
+
+    def lane_or_404(lane_id: str):
         controller = node.lanes.get(lane_id)
         if controller is None:
-            raise HTTPException(404, f"no lane {lane_id}")
+            raise problem(404, "no_lane", f"no lane {lane_id}")
+        return controller
+
+    # ------------------------------------------------------------ public
+
+    @app.get("/healthz", tags=["public"])
+    def healthz() -> dict:
+        """Liveness only (no gate data without a session)."""
+        return {"status": "ok", "gate": node.site.gate, "uptime_s": round(time.time() - started, 1),
+                "lanes": len(node.lanes)}
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_page(request: Request):
+        if auth.principal_or_none(request) is not None:
+            return RedirectResponse("/", status_code=303)
+        token = new_login_csrf()
+        lang = language(request)
+        response = HTMLResponse(i18n.render("login.html", lang, page_values(lang, login_csrf=token)))
+        response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                            secure=settings.cookie_secure, path="/", max_age=12 * 3600)
+        return response
+
+    @app.post("/api/login", tags=["session"])
+    def login(body: LoginRequest, request: Request, response: Response) -> dict:
+        """Log in with a user name and password (needs the login page's CSRF token in X-CSRF-Token).
+
+        Wrong name, wrong password and disabled user all answer 401 alike; after repeated failures
+        the name is locked for a while (429), whether it exists or not.
+        """
+        if not login_csrf_ok(request):
+            raise problem(403, "csrf", "open the login page first (missing or wrong CSRF token)")
+        result, user = store.authenticate(body.username, body.password)
+        if result == LoginResult.LOCKED:
+            wait = int(store.locked_for(body.username)) + 1
+            raise problem(429, "locked", "too many failed attempts; try again later", retry_after_s=wait)
+        if result != LoginResult.OK or user is None:
+            raise problem(401, "bad_credentials", "wrong user name or password")
+        token, session = store.create_session(user, client=request.client.host if request.client else "")
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=settings.cookie_secure,
+                            path="/", max_age=int(settings.absolute_timeout_s))
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+        return {"user": user.to_dict(), "csrf": session.csrf, "expires_at": session.expires_at}
+
+    # ------------------------------------------------------------ session
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def board_page(request: Request):
+        if auth.principal_or_none(request) is None:
+            return RedirectResponse("/login", status_code=303)
+        lang = language(request)
+        return HTMLResponse(i18n.render("lanes.html", lang, page_values(lang)))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(principal: Authed) -> dict:
+        return app.openapi()
+
+    @app.post("/api/logout", tags=["session"])
+    def logout(principal: Authed, response: Response) -> dict:
+        """End this browser session (API tokens are revoked with `smartgate users`)."""
+        if principal.session is not None:
+            store.end_session(principal.session.token_hash)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return {"ok": True}
+
+    @app.get("/api/session", tags=["session"])
+    def session_info(principal: Authed) -> dict:
+        """Who is logged in, their CSRF token, and when the session ends if left idle."""
+        session = principal.session
+        return {"user": principal.user.to_dict(), "via": principal.via, "gate": node.site.gate,
+                "may_act": principal.user.may_act_at(node.site.gate),
+                "csrf": session.csrf if session else None,
+                "expires_at": session.expires_at if session else None,
+                "idle_timeout_s": settings.idle_timeout_s}
+
+    # ------------------------------------------------------------ lanes
+
+    @app.get("/api/lanes", tags=["lanes"])
+    async def lanes(principal: Authed) -> list[dict]:
+        """Every lane: state, transaction with readings, decision with reasons, declaration, devices."""
+        return lane_views(node)
+
+    @app.get("/api/lanes/{lane_id}", tags=["lanes"])
+    async def lane(lane_id: str, principal: Authed) -> dict:
+        """One lane."""
+        lane_or_404(lane_id)
+        return lane_view(node, lane_id)
+
+    @app.get("/api/lanes/{lane_id}/history", tags=["lanes"])
+    async def history(lane_id: str, principal: Authed, limit: int = Query(20, ge=1, le=200)) -> list[dict]:
+        """The lane's latest decisions, officer actions (with the officer), barrier commands and alarms."""
+        lane_or_404(lane_id)
+        return lane_history(node, lane_id, limit)
+
+    @app.post("/api/lanes/{lane_id}/actions", tags=["lanes"])
+    async def act(lane_id: str, request: OfficerActionRequest, principal: Authed) -> dict:
+        """Release, refuse or send to inspection the truck at a lane; supervisors also open or close the
+        barrier by hand and release a refused truck. Journaled with the user's name before it acts."""
+        controller = lane_or_404(lane_id)
+        user = principal.user
+        if not user.may_act_at(node.site.gate):
+            raise problem(403, "wrong_gate", f"{user.username} acts at gate {user.gate}, not {node.site.gate}")
+        if request.action in SUPERVISOR_ACTIONS:
+            principal.require(Role.SUPERVISOR)
+        tx = controller.machine.tx
+        if request.action == "release" and tx is not None and was_refused(tx.to_dict()) \
+                and not user.role.at_least(Role.SUPERVISOR):
+            raise problem(403, "override_requires_supervisor", "only a supervisor may release a refused truck")
         try:
-            return await controller.officer_action(request.action, request.officer_id, request.reason)
+            await controller.officer_action(request.action, user.username, request.reason)
         except LaneError as exc:
-            raise HTTPException(409, str(exc)) from exc
+            raise problem(409, "lane_refused", str(exc)) from exc
+        return {"ok": True, "action": request.action, "officer": user.username, "lane": lane_view(node, lane_id)}
 
-    @app.get("/api/transactions")
-    def transactions(lane: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
+    @app.get("/api/transactions", tags=["lanes"])
+    def transactions(principal: Authed, lane: str | None = Query(None, max_length=64),
+                     limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
         """Finished transactions, newest first, from the journal."""
-        entries = node.journal.entries(lane=lane, kinds=["tx_closed"])
-        return [{"seq": e.seq, "lane": e.lane, "at": e.at, **e.payload} for e in reversed(entries)][:limit]
+        entries = node.journal.latest(lane, kinds=["tx_closed"], limit=limit)  # type: ignore[arg-type]
+        return [{"seq": e.seq, "lane": e.lane, "at": e.at, **e.payload} for e in entries]
 
-    @app.get("/api/devices")
-    def devices() -> list[dict]:
+    # ------------------------------------------------------------ status and look-ups
+
+    @app.get("/api/devices", tags=["status"])
+    def devices(principal: Authed) -> list[dict]:
         """Health of every device."""
         return node.device_health()
 
-    @app.get("/api/cache")
-    def cache() -> dict:
+    @app.get("/api/cache", tags=["status"])
+    def cache(principal: Authed) -> dict:
         """Declaration cache size and age."""
         return node.cache.stats()
 
-    @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        """The plain lane page."""
-        return PAGE.read_text(encoding="utf-8")
+    @app.get("/api/status", tags=["status"])
+    async def status(principal: Authed) -> dict:
+        """The status strip: device health, link to central, declaration cache age against policy, outbox."""
+        stats = await run_in_threadpool(node.cache.stats)
+        return status_view(node, stats)
+
+    @app.get("/api/declarations", tags=["status"])
+    def declarations(principal: Authed, q: str = Query(min_length=2, max_length=64)) -> dict:
+        """Look up declarations by plate, container number or declaration number."""
+        q = q.strip()
+        found: dict[str, Any] = {}
+        direct = node.cache.get(q)
+        if direct is not None:
+            found[direct.number] = direct
+        for declaration in node.cache.by_plate(q)[:50]:
+            found.setdefault(declaration.number, declaration)
+        if len(normalise_container(q)) == 11:
+            for declaration in node.cache.by_container(q)[:50]:
+                found.setdefault(declaration.number, declaration)
+        return {"query": q, "results": [declaration_to_mapping(d) for d in list(found.values())[:50]]}
+
+    @app.get("/api/events", tags=["lanes"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}}})
+    async def events(request: Request, principal: Authed) -> StreamingResponse:
+        """Server-Sent Events: `lane` (a lane's full view) on every change, `history` when a lane's
+        history has a new line, `status` every few seconds, `logout` when the session ends."""
+        token = request.cookies.get(SESSION_COOKIE)
+        bearer = principal.via == "token"
+        header = request.headers.get("authorization", "")
+
+        def still_allowed() -> bool:
+            if bearer:
+                return store.token_user(header.partition(" ")[2].strip()) is not None
+            return store.session(token) is not None
+
+        stats = await run_in_threadpool(node.cache.stats)
+        first = [sse("session", {"user": principal.user.to_dict()}), sse("status", status_view(node, stats))]
+        return StreamingResponse(hub.stream(still_allowed, recheck_s=recheck_s, first=first),
+                                 media_type="text/event-stream",
+                                 headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+    # ------------------------------------------------------------ users (admin)
+
+    @app.get("/api/users", tags=["users"])
+    def list_users(principal: Authed) -> list[dict]:
+        """Every user (admin)."""
+        principal.require(Role.ADMIN)
+        return [u.to_dict() for u in store.list_users()]
+
+    @app.post("/api/users", tags=["users"], status_code=201)
+    def add_user(body: NewUserRequest, principal: Authed) -> dict:
+        """Create a user (admin). The gate defaults to this node's gate."""
+        principal.require(Role.ADMIN)
+        try:
+            user = store.add_user(body.username, body.password, body.role, body.gate or node.site.gate,
+                                  body.display_name)
+        except UserError as exc:
+            status = 409 if "exists" in str(exc) else 422
+            raise problem(status, "user_exists" if status == 409 else "user_invalid", str(exc)) from exc
+        return user.to_dict()
+
+    def set_disabled(username: str, principal: Principal, disabled: bool) -> dict:
+        principal.require(Role.ADMIN)
+        if disabled and username.lower() == principal.user.username.lower():
+            raise problem(409, "disable_self", "an admin cannot disable their own account")
+        try:
+            return store.set_disabled(username, disabled).to_dict()
+        except UserError as exc:
+            raise problem(404, "no_user", str(exc)) from exc
+
+    @app.post("/api/users/{username}/disable", tags=["users"])
+    def disable_user(username: str, principal: Authed) -> dict:
+        """Disable a user (admin): their sessions end at once and their API tokens stop working."""
+        return set_disabled(username, principal, True)
+
+    @app.post("/api/users/{username}/enable", tags=["users"])
+    def enable_user(username: str, principal: Authed) -> dict:
+        """Enable a disabled user again (admin)."""
+        return set_disabled(username, principal, False)
 
     return app

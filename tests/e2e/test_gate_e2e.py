@@ -17,6 +17,7 @@ from devices.readings import ScanVerdict, SealStatus
 from edge.cli import DEFAULT_SCENARIO
 from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
 from edge.lane import LaneState
+from edge.users import UserStore
 from simulators.gate import SimulatedGate
 from tests.conftest import wait_until
 
@@ -105,31 +106,37 @@ def test_officer_release_over_http_opens_the_barrier_after_journaling(site, tmp_
             assert controller.machine.tx.decision.reasons[0] == "SEAL_MISMATCH"
             assert not gate.rigs["IMP-1"].plc.boom_open
             base = f"http://127.0.0.1:{gate.node.kiosk_port}"
-            async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            with UserStore(gate.node.options.data_dir / "users.sqlite") as users:
+                users.add_user("officer-12", "officer-12-password", "officer", "HUUNGHI")
+                token = users.create_token("officer-12", "e2e test")
+            async with httpx.AsyncClient(base_url=base, timeout=5) as anonymous:
+                assert (await anonymous.get("/api/lanes")).status_code == 401
+            auth = {"authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=base, timeout=5, headers=auth) as client:
                 lanes = (await client.get("/api/lanes")).json()
                 shown = next(lane for lane in lanes if lane["lane"] == "IMP-1")
                 assert shown["state"] == "DECIDED"
                 assert shown["transaction"]["decision"]["findings"][0]["code"] == "SEAL_MISMATCH"
-                bad = await client.post("/api/lanes/IMP-1/actions", json={"action": "release", "officer_id": "o1"})
+                bad = await client.post("/api/lanes/IMP-1/actions", json={"action": "release"})
                 assert bad.status_code == 422
                 assert not gate.rigs["IMP-1"].plc.boom_open
                 ok = await client.post("/api/lanes/IMP-1/actions", json={
-                    "action": "release", "officer_id": "officer-12", "reason": "seal replaced, papers seen"})
+                    "action": "release", "reason": "seal replaced, papers seen"})
                 assert ok.status_code == 200, ok.text
                 await wait_until(lambda: gate.rigs["IMP-1"].plc.boom_open, what="boom open")
                 kinds = _kinds(gate, "IMP-1")
                 assert kinds.index("officer_action") < kinds.index("barrier_command")
                 command = next(e for e in gate.node.journal.entries(lane="IMP-1", kinds=["barrier_command"]))
-                assert command.payload["released_by"] == "officer-12"
+                assert command.payload["released_by"] == "officer-12"  # the token's user, never a request field
                 again = await client.post("/api/lanes/IMP-1/actions", json={
-                    "action": "release", "officer_id": "officer-12", "reason": "second click"})
+                    "action": "release", "reason": "second click"})
                 assert again.status_code == 409
                 idle = await client.post("/api/lanes/EXP-1/actions", json={
-                    "action": "release", "officer_id": "officer-12", "reason": "no truck here"})
+                    "action": "release", "reason": "no truck here"})
                 assert idle.status_code == 409
                 assert (await client.get("/healthz")).json()["status"] == "ok"
                 page = await client.get("/")
-                assert page.status_code == 200 and "Lanes" in page.text
+                assert page.status_code == 200 and "/static/board.js" in page.text
         finally:
             await gate.stop()
 

@@ -1,0 +1,159 @@
+"""Live updates for the board: lane controller events → Server-Sent Events, one queue per stream.
+
+Each lane change is turned into the lane's full view once, serialised once, and the same bytes
+are put on every open stream's queue. Queues are bounded: a stream that does not keep up loses
+its oldest messages (each lane message is a whole lane view, so the newest one is enough).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from edge.kiosk.views import lane_view, lane_views, status_view
+
+if TYPE_CHECKING:
+    from edge.app import GateNode
+
+log = logging.getLogger(__name__)
+
+# Controller event kinds after which a lane's history has a new line.
+HISTORY_EVENTS = {"decision", "officer_action", "barrier", "tx_closed", "alarm"}
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One Server-Sent Event."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return f"event: {event}\ndata: {text}\n\n".encode()
+
+
+class Subscriber:
+    """One open event stream: a bounded queue that drops its oldest message when full."""
+
+    def __init__(self, maxsize: int):
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def put(self, message: bytes) -> None:
+        while True:
+            try:
+                self.queue.put_nowait(message)
+                return
+            except asyncio.QueueFull:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self.queue.get_nowait()
+                    self.dropped += 1
+
+
+class LiveHub:
+    """Fans lane events out to the open streams."""
+
+    def __init__(self, node: GateNode, *, queue_size: int = 256, keepalive_s: float = 15.0,
+                 status_interval_s: float = 5.0):
+        self.node = node
+        self.queue_size = queue_size
+        self.keepalive_s = keepalive_s
+        self.status_interval_s = status_interval_s
+        self.subscribers: set[Subscriber] = set()
+        self.published = 0
+        self._status_task: asyncio.Task | None = None
+        self._closed = False
+        for controller in node.lanes.values():
+            controller.listeners.append(self._on_lane_event)
+
+    # ------------------------------------------------------------ publishing
+
+    def _on_lane_event(self, lane_id: str, kind: str, payload: dict[str, Any]) -> None:
+        if not self.subscribers:
+            return
+        if kind in ("lane", "device"):
+            self.publish(sse("lane", lane_view(self.node, lane_id)))
+            if kind == "device":
+                self.publish(sse("status", status_view(self.node)))
+        elif kind in HISTORY_EVENTS:
+            self.publish(sse("history", {"lane": lane_id, "kind": kind}))
+            if kind == "alarm":
+                self.publish(sse("alarm", {"lane": lane_id, **payload}))
+
+    def publish(self, message: bytes) -> None:
+        self.published += 1
+        for subscriber in list(self.subscribers):
+            subscriber.put(message)
+
+    async def _status_loop(self) -> None:
+        while self.subscribers:
+            await asyncio.sleep(self.status_interval_s)
+            if not self.subscribers:
+                break
+            try:
+                stats = await asyncio.to_thread(self.node.cache.stats)
+                self.publish(sse("status", status_view(self.node, stats)))
+            except Exception:  # the status strip is informative; never kill the streams over it
+                log.exception("status update failed")
+        self._status_task = None
+
+    # ------------------------------------------------------------ streams
+
+    def subscribe(self) -> Subscriber:
+        subscriber = Subscriber(self.queue_size)
+        self.subscribers.add(subscriber)
+        if self._status_task is None:
+            self._status_task = asyncio.create_task(self._status_loop(), name="kiosk-status")
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    def close(self) -> None:
+        """End every stream (node shutting down)."""
+        self._closed = True
+
+    def _stopping(self) -> bool:
+        if self._closed:
+            return True
+        server = getattr(self.node, "_server", None)  # the node's uvicorn server, when it serves the kiosk
+        return bool(server is not None and getattr(server, "should_exit", False))
+
+    async def stream(self, still_allowed: Callable[[], bool], *, recheck_s: float = 5.0,
+                     first: list[bytes] | None = None) -> AsyncIterator[bytes]:
+        """The bytes of one event stream: the board's current state, then every change.
+
+        still_allowed() is asked every `recheck_s`: when the session has expired, been ended or its
+        user disabled, a `logout` event is sent and the stream ends.
+        """
+        subscriber = self.subscribe()
+        try:
+            yield b"retry: 2000\n\n"
+            for message in first or []:
+                yield message
+            for view in lane_views(self.node):
+                yield sse("lane", view)
+            last_sent = last_check = time.monotonic()
+            while not self._stopping():
+                try:
+                    message = await asyncio.wait_for(subscriber.queue.get(), timeout=1.0)
+                except TimeoutError:
+                    message = None
+                now = time.monotonic()
+                if now - last_check >= recheck_s:
+                    last_check = now
+                    if not still_allowed():
+                        yield sse("logout", {"reason": "session_ended"})
+                        return
+                if message is None:
+                    if now - last_sent >= self.keepalive_s:
+                        last_sent = now
+                        yield b": keep-alive\n\n"
+                    continue
+                batch = [message]
+                while not subscriber.queue.empty() and len(batch) < 64:
+                    batch.append(subscriber.queue.get_nowait())
+                last_sent = now
+                yield b"".join(batch)
+        finally:
+            self.unsubscribe(subscriber)

@@ -1,0 +1,412 @@
+"""Kiosk users, sessions and API tokens, in SQLite next to the node's other files (users.sqlite).
+
+Passwords are hashed with scrypt (memory-hard: n=2**14, r=8, p=1 takes 16 MiB per hash), a
+random salt per user, and compared in constant time. Sessions and API tokens are random secrets
+of which only the SHA-256 is stored, so a copy of the file opens no session. A session ends after
+`idle_timeout_s` without activity or `absolute_timeout_s` after login, whichever comes first, and
+at once when its user is disabled. Repeated wrong passwords lock a user name (whether it exists
+or not, so a lock-out tells nothing about which names exist).
+
+Roles, lowest first: officer (release, refuse and send to inspection at their gate's lanes),
+supervisor (also overrides a refusal and drives a barrier by hand), admin (also manages users).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Role(StrEnum):
+    OFFICER = "officer"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    def at_least(self, other: Role) -> bool:
+        return self.rank >= other.rank
+
+
+_RANK = {Role.OFFICER: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+ALL_GATES = "*"
+MIN_PASSWORD_LENGTH = 8
+
+# scrypt parameters; kept in each hash so they can be raised later without breaking old hashes.
+SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN = 2**14, 8, 1, 32
+
+
+class UserError(ValueError):
+    """A user operation that cannot be done (unknown user, bad name or password, duplicate)."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Session lifetimes and lock-out policy."""
+
+    idle_timeout_s: float = 30 * 60
+    absolute_timeout_s: float = 12 * 3600
+    max_failures: int = 5
+    lockout_s: float = 15 * 60
+    cookie_secure: bool = False  # set True when the kiosk is served over HTTPS
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: Role
+    gate: str
+    display_name: str
+    disabled: bool
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"username": self.username, "role": self.role.value, "gate": self.gate,
+                "display_name": self.display_name or self.username, "disabled": self.disabled,
+                "created_at": self.created_at}
+
+    def may_act_at(self, gate: str) -> bool:
+        return self.gate == ALL_GATES or self.gate == gate
+
+
+@dataclass(frozen=True)
+class Session:
+    user: User
+    token_hash: str
+    csrf: str
+    created_at: float
+    last_seen: float
+    expires_at: float  # the earlier of the idle and the absolute expiry, as of last_seen
+
+
+class LoginResult(StrEnum):
+    OK = "ok"
+    BAD = "bad"  # wrong name or password, or a disabled user: the caller cannot tell which
+    LOCKED = "locked"
+
+
+# ---------------------------------------------------------------- passwords
+
+
+def hash_password(password: str) -> str:
+    """scrypt$n$r$p$salt$hash (base64) for a password."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                            dklen=SCRYPT_DKLEN)
+    return "$".join(["scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P),
+                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when `password` matches the stored hash (constant-time comparison)."""
+    try:
+        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p),
+                                dklen=len(expected), maxmem=256 * 1024 * 1024)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+_DUMMY_HASH = hash_password(secrets.token_hex(8))  # checked for unknown users: same time either way
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- the store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY COLLATE NOCASE,
+    role TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    display_name TEXT NOT NULL DEFAULT '',
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL COLLATE NOCASE REFERENCES users(username),
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    client TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(username);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL COLLATE NOCASE REFERENCES users(username),
+    label TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    last_used REAL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    username TEXT PRIMARY KEY COLLATE NOCASE,
+    failures INTEGER NOT NULL,
+    last_failure REAL NOT NULL,
+    locked_until REAL NOT NULL DEFAULT 0
+);
+"""
+
+_USER_COLUMNS = "username, role, gate, display_name, disabled, created_at"
+_U_COLUMNS = ", ".join("u." + column.strip() for column in _USER_COLUMNS.split(","))
+
+
+def _user(row: tuple) -> User:
+    return User(row[0], Role(row[1]), row[2], row[3], bool(row[4]), row[5])
+
+
+class UserStore:
+    """Users, sessions, API tokens and login failures in one SQLite file. Thread-safe."""
+
+    def __init__(self, path: str | Path, settings: AuthSettings | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.settings = settings or AuthSettings()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(_SCHEMA)
+        self._last_touch: dict[str, float] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> UserStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _one(self, sql: str, params: tuple = ()) -> tuple | None:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()
+
+    def _exec(self, sql: str, params: tuple = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, params).rowcount
+
+    # ------------------------------------------------------------ users
+
+    def add_user(self, username: str, password: str, role: Role | str, gate: str,
+                 display_name: str = "", *, check_password: bool = True) -> User:
+        """Create a user; UserError when the name is taken or invalid, or the password too short.
+
+        check_password=False skips the length rule (only for the demo's well-known users).
+        """
+        if not USERNAME_RE.match(username):
+            raise UserError("user name: letters, digits, '.', '_' or '-', at most 64, starting with a letter or digit")
+        try:
+            role = Role(role)
+        except ValueError as exc:
+            raise UserError(f"role must be one of {', '.join(r.value for r in Role)}") from exc
+        if not gate or not (gate == ALL_GATES or re.match(r"^[A-Z0-9_\-]+$", gate)):
+            raise UserError("gate: a gate code such as HUUNGHI, or * for every gate")
+        if check_password:
+            _check_password(password)
+        now = self.clock()
+        password_hash = hash_password(password)
+        try:
+            self._exec("INSERT INTO users (username, role, gate, display_name, password_hash, disabled, "
+                       "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                       (username, role.value, gate, display_name.strip()[:100], password_hash, now, now))
+        except sqlite3.IntegrityError as exc:
+            raise UserError(f"user {username!r} exists already") from exc
+        user = self.get_user(username)
+        assert user is not None
+        return user
+
+    def get_user(self, username: str) -> User | None:
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,))
+        return None if row is None else _user(row)
+
+    def list_users(self) -> list[User]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY username").fetchall()
+        return [_user(row) for row in rows]
+
+    def set_disabled(self, username: str, disabled: bool) -> User:
+        """Disable (or enable) a user. Disabling ends their sessions and stops their API tokens."""
+        with self._lock:
+            changed = self._conn.execute("UPDATE users SET disabled = ?, updated_at = ? WHERE username = ?",
+                                         (int(disabled), self.clock(), username)).rowcount
+            if changed and disabled:
+                self._conn.execute("DELETE FROM sessions WHERE username = ?", (username,))
+        if not changed:
+            raise UserError(f"no user {username!r}")
+        user = self.get_user(username)
+        assert user is not None
+        return user
+
+    def set_password(self, username: str, password: str) -> None:
+        """Change a password; the user's sessions end."""
+        _check_password(password)
+        password_hash = hash_password(password)
+        with self._lock:
+            changed = self._conn.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                                         (password_hash, self.clock(), username)).rowcount
+            self._conn.execute("DELETE FROM sessions WHERE username = ?", (username,))
+        if not changed:
+            raise UserError(f"no user {username!r}")
+
+    # ------------------------------------------------------------ login
+
+    def authenticate(self, username: str, password: str) -> tuple[LoginResult, User | None]:
+        """Check a password. Locked names are refused before the password is looked at."""
+        now = self.clock()
+        key = username.strip()[:64]
+        row = self._one("SELECT failures, last_failure, locked_until FROM login_failures WHERE username = ?",
+                        (key,))
+        if row is not None and row[2] > now:
+            return LoginResult.LOCKED, None
+        stored = self._one("SELECT password_hash FROM users WHERE username = ? AND disabled = 0", (key,))
+        # An unknown or disabled name costs one scrypt too, so timing does not tell it apart.
+        matches = verify_password(password, stored[0] if stored else _DUMMY_HASH)
+        if matches and stored is not None:
+            self._exec("DELETE FROM login_failures WHERE username = ?", (key,))
+            return LoginResult.OK, self.get_user(key)
+        # Failures count within one lock-out period; an expired lock-out starts the count afresh.
+        recent = row is not None and row[2] == 0 and now - row[1] < self.settings.lockout_s
+        failures = (row[0] if recent else 0) + 1
+        locked_until = now + self.settings.lockout_s if failures >= self.settings.max_failures else 0
+        self._exec("INSERT INTO login_failures (username, failures, last_failure, locked_until) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT(username) DO UPDATE SET failures = excluded.failures, "
+                   "last_failure = excluded.last_failure, locked_until = excluded.locked_until",
+                   (key, failures, now, locked_until))
+        # Forget failures that no longer count (keeps the table small under guessing).
+        self._exec("DELETE FROM login_failures WHERE locked_until < ? AND last_failure < ?",
+                   (now, now - self.settings.lockout_s))
+        return (LoginResult.LOCKED if locked_until else LoginResult.BAD), None
+
+    def locked_for(self, username: str) -> float:
+        """Seconds the name stays locked (0 when not locked)."""
+        row = self._one("SELECT locked_until FROM login_failures WHERE username = ?", (username.strip()[:64],))
+        return max(0.0, row[0] - self.clock()) if row else 0.0
+
+    def unlock(self, username: str) -> None:
+        self._exec("DELETE FROM login_failures WHERE username = ?", (username,))
+
+    # ------------------------------------------------------------ sessions
+
+    def create_session(self, user: User, client: str = "") -> tuple[str, Session]:
+        """A new session for a user who just logged in; returns (secret token, session)."""
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        now = self.clock()
+        token_hash = _sha256(token)
+        with self._lock:
+            # Old sessions are swept here, so the table never grows without bound.
+            self._conn.execute("DELETE FROM sessions WHERE created_at < ? OR last_seen < ?",
+                               (now - self.settings.absolute_timeout_s, now - self.settings.idle_timeout_s))
+            self._conn.execute("INSERT INTO sessions (token_hash, username, csrf, created_at, last_seen, client) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (token_hash, user.username, csrf, now, now, client[:200]))
+        return token, Session(user, token_hash, csrf, now, now, self._expiry(now, now))
+
+    def _expiry(self, created_at: float, last_seen: float) -> float:
+        return min(created_at + self.settings.absolute_timeout_s, last_seen + self.settings.idle_timeout_s)
+
+    def session(self, token: str | None, touch: bool = False) -> Session | None:
+        """The live session for a token, or None (unknown, expired, or its user disabled).
+
+        touch=True counts this as activity (moves the idle expiry); the database is written at
+        most every few seconds per session.
+        """
+        if not token or len(token) > 200:
+            return None
+        token_hash = _sha256(token)
+        now = self.clock()
+        row = self._one(
+            f"SELECT s.csrf, s.created_at, s.last_seen, {_U_COLUMNS} "
+            "FROM sessions s JOIN users u ON u.username = s.username WHERE s.token_hash = ?", (token_hash,))
+        if row is None:
+            return None
+        csrf, created_at, last_seen = row[0], row[1], row[2]
+        user = _user(row[3:])
+        if user.disabled or now >= self._expiry(created_at, last_seen):
+            self._exec("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+            return None
+        if touch:
+            last_seen = now
+            if now - self._last_touch.get(token_hash, 0.0) >= 5.0 or self.settings.idle_timeout_s < 60:
+                self._exec("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash))
+                self._last_touch[token_hash] = now
+                if len(self._last_touch) > 10_000:
+                    self._last_touch.clear()
+        return Session(user, token_hash, csrf, created_at, last_seen, self._expiry(created_at, last_seen))
+
+    def end_session(self, token_hash: str) -> None:
+        self._exec("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    def session_count(self, username: str | None = None) -> int:
+        if username is None:
+            return self._one("SELECT count(*) FROM sessions")[0]  # type: ignore[index]
+        return self._one("SELECT count(*) FROM sessions WHERE username = ?", (username,))[0]  # type: ignore[index]
+
+    # ------------------------------------------------------------ API tokens
+
+    def create_token(self, username: str, label: str = "") -> str:
+        """A new API token (shown once) acting as `username`: for machines, sent as Bearer."""
+        if self.get_user(username) is None:
+            raise UserError(f"no user {username!r}")
+        token = "sgt_" + secrets.token_urlsafe(32)
+        self._exec("INSERT INTO api_tokens (token_hash, username, label, created_at) VALUES (?, ?, ?, ?)",
+                   (_sha256(token), username, label[:100], self.clock()))
+        return token
+
+    def token_user(self, token: str | None) -> User | None:
+        """The enabled user an API token acts as, or None."""
+        if not token or len(token) > 200:
+            return None
+        token_hash = _sha256(token)
+        row = self._one(f"SELECT {_U_COLUMNS} "
+                        "FROM api_tokens t JOIN users u ON u.username = t.username "
+                        "WHERE t.token_hash = ? AND t.revoked = 0", (token_hash,))
+        if row is None:
+            return None
+        user = _user(row)
+        if user.disabled:
+            return None
+        now = self.clock()
+        if now - self._last_touch.get(token_hash, 0.0) >= 60.0:
+            self._exec("UPDATE api_tokens SET last_used = ? WHERE token_hash = ?", (now, token_hash))
+            self._last_touch[token_hash] = now
+        return user
+
+    def revoke_tokens(self, username: str) -> int:
+        """Revoke every API token of a user; returns how many."""
+        return self._exec("UPDATE api_tokens SET revoked = 1 WHERE username = ? AND revoked = 0", (username,))
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        raise UserError("password: at most 1024 characters")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 def run_benchmarks(which: list[str], quick: bool = False) -> dict:
     """Run benchmarks by name (decision, cache, journal, codec, all)."""
-    names = ["decision", "cache", "journal", "codec", "modbus"] if "all" in which else which
+    names = ["decision", "cache", "journal", "codec", "modbus", "kiosk"] if "all" in which else which
     result: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -39,8 +39,12 @@ def run_benchmarks(which: list[str], quick: bool = False) -> dict:
             from benchmarks.modbus_bench import run_modbus_bench
 
             figures = run_modbus_bench(n=300 if quick else 2000)
+        elif name == "kiosk":
+            from benchmarks.kiosk_bench import run_kiosk_bench
+
+            figures = run_kiosk_bench(lanes=4, streams=20, updates=30 if quick else 150)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus or all")
+            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk or all")
         figures["bench_seconds"] = round(time.perf_counter() - started, 2)
         result[name] = figures
     return result

@@ -133,6 +133,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workdir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="smartgate-demo-"))
 
     if args.scenario:
+        if args.kiosk:
+            _demo_users(workdir)
         result = asyncio.run(play_scenario(scenario, workdir, kiosk_port=args.port if args.kiosk else None))
         if args.json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
@@ -147,15 +149,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_interactive_demo(scenario, workdir, args.port))
 
 
+def _demo_users(workdir: Path) -> list[tuple[str, str, str]]:
+    """The demo's well-known kiosk users, in the demo node's data dir (simulators/gate.py: workdir/node)."""
+    from edge.users import create_demo_users
+
+    return create_demo_users(workdir / "node")
+
+
 async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     from simulators.gate import SimulatedGate
     from simulators.scenario import play_scenario
 
     gate = SimulatedGate(scenario.site, workdir, kiosk_port=port,
                          boom_travel_s=max(scenario.spec.timing.boom_travel_s, 1.0))
+    demo_users = _demo_users(workdir)
     await gate.start()
     print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
+    print("kiosk log-ins (demo only): " + ", ".join(f"{role} {name}/{password}" for name, password, role in demo_users))
     print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")
     play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate))
     stop = asyncio.create_task(_until_interrupted())
@@ -236,9 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulator_parsers(sub)
     sub.choices["simulate"].set_defaults(func=cmd_simulate)
 
+    from edge.users import add_users_parser
+
+    add_users_parser(sub, site_args)
+
     p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
     p.add_argument("which", nargs="*", default=["all"],
-                   help="decision, cache, journal, codec or all (default)")
+                   help="decision, cache, journal, codec, modbus, kiosk or all (default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--out", help="also write the JSON to this file")
     p.set_defaults(func=cmd_bench)

@@ -410,3 +410,105 @@ def _check_password(password: str) -> None:
         raise UserError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > 1024:
         raise UserError("password: at most 1024 characters")
+
+
+# ---------------------------------------------------------------- the demo's users
+
+DEMO_USERS = (("officer", "officer", Role.OFFICER), ("supervisor", "supervisor", Role.SUPERVISOR),
+              ("admin", "admin", Role.ADMIN))
+
+
+def create_demo_users(data_dir: str | Path) -> list[tuple[str, str, str]]:
+    """Well-known users for `smartgate demo` only (name = password); never made by `smartgate run`.
+
+    Returns (name, password, role) for each, created now or found from an earlier demo run.
+    """
+    with UserStore(Path(data_dir) / "users.sqlite") as store:
+        for name, password, role in DEMO_USERS:
+            if store.get_user(name) is None:
+                store.add_user(name, password, role, ALL_GATES, f"Demo {role.value}", check_password=False)
+    return [(name, password, role.value) for name, password, role in DEMO_USERS]
+
+
+# ---------------------------------------------------------------- `smartgate users`
+
+
+def add_users_parser(sub: Any, site_args: Callable[[Any], None]) -> None:
+    """The `smartgate users ...` subcommands (wired in edge/cli.py)."""
+    users = sub.add_parser("users", help="kiosk users: add, disable, enable, list, passwd, token, unlock")
+    commands = users.add_subparsers(dest="users_cmd", required=True)
+
+    def command(name: str, help_text: str, with_user: bool = True) -> Any:
+        p = commands.add_parser(name, help=help_text)
+        if with_user:
+            p.add_argument("username")
+        site_args(p)
+        p.set_defaults(func=run_users_command)
+        return p
+
+    p = command("add", "create a user (asks for the password, or reads it from stdin with --password-stdin)")
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--gate", help="gate code the user acts at, or * for every gate (default: the site's gate)")
+    p.add_argument("--name", default="", help="full name shown on the kiosk")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    command("disable", "disable a user: their sessions end and their API tokens stop working")
+    command("enable", "enable a disabled user")
+    command("list", "list users", with_user=False)
+    p = command("passwd", "set a user's password (their sessions end)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p = command("token", "create an API token acting as a user (printed once; send as 'Authorization: Bearer')")
+    p.add_argument("--label", default="", help="what the token is for")
+    command("unlock", "clear a name's failed-login lock-out")
+
+
+def _read_password(from_stdin: bool) -> str:
+    import getpass
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise UserError("no terminal to ask for the password: use --password-stdin")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise UserError("the two passwords differ")
+    return first
+
+
+def run_users_command(args: Any) -> int:
+    """Carry out one `smartgate users` subcommand; 0 on success, 1 with a message on stderr otherwise."""
+    import json
+    import sys
+
+    from edge.config import load_site
+
+    loaded = load_site(args.site)
+    data_dir = Path(args.data_dir or loaded.site.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with UserStore(data_dir / "users.sqlite") as store:
+            cmd = args.users_cmd
+            if cmd == "add":
+                user = store.add_user(args.username, _read_password(args.password_stdin), args.role,
+                                      args.gate or loaded.site.gate, args.name)
+                print(f"added {user.role.value} {user.username} at gate {user.gate}")
+            elif cmd in ("disable", "enable"):
+                user = store.set_disabled(args.username, cmd == "disable")
+                if cmd == "disable":
+                    store.revoke_tokens(user.username)
+                print(f"{user.username} {cmd}d")
+            elif cmd == "list":
+                for user in store.list_users():
+                    print(json.dumps(user.to_dict(), ensure_ascii=False))
+            elif cmd == "passwd":
+                store.set_password(args.username, _read_password(args.password_stdin))
+                print(f"password of {args.username} changed; their sessions have ended")
+            elif cmd == "token":
+                print(store.create_token(args.username, args.label))
+            elif cmd == "unlock":
+                store.unlock(args.username)
+                print(f"{args.username} unlocked")
+    except UserError as exc:
+        print(f"smartgate users {args.users_cmd}: {exc}", file=sys.stderr)
+        return 1
+    return 0

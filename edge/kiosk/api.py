@@ -31,7 +31,7 @@ from edge.kiosk.auth import (
 from edge.kiosk.live import LiveHub, sse
 from edge.kiosk.views import lane_history, lane_view, lane_views, status_view, was_refused
 from edge.lane import LaneError
-from edge.users import AuthSettings, LoginResult, Role, UserError, UserStore
+from edge.users import MIN_PASSWORD_LENGTH, USERNAME_RE, AuthSettings, LoginResult, Role, UserError, UserStore
 
 if TYPE_CHECKING:
     from edge.app import GateNode
@@ -74,10 +74,10 @@ class LoginRequest(_Body):
 
 
 class NewUserRequest(_Body):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    username: str = Field(min_length=1, max_length=64, pattern=USERNAME_RE.pattern)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
     role: Literal["officer", "supervisor", "admin"]
-    gate: str | None = Field(default=None, max_length=32)
+    gate: str | None = Field(default=None, max_length=32, pattern=r"^(\*|[A-Z0-9_\-]+)$")
     display_name: str = Field(default="", max_length=100)
 
 

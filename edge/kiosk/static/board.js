@@ -339,7 +339,7 @@
       body.push(plateRow(tx), containersRow(tx, lane.declaration), sealsRow(tx, lane.declaration),
         weightRow(tx, lane.declaration, lane.policy), scanRow(tx), declarationRow(tx, lane.declaration));
     }
-    card.replaceChildren(
+    card.replaceChildren(...[
       h("header", { class: "lane-head" },
         h("span", { class: "lane-id", text: lane.lane }),
         h("span", { class: "lane-name", text: lane.name || "" }),
@@ -352,7 +352,7 @@
       tx ? reasonsBox(tx) : null,
       actionButtons(lane),
       laneFooter(lane),
-      historyBox(lane.lane));
+      historyBox(lane.lane)].filter(Boolean));
   }
 
   function renderAllLanes() { for (const lane of S.lanes.values()) renderLane(lane); }

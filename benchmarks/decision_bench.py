@@ -24,8 +24,11 @@ from devices.readings import (
     Loop,
     LoopChanged,
     PlateRead,
+    ScanRead,
+    ScanVerdict,
     SealRead,
     SealStatus,
+    WeightRead,
 )
 from devices.transports.modbus import tcp_hub
 from edge.cache import DeclarationCache
@@ -43,7 +46,7 @@ def _declarations(n: int, gate: str) -> list[Declaration]:
     return [
         Declaration(
             number=f"10{i:010d}", kind=DeclarationKind.IMPORT, gate=gate, plates=(f"29C{i:05d}",),
-            containers=(), seals=(f"SEAL{i:06d}",), gross_weight_kg=None,
+            containers=(), seals=(f"SEAL{i:06d}",), gross_weight_kg=28_000,
             channel=RiskChannel.GREEN, status=DeclarationStatus.CLEARED,
             valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=1),
         )
@@ -53,7 +56,7 @@ def _declarations(n: int, gate: str) -> list[Declaration]:
 
 async def _run(trucks: int, hold_share: float, seed: int) -> dict:
     loaded = load_site(DEFAULT_SITE)
-    lane_cfg = loaded.site.lanes[0]
+    lane_cfg = loaded.site.lanes[0]  # IMP-1: plate, seal, weight and scan required
     barrier_cfg = lane_cfg.device("barrier")
     profile = loaded.profile_for(barrier_cfg)
     rng = random.Random(seed)
@@ -81,6 +84,9 @@ async def _run(trucks: int, hold_share: float, seed: int) -> dict:
             controller.submit(PlateRead("cam", f"29C-{i // 100:03d}.{i % 100:02d}", 0.97, now, time.time()))
             seal = f"SEAL{i:06d}" if not hold else "SEAL-WRONG"
             controller.submit(SealRead("rdr", seal, SealStatus.INTACT, 90, None, now, time.time()))
+            # IMP-1 also requires a stable weight and a completed X-ray scan; the scan comes last.
+            controller.submit(WeightRead("scale", 28_020, now, time.time()))
+            controller.submit(ScanRead("xray", f"S{i}", ScanVerdict.CLEAR, (), None, True, now, time.time()))
             while True:
                 kind, payload = await events.get()
                 if kind == "barrier" or (kind == "decision" and payload["outcome"] != "release"):

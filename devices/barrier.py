@@ -96,6 +96,7 @@ class BarrierDriver:
         response = await self.hub.request("read_holding_registers", registers.fault_code, count=1)
         now = time.time()
         self.fault_code = response.registers[0]
+        self.health.detail = None if self.fault_code == FAULT_NONE else f"PLC fault: {self.describe_fault()}"
         self.health.frames_good += 1
         self.health.last_reading_at = now
         events = diff_inputs(self.device_id, self.inputs, inputs, now)

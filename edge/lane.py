@@ -120,6 +120,15 @@ class DeviceFailed:
 
 
 @dataclass(frozen=True)
+class OpenFailed:
+    """The open command for a recorded release did not reach the PLC."""
+
+    transaction_id: str
+    error: str
+    key: str = "open_failed"
+
+
+@dataclass(frozen=True)
 class DeviceRestored:
     device_id: str
     key: str = "recovered"
@@ -127,7 +136,7 @@ class DeviceRestored:
 
 LaneEvent = (
     LoopEvent | BoomEvent | ReadingEvent | CollectTimeout | Decided | OfficerAction | DeviceFailed
-    | DeviceRestored
+    | DeviceRestored | OpenFailed
 )
 
 # ---------------------------------------------------------------- actions (outputs)
@@ -173,7 +182,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "decided_hold": (S.DECIDED,),
         "decided_refuse": (S.DECIDED,),
         "arrival_on": (S.ARRIVED,),
-        "arrival_off": (S.IDLE,),
+        "arrival_off": (S.IDLE, S.FAULT),
         "boom_open": (S.ARRIVED,),
         "boom_closed": (S.ARRIVED,),
         "fault": (S.FAULT,),
@@ -192,7 +201,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "decided_hold": (S.DECIDED,),
         "decided_refuse": (S.DECIDED,),
         "arrival_on": (S.COLLECTING,),
-        "arrival_off": (S.IDLE,),
+        "arrival_off": (S.IDLE, S.FAULT),
         "boom_open": (S.COLLECTING,),
         "boom_closed": (S.COLLECTING,),
         "fault": (S.FAULT,),
@@ -207,10 +216,11 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "officer_inspect": (S.DECIDED,),
         "officer_manual_open": (S.DECIDED,),
         "officer_manual_close": (),
+        "open_failed": (S.DECIDED,),
         "boom_open": (S.DECIDED, S.PASSING),
-        "boom_closed": (S.DECIDED, S.IDLE),
+        "boom_closed": (S.DECIDED, S.IDLE, S.FAULT),
         "arrival_on": (S.DECIDED,),
-        "arrival_off": (S.DECIDED, S.IDLE),
+        "arrival_off": (S.DECIDED, S.IDLE, S.FAULT),
         "fault": (S.DECIDED,),
         "barrier_fault": (S.FAULT,),
         "recovered": (S.DECIDED,),
@@ -222,7 +232,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "arrival_on": (S.PASSING,),
         "arrival_off": (S.PASSING,),
         "boom_open": (S.PASSING,),
-        "boom_closed": (S.PASSING, S.IDLE, S.ARRIVED, S.COLLECTING),
+        "boom_closed": (S.PASSING, S.IDLE, S.ARRIVED, S.COLLECTING, S.FAULT),
         "fault": (S.PASSING,),
         "barrier_fault": (S.FAULT,),
         "recovered": (S.PASSING,),
@@ -242,6 +252,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "officer_inspect": (S.DECIDED,),
         "officer_manual_open": (S.DECIDED,),
         "officer_manual_close": (),
+        "open_failed": (S.FAULT,),
         "fault": (S.FAULT,),
         "barrier_fault": (S.FAULT,),
         "recovered": (S.FAULT, S.IDLE, S.COLLECTING, S.DECIDED, S.PASSING),
@@ -469,8 +480,22 @@ class LaneMachine:
         self.state = S.FAULT
         return [Action("alarm", {"code": "DEVICE_FAULT", "text": f"{event.device_id}: {event.error}"})] if new else []
 
+    def _on_open_failed(self, event: OpenFailed, now: float) -> list[Action]:
+        if self.tx is None or self.tx.id != event.transaction_id:
+            return []
+        # The release stands (it is journaled); the open is retried when the barrier answers again,
+        # as long as the truck is still there. An officer may also release again.
+        self.tx.open_commanded = False
+        self.tx.open_pending = True
+        return [Action("alarm", {"code": "BARRIER_OPEN_FAILED",
+                                 "text": f"open command did not reach the PLC ({event.error}); retried on recovery"})]
+
     def _on_recovered(self, event: DeviceRestored, now: float) -> list[Action]:
         self.faulty.pop(event.device_id, None)
+        if self.tx is not None and self.tx.open_pending and not self.faulty and self.state in (S.DECIDED, S.FAULT):
+            self.state = S.DECIDED
+            self.tx.open_pending = False
+            return self._release(self.tx.released_by or "auto")
         if self.state != S.FAULT or self.faulty:
             return []
         if self.tx is None:
@@ -516,8 +541,8 @@ class LaneMachine:
         assert self.tx is not None
         tx = self.tx
         self.tx = None
-        if self.state != S.FAULT:
-            self.state = S.IDLE
+        # A device that failed while this truck was being served still blocks the next one.
+        self.state = S.FAULT if self.faulty else S.IDLE
         return [Action("cancel_timer", {"transaction": tx.id}),
                 Action("close_transaction", {"transaction": tx.id, "result": result, "tx": tx})]
 

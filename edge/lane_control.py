@@ -50,6 +50,7 @@ from edge.lane import (
     LaneState,
     LoopEvent,
     OfficerAction,
+    OpenFailed,
     ReadingEvent,
 )
 from edge.rules import Decision, DecisionContext, Finding, Outcome, decide
@@ -296,8 +297,7 @@ class LaneController:
         try:
             await self.barrier.open()
         except ModbusIOError as exc:
-            self.journal.append("alarm", {"code": "BARRIER_COMMAND_FAILED", "text": f"open: {exc}"},
-                                lane=self.lane.id)
+            self.submit(OpenFailed(data["transaction"], str(exc)))
             return
         tx = self.machine.tx
         if tx is not None and tx.released_by == "auto":

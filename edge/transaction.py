@@ -33,6 +33,7 @@ class Transaction:
     decided_at: float | None = None
     released_by: str | None = None
     open_commanded: bool = False
+    open_pending: bool = False  # released, but the open command has not reached the PLC yet
     vehicle_entered: bool = False
     closing: bool = False
     decision_ms: float | None = None

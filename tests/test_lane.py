@@ -278,3 +278,46 @@ def test_truck_waiting_during_a_fault_is_held_with_the_fault_as_reason_at_timeou
     assert lane.state == LaneState.FAULT and lane.tx.decision == held
     lane.handle(DeviceRestored("IMP-1-eseal"), 130.0)
     assert lane.state == LaneState.DECIDED
+
+
+def test_device_failing_while_a_truck_passes_blocks_the_next_truck():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    lane.handle(BoomEvent(opened=True), 101.0)
+    lane.handle(DeviceFailed("IMP-1-scale", "cable pulled"), 101.2)
+    assert lane.state == LaneState.PASSING  # the released truck still goes through
+    lane.handle(LoopEvent("safety", True), 101.5)
+    lane.handle(LoopEvent("arrival", False), 101.6)
+    lane.handle(LoopEvent("arrival", True), 101.9)  # the next truck is already waiting
+    lane.handle(LoopEvent("safety", False), 102.0)
+    lane.handle(BoomEvent(opened=False), 103.0)
+    assert lane.state == LaneState.FAULT and lane.tx is not None
+    actions = lane.handle(Decided(RELEASE), 103.5)
+    assert "open_barrier" not in kinds(actions)
+
+
+def test_open_command_lost_to_a_silent_plc_is_retried_when_it_answers_again():
+    from edge.lane import OpenFailed
+
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    actions = lane.handle(OpenFailed(lane.tx.id, "no response"), 100.3)
+    assert any(a.data.get("code") == "BARRIER_OPEN_FAILED" for a in actions)
+    lane.handle(DeviceFailed("IMP-1-plc", "no response", is_barrier=True), 100.4)
+    assert lane.state == LaneState.FAULT
+    actions = lane.handle(DeviceRestored("IMP-1-plc"), 102.0)
+    assert "open_barrier" in kinds(actions) and lane.state == LaneState.DECIDED
+
+
+def test_truck_that_left_after_a_failed_open_is_not_opened_for():
+    from edge.lane import OpenFailed
+
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    lane.handle(OpenFailed(lane.tx.id, "no response"), 100.3)
+    lane.handle(LoopEvent("arrival", False), 101.0)
+    assert lane.tx is None
+    assert lane.handle(DeviceRestored("IMP-1-plc"), 102.0) == []

@@ -256,7 +256,7 @@ def test_fault_scenario_degrades_safely_and_every_device_recovers_within_5_s():
     assert held and all("DEVICE_FAULT" in t["reasons"] for t in held)
     events = report["device_events"]
     for fault in report["faults"]:
-        if fault["fault"] not in ("disconnect", "exception_replies"):
+        if fault["fault"] not in ("disconnect", "exception_replies", "slow"):
             continue
         device = fault["device"]
         faults = [e for e in events if e["device"] == device and e["event"] == "fault"]
@@ -317,6 +317,43 @@ def test_device_health_is_published_as_telemetry(site, tmp_path: Path):
             assert lanes["IMP-1"]["state"] == "FAULT"
         finally:
             monitor.loop_stop()
+            await gate.stop()
+
+    asyncio.run(scenario())
+
+
+def test_officer_sees_a_pulled_weighbridge_cable_and_its_recovery(site, tmp_path: Path):
+    async def scenario():
+        gate = await _gate(site, tmp_path)
+        rig = gate.rigs["IMP-1"]
+        try:
+            with UserStore(gate.node.options.data_dir / "users.sqlite") as users:
+                users.add_user("officer-7", "officer-7-password", "officer", "HUUNGHI")
+                token = users.create_token("officer-7", "e2e test")
+            base = f"http://127.0.0.1:{gate.node.kiosk_port}"
+            async with httpx.AsyncClient(base_url=base, timeout=5,
+                                         headers={"authorization": f"Bearer {token}"}) as client:
+                async def scale() -> dict:
+                    devices = (await client.get("/api/devices")).json()
+                    return next(d for d in devices if d["device_id"] == "IMP-1-scale")
+
+                async def lane_state() -> str:
+                    lanes = (await client.get("/api/lanes")).json()
+                    return next(lane for lane in lanes if lane["lane"] == "IMP-1")["state"]
+
+                assert (await scale())["connected"]
+                rig.scale.fault_disconnect()
+                await wait_until(lambda: gate.node.lanes["IMP-1"].state == LaneState.FAULT, what="lane FAULT")
+                shown = await scale()
+                assert not shown["connected"] and shown["last_error"]
+                assert await lane_state() == "FAULT"
+                rig.scale.recover_disconnect()
+                await wait_until(lambda: gate.node.lanes["IMP-1"].state == LaneState.IDLE, timeout_s=5,
+                                 what="recovery within 5 s")
+                shown = await scale()
+                assert shown["connected"] and shown["reconnects"] >= 1
+                assert await lane_state() == "IDLE"
+        finally:
             await gate.stop()
 
     asyncio.run(scenario())

@@ -6,8 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from devices.availability import MqttAvailability
-from devices.health import DeviceHealth
+from devices.availability import MqttDeviceDriver
 from devices.protocols.anpr_json import AnprFields, AnprResult, decode_anpr_message
 from devices.readings import DeviceEvent, PlateRead
 from devices.transports.mqtt import MqttBus
@@ -16,28 +15,17 @@ from edge.config import AnprProfile, MqttTransport
 log = logging.getLogger(__name__)
 
 
-class AnprCameraDriver:
+class AnprCameraDriver(MqttDeviceDriver):
     """Subscribes to one camera's result topic."""
+
+    kind, what = "anpr", "camera"
 
     def __init__(self, device_id: str, transport: MqttTransport, profile: AnprProfile,
                  bus: MqttBus, sink: Callable[[DeviceEvent], None]):
-        self.device_id, self.sink, self.bus = device_id, sink, bus
-        self.topic = transport.topic
+        super().__init__(device_id, transport.topic, bus, sink)
         self.profile = profile
         self.fields = AnprFields(**profile.fields.model_dump())
-        self.health = DeviceHealth(device_id, "anpr")
         self.ignored_low_confidence = 0
-        self.availability = MqttAvailability(device_id, self.health, sink, "camera")
-
-    def start(self) -> None:
-        """Subscribe to results and status; the broker's state is the camera's too."""
-        self.bus.subscribe(self.topic, self._on_message)
-        self.bus.subscribe(f"{self.topic}/status", self.availability.on_status)
-        self.bus.on_state(self._on_broker_state)
-
-    def _on_broker_state(self, up: bool, error: str | None) -> None:
-        self.health.reconnects = self.bus.health.reconnects
-        self.availability.on_broker(up, error)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         now = time.time()

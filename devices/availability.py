@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from devices.health import DeviceHealth
 from devices.readings import DeviceEvent, DeviceFault, DeviceRecovered
+from devices.transports.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +62,28 @@ class MqttAvailability(Availability):
             self.down(error)
         elif self._broker_up:
             self.up()
+
+
+class MqttDeviceDriver:
+    """Base of drivers for devices that publish on an MQTT topic with `<topic>/status` beside it."""
+
+    kind = "mqtt"
+    what = "device"
+
+    def __init__(self, device_id: str, topic: str, bus: MqttBus, sink: Callable[[DeviceEvent], None]):
+        self.device_id, self.topic, self.bus, self.sink = device_id, topic, bus, sink
+        self.health = DeviceHealth(device_id, self.kind)
+        self.availability = MqttAvailability(device_id, self.health, sink, self.what)
+
+    def start(self) -> None:
+        """Subscribe to results and status; the broker's state is the device's too."""
+        self.bus.subscribe(self.topic, self._on_message)
+        self.bus.subscribe(f"{self.topic}/status", self.availability.on_status)
+        self.bus.on_state(self._on_broker_state)
+
+    def _on_broker_state(self, up: bool, error: str | None) -> None:
+        self.health.reconnects = self.bus.health.reconnects
+        self.availability.on_broker(up, error)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        raise NotImplementedError

@@ -287,31 +287,21 @@ class BarrierPlcRtuSimulator(BarrierPlcSimulator):
         super().__init__(regmap, host="", port=0, travel_s=travel_s, clock=clock)
         self.device_port, self.baudrate = device_port, baudrate
 
-    async def start(self) -> None:
+    async def _listen(self) -> None:
         from pymodbus.server import ModbusSerialServer
 
         self._server = ModbusSerialServer(self._device(), port=self.device_port, baudrate=self.baudrate,
                                           reconnect_delay=0.2)
         await self._server.serve_forever(background=True)
-        self._tasks.append(asyncio.create_task(self._scan_forever(), name=f"plc-scan-{self.device_port}"))
 
-    async def fault_disconnect(self) -> None:
-        """The RS-485 cable is pulled: the caller cuts the SerialWire; the PLC stops listening."""
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.shutdown()
-            self._server = None
+    async def start(self) -> None:
+        await self._listen()
+        self._tasks.append(asyncio.create_task(self._scan_forever(), name=f"plc-scan-{self.device_port}"))
 
     async def recover_disconnect(self) -> None:
         await self.reopen_port()
 
     async def reopen_port(self) -> None:
         """Open the serial port again after the cable was re-plugged (the model keeps its state)."""
-        from pymodbus.server import ModbusSerialServer
-
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.shutdown()
-        self._server = ModbusSerialServer(self._device(), port=self.device_port, baudrate=self.baudrate,
-                                          reconnect_delay=0.2)
-        await self._server.serve_forever(background=True)
+        await self.fault_disconnect()
+        await self._listen()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pty
 import random
-import tty
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 from devices.protocols.eseal_ascii import SealFrame, encode_seal_frame
 from devices.protocols.eseal_binary import encode_binary_seal_frame
 from devices.readings import SealStatus
+from simulators.serial_wire import make_linked_pty
 
 
 class EsealReaderSimulator:
@@ -35,17 +34,7 @@ class EsealReaderSimulator:
 
     def start(self) -> None:
         """Create the pty and point link_path at it."""
-        master, slave = pty.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        self._master, self._slave = master, slave
-        slave_name = os.ttyname(slave)
-        self.link_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.link_path.with_name(self.link_path.name + ".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(slave_name)
-        tmp.replace(self.link_path)
+        self._master, self._slave = make_linked_pty(self.link_path)
 
     def stop(self) -> None:
         """Close the pty: the node's reads fail as if the cable was pulled."""

@@ -15,7 +15,8 @@ import tty
 from pathlib import Path
 
 
-def _make_pty(link: Path) -> tuple[int, int]:
+def make_linked_pty(link: Path) -> tuple[int, int]:
+    """A raw pty pair whose slave is reachable at `link` (a symlink, replaced atomically)."""
     master, slave = pty.openpty()
     tty.setraw(master)
     tty.setraw(slave)
@@ -48,7 +49,7 @@ class SerialWire:
         """Create both ptys and start relaying (call from the event loop)."""
         self._loop = asyncio.get_running_loop()
         # Both slave fds stay open here, so a master never reads EIO when an end is not open.
-        self._fds = {"node": _make_pty(self.node_link), "device": _make_pty(self.device_link)}
+        self._fds = {"node": make_linked_pty(self.node_link), "device": make_linked_pty(self.device_link)}
         self._loop.add_reader(self._fds["device"][0], self._relay, "device", "node")
         self._loop.add_reader(self._fds["node"][0], self._relay, "node", "device")
 

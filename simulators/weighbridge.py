@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pty
 import random
-import tty
 from pathlib import Path
 
 from devices.protocols.weighbridge_rinstrum import encode_rinstrum_frame
 from devices.protocols.weighbridge_sma import encode_sma_reply
 from devices.protocols.weighbridge_toledo import encode_toledo_frame
+from simulators.serial_wire import make_linked_pty
 
 
 class WeighbridgeSimulator:
@@ -39,16 +38,8 @@ class WeighbridgeSimulator:
 
     # -- lifecycle
     def start(self) -> None:
-        master, slave = pty.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        self._master, self._slave = master, slave
-        self.link_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.link_path.with_name(self.link_path.name + ".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(os.ttyname(slave))
-        tmp.replace(self.link_path)
+        master, self._slave = make_linked_pty(self.link_path)
+        self._master = master
         loop = asyncio.get_running_loop()
         if self.frame_format == "sma":
             loop.add_reader(master, self._on_command)

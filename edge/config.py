@@ -259,12 +259,37 @@ class KioskConfig(_Strict):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class CentralConfig(_Strict):
+    """The link to the central system (sync/). Absent from a site file: the node does not sync."""
+
+    url: str = Field(min_length=1, pattern=r"^https?://")
+    public_key: str = Field(min_length=1)  # central's Ed25519 key: a PEM/base64 file path, or base64 inline
+    token: str | None = None  # sent as `Authorization: Bearer` when set
+    upload_batch: int = Field(default=500, ge=1, le=10000)
+    backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
+    backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    down_after_s: float = Field(default=30.0, gt=0, le=3600)
+    slow_s: float = Field(default=5.0, gt=0, le=300)
+    outbox_max_rows: int = Field(default=2_000_000, ge=10)
+    outbox_max_bytes: int = Field(default=1 << 30, ge=1024)
+    feed_poll_s: float = Field(default=30.0, gt=0, le=86400)
+    feed_batch: int = Field(default=5000, ge=1, le=100000)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CentralConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+
 class SiteConfig(_Strict):
     gate: str = Field(min_length=1, pattern=r"^[A-Z0-9_\-]+$")
     name: str = ""
     data_dir: str = "var/site"
     mqtt: MqttBroker = MqttBroker()
     kiosk: KioskConfig = KioskConfig()
+    central: CentralConfig | None = None
     lanes: list[LaneConfig] = Field(min_length=1)
 
     def lane(self, lane_id: str) -> LaneConfig:

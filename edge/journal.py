@@ -152,6 +152,7 @@ class Journal:
         self._path = path
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._append_hook: ExtraStatements | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,6 +233,16 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
+    def set_append_hook(self, hook: ExtraStatements | None) -> None:
+        """Run `hook(conn, entry)` inside the transaction of EVERY append (before any per-call extra).
+
+        The sync outbox uses it so that each journal row is queued for central atomically with the
+        row itself, whoever appends it. If the hook raises, the append fails and nothing is kept, so
+        a hook must not raise for reasons the caller cannot fix (the outbox never does: at its bound
+        it skips the row and raises an alarm instead). None removes the hook.
+        """
+        self._append_hook = hook
+
     def append(self, kind: str, payload: dict[str, Any], *, lane: str | None = None, at: float | None = None,
                extra_statements: ExtraStatements | None = None) -> JournalEntry:
         """Append one entry and commit it durably before returning it.
@@ -265,6 +276,8 @@ class Journal:
                                  (seq, event_id, at, lane, kind, payload_text, prev_hash, hash_))
                     entry = JournalEntry(seq=seq, event_id=event_id, at=at, lane=lane, kind=kind, payload=payload,
                                          prev_hash=prev_hash, hash=hash_)
+                    if self._append_hook is not None:
+                        self._append_hook(conn, entry)
                     if extra is not None:
                         extra(conn, entry)
                     entries.append(entry)

@@ -1,0 +1,147 @@
+"""The reference central service (FastAPI): gate events in, signed declaration feed out, monitoring.
+
+Routes (JSON):
+  POST /api/v1/gates/{gate}/events        {"events": [...], "backlog": n} -> {"acked": [event ids]}
+  GET  /api/v1/gates/{gate}/feed?cursor=&limit=   -> {"batch": {...}, "signature": base64 Ed25519}
+  POST /api/v1/declarations               {"declarations": [...]} publish / amend -> {"cursor"}
+  POST /api/v1/declarations/{number}/revoke  {"reason"} -> the revocation
+  GET  /api/v1/gates                      every gate: last contact, backlog, online (MQTT will), telemetry
+  GET  /api/v1/gates/{gate}/events?lane=&after=&limit=   stored events in arrival order
+  GET  /healthz
+
+MQTT (optional, `mqtt=(host, port)`): subscribes to `smartgate/+/status` (online/offline, the
+node's last will) and `smartgate/+/telemetry/#`, and publishes `smartgate/<gate>/feed/notify`
+(QoS 1) whenever that gate's declarations change, so the gate pulls at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, HTTPException, Query
+
+from edge.declarations import DeclarationError, declaration_from_mapping, declaration_to_mapping
+from sync.central.store import CentralStore, VersionConflict
+from sync.keys import sign
+
+log = logging.getLogger(__name__)
+
+
+class CentralMqtt:
+    """Central's MQTT side: gate status and telemetry in, feed notifications out."""
+
+    def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central"):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.store = store
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 5)
+        self.host, self.port = host, port
+        self.events: list[tuple[float, str, str]] = []  # (at, gate, online/offline), for tests and the log
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=10)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        client.subscribe("smartgate/+/status", qos=1)
+        client.subscribe("smartgate/+/telemetry/#", qos=1)
+
+    def _on_message(self, client, userdata, message) -> None:
+        parts = message.topic.split("/")
+        try:
+            gate = parts[1]
+            if parts[2] == "status":
+                state = message.payload.decode("utf-8", "replace").strip()
+                self.store.set_status(gate, state == "online")
+                self.events.append((time.time(), gate, state))
+                log.info("gate %s is %s", gate, state)
+            elif parts[2] == "telemetry" and len(parts) > 3:
+                self.store.set_telemetry(gate, parts[3], json.loads(message.payload))
+        except Exception:  # a bad message must not stop the monitor
+            log.exception("bad message on %s", message.topic)
+
+    def notify(self, gate: str, cursor: int) -> None:
+        self.client.publish(f"smartgate/{gate}/feed/notify", json.dumps({"cursor": cursor}), qos=1)
+
+
+def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | None = None,
+                       silent_after_s: float = 60.0) -> FastAPI:
+    app = FastAPI(title="smartgate central (reference)")
+    app.state.store, app.state.mqtt = store, mqtt
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "db": store.kind}
+
+    @app.post("/api/v1/gates/{gate}/events")
+    def receive_events(gate: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        events = body.get("events")
+        if not isinstance(events, list):
+            raise HTTPException(422, {"code": "BAD_BATCH", "message": "events must be a list"})
+        try:
+            acked = store.store_events(gate, events, backlog=body.get("backlog"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HTTPException(422, {"code": "BAD_EVENT", "message": str(exc)}) from exc
+        return {"acked": acked}
+
+    @app.get("/api/v1/gates/{gate}/feed")
+    def feed(gate: str, cursor: int = Query(0, ge=0), limit: int = Query(5000, ge=1, le=100000)) -> dict[str, Any]:
+        declarations, revocations, cursor_to = store.feed(gate, cursor, limit)
+        batch = {"gate": gate, "cursor_from": cursor, "cursor_to": cursor_to, "issued_at": time.time(),
+                 "declarations": declarations, "revocations": revocations}
+        store.touch(gate)
+        return {"batch": batch, "signature": sign(private_key, batch)}
+
+    @app.post("/api/v1/declarations")
+    def publish(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        rows = body.get("declarations")
+        if not isinstance(rows, list):
+            raise HTTPException(422, {"code": "BAD_BATCH", "message": "declarations must be a list"})
+        try:
+            normalised = []
+            for row in rows:
+                mapping = declaration_to_mapping(declaration_from_mapping(row))
+                if row.get("version") in (None, ""):
+                    mapping["version"] = None
+                normalised.append(mapping)
+            cursor = store.publish(normalised)
+        except DeclarationError as exc:
+            raise HTTPException(422, {"code": "BAD_DECLARATION", "message": str(exc)}) from exc
+        except VersionConflict as exc:
+            raise HTTPException(409, {"code": "VERSION_CONFLICT", "message": str(exc)}) from exc
+        if mqtt is not None:
+            for gate in {row["gate"] for row in normalised}:
+                mqtt.notify(gate, cursor)
+        return {"cursor": cursor, "published": len(normalised)}
+
+    @app.post("/api/v1/declarations/{number}/revoke")
+    def revoke(number: str, body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+        try:
+            revocation = store.revoke(number, str((body or {}).get("reason", "")))
+        except KeyError as exc:
+            raise HTTPException(404, {"code": "UNKNOWN_DECLARATION", "message": f"no declaration {number}"}) from exc
+        if mqtt is not None:
+            mqtt.notify(revocation["gate"], revocation["change_id"])
+        return revocation
+
+    @app.get("/api/v1/gates")
+    def gates() -> list[dict[str, Any]]:
+        return store.gates(silent_after_s)
+
+    @app.get("/api/v1/gates/{gate}/events")
+    def gate_events(gate: str, lane: str | None = None, after: int = 0,
+                    limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
+        return store.events(gate, lane, after, limit)
+
+    return app

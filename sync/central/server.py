@@ -1,0 +1,66 @@
+"""Runs the central service: in a background thread (tests, demo) or in the foreground (`smartgate central`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from sync.central.app import CentralMqtt, create_central_app
+from sync.central.store import CentralStore
+from sync.keys import load_private_key
+
+
+class CentralServer:
+    def __init__(self, db_url: str, private_key, *, host: str = "127.0.0.1", port: int = 0,
+                 mqtt: tuple[str, int] | None = None, silent_after_s: float = 60.0):
+        if isinstance(private_key, str | Path):
+            private_key = load_private_key(private_key)
+        self.store = CentralStore(db_url)
+        self.mqtt = CentralMqtt(self.store, *mqtt) if mqtt else None
+        self.app = create_central_app(self.store, private_key, mqtt=self.mqtt, silent_after_s=silent_after_s)
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning",
+                                                     lifespan="off"))
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+        self.host = host
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> CentralServer:
+        if self.mqtt is not None:
+            self.mqtt.start()
+        self._thread = threading.Thread(target=self._server.run, name="central", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("central service did not start")
+            time.sleep(0.02)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def serve_forever(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.start()
+        try:
+            self._server.run()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self.close()
+
+    def close(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
+            self.mqtt = None
+        self.store.close()

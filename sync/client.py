@@ -1,0 +1,205 @@
+"""The node's side of sync: outbox uploader, declaration feed puller, link state, one status view.
+
+Runs on the node's asyncio loop with httpx.AsyncClient. The uploader sends the oldest outbox rows
+(seq order) one batch at a time and deletes them only once central acknowledged their event ids;
+on any failure it backs off (exponential, full jitter) and re-sends the same rows, which central
+ignores if it already has them. The feed puller pulls at `feed_poll_s`, at once on an MQTT
+`smartgate/<gate>/feed/notify`, and at once when the link comes back (so a revocation made while
+the link was down reaches the cache within a second or two of the link returning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edge.cache import DeclarationCache
+from edge.config import CentralConfig
+from edge.journal import Journal
+from sync.feed import FeedRejected, apply_batch, check_batch, feed_position
+from sync.keys import load_public_key, parse_public_key
+from sync.link import Backoff, LinkState
+from sync.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+def resolve_public_key(value: str, base: Path | None = None):
+    """Central's public key from a file path (PEM or base64) or inline base64."""
+    path = Path(value)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if path.exists():
+        return load_public_key(path)
+    return parse_public_key(value)
+
+
+class SyncService:
+    def __init__(self, gate: str, config: CentralConfig, journal: Journal, cache: DeclarationCache, *,
+                 public_key=None, bus=None, alarm: Callable[[str, str], None] | None = None,
+                 config_dir: Path | None = None):
+        self.gate, self.config, self.journal, self.cache, self.bus = gate, config, journal, cache, bus
+        self.public_key = public_key or resolve_public_key(config.public_key, config_dir)
+        self._alarm = alarm or self._journal_alarm
+        self.outbox = Outbox(journal, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes,
+                             on_alarm=self._alarm)
+        self.link = LinkState(config.down_after_s, config.slow_s)
+        self.feed_rejected = 0
+        self.feed_applied_batches = 0
+        self.feed_last_error: str | None = None
+        self.uploaded = 0
+        self._wake_upload = asyncio.Event()
+        self._wake_feed = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._client: httpx.AsyncClient | None = None
+        self.link.on_change(self._on_link_change)
+        journal.add_listener(lambda _entry: self._wake_upload.set())
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
+        self._client = httpx.AsyncClient(base_url=self.config.url.rstrip("/"), headers=headers,
+                                         timeout=self.config.request_timeout_s)
+        if self.bus is not None:
+            self.bus.subscribe(f"smartgate/{self.gate}/feed/notify", lambda _t, _p: self.pull_now())
+        self._tasks = [asyncio.create_task(self._upload_loop(), name="sync-upload"),
+                       asyncio.create_task(self._feed_loop(), name="sync-feed")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+        self.outbox.close()
+
+    def pull_now(self) -> None:
+        self._wake_feed.set()
+
+    def _on_link_change(self, old: str, new: str) -> None:
+        log.warning("link to central: %s -> %s", old, new)
+        if new in ("up", "degraded") and old == "down":
+            self._wake_feed.set()
+            self._wake_upload.set()
+
+    def _journal_alarm(self, code: str, text: str) -> None:
+        try:
+            self.journal.append("alarm", {"code": code, "text": text})
+        except Exception:
+            log.exception("could not journal alarm %s", code)
+
+    # ------------------------------------------------------------ upload
+
+    async def upload_once(self) -> int:
+        """Send one batch; return how many rows central acknowledged (0 when the outbox is empty)."""
+        assert self._client is not None
+        if self.outbox.overflow_from is not None:
+            await asyncio.to_thread(self.outbox.backfill)
+        rows = await asyncio.to_thread(self.outbox.peek, self.config.upload_batch)
+        if not rows:
+            return 0
+        started = time.monotonic()
+        response = await self._client.post(f"/api/v1/gates/{self.gate}/events",
+                                           json={"events": rows, "backlog": self.outbox.backlog()})
+        response.raise_for_status()
+        acked = response.json().get("acked", [])
+        self.link.record_ok(time.monotonic() - started)
+        sent = {row["event_id"] for row in rows}
+        deleted = await asyncio.to_thread(self.outbox.ack, [e for e in acked if e in sent])
+        self.uploaded += deleted
+        return deleted
+
+    async def _upload_loop(self) -> None:
+        backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
+        while True:
+            try:
+                sent = await self.upload_once()
+            except (httpx.HTTPError, OSError, ValueError) as exc:
+                self.link.record_error(f"upload: {type(exc).__name__}: {exc}")
+                await self._sleep(self._wake_upload, backoff.next_delay(), wake_early=False)
+                continue
+            backoff.reset()
+            if sent == 0:
+                await self._sleep(self._wake_upload, self.config.feed_poll_s)
+
+    # ------------------------------------------------------------ feed
+
+    async def pull_once(self) -> int:
+        """Pull and apply batches until central has nothing newer; return batches applied."""
+        assert self._client is not None
+        applied = 0
+        while True:
+            cursor, last_issued = await asyncio.to_thread(feed_position, self.cache)
+            started = time.monotonic()
+            response = await self._client.get(f"/api/v1/gates/{self.gate}/feed",
+                                              params={"cursor": cursor, "limit": self.config.feed_batch})
+            response.raise_for_status()
+            self.link.record_ok(time.monotonic() - started)
+            message = response.json()
+            if not await self.accept(message, cursor, last_issued):
+                return applied
+            applied += 1
+            batch = message["batch"]
+            if batch["cursor_to"] == batch["cursor_from"]:
+                return applied
+
+    async def accept(self, message: Any, cursor: int | None = None, last_issued: float | None = None) -> bool:
+        """Check and apply one feed answer; on refusal log, count, alarm, and return False."""
+        if cursor is None or last_issued is None:
+            cursor, last_issued = await asyncio.to_thread(feed_position, self.cache)
+        try:
+            batch = check_batch(message, self.gate, self.public_key, cursor, last_issued)
+            await asyncio.to_thread(apply_batch, self.cache, batch, self.gate)
+        except FeedRejected as exc:
+            self.feed_rejected += 1
+            self.feed_last_error = f"{exc.code}: {exc}"
+            log.error("declaration feed batch refused: %s: %s", exc.code, exc)
+            self._alarm(exc.code, f"declaration feed batch refused: {exc}")
+            return False
+        self.feed_applied_batches += 1
+        return True
+
+    async def _feed_loop(self) -> None:
+        backoff = Backoff(self.config.backoff_initial_s, min(self.config.backoff_max_s, 2.0))
+        while True:
+            try:
+                await self.pull_once()
+            except (httpx.HTTPError, OSError, ValueError) as exc:
+                self.link.record_error(f"feed: {type(exc).__name__}: {exc}")
+                await self._sleep(self._wake_feed, backoff.next_delay())
+                continue
+            backoff.reset()
+            await self._sleep(self._wake_feed, self.config.feed_poll_s)
+
+    @staticmethod
+    async def _sleep(event: asyncio.Event, seconds: float, wake_early: bool = True) -> None:
+        if not wake_early:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        event.clear()
+
+    # ------------------------------------------------------------ view
+
+    def status(self) -> dict[str, Any]:
+        """What the kiosk's status strip and telemetry show (see edge/kiosk/views.py sync_status)."""
+        cursor, issued = feed_position(self.cache)
+        outbox = self.outbox.status()
+        return {
+            "link": self.link.to_dict(),
+            "outbox_backlog": outbox["backlog"],
+            "outbox": outbox,
+            "feed": {"cursor": cursor, "issued_at": issued or None, "applied_batches": self.feed_applied_batches,
+                     "rejected": self.feed_rejected, "last_error": self.feed_last_error},
+            "uploaded": self.uploaded,
+            "warning": outbox["warning"],
+        }

@@ -1,0 +1,91 @@
+"""Sync fixtures: a real PostgreSQL for central (the running one, or a private one), keys, a central server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from simulators.broker import free_port
+from sync.keys import generate_keypair
+
+
+def _reachable(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def _pg_bin() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def _private_postgres():
+    """initdb + pg_ctl on a free port in a temp dir (as the `postgres` user when run as root)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server running on 127.0.0.1:5432 and none installed (scripts/setup.sh installs it)")
+    tmp = Path(tempfile.mkdtemp(prefix="sg-pg-"))
+    port = free_port()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data = tmp / "data"
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-o",
+                    f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """Base URL of a PostgreSQL server (no database part)."""
+    if _reachable("127.0.0.1", 5432):
+        import psycopg
+
+        try:
+            psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3).close()
+        except psycopg.Error:
+            pass
+        else:
+            yield "postgresql://postgres@127.0.0.1:5432"
+            return
+    with _private_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A uniquely named database for one test, dropped after it."""
+    import psycopg
+
+    name = f"sg_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{pg_server}/{name}"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def keypair():
+    return generate_keypair()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 def run_benchmarks(which: list[str], quick: bool = False) -> dict:
     """Run benchmarks by name (decision, cache, journal, codec, all)."""
-    names = ["decision", "cache", "journal", "codec", "modbus", "kiosk"] if "all" in which else which
+    names = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync"] if "all" in which else which
     result: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -43,8 +43,13 @@ def run_benchmarks(which: list[str], quick: bool = False) -> dict:
             from benchmarks.kiosk_bench import run_kiosk_bench
 
             figures = run_kiosk_bench(lanes=4, streams=20, updates=30 if quick else 150)
+        elif name == "sync":
+            from benchmarks.sync_bench import run_sync_bench
+
+            figures = run_sync_bench(quick=quick)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk or all")
+            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync "
+                             "or all")
         figures["bench_seconds"] = round(time.perf_counter() - started, 2)
         result[name] = figures
     return result

@@ -83,6 +83,7 @@ class GateNode:
         self._server: uvicorn.Server | None = None
         self.kiosk_port: int | None = None
         self.telemetry: TelemetryPublisher | None = None
+        self.sync: Any = None  # sync.client.SyncService when the site has a `central:` section
 
     # ------------------------------------------------------------ build
 
@@ -152,7 +153,14 @@ class GateNode:
         for driver in self.drivers.values():
             if isinstance(driver, AnprCameraDriver | ScannerDriver):
                 driver.start()
+        if self.site.central is not None:
+            from sync.client import SyncService
+
+            self.sync = SyncService(self.site.gate, self.site.central, self.journal, self.cache, bus=self.bus,
+                                    config_dir=self.loaded.path.parent)
         await self.bus.start()
+        if self.sync is not None:
+            self.sync.start()
         for driver in self.drivers.values():
             if isinstance(driver, BarrierDriver):
                 await driver.start()
@@ -201,11 +209,19 @@ class GateNode:
                 task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
+        if self.sync is not None:
+            await self.sync.stop()
         await self.bus.stop()
         self.journal.close()
         self.cache.close()
 
     # ------------------------------------------------------------ views
+
+    def sync_status(self) -> dict[str, Any]:
+        """Link to central, outbox backlog, feed position (the kiosk's status strip and telemetry)."""
+        if self.sync is None:
+            return {"link": {"configured": False, "up": None, "since": None}, "outbox_backlog": None}
+        return self.sync.status()
 
     def device_health(self) -> list[dict[str, Any]]:
         """Health of every device, with its lane."""

@@ -184,6 +184,13 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.standalone import run_simulator
 
+    if args.kind == "link":
+        from simulators.link_proxy import run_proxy
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_proxy(args.target, args.listen, args.step))
+        return 0
+
     return asyncio.run(run_simulator(args))
 
 
@@ -196,6 +203,60 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(text + "\n")
     return 0
+
+
+def cmd_central_serve(args: argparse.Namespace) -> int:
+    from sync.central.server import CentralServer
+
+    mqtt = None
+    if args.mqtt:
+        host, _, port = args.mqtt.rpartition(":")
+        mqtt = (host or "127.0.0.1", int(port))
+    server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt)
+    print(f"smartgate central on http://{args.host}:{args.port} (db {server.store.kind})", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def cmd_central_keygen(args: argparse.Namespace) -> int:
+    from sync.keys import public_b64, write_keypair
+
+    private = Path(args.out)
+    public_path = Path(args.public) if args.public else private.with_suffix(".pub.pem")
+    public = write_keypair(private, public_path)
+    print(f"central private key: {private} (keep it on central only)")
+    print(f"central public key for sites: {public_path}")
+    print(f"  or inline in the site file:  central: {{public_key: {public_b64(public)}}}")
+    return 0
+
+
+def _add_central_parser(sub) -> None:
+    central = sub.add_parser("central", help="the reference central service").add_subparsers(
+        dest="central_cmd", required=True)
+    p = central.add_parser("serve", help="serve events in, signed declaration feed out, gate monitoring")
+    p.add_argument("--db", default="sqlite:///var/central/central.sqlite",
+                   help="sqlite:///PATH (default var/central/central.sqlite) or postgresql://user@host:port/db")
+    p.add_argument("--key", required=True, help="central's Ed25519 private key (smartgate central keygen)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8400)
+    p.add_argument("--mqtt", help="HOST:PORT of the broker for gate status/telemetry and feed notifications")
+    p.set_defaults(func=cmd_central_serve)
+    p = central.add_parser("keygen", help="write a new Ed25519 key pair for central")
+    p.add_argument("--out", default="central.key", help="private key file (default central.key)")
+    p.add_argument("--public", help="public key PEM file (default: <out>.pub.pem)")
+    p.set_defaults(func=cmd_central_keygen)
+
+
+def _add_link_parser(simulate: argparse.ArgumentParser) -> None:
+    from simulators.link_proxy import parse_step
+
+    kinds = next(a for a in simulate._actions if isinstance(a, argparse._SubParsersAction))
+    p = kinds.add_parser("link", help="TCP proxy node <-> central that drops, delays, blackholes or resets")
+    p.add_argument("--target", required=True, help="HOST:PORT of central")
+    p.add_argument("--listen", type=int, default=8401, help="port the node connects to (default 8401)")
+    p.add_argument("--step", type=parse_step, action="append", default=[], metavar="AT_S:MODE[:DURATION_S[:MS]]",
+                   help="e.g. 10:blackhole:60, 80:drop:5, 90:delay:30:500, 100:reset (modes: pass drop "
+                        "blackhole delay reset)")
 
 
 # ---------------------------------------------------------------- parser
@@ -246,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulator_parsers(sub)
     sub.choices["simulate"].set_defaults(func=cmd_simulate)
+    _add_link_parser(sub.choices["simulate"])
+    _add_central_parser(sub)
 
     from edge.users import add_users_parser
 

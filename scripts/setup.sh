@@ -10,6 +10,9 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # Headless Chromium for the kiosk's browser tests (driven by Playwright; never a downloaded browser).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# PostgreSQL for the central service's tests: a running server on 127.0.0.1:5432, or initdb/pg_ctl
+# so the tests can start a private one.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

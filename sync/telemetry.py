@@ -3,6 +3,7 @@
 Topics (QoS 1, retained, so a monitor that connects later sees the latest state at once):
   smartgate/<gate>/telemetry/devices   JSON list of device health (see devices/health.py)
   smartgate/<gate>/telemetry/lanes     JSON list of {lane, state, faults}
+  smartgate/<gate>/telemetry/sync      link to central, outbox backlog, feed cursor, cache age
   smartgate/<gate>/status              "online" / "offline" (the MQTT last will)
 Published every `period_s`, and at once when a device fails or recovers.
 """
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 def telemetry_topics(gate: str) -> dict[str, str]:
     """The topic of each telemetry message for a gate."""
     base = f"smartgate/{gate}"
-    return {"devices": f"{base}/telemetry/devices", "lanes": f"{base}/telemetry/lanes", "status": f"{base}/status"}
+    return {"devices": f"{base}/telemetry/devices", "lanes": f"{base}/telemetry/lanes", "status": f"{base}/status",
+            "sync": f"{base}/telemetry/sync"}
 
 
 class TelemetryPublisher:
@@ -66,6 +68,12 @@ class TelemetryPublisher:
         lanes = [{"lane": c.lane.id, "state": c.state.value, "faults": dict(c.machine.faulty)}
                  for c in self.node.lanes.values()]
         bus.publish(self.topics["lanes"], json.dumps({"at": now, "lanes": lanes}), qos=1, retain=True)
+        provider = getattr(self.node, "sync_status", None)
+        if callable(provider):
+            cache = self.node.cache
+            body = {"at": now, **provider(), "cache": {"total": cache.count(), "refreshed_at": (
+                None if cache.refreshed_at() is None else cache.refreshed_at().isoformat())}}
+            bus.publish(self.topics["sync"], json.dumps(body, default=str), qos=1, retain=True)
         self.published += 1
 
     async def _run(self) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from devices.protocols.eseal_ascii import SealFrame, encode_seal_frame
 from devices.protocols.eseal_binary import encode_binary_seal_frame
 from devices.readings import SealStatus
-from simulators.serial_wire import make_linked_pty
+from simulators.serial_wire import make_linked_pty, unlink_port
 
 
 class EsealReaderSimulator:
@@ -42,6 +42,8 @@ class EsealReaderSimulator:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        if self._master is not None:
+            unlink_port(self.link_path)
         self._master = self._slave = None
 
     # -- faults (see simulators/faults.py)

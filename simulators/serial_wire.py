@@ -15,6 +15,15 @@ import tty
 from pathlib import Path
 
 
+def unlink_port(link: Path) -> None:
+    """Remove a port's link, as a USB-serial adapter's device node vanishes when it is pulled.
+
+    (A stale link could otherwise point at a pty number the system has given to someone else.)
+    """
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+
+
 def make_linked_pty(link: Path) -> tuple[int, int]:
     """A raw pty pair whose slave is reachable at `link` (a symlink, replaced atomically)."""
     master, slave = pty.openpty()
@@ -87,6 +96,9 @@ class SerialWire:
             for fd in (master, slave):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        if self._fds:
+            unlink_port(self.node_link)
+            unlink_port(self.device_link)
         self._fds = {}
 
     def reconnect(self) -> None:

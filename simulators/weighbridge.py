@@ -15,7 +15,7 @@ from pathlib import Path
 from devices.protocols.weighbridge_rinstrum import encode_rinstrum_frame
 from devices.protocols.weighbridge_sma import encode_sma_reply
 from devices.protocols.weighbridge_toledo import encode_toledo_frame
-from simulators.serial_wire import make_linked_pty
+from simulators.serial_wire import make_linked_pty, unlink_port
 
 
 class WeighbridgeSimulator:
@@ -57,6 +57,8 @@ class WeighbridgeSimulator:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        if self._master is not None:
+            unlink_port(self.link_path)
         self._master = self._slave = None
 
     # -- what a truck does

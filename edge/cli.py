@@ -157,15 +157,23 @@ def _demo_users(workdir: Path) -> list[tuple[str, str, str]]:
 
 
 async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
+    from simulators.broker import PrivateBroker
+    from simulators.central_sim import publish_declarations, start_central, with_central
     from simulators.gate import SimulatedGate
     from simulators.scenario import play_scenario
 
-    gate = SimulatedGate(scenario.site, workdir, kiosk_port=port,
-                         boom_travel_s=max(scenario.spec.timing.boom_travel_s, 1.0))
+    broker = await asyncio.to_thread(PrivateBroker().start)
+    central, central_section = await asyncio.to_thread(start_central, workdir / "central", broker)
+    gate = SimulatedGate(with_central(scenario.site, central_section), workdir, kiosk_port=port,
+                         boom_travel_s=max(scenario.spec.timing.boom_travel_s, 1.0), broker=broker)
     demo_users = _demo_users(workdir)
     await gate.start()
+    # The declarations reach the gate the way they do in service: published at central, then
+    # pulled by the node through the signed feed.
+    await publish_declarations(central.url, scenario.declarations, gate.node)
     print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
+    print(f"central: {central.url}/api/v1/gates (events, backlog, last contact)")
     print("kiosk log-ins (demo only): " + ", ".join(f"{role} {name}/{password}" for name, password, role in demo_users))
     print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")
     play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate))
@@ -178,6 +186,8 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
         await stop
     play.cancel()
     await gate.stop()
+    await asyncio.to_thread(central.stop)
+    await asyncio.to_thread(broker.stop)
     return 0
 
 

@@ -358,3 +358,47 @@ def test_officer_sees_a_pulled_weighbridge_cable_and_its_recovery(site, tmp_path
             await gate.stop()
 
     asyncio.run(scenario())
+
+
+def test_node_syncs_with_central_declarations_in_events_out(site, tmp_path: Path):
+    from simulators.broker import PrivateBroker
+    from simulators.central_sim import publish_declarations, start_central, with_central
+
+    async def scenario():
+        broker = await asyncio.to_thread(PrivateBroker().start)
+        central, section = await asyncio.to_thread(start_central, tmp_path / "central", broker)
+        gate = SimulatedGate(with_central(site, section), tmp_path, kiosk_port=None, boom_travel_s=0.2,
+                             broker=broker)
+        try:
+            await gate.start()
+            assert gate.node.cache.get(DECLARATION.number) is None
+            assert await publish_declarations(central.url, [DECLARATION], gate.node), "feed never applied"
+            await _present(gate, "IMP-1", "桂F·54321", "SEAL-777")
+            plc = gate.rigs["IMP-1"].plc
+            await wait_until(lambda: plc.boom_open, what="released on a declaration that came through the feed")
+            controller = gate.node.lanes["IMP-1"]
+            plc.set_loop("safety", True)
+            plc.set_loop("arrival", False)
+            await wait_until(lambda: controller.machine.loops["safety"], what="truck under the boom")
+            plc.set_loop("safety", False)
+            await wait_until(lambda: controller.state == LaneState.IDLE, what="truck through")
+            async with httpx.AsyncClient(base_url=central.url, timeout=5) as client:
+                async def central_kinds() -> list[str]:
+                    events = (await client.get("/api/v1/gates/HUUNGHI/events", params={"lane": "IMP-1"})).json()
+                    return [e.get("kind") for e in events]
+
+                deadline = asyncio.get_running_loop().time() + 15
+                while "tx_closed" not in await central_kinds():
+                    assert asyncio.get_running_loop().time() < deadline, "the events never reached central"
+                    await asyncio.sleep(0.1)
+                kinds = await central_kinds()
+                assert kinds.index("decision") < kinds.index("barrier_command") < kinds.index("tx_closed")
+                gates = (await client.get("/api/v1/gates")).json()
+                assert gates[0]["gate"] == "HUUNGHI" and gates[0]["online"]
+            assert gate.node.sync_status()["link"]["up"]
+        finally:
+            await gate.stop()
+            await asyncio.to_thread(central.stop)
+            await asyncio.to_thread(broker.stop)
+
+    asyncio.run(scenario())

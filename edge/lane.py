@@ -317,7 +317,8 @@ class LaneMachine:
     def _on_safety_on(self, event: LoopEvent, now: float) -> list[Action]:
         self.loops["safety"] = True
         actions: list[Action] = []
-        if self.tx and self.state == S.PASSING:
+        # DECIDED too: the loop and the boom's limit switch can change within one PLC poll.
+        if self.tx and self.tx.open_commanded and self.state in (S.PASSING, S.DECIDED):
             if self.tx.closing:
                 actions.append(Action("alarm", {"code": "TAILGATING",
                                                 "text": "Safety loop occupied again while closing"}))

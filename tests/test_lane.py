@@ -321,3 +321,12 @@ def test_truck_that_left_after_a_failed_open_is_not_opened_for():
     lane.handle(LoopEvent("arrival", False), 101.0)
     assert lane.tx is None
     assert lane.handle(DeviceRestored("IMP-1-plc"), 102.0) == []
+
+
+def test_truck_seen_under_the_boom_before_the_open_limit_switch_still_gets_the_boom_closed_after_it():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    lane.handle(LoopEvent("safety", True), 101.0)  # same PLC poll as the open limit switch
+    lane.handle(BoomEvent(opened=True), 101.0)
+    assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 102.0))

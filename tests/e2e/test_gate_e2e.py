@@ -381,7 +381,7 @@ def test_node_syncs_with_central_declarations_in_events_out(site, tmp_path: Path
             plc.set_loop("arrival", False)
             await wait_until(lambda: controller.machine.loops["safety"], what="truck under the boom")
             plc.set_loop("safety", False)
-            await wait_until(lambda: controller.state == LaneState.IDLE, what="truck through")
+            await wait_until(lambda: controller.machine.tx is None, timeout_s=10, what="truck through")
             async with httpx.AsyncClient(base_url=central.url, timeout=5) as client:
                 async def central_kinds() -> list[str]:
                     events = (await client.get("/api/v1/gates/HUUNGHI/events", params={"lane": "IMP-1"})).json()

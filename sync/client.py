@@ -55,16 +55,20 @@ class SyncService:
         self.feed_applied_batches = 0
         self.feed_last_error: str | None = None
         self.uploaded = 0
+        self.upload_errors = 0  # failed upload attempts since start
         self._wake_upload = asyncio.Event()
         self._wake_feed = asyncio.Event()
+        self._link_back = asyncio.Event()  # ends an upload backoff early: a request got through again
         self._tasks: list[asyncio.Task] = []
         self._client: httpx.AsyncClient | None = None
         self.link.on_change(self._on_link_change)
-        journal.add_listener(lambda _entry: self._wake_upload.set())
+        self._loop: asyncio.AbstractEventLoop | None = None
+        journal.add_listener(self._on_append)
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
         self._client = httpx.AsyncClient(base_url=self.config.url.rstrip("/"), headers=headers,
                                          timeout=self.config.request_timeout_s)
@@ -77,18 +81,41 @@ class SyncService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.journal.remove_listener(self._on_append)
         if self._client is not None:
             await self._client.aclose()
         self.outbox.close()
+
+    def _on_append(self, _entry) -> None:
+        """Journal listener: wake the uploader."""
+        self._set(self._wake_upload)
+
+    def _set(self, event: asyncio.Event) -> None:
+        """Set an event of the loop from any thread (journal appends and status reads may come from workers)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
 
     def pull_now(self) -> None:
         self._wake_feed.set()
 
     def _on_link_change(self, old: str, new: str) -> None:
         log.warning("link to central: %s -> %s", old, new)
-        if new in ("up", "degraded") and old == "down":
-            self._wake_feed.set()
-            self._wake_upload.set()
+        if new == "up" or (new == "degraded" and old == "down"):
+            # Something got through (a feed pull, usually): an uploader backing off retries now
+            # rather than at the end of its backoff, and the feed pulls what it missed.
+            self._set(self._link_back)
+            self._set(self._wake_upload)
+            if old == "down":
+                self._set(self._wake_feed)
 
     def _journal_alarm(self, code: str, text: str) -> None:
         try:
@@ -123,8 +150,12 @@ class SyncService:
             try:
                 sent = await self.upload_once()
             except (httpx.HTTPError, OSError, ValueError) as exc:
+                self.upload_errors += 1
                 self.link.record_error(f"upload: {type(exc).__name__}: {exc}")
-                await self._sleep(self._wake_upload, backoff.next_delay(), wake_early=False)
+                # New journal rows do not end the backoff (that would hammer a dead link at the
+                # lanes' pace); the link coming back does.
+                self._link_back.clear()
+                await self._sleep(self._link_back, backoff.next_delay())
                 continue
             backoff.reset()
             if sent == 0:
@@ -168,7 +199,8 @@ class SyncService:
         return True
 
     async def _feed_loop(self) -> None:
-        backoff = Backoff(self.config.backoff_initial_s, min(self.config.backoff_max_s, 2.0))
+        # The feed retries at least every 2 s, so a revocation arrives soon after the link returns.
+        backoff = Backoff(min(self.config.backoff_initial_s, 2.0), min(self.config.backoff_max_s, 2.0))
         while True:
             try:
                 await self.pull_once()
@@ -180,10 +212,8 @@ class SyncService:
             await self._sleep(self._wake_feed, self.config.feed_poll_s)
 
     @staticmethod
-    async def _sleep(event: asyncio.Event, seconds: float, wake_early: bool = True) -> None:
-        if not wake_early:
-            await asyncio.sleep(seconds)
-            return
+    async def _sleep(event: asyncio.Event, seconds: float) -> None:
+        """Sleep `seconds`, or less when `event` is set meanwhile; clear it after."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)
         event.clear()
@@ -201,5 +231,6 @@ class SyncService:
             "feed": {"cursor": cursor, "issued_at": issued or None, "applied_batches": self.feed_applied_batches,
                      "rejected": self.feed_rejected, "last_error": self.feed_last_error},
             "uploaded": self.uploaded,
+            "upload_errors": self.upload_errors,
             "warning": outbox["warning"],
         }

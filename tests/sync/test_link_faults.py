@@ -105,3 +105,45 @@ def test_short_cut_quick(tmp_path, keypair):
     """The same run, small and on SQLite, for a quick signal."""
     asyncio.run(_scenario(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite'}", keypair, cut_at=1.0, cut_s=5.0,
                           flap_s=3.0, n_tx=100))
+
+
+@pytest.mark.timeout(60)
+def test_uploader_in_a_long_backoff_sends_as_soon_as_the_link_returns(tmp_path, keypair):
+    """The feed's next pull sees the link back; the uploader then sends at once, not at the end of its backoff."""
+    asyncio.run(_early_wake(tmp_path, keypair))
+
+
+async def _early_wake(tmp_path, keypair):
+    central = await asyncio.to_thread(CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0]).start)
+    proxy = await LinkProxy("127.0.0.1", central.port).start()
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    cache = DeclarationCache.open(tmp_path / "declarations.sqlite")
+    # Upload backoff: at least 15 s after a failure (initial/4); the feed retries every 2 s at most.
+    config = fast_config(f"http://127.0.0.1:{proxy.port}", keypair[1], backoff_initial_s=60.0,
+                         backoff_max_s=120.0, request_timeout_s=1.0, down_after_s=2.0)
+    sync = SyncService("HN", config, journal, cache, public_key=keypair[1])
+    sync.start()
+    try:
+        deadline = time.monotonic() + 10
+        while sync.link.state != "up":
+            assert time.monotonic() < deadline, "link never came up"
+            await asyncio.sleep(0.05)
+        proxy.set_mode("drop")
+        for i in range(20):
+            journal.append("reading", {"i": i}, lane="L1")
+        deadline = time.monotonic() + 10
+        while sync.upload_errors == 0:
+            assert time.monotonic() < deadline, "the uploader never failed against the dropped link"
+            await asyncio.sleep(0.02)
+        failed_at = time.monotonic()  # the uploader now backs off for 15 s or more
+        proxy.set_mode("pass")
+        while central.store.event_count("HN") < 20:
+            assert time.monotonic() - failed_at < 10.0, "events waited for the end of the upload backoff"
+            await asyncio.sleep(0.05)
+        assert_exactly_once_in_order(central.store.events("HN"), journal.entries())
+    finally:
+        await sync.stop()
+        await proxy.stop()
+        journal.close()
+        cache.close()
+        await asyncio.to_thread(central.stop)

@@ -21,6 +21,9 @@ from sync.client import SyncService
 from sync.feed import apply_batch
 from sync.keys import generate_keypair, public_b64
 from sync.outbox import Outbox
+from sync.tokens import new_token
+
+TOKEN = new_token()  # the bench gate's credential at central
 
 
 def _decl(number: str, gate: str = "HN", version: int = 1) -> dict:
@@ -32,7 +35,7 @@ def _decl(number: str, gate: str = "HN", version: int = 1) -> dict:
 
 
 def _config(url: str, public, **kw) -> CentralConfig:
-    values = dict(url=url, public_key=public_b64(public), upload_batch=2000, backoff_initial_s=0.05,
+    values = dict(url=url, public_key=public_b64(public), token=TOKEN, upload_batch=2000, backoff_initial_s=0.05,
                   backoff_max_s=0.5, request_timeout_s=2.0, down_after_s=3.0, feed_poll_s=30.0)
     values.update(kw)
     return CentralConfig(**values)
@@ -59,7 +62,7 @@ def bench_enqueue(tmp: Path, n: int) -> dict:
 
 async def bench_drain(tmp: Path, n: int, db_url: str) -> dict:
     private, public = generate_keypair()
-    central = await asyncio.to_thread(CentralServer(db_url, private).start)
+    central = await asyncio.to_thread(CentralServer(db_url, private, tokens={"HN": TOKEN}).start)
     journal = Journal.open(tmp / "drain.sqlite")
     cache = DeclarationCache.open(tmp / "drain-cache.sqlite")
     sync = SyncService("HN", _config(central.url, public), journal, cache, public_key=public)
@@ -99,7 +102,8 @@ def bench_apply(tmp: Path, n: int) -> dict:
 
 async def bench_revocation(tmp: Path, runs: int) -> dict:
     private, public = generate_keypair()
-    central = await asyncio.to_thread(CentralServer(f"sqlite:///{tmp / 'rev.sqlite'}", private).start)
+    central = await asyncio.to_thread(CentralServer(f"sqlite:///{tmp / 'rev.sqlite'}", private,
+                                                          tokens={"HN": TOKEN}).start)
     proxy = await LinkProxy("127.0.0.1", central.port).start()
     journal = Journal.open(tmp / "rev-journal.sqlite")
     cache = DeclarationCache.open(tmp / "rev-cache.sqlite")

@@ -163,7 +163,8 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     from simulators.scenario import play_scenario
 
     broker = await asyncio.to_thread(PrivateBroker().start)
-    central, central_section = await asyncio.to_thread(start_central, workdir / "central", broker)
+    central, central_section = await asyncio.to_thread(start_central, workdir / "central", broker,
+                                                       scenario.site.site.gate)
     gate = SimulatedGate(with_central(scenario.site, central_section), workdir, kiosk_port=port,
                          boom_travel_s=max(scenario.spec.timing.boom_travel_s, 1.0), broker=broker)
     demo_users = _demo_users(workdir)
@@ -240,6 +241,26 @@ def cmd_central_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_central_token(args: argparse.Namespace) -> int:
+    from sync.central.store import CentralStore
+    from sync.tokens import new_token, write_token_file
+
+    token = new_token()
+    store = CentralStore(args.db)
+    try:
+        store.set_gate_token(args.gate, token)
+    finally:
+        store.close()
+    if args.out:
+        out = Path(args.out)
+        write_token_file(out, token)
+        print(f"new token for gate {args.gate} written to {out}; in the site file: central: {{token_file: {out}}}")
+    else:
+        print(token)
+    print(f"the previous token of gate {args.gate}, if any, is no longer accepted", file=sys.stderr)
+    return 0
+
+
 def _add_central_parser(sub) -> None:
     central = sub.add_parser("central", help="the reference central service").add_subparsers(
         dest="central_cmd", required=True)
@@ -251,6 +272,11 @@ def _add_central_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8400)
     p.add_argument("--mqtt", help="HOST:PORT of the broker for gate status/telemetry and feed notifications")
     p.set_defaults(func=cmd_central_serve)
+    p = central.add_parser("token", help="issue a gate's token (replaces its old one); central keeps only a digest")
+    p.add_argument("--gate", required=True, help="gate id, as in the site file (e.g. HUUNGHI)")
+    p.add_argument("--db", default="sqlite:///var/central/central.sqlite", help="central's database (as for serve)")
+    p.add_argument("--out", help="write the token to this file (mode 600) instead of printing it")
+    p.set_defaults(func=cmd_central_token)
     p = central.add_parser("keygen", help="write a new Ed25519 key pair for central")
     p.add_argument("--out", default="central.key", help="private key file (default central.key)")
     p.add_argument("--public", help="public key PEM file (default: <out>.pub.pem)")

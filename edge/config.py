@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sync.tokens import TokenError, read_token_file, token_problem
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "firmware_configs"
 PROFILE_DIR = CONFIG_ROOT / "devices"
@@ -264,7 +266,10 @@ class CentralConfig(_Strict):
 
     url: str = Field(min_length=1, pattern=r"^https?://")
     public_key: str = Field(min_length=1)  # central's Ed25519 key: a PEM/base64 file path, or base64 inline
-    token: str | None = None  # sent as `Authorization: Bearer` when set
+    # This gate's credential at central, sent as `Authorization: Bearer`: inline, or a file that holds
+    # it (relative paths are relative to the site file). Exactly one of the two.
+    token: str | None = None
+    token_file: str | None = Field(default=None, min_length=1)
     upload_batch: int = Field(default=500, ge=1, le=10000)
     backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
     backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
@@ -275,6 +280,21 @@ class CentralConfig(_Strict):
     outbox_max_bytes: int = Field(default=1 << 30, ge=1024)
     feed_poll_s: float = Field(default=30.0, gt=0, le=86400)
     feed_batch: int = Field(default=5000, ge=1, le=100000)
+
+    @field_validator("token")
+    @classmethod
+    def _token_form(cls, value: str | None) -> str | None:
+        problem = None if value is None else token_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    def token_path(self, base: Path) -> Path | None:
+        """The token file resolved against the site file's folder (None when the token is inline)."""
+        if self.token_file is None:
+            return None
+        path = Path(self.token_file)
+        return path if path.is_absolute() else base / path
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CentralConfig:
@@ -450,10 +470,14 @@ def _validation_problems(
             message = "required key is missing"
         elif error["type"] == "extra_forbidden":
             message = "unknown key"
-        problems.append(
-            ConfigProblem(str(path), _key_path(full), message, _fix_for(error), _yaml_line(tree, full))
-        )
+        fix = _KEY_FIXES.get(tuple(full[-2:])) or _fix_for(error)
+        problems.append(ConfigProblem(str(path), _key_path(full), message, fix, _yaml_line(tree, full)))
     return problems
+
+
+_TOKEN_FIX = ("paste the gate's token exactly as `smartgate central token --gate <GATE>` printed it, or put it "
+              "in a file and name that file in central.token_file")
+_KEY_FIXES: dict[tuple[str, ...], str] = {("central", "token"): _TOKEN_FIX}
 
 
 def load_profile(profile_id: str, profile_dir: Path = PROFILE_DIR) -> AnyProfile:
@@ -485,6 +509,8 @@ def _cross_check(
     def problem(loc: tuple[Any, ...], message: str, fix: str) -> None:
         problems.append(ConfigProblem(str(path), _key_path(loc), message, fix, _yaml_line(tree, loc)))
 
+    if site.central is not None:
+        problems.extend(_central_problems(path, site.central, tree, site.gate))
     for li, lane in enumerate(site.lanes):
         if lane.id in lane_ids:
             problem(("lanes", li, "id"), f"lane id '{lane.id}' is used twice", "give every lane its own id")
@@ -528,6 +554,30 @@ def _cross_check(
                         f"profile '{device.profile}' is for a {profiles[device.profile].kind}, not a {device.kind}",
                         f"choose a {device.kind} profile")
     return problems, profiles
+
+
+def _central_problems(path: Path, central: CentralConfig, tree: yaml.Node | None, gate: str) -> list[ConfigProblem]:
+    """The gate's token: given once (inline or as a readable file holding a well-formed token)."""
+
+    def problem(key: str, message: str, fix: str) -> ConfigProblem:
+        loc = ("central", key)
+        return ConfigProblem(str(path), _key_path(loc), message, fix, _yaml_line(tree, loc))
+
+    issue = f"smartgate central token --gate {gate} --out <file>"
+    if central.token is None and central.token_file is None:
+        return [problem("token", "central needs this gate's token and none is given",
+                        f"add token_file: <file holding the token> (make one with `{issue}` on central) "
+                        "or token: <the token>")]
+    if central.token is not None and central.token_file is not None:
+        return [problem("token_file", "both token and token_file are given", "keep only one of them")]
+    token_path = central.token_path(path.parent)
+    if token_path is not None:
+        try:
+            read_token_file(token_path)
+        except TokenError as exc:
+            return [problem("token_file", str(exc), f"write the gate's token into {token_path} (`{issue}`) "
+                                                     "or correct the path")]
+    return []
 
 
 def _endpoint(device: DeviceConfig) -> str:

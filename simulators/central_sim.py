@@ -9,16 +9,20 @@ from edge.config import LoadedSite, site_from_mapping
 from simulators.broker import PrivateBroker
 from sync.central.server import CentralServer
 from sync.keys import write_keypair
+from sync.tokens import new_token, write_token_file
 
 
-def start_central(workdir: Path, broker: PrivateBroker) -> tuple[CentralServer, dict[str, Any]]:
-    """Start central with a throwaway key pair; return it and the `central:` section for a site."""
+def start_central(workdir: Path, broker: PrivateBroker, gate: str) -> tuple[CentralServer, dict[str, Any]]:
+    """Start central with a throwaway key pair and a token for `gate`; return it and the site's `central:` section."""
     workdir.mkdir(parents=True, exist_ok=True)
     private, public = workdir / "central.key", workdir / "central.pub.pem"
     write_keypair(private, public)
+    token, token_file = new_token(), workdir / f"{gate}.token"
+    write_token_file(token_file, token)
     server = CentralServer(f"sqlite:///{workdir / 'central.sqlite'}", private, port=0,
-                           mqtt=(broker.host, broker.port)).start()
-    return server, {"url": server.url, "public_key": str(public), "feed_poll_s": 5.0, "down_after_s": 10.0}
+                           mqtt=(broker.host, broker.port), tokens={gate: token}).start()
+    return server, {"url": server.url, "public_key": str(public), "token_file": str(token_file),
+                    "feed_poll_s": 5.0, "down_after_s": 10.0}
 
 
 def with_central(loaded: LoadedSite, central: dict[str, Any]) -> LoadedSite:

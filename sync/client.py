@@ -27,6 +27,7 @@ from sync.feed import FeedRejected, apply_batch, check_batch, feed_position
 from sync.keys import load_public_key, parse_public_key
 from sync.link import Backoff, LinkState
 from sync.outbox import Outbox
+from sync.tokens import TokenError, read_token_file
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,24 @@ def resolve_public_key(value: str, base: Path | None = None):
     return parse_public_key(value)
 
 
+def resolve_token(config: CentralConfig, base: Path | None = None) -> str:
+    """The gate's token: inline, or read from `token_file` (relative to `base`, the site file's folder)."""
+    if config.token is not None:
+        return config.token
+    path = config.token_path(base or Path.cwd())
+    if path is None:
+        raise TokenError("central.token or central.token_file is required: central refuses gates without a token")
+    return read_token_file(path)
+
+
 class SyncService:
     def __init__(self, gate: str, config: CentralConfig, journal: Journal, cache: DeclarationCache, *,
                  public_key=None, bus=None, alarm: Callable[[str, str], None] | None = None,
                  config_dir: Path | None = None):
         self.gate, self.config, self.journal, self.cache, self.bus = gate, config, journal, cache, bus
         self.public_key = public_key or resolve_public_key(config.public_key, config_dir)
+        self._token = resolve_token(config, config_dir)
+        self.auth_refused = False  # central answered 401 to the last request (wrong or revoked token)
         self._alarm = alarm or self._journal_alarm
         self.outbox = Outbox(journal, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes,
                              on_alarm=self._alarm)
@@ -69,7 +82,7 @@ class SyncService:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
+        headers = {"Authorization": f"Bearer {self._token}"}
         self._client = httpx.AsyncClient(base_url=self.config.url.rstrip("/"), headers=headers,
                                          timeout=self.config.request_timeout_s)
         if self.bus is not None:
@@ -123,6 +136,19 @@ class SyncService:
         except Exception:
             log.exception("could not journal alarm %s", code)
 
+    def _check(self, response: httpx.Response) -> None:
+        """Raise for an error answer; a 401 (central refuses this gate's token) is alarmed once."""
+        if response.status_code == 401:
+            if not self.auth_refused:
+                self.auth_refused = True
+                text = (f"central refuses gate {self.gate}'s token (HTTP 401): nothing is uploaded or pulled "
+                        "until the site's central.token / central.token_file holds the token central issued")
+                log.error("%s", text)
+                self._alarm("CENTRAL_AUTH_REFUSED", text)
+        elif response.is_success:
+            self.auth_refused = False
+        response.raise_for_status()
+
     # ------------------------------------------------------------ upload
 
     async def upload_once(self) -> int:
@@ -136,7 +162,7 @@ class SyncService:
         started = time.monotonic()
         response = await self._client.post(f"/api/v1/gates/{self.gate}/events",
                                            json={"events": rows, "backlog": self.outbox.backlog()})
-        response.raise_for_status()
+        self._check(response)
         acked = response.json().get("acked", [])
         self.link.record_ok(time.monotonic() - started)
         sent = {row["event_id"] for row in rows}
@@ -172,7 +198,7 @@ class SyncService:
             started = time.monotonic()
             response = await self._client.get(f"/api/v1/gates/{self.gate}/feed",
                                               params={"cursor": cursor, "limit": self.config.feed_batch})
-            response.raise_for_status()
+            self._check(response)
             self.link.record_ok(time.monotonic() - started)
             message = response.json()
             if not await self.accept(message, cursor, last_issued):
@@ -232,5 +258,6 @@ class SyncService:
                      "rejected": self.feed_rejected, "last_error": self.feed_last_error},
             "uploaded": self.uploaded,
             "upload_errors": self.upload_errors,
+            "auth_refused": self.auth_refused,
             "warning": outbox["warning"],
         }

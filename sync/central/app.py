@@ -1,6 +1,7 @@
 """The reference central service (FastAPI): gate events in, signed declaration feed out, monitoring.
 
-Routes (JSON):
+Routes (JSON); the two gate routes need `Authorization: Bearer <the gate's token>` (else 401, and
+nothing of the request is stored, not even the contact):
   POST /api/v1/gates/{gate}/events        {"events": [...], "backlog": n} -> {"acked": [event ids]}
   GET  /api/v1/gates/{gate}/feed?cursor=&limit=   -> {"batch": {...}, "signature": base64 Ed25519}
   POST /api/v1/declarations               {"declarations": [...]} publish / amend -> {"cursor"}
@@ -21,7 +22,7 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Query
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
 
 from edge.declarations import DeclarationError, declaration_from_mapping, declaration_to_mapping
 from sync.central.store import CentralStore, VersionConflict
@@ -79,12 +80,23 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
                        silent_after_s: float = 60.0) -> FastAPI:
     app = FastAPI(title="smartgate central (reference)")
     app.state.store, app.state.mqtt = store, mqtt
+    app.state.refused = {}  # gate -> requests refused for a missing or wrong token
+
+    def gate_credentials(gate: str, authorization: Annotated[str | None, Header()] = None) -> None:
+        """401 unless the request carries this gate's token (checked before the body is used)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip() and store.gate_token_ok(gate, token.strip()):
+            return
+        app.state.refused[gate] = app.state.refused.get(gate, 0) + 1
+        log.warning("refused a request for gate %s: %s", gate, "wrong token" if authorization else "no token")
+        raise HTTPException(401, {"code": "UNAUTHORIZED", "message": f"missing or wrong token for gate {gate}"},
+                            headers={"WWW-Authenticate": 'Bearer realm="smartgate-central"'})
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "db": store.kind}
 
-    @app.post("/api/v1/gates/{gate}/events")
+    @app.post("/api/v1/gates/{gate}/events", dependencies=[Depends(gate_credentials)])
     def receive_events(gate: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         events = body.get("events")
         if not isinstance(events, list):
@@ -95,7 +107,7 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
             raise HTTPException(422, {"code": "BAD_EVENT", "message": str(exc)}) from exc
         return {"acked": acked}
 
-    @app.get("/api/v1/gates/{gate}/feed")
+    @app.get("/api/v1/gates/{gate}/feed", dependencies=[Depends(gate_credentials)])
     def feed(gate: str, cursor: int = Query(0, ge=0), limit: int = Query(5000, ge=1, le=100000)) -> dict[str, Any]:
         declarations, revocations, cursor_to = store.feed(gate, cursor, limit)
         batch = {"gate": gate, "cursor_from": cursor, "cursor_to": cursor_to, "issued_at": time.time(),

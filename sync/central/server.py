@@ -14,11 +14,16 @@ from sync.keys import load_private_key
 
 
 class CentralServer:
+    """Central on a store, optionally with its MQTT side; `tokens` registers gate credentials at start."""
+
     def __init__(self, db_url: str, private_key, *, host: str = "127.0.0.1", port: int = 0,
-                 mqtt: tuple[str, int] | None = None, silent_after_s: float = 60.0):
+                 mqtt: tuple[str, int] | None = None, silent_after_s: float = 60.0,
+                 tokens: dict[str, str] | None = None):
         if isinstance(private_key, str | Path):
             private_key = load_private_key(private_key)
         self.store = CentralStore(db_url)
+        for gate, token in (tokens or {}).items():
+            self.store.set_gate_token(gate, token)
         self.mqtt = CentralMqtt(self.store, *mqtt) if mqtt else None
         self.app = create_central_app(self.store, private_key, mqtt=self.mqtt, silent_after_s=silent_after_s)
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning",

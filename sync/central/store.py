@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sync.tokens import digest_matches, token_digest, token_problem
+
 _TABLES = {
     "events": "CREATE TABLE IF NOT EXISTS events (rid {serial}, event_id TEXT NOT NULL UNIQUE, gate TEXT NOT NULL, "
               "lane TEXT, seq BIGINT NOT NULL, kind TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, "
@@ -34,6 +36,8 @@ _TABLES = {
                     "change_id BIGINT NOT NULL)",
     "decl_idx": "CREATE INDEX IF NOT EXISTS declarations_feed ON declarations (gate, change_id)",
     "counters": "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "gate_tokens": "CREATE TABLE IF NOT EXISTS gate_tokens (gate TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, "
+                   "issued_at DOUBLE PRECISION NOT NULL)",
 }
 
 
@@ -142,6 +146,24 @@ class CentralStore:
             if gate is None:
                 return int(self._exec("SELECT count(*) FROM events")[0][0])
             return int(self._exec("SELECT count(*) FROM events WHERE gate = ?", (gate,))[0][0])
+
+    # ------------------------------------------------------------ gate credentials
+
+    def set_gate_token(self, gate: str, token: str) -> None:
+        """Make `token` the gate's credential (replacing any earlier one); only its digest is stored."""
+        problem = token_problem(token)
+        if problem is not None:
+            raise ValueError(problem)
+        with self._lock:
+            self._exec("INSERT INTO gate_tokens (gate, token_sha256, issued_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (gate) DO UPDATE SET token_sha256 = excluded.token_sha256, "
+                       "issued_at = excluded.issued_at", (gate, token_digest(token), time.time()))
+
+    def gate_token_ok(self, gate: str, token: str) -> bool:
+        """True when `token` is the gate's current credential (a gate without one accepts nothing)."""
+        with self._lock:
+            rows = self._exec("SELECT token_sha256 FROM gate_tokens WHERE gate = ?", (gate,))
+        return bool(rows) and digest_matches(rows[0][0], token)
 
     # ------------------------------------------------------------ gates (monitoring)
 

@@ -366,7 +366,7 @@ def test_node_syncs_with_central_declarations_in_events_out(site, tmp_path: Path
 
     async def scenario():
         broker = await asyncio.to_thread(PrivateBroker().start)
-        central, section = await asyncio.to_thread(start_central, tmp_path / "central", broker)
+        central, section = await asyncio.to_thread(start_central, tmp_path / "central", broker, site.site.gate)
         gate = SimulatedGate(with_central(site, section), tmp_path, kiosk_port=None, boom_travel_s=0.2,
                              broker=broker)
         try:

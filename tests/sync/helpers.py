@@ -5,9 +5,12 @@ from __future__ import annotations
 from edge.config import CentralConfig
 from sync.keys import public_b64
 
+TOKEN = "hn-gate-token-for-the-sync-tests-0001"  # the test gate HN's credential at central
+TOKENS = {"HN": TOKEN}
+
 
 def fast_config(url: str, public_key, **overrides) -> CentralConfig:
-    values = dict(url=url, public_key=public_b64(public_key), upload_batch=200, backoff_initial_s=0.1,
+    values = dict(url=url, public_key=public_b64(public_key), token=TOKEN, upload_batch=200, backoff_initial_s=0.1,
                   backoff_max_s=1.0, request_timeout_s=2.0, down_after_s=4.0, feed_poll_s=1.0)
     values.update(overrides)
     return CentralConfig(**values)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from sync.central.server import CentralServer
+from tests.sync.helpers import TOKENS
 
 NODE = """
 import sys, time
@@ -35,7 +36,8 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_last_will_marks_the_node_offline_and_back(tmp_path, broker, keypair):
-    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=("127.0.0.1", broker.port)).start()
+    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=("127.0.0.1", broker.port),
+                            tokens=TOKENS).start()
 
     def online():
         gates = {g["gate"]: g for g in central.store.gates()}

@@ -14,14 +14,14 @@ import pytest
 from edge.journal import Journal
 from sync.central.server import CentralServer
 from sync.keys import public_b64
-from tests.sync.helpers import assert_exactly_once_in_order
+from tests.sync.helpers import TOKENS, assert_exactly_once_in_order
 
 WORKER = Path(__file__).with_name("node_worker.py")
 
 
 @pytest.mark.timeout(180)
 def test_sigkill_ten_times_then_exactly_once(tmp_path, pg_url, keypair):
-    central = CentralServer(pg_url, keypair[0]).start()
+    central = CentralServer(pg_url, keypair[0], tokens=TOKENS).start()
     rng = random.Random(5)
     args = [sys.executable, str(WORKER), str(tmp_path), central.url, public_b64(keypair[1]), "1500"]
     try:

@@ -69,13 +69,14 @@ class GateNode:
         options.data_dir.mkdir(parents=True, exist_ok=True)
         self.cache = DeclarationCache.open(options.data_dir / "declarations.sqlite")
         self.journal = Journal.open(options.data_dir / "journal.sqlite")
-        self.bus = MqttBus(
-            options.mqtt_host or self.site.mqtt.host,
-            options.mqtt_port or self.site.mqtt.port,
-            self.site.mqtt.client_id,
-            username=self.site.mqtt.username,
-            password=self.site.mqtt.password,
-        )
+        mqtt = self.site.mqtt
+        host, port = options.mqtt_host or mqtt.host, options.mqtt_port or mqtt.port
+        # Devices: a clean session (a plate read queued while the node was away must not reach a
+        # later truck). The node's uplink to central: a persistent session with a stable client id
+        # (sync/telemetry.py: birth/death, telemetry; sync/client.py: feed notifications).
+        self.bus = MqttBus(host, port, mqtt.client_id, username=mqtt.username, password=mqtt.password)
+        self.uplink = MqttBus(host, port, mqtt.session_client_id(self.site.gate), username=mqtt.username,
+                              password=mqtt.password, clean_session=False)
         self.lanes: dict[str, LaneController] = {}
         self.drivers: dict[str, Any] = {}
         self.device_lane: dict[str, str] = {}
@@ -156,9 +157,10 @@ class GateNode:
         if self.site.central is not None:
             from sync.client import SyncService
 
-            self.sync = SyncService(self.site.gate, self.site.central, self.journal, self.cache, bus=self.bus,
+            self.sync = SyncService(self.site.gate, self.site.central, self.journal, self.cache, bus=self.uplink,
                                     config_dir=self.loaded.path.parent)
         await self.bus.start()
+        await self.uplink.start()
         if self.sync is not None:
             self.sync.start()
         for driver in self.drivers.values():
@@ -212,6 +214,7 @@ class GateNode:
         if self.sync is not None:
             await self.sync.stop()
         await self.bus.stop()
+        await self.uplink.stop()
         self.journal.close()
         self.cache.close()
 

@@ -251,7 +251,10 @@ class LaneConfig(_Strict):
 class MqttBroker(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str = "smartgate-edge"
+    client_id: str = "smartgate-edge"  # the device bus (clean session)
+    # The node's own persistent session (telemetry, birth/death, feed notifications); default
+    # smartgate-<gate>-node. Set it only when several nodes serve one gate (one per lane group).
+    node_client_id: str | None = Field(default=None, min_length=1, max_length=128)
     username: str | None = None
     password: str | None = None
 
@@ -259,6 +262,10 @@ class MqttBroker(_Strict):
 class KioskConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+
+    def session_client_id(self, gate: str) -> str:
+        """The stable client id of the node's persistent session."""
+        return self.node_client_id or f"smartgate-{gate}-node"
 
 
 class CentralConfig(_Strict):

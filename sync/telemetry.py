@@ -1,11 +1,20 @@
-"""Publishes the node's device health and lane states to MQTT for central monitoring.
+"""The node's own MQTT session to central: birth/death (Sparkplug-B style) and telemetry.
 
 Topics (QoS 1, retained, so a monitor that connects later sees the latest state at once):
+  smartgate/<gate>/status              birth {"state": "online", "bd_seq": n, ...} published first on
+                                       every connection; death {"state": "offline", "bd_seq": n} is that
+                                       connection's last will (and is published on a clean stop)
   smartgate/<gate>/telemetry/devices   JSON list of device health (see devices/health.py)
   smartgate/<gate>/telemetry/lanes     JSON list of {lane, state, faults}
   smartgate/<gate>/telemetry/sync      link to central, outbox backlog, feed cursor, cache age
-  smartgate/<gate>/status              "online" / "offline" (the MQTT last will)
-Published every `period_s`, and at once when a device fails or recovers.
+Telemetry is published every `period_s`, at once when a device fails or recovers, and after each
+(re)connection.
+
+Birth/death as in Sparkplug B: every connection attempt takes the next bdSeq (0..255, kept in the
+node's data folder so a restarted node never reuses the bdSeq of its previous life), sets its will
+to the death with that bdSeq, and the first message of the connection is the birth with the same
+bdSeq. A monitor applies a death only if its bdSeq is the one of the current birth, so the death of
+an earlier connection that the broker delivers late cannot mark a live node offline.
 """
 
 from __future__ import annotations
@@ -13,11 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
+import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from devices.transports.mqtt import MqttBus
     from edge.app import GateNode
+
+log = logging.getLogger(__name__)
+
+BD_SEQ_MODULO = 256
 
 
 def telemetry_topics(gate: str) -> dict[str, str]:
@@ -27,20 +45,86 @@ def telemetry_topics(gate: str) -> dict[str, str]:
             "sync": f"{base}/telemetry/sync"}
 
 
-class TelemetryPublisher:
-    """Publishes device health and lane states periodically and on every fault change."""
+def parse_status(payload: bytes | str) -> tuple[str, int | None]:
+    """(state, bd_seq) of a status message; plain `online` / `offline` (older nodes) has no bd_seq."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    text = text.strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text, None
+    if not isinstance(body, dict):
+        return str(body), None
+    bd_seq = body.get("bd_seq")
+    return str(body.get("state", "")), bd_seq if isinstance(bd_seq, int) else None
 
-    def __init__(self, node: GateNode, period_s: float = 5.0):
+
+class BirthDeath:
+    """Sets each connection's will to its death and publishes its birth, with one bdSeq per connection."""
+
+    def __init__(self, bus: MqttBus, gate: str, state_file: Path):
+        self.bus, self.gate, self.state_file = bus, gate, state_file
+        self.topic = telemetry_topics(gate)["status"]
+        self.bd_seq: int | None = None  # the current connection's
+        self.births = 0
+        self._lock = threading.Lock()
+        bus.before_each_connect(self._before_connect)
+        bus.after_each_connect(self._after_connect)
+
+    def _payload(self, state: str, bd_seq: int) -> str:
+        body: dict[str, Any] = {"state": state, "bd_seq": bd_seq, "gate": self.gate, "client_id": self.bus.client_id}
+        if state == "online":
+            body["at"] = time.time()
+        return json.dumps(body, separators=(",", ":"))
+
+    def _next_bd_seq(self) -> int:
+        try:
+            last = int(self.state_file.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            last = -1
+        value = (last + 1) % BD_SEQ_MODULO
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        tmp.write_text(f"{value}\n", encoding="ascii")
+        os.replace(tmp, self.state_file)
+        return value
+
+    def _before_connect(self) -> None:  # paho's thread
+        with self._lock:
+            self.bd_seq = self._next_bd_seq()
+            self.bus.set_will(self.topic, self._payload("offline", self.bd_seq), qos=1, retain=True)
+
+    def _after_connect(self) -> None:  # paho's thread, first thing on the new connection
+        with self._lock:
+            if self.bd_seq is None:
+                return
+            self.bus.publish(self.topic, self._payload("online", self.bd_seq), qos=1, retain=True)
+            self.births += 1
+            log.info("birth published on %s (bdSeq %d)", self.topic, self.bd_seq)
+
+    async def publish_death(self, timeout_s: float = 2.0) -> None:
+        """On a clean stop: publish the death the will would have (a clean disconnect drops the will)."""
+        if self.bd_seq is None or not self.bus.health.connected:
+            return
+        info = self.bus.publish(self.topic, self._payload("offline", self.bd_seq), qos=1, retain=True)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(info.wait_for_publish, timeout_s)
+
+
+class TelemetryPublisher:
+    """Publishes device health, lane states and sync state periodically and on every fault change."""
+
+    def __init__(self, node: GateNode, period_s: float = 5.0, bus: MqttBus | None = None):
         self.node, self.period_s = node, period_s
+        self.bus = bus or node.uplink
         self.topics = telemetry_topics(node.site.gate)
         self.published = 0
+        self.session = BirthDeath(self.bus, node.site.gate, node.options.data_dir / "mqtt_bd_seq")
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
     def prepare(self) -> None:
-        """Set the last will (before the bus connects) and listen for fault changes."""
-        self.node.bus.set_will(self.topics["status"], "offline", qos=1, retain=True)
-        self.node.bus.on_state(lambda up, _error: self._wake.set() if up else None)
+        """Listen for (re)connections and fault changes (before the buses connect)."""
+        self.bus.on_state(lambda up, _error: self._wake.set() if up else None)
         for controller in self.node.lanes.values():
             controller.listeners.append(self._on_lane_event)
 
@@ -55,14 +139,12 @@ class TelemetryPublisher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self.node.bus.health.connected:
-            self.node.bus.publish(self.topics["status"], "offline", qos=1, retain=True)
+        await self.session.publish_death()
 
     def publish_now(self) -> None:
         """Publish the current state once."""
         now = time.time()
-        bus = self.node.bus
-        bus.publish(self.topics["status"], "online", qos=1, retain=True)
+        bus = self.bus
         bus.publish(self.topics["devices"], json.dumps({"at": now, "devices": self.node.device_health()}),
                     qos=1, retain=True)
         lanes = [{"lane": c.lane.id, "state": c.state.value, "faults": dict(c.machine.faulty)}
@@ -78,7 +160,7 @@ class TelemetryPublisher:
 
     async def _run(self) -> None:
         while True:
-            if self.node.bus.health.connected:
+            if self.bus.health.connected:
                 self.publish_now()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -1,7 +1,14 @@
-"""One MQTT connection per node: subscriptions re-made on reconnect, messages handed to the loop.
+"""One MQTT connection: subscriptions re-made on reconnect, messages handed to the loop.
 
 paho-mqtt runs its network thread; every callback is moved onto the asyncio loop with
-call_soon_threadsafe so that drivers never run on paho's thread.
+call_soon_threadsafe so that drivers never run on paho's thread. The only code that runs on paho's
+thread are the connection hooks (`before_each_connect`, `after_each_connect`), which set the last
+will and publish a birth message: both must happen at the exact moment of (re)connecting.
+
+A node has two: the device bus (clean session: a camera's plate read queued while the node was
+away must not be replayed to a later truck) and its own persistent session to central (telemetry,
+birth/death, feed notifications; `clean_session=False`, so what central sends while the node's link
+is down is delivered when it returns).
 """
 
 from __future__ import annotations
@@ -25,17 +32,24 @@ class MqttBus:
     """A paho-mqtt client bound to an asyncio loop."""
 
     def __init__(self, host: str, port: int, client_id: str, *, username: str | None = None,
-                 password: str | None = None, keepalive: int = 10):
+                 password: str | None = None, keepalive: int = 10, clean_session: bool = True):
+        """`clean_session=False` (MQTT 3.1.1) keeps the broker-side session of this stable client id:
+        its QoS 1 subscriptions, and the QoS 1 messages for them while it is disconnected."""
         self.host, self.port, self.keepalive = host, port, keepalive
+        self.client_id, self.clean_session = client_id, clean_session
         self.health = LinkHealth()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   clean_session=True)
+                                   clean_session=clean_session)
         if username:
             self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_pre_connect = self._on_pre_connect
+        self._before_connect: list[Callable[[], None]] = []
+        self._after_connect: list[Callable[[], None]] = []
+        self.session_present: bool | None = None  # the broker still had our session at the last connect
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._state_listeners: list[Callable[[bool, str | None], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -52,9 +66,18 @@ class MqttBus:
         """Call listener(connected, error) on the loop when the broker link goes up or down."""
         self._state_listeners.append(listener)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
-        """Queue a message for the broker."""
-        self._client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        """Queue a message for the broker (thread-safe); the result can wait for its acknowledgement."""
+        return self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def before_each_connect(self, hook: Callable[[], None]) -> None:
+        """Run hook() on paho's thread right before every connection attempt (to set the will for it)."""
+        self._before_connect.append(hook)
+
+    def after_each_connect(self, hook: Callable[[], None]) -> None:
+        """Run hook() on paho's thread as soon as the broker accepts a connection, before re-subscribing
+        (so a birth message is the first thing the new connection publishes)."""
+        self._after_connect.append(hook)
 
     def set_will(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = True) -> None:
         """Set the last-will message (before start())."""
@@ -74,10 +97,23 @@ class MqttBus:
 
     # paho's thread ------------------------------------------------------
 
+    def _on_pre_connect(self, client, userdata) -> None:
+        for hook in self._before_connect:
+            try:
+                hook()
+            except Exception:  # a failed hook must not stop the reconnect loop
+                log.exception("MQTT pre-connect hook failed")
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._call_soon(self._set_state, False, f"broker refused: {reason_code}")
             return
+        self.session_present = bool(getattr(flags, "session_present", False))
+        for hook in self._after_connect:
+            try:
+                hook()
+            except Exception:
+                log.exception("MQTT connect hook failed")
         for topic in self._handlers:
             client.subscribe(topic, qos=1)
         self._call_soon(self._set_state, True, None)

@@ -6,13 +6,16 @@ nothing of the request is stored, not even the contact):
   GET  /api/v1/gates/{gate}/feed?cursor=&limit=   -> {"batch": {...}, "signature": base64 Ed25519}
   POST /api/v1/declarations               {"declarations": [...]} publish / amend -> {"cursor"}
   POST /api/v1/declarations/{number}/revoke  {"reason"} -> the revocation
-  GET  /api/v1/gates                      every gate: last contact, backlog, online (MQTT will), telemetry
+  GET  /api/v1/gates                      every gate: last contact, backlog, online + bd_seq (birth/death),
+                                          telemetry
+  GET  /api/v1/gates/{gate}/status-log     the gate's online/offline changes, oldest first
   GET  /api/v1/gates/{gate}/events?lane=&after=&limit=   stored events in arrival order
   GET  /healthz
 
-MQTT (optional, `mqtt=(host, port)`): subscribes to `smartgate/+/status` (online/offline, the
-node's last will) and `smartgate/+/telemetry/#`, and publishes `smartgate/<gate>/feed/notify`
-(QoS 1) whenever that gate's declarations change, so the gate pulls at once.
+MQTT (optional, `mqtt=(host, port)`; a persistent session): subscribes to `smartgate/+/status`
+(birth / death with bdSeq, see sync/telemetry.py) and `smartgate/+/telemetry/#`, and publishes
+`smartgate/<gate>/feed/notify` (QoS 1) whenever that gate's declarations change, so the gate pulls
+at once.
 """
 
 from __future__ import annotations
@@ -27,24 +30,31 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
 from edge.declarations import DeclarationError, declaration_from_mapping, declaration_to_mapping
 from sync.central.store import CentralStore, VersionConflict
 from sync.keys import sign
+from sync.telemetry import parse_status
 
 log = logging.getLogger(__name__)
 
 
 class CentralMqtt:
-    """Central's MQTT side: gate status and telemetry in, feed notifications out."""
+    """Central's MQTT side: gate birth/death and telemetry in, feed notifications out.
+
+    A persistent session (stable client id, clean_session=False): while central is disconnected the
+    broker keeps its QoS 1 subscriptions and queues what the gates publish, so on reconnect central
+    still learns of a gate that went offline and came back meanwhile (the retained status alone
+    would show only the latest state).
+    """
 
     def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central"):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.store = store
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 5)
         self.host, self.port = host, port
-        self.events: list[tuple[float, str, str]] = []  # (at, gate, online/offline), for tests and the log
+        self.events: list[tuple[float, str, str]] = []  # (at, gate, online/offline) applied, for the log and tests
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=10)
@@ -63,10 +73,14 @@ class CentralMqtt:
         try:
             gate = parts[1]
             if parts[2] == "status":
-                state = message.payload.decode("utf-8", "replace").strip()
-                self.store.set_status(gate, state == "online")
-                self.events.append((time.time(), gate, state))
-                log.info("gate %s is %s", gate, state)
+                state, bd_seq = parse_status(message.payload)
+                if state not in ("online", "offline"):
+                    raise ValueError(f"unknown state {state!r}")
+                if self.store.record_status(gate, state == "online", bd_seq):
+                    self.events.append((time.time(), gate, state))
+                    log.info("gate %s is %s (bdSeq %s)", gate, state, bd_seq)
+                else:
+                    log.info("gate %s: ignored %s with bdSeq %s (stale or repeated)", gate, state, bd_seq)
             elif parts[2] == "telemetry" and len(parts) > 3:
                 self.store.set_telemetry(gate, parts[3], json.loads(message.payload))
         except Exception:  # a bad message must not stop the monitor
@@ -150,6 +164,10 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
     @app.get("/api/v1/gates")
     def gates() -> list[dict[str, Any]]:
         return store.gates(silent_after_s)
+
+    @app.get("/api/v1/gates/{gate}/status-log")
+    def status_log(gate: str, limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
+        return store.status_log(gate, limit)
 
     @app.get("/api/v1/gates/{gate}/events")
     def gate_events(gate: str, lane: str | None = None, after: int = 0,

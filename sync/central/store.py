@@ -36,6 +36,9 @@ _TABLES = {
                     "change_id BIGINT NOT NULL)",
     "decl_idx": "CREATE INDEX IF NOT EXISTS declarations_feed ON declarations (gate, change_id)",
     "counters": "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "status_log": "CREATE TABLE IF NOT EXISTS gate_status_log (rid {serial}, gate TEXT NOT NULL, online INTEGER "
+                  "NOT NULL, bd_seq BIGINT, at DOUBLE PRECISION NOT NULL)",
+    "status_log_idx": "CREATE INDEX IF NOT EXISTS gate_status_log_gate ON gate_status_log (gate, rid)",
     "gate_tokens": "CREATE TABLE IF NOT EXISTS gate_tokens (gate TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, "
                    "issued_at DOUBLE PRECISION NOT NULL)",
 }
@@ -68,6 +71,7 @@ class CentralStore:
             raise ValueError(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://...")
         for sql in _TABLES.values():
             self._exec(sql.format(serial=serial))
+        self._add_column("gates", "bd_seq", "BIGINT")  # databases made before birth/death
         self._exec("INSERT INTO counters (name, value) VALUES ('change_id', 0) ON CONFLICT (name) DO NOTHING")
 
     # ------------------------------------------------------------ plumbing
@@ -78,6 +82,12 @@ class CentralStore:
     def _exec(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         cur = self._conn.execute(self._sql(sql), params)
         return cur.fetchall() if cur.description else []
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        if self.kind == "postgresql":
+            self._exec(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+        elif column not in {row[1] for row in self._exec(f"PRAGMA table_info({table})")}:
+            self._exec(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
@@ -167,11 +177,40 @@ class CentralStore:
 
     # ------------------------------------------------------------ gates (monitoring)
 
-    def set_status(self, gate: str, online: bool) -> None:
+    def record_status(self, gate: str, online: bool, bd_seq: int | None = None) -> bool:
+        """Apply a gate's birth (online) or death (offline); return False when it is ignored.
+
+        Ignored: a death whose bdSeq is not the current birth's (the late will of an earlier
+        connection), and a repeat of the current state (a retained message delivered again).
+        """
         now = time.time()
+
+        def work() -> bool:
+            row = self._exec("SELECT online, bd_seq FROM gates WHERE gate = ?", (gate,))
+            current_online, current_seq = (row[0][0], row[0][1]) if row else (None, None)
+            if current_online is not None and bool(current_online) == online and current_seq == bd_seq:
+                return False
+            if not online and None not in (bd_seq, current_seq) and bd_seq != current_seq:
+                return False
+            self._exec("INSERT INTO gates (gate, online, bd_seq, status_at) VALUES (?, ?, ?, ?) ON CONFLICT (gate) "
+                       "DO UPDATE SET online = excluded.online, bd_seq = excluded.bd_seq, "
+                       "status_at = excluded.status_at", (gate, int(online), bd_seq, now))
+            self._exec("INSERT INTO gate_status_log (gate, online, bd_seq, at) VALUES (?, ?, ?, ?)",
+                       (gate, int(online), bd_seq, now))
+            return True
+
+        return self._tx(work)
+
+    def set_status(self, gate: str, online: bool) -> None:
+        """Record a status without a bdSeq (older nodes that send plain online / offline)."""
+        self.record_status(gate, online, None)
+
+    def status_log(self, gate: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The gate's applied online/offline changes, oldest first."""
         with self._lock:
-            self._exec("INSERT INTO gates (gate, online, status_at) VALUES (?, ?, ?) ON CONFLICT (gate) DO UPDATE "
-                       "SET online = excluded.online, status_at = excluded.status_at", (gate, int(online), now))
+            rows = self._exec("SELECT online, bd_seq, at FROM gate_status_log WHERE gate = ? ORDER BY rid LIMIT ?",
+                              (gate, limit))
+        return [{"state": "online" if on else "offline", "bd_seq": seq, "at": at} for on, seq, at in rows]
 
     def set_telemetry(self, gate: str, part: str, body: Any) -> None:
         with self._lock:
@@ -184,12 +223,12 @@ class CentralStore:
     def gates(self, silent_after_s: float = 60.0) -> list[dict[str, Any]]:
         now = time.time()
         with self._lock:
-            rows = self._exec("SELECT gate, last_contact, backlog, last_seq, online, status_at, telemetry "
+            rows = self._exec("SELECT gate, last_contact, backlog, last_seq, online, bd_seq, status_at, telemetry "
                               "FROM gates ORDER BY gate")
         return [{"gate": g, "last_contact": lc, "backlog": b, "last_seq": ls,
-                 "online": None if on is None else bool(on), "status_at": sa,
+                 "online": None if on is None else bool(on), "bd_seq": bd, "status_at": sa,
                  "silent": lc is None or now - lc > silent_after_s,
-                 "telemetry": json.loads(t) if t else {}} for g, lc, b, ls, on, sa, t in rows]
+                 "telemetry": json.loads(t) if t else {}} for g, lc, b, ls, on, bd, sa, t in rows]
 
     # ------------------------------------------------------------ declaration feed
 

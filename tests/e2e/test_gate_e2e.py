@@ -302,13 +302,14 @@ def test_device_health_is_published_as_telemetry(site, tmp_path: Path):
         topics = telemetry_topics(site.site.gate)
         monitor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-monitor")
         monitor.on_message = lambda c, u, m: received.__setitem__(
-            m.topic, m.payload.decode() if m.topic.endswith("status") else json.loads(m.payload))
+            m.topic, json.loads(m.payload))
         try:
             monitor.connect(gate.broker.host, gate.broker.port)
             monitor.subscribe("smartgate/#", qos=1)
             monitor.loop_start()
             await wait_until(lambda: topics["devices"] in received, what="device telemetry")
-            assert received[topics["status"]] == "online"
+            assert received[topics["status"]]["state"] == "online"  # the birth, with its bdSeq
+            assert isinstance(received[topics["status"]]["bd_seq"], int)
             devices = {d["device_id"]: d for d in received[topics["devices"]]["devices"]}
             assert set(devices) >= {"IMP-1-plc", "IMP-1-eseal", "IMP-1-anpr", "IMP-1-scale", "IMP-1-xray", "EXP-1-plc"}
             gate.rigs["IMP-1"].eseal.stop()

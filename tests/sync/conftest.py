@@ -89,3 +89,12 @@ def pg_url(pg_server):
 @pytest.fixture
 def keypair():
     return generate_keypair()
+
+
+@pytest.fixture
+def own_broker():
+    """A broker for one test: persistent MQTT sessions (central's, the node's) must not leak between tests."""
+    from simulators.broker import PrivateBroker
+
+    with PrivateBroker() as running:
+        yield running

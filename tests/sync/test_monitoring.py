@@ -1,30 +1,29 @@
-"""Central monitoring sees a node go offline (its MQTT last will, after a SIGKILL) and come back."""
+"""Central monitoring: the node's birth and death (Sparkplug-B style, one bdSeq per connection) show it
+go offline (its last will, after a SIGKILL) and come back; MQTT sessions persist over reconnects."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
+import asyncio
+import json
 import time
 
-import pytest
-
-from sync.central.server import CentralServer
-from tests.sync.helpers import TOKENS
-
-NODE = """
-import sys, time
+import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sync.telemetry import telemetry_topics
-topic = telemetry_topics("HN")["status"]
-c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="smartgate-HN", clean_session=True)
-c.will_set(topic, "offline", qos=1, retain=True)  # as TelemetryPublisher.prepare does
-c.connect("127.0.0.1", int(sys.argv[1]), keepalive=10)
-c.loop_start()
-c.publish(topic, "online", qos=1, retain=True)
-time.sleep(600)
-"""
+
+from devices.transports.mqtt import MqttBus
+from edge.cache import DeclarationCache
+from edge.declarations import DeclarationStatus
+from edge.journal import Journal
+from simulators.link_proxy import LinkProxy
+from sync.central.app import CentralMqtt
+from sync.central.server import CentralServer
+from sync.client import SyncService
+from sync.telemetry import parse_status
+from tests.sync.helpers import TOKENS, fast_config
+from tests.sync.node_process import NodeProcess, small_site, write_site
+from tests.sync.test_outbox_feed import _decl
 
 
 def _wait(predicate, timeout_s: float, what: str) -> None:
@@ -34,29 +33,148 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.timeout(60)
-def test_last_will_marks_the_node_offline_and_back(tmp_path, broker, keypair):
+def _gate(central: CentralServer, gate: str = "HN") -> dict:
+    return {g["gate"]: g for g in central.store.gates()}.get(gate, {})
+
+
+def _log(central: CentralServer, gate: str = "HN") -> list[tuple[str, int | None]]:
+    return [(row["state"], row["bd_seq"]) for row in central.store.status_log(gate)]
+
+
+@pytest.mark.timeout(120)
+def test_birth_and_death_share_a_bd_seq_and_central_sees_the_node_go_offline_and_back(tmp_path, own_broker,
+                                                                                     keypair):
+    broker = own_broker
     central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=("127.0.0.1", broker.port),
                             tokens=TOKENS).start()
+    node = NodeProcess(write_site(small_site("HN", broker.port), tmp_path / "site.yaml"), tmp_path / "node",
+                       tmp_path / "node.log")
+    try:
+        node.start()
+        _wait(lambda: _gate(central).get("online") is True, 30, "the birth")
+        first = _gate(central)["bd_seq"]
+        node.kill()
+        _wait(lambda: _gate(central).get("online") is False, 15, "the death (last will) after SIGKILL")
+        assert _gate(central)["bd_seq"] == first  # the will carries the bdSeq of the birth it ends
+        node.start()
+        _wait(lambda: _gate(central).get("online") is True, 30, "the node back online")
+        second = _gate(central)["bd_seq"]
+        assert second == (first + 1) % 256  # the restarted node did not reuse its previous life's bdSeq
 
-    def online():
-        gates = {g["gate"]: g for g in central.store.gates()}
-        return gates.get("HN", {}).get("online")
+        # The will of an earlier connection, delivered late, must not mark the live node offline.
+        probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-late-will")
+        probe.connect("127.0.0.1", broker.port)
+        probe.loop_start()
+        late_will = json.dumps({"state": "offline", "bd_seq": first})
+        probe.publish("smartgate/HN/status", late_will, qos=1).wait_for_publish(5)
+        probe.publish("smartgate/HN/telemetry/probe", json.dumps({"after": "late will"}), qos=1).wait_for_publish(5)
+        _wait(lambda: "probe" in _gate(central).get("telemetry", {}), 10, "central to read past the late will")
+        probe.loop_stop()
+        probe.disconnect()
+        assert _gate(central)["online"] is True
+
+        _wait(node.running.is_set, 30, "the node to finish starting")
+        assert node.stop() == 0
+        _wait(lambda: _gate(central).get("online") is False, 15, "the death a clean stop publishes")
+        assert _log(central) == [("online", first), ("offline", first), ("online", second), ("offline", second)]
+        with httpx.Client(base_url=central.url) as client:
+            shown = {g["gate"]: g for g in client.get("/api/v1/gates").json()}["HN"]
+            assert shown["online"] is False and shown["bd_seq"] == second
+            assert [r["state"] for r in client.get("/api/v1/gates/HN/status-log").json()] == \
+                ["online", "offline", "online", "offline"]
+    finally:
+        node.kill()
+        central.stop()
+
+
+@pytest.mark.timeout(120)
+def test_central_monitor_learns_of_an_outage_that_happened_while_it_was_away(tmp_path, own_broker, keypair):
+    """Central's persistent session: the death and birth published while central was down are queued
+    for it, so after its restart its log shows the outage (the retained status alone says only 'online')."""
+    broker = own_broker
+    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=("127.0.0.1", broker.port),
+                            tokens=TOKENS).start()
+    node = NodeProcess(write_site(small_site("HN", broker.port), tmp_path / "site.yaml"), tmp_path / "node",
+                       tmp_path / "node.log")
+    try:
+        node.start()
+        _wait(lambda: _gate(central).get("online") is True, 30, "the birth")
+        first = _gate(central)["bd_seq"]
+        seen: list[tuple[str, int | None]] = []  # what a bystander sees on the status topic
+        bystander = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-bystander")
+        bystander.on_message = lambda _c, _u, m: seen.append(parse_status(m.payload))
+        bystander.connect("127.0.0.1", broker.port)
+        bystander.subscribe("smartgate/HN/status", qos=1)
+        bystander.loop_start()
+        central.mqtt.stop()  # central's MQTT side goes away (a restart of central's monitor)
+        node.kill()
+        node.start()
+        _wait(lambda: ("online", (first + 1) % 256) in seen, 30, "the node's new birth")
+        bystander.loop_stop()
+        bystander.disconnect()
+        assert _log(central) == [("online", first)]  # central missed both so far
+        central.mqtt = CentralMqtt(central.store, "127.0.0.1", broker.port)  # same client id, same session
+        central.mqtt.start()
+        _wait(lambda: len(_log(central)) >= 3, 15, "the messages queued for central's session")
+        assert _log(central) == [("online", first), ("offline", first), ("online", (first + 1) % 256)]
+    finally:
+        node.kill()
+        central.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_feed_notification_sent_while_the_nodes_mqtt_link_was_down_arrives_when_it_returns(tmp_path, own_broker,
+                                                                                               keypair):
+    asyncio.run(_notify_after_reconnect(tmp_path, own_broker, keypair))
+
+
+async def _notify_after_reconnect(tmp_path, broker, keypair):
+    """The node's persistent session keeps its QoS 1 subscription to feed/notify while its link to the
+    broker is cut: the notification of a revocation is delivered on reconnect and the node pulls at once
+    (the feed's own poll is 60 s away, and the HTTP link to central never went down)."""
+    central = await asyncio.to_thread(CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0],
+                                                    mqtt=("127.0.0.1", broker.port), tokens=TOKENS).start)
+    proxy = await LinkProxy("127.0.0.1", broker.port).start()
+    bus = MqttBus("127.0.0.1", proxy.port, "smartgate-HN-node", clean_session=False)
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    cache = DeclarationCache.open(tmp_path / "declarations.sqlite")
+    sync = SyncService("HN", fast_config(central.url, keypair[1], feed_poll_s=60.0), journal, cache,
+                       public_key=keypair[1], bus=bus)
+    admin = httpx.AsyncClient(base_url=central.url)
+
+    async def until(predicate, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
 
     try:
-        node = subprocess.Popen([sys.executable, "-c", NODE, str(broker.port)])
-        _wait(lambda: online() is True, 15, "online")
-        node.send_signal(signal.SIGKILL)
-        node.wait()
-        _wait(lambda: online() is False, 15, "offline (last will)")
-        node = subprocess.Popen([sys.executable, "-c", NODE, str(broker.port)])
-        _wait(lambda: online() is True, 15, "back online")
-        node.kill()
-        node.wait()
-        states = [state for _, gate, state in central.mqtt.events if gate == "HN"]
-        assert "offline" in states and states[-1] in ("online", "offline")
+        sync.start()
+        await bus.start()
+        await asyncio.wait_for(bus.connected.wait(), 10)
+        await until(lambda: sync.feed_applied_batches >= 1, 10, "the first feed pull")
+        (await admin.post("/api/v1/declarations", json={"declarations": [_decl("D1")]})).raise_for_status()
+        await until(lambda: cache.get("D1") is not None, 10, "the declaration, pulled on its notification")
+        proxy.set_mode("drop")
+        await until(lambda: not bus.health.connected, 10, "the node's MQTT link to go down")
+        (await admin.post("/api/v1/declarations/D1/revoke", json={"reason": "test"})).raise_for_status()
+        await asyncio.sleep(1.0)  # the link stays down a while; the notification waits at the broker
+        assert cache.get("D1").status == DeclarationStatus.CLEARED
+        proxy.set_mode("pass")
+        back = time.monotonic()
+        await until(lambda: bus.health.connected, 15, "the node's MQTT link to come back")
+        assert bus.session_present, "the broker kept the node's session"
+        await until(lambda: cache.get("D1").status == DeclarationStatus.CANCELLED, 10,
+                    "the revocation, pulled on the notification queued for the node's session")
+        assert time.monotonic() - back < 15 < sync.config.feed_poll_s
     finally:
-        central.stop()
+        await admin.aclose()
+        await sync.stop()
+        await bus.stop()
+        await proxy.stop()
+        journal.close()
+        cache.close()
+        await asyncio.to_thread(central.stop)
 
 
 @pytest.mark.timeout(120)

@@ -13,6 +13,13 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # PostgreSQL for the central service's tests: a running server on 127.0.0.1:5432, or initdb/pg_ctl
 # so the tests can start a private one.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# Fonts for the synthetic plates and container codes (vision tests, simulators' video, retraining).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || missing+=(fonts-dejavu-core)
+[ -f /usr/share/fonts/truetype/liberation2/LiberationSans-Bold.ttf ] || missing+=(fonts-liberation2)
+[ -f /usr/share/fonts/truetype/freefont/FreeSansBold.ttf ] || missing+=(fonts-freefont-ttf)
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+[ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing+=(fonts-wqy-zenhei)
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc ] || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -29,4 +36,7 @@ PY
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,baseline]'
+# The vision bench's baseline, without its opencv-python requirement (it would replace the headless
+# OpenCV with one that needs libGL); its other requirements come with the "baseline" extra.
+.venv/bin/python -m pip install -q --no-deps 'rapidocr_onnxruntime==1.4.4'

@@ -1,0 +1,150 @@
+"""Crop → model input. Shared by training and run time, so the model sees at run time what it learnt on.
+
+Two-line plates and two-line container codes are cut at the gap between their lines and the two
+halves laid side by side; vertical container codes are turned so their first character is on the
+left. The recognisers therefore only ever read one line, left to right.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+INPUT_HEIGHT = 32
+PLATE_WIDTH = 160
+CONTAINER_WIDTH = 256
+TWO_LINE_MIN_ASPECT = 0.41  # height / width above which a plate or code block has two lines
+VERTICAL_MIN_ASPECT = 2.0  # height / width above which a container code is painted downwards
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """A uint8 grey image from BGR, BGRA or grey input."""
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def _stroke_profile(gray: np.ndarray) -> np.ndarray:
+    """Per-row stroke energy: the horizontal gradient summed along the row, smoothed.
+
+    Glyphs have many vertical strokes, the gap between two lines has none, whatever the colours of
+    ink and plate.
+    """
+    height, width = gray.shape[:2]
+    gradient = np.abs(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3))
+    left, right = int(width * 0.1), max(int(width * 0.9), int(width * 0.1) + 1)
+    profile = gradient[:, left:right].mean(axis=1)
+    kernel = max(1, height // 25)
+    return np.convolve(profile, np.ones(kernel, np.float32) / kernel, mode="same")
+
+
+def deskew(gray: np.ndarray, max_degrees: float = 8.0, step: float = 1.0) -> np.ndarray:
+    """The crop turned so its text lines run level: the angle whose row profile is sharpest wins."""
+    height, width = gray.shape[:2]
+    if height < 8 or width < 8:
+        return gray
+    scale = 48.0 / height
+    small = cv2.resize(gray, (max(8, int(width * scale)), 48), interpolation=cv2.INTER_AREA)
+    gradient = np.abs(cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3))
+    centre = (small.shape[1] / 2, small.shape[0] / 2)
+    best_angle, best_score = 0.0, -1.0
+    for angle in np.arange(-max_degrees, max_degrees + 1e-6, step):
+        matrix = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
+        turned = cv2.warpAffine(gradient, matrix, (small.shape[1], small.shape[0]))
+        profile = turned.mean(axis=1)
+        score = float(np.var(np.diff(profile)))
+        if score > best_score:
+            best_angle, best_score = float(angle), score
+    if best_angle == 0.0:
+        return gray
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), best_angle, 1.0)
+    return cv2.warpAffine(gray, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+def line_split_row(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> int:
+    """The row between the two text lines: the row of least stroke energy in the middle band."""
+    height = gray.shape[0]
+    profile = _stroke_profile(gray)
+    start, stop = int(height * low), max(int(height * high), int(height * low) + 1)
+    return start + int(np.argmin(profile[start:stop]))
+
+
+def has_two_lines(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> bool:
+    """True when the crop's shape and a stroke-free gap in its middle band say it holds two lines."""
+    height, width = gray.shape[:2]
+    aspect = height / max(1, width)
+    if aspect < TWO_LINE_MIN_ASPECT - 0.05:
+        return False
+    if aspect > TWO_LINE_MIN_ASPECT + 0.06:
+        return True
+    profile = _stroke_profile(gray)
+    start, stop = int(height * low), max(int(height * high), int(height * low) + 1)
+    row = start + int(np.argmin(profile[start:stop]))
+    edge = max(1, int(height * 0.03))
+    if row - start < edge or stop - row <= edge:
+        return False  # the least energy is at the band's edge: a margin, not a gap between lines
+    above, below = profile[:row], profile[row + 1:]
+    top, bottom = float(above.max()), float(below.max())
+    return float(profile[row]) < 0.5 * min(top, bottom) and min(top, bottom) > 0.3 * max(top, bottom)
+
+
+def _fit_height(gray: np.ndarray, height: int) -> np.ndarray:
+    h, w = gray.shape[:2]
+    width = max(1, round(w * height / max(1, h)))
+    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
+
+
+def stitch_lines(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> np.ndarray:
+    """Cut a two-line crop at its line gap and put the lower line to the right of the upper one."""
+    row = line_split_row(gray, low, high)
+    top, bottom = gray[:row], gray[row:]
+    if top.shape[0] < 2 or bottom.shape[0] < 2:
+        return gray
+    height = max(top.shape[0], bottom.shape[0])
+    return np.hstack([_fit_height(top, height), _fit_height(bottom, height)])
+
+
+def _normalise(gray: np.ndarray, width: int) -> np.ndarray:
+    resized = cv2.resize(gray, (width, INPUT_HEIGHT), interpolation=cv2.INTER_AREA
+                         if gray.shape[1] > width else cv2.INTER_LINEAR).astype(np.float32)
+    low, high = np.percentile(resized, (2, 98))
+    scale = 1.0 / max(float(high - low), 16.0)
+    return np.clip((resized - low) * scale, 0.0, 1.0) * 2.0 - 1.0
+
+
+def plate_line(gray: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
+    """A plate crop as one line of text (uint8 grey); `two_lines` None lets the crop decide."""
+    gray = deskew(gray)
+    if two_lines is None:
+        two_lines = has_two_lines(gray)
+    return stitch_lines(gray) if two_lines else gray
+
+
+def container_line(gray: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
+    """A container-code crop as one line of text (uint8 grey); `two_lines` None lets the crop decide."""
+    h, w = gray.shape[:2]
+    aspect = h / max(1, w)
+    if aspect > VERTICAL_MIN_ASPECT:
+        return cv2.rotate(gray, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    gray = deskew(gray)
+    if two_lines is None:
+        two_lines = has_two_lines(gray, 0.3, 0.7)
+    return stitch_lines(gray, 0.3, 0.7) if two_lines else gray
+
+
+def is_ambiguous_layout(crop: np.ndarray) -> bool:
+    """True when the crop's shape alone cannot tell one line from two: read it both ways."""
+    h, w = crop.shape[:2]
+    return abs(h / max(1, w) - TWO_LINE_MIN_ASPECT) <= 0.06
+
+
+def plate_input(crop: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
+    """Model input (1, 32, PLATE_WIDTH) float32 in [-1, 1] for a plate crop."""
+    return _normalise(plate_line(to_gray(crop), two_lines), PLATE_WIDTH)[None]
+
+
+def container_input(crop: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
+    """Model input (1, 32, CONTAINER_WIDTH) float32 in [-1, 1] for a container-code crop."""
+    return _normalise(container_line(to_gray(crop), two_lines), CONTAINER_WIDTH)[None]

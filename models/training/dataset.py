@@ -1,0 +1,89 @@
+"""Seeded synthetic datasets: every sample i of seed s comes from its own Generator([s, i]),
+so a set is the same whichever process or machine renders it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.training.augment import augment_crop
+from models.training.container_synth import render_container
+from models.training.plate_synth import render_plate
+from models.vision.preprocess import CONTAINER_WIDTH, INPUT_HEIGHT, PLATE_WIDTH, container_input, plate_input
+
+HELD_OUT_SEED = 20261201  # the evaluation sets; training seeds must differ
+PLATE_CLASSES = {"vn1": ("VN", 1), "vn2": ("VN", 2), "cn1": ("CN", 1), "cn2": ("CN", 2)}
+CONTAINER_CLASSES = {"h1": "h1", "h2": "h2", "v": "v"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An augmented crop (BGR), its label and its class."""
+
+    crop: np.ndarray
+    label: str
+    kind: str
+
+
+def plate_sample(seed: int, index: int, kind: str | None = None) -> Sample:
+    """Plate sample `index` of `seed`: a random class unless `kind` names one."""
+    rng = np.random.default_rng([seed, index])
+    country, lines = PLATE_CLASSES[kind] if kind else (None, None)
+    plate = render_plate(rng, country, lines)
+    return Sample(augment_crop(plate.image, rng), plate.label, plate.kind)
+
+
+def container_sample(seed: int, index: int, kind: str | None = None) -> Sample:
+    """Container-code sample `index` of `seed`: a random layout unless `kind` names one."""
+    rng = np.random.default_rng([seed, index])
+    code = render_container(rng, kind)
+    return Sample(augment_crop(code.image, rng), code.label, code.layout)
+
+
+def held_out(task: str, kind: str, count: int) -> list[Sample]:
+    """The fixed evaluation set of one class, never used in training."""
+    make = plate_sample if task == "plates" else container_sample
+    class_no = sorted(PLATE_CLASSES if task == "plates" else CONTAINER_CLASSES).index(kind)
+    return [make(HELD_OUT_SEED + class_no, i, kind) for i in range(count)]
+
+
+def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[str]]:
+    task, seed, start, stop = args
+    width = PLATE_WIDTH if task == "plates" else CONTAINER_WIDTH
+    make = plate_sample if task == "plates" else container_sample
+    to_input: Callable = plate_input if task == "plates" else container_input
+    images = np.empty((stop - start, INPUT_HEIGHT, width), np.uint8)
+    labels = []
+    for row, index in enumerate(range(start, stop)):
+        sample = make(seed, index)
+        # Training cuts two-line crops where the renderer knows they are two-line; run time decides
+        # from the crop (and reads ambiguous crops both ways).
+        two = sample.kind in ("vn2", "cn2", "h2")
+        x = to_input(sample.crop, two_lines=two)[0]
+        images[row] = np.round((x + 1.0) * 127.5).astype(np.uint8)
+        labels.append(sample.label)
+    return images, labels
+
+
+def training_set(task: str, seed: int, count: int, workers: int | None = None,
+                 exclude: set[str] | frozenset[str] = frozenset()) -> tuple[np.ndarray, list[str]]:
+    """`count` preprocessed training inputs (uint8, N x 32 x W) and labels, rendered in parallel.
+
+    Samples whose label is in `exclude` (the held-out labels) are dropped.
+    """
+    if seed == HELD_OUT_SEED:
+        raise ValueError("the training seed must differ from the held-out seed")
+    workers = workers or os.cpu_count() or 1
+    step = 2000
+    chunks = [(task, seed, start, min(count, start + step)) for start in range(0, count, step)]
+    images, labels = [], []
+    with ProcessPoolExecutor(workers) as pool:
+        for chunk_images, chunk_labels in pool.map(_training_chunk, chunks):
+            keep = [i for i, label in enumerate(chunk_labels) if label not in exclude]
+            images.append(chunk_images[keep])
+            labels.extend(chunk_labels[i] for i in keep)
+    return np.concatenate(images), labels

@@ -1,0 +1,153 @@
+"""Train a CRNN recogniser on synthetic crops with CTC loss and export it to ONNX.
+
+Used by `python -m models.training.plates` and `python -m models.training.containers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.training.dataset import held_out, training_set
+from models.training.net import CRNN, ExportWrapper
+from models.vision.charsets import encode
+
+
+@dataclass
+class Task:
+    """What differs between the plate and the container recogniser."""
+
+    name: str  # "plates" or "containers"
+    charset: str
+    width: int
+    kinds: tuple[str, ...]
+
+
+def parse_args(task: Task, default_out: str) -> argparse.Namespace:
+    """Command-line options shared by both training entry points."""
+    parser = argparse.ArgumentParser(description=f"Train the {task.name} recogniser from scratch on synthetic data.")
+    parser.add_argument("--out", default=default_out, help="ONNX file to write (its model card goes beside it)")
+    parser.add_argument("--samples", type=int, default=160_000, help="synthetic training crops")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
+    parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
+    return parser.parse_args()
+
+
+def _greedy(probs: np.ndarray, charset: str) -> list[str]:
+    best = probs.argmax(-1)
+    texts = []
+    for row in best:
+        chars, last = [], 0
+        for k in row:
+            if k != last and k != 0:
+                chars.append(charset[k - 1])
+            last = k
+        texts.append("".join(chars))
+    return texts
+
+
+def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str]) -> tuple[np.ndarray, list[str]]:
+    """The training set from the cache, rendering it first when missing."""
+    cache = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}.npz"
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        return data["images"], [str(x) for x in data["labels"]]
+    started = time.perf_counter()
+    images, labels = training_set(task.name, args.seed, args.samples, exclude=exclude)
+    print(f"rendered {len(labels)} training crops in {time.perf_counter() - started:.0f} s", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=images, labels=np.array(labels))
+    return images, labels
+
+
+def train(task: Task, args: argparse.Namespace) -> dict:
+    """Render, train, export; returns the training record for the model card."""
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    exclude = {s.label for kind in task.kinds for s in held_out(task.name, kind, args.held_out)}
+    images, labels = load_or_render(task, args, exclude)
+    val_count = min(2000, len(labels) // 20)
+    x_val, y_val = images[:val_count], labels[:val_count]
+    x_train, y_train = images[val_count:], labels[val_count:]
+    targets = [torch.tensor(encode(label, task.charset), dtype=torch.long) for label in y_train]
+
+    net = CRNN(len(task.charset) + 1)
+    steps_per_epoch = math.ceil(len(y_train) / args.batch)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=steps_per_epoch * args.epochs,
+                                                   pct_start=0.15)
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    generator = torch.Generator().manual_seed(args.seed)
+    history = []
+    started = time.perf_counter()
+    for epoch in range(args.epochs):
+        net.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * args.batch:(step + 1) * args.batch]
+            batch = torch.from_numpy(x_train[idx.numpy()]).float().div_(127.5).sub_(1.0).unsqueeze(1)
+            batch_targets = [targets[i] for i in idx.tolist()]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = net(batch)
+            log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # T, N, C
+            input_lengths = torch.full((len(idx),), log_probs.shape[0], dtype=torch.long)
+            target_lengths = torch.tensor([len(t) for t in batch_targets], dtype=torch.long)
+            loss = ctc(log_probs, torch.cat(batch_targets), input_lengths, target_lengths)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach())
+        accuracy = validate(net, x_val, y_val, task.charset)
+        record = {"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_exact": round(accuracy, 4),
+                  "elapsed_s": round(time.perf_counter() - started)}
+        history.append(record)
+        print(json.dumps(record), flush=True)
+    export(net, task, Path(args.out))
+    return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
+            "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "train_seconds": round(time.perf_counter() - started), "history": history}
+
+
+@torch.no_grad()
+def validate(net: CRNN, images: np.ndarray, labels: list[str], charset: str) -> float:
+    """Greedy-decoded exact-match accuracy on the validation crops."""
+    net.eval()
+    right = 0
+    for start in range(0, len(labels), 256):
+        batch = torch.from_numpy(images[start:start + 256]).float().div_(127.5).sub_(1.0).unsqueeze(1)
+        probs = torch.softmax(net(batch), -1).numpy()
+        right += sum(p == t for p, t in zip(_greedy(probs, charset), labels[start:start + 256], strict=True))
+    return right / max(1, len(labels))
+
+
+def export(net: CRNN, task: Task, out: Path) -> None:
+    """Write the ONNX file: input `image` (N, 1, 32, W) float32, output `probs` (N, W/4, classes)."""
+    import onnx
+
+    net.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 1, 32, task.width)
+    torch.onnx.export(ExportWrapper(net), dummy, str(out), input_names=["image"], output_names=["probs"],
+                      dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False)
+    model = onnx.load(str(out))
+    for key, value in {"charset": task.charset, "task": task.name, "input_width": str(task.width)}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(out))

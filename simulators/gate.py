@@ -96,14 +96,19 @@ class SimulatedGate:
         self.rigs: dict[str, LaneRig] = {}
         self.node: GateNode | None = None
 
-    async def start(self) -> SimulatedGate:
-        """Broker, then simulators, then the node (which connects to them)."""
+    async def start(self, *, node: bool = True) -> SimulatedGate:
+        """Broker, then simulators, then the node (which connects to them).
+
+        `node=False` starts only the broker and the simulators, for a node run in another process
+        from `self.site` (the site bound to the simulators).
+        """
         if self.broker is None:
             self.broker = await asyncio.to_thread(PrivateBroker().start)
         self.site, _ = bind_site(self.original, self.workdir, self.broker.port)
         for lane in self.site.site.lanes:
             self.rigs[lane.id] = await self._start_lane(lane)
-        await self.start_node()
+        if node:
+            await self.start_node()
         return self
 
     async def _start_lane(self, lane) -> LaneRig:

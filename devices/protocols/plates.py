@@ -9,7 +9,7 @@ _SEPARATORS = re.compile(r"[\s\-.·•_]+")
 # Vietnamese: 2-digit province code, series of 1-2 letters (no I, J, O, Q, W) with an optional
 # digit, then a 4- or 5-digit serial. Examples: 29C12345, 29C1234, 51LD12345, 12R00123.
 _VN_SERIES = "ABCDEFGHKLMNPRSTUVXYZ"
-VN_PLATE = re.compile(rf"^\d{{2}}[{_VN_SERIES}]{{1,2}}\d?\d{{4,5}}$")
+VN_PLATE = re.compile(rf"^\d{{2}}(?:[{_VN_SERIES}]{{1,2}}|QT)\d?\d{{4,5}}$")  # QT: diplomatic series
 
 # Chinese: province character, issuing-office letter, 5 characters (6 for new-energy) without I
 # or O; trailers end in 挂.

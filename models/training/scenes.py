@@ -61,7 +61,7 @@ def _place(frame: np.ndarray, patch: np.ndarray, x: int, y: int) -> tuple[int, i
     return x, y, w, h
 
 
-def _truck_front(rng: np.random.Generator, frame: np.ndarray) -> Truth:
+def _truck_front(rng: np.random.Generator, frame: np.ndarray, label: str | None = None) -> Truth:
     height, width = frame.shape[:2]
     cab_w = int(width * rng.uniform(0.35, 0.6))
     cab_h = int(height * rng.uniform(0.55, 0.85))
@@ -78,7 +78,8 @@ def _truck_front(rng: np.random.Generator, frame: np.ndarray) -> Truth:
     lamp = max(8, cab_w // 14)
     cv2.circle(frame, (x0 + cab_w // 8, grille_y + cab_h // 8), lamp, (230, 240, 250), -1)
     cv2.circle(frame, (x0 + cab_w * 7 // 8, grille_y + cab_h // 8), lamp, (230, 240, 250), -1)
-    plate = render_plate(rng, scale=float(rng.uniform(0.25, 0.55)))
+    plate = render_plate(rng, lines=1 if label else None, scale=float(rng.uniform(0.25, 0.55)) * height / 1080,
+                         label=label)
     ph, pw = plate.image.shape[:2]
     px = x0 + (cab_w - pw) // 2 + int(rng.integers(-cab_w // 8, cab_w // 8 + 1))
     py = y0 + cab_h - ph - int(rng.integers(cab_h // 30, cab_h // 8 + 2))
@@ -153,6 +154,15 @@ def render_scene(rng: np.random.Generator, kind: str | None = None, width: int =
     frame = _background(rng, width, height)
     truths = [_truck_front(rng, frame)] if kind == "front" else _container_rear(rng, frame)
     return Scene(camera_damage(frame, rng), tuple(truths))
+
+
+def truck_at_gate(plate: str | None, seed: int = 0, width: int = 960, height: int = 540) -> Scene:
+    """A truck front showing `plate` (normalised), or the empty lane when `plate` is None; for the
+    video camera simulator."""
+    rng = np.random.default_rng([seed, width, height])
+    frame = _background(rng, width, height)
+    truths = (_truck_front(rng, frame, plate),) if plate else ()
+    return Scene(frame, truths)
 
 
 def scene(seed: int, index: int, kind: str | None = None) -> Scene:

@@ -1,0 +1,126 @@
+"""CTC decoding under a grammar: prefix beam search that keeps only viable readings.
+
+The model gives, per time step, a probability for each character and for the blank. Greedy
+decoding takes the likeliest class per step; when that reading is not valid (wrong shape,
+failed check digit), the beam search ranks alternatives by their total probability over all
+alignments, character by character, and returns the likeliest valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+BLANK_SKIP = 0.995  # a step this sure of the blank only rescales the beams
+CHAR_FLOOR = 1e-3  # characters below this probability at a step are not tried there
+TOP_CHARS = 4  # at most this many characters are tried at a step
+
+
+class Language(Protocol):
+    """What the decoder needs of a grammar."""
+
+    def viable(self, prefix: str) -> bool: ...
+
+    def valid(self, text: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A decoded reading: its probability (summed over alignments) and whether the grammar accepts it."""
+
+    text: str
+    probability: float
+    valid: bool
+
+
+class _Anything:
+    """The language with no rules, for measuring how much mass the grammar left out."""
+
+    def viable(self, prefix: str) -> bool:
+        return True
+
+    def valid(self, text: str) -> bool:
+        return True
+
+
+ANYTHING = _Anything()
+
+
+def greedy(probs: np.ndarray, charset: str) -> tuple[str, float]:
+    """Best-path reading and the lowest per-character probability along it."""
+    best = probs.argmax(-1)
+    chars, lowest, last = [], 1.0, 0
+    for step, k in enumerate(best):
+        if k != last and k != 0:
+            chars.append(charset[k - 1])
+            lowest = min(lowest, float(probs[step, k]))
+        last = int(k)
+    return "".join(chars), lowest
+
+
+def _informative_steps(probs: np.ndarray) -> list[int]:
+    """Steps that can change a beam: not sure of the blank, or the first sure blank after such a step."""
+    keep, previous_blank = [], False
+    for step, blank in enumerate(probs[:, 0]):
+        sure_blank = blank >= BLANK_SKIP
+        if not sure_blank or not previous_blank:
+            keep.append(step)
+        previous_blank = sure_blank
+    return keep
+
+
+def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int = 12) -> list[Candidate]:
+    """Likeliest complete readings that `language` accepts, best first (may be empty)."""
+    beams: dict[str, tuple[float, float]] = {"": (1.0, 0.0)}  # prefix → (ends in blank, ends in char)
+    log_scale = 0.0
+    for step in _informative_steps(probs):
+        p = probs[step]
+        likely = np.argpartition(p[1:], -TOP_CHARS)[-TOP_CHARS:] + 1
+        tried = [int(k) for k in likely if p[k] > CHAR_FLOOR]
+        following: dict[str, list[float]] = {}
+        for prefix, (p_blank, p_char) in beams.items():
+            slot = following.setdefault(prefix, [0.0, 0.0])
+            slot[0] += (p_blank + p_char) * float(p[0])
+            last = charset.index(prefix[-1]) + 1 if prefix else -1
+            if last > 0:
+                slot[1] += p_char * float(p[last])
+            for k in tried:
+                char_p = float(p[k])
+                extended = prefix + charset[k - 1]
+                if k == last:
+                    following.setdefault(extended, [0.0, 0.0])[1] += p_blank * char_p
+                    continue
+                if not language.viable(extended):
+                    continue
+                following.setdefault(extended, [0.0, 0.0])[1] += (p_blank + p_char) * char_p
+        ranked = sorted(following.items(), key=lambda item: -(item[1][0] + item[1][1]))[:beam]
+        scale = sum(b + c for _, (b, c) in ranked)
+        if scale <= 0.0:
+            return []
+        log_scale += float(np.log(scale))  # beams are kept normalised; the scale is carried in logs
+        beams = {prefix: (b / scale, c / scale) for prefix, (b, c) in ranked}
+    out = [Candidate(prefix, float(np.exp(np.log(max(b + c, 1e-300)) + log_scale)), language.valid(prefix))
+           for prefix, (b, c) in beams.items()]
+    out.sort(key=lambda c: -c.probability)
+    return out
+
+
+def decode(probs: np.ndarray, charset: str, language: Language, beam: int = 12,
+           sure: float = 0.97) -> Candidate | None:
+    """The likeliest valid reading, or None when no valid reading is in the beam.
+
+    Its probability is its share of all the mass the model put on any reading (valid or not), so
+    a valid reading the model itself finds unlikely comes back with a low probability. A greedy
+    reading that is valid and sure of every character is returned without a search.
+    """
+    text, lowest = greedy(probs, charset)
+    if lowest >= sure and language.valid(text):
+        return Candidate(text, lowest, True)
+    best = next((c for c in beam_search(probs, charset, language, beam) if c.valid), None)
+    if best is None:
+        return None
+    everything = sum(c.probability for c in beam_search(probs, charset, ANYTHING, beam))
+    share = best.probability / max(everything, best.probability, 1e-300)
+    return Candidate(best.text, share, True)

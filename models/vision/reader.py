@@ -1,0 +1,179 @@
+"""Read plates and container codes: from a crop, or from a whole frame (localise, then read).
+
+Readings are grammar-checked: a plate must fit the Vietnamese or Chinese grammar, a container
+number ISO 6346 with its check digit. What does not fit is not a reading. Bad input of any kind
+(empty, tiny, grey, corrupt, huge) gives no reading, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.vision import preprocess
+from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
+from models.vision.ctc import decode
+from models.vision.formatting import display_container, display_plate
+from models.vision.grammar import ISO6346, PLATES
+from models.vision.localise import code_regions, plate_regions
+from models.vision.recogniser import Recogniser
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent.parent
+PLATE_MODEL = MODELS_DIR / "plate_reader.onnx"
+CONTAINER_MODEL = MODELS_DIR / "container_reader.onnx"
+MIN_SIDE = 8  # pixels: a crop smaller than this holds nothing readable
+MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One plate or container number read from an image."""
+
+    text: str  # normalised: 29C12345, 桂A12345, CSQU3054383
+    confidence: float  # 0..1
+    box: tuple[int, int, int, int]  # x, y, w, h in the image's pixels
+    kind: str  # "VN", "CN" or "ISO6346"
+
+    @property
+    def display(self) -> str:
+        """The reading as it is painted: 29C-123.45, 桂A·12345, CSQU 305438 3."""
+        return display_container(self.text) if self.kind == "ISO6346" else display_plate(self.text, self.kind)
+
+
+def as_image(frame: object) -> np.ndarray | None:
+    """A uint8 BGR or grey image from whatever the caller passed, or None when it is not one."""
+    if isinstance(frame, bytes | bytearray | memoryview):
+        data = np.frombuffer(frame, np.uint8)
+        frame = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if not isinstance(frame, np.ndarray) or frame.size == 0:
+        return None
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] != 3):
+        return None
+    if frame.dtype != np.uint8:
+        if not np.issubdtype(frame.dtype, np.number):
+            return None
+        values = np.nan_to_num(frame.astype(np.float32))
+        if values.max(initial=0.0) <= 1.0:
+            values = values * 255.0
+        frame = np.clip(values, 0, 255).astype(np.uint8)
+    if min(frame.shape[:2]) < MIN_SIDE:
+        return None
+    return np.ascontiguousarray(frame)
+
+
+def _is_flat(image: np.ndarray) -> bool:
+    return float(image.std()) < 3.0  # a grey or black card holds no text
+
+
+class VisionReader:
+    """Both recognisers, their sessions created once; thread-safe for concurrent reads."""
+
+    def __init__(self, threads: int = 1, plate_model: Path = PLATE_MODEL, container_model: Path = CONTAINER_MODEL,
+                 min_confidence: float = 0.2):
+        self.threads, self.min_confidence = threads, min_confidence
+        self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
+        self.containers = Recogniser(container_model, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
+
+    # -- crops --------------------------------------------------------------------------------
+    def read_plate_crop(self, crop: object) -> Reading | None:
+        """The plate in a crop around one plate, or None."""
+        return self._read_crop(crop, plate=True)
+
+    def read_container_crop(self, crop: object) -> Reading | None:
+        """The container number in a crop around one painted code, or None."""
+        return self._read_crop(crop, plate=False)
+
+    def _read_crop(self, crop: object, plate: bool) -> Reading | None:
+        try:
+            image = as_image(crop)
+            if image is None or _is_flat(image):
+                return None
+            image, scale = _bounded(image)
+            box = (0, 0, int(image.shape[1] / scale), int(image.shape[0] / scale))
+            return self._read_crops([image], [box], plate)[0]
+        except Exception:  # a reader must never take the camera driver down
+            log.exception("vision: reading a crop failed; treated as no reading")
+            return None
+
+    # -- frames -------------------------------------------------------------------------------
+    def read_plates(self, frame: object) -> list[Reading]:
+        """Every plate read in a camera frame, best first; [] when none (or the frame is bad)."""
+        return self._read_frame(frame, plate=True)
+
+    def read_container_codes(self, frame: object) -> list[Reading]:
+        """Every valid container number read in a frame, best first; [] when none."""
+        return self._read_frame(frame, plate=False)
+
+    def _read_frame(self, frame: object, plate: bool) -> list[Reading]:
+        try:
+            image = as_image(frame)
+            if image is None or _is_flat(image):
+                return []
+            image, scale = _bounded(image)
+            regions = plate_regions(image) if plate else code_regions(image)
+            crops, boxes = [], []
+            for region in regions:
+                x, y, w, h = region.box
+                if w >= MIN_SIDE and h >= MIN_SIDE:
+                    crops.append(image[y:y + h, x:x + w])
+                    boxes.append(tuple(int(v / scale) for v in region.box))
+            readings = [r for r in self._read_crops(crops, boxes, plate) if r is not None]
+            return _best_per_text(readings)
+        except Exception:  # a reader must never take the camera driver down
+            log.exception("vision: reading a frame failed; treated as no reading")
+            return []
+
+    def _read_crops(self, crops: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
+                    plate: bool) -> list[Reading | None]:
+        if not crops:
+            return []
+        to_input = preprocess.plate_input if plate else preprocess.container_input
+        model = self.plates if plate else self.containers
+        language = PLATES if plate else ISO6346
+        inputs, owners = [], []
+        for i, crop in enumerate(crops):
+            if preprocess.is_ambiguous_layout(crop):
+                for two in (False, True):  # the shape cannot tell: read it both ways
+                    inputs.append(to_input(crop, two_lines=two))
+                    owners.append(i)
+            else:
+                inputs.append(to_input(crop))
+                owners.append(i)
+        probs = model.probabilities(inputs)
+        best: list[Reading | None] = [None] * len(crops)
+        for owner, p in zip(owners, probs, strict=True):
+            candidate = decode(p, model.charset, language)
+            if candidate is None or candidate.probability < self.min_confidence:
+                continue
+            current = best[owner]
+            if current is None or candidate.probability > current.confidence:
+                kind = language.kind_of(candidate.text) or ""
+                best[owner] = Reading(candidate.text, round(candidate.probability, 4), boxes[owner], kind)
+        return best
+
+
+def _bounded(image: np.ndarray) -> tuple[np.ndarray, float]:
+    pixels = image.shape[0] * image.shape[1]
+    if pixels <= MAX_PIXELS:
+        return image, 1.0
+    scale = (MAX_PIXELS / pixels) ** 0.5
+    size = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _best_per_text(readings: list[Reading]) -> list[Reading]:
+    best: dict[str, Reading] = {}
+    for reading in readings:
+        if reading.text not in best or reading.confidence > best[reading.text].confidence:
+            best[reading.text] = reading
+    return sorted(best.values(), key=lambda r: -r.confidence)

@@ -1,0 +1,53 @@
+"""The synthetic generators: seeded and reproducible, and every label fits its grammar."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from devices.protocols.iso6346 import is_valid_container
+from models.training.container_synth import render_container
+from models.training.dataset import HELD_OUT_SEED, held_out, plate_sample
+from models.training.plate_synth import plate_parts, render_plate
+from models.training.scenes import scene
+from models.vision.grammar import CN_PLATE, VN_PLATE
+
+
+def test_the_same_seed_gives_the_same_images():
+    a, b = plate_sample(7, 3), plate_sample(7, 3)
+    assert a.label == b.label and np.array_equal(a.crop, b.crop)
+    assert not np.array_equal(plate_sample(7, 4).crop, a.crop)
+    s1, s2 = scene(5, 1, "rear"), scene(5, 1, "rear")
+    assert s1.truths == s2.truths and np.array_equal(s1.frame, s2.frame)
+
+
+def test_every_plate_label_fits_its_countrys_grammar():
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        plate = render_plate(rng)
+        grammar = VN_PLATE if plate.kind.startswith("vn") else CN_PLATE
+        assert grammar.valid(plate.label), plate.label
+        assert plate.image.dtype == np.uint8 and plate.image.ndim == 3
+
+
+def test_every_container_label_has_a_valid_check_digit():
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        code = render_container(rng)
+        assert is_valid_container(code.label), code.label
+        if code.layout == "v":
+            assert code.image.shape[0] > 2 * code.image.shape[1]  # painted downwards
+
+
+def test_a_given_plate_is_drawn_as_asked():
+    rng = np.random.default_rng(1)
+    assert render_plate(rng, label="29C12345").label == "29C12345"
+    assert render_plate(rng, label="桂F1234挂", lines=2).kind == "cn2"
+    assert plate_parts("51LD12345") == ("VN", "51LD", "123.45")
+
+
+def test_held_out_sets_are_fixed_and_apart_from_training():
+    first = held_out("plates", "vn1", 5)
+    again = held_out("plates", "vn1", 5)
+    assert [s.label for s in first] == [s.label for s in again]
+    assert all(s.kind == "vn1" for s in first)
+    assert HELD_OUT_SEED != 1  # the training seed

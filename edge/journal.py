@@ -20,10 +20,18 @@ system), which the sync outbox can provide through `extra_statements` and listen
 
 Appends from the outbox feature: `append(..., extra_statements=fn)` runs `fn(conn, entry)` inside
 the same transaction before the commit, so an outbox row is enqueued atomically with its journal row.
+
+Group commit: `await append_async(...)` (the lanes' path) hands the row to one writer thread. While
+that thread commits (the fsync is most of an append's cost), appends arriving from other lanes wait
+in a queue; the next round writes all of them in ONE transaction, each under its own SAVEPOINT (a
+failing one is rolled back alone), and one fsync makes them all durable. Every caller still resumes
+only after its own row is committed, so persist-before-acting holds row by row, and the event loop
+is not blocked by the fsync.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -34,6 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +94,7 @@ END;
 """
 
 _COLUMNS = "seq, event_id, at, lane, kind, payload, prev_hash, hash"
+_INSERT = f"INSERT INTO journal ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ class JournalEntry:
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    text: str = field(default="", compare=False, repr=False)  # the stored canonical JSON of payload
 
 
 @dataclass
@@ -122,6 +133,17 @@ def entry_hash(prev_hash: str, seq: int, event_id: str, at: float, lane: str | N
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
+def _hash_with_text(prev_hash: str, seq: int, event_id: str, at: float, lane: str | None, kind: str,
+                    payload_text: str) -> str:
+    """entry_hash for a payload already in canonical JSON: the same bytes, without encoding it again.
+
+    The canonical JSON of a list is "[" + its items' canonical JSON joined by "," + "]", so the
+    payload's text can be spliced in after the other five fields.
+    """
+    head = canonical_json([seq, event_id, at, lane, kind])
+    return hashlib.sha256(f"{prev_hash}{head[:-1]},{payload_text}]".encode()).hexdigest()
+
+
 def format_verify_report(report: VerifyReport) -> str:
     """Human-readable verify result for the CLI: one OK line, or a header and one line per problem."""
     if report.ok:
@@ -134,7 +156,22 @@ def format_verify_report(report: VerifyReport) -> str:
 def _row_to_entry(row: Sequence[Any]) -> JournalEntry:
     seq, event_id, at, lane, kind, payload, prev_hash, hash_ = row
     return JournalEntry(seq=seq, event_id=event_id, at=at, lane=lane, kind=kind, payload=json.loads(payload),
-                        prev_hash=prev_hash, hash=hash_)
+                        prev_hash=prev_hash, hash=hash_, text=payload)
+
+
+Prepared = tuple[str, dict[str, Any], str, "str | None", float]
+
+
+class _Request:
+    """One caller's rows for a group commit: filled with entries, or with the error that undid them."""
+
+    __slots__ = ("prepared", "extra", "entries", "error", "future")
+
+    def __init__(self, prepared: list[Prepared], extra: ExtraStatements | None,
+                 future: asyncio.Future | None = None) -> None:
+        self.prepared, self.extra, self.future = prepared, extra, future
+        self.entries: list[JournalEntry] = []
+        self.error: BaseException | None = None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -153,6 +190,12 @@ class Journal:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._append_hook: ExtraStatements | None = None
+        # group commit (append_async): requests waiting for the writer, touched on the loop's thread only
+        self._pending: list[_Request] = []
+        self._writer_busy = False
+        self._round_scheduled = False
+        self._writer: ThreadPoolExecutor | None = None
+        self.commits = 0  # transactions committed (a group commit counts once)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -197,6 +240,9 @@ class Journal:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
 
     def __enter__(self) -> Journal:
         return self
@@ -261,38 +307,134 @@ class Journal:
         return self._append_items(items, extra_statements)
 
     def _append_items(self, items: Sequence[AppendItem], extra: ExtraStatements | None) -> list[JournalEntry]:
-        prepared = [_prepare(*item) for item in items]  # validate before taking the lock
+        request = _Request([_prepare(*item) for item in items], extra)  # validate before taking the lock
+        self._write([request])
+        if request.error is not None:
+            raise request.error
+        self._notify(request.entries)
+        return request.entries
+
+    async def append_async(self, kind: str, payload: dict[str, Any], *, lane: str | None = None,
+                           at: float | None = None, extra_statements: ExtraStatements | None = None) -> JournalEntry:
+        """`append` for coroutines: returns once the row is committed, sharing the commit with other lanes.
+
+        Same guarantees as `append` (durable before it returns, all or nothing, the exception of a
+        failed append raised here); the fsync happens on the journal's writer thread, not the loop.
+        """
+        entries = await self.append_many_async([(kind, payload, lane, at)], extra_statements=extra_statements)
+        return entries[0]
+
+    async def append_many_async(self, items: Sequence[AppendItem], *,
+                                extra_statements: ExtraStatements | None = None) -> list[JournalEntry]:
+        """`append_many` for coroutines (one caller's items all or none, possibly with others' in one commit)."""
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        request = _Request([_prepare(*item) for item in items], extra_statements, loop.create_future())
+        self._db()  # raise at once if closed
+        self._pending.append(request)
+        self._schedule_round(loop)
+        return await request.future  # cancelled: the rows may still commit, as after a crash
+
+    def _schedule_round(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start a writer round soon: after the coroutines runnable now have queued their rows too."""
+        if not self._writer_busy and not self._round_scheduled:
+            self._round_scheduled = True
+            loop.call_soon(self._start_writer, loop)
+
+    def _start_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._round_scheduled = False
+        if self._writer_busy or not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        self._writer_busy = True
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
+        done = self._writer.submit(self._write, batch)
+        done.add_done_callback(lambda future: loop.call_soon_threadsafe(self._writer_done, loop, batch, future))
+
+    def _writer_done(self, loop: asyncio.AbstractEventLoop, batch: list[_Request], done: Future) -> None:
+        """On the loop: wake each caller with its entries or error, run listeners, start the next round."""
+        failure = done.exception()
+        entries: list[JournalEntry] = []
+        for request in batch:
+            error = request.error or failure
+            if error is not None:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            else:
+                entries.extend(request.entries)
+                if not request.future.done():
+                    request.future.set_result(request.entries)
+        self._notify(entries)
+        self._writer_busy = False
+        if self._pending:
+            # Not at once: the callers just woken append their next rows first and join this round.
+            self._schedule_round(loop)
+
+    def _write(self, requests: list[_Request]) -> None:
+        """Write requests in one transaction and commit once; each request all or none.
+
+        A request whose statements raise is rolled back alone (SAVEPOINT) and gets the error; the
+        others are committed. If the transaction itself fails (BEGIN, COMMIT) every request gets it.
+        """
+        group = len(requests) > 1
         with self._lock:
             conn = self._db()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq, prev_hash = self._chain_tip(conn)
-                entries: list[JournalEntry] = []
-                for kind, payload, payload_text, lane, at in prepared:
-                    seq += 1
-                    event_id = uuid.uuid4().hex
-                    hash_ = entry_hash(prev_hash, seq, event_id, at, lane, kind, payload)
-                    conn.execute(f"INSERT INTO journal ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                 (seq, event_id, at, lane, kind, payload_text, prev_hash, hash_))
-                    entry = JournalEntry(seq=seq, event_id=event_id, at=at, lane=lane, kind=kind, payload=payload,
-                                         prev_hash=prev_hash, hash=hash_)
-                    if self._append_hook is not None:
-                        self._append_hook(conn, entry)
-                    if extra is not None:
-                        extra(conn, entry)
-                    entries.append(entry)
-                    prev_hash = hash_
-                conn.execute("INSERT INTO journal_head (id, seq, hash) VALUES (1, ?, ?) "
-                             "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                             (seq, prev_hash))
+                written = False
+                for request in requests:
+                    if group:
+                        conn.execute("SAVEPOINT request")
+                    try:
+                        entries, seq_after, hash_after = self._insert(conn, request, seq, prev_hash)
+                    except Exception as exc:
+                        if not group:
+                            raise
+                        conn.execute("ROLLBACK TO request")
+                        conn.execute("RELEASE request")
+                        request.error = exc
+                        continue
+                    if group:
+                        conn.execute("RELEASE request")
+                    request.entries, seq, prev_hash, written = entries, seq_after, hash_after, True
+                if written:
+                    conn.execute("INSERT INTO journal_head (id, seq, hash) VALUES (1, ?, ?) "
+                                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                                 (seq, prev_hash))
                 conn.execute("COMMIT")
-            except BaseException:
+                self.commits += 1
+            except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                raise
-        self._notify(entries)
-        return entries
+                for request in requests:
+                    request.entries = []
+                    request.error = request.error or exc
+                if not group or not isinstance(exc, Exception):
+                    raise
+
+    def _insert(self, conn: sqlite3.Connection, request: _Request, seq: int,
+                prev_hash: str) -> tuple[list[JournalEntry], int, str]:
+        """Insert one request's rows after (seq, prev_hash); return its entries and the new chain tip."""
+        entries: list[JournalEntry] = []
+        hook, extra = self._append_hook, request.extra
+        execute = conn.execute
+        for kind, payload, payload_text, lane, at in request.prepared:
+            seq += 1
+            event_id = uuid.uuid4().hex
+            hash_ = _hash_with_text(prev_hash, seq, event_id, at, lane, kind, payload_text)
+            execute(_INSERT, (seq, event_id, at, lane, kind, payload_text, prev_hash, hash_))
+            entry = JournalEntry(seq, event_id, at, lane, kind, payload, prev_hash, hash_, payload_text)
+            if hook is not None:
+                hook(conn, entry)
+            if extra is not None:
+                extra(conn, entry)
+            entries.append(entry)
+            prev_hash = hash_
+        return entries, seq, prev_hash
 
     @staticmethod
     def _chain_tip(conn: sqlite3.Connection) -> tuple[int, str]:

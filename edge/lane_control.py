@@ -2,7 +2,9 @@
 
 One controller per lane. Events (device readings, loop changes, officer actions, timeouts) are
 queued and handled one at a time, so the lane machine never sees two events at once. Every
-reading, decision, officer action and barrier command is journaled before anything acts on it.
+reading, decision, officer action and barrier command is journaled before anything acts on it:
+`await journal.append_async(...)` returns only once the row is committed (in one transaction with
+whatever other lanes appended meanwhile: group commit), and the fsync does not block the loop.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ class LaneController:
                     continue
                 self.anomalies += 1
                 log.warning("%s", exc)
-                self.journal.append("alarm", {"code": "UNEXPECTED_EVENT", "text": str(exc)},
+                await self.journal.append_async("alarm", {"code": "UNEXPECTED_EVENT", "text": str(exc)},
                                     lane=self.lane.id)
             except Exception as exc:  # keep the lane alive; the event is journaled as an anomaly
                 log.exception("lane %s failed handling %r", self.lane.id, event)
@@ -190,35 +192,35 @@ class LaneController:
 
     async def _handle(self, event: LaneEvent | DeviceEvent) -> None:
         now = self.clock()
-        lane_event = self._to_lane_event(event, now)
+        lane_event = await self._to_lane_event(event, now)
         if lane_event is None:
             return
         actions = self.machine.handle(lane_event, now)
         await self._carry_out(actions)
         self._notify("lane", self.machine.snapshot())
 
-    def _to_lane_event(self, event: LaneEvent | DeviceEvent, now: float) -> LaneEvent | None:
+    async def _to_lane_event(self, event: LaneEvent | DeviceEvent, now: float) -> LaneEvent | None:
         if isinstance(event, Reading):
-            entry = self.journal.append("reading", reading_payload(event), lane=self.lane.id, at=now)
+            entry = await self.journal.append_async("reading", reading_payload(event), lane=self.lane.id, at=now)
             self._notify("reading", {"seq": entry.seq, **reading_payload(event)})
             return ReadingEvent(event)
         if isinstance(event, LoopChanged):
-            self.journal.append("loop", {"loop": event.loop.value, "occupied": event.occupied},
+            await self.journal.append_async("loop", {"loop": event.loop.value, "occupied": event.occupied},
                                 lane=self.lane.id, at=now)
             return LoopEvent(event.loop.value, event.occupied)
         if isinstance(event, BoomChanged):
             if event.position in (BoomPosition.OPEN, BoomPosition.CLOSED):
-                self.journal.append("boom", {"position": event.position.value}, lane=self.lane.id, at=now)
+                await self.journal.append_async("boom", {"position": event.position.value}, lane=self.lane.id, at=now)
                 return BoomEvent(event.position == BoomPosition.OPEN)
             return None
         if isinstance(event, DeviceFault):
-            self.journal.append("device_fault", {"device": event.device_id, "error": event.error},
+            await self.journal.append_async("device_fault", {"device": event.device_id, "error": event.error},
                                 lane=self.lane.id, at=now)
             self._notify("device", {"device": event.device_id, "connected": False, "error": event.error})
             return DeviceFailed(event.device_id, event.error,
                                 is_barrier=self.device_kinds.get(event.device_id) == "barrier")
         if isinstance(event, DeviceRecovered):
-            self.journal.append("device_recovered", {"device": event.device_id}, lane=self.lane.id, at=now)
+            await self.journal.append_async("device_recovered", {"device": event.device_id}, lane=self.lane.id, at=now)
             self._notify("device", {"device": event.device_id, "connected": True})
             return DeviceRestored(event.device_id)
         return event
@@ -230,10 +232,10 @@ class LaneController:
     # ------------------------------------------------------------ actions
 
     async def _do_open_transaction(self, data: dict[str, Any]) -> None:
-        self.journal.append("tx_opened", {"transaction": data["transaction"]}, lane=self.lane.id)
+        await self.journal.append_async("tx_opened", {"transaction": data["transaction"]}, lane=self.lane.id)
 
     async def _do_attach_early_reading(self, data: dict[str, Any]) -> None:
-        self.journal.append("reading_attached",
+        await self.journal.append_async("reading_attached",
                             {"transaction": data["transaction"], **reading_payload(data["reading"])},
                             lane=self.lane.id)
 
@@ -282,18 +284,18 @@ class LaneController:
         payload = {"transaction": data["transaction"], **decision.to_dict()}
         if tx is not None:
             payload["facts"] = tx.to_dict()
-        self.journal.append("decision", payload, lane=self.lane.id)
+        await self.journal.append_async("decision", payload, lane=self.lane.id)
         if tx is not None and decision.outcome != Outcome.RELEASE:
             self._record_latency(tx)
         self._notify("decision", payload)
 
     async def _do_record_officer_action(self, data: dict[str, Any]) -> None:
-        self.journal.append("officer_action", dict(data), lane=self.lane.id)
+        await self.journal.append_async("officer_action", dict(data), lane=self.lane.id)
         self._notify("officer_action", dict(data))
 
     async def _do_open_barrier(self, data: dict[str, Any]) -> None:
         # The journal row is committed (fsync) before the PLC is told anything.
-        self.journal.append("barrier_command", {"command": "open", **data}, lane=self.lane.id)
+        await self.journal.append_async("barrier_command", {"command": "open", **data}, lane=self.lane.id)
         try:
             await self.barrier.open()
         except ModbusIOError as exc:
@@ -306,19 +308,19 @@ class LaneController:
         try:
             await self.barrier.set_lights(green=True)
         except ModbusIOError as exc:
-            self.journal.append("alarm", {"code": "BARRIER_COMMAND_FAILED", "text": f"lights: {exc}"},
+            await self.journal.append_async("alarm", {"code": "BARRIER_COMMAND_FAILED", "text": f"lights: {exc}"},
                                 lane=self.lane.id)
 
     async def _do_close_barrier(self, data: dict[str, Any]) -> None:
-        self.journal.append("barrier_command", {"command": "close", **data}, lane=self.lane.id)
+        await self.journal.append_async("barrier_command", {"command": "close", **data}, lane=self.lane.id)
         try:
             await self.barrier.close()
         except SafetyInterlock:
-            self.journal.append("alarm", {"code": "CLOSE_REFUSED_SAFETY_LOOP",
+            await self.journal.append_async("alarm", {"code": "CLOSE_REFUSED_SAFETY_LOOP",
                                           "text": "close refused: safety loop occupied"},
                                 lane=self.lane.id)
         except ModbusIOError as exc:
-            self.journal.append("alarm", {"code": "BARRIER_COMMAND_FAILED", "text": f"close: {exc}"},
+            await self.journal.append_async("alarm", {"code": "BARRIER_COMMAND_FAILED", "text": f"close: {exc}"},
                                 lane=self.lane.id)
 
     async def _do_close_transaction(self, data: dict[str, Any]) -> None:
@@ -337,18 +339,18 @@ class LaneController:
             "released_by": tx.released_by,
             "decision_ms": tx.decision_ms,
         }
-        self.journal.append("tx_closed", summary, lane=self.lane.id)
+        await self.journal.append_async("tx_closed", summary, lane=self.lane.id)
         if data["result"] == "passed" and summary["declaration"]:
             self.used_declarations.add(summary["declaration"])
         self.recent.appendleft(summary)
         self._notify("tx_closed", summary)
 
     async def _do_alarm(self, data: dict[str, Any]) -> None:
-        self.journal.append("alarm", dict(data), lane=self.lane.id)
+        await self.journal.append_async("alarm", dict(data), lane=self.lane.id)
         self._notify("alarm", dict(data))
 
     async def _do_state(self, data: dict[str, Any]) -> None:
-        self.journal.append("lane_state", dict(data), lane=self.lane.id)
+        await self.journal.append_async("lane_state", dict(data), lane=self.lane.id)
 
     # ------------------------------------------------------------ helpers
 
@@ -392,12 +394,12 @@ class LaneController:
         boom_open = bool(inputs and inputs.boom_opened)
         if inputs is not None:
             self.machine.loops.update(arrival=inputs.arrival, safety=inputs.safety, exit=inputs.exit)
-        self.journal.append("alarm", {"code": "NODE_RESTARTED",
+        await self.journal.append_async("alarm", {"code": "NODE_RESTARTED",
                                       "text": f"transaction {tx.id} was open at restart"},
                             lane=self.lane.id)
         actions = self.machine.restore(tx, boom_open)
         await self._carry_out(actions)
-        self.journal.append("lane_state", {"from": "RESTART", "to": self.machine.state.value},
+        await self.journal.append_async("lane_state", {"from": "RESTART", "to": self.machine.state.value},
                             lane=self.lane.id)
 
     @property

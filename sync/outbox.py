@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from edge.journal import Journal, JournalEntry
+from edge.journal import Journal, JournalEntry, canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,4 @@ class Outbox:
 
 def _size(entry: JournalEntry) -> int:
     """Bytes an event takes on disk, roughly: its payload text plus the row's fixed fields."""
-    from edge.journal import canonical_json
-
-    return len(canonical_json(entry.payload)) + 200
+    return len(entry.text or canonical_json(entry.payload)) + 200

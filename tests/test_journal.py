@@ -384,3 +384,80 @@ def test_format_verify_report() -> None:
     text = format_verify_report(VerifyReport(ok=False, checked=7, problems=["seq 3 missing (row deleted)"]))
     assert "seq 3 missing (row deleted)" in text
     assert not text.startswith("journal OK")
+
+
+# ---------------------------------------------------------------------- group commit (append_async)
+
+
+def _committed(path: Path, seq: int) -> bool:
+    """Seen by another connection, i.e. committed (not merely written inside an open transaction)."""
+    with sqlite3.connect(path) as other:
+        return other.execute("SELECT count(*) FROM journal WHERE seq = ?", (seq,)).fetchone()[0] == 1
+
+
+def test_lanes_appending_together_share_commits_and_each_row_is_durable_when_its_await_returns(
+        journal: Journal, journal_path: Path) -> None:
+    import asyncio
+
+    lanes, per_lane = 4, 50
+    seen: list[int] = []
+    journal.add_listener(lambda entry: seen.append(entry.seq))
+
+    async def lane(name: str) -> list[JournalEntry]:
+        entries = []
+        for i in range(per_lane):
+            entry = await journal.append_async("reading", {"lane": name, "i": i}, lane=name)
+            assert _committed(journal_path, entry.seq)  # persist before acting: committed when we resume
+            entries.append(entry)
+        return entries
+
+    async def main() -> list[list[JournalEntry]]:
+        return await asyncio.gather(*(lane(f"L{n}") for n in range(lanes)))
+
+    before = journal.commits
+    results = asyncio.run(main())
+    seqs = sorted(e.seq for entries in results for e in entries)
+    assert seqs == list(range(1, lanes * per_lane + 1))  # one chain, no gaps, no doubles
+    for entries in results:  # each lane's rows in its own order
+        assert [e.payload["i"] for e in entries] == list(range(per_lane))
+        assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+    assert journal.commits - before < lanes * per_lane  # rows from several lanes shared a commit
+    assert sorted(seen) == seqs
+    assert journal.verify().ok
+
+
+def test_a_failing_append_in_a_group_is_undone_alone(journal: Journal) -> None:
+    import asyncio
+
+    _outbox(journal._db())
+
+    def enqueue(conn: sqlite3.Connection, entry: JournalEntry) -> None:
+        conn.execute("INSERT INTO outbox (seq, body) VALUES (?, ?)", (entry.seq, "x"))
+
+    def enqueue_then_fail(conn: sqlite3.Connection, entry: JournalEntry) -> None:
+        enqueue(conn, entry)
+        raise RuntimeError("refused")
+
+    async def main():
+        journal.append("reading", {"n": 0}, lane="IN-1")  # some history
+        return await asyncio.gather(*(
+            journal.append_async("reading", {"n": n}, lane="IN-1",
+                                 extra_statements=enqueue_then_fail if n == 2 else enqueue)
+            for n in range(1, 5)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[1], RuntimeError) and str(results[1]) == "refused"
+    good = [r for r in results if isinstance(r, JournalEntry)]
+    assert [e.payload["n"] for e in good] == [1, 3, 4] and [e.seq for e in good] == [2, 3, 4]
+    assert [row[0] for row in journal._db().execute("SELECT seq FROM outbox ORDER BY seq")] == [2, 3, 4]
+    assert journal.count() == 4 and journal.verify().ok
+
+
+def test_the_fast_hash_is_the_documented_hash() -> None:
+    from edge.journal import _hash_with_text, _prepare, entry_hash
+
+    for payload in ({}, {"b": 1, "a": [1.5, None, True, "é 桂A·12345"]}, {"n": {"z": {"y": []}}, "x": -0.0},
+                    {"t": (1, 2)}, {1: "int key", "2": 2.25e-300}):
+        kind, normalised, text, lane, at = _prepare("reading", payload, "IN-1", 1_700_000_000.123456)
+        assert _hash_with_text("ab" * 32, 7, "e" * 32, at, lane, kind, text) == \
+            entry_hash("ab" * 32, 7, "e" * 32, at, lane, kind, normalised)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -276,6 +277,40 @@ class DeclarationCache:
             for number, version, plates, containers in self._conn.execute(sql, chunk):
                 found[number] = (version, plates, containers)
         return found
+
+    def apply_feed(self, declarations: list[Declaration], revocations: Iterable[tuple[str, int]],
+                   meta: dict[str, str], refreshed_at: datetime) -> int:
+        """Apply one batch of central's feed in ONE transaction; return how many changes were applied.
+
+        `declarations` are stored as `upsert_many` does (new, or amended at a version >= the stored
+        one); each revocation `(number, version)` re-stores the declaration (from this batch, or as
+        held) as cancelled at that version, so the rules refuse it; numbers never held are skipped.
+        `meta` (the feed cursor and the like) and `refreshed_at` are written in the same transaction,
+        so a crash can never leave the cursor past changes that were not stored, and a lane never sees
+        half a batch.
+        """
+        with self._lock, self._write_transaction():
+            applied = self._upsert_batch(list(declarations)) if declarations else 0
+            in_batch = {d.number: d for d in declarations}
+            cancelled = []
+            for number, version in revocations:
+                current = in_batch.get(number) or self.get(number)
+                if current is not None:
+                    cancelled.append(dataclasses.replace(current, status=DeclarationStatus.CANCELLED, version=version))
+            if cancelled:
+                applied += self._upsert_batch(cancelled)
+            rows = [*meta.items(), (_REFRESHED_AT, _iso(refreshed_at))]
+            self._conn.executemany("INSERT OR REPLACE INTO cache_meta (key, value) VALUES (?, ?)", rows)
+        return applied
+
+    def meta(self, *keys: str) -> dict[str, str]:
+        """The stored values of these cache_meta keys (absent keys are left out)."""
+        if not keys:
+            return {}
+        with self._lock:
+            rows = self._conn.execute(f"SELECT key, value FROM cache_meta WHERE key IN ({','.join('?' * len(keys))})",
+                                      keys).fetchall()
+        return dict(rows)
 
     def mark_refreshed(self, at: datetime) -> None:
         """Record that the cache was brought up to date from the authority at `at` (naive means UTC)."""

@@ -19,13 +19,12 @@ cursor past changes it did not store.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from edge.cache import DeclarationCache
-from edge.declarations import Declaration, DeclarationError, DeclarationStatus, declaration_from_mapping
+from edge.declarations import Declaration, DeclarationError, declaration_from_mapping
 from sync.keys import verify
 
 log = logging.getLogger(__name__)
@@ -43,9 +42,7 @@ class FeedRejected(ValueError):
 
 def feed_position(cache: DeclarationCache) -> tuple[int, float]:
     """(cursor, issued_at of the last accepted batch) stored in the cache; (0, 0.0) at first."""
-    with cache._lock:
-        rows = dict(cache._conn.execute("SELECT key, value FROM cache_meta WHERE key IN (?, ?)",
-                                        (_CURSOR, _ISSUED)).fetchall())
+    rows = cache.meta(_CURSOR, _ISSUED)
     return int(rows.get(_CURSOR, 0)), float(rows.get(_ISSUED, 0.0))
 
 
@@ -88,26 +85,7 @@ def parse_batch(batch: dict[str, Any], gate: str) -> tuple[list[Declaration], li
 
 
 def apply_batch(cache: DeclarationCache, batch: dict[str, Any], gate: str, now: datetime | None = None) -> int:
-    """Apply a checked batch and advance the cursor in one cache transaction; return changes applied.
-
-    Uses the cache's own write transaction and batch upsert (same connection, same lock) so that
-    the declarations, the revocations and the cursor commit together.
-    """
+    """Apply a checked batch and advance the cursor in one cache transaction; return changes applied."""
     declarations, revocations = parse_batch(batch, gate)
-    now = now or datetime.now(UTC)
-    with cache._lock, cache._write_transaction():
-        applied = cache._upsert_batch(declarations) if declarations else 0
-        if revocations:
-            in_batch = {d.number: d for d in declarations}
-            cancelled = []
-            for number, version in revocations:
-                current = in_batch.get(number) or cache.get(number)
-                if current is None:
-                    continue  # never held here: nothing to stop honouring
-                cancelled.append(dataclasses.replace(current, status=DeclarationStatus.CANCELLED, version=version))
-            if cancelled:
-                applied += cache._upsert_batch(cancelled)
-        cache._conn.executemany("INSERT OR REPLACE INTO cache_meta (key, value) VALUES (?, ?)",
-                                [(_CURSOR, str(int(batch["cursor_to"]))), (_ISSUED, repr(float(batch["issued_at"]))),
-                                 ("refreshed_at", now.isoformat())])
-    return applied
+    meta = {_CURSOR: str(int(batch["cursor_to"])), _ISSUED: repr(float(batch["issued_at"]))}
+    return cache.apply_feed(declarations, revocations, meta, now or datetime.now(UTC))

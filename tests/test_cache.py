@@ -349,3 +349,26 @@ def test_cache_matches_a_model_of_versioned_replacement(deliveries: list[list[tu
     finally:
         cache.close()
 
+
+
+# -- the declaration feed's batch -----------------------------------------------------------------
+
+
+def test_a_feed_batch_applies_amendments_revocations_and_its_cursor_together(cache: DeclarationCache) -> None:
+    cache.upsert_many([declaration("D1"), declaration("D2")])
+    applied = cache.apply_feed([declaration("D2", version=2, gross_weight_kg=30_000.0), declaration("D3")],
+                               [("D1", 3), ("NEVER-HELD", 1)], {"feed_cursor": "7"}, NOW)
+    assert applied == 3  # D2 amended, D3 new, D1 revoked; a never-held number is skipped
+    assert cache.get("D1").status == DeclarationStatus.CANCELLED and cache.get("D1").version == 3
+    assert cache.get("D2").gross_weight_kg == 30_000.0 and cache.get("D3") is not None
+    assert cache.get("NEVER-HELD") is None
+    assert cache.meta("feed_cursor", "absent") == {"feed_cursor": "7"} and cache.refreshed_at() == NOW
+
+
+def test_a_feed_batch_that_fails_half_way_leaves_nothing_behind(cache: DeclarationCache) -> None:
+    cache.upsert_many([declaration("D1")])
+    # D2 is written, then the revocation fails (a version that is not a number): all of it is undone
+    with pytest.raises(TypeError):
+        cache.apply_feed([declaration("D2")], [("D1", "two")], {"feed_cursor": "9"}, NOW)  # type: ignore[list-item]
+    assert cache.get("D2") is None and cache.get("D1").status == DeclarationStatus.CLEARED
+    assert cache.meta("feed_cursor") == {} and cache.refreshed_at() is None

@@ -43,6 +43,7 @@ def parse_args(task: Task, default_out: str) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
+    parser.add_argument("--init", help="start from this torch checkpoint (written beside the cache after training)")
     return parser.parse_args()
 
 
@@ -86,6 +87,8 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     targets = [torch.tensor(encode(label, task.charset), dtype=torch.long) for label in y_train]
 
     net = CRNN(len(task.charset) + 1)
+    if args.init:
+        net.load_state_dict(torch.load(args.init, map_location="cpu"))
     steps_per_epoch = math.ceil(len(y_train) / args.batch)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=steps_per_epoch * args.epochs,
@@ -119,9 +122,12 @@ def train(task: Task, args: argparse.Namespace) -> dict:
                   "elapsed_s": round(time.perf_counter() - started)}
         history.append(record)
         print(json.dumps(record), flush=True)
+    checkpoint = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}.pt"
+    torch.save(net.state_dict(), checkpoint)
+    print(f"checkpoint {checkpoint}", flush=True)
     export(net, task, Path(args.out))
     return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
-            "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed, "init": args.init,
             "train_seconds": round(time.perf_counter() - started), "history": history}
 
 

@@ -1,0 +1,159 @@
+"""Write the model cards (`models/plate_reader.md`, `models/container_reader.md`) from the training
+records beside the models and a `smartgate bench vision` JSON:
+
+    smartgate bench vision --out /tmp/vision.json
+    python -m models.training.card --bench /tmp/vision.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+MODELS = Path(__file__).resolve().parent.parent
+
+
+def _row(name: str, ours: dict | None, base: dict | None) -> str:
+    ours_text = f"{ours['exact_match']:.2%}" if ours else "-"
+    base_text = f"{base['exact_match']:.2%} (n={base['n']})" if base else "-"
+    return f"| {name} | {ours_text} (n={ours['n'] if ours else 0}) | {base_text} |"
+
+
+def _common(task: str, onnx: Path, record: dict, bench: dict, classes: list[tuple[str, str]]) -> list[str]:
+    size_mb = onnx.stat().st_size / 1e6
+    digest = hashlib.sha256(onnx.read_bytes()).hexdigest()[:16]
+    held, base = bench["held_out"], bench.get("baseline_rapidocr", {})
+    lines = ["| class | this model, exact match | rapidocr_onnxruntime, exact match |", "| --- | --- | --- |"]
+    lines += [_row(label, held.get(key), base.get(key)) for key, label in classes]
+    model_ms = bench["model_only_ms"]["plate" if task == "plates" else "container"]
+    history = record["history"]
+    return [
+        f"- File: `{onnx.name}`, {size_mb:.2f} MB, sha256 `{digest}…`; ONNX opset 17; runs on onnxruntime's CPU "
+        "provider; needs only onnxruntime, OpenCV and numpy at run time.",
+        f"- Training: {record['samples']:,} synthetic crops (seed {record['seed']}, labels of the held-out sets "
+        f"excluded: {record['excluded_held_out_labels']:,}), {record['epochs']} epochs, batch {record['batch']}, "
+        f"AdamW, one-cycle LR peak {record['lr']}, CTC loss, bf16 autocast on CPU; "
+        f"{record['train_seconds'] / 60:.0f} min on 2 vCPU. Validation (greedy, {record['validation']:,} crops) "
+        f"after the last epoch: {history[-1]['val_exact']:.2%}. Per-epoch record: `{onnx.stem}.training.json`.",
+        "",
+        "## Held-out accuracy (synthetic, fixed seed the training never used; grammar-ranked decoding)",
+        "",
+        *lines,
+        "",
+        f"- Speed, one thread: the model alone p50 {model_ms['p50']} ms / p99 {model_ms['p99']} ms per crop; "
+        f"the whole crop read (levelling, line cut, model, decoding) p50 {bench['crop_ms']['p50']} ms / "
+        f"p99 {bench['crop_ms']['p99']} ms over every held-out crop of both models"
+        + (f"; rapidocr_onnxruntime p50 {base['crop_ms']['p50']} ms per crop." if "crop_ms" in base else "."),
+        f"- Calibration over both models' readings: expected calibration error {bench['calibration']['ece']}.",
+    ]
+
+
+SPEC = """## Input / output
+- Input `image`: float32 (N, 1, 32, {width}), grey scaled to [-1, 1] after a 2-98 % percentile
+  stretch, made by `models.vision.preprocess.{fn}` from a BGR crop (levelled; two-line crops cut at
+  their line gap and laid side by side{vertical}).
+- Output `probs`: float32 (N, {steps}, {classes}) softmax over the CTC blank (index 0) and the
+  charset in the ONNX metadata `charset` ({charset_note}); one step per 4 input columns.
+- Decoding: `models.vision.ctc.decode` with the grammar in `models.vision.grammar` ({grammar}).
+"""
+
+
+def write_cards(bench: dict) -> list[Path]:
+    """Write both cards; returns their paths."""
+    written = []
+    plates = MODELS / "plate_reader.onnx"
+    record = json.loads(plates.with_suffix(".training.json").read_text())
+    real = bench.get("real_cn_crops", {})
+    text = [
+        "# Plate reader (`plate_reader.onnx`)",
+        "",
+        "Reads one number plate crop: Vietnamese (one-line `29C-123.45`, two-line `29C` / `123.45`, yellow, white,",
+        "red-on-yellow, blue) and Chinese (`桂A·12345` one-line front and two-line rear truck plates, trailers `挂`,",
+        "new-energy 6-character serials; yellow, blue, green, white). Output is the normalised plate (`29C12345`).",
+        "",
+        "## Data and recipe",
+        "- Synthetic only (`models/training/plate_synth.py`, `augment.py`): random valid plates in the formats of",
+        "  shared/domain.md, glyphs from Debian fonts (DejaVu, Liberation, FreeFont; WenQuanYi Micro Hei / Zen Hei,",
+        "  Noto Sans CJK for province characters) stretched to plate cells; damage: loose perspective crop,",
+        "  rotation, dirt, glare, night/IR, low resolution, Gaussian and motion blur, noise, JPEG.",
+        "- Network (`models/training/net.py`): CRNN, 4 strided/plain 3x3 conv blocks (32-64-96-128) and a",
+        "  (2,1) conv to 160 channels, two 1-D convs for context, 1x1 conv head; about 0.4 M parameters.",
+        *_common("plates", plates, record, bench,
+                 [("plates:vn1", "VN one-line"), ("plates:vn2", "VN two-line"), ("plates:cn1", "CN one-line"),
+                  ("plates:cn2", "CN two-line"), ("plates:cn", "CN all")]),
+        f"- Real CN crops (shared/data/plates/cn-real, blue/green passenger plates, evaluation only): "
+        f"{real.get('exact_match', 0):.2%} exact (n={real.get('n', 0)})"
+        + (f"; rapidocr_onnxruntime {real['baseline_rapidocr_exact_match']:.2%}." if "baseline_rapidocr_exact_match"
+           in real else "."),
+        "",
+        SPEC.format(width=160, fn="plate_input", vertical="", steps=40, classes=71,
+                    charset_note="digits, A-Z, 31 province characters, 挂学警",
+                    grammar="VN `DD` + series + optional digit + 4-5 digits, or CN province + letter + 5-6"),
+        "## Limits",
+        "- Trained on synthetic plates only; real VN plates were not available for evaluation here.",
+        "- Plates smaller than about 14 px character height in the frame are rarely read.",
+    ]
+    path = MODELS / "plate_reader.md"
+    path.write_text("\n".join(text) + "\n")
+    written.append(path)
+
+    codes = MODELS / "container_reader.onnx"
+    record = json.loads(codes.with_suffix(".training.json").read_text())
+    frames = bench["frames_1920x1080"]
+    text = [
+        "# Container-number reader (`container_reader.onnx`)",
+        "",
+        "Reads one ISO 6346 container number as painted on a door: one line `CSQU 305438 [3]`, two lines",
+        "`CSQU` / `305438 [3]`, or vertical (one character per row). Output is the 11-character number; only",
+        "check-digit-valid numbers are ever reported.",
+        "",
+        "## Data and recipe",
+        "- Synthetic only (`models/training/container_synth.py`): owner codes (common carriers and random), category",
+        "  U/J/Z, random serial, computed check digit boxed as painted; corrugated doors in carrier colours; the same",
+        "  damage as the plate reader. The size/type code (`22G1`) is painted next to the code in scenes only.",
+        "- Network: the same CRNN as the plate reader, input 256 columns.",
+        *_common("containers", codes, record, bench,
+                 [("containers:h1", "one line"), ("containers:h2", "two lines"), ("containers:v", "vertical"),
+                  ("containers:all", "all layouts")]),
+        "- Check-digit-invalid numbers reported as valid: "
+        f"{bench['held_out']['containers:all']['check_digit_invalid_reported']}"
+        " (by construction: the decoder only returns ISO 6346 valid readings).",
+        "",
+        SPEC.format(width=256, fn="container_input", vertical="; vertical codes turned a quarter left", steps=64,
+                    classes=37, charset_note="digits, A-Z",
+                    grammar="ISO 6346: 3 letters, U/J/Z, 6 digits, check digit"),
+        "## Localisation (both readers)",
+        "`models/vision/localise.py`, OpenCV only: horizontal-gradient stroke map without long straight edges,",
+        "closed into blobs, split into dense row bands, words joined into lines, lines stacked into two-line blocks,",
+        "vertical pieces joined into columns; the recognisers and grammars then reject what is not a reading.",
+        f"On {frames['n']} synthetic 1920x1080 frames: plates read {frames['plate_read_rate']:.2%}, container",
+        f"numbers read {frames['container_read_rate']:.2%}, p50 {frames['ms']['p50']} ms / "
+        f"p99 {frames['ms']['p99']} ms",
+        "per frame (plates and codes) on one thread"
+        + (f"; rapidocr_onnxruntime's detector+recogniser on the same frames: plates "
+           f"{frames['baseline_rapidocr']['plate_read_rate']:.2%}, codes "
+           f"{frames['baseline_rapidocr']['container_read_rate']:.2%}, "
+           f"p50 {frames['baseline_rapidocr']['ms']['p50']} ms"
+           if "baseline_rapidocr" in frames else "")
+        + ". Chosen over rapidocr's shipped detector for that speed, at the recall shown.",
+    ]
+    path = MODELS / "container_reader.md"
+    path.write_text("\n".join(text) + "\n")
+    written.append(path)
+    return written
+
+
+def main() -> None:
+    """Write the cards from a bench JSON file."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", required=True, help="JSON written by `smartgate bench vision --out FILE`")
+    args = parser.parse_args()
+    data = json.loads(Path(args.bench).read_text())
+    for path in write_cards(data.get("vision", data)):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -49,10 +49,11 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Blur, low resolution, night/IR, glare, dirt, noise and JPEG, each with its own chance."""
     out = image.astype(np.float32)
     h, w = out.shape[:2]
+    short = min(h, w)  # the text's scale: a plate's height, a vertical code's width
     if rng.random() < 0.35:  # dirt: dark smudges
         for _ in range(int(rng.integers(1, 5))):
             centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-            axes = (int(rng.integers(2, max(3, w // 10))), int(rng.integers(2, max(3, h // 6))))
+            axes = (int(rng.integers(2, max(3, short // 3))), int(rng.integers(2, max(3, short // 6))))
             mask = np.zeros((h, w), np.float32)
             cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
             mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, min(axes) / 2))
@@ -60,8 +61,8 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.25:  # glare: a bright soft blob
         mask = np.zeros((h, w), np.float32)
         centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        cv2.circle(mask, centre, int(rng.integers(max(2, h // 4), max(3, h))), 1.0, -1)
-        mask = cv2.GaussianBlur(mask, (0, 0), max(2.0, h / 4))
+        cv2.circle(mask, centre, int(rng.integers(max(2, short // 4), max(3, short))), 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), max(2.0, short / 4))
         out = out + mask[..., None] * rng.uniform(60, 160)
     if rng.random() < 0.2:  # night / IR: grey, dark, contrasty, noisy
         grey = out.mean(axis=2, keepdims=True)
@@ -77,10 +78,10 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         small = (max(8, int(w * factor)), max(4, int(h * factor)))
         out = cv2.resize(cv2.resize(out, small, interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.4:
-        sigma = rng.uniform(0.5, 1.8) * max(1.0, h / 60)
+        sigma = rng.uniform(0.5, 1.8) * max(1.0, short / 60)
         out = cv2.GaussianBlur(out, (0, 0), sigma)
     elif rng.random() < 0.25:  # motion blur along the lane
-        length = int(rng.integers(3, max(4, w // 40 + 4)))
+        length = int(rng.integers(3, max(4, short // 10 + 4)))
         kernel = np.zeros((length, length), np.float32)
         kernel[length // 2, :] = 1.0 / length
         out = cv2.filter2D(out, -1, kernel)

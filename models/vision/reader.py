@@ -137,17 +137,13 @@ class VisionReader:
                     plate: bool) -> list[Reading | None]:
         if not crops:
             return []
-        to_input = preprocess.plate_input if plate else preprocess.container_input
+        to_inputs = preprocess.plate_inputs if plate else preprocess.container_inputs
         model = self.plates if plate else self.containers
         language = PLATES if plate else ISO6346
         inputs, owners = [], []
         for i, crop in enumerate(crops):
-            if preprocess.is_ambiguous_layout(crop):
-                for two in (False, True):  # the shape cannot tell: read it both ways
-                    inputs.append(to_input(crop, two_lines=two))
-                    owners.append(i)
-            else:
-                inputs.append(to_input(crop))
+            for x in to_inputs(crop):  # an unclear layout is read both ways
+                inputs.append(x)
                 owners.append(i)
         probs = model.probabilities(inputs)
         best: list[Reading | None] = [None] * len(crops)

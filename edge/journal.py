@@ -347,11 +347,21 @@ class Journal:
         if self._writer_busy or not self._pending:
             return
         batch, self._pending = self._pending, []
+        if self._conn is None:  # closed while these waited for their round
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(RuntimeError(f"journal {self._path} is closed"))
+            return
         self._writer_busy = True
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
         done = self._writer.submit(self._write, batch)
-        done.add_done_callback(lambda future: loop.call_soon_threadsafe(self._writer_done, loop, batch, future))
+
+        def back_to_the_loop(future: Future) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+                loop.call_soon_threadsafe(self._writer_done, loop, batch, future)
+
+        done.add_done_callback(back_to_the_loop)
 
     def _writer_done(self, loop: asyncio.AbstractEventLoop, batch: list[_Request], done: Future) -> None:
         """On the loop: wake each caller with its entries or error, run listeners, start the next round."""

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 
 def run_benchmarks(which: list[str], quick: bool = False) -> dict:
-    """Run benchmarks by name (decision, cache, journal, codec, all)."""
-    names = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync"] if "all" in which else which
+    """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, vision, all)."""
+    names = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "vision"] if "all" in which else which
     result: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -47,9 +47,14 @@ def run_benchmarks(which: list[str], quick: bool = False) -> dict:
             from benchmarks.sync_bench import run_sync_bench
 
             figures = run_sync_bench(quick=quick)
+        elif name == "vision":
+            from benchmarks.vision_bench import run_vision_bench
+
+            figures = run_vision_bench(per_class=100 if quick else 1000, frames=20 if quick else 100,
+                                       baseline_per_class=20 if quick else 200)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync "
-                             "or all")
+            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "
+                             "vision or all")
         figures["bench_seconds"] = round(time.perf_counter() - started, 2)
         result[name] = figures
     return result

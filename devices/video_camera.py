@@ -1,7 +1,8 @@
-"""Video camera driver: newest frame → plate recogniser (in a worker thread) → PlateReads.
+"""Video camera driver: newest frame → plate / container-code reader (in a worker thread) →
+votes across frames → one PlateRead or ContainerRead per vehicle, like the MQTT cameras emit.
 
-The recogniser comes from `models/` (the vision work). Without one the driver still watches the
-stream and reports its health, and says in its health detail that it cannot read plates.
+The reader comes from `models/` (`models.load_plate_reader()`). Without one the driver still
+watches the stream and reports its health, and says in its health detail that it cannot read.
 """
 
 from __future__ import annotations
@@ -9,42 +10,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import numpy as np
 
 from devices.availability import Availability
 from devices.health import DeviceHealth
-from devices.readings import DeviceEvent, PlateRead
+from devices.readings import ContainerRead, DeviceEvent, PlateRead
 from devices.transports.video import LatestFrameSource
+from models.vision.voting import FrameVoter, Vote
 
 log = logging.getLogger(__name__)
 
-# A recogniser takes a BGR frame and returns (plate text, confidence) pairs.
-Recogniser = Callable[[np.ndarray], list[tuple[str, float]]]
+
+class ReadingLike(Protocol):
+    """What the driver needs of one reading (models.vision.reader.Reading fits)."""
+
+    text: str
+    confidence: float
+    kind: str
+
+
+class FrameReader(Protocol):
+    """Reads plates and container numbers in a BGR frame."""
+
+    def read_plates(self, frame: np.ndarray) -> list[ReadingLike]: ...
+
+    def read_container_codes(self, frame: np.ndarray) -> list[ReadingLike]: ...
 
 
 class VideoCameraDriver:
-    """Owns one video stream and turns what the recogniser reads into plate readings."""
+    """Owns one video stream and turns what the reader sees, agreed over frames, into readings."""
 
     def __init__(self, device_id: str, source: LatestFrameSource, sink: Callable[[DeviceEvent], None], *,
-                 recogniser: Recogniser | None, interval_s: float = 0.2, min_confidence: float = 0.0,
-                 repeat_s: float = 5.0):
+                 reader: FrameReader | None, reads: Iterable[str] = ("plates",), interval_s: float = 0.2,
+                 min_confidence: float = 0.0, repeat_s: float = 5.0, vote_frames: int = 2,
+                 vote_window_s: float = 2.0):
         self.device_id, self.source, self.sink = device_id, source, sink
-        self.recogniser, self.interval_s = recogniser, interval_s
+        self.reader, self.reads, self.interval_s = reader, frozenset(reads), interval_s
         self.min_confidence, self.repeat_s = min_confidence, repeat_s
+        self.voter = FrameVoter(min_votes=vote_frames, window_s=vote_window_s)
         self.health = DeviceHealth(device_id, "camera")
-        if recogniser is None:
-            self.health.detail = "no plate recogniser installed in models/: the stream is watched, plates are not read"
+        if reader is None:
+            self.health.detail = "no recognition models installed in models/: the stream is watched, nothing is read"
         self.availability = Availability(device_id, self.health, sink)
         self.frames_recognised = 0
         self.frames_skipped = 0
+        self.read_errors = 0
         self._last_seq = 0
         self._last_emitted: dict[str, float] = {}
-        self._task: asyncio.Task | None = None
 
     async def run(self) -> None:
-        """Start the reader thread and recognise the newest frame every interval, until stopped."""
+        """Start the reader thread and read the newest frame every interval, until stopped."""
         self.source.start()
         try:
             while True:
@@ -52,17 +70,31 @@ class VideoCameraDriver:
                 self._follow_source_health()
                 frame = self.source.latest()
                 if frame is None or frame.seq == self._last_seq:
+                    self._decide(self.voter.add([], time.time()))
                     continue
                 self.frames_skipped += max(0, frame.seq - self._last_seq - 1)
                 self._last_seq = frame.seq
                 self.health.frames_good += 1
                 self.health.last_reading_at = frame.at
-                if self.recogniser is not None:
-                    reads = await asyncio.to_thread(self.recogniser, frame.image)
+                if self.reader is not None:
+                    readings = await asyncio.to_thread(self._read, frame.image)
                     self.frames_recognised += 1
-                    self._emit(reads, frame.at)
+                    self._decide(self.voter.add(readings, frame.at))
         finally:
             await asyncio.to_thread(self.source.stop)
+
+    def _read(self, image: np.ndarray) -> list[tuple[str, str, float]]:
+        """(category, text, confidence) of everything read in one frame; never raises."""
+        out: list[tuple[str, str, float]] = []
+        try:
+            if "plates" in self.reads:
+                out += [("plate", r.text, r.confidence) for r in self.reader.read_plates(image)]
+            if "containers" in self.reads:
+                out += [("container", r.text, r.confidence) for r in self.reader.read_container_codes(image)]
+        except Exception:
+            self.read_errors += 1
+            log.exception("%s: reading a frame failed", self.device_id)
+        return out
 
     def _follow_source_health(self) -> None:
         link = self.source.health
@@ -72,15 +104,20 @@ class VideoCameraDriver:
         elif link.last_error:
             self.availability.down(link.last_error)
 
-    def _emit(self, reads: list[tuple[str, float]], captured_at: float) -> None:
+    def _decide(self, votes: list[Vote]) -> None:
         now = time.time()
-        for text, confidence in reads:
-            if confidence < self.min_confidence:
+        for vote in votes:
+            if vote.confidence < self.min_confidence:
+                log.info("%s: %s %s agreed by %d frames but only %.2f confident: not reported",
+                         self.device_id, vote.kind, vote.text, vote.frames, vote.confidence)
                 continue
-            if now - self._last_emitted.get(text, -1e9) < self.repeat_s:
-                continue  # the same truck in the next frames
-            self._last_emitted[text] = now
-            self.sink(PlateRead(self.device_id, text, confidence, captured_at, now))
+            if now - self._last_emitted.get(vote.text, -1e9) < self.repeat_s:
+                continue  # the same truck, still in view
+            self._last_emitted[vote.text] = now
+            if vote.kind == "container":
+                self.sink(ContainerRead(self.device_id, vote.text, vote.confidence, now, now))
+            else:
+                self.sink(PlateRead(self.device_id, vote.text, vote.confidence, now, now))
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.source.stop)

@@ -124,9 +124,10 @@ class GateNode:
         if device.kind == "camera":
             assert isinstance(transport, VideoTransport)
             source = LatestFrameSource(transport.source, loop_file=transport.loop, max_fps=profile.max_fps)
-            return VideoCameraDriver(device.id, source, sink, recogniser=load_plate_reader(),
-                                     interval_s=profile.recognise_every_s, min_confidence=profile.min_confidence,
-                                     repeat_s=profile.repeat_s)
+            return VideoCameraDriver(device.id, source, sink, reader=load_plate_reader(profile.threads),
+                                     reads=profile.read, interval_s=profile.recognise_every_s,
+                                     min_confidence=profile.min_confidence, repeat_s=profile.repeat_s,
+                                     vote_frames=profile.vote_frames, vote_window_s=profile.vote_window_s)
         if device.kind in ("eseal", "weighbridge"):
             assert isinstance(transport, SerialTransport)
             driver_class = EsealReaderDriver if device.kind == "eseal" else WeighbridgeDriver

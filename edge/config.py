@@ -152,7 +152,7 @@ class ScannerProfile(_Strict):
 
 
 class VideoCameraProfile(_Strict):
-    """A camera that only streams video: the node reads plates itself (with models/)."""
+    """A camera that only streams video: the node reads plates and container codes itself (models/)."""
 
     id: str
     kind: Literal["camera"]
@@ -162,6 +162,10 @@ class VideoCameraProfile(_Strict):
     recognise_every_s: float = Field(default=0.2, gt=0, le=10)
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     repeat_s: float = Field(default=5.0, ge=0, le=600)  # the same plate again within this is the same truck
+    read: list[Literal["plates", "containers"]] = Field(default=["plates"], min_length=1)
+    vote_frames: int = Field(default=2, ge=1, le=50)  # frames that must agree before a reading is reported
+    vote_window_s: float = Field(default=2.0, gt=0, le=60)  # a vehicle's frames: the vote closes after this
+    threads: int = Field(default=1, ge=1, le=64)  # onnxruntime threads for this node's readers
 
 
 AnyProfile = BarrierProfile | EsealProfile | AnprProfile | WeighbridgeProfile | ScannerProfile | VideoCameraProfile

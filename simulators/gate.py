@@ -21,7 +21,7 @@ from simulators.broker import PrivateBroker, free_port
 from simulators.eseal_reader import EsealReaderSimulator
 from simulators.scanner import ScannerSimulator
 from simulators.serial_wire import SerialWire
-from simulators.video_feed import write_video
+from simulators.video_camera import VideoCameraSimulator
 from simulators.weighbridge import WeighbridgeSimulator
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,12 @@ class LaneRig:
     camera: AnprCameraSimulator | None = None
     scale: WeighbridgeSimulator | None = None
     scanner: ScannerSimulator | None = None
+    video: VideoCameraSimulator | None = None
     wires: dict[str, SerialWire] = field(default_factory=dict)  # device id → cable (RTU)
 
     def by_kind(self) -> dict[str, object]:
         return {"barrier": self.plc, "eseal": self.eseal, "anpr": self.camera, "weighbridge": self.scale,
-                "scanner": self.scanner}
+                "scanner": self.scanner, "camera": self.video}
 
 
 def bind_site(loaded: LoadedSite, workdir: Path, broker_port: int) -> tuple[LoadedSite, dict]:
@@ -56,9 +57,8 @@ def bind_site(loaded: LoadedSite, workdir: Path, broker_port: int) -> tuple[Load
                 transport["host"], transport["port"] = "127.0.0.1", free_port()
             elif transport["type"] in ("serial", "modbus_rtu"):
                 transport["port"] = str(workdir / "tty" / device["id"])
-            elif transport["type"] == "video":
-                video = write_video(workdir / "video" / f"{device['id']}.avi", ["29C12345", "51D67890"])
-                transport["source"], transport["loop"] = str(video), True
+            elif transport["type"] == "video":  # an MJPEG camera simulator on loopback
+                transport["source"], transport["loop"] = f"http://127.0.0.1:{free_port()}/video.mjpg", False
             endpoints[device["id"]] = transport
     return site_from_mapping(data, origin=str(loaded.path)), endpoints
 
@@ -149,6 +149,9 @@ class SimulatedGate:
                 scanner = ScannerSimulator(self.broker.host, self.broker.port, transport.topic, lane.id, device.id)
                 await asyncio.to_thread(scanner.start)
                 rig["scanner"] = scanner
+            elif device.kind == "camera":
+                port = int(transport.source.rsplit(":", 1)[1].split("/", 1)[0])
+                rig["video"] = VideoCameraSimulator(port=port, fps=profile.max_fps).start()
         return LaneRig(lane.id, **rig)
 
     async def start_node(self) -> GateNode:
@@ -197,6 +200,8 @@ class SimulatedGate:
             for mqtt_sim in (rig.camera, rig.scanner):
                 if mqtt_sim is not None:
                     await asyncio.to_thread(mqtt_sim.stop)
+            if rig.video is not None:
+                await asyncio.to_thread(rig.video.stop)
         if self._own_broker and self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
 

@@ -211,6 +211,8 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
                               "released_by": None}
     while not watcher.events.empty():
         watcher.events.get_nowait()
+    if rig.video is not None:
+        await asyncio.to_thread(rig.video.show_truck, truck.plate)  # the video camera sees the truck come in
     if rig.camera is not None:
         await asyncio.to_thread(rig.camera.publish_plate, truck.plate, truck.plate_confidence)
         await asyncio.sleep(timing.plate_lead_s)
@@ -280,6 +282,8 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
         await _wait_until(lambda: rig.scale.frames_sent >= sent + 3, 3.0)
     if scan_task is not None:
         scan_task.cancel()
+    if rig.video is not None:
+        await asyncio.to_thread(rig.video.clear)  # the truck has gone: the camera sees the empty lane
     if summary is not None:
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
                       declaration=summary["declaration"], released_by=summary["released_by"],

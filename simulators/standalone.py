@@ -19,7 +19,7 @@ from typing import Any
 from edge.config import load_profile
 from simulators.faults import FAULT_HELP, FaultSpec, inject_fault, supported_faults
 
-KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner")
+KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner", "video")
 
 
 def parse_fault(text: str) -> FaultSpec:
@@ -79,6 +79,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--topic", required=True)
     p.add_argument("--plate", action="append", default=[], help="plate to publish, in turn; repeatable")
     p.add_argument("--confidence", type=float, default=0.95)
+    common(p)
+
+    p = kinds.add_parser("video", help="IP camera streaming MJPEG over HTTP: the empty lane, then each truck")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8554, help="HTTP port; the stream is http://HOST:PORT/video.mjpg")
+    p.add_argument("--plate", action="append", default=[], help="plate each truck shows, in turn; repeatable")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--in-view", type=float, default=3.0, help="seconds each truck stays in view")
     common(p)
 
     p = kinds.add_parser("scanner", help="container X-ray scanner publishing scans over MQTT")
@@ -169,6 +177,25 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
 
         async def stop() -> None:
             sim.stop()
+
+        return sim, truck, stop
+
+    if args.kind == "video":
+        from simulators.video_camera import VideoCameraSimulator
+
+        sim = VideoCameraSimulator(args.host, args.port, fps=args.fps).start()
+        plates = args.plate or ["29C-123.45"]
+        say(f"video camera streaming on {sim.url}")
+
+        async def truck(n: int) -> None:
+            plate = plates[n % len(plates)]
+            await asyncio.to_thread(sim.show_truck, plate)
+            say(f"truck {plate} in view")
+            await asyncio.sleep(min(args.in_view, args.every * 0.8))
+            await asyncio.to_thread(sim.clear)
+
+        async def stop() -> None:
+            await asyncio.to_thread(sim.stop)
 
         return sim, truck, stop
 

@@ -1,8 +1,9 @@
 """A video source (file, RTSP URL or device index) read in a thread, keeping only the newest frame.
 
 Recognition is slower than a camera's frame rate; a queue of old frames would only add latency.
-The reader thread overwrites one slot; the consumer takes whatever is newest and sees how many
-frames it skipped.
+A live stream (RTSP, HTTP MJPEG, a device) is read as fast as it arrives; the reader thread
+overwrites one slot at most `max_fps` times a second; the consumer takes whatever is newest and
+sees how many frames it skipped.
 """
 
 from __future__ import annotations
@@ -80,17 +81,42 @@ class LatestFrameSource:
                 self._stop.wait(self.retry_s)
 
     def _read_until_end(self, capture: cv2.VideoCapture) -> None:
+        if self._is_live():
+            self._follow_live(capture)
+            return
         last = 0.0
         while not self._stop.is_set():
             ok, image = capture.read()
             if not ok or image is None:
                 return
-            now = time.time()
-            self.frames_read += 1
-            with self._lock:
-                self._latest = Frame(image, self.frames_read, now)
-            self.health.last_ok_at = now
+            self._keep(image)
             wait = self.min_interval - (time.monotonic() - last)
             if wait > 0:
-                self._stop.wait(wait)
+                self._stop.wait(wait)  # a file plays at the camera's rate, not as fast as it decodes
             last = time.monotonic()
+
+    def _follow_live(self, capture: cv2.VideoCapture) -> None:
+        """A live stream is read as fast as it comes (or frames would queue up in the socket and
+        the newest frame would grow old); only `max_fps` of them are converted and kept."""
+        last = 0.0
+        while not self._stop.is_set():
+            if not capture.grab():
+                return
+            if time.monotonic() - last < self.min_interval:
+                continue
+            ok, image = capture.retrieve()
+            if not ok or image is None:
+                return
+            self._keep(image)
+            last = time.monotonic()
+
+    def _is_live(self) -> bool:
+        source = parse_source(self.source)
+        return isinstance(source, int) or "://" in source
+
+    def _keep(self, image: np.ndarray) -> None:
+        now = time.time()
+        self.frames_read += 1
+        with self._lock:
+            self._latest = Frame(image, self.frames_read, now)
+        self.health.last_ok_at = now

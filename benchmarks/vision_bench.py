@@ -1,0 +1,226 @@
+"""Vision: held-out accuracy per class, real CN crops, calibration, and single-thread speed per crop
+and per 1920x1080 frame, beside rapidocr_onnxruntime on the same crops and frames.
+
+The held-out sets come from `models.training.dataset.held_out` (a seed the training never uses,
+and their labels were excluded from training). Real crops are read from the shared evaluation
+folder (file name = label) when it is there. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks.stats import percentiles
+from devices.protocols.iso6346 import is_valid_container
+from devices.protocols.plates import normalise_plate
+
+PLATE_CLASSES = ("vn1", "vn2", "cn1", "cn2")
+CONTAINER_LAYOUTS = ("h1", "h2", "v")
+
+
+def real_crops_dir() -> Path | None:
+    """The labelled real CN plate crops (shared/data/plates/cn-real), if present."""
+    env = os.environ.get("SMARTGATE_REAL_CROPS")
+    candidates = [Path(env)] if env else []
+    root = Path(__file__).resolve().parent.parent
+    relative = Path("shared") / "data" / "plates" / "cn-real"
+    candidates += [root.parent / relative, root / relative]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _read_image(path: Path) -> np.ndarray | None:
+    data = np.fromfile(str(path), np.uint8)  # cv2.imread cannot open non-ASCII names everywhere
+    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+
+
+def _calibration(pairs: list[tuple[float, bool]], bins: int = 10) -> dict:
+    """Expected calibration error and per-bin accuracy of (confidence, correct) pairs."""
+    if not pairs:
+        return {"ece": None, "bins": []}
+    conf = np.array([p[0] for p in pairs])
+    right = np.array([p[1] for p in pairs], dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    ece, table = 0.0, []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if not mask.any():
+            continue
+        gap = abs(conf[mask].mean() - right[mask].mean())
+        ece += gap * mask.mean()
+        table.append({"range": f"{lo:.1f}-{hi:.1f}", "n": int(mask.sum()),
+                      "mean_confidence": round(float(conf[mask].mean()), 3),
+                      "accuracy": round(float(right[mask].mean()), 3)})
+    return {"ece": round(float(ece), 4), "bins": table}
+
+
+class _Baseline:
+    """rapidocr_onnxruntime (detector + classifier + recogniser) on one thread, as shipped in its wheel."""
+
+    def __init__(self):
+        from rapidocr_onnxruntime import RapidOCR
+
+        self.engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
+
+    def crop_text(self, crop: np.ndarray) -> str:
+        result, _ = self.engine(crop)
+        if not result:
+            return ""
+        lines = sorted(result, key=lambda r: (min(p[1] for p in r[0]), min(p[0] for p in r[0])))
+        return normalise_plate("".join(r[1] for r in lines))
+
+    def frame_texts(self, frame: np.ndarray) -> list[str]:
+        result, _ = self.engine(frame)
+        return [normalise_plate(r[1]) for r in result or []]
+
+
+def _baseline() -> _Baseline | None:
+    try:
+        return _Baseline()
+    except Exception:  # not installed: the bench still reports our own figures
+        return None
+
+
+def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_class: int = 200) -> dict:
+    """All vision figures; `per_class` held-out crops per class, `frames` whole frames."""
+    from models.training.dataset import held_out
+    from models.training.scenes import scene
+    from models.vision.reader import VisionReader
+
+    cv2.setNumThreads(1)
+    reader = VisionReader(threads=1)
+    baseline = _baseline()
+    figures: dict = {"threads": 1, "per_class": per_class, "held_out": {}, "baseline_rapidocr": {}}
+    crop_ms: list[float] = []
+    plate_pairs: list[tuple[float, bool]] = []
+    base_ms: list[float] = []
+
+    for task, classes in (("plates", PLATE_CLASSES), ("containers", CONTAINER_LAYOUTS)):
+        read = reader.read_plate_crop if task == "plates" else reader.read_container_crop
+        for kind in classes:
+            samples = held_out(task, kind, per_class)
+            right = none = wrong_valid = invalid = 0
+            for sample in samples:
+                started = time.perf_counter()
+                reading = read(sample.crop)
+                crop_ms.append((time.perf_counter() - started) * 1000)
+                if reading is None:
+                    none += 1
+                    continue
+                ok = reading.text == sample.label
+                right += ok
+                if task == "containers":
+                    invalid += not is_valid_container(reading.text)
+                    wrong_valid += (not ok)
+                else:
+                    plate_pairs.append((reading.confidence, ok))
+                if task == "containers":
+                    plate_pairs.append((reading.confidence, ok))
+            entry = {"n": len(samples), "exact_match": round(right / len(samples), 4),
+                     "no_reading": round(none / len(samples), 4), "wrong_reading": len(samples) - right - none}
+            if task == "containers":
+                entry["check_digit_invalid_reported"] = invalid
+            figures["held_out"][f"{task}:{kind}"] = entry
+            if baseline is not None:
+                base_right = 0
+                subset = samples[:baseline_per_class]
+                for sample in subset:
+                    started = time.perf_counter()
+                    text = baseline.crop_text(sample.crop)
+                    base_ms.append((time.perf_counter() - started) * 1000)
+                    base_right += text == sample.label
+                figures["baseline_rapidocr"][f"{task}:{kind}"] = {"n": len(subset),
+                                                                  "exact_match": round(base_right / len(subset), 4)}
+    cn = [figures["held_out"][f"plates:{k}"] for k in ("cn1", "cn2")]
+    figures["held_out"]["plates:cn"] = {"n": sum(c["n"] for c in cn),
+                                        "exact_match": round(sum(c["exact_match"] * c["n"] for c in cn)
+                                                             / sum(c["n"] for c in cn), 4)}
+    containers = [figures["held_out"][f"containers:{k}"] for k in CONTAINER_LAYOUTS]
+    figures["held_out"]["containers:all"] = {
+        "n": sum(c["n"] for c in containers),
+        "exact_match": round(sum(c["exact_match"] * c["n"] for c in containers) / sum(c["n"] for c in containers), 4),
+        "check_digit_invalid_reported": sum(c["check_digit_invalid_reported"] for c in containers)}
+    figures["calibration"] = _calibration(plate_pairs)
+    figures["crop_ms"] = percentiles(crop_ms)
+    figures["model_only_ms"] = _model_only_ms(reader)
+    if base_ms:
+        figures["baseline_rapidocr"]["crop_ms"] = percentiles(base_ms)
+
+    figures["real_cn_crops"] = _real_crops(reader, baseline)
+    figures["frames_1920x1080"] = _frames(reader, baseline, scene, frames)
+    return figures
+
+
+def _model_only_ms(reader) -> dict:
+    from models.vision.preprocess import CONTAINER_WIDTH, PLATE_WIDTH
+
+    out = {}
+    models = (("plate", reader.plates, PLATE_WIDTH), ("container", reader.containers, CONTAINER_WIDTH))
+    for name, model, width in models:
+        x = np.zeros((1, 32, width), np.float32)
+        samples = []
+        for _ in range(300):
+            started = time.perf_counter()
+            model.probabilities([x])
+            samples.append((time.perf_counter() - started) * 1000)
+        out[name] = percentiles(samples)
+    return out
+
+
+def _real_crops(reader, baseline) -> dict:
+    folder = real_crops_dir()
+    if folder is None:
+        return {"n": 0, "note": "shared/data/plates/cn-real not found"}
+    right = base_right = n = 0
+    for path in sorted(folder.glob("*.jpg")):
+        image = _read_image(path)
+        if image is None:
+            continue
+        label = normalise_plate(path.stem)
+        n += 1
+        reading = reader.read_plate_crop(image)
+        right += reading is not None and reading.text == label
+        if baseline is not None:
+            base_right += baseline.crop_text(image) == label
+    out = {"n": n, "exact_match": round(right / max(1, n), 4), "source": str(folder)}
+    if baseline is not None:
+        out["baseline_rapidocr_exact_match"] = round(base_right / max(1, n), 4)
+    return out
+
+
+def _frames(reader, baseline, scene, count: int) -> dict:
+    ms, base_ms = [], []
+    found = {"plate": [0, 0], "container": [0, 0]}
+    base_found = {"plate": [0, 0], "container": [0, 0]}
+    for index in range(count):
+        frame_scene = scene(4242, index, "front" if index % 2 == 0 else "rear")
+        started = time.perf_counter()
+        plates = reader.read_plates(frame_scene.frame)
+        codes = reader.read_container_codes(frame_scene.frame) if index % 2 else []
+        ms.append((time.perf_counter() - started) * 1000)
+        texts = {r.text for r in plates} | {r.text for r in codes}
+        for truth in frame_scene.truths:
+            found[truth.kind][1] += 1
+            found[truth.kind][0] += truth.label in texts
+        if baseline is not None and index < max(10, count // 5):
+            started = time.perf_counter()
+            base_texts = baseline.frame_texts(frame_scene.frame)
+            base_ms.append((time.perf_counter() - started) * 1000)
+            joined = "".join(base_texts)
+            for truth in frame_scene.truths:
+                base_found[truth.kind][1] += 1
+                base_found[truth.kind][0] += truth.label in joined
+    out = {"n": count, "ms": percentiles(ms),
+           "plate_read_rate": round(found["plate"][0] / max(1, found["plate"][1]), 4),
+           "container_read_rate": round(found["container"][0] / max(1, found["container"][1]), 4)}
+    if base_ms:
+        out["baseline_rapidocr"] = {"n": len(base_ms), "ms": percentiles(base_ms),
+                                    "plate_read_rate": round(base_found["plate"][0]
+                                                             / max(1, base_found["plate"][1]), 4),
+                                    "container_read_rate": round(base_found["container"][0]
+                                                                 / max(1, base_found["container"][1]), 4)}
+    return out

@@ -13,7 +13,7 @@ import numpy as np
 INPUT_HEIGHT = 32
 PLATE_WIDTH = 160
 CONTAINER_WIDTH = 256
-TWO_LINE_MIN_ASPECT = 0.37  # height / width above which a plate or code block has two lines
+TWO_LINE_MIN_ASPECT = 0.41  # height / width above which a plate or code block has two lines
 VERTICAL_MIN_ASPECT = 2.0  # height / width above which a container code is painted downwards
 
 
@@ -63,40 +63,6 @@ def deskew(gray: np.ndarray, max_degrees: float = 8.0, step: float = 1.0) -> np.
     return cv2.warpAffine(gray, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
 
 
-def _extent(profile: np.ndarray, share: float) -> tuple[int, int]:
-    floor = float(np.percentile(profile, 10))
-    threshold = floor + share * (float(profile.max()) - floor)
-    hits = np.nonzero(profile >= threshold)[0]
-    if hits.size == 0:
-        return 0, profile.size
-    return int(hits[0]), int(hits[-1]) + 1
-
-
-def text_block(gray: np.ndarray) -> np.ndarray:
-    """The crop trimmed to its text: the rows and columns rich in vertical strokes, plus a margin.
-
-    The localiser (and the training crops) cut loosely; the line gap and the layout are judged on
-    the text block, not on the margins around it.
-    """
-    height, width = gray.shape[:2]
-    if height < 12 or width < 12:
-        return gray
-    gradient = np.abs(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3))
-    rows = np.convolve(gradient.mean(axis=1), np.ones(3, np.float32) / 3, mode="same")
-    top, bottom = _extent(rows, 0.2)
-    text_h = max(1, bottom - top)
-    band = gradient[top:bottom]
-    window = max(3, text_h // 2)
-    cols = np.convolve(band.mean(axis=0), np.ones(window, np.float32) / window, mode="same")
-    left, right = _extent(cols, 0.15)
-    pad_y, pad_x = max(2, int(text_h * 0.12)), max(2, int(text_h * 0.25))
-    top, bottom = max(0, top - pad_y), min(height, bottom + pad_y)
-    left, right = max(0, left - pad_x), min(width, right + pad_x)
-    if bottom - top < 8 or right - left < 8:
-        return gray
-    return gray[top:bottom, left:right]
-
-
 def line_split_row(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> int:
     """The row between the two text lines: the row of least stroke energy in the middle band."""
     height = gray.shape[0]
@@ -114,17 +80,21 @@ def line_choices(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> tup
     """
     height, width = gray.shape[:2]
     aspect = height / max(1, width)
-    if aspect < TWO_LINE_MIN_ASPECT - 0.07:
+    if aspect < TWO_LINE_MIN_ASPECT - 0.08:
         return (False,)
     if aspect > TWO_LINE_MIN_ASPECT + 0.09:
         return (True,)
     profile = _stroke_profile(gray, inner=0.2)  # the plate's own side edges stand in every row
     start, stop = int(height * low), max(int(height * high), int(height * low) + 1)
     row = start + int(np.argmin(profile[start:stop]))
+    edge = max(1, int(height * 0.03))
+    if row - start < edge or stop - row <= edge:
+        return (False, True)  # the least ink is at the band's edge: a margin, or a gap just outside it
     above, below = profile[:row], profile[row + 1:]
-    if above.size == 0 or below.size == 0:
-        return (False,)
-    ratio = float(profile[row]) / max(1e-6, min(float(above.max()), float(below.max())))
+    top, bottom = float(above.max()), float(below.max())
+    if min(top, bottom) < 0.3 * max(top, bottom):
+        return (False, True)  # hardly any strokes on one side: not two lines of text
+    ratio = float(profile[row]) / max(1e-6, min(top, bottom))
     if ratio < 0.25:
         return (True,)
     if ratio > 0.85:
@@ -144,13 +114,11 @@ def _fit_height(gray: np.ndarray, height: int) -> np.ndarray:
 
 
 def stitch_lines(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> np.ndarray:
-    """Cut a two-line crop at its line gap and put the lower line to the right of the upper one,
-    each line trimmed to its own text first."""
+    """Cut a two-line crop at its line gap and put the lower line to the right of the upper one."""
     row = line_split_row(gray, low, high)
     top, bottom = gray[:row], gray[row:]
     if top.shape[0] < 4 or bottom.shape[0] < 4:
         return gray
-    top, bottom = text_block(top), text_block(bottom)
     height = max(top.shape[0], bottom.shape[0])
     return np.hstack([_fit_height(top, height), _fit_height(bottom, height)])
 
@@ -165,7 +133,7 @@ def _normalise(gray: np.ndarray, width: int) -> np.ndarray:
 
 def plate_line(gray: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
     """A plate crop as one line of text (uint8 grey); `two_lines` None lets the crop decide."""
-    block = text_block(deskew(gray))
+    block = deskew(gray)
     if two_lines is None:
         two_lines = has_two_lines(block)
     return stitch_lines(block) if two_lines else block
@@ -185,7 +153,7 @@ def _container_block(gray: np.ndarray) -> tuple[bool, np.ndarray]:
     h, w = gray.shape[:2]
     if h / max(1, w) > VERTICAL_MIN_ASPECT:
         return True, cv2.rotate(gray, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    return False, text_block(deskew(gray))
+    return False, deskew(gray)
 
 
 def plate_input(crop: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
@@ -200,7 +168,7 @@ def container_input(crop: np.ndarray, two_lines: bool | None = None) -> np.ndarr
 
 def plate_inputs(crop: np.ndarray) -> list[np.ndarray]:
     """The model input(s) for a plate crop: one, or one per reading of an unclear layout."""
-    block = text_block(deskew(to_gray(crop)))
+    block = deskew(to_gray(crop))
     return [_normalise(stitch_lines(block) if two else block, PLATE_WIDTH)[None] for two in line_choices(block)]
 
 

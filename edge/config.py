@@ -262,14 +262,14 @@ class MqttBroker(_Strict):
     username: str | None = None
     password: str | None = None
 
+    def session_client_id(self, gate: str) -> str:
+        """The stable client id of the node's persistent session."""
+        return self.node_client_id or f"smartgate-{gate}-node"
+
 
 class KioskConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-
-    def session_client_id(self, gate: str) -> str:
-        """The stable client id of the node's persistent session."""
-        return self.node_client_id or f"smartgate-{gate}-node"
 
 
 class CentralConfig(_Strict):

@@ -29,6 +29,7 @@ PLATE_MODEL = MODELS_DIR / "plate_reader.onnx"
 CONTAINER_MODEL = MODELS_DIR / "container_reader.onnx"
 MIN_SIDE = 8  # pixels: a crop smaller than this holds nothing readable
 MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
+SURE = 0.9  # a reading this sure from the likelier layout is not read the other way too
 
 
 @dataclass(frozen=True)
@@ -140,21 +141,24 @@ class VisionReader:
         to_inputs = preprocess.plate_inputs if plate else preprocess.container_inputs
         model = self.plates if plate else self.containers
         language = PLATES if plate else ISO6346
-        inputs, owners = [], []
-        for i, crop in enumerate(crops):
-            for x in to_inputs(crop):  # an unclear layout is read both ways
-                inputs.append(x)
-                owners.append(i)
-        probs = model.probabilities(inputs)
+        choices = [to_inputs(crop) for crop in crops]  # an unclear layout has a second way to read it
         best: list[Reading | None] = [None] * len(crops)
-        for owner, p in zip(owners, probs, strict=True):
-            candidate = decode(p, model.charset, language)
-            if candidate is None or candidate.probability < self.min_confidence:
-                continue
-            current = best[owner]
-            if current is None or candidate.probability > current.confidence:
-                kind = language.kind_of(candidate.text) or ""
-                best[owner] = Reading(candidate.text, round(candidate.probability, 4), boxes[owner], kind)
+        pending = list(range(len(crops)))
+        for attempt in range(2):
+            batch = [(i, choices[i][attempt]) for i in pending if attempt < len(choices[i])]
+            if not batch:
+                break
+            probs = model.probabilities([x for _, x in batch])
+            for (owner, _), p in zip(batch, probs, strict=True):
+                candidate = decode(p, model.charset, language)
+                if candidate is None or candidate.probability < self.min_confidence:
+                    continue
+                current = best[owner]
+                if current is None or candidate.probability > current.confidence:
+                    kind = language.kind_of(candidate.text) or ""
+                    best[owner] = Reading(candidate.text, round(candidate.probability, 4), boxes[owner], kind)
+            # the second way is read only where the first gave nothing sure
+            pending = [i for i in pending if best[i] is None or best[i].confidence < SURE]
         return best
 
 

@@ -34,7 +34,7 @@ class ContainerSample:
 
 def container_text(rng: np.random.Generator) -> str:
     """A random check-digit-valid container number, e.g. CSQU3054383."""
-    owner = OWNERS[rng.integers(len(OWNERS))] if rng.random() < 0.6 else "".join(
+    owner = OWNERS[rng.integers(len(OWNERS))] if rng.random() < 0.2 else "".join(
         LETTERS[i] for i in rng.integers(0, 26, 3))
     category = "U" if rng.random() < 0.9 else ("J" if rng.random() < 0.5 else "Z")
     serial = "".join(str(d) for d in rng.integers(0, 10, 6))

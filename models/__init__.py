@@ -55,8 +55,13 @@ def read_container_codes(frame: np.ndarray | bytes) -> list[Reading]:
 
 
 def models_installed() -> bool:
-    """True when both ONNX files are present."""
-    return PLATE_MODEL.is_file() and CONTAINER_MODEL.is_file()
+    """True when the plate model is present (the container-code model is optional)."""
+    return PLATE_MODEL.is_file()
+
+
+def container_model_installed() -> bool:
+    """True when the container-code model is present."""
+    return CONTAINER_MODEL.is_file()
 
 
 def load_plate_reader(threads: int = 1) -> VisionReader | None:

@@ -21,3 +21,20 @@ def test_quick_bench_reports_every_figure():
         assert figures["codec"][codec]["frames_per_s"] > 0, codec
     for codec in ("anpr_json", "scanner_json"):
         assert figures["codec"][codec]["messages_per_s"] > 0, codec
+
+
+def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "vision", "--quick"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    vision = json.loads(result.stdout)["vision"]
+    keys = ["plates:vn1", "plates:vn2", "plates:cn1", "plates:cn2"]
+    if "containers" not in vision:  # the container-code model is installed
+        keys += ["containers:h1", "containers:h2", "containers:v"]
+        assert vision["held_out"]["containers:all"]["check_digit_invalid_reported"] == 0
+    for key in keys:
+        assert vision["held_out"][key]["n"] == 100, key
+        assert 0 <= vision["held_out"][key]["exact_match"] <= 1
+    assert vision["crop_ms"]["n"] == 100 * len(keys) and vision["frames_1920x1080"]["ms"]["n"] == 20
+    assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 20
+    assert "ece" in vision["calibration"]

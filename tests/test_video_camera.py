@@ -1,4 +1,5 @@
-"""The video camera driver: newest frame only, recogniser in a worker thread, one reading per truck."""
+"""The video camera driver against the MJPEG camera simulator, with the committed models: newest
+frame only, readings agreed over frames, one reading per truck, faults when the stream is gone."""
 
 from __future__ import annotations
 
@@ -6,55 +7,119 @@ import asyncio
 
 import numpy as np
 
-from devices.readings import DeviceFault, PlateRead
+from devices.readings import ContainerRead, DeviceFault, PlateRead
 from devices.transports.video import LatestFrameSource
 from devices.video_camera import VideoCameraDriver
 from models import load_plate_reader
-from simulators.video_feed import write_video
+from simulators.video_camera import VideoCameraSimulator
 from tests.conftest import wait_until
 
 
-def yellow_plate_reader(image: np.ndarray) -> list[tuple[str, float]]:
-    """Test recogniser: a yellow plate in the frame is the one truck this video shows."""
-    yellow = np.where((image[:, :, 2] > 200) & (image[:, :, 1] > 180) & (image[:, :, 0] < 60))
-    if not len(yellow[1]):
-        return []
-    return [("29C12345", 0.9)]
+def _driver(url: str, events: list, **kwargs) -> VideoCameraDriver:
+    source = LatestFrameSource(url, max_fps=20, retry_s=0.2)
+    options = {"interval_s": 0.05, "repeat_s": 60, "vote_frames": 2, "vote_window_s": 1.0, "min_confidence": 0.5}
+    options.update(kwargs)
+    return VideoCameraDriver("IMP-1-cam", source, events.append, reader=load_plate_reader(), **options)
 
 
-def test_frames_from_a_video_source_reach_the_recogniser_and_one_plate_is_read(tmp_path):
-    video = write_video(tmp_path / "cam.avi", ["29C12345"], frames_per_plate=40)
+def test_a_truck_on_the_stream_is_read_once_and_the_next_truck_too():
+    camera = VideoCameraSimulator(fps=20).start()
 
     async def scenario():
         events: list = []
-        calls: list[int] = []
-
-        def recogniser(image):
-            calls.append(image.shape[1])
-            return yellow_plate_reader(image)
-
-        source = LatestFrameSource(str(video), loop_file=True, max_fps=50)
-        driver = VideoCameraDriver("IMP-1-cam", source, events.append, recogniser=recogniser, interval_s=0.05,
-                                   repeat_s=60)
+        driver = _driver(camera.url, events)
         task = asyncio.create_task(driver.run())
         try:
-            await wait_until(lambda: len(calls) >= 5, what="several frames recognised")
+            await wait_until(lambda: driver.frames_recognised >= 5, what="empty-lane frames recognised")
+            assert not [e for e in events if isinstance(e, PlateRead)]  # the empty lane has no plate
+            camera.show_truck("29C-123.45")
+            await wait_until(lambda: any(isinstance(e, PlateRead) for e in events), timeout_s=15, what="first plate")
+            seen = driver.frames_recognised
+            await wait_until(lambda: driver.frames_recognised >= seen + 10, what="more frames of the same truck")
+            camera.show_truck("桂F·12345")
+            await wait_until(lambda: len([e for e in events if isinstance(e, PlateRead)]) >= 2, timeout_s=15,
+                             what="second plate")
             reads = [e for e in events if isinstance(e, PlateRead)]
-            assert [r.plate for r in reads] == ["29C12345"]  # the same truck, read once
-            assert calls[0] == 640 and driver.health.connected
-            assert driver.frames_skipped > 0  # newest frame only: the reader outpaces the recogniser
+            assert [r.plate for r in reads] == ["29C12345", "桂F12345"]  # each truck once
+            assert all(r.device_id == "IMP-1-cam" and 0.5 <= r.confidence <= 1 for r in reads)
+            assert driver.health.connected and driver.health.frames_good > 0
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        camera.stop()
+
+
+def test_a_camera_that_drops_off_is_a_device_fault_and_comes_back():
+    camera = VideoCameraSimulator(fps=20).start()
+
+    async def scenario():
+        events: list = []
+        driver = _driver(camera.url, events)
+        task = asyncio.create_task(driver.run())
+        try:
+            await wait_until(lambda: driver.health.connected, what="stream up")
+            await camera.fault_disconnect()
+            await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), timeout_s=15, what="fault")
+            assert not driver.health.connected
+            await camera.recover_disconnect()
+            camera.show_truck("51D-678.90")
+            await wait_until(lambda: any(isinstance(e, PlateRead) for e in events), timeout_s=20,
+                             what="plate after recovery")
+            assert driver.health.connected
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        camera.stop()
+
+
+class _BrokenReader:
+    def __init__(self):
+        self.calls = 0
+
+    def read_plates(self, frame: np.ndarray):
+        self.calls += 1
+        raise RuntimeError("model crashed")
+
+    def read_container_codes(self, frame: np.ndarray):
+        return []
+
+
+def test_a_reader_that_fails_is_counted_and_the_driver_keeps_watching():
+    camera = VideoCameraSimulator(fps=20).start()
+
+    async def scenario():
+        events: list = []
+        reader = _BrokenReader()
+        source = LatestFrameSource(camera.url, max_fps=20)
+        driver = VideoCameraDriver("IMP-1-cam", source, events.append, reader=reader, interval_s=0.05)
+        task = asyncio.create_task(driver.run())
+        try:
+            await wait_until(lambda: driver.read_errors >= 3, what="failed reads counted")
+            assert driver.health.connected and not task.done()
+            assert not [e for e in events if isinstance(e, PlateRead | ContainerRead)]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        camera.stop()
 
 
 def test_missing_stream_is_a_device_fault(tmp_path):
     async def scenario():
         events: list = []
         source = LatestFrameSource(str(tmp_path / "nothing.avi"), retry_s=0.1)
-        driver = VideoCameraDriver("IMP-1-cam", source, events.append, recogniser=None, interval_s=0.05)
+        driver = VideoCameraDriver("IMP-1-cam", source, events.append, reader=None, interval_s=0.05)
         task = asyncio.create_task(driver.run())
         try:
             await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), what="fault")
@@ -66,9 +131,8 @@ def test_missing_stream_is_a_device_fault(tmp_path):
     asyncio.run(scenario())
 
 
-def test_without_a_model_the_camera_says_it_cannot_read_plates(tmp_path):
-    video = write_video(tmp_path / "cam.avi", ["29C12345"], frames_per_plate=5)
-    source = LatestFrameSource(str(video))
-    driver = VideoCameraDriver("IMP-1-cam", source, lambda e: None, recogniser=load_plate_reader())
-    assert load_plate_reader() is None
-    assert "no plate recogniser" in driver.health.detail
+def test_without_models_the_camera_says_it_cannot_read(tmp_path):
+    source = LatestFrameSource(str(tmp_path / "cam.avi"))
+    driver = VideoCameraDriver("IMP-1-cam", source, lambda e: None, reader=None)
+    assert "no recognition models" in driver.health.detail
+    assert load_plate_reader() is not None  # the committed models are installed

@@ -83,7 +83,11 @@ class VisionReader:
                  min_confidence: float = 0.2):
         self.threads, self.min_confidence = threads, min_confidence
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
-        self.containers = Recogniser(container_model, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
+        # The container-code model is optional: without it, container numbers are not read (logged once).
+        self.containers = (Recogniser(container_model, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
+                           if Path(container_model).is_file() else None)
+        if self.containers is None:
+            log.warning("vision: %s is not installed; container numbers will not be read", container_model)
 
     # -- crops --------------------------------------------------------------------------------
     def read_plate_crop(self, crop: object) -> Reading | None:
@@ -95,6 +99,8 @@ class VisionReader:
         return self._read_crop(crop, plate=False)
 
     def _read_crop(self, crop: object, plate: bool) -> Reading | None:
+        if not plate and self.containers is None:
+            return None
         try:
             image = as_image(crop)
             if image is None or _is_flat(image):
@@ -116,6 +122,8 @@ class VisionReader:
         return self._read_frame(frame, plate=False)
 
     def _read_frame(self, frame: object, plate: bool) -> list[Reading]:
+        if not plate and self.containers is None:
+            return []
         try:
             image = as_image(frame)
             if image is None or _is_flat(image):

@@ -1,0 +1,149 @@
+"""The committed models read generated plates and container codes end to end, on crops and whole
+frames, and bad input of any kind is "no reading"."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import models
+from devices.protocols.iso6346 import is_valid_container
+from models.training.container_synth import ContainerSample, door_background, paint, render_code_block
+from models.training.dataset import container_sample, plate_sample
+from models.training.fonts import installed_fonts
+from models.training.scenes import scene
+from models.vision.reader import VisionReader
+
+SEED = 424242  # neither the training seed nor the held-out one
+needs_container_model = pytest.mark.skipif(
+    not models.container_model_installed(),
+    reason="models/container_reader.onnx is not committed yet (the trained model did not learn owner codes)")
+
+
+@pytest.fixture(scope="module")
+def reader() -> VisionReader:
+    return VisionReader(threads=1)
+
+
+@pytest.mark.parametrize("kind", ["vn1", "vn2", "cn1", "cn2"])
+def test_generated_plates_are_read_exactly(reader, kind):
+    samples = [plate_sample(SEED, i, kind) for i in range(20)]
+    readings = [reader.read_plate_crop(s.crop) for s in samples]
+    right = sum(r is not None and r.text == s.label for r, s in zip(readings, samples, strict=True))
+    assert right >= 19, [(s.label, r and r.text) for r, s in zip(readings, samples, strict=True)]
+    first = next(r for r in readings if r is not None)
+    assert first.kind == ("VN" if kind.startswith("vn") else "CN") and 0 < first.confidence <= 1
+
+
+@needs_container_model
+@pytest.mark.parametrize("layout", ["h1", "h2", "v"])
+def test_generated_container_codes_are_read_exactly(reader, layout):
+    samples = [container_sample(SEED, i, layout) for i in range(20)]
+    readings = [reader.read_container_crop(s.crop) for s in samples]
+    right = sum(r is not None and r.text == s.label for r, s in zip(readings, samples, strict=True))
+    assert right >= 19, [(s.label, r and r.text) for r, s in zip(readings, samples, strict=True)]
+    assert all(r is None or is_valid_container(r.text) for r in readings)
+
+
+def _painted(code: str, layout: str, seed: int) -> ContainerSample:
+    rng = np.random.default_rng(seed)
+    font = installed_fonts().latin[0]
+    mask, _ = render_code_block(rng, code, layout, 36, font)
+    door = door_background(rng, mask.shape[1] + 30, mask.shape[0] + 20)
+    paint(door, mask, 15, 10, (240, 240, 240))
+    return ContainerSample(door, code, layout)
+
+
+@needs_container_model
+def test_a_code_painted_with_a_wrong_check_digit_is_never_reported_as_that_code(reader):
+    wrong = "CSQU3054384"  # the right check digit is 3
+    assert not is_valid_container(wrong)
+    for seed, layout in enumerate(["h1", "h2", "v"] * 3):
+        reading = reader.read_container_crop(_painted(wrong, layout, seed).image)
+        assert reading is None or (reading.text != wrong and is_valid_container(reading.text))
+    right = reader.read_container_crop(_painted("CSQU3054383", "h1", 1).image)
+    assert right is not None and right.text == "CSQU3054383" and right.display == "CSQU 305438 3"
+
+
+@needs_container_model
+def test_a_whole_frame_gives_the_plate_and_the_container_number_not_the_size_code(reader):
+    found_plate = found_code = 0
+    for index in range(6):
+        frame_scene = scene(SEED, index, "rear")
+        truth = {t.kind: t for t in frame_scene.truths}
+        plates = reader.read_plates(frame_scene.frame)
+        codes = reader.read_container_codes(frame_scene.frame)
+        assert all(is_valid_container(c.text) for c in codes)
+        assert not any(c.text[:4].isdigit() for c in codes)  # 22G1, 45G1: never taken for the code
+        found_code += truth["container"].label in {c.text for c in codes}
+        if "plate" in truth:
+            found_plate += truth["plate"].label in {p.text for p in plates}
+            hit = next((p for p in plates if p.text == truth["plate"].label), None)
+            if hit is not None:
+                x, y, w, h = hit.box
+                tx, ty, tw, th = truth["plate"].box
+                assert x <= tx + tw and tx <= x + w and y <= ty + th and ty <= y + h  # the box is on the plate
+    assert found_code >= 5 and found_plate >= 4
+
+
+def test_without_the_container_model_codes_are_no_reading_and_plates_still_read(reader):
+    if reader.containers is not None:
+        pytest.skip("the container model is installed")
+    frame_scene = scene(SEED, 0, "rear")
+    assert reader.read_container_codes(frame_scene.frame) == []
+    assert reader.read_container_crop(container_sample(SEED, 0, "h1").crop) is None
+    plate = next(t for t in frame_scene.truths if t.kind == "plate")
+    assert plate.label in {r.text for r in reader.read_plates(frame_scene.frame)}
+
+
+def test_a_front_frame_gives_its_plate(reader):
+    hits = 0
+    for index in range(6):
+        frame_scene = scene(SEED + 1, index, "front")
+        texts = {r.text for r in reader.read_plates(frame_scene.frame)}
+        hits += frame_scene.truths[0].label in texts
+    assert hits >= 5
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((0, 0, 3), np.uint8),                    # empty
+    np.zeros((4, 7, 3), np.uint8),                    # tiny
+    np.full((1080, 1920, 3), 128, np.uint8),          # grey card
+    np.full((720, 1280), 0, np.uint8),                # black, one channel
+    b"\xff\xd8\xff\xe0 not really a jpeg",            # corrupt
+    b"",                                              # no bytes
+    np.random.default_rng(0).integers(0, 255, (6000, 8000, 3), dtype=np.uint8),  # huge noise
+    np.zeros((10, 10, 10, 3), np.uint8),              # wrong shape
+    np.array([["a", "b"], ["c", "d"]]),               # not numbers
+    None,
+    "not an image",
+])
+def test_bad_input_is_no_reading_never_an_exception(reader, bad):
+    assert reader.read_plates(bad) == []
+    assert reader.read_container_codes(bad) == []
+    if not (isinstance(bad, np.ndarray) and bad.size > 10**6):
+        assert reader.read_plate_crop(bad) is None
+        assert reader.read_container_crop(bad) is None
+
+
+def test_encoded_jpeg_bytes_and_float_frames_are_read_like_arrays(reader):
+    sample = plate_sample(SEED, 3, "vn1")
+    ok, jpeg = cv2.imencode(".jpg", sample.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    as_bytes = reader.read_plate_crop(jpeg.tobytes())
+    as_float = reader.read_plate_crop(sample.crop.astype(np.float32) / 255.0)
+    assert as_bytes is not None and as_bytes.text == sample.label
+    assert as_float is not None and as_float.text == sample.label
+
+
+def test_the_package_api_reads_frames_with_a_configured_thread_count():
+    models.configure(threads=2)
+    try:
+        frame_scene = scene(SEED, 2, "front")
+        readings = models.read_plates(frame_scene.frame)
+        assert models.reader().threads == 2
+        assert frame_scene.truths[0].label in {r.text for r in readings}
+        assert models.read_container_codes(np.zeros((50, 50, 3), np.uint8)) == []
+    finally:
+        models.configure(threads=1)

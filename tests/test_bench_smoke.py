@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_quick_bench_reports_every_figure():
     result = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "decision", "journal", "codec", "modbus",
@@ -23,6 +25,7 @@ def test_quick_bench_reports_every_figure():
         assert figures["codec"][codec]["messages_per_s"] > 0, codec
 
 
+@pytest.mark.timeout(400)  # the baseline's detector takes about half a second a crop on 2 vCPU
 def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
     result = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "vision", "--quick"],
                             capture_output=True, text=True, timeout=600)
@@ -34,7 +37,7 @@ def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
         assert vision["held_out"]["containers:all"]["check_digit_invalid_reported"] == 0
     for key in keys:
         assert vision["held_out"][key]["n"] == 100, key
-        assert 0 <= vision["held_out"][key]["exact_match"] <= 1
+        assert vision["held_out"][key]["exact_match"] >= 0.9, key  # a broken model or preprocessing shows here
     assert vision["crop_ms"]["n"] == 100 * len(keys) and vision["frames_1920x1080"]["ms"]["n"] == 20
-    assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 20
+    assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 5
     assert "ece" in vision["calibration"]

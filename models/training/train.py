@@ -29,22 +29,34 @@ class Task:
     charset: str
     width: int
     kinds: tuple[str, ...]
+    samples: int  # the recipe of the committed model: training crops, epochs, peak learning rate
+    epochs: int
+    lr: float
 
 
-def parse_args(task: Task, default_out: str) -> argparse.Namespace:
+def parse_args(task: Task, default_out: str, default_init: str | None = None) -> argparse.Namespace:
     """Command-line options shared by both training entry points."""
     parser = argparse.ArgumentParser(description=f"Train the {task.name} recogniser from scratch on synthetic data.")
     parser.add_argument("--out", default=default_out, help="ONNX file to write (its model card goes beside it)")
-    parser.add_argument("--samples", type=int, default=160_000, help="synthetic training crops")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--samples", type=int, default=task.samples, help="synthetic training crops")
+    parser.add_argument("--epochs", type=int, default=task.epochs)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=task.lr, help="peak of the one-cycle learning rate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
-    parser.add_argument("--init", help="start from this torch checkpoint (written beside the cache after training)")
+    parser.add_argument("--init", default=default_init,
+                        help="start from this torch checkpoint (.pt, written to the cache after training) or "
+                             "recogniser (.onnx: its features, and its head's rows for shared characters)")
     return parser.parse_args()
+
+
+def main(task: Task, default_out: str, default_init: str | None = None) -> None:
+    """The training command: train, export, and write the training record beside the model."""
+    args = parse_args(task, default_out, default_init)
+    record = train(task, args)
+    Path(args.out).with_suffix(".training.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _greedy(probs: np.ndarray, charset: str) -> list[str]:
@@ -87,7 +99,12 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     targets = [torch.tensor(encode(label, task.charset), dtype=torch.long) for label in y_train]
 
     net = CRNN(len(task.charset) + 1)
-    if args.init:
+    if args.init and args.init.endswith(".onnx"):
+        from models.training.transfer import init_from_onnx
+
+        shared = init_from_onnx(net, Path(args.init), task.charset, x_train[:1024])
+        print(f"initialised from {args.init}: {shared} of {len(task.charset)} characters shared", flush=True)
+    elif args.init:
         net.load_state_dict(torch.load(args.init, map_location="cpu"))
     steps_per_epoch = math.ceil(len(y_train) / args.batch)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)

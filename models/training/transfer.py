@@ -1,0 +1,83 @@
+"""Start a recogniser from another recogniser's ONNX file (e.g. the container reader from the plate reader).
+
+The exported files hold each convolution with its batch norm folded in. Loading one back puts the
+folded weights in the convolution and sets each batch norm to the statistics its input has on a
+sample of the new task's crops, with scale and shift chosen so that the norm passes its input
+through unchanged: the network starts out computing exactly what the source model computed.
+The output head keeps the rows of the characters both alphabets share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.training.net import CRNN
+
+
+def _folded_weights(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    charset = {p.key: p.value for p in model.metadata_props}["charset"]
+    return {i.name: numpy_helper.to_array(i).copy() for i in model.graph.initializer}, charset
+
+
+def init_from_onnx(net: CRNN, path: Path, charset: str, sample: np.ndarray) -> int:
+    """Load `path`'s weights into `net` (whose alphabet is `charset`); returns the shared characters.
+
+    `sample` is a batch of the new task's inputs (uint8, N x 32 x W) used to set the norms.
+    """
+    weights, source_charset = _folded_weights(path)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv1d | nn.Conv2d) and m is not net.head]
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    folded = [(weights[k], weights[_next(weights, k)]) for k in sorted(
+        (k for k in weights if k.startswith("onnx::Conv_") and weights[k].ndim > 1), key=_number)]
+    if len(folded) != len(convs):
+        raise ValueError(f"{path}: {len(folded)} convolutions, the network has {len(convs)}")
+    with torch.no_grad():
+        for conv, (weight, _bias) in zip(convs, folded, strict=True):
+            conv.weight.copy_(torch.from_numpy(weight))
+        shared = 0
+        net.head.weight.zero_()
+        net.head.bias.fill_(-10.0)
+        source_rows = {c: i + 1 for i, c in enumerate(source_charset)}
+        head_w, head_b = weights["net.head.weight"], weights["net.head.bias"]
+        for row, char in [(0, None), *((i + 1, c) for i, c in enumerate(charset))]:
+            source = 0 if char is None else source_rows.get(char)
+            if source is None:
+                continue
+            net.head.weight[row].copy_(torch.from_numpy(head_w[source]))
+            net.head.bias[row] = float(head_b[source])
+            shared += char is not None
+        biases = iter(b for _w, b in folded)
+        hooks = [norm.register_forward_pre_hook(_pass_through(norm, next(biases))) for norm in norms]
+        net.eval()
+        net(torch.from_numpy(sample).float().div_(127.5).sub_(1.0).unsqueeze(1))
+        for hook in hooks:
+            hook.remove()
+    return shared
+
+
+def _pass_through(norm: nn.BatchNorm1d | nn.BatchNorm2d, bias: np.ndarray):
+    def hook(_module, inputs):
+        x = inputs[0]
+        dims = [0, 2] if x.dim() == 3 else [0, 2, 3]
+        mean, var = x.mean(dims), x.var(dims, unbiased=False)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
+        norm.weight.copy_(torch.sqrt(var + norm.eps))
+        norm.bias.copy_(mean + torch.from_numpy(bias))
+    return hook
+
+
+def _number(name: str) -> int:
+    return int(name.rsplit("_", 1)[1])
+
+
+def _next(weights: dict, name: str) -> str:
+    return f"onnx::Conv_{_number(name) + 1}"

@@ -27,7 +27,7 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 
 class VideoCameraSimulator:
-    """MJPEG stream on loopback; `show_truck(plate)` / `clear()` change what it shows."""
+    """MJPEG stream on loopback; `show_truck(plate)`, `show_container(code)` and `clear()` change what it shows."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, fps: float = 10.0):
         self.fps = fps
@@ -64,6 +64,15 @@ class VideoCameraSimulator:
 
         normal = normalise_plate(plate)
         frame = _jpeg(self._draw(normal))
+        with self._lock:
+            self._frame, self.showing = frame, normal
+
+    def show_container(self, code: str, layout: str = "h1") -> None:
+        """Show a container's doors with this code (e.g. CSQU3054383) painted in `layout` (h1, h2, v)."""
+        from models.training.scenes import container_at_gate
+
+        normal = code.replace(" ", "").upper()
+        frame = _jpeg(container_at_gate(normal, layout, seed=sum(map(ord, normal))).frame)
         with self._lock:
             self._frame, self.showing = frame, normal
 

@@ -4,8 +4,11 @@ frame only, readings agreed over frames, one reading per truck, faults when the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import numpy as np
+import pytest
 
 from devices.readings import ContainerRead, DeviceFault, PlateRead
 from devices.transports.video import LatestFrameSource
@@ -15,6 +18,26 @@ from simulators.video_camera import VideoCameraSimulator
 from tests.conftest import wait_until
 
 
+@pytest.fixture
+def camera() -> Iterator[VideoCameraSimulator]:
+    simulator = VideoCameraSimulator(fps=20).start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+@asynccontextmanager
+async def running(driver: VideoCameraDriver) -> AsyncIterator[asyncio.Task]:
+    """The driver's loop as a task for the length of the block."""
+    task = asyncio.create_task(driver.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def _driver(url: str, events: list, **kwargs) -> VideoCameraDriver:
     source = LatestFrameSource(url, max_fps=20, retry_s=0.2)
     options = {"interval_s": 0.05, "repeat_s": 60, "vote_frames": 2, "vote_window_s": 1.0, "min_confidence": 0.5}
@@ -22,14 +45,11 @@ def _driver(url: str, events: list, **kwargs) -> VideoCameraDriver:
     return VideoCameraDriver("IMP-1-cam", source, events.append, reader=load_plate_reader(), **options)
 
 
-def test_a_truck_on_the_stream_is_read_once_and_the_next_truck_too():
-    camera = VideoCameraSimulator(fps=20).start()
-
+def test_a_truck_on_the_stream_is_read_once_and_the_next_truck_too(camera):
     async def scenario():
         events: list = []
         driver = _driver(camera.url, events)
-        task = asyncio.create_task(driver.run())
-        try:
+        async with running(driver):
             await wait_until(lambda: driver.frames_recognised >= 5, what="empty-lane frames recognised")
             assert not [e for e in events if isinstance(e, PlateRead)]  # the empty lane has no plate
             camera.show_truck("29C-123.45")
@@ -43,24 +63,33 @@ def test_a_truck_on_the_stream_is_read_once_and_the_next_truck_too():
             assert [r.plate for r in reads] == ["29C12345", "桂F12345"]  # each truck once
             assert all(r.device_id == "IMP-1-cam" and 0.5 <= r.confidence <= 1 for r in reads)
             assert driver.health.connected and driver.health.frames_good > 0
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        camera.stop()
+    asyncio.run(scenario())
 
 
-def test_a_camera_that_drops_off_is_a_device_fault_and_comes_back():
-    camera = VideoCameraSimulator(fps=20).start()
+def test_a_rear_camera_reads_the_container_number_painted_on_the_doors(camera):
+    async def scenario():
+        events: list = []
+        driver = _driver(camera.url, events, reads=("containers",))
+        async with running(driver):
+            camera.show_container("CSQU3054383", layout="v")
+            await wait_until(lambda: any(isinstance(e, ContainerRead) for e in events), timeout_s=15,
+                             what="container number")
+            camera.show_container("MSKU 907032 3", layout="h2")
+            await wait_until(lambda: len([e for e in events if isinstance(e, ContainerRead)]) >= 2, timeout_s=15,
+                             what="second container number")
+            reads = [e for e in events if isinstance(e, ContainerRead)]
+            assert [r.container for r in reads] == ["CSQU3054383", "MSKU9070323"]
+            assert not [e for e in events if isinstance(e, PlateRead)]  # this camera reads codes only
 
+    asyncio.run(scenario())
+
+
+def test_a_camera_that_drops_off_is_a_device_fault_and_comes_back(camera):
     async def scenario():
         events: list = []
         driver = _driver(camera.url, events)
-        task = asyncio.create_task(driver.run())
-        try:
+        async with running(driver):
             await wait_until(lambda: driver.health.connected, what="stream up")
             await camera.fault_disconnect()
             await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), timeout_s=15, what="fault")
@@ -70,14 +99,8 @@ def test_a_camera_that_drops_off_is_a_device_fault_and_comes_back():
             await wait_until(lambda: any(isinstance(e, PlateRead) for e in events), timeout_s=20,
                              what="plate after recovery")
             assert driver.health.connected
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        camera.stop()
+    asyncio.run(scenario())
 
 
 class _BrokenReader:
@@ -92,27 +115,18 @@ class _BrokenReader:
         return []
 
 
-def test_a_reader_that_fails_is_counted_and_the_driver_keeps_watching():
-    camera = VideoCameraSimulator(fps=20).start()
-
+def test_a_reader_that_fails_is_counted_and_the_driver_keeps_watching(camera):
     async def scenario():
         events: list = []
         reader = _BrokenReader()
         source = LatestFrameSource(camera.url, max_fps=20)
         driver = VideoCameraDriver("IMP-1-cam", source, events.append, reader=reader, interval_s=0.05)
-        task = asyncio.create_task(driver.run())
-        try:
+        async with running(driver) as task:
             await wait_until(lambda: driver.read_errors >= 3, what="failed reads counted")
             assert driver.health.connected and not task.done()
             assert not [e for e in events if isinstance(e, PlateRead | ContainerRead)]
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        camera.stop()
+    asyncio.run(scenario())
 
 
 def test_missing_stream_is_a_device_fault(tmp_path):
@@ -120,13 +134,9 @@ def test_missing_stream_is_a_device_fault(tmp_path):
         events: list = []
         source = LatestFrameSource(str(tmp_path / "nothing.avi"), retry_s=0.1)
         driver = VideoCameraDriver("IMP-1-cam", source, events.append, reader=None, interval_s=0.05)
-        task = asyncio.create_task(driver.run())
-        try:
+        async with running(driver):
             await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), what="fault")
             assert "cannot open video source" in driver.health.last_error
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
 

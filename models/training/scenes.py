@@ -87,7 +87,8 @@ def _truck_front(rng: np.random.Generator, frame: np.ndarray, label: str | None 
     return Truth("plate", plate.label, box, plate.kind)
 
 
-def _container_rear(rng: np.random.Generator, frame: np.ndarray) -> list[Truth]:
+def _container_rear(rng: np.random.Generator, frame: np.ndarray, code: str | None = None,
+                    layout: str | None = None) -> list[Truth]:
     height, width = frame.shape[:2]
     door_w = int(width * rng.uniform(0.45, 0.7))
     door_h = int(height * rng.uniform(0.7, 0.95))
@@ -101,8 +102,9 @@ def _container_rear(rng: np.random.Generator, frame: np.ndarray) -> list[Truth]:
     ink = _ink_for(door, rng)
     fonts = installed_fonts()
     font = fonts.latin[rng.integers(len(fonts.latin))]
-    layout = ("h1", "h2", "v")[int(rng.choice(3, p=(0.5, 0.25, 0.25)))]
-    code = container_text(rng)
+    drawn_layout = ("h1", "h2", "v")[int(rng.choice(3, p=(0.5, 0.25, 0.25)))]
+    drawn_code = container_text(rng)
+    layout, code = layout or drawn_layout, code or drawn_code
     char_h = int(door_h * rng.uniform(0.035, 0.06))
     mask, _ = render_code_block(rng, code, layout, char_h, font)
     mh, mw = mask.shape[:2]
@@ -163,6 +165,14 @@ def truck_at_gate(plate: str | None, seed: int = 0, width: int = 960, height: in
     frame = _background(rng, width, height)
     truths = (_truck_front(rng, frame, plate),) if plate else ()
     return Scene(frame, truths)
+
+
+def container_at_gate(code: str, layout: str = "h1", seed: int = 0, width: int = 960, height: int = 540) -> Scene:
+    """A container's doors showing `code` (11 characters) painted in `layout` ("h1", "h2", "v"), with
+    its size/type code and the trailer's plate; for the rear video camera simulator."""
+    rng = np.random.default_rng([seed, width, height, 1])
+    frame = _background(rng, width, height)
+    return Scene(frame, tuple(_container_rear(rng, frame, code, layout)))
 
 
 def scene(seed: int, index: int, kind: str | None = None) -> Scene:

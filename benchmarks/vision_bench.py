@@ -106,7 +106,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
     baseline = _baseline()
     figures: dict = {"threads": 1, "per_class": per_class, "held_out": {}, "baseline_rapidocr": {}}
     crop_ms: list[float] = []
-    confidence_pairs: list[tuple[float, bool]] = []
+    confidence_pairs: dict[str, list[tuple[float, bool]]] = {"plates": [], "containers": []}
     base_ms: list[float] = []
     line_ms: list[float] = []
 
@@ -131,7 +131,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
                 right += ok
                 if task == "containers":
                     invalid += not is_valid_container(reading.text)
-                confidence_pairs.append((reading.confidence, ok))
+                confidence_pairs[task].append((reading.confidence, ok))
             entry = {"n": len(samples), "exact_match": round(right / len(samples), 4),
                      "no_reading": round(none / len(samples), 4), "wrong_reading": len(samples) - right - none}
             if task == "containers":
@@ -162,7 +162,10 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
         "n": sum(c["n"] for c in containers),
         "exact_match": round(sum(c["exact_match"] * c["n"] for c in containers) / sum(c["n"] for c in containers), 4),
         "check_digit_invalid_reported": sum(c["check_digit_invalid_reported"] for c in containers)}
-    figures["calibration"] = _calibration(confidence_pairs)
+    # the reported (calibrated) confidence against how often readings that sure were right
+    figures["calibration"] = {**_calibration(confidence_pairs["plates"] + confidence_pairs["containers"]),
+                              "plates": _calibration(confidence_pairs["plates"]),
+                              "containers": _calibration(confidence_pairs["containers"])}
     figures["crop_ms"] = percentiles(crop_ms)
     figures["model_only_ms"] = _model_only_ms(reader)
     if base_ms:

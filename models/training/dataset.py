@@ -16,6 +16,7 @@ from models.training.plate_synth import render_plate
 from models.vision.preprocess import CONTAINER_WIDTH, INPUT_HEIGHT, PLATE_WIDTH, container_input, plate_input
 
 HELD_OUT_SEED = 20261201  # the evaluation sets; training seeds must differ
+CALIBRATION_SEED = 20261101  # the sets the confidence maps are fitted on; neither training nor evaluation
 PLATE_CLASSES = {"vn1": ("VN", 1), "vn2": ("VN", 2), "cn1": ("CN", 1), "cn2": ("CN", 2)}
 CONTAINER_CLASSES = {"h1": "h1", "h2": "h2", "v": "v"}
 
@@ -44,11 +45,11 @@ def container_sample(seed: int, index: int, kind: str | None = None) -> Sample:
     return Sample(augment_crop(code.image, rng), code.label, code.layout)
 
 
-def held_out(task: str, kind: str, count: int) -> list[Sample]:
-    """The fixed evaluation set of one class, never used in training."""
+def held_out(task: str, kind: str, count: int, seed: int = HELD_OUT_SEED) -> list[Sample]:
+    """The fixed evaluation set of one class, never used in training (`seed`: another fixed set)."""
     make = plate_sample if task == "plates" else container_sample
     class_no = sorted(PLATE_CLASSES if task == "plates" else CONTAINER_CLASSES).index(kind)
-    return [make(HELD_OUT_SEED + class_no, i, kind) for i in range(count)]
+    return [make(seed + class_no, i, kind) for i in range(count)]
 
 
 def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[str]]:
@@ -75,8 +76,8 @@ def training_set(task: str, seed: int, count: int, workers: int | None = None,
 
     Samples whose label is in `exclude` (the held-out labels) are dropped.
     """
-    if seed == HELD_OUT_SEED:
-        raise ValueError("the training seed must differ from the held-out seed")
+    if seed in (HELD_OUT_SEED, CALIBRATION_SEED):
+        raise ValueError("the training seed must differ from the held-out and calibration seeds")
     workers = workers or os.cpu_count() or 1
     step = 2000
     chunks = [(task, seed, start, min(count, start + step)) for start in range(0, count, step)]

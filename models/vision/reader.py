@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from models.vision import preprocess
+from models.vision.calibration import IDENTITY, load_calibration
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
 from models.vision.ctc import decode
 from models.vision.formatting import display_container, display_plate
@@ -80,9 +81,12 @@ class VisionReader:
     """Both recognisers, their sessions created once; thread-safe for concurrent reads."""
 
     def __init__(self, threads: int = 1, plate_model: Path = PLATE_MODEL, container_model: Path = CONTAINER_MODEL,
-                 min_confidence: float = 0.2):
+                 min_confidence: float = 0.5, calibrated: bool = True):
+        """`min_confidence` applies to the calibrated confidence; `calibrated=False` reports the raw one."""
         self.threads, self.min_confidence = threads, min_confidence
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
+        self.plate_calibration = load_calibration(plate_model) if calibrated else IDENTITY
+        self.container_calibration = load_calibration(container_model) if calibrated else IDENTITY
         # The container-code model is optional: without it, container numbers are not read (logged once).
         self.containers = (Recogniser(container_model, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
                            if Path(container_model).is_file() else None)
@@ -149,6 +153,7 @@ class VisionReader:
         to_inputs = preprocess.plate_inputs if plate else preprocess.container_inputs
         model = self.plates if plate else self.containers
         language = PLATES if plate else ISO6346
+        calibration = self.plate_calibration if plate else self.container_calibration
         choices = [to_inputs(crop) for crop in crops]  # an unclear layout has a second way to read it
         best: list[Reading | None] = [None] * len(crops)
         pending = list(range(len(crops)))
@@ -159,12 +164,15 @@ class VisionReader:
             probs = model.probabilities([x for _, x in batch])
             for (owner, _), p in zip(batch, probs, strict=True):
                 candidate = decode(p, model.charset, language)
-                if candidate is None or candidate.probability < self.min_confidence:
+                if candidate is None:
+                    continue
+                confidence = calibration(candidate.probability)
+                if confidence < self.min_confidence:
                     continue
                 current = best[owner]
-                if current is None or candidate.probability > current.confidence:
+                if current is None or confidence > current.confidence:
                     kind = language.kind_of(candidate.text) or ""
-                    best[owner] = Reading(candidate.text, round(candidate.probability, 4), boxes[owner], kind)
+                    best[owner] = Reading(candidate.text, round(confidence, 4), boxes[owner], kind)
             # the second way is read only where the first gave nothing sure
             pending = [i for i in pending if best[i] is None or best[i].confidence < SURE]
         return best

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 
 
-def run_benchmarks(which: list[str], quick: bool = False) -> dict:
+def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True) -> dict:
     """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, vision, all)."""
     names = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "vision"] if "all" in which else which
     result: dict = {
@@ -51,7 +51,7 @@ def run_benchmarks(which: list[str], quick: bool = False) -> dict:
             from benchmarks.vision_bench import run_vision_bench
 
             figures = run_vision_bench(per_class=100 if quick else 1000, frames=20 if quick else 100,
-                                       baseline_per_class=5 if quick else 200,
+                                       baseline_per_class=5 if quick else 50, baseline=baseline,
                                        real_limit=15 if quick else None)
         else:
             raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "

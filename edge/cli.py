@@ -208,7 +208,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.run import run_benchmarks
 
-    result = run_benchmarks(args.which, quick=args.quick)
+    result = run_benchmarks(args.which, quick=args.quick, baseline=not args.no_baseline)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which", nargs="*", default=["all"],
                    help="decision, cache, journal, codec, modbus, kiosk, sync, vision or all (default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")
     p.add_argument("--out", help="also write the JSON to this file")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -37,7 +37,7 @@ def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
         assert vision["held_out"]["containers:all"]["check_digit_invalid_reported"] == 0
     for key in keys:
         assert vision["held_out"][key]["n"] == 100, key
-        assert vision["held_out"][key]["exact_match"] >= 0.9, key  # a broken model or preprocessing shows here
+        assert vision["held_out"][key]["exact_match"] >= 0.8, key  # a broken model or preprocessing shows here
     assert vision["crop_ms"]["n"] == 100 * len(keys) and vision["frames_1920x1080"]["ms"]["n"] == 20
     assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 5
     assert "ece" in vision["calibration"]

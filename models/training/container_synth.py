@@ -135,7 +135,7 @@ def render_container(rng: np.random.Generator, layout: str | None = None) -> Con
     """One container-code crop as a localiser would cut it from a door, clean (no augmentation)."""
     fonts = installed_fonts()
     font = fonts.latin[rng.integers(len(fonts.latin))]
-    layout = layout or ("h1", "h2", "v")[int(rng.choice(3, p=(0.5, 0.25, 0.25)))]
+    layout = layout or ("h1", "h2", "v")[int(rng.choice(3, p=(0.4, 0.2, 0.4)))]  # vertical is the hardest
     code = container_text(rng)
     char_h = int(rng.integers(18, 40))
     mask, _ = render_code_block(rng, code, layout, char_h, font)

@@ -15,7 +15,7 @@ from models.vision.charsets import CONTAINER_CHARS
 from models.vision.preprocess import CONTAINER_WIDTH
 
 TASK = Task("containers", CONTAINER_CHARS, CONTAINER_WIDTH, ("h1", "h2", "v"),
-            samples=100_000, epochs=7, lr=2e-3)
+            samples=150_000, epochs=8, lr=2e-3)
 
 if __name__ == "__main__":
     main(TASK, "models/container_reader.onnx", default_init="models/plate_reader.onnx")

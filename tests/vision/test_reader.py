@@ -16,11 +16,6 @@ from models.training.scenes import scene
 from models.vision.reader import VisionReader
 
 SEED = 424242  # neither the training seed nor the held-out one
-needs_container_model = pytest.mark.skipif(
-    not models.container_model_installed(),
-    reason="models/container_reader.onnx is not committed yet (the trained model did not learn owner codes)")
-
-
 @pytest.fixture(scope="module")
 def reader() -> VisionReader:
     return VisionReader(threads=1)
@@ -36,7 +31,6 @@ def test_generated_plates_are_read_exactly(reader, kind):
     assert first.kind == ("VN" if kind.startswith("vn") else "CN") and 0 < first.confidence <= 1
 
 
-@needs_container_model
 @pytest.mark.parametrize("layout", ["h1", "h2", "v"])
 def test_generated_container_codes_are_read_exactly(reader, layout):
     samples = [container_sample(SEED, i, layout) for i in range(20)]
@@ -55,7 +49,6 @@ def _painted(code: str, layout: str, seed: int) -> ContainerSample:
     return ContainerSample(door, code, layout)
 
 
-@needs_container_model
 def test_a_code_painted_with_a_wrong_check_digit_is_never_reported_as_that_code(reader):
     wrong = "CSQU3054384"  # the right check digit is 3
     assert not is_valid_container(wrong)
@@ -66,7 +59,6 @@ def test_a_code_painted_with_a_wrong_check_digit_is_never_reported_as_that_code(
     assert right is not None and right.text == "CSQU3054383" and right.display == "CSQU 305438 3"
 
 
-@needs_container_model
 def test_a_whole_frame_gives_the_plate_and_the_container_number_not_the_size_code(reader):
     found_plate = found_code = 0
     for index in range(6):

@@ -51,7 +51,7 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True)
             from benchmarks.vision_bench import run_vision_bench
 
             figures = run_vision_bench(per_class=100 if quick else 1000, frames=20 if quick else 100,
-                                       baseline_per_class=5 if quick else 50, baseline=baseline,
+                                       baseline_per_class=5 if quick else 50, with_baseline=baseline,
                                        real_limit=15 if quick else None)
         else:
             raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "

@@ -91,7 +91,7 @@ def _baseline() -> _Baseline | None:
 
 
 def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_class: int = 50,
-                     real_limit: int | None = None, baseline: bool = True) -> dict:
+                     real_limit: int | None = None, with_baseline: bool = True) -> dict:
     """All vision figures; `per_class` held-out crops per class, `frames` whole frames.
 
     The rapidocr baseline reads the first `baseline_per_class` crops of each class and a fifth of
@@ -103,7 +103,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
 
     cv2.setNumThreads(1)
     reader = VisionReader(threads=1)
-    baseline = _baseline() if baseline else None
+    baseline = _baseline() if with_baseline else None
     figures: dict = {"threads": 1, "per_class": per_class, "held_out": {}, "baseline_rapidocr": {}}
     crop_ms: list[float] = []
     confidence_pairs: dict[str, list[tuple[float, bool]]] = {"plates": [], "containers": []}

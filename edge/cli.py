@@ -374,6 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except Exception as exc:
+        # A recognition model or its calibration missing or broken: said in one line, not a traceback.
+        # Looked up lazily so that commands without cameras never load onnxruntime.
+        recogniser = sys.modules.get("models.vision.recogniser")
+        if recogniser is None or not isinstance(exc, recogniser.ModelError):
+            raise
+        print(f"smartgate: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

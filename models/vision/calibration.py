@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.vision.recogniser import ModelError
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -43,7 +45,7 @@ def calibration_path(model: Path) -> Path:
 
 
 def load_calibration(model: Path) -> Calibration:
-    """The model's calibration, or the identity when it has none; a broken file is an error naming it."""
+    """The model's calibration, or the identity when it has none; a broken file is a ModelError naming it."""
     path = calibration_path(model)
     if not path.is_file():
         return IDENTITY
@@ -51,10 +53,10 @@ def load_calibration(model: Path) -> Calibration:
         data = json.loads(path.read_text())
         raw, calibrated = [float(v) for v in data["raw"]], [float(v) for v in data["calibrated"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a calibration file ({error}); delete it or rerun "
+        raise ModelError(f"{path}: not a calibration file ({error}); delete it or rerun "
                          "`python -m models.training.calibrate`") from error
     if len(raw) != len(calibrated) or any(b < a for a, b in zip(raw, raw[1:], strict=False)):
-        raise ValueError(f"{path}: 'raw' must rise and match 'calibrated' in length; rerun "
+        raise ModelError(f"{path}: 'raw' must rise and match 'calibrated' in length; rerun "
                          "`python -m models.training.calibrate`")
     return Calibration(tuple(raw), tuple(calibrated))
 

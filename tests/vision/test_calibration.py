@@ -12,6 +12,7 @@ import pytest
 
 from models.vision.calibration import IDENTITY, calibration_path, fit_isotonic, load_calibration
 from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL, VisionReader
+from models.vision.recogniser import ModelError
 
 
 def test_the_fitted_map_rises_and_gives_the_observed_share_right():
@@ -32,10 +33,10 @@ def test_a_model_without_a_map_reports_its_raw_probability(tmp_path):
 def test_a_broken_map_file_names_itself_and_the_fix(tmp_path):
     model = tmp_path / "reader.onnx"
     calibration_path(model).write_text(json.dumps({"raw": [0.0, 0.5, 0.2], "calibrated": [0, 1, 1]}))
-    with pytest.raises(ValueError, match=r"reader\.calibration\.json.*models\.training\.calibrate"):
+    with pytest.raises(ModelError, match=r"reader\.calibration\.json.*models\.training\.calibrate"):
         load_calibration(model)
     calibration_path(model).write_text("{not json")
-    with pytest.raises(ValueError, match="reader.calibration.json"):
+    with pytest.raises(ModelError, match="reader.calibration.json"):
         load_calibration(model)
 
 
@@ -57,3 +58,15 @@ def test_readings_carry_the_calibrated_confidence():
         if a is not None:
             assert a.text == b.text
             assert a.confidence == pytest.approx(calibrated.container_calibration(b.confidence), abs=1e-3)
+
+
+def test_a_broken_map_stops_a_smartgate_command_with_one_clear_line(monkeypatch, capsys, tmp_path):
+    import models.vision.reader as reader_module
+    from edge.cli import main
+
+    broken = tmp_path / "plate_reader.onnx"
+    calibration_path(broken).write_text("{not json")
+    monkeypatch.setattr(reader_module, "load_calibration", lambda _model: load_calibration(broken))
+    assert main(["bench", "vision", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "plate_reader.calibration.json: not a calibration file" in err and "Traceback" not in err

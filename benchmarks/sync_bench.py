@@ -77,6 +77,23 @@ async def _lanes_appending(journal: Journal, payload: dict, lanes: int, per_lane
     await asyncio.gather(*(lane(f"L{k}") for k in range(lanes)))
 
 
+async def _until(condition, timeout_s: float, what: str, poll_s: float = 0.02) -> None:
+    """Wait for `condition`; a phase that never ends fails the bench naming what it waited for."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sync bench: waited {timeout_s:.0f} s for {what}")
+        await asyncio.sleep(poll_s)
+
+
+async def _within(step, timeout_s: float, what: str) -> None:
+    """Await `step`, failing the bench naming it when it takes longer than `timeout_s`."""
+    try:
+        await asyncio.wait_for(step, timeout_s)
+    except TimeoutError:
+        raise TimeoutError(f"sync bench: waited {timeout_s:.0f} s for {what}") from None
+
+
 async def bench_drain(tmp: Path, n: int, db_url: str) -> dict:
     private, public = generate_keypair()
     central = await asyncio.to_thread(CentralServer(db_url, private, tokens={"HN": TOKEN}).start)
@@ -88,14 +105,13 @@ async def bench_drain(tmp: Path, n: int, db_url: str) -> dict:
                              for i in range(start, start + 1000)])
     started = time.perf_counter()
     sync.start()
-    while sync.outbox.backlog():
-        await asyncio.sleep(0.05)
+    await _until(lambda: not sync.outbox.backlog(), 600, "the outbox to drain to central", poll_s=0.05)
     drain = time.perf_counter() - started
     count = central.store.event_count("HN")
-    await sync.stop()
+    await _within(sync.stop(), 30, "the sync service to stop")
     journal.close()
     cache.close()
-    await asyncio.to_thread(central.stop)
+    await _within(asyncio.to_thread(central.stop), 30, "the central server to stop")
     return {"drain_events": n, "drain_s": round(drain, 2), "drain_events_per_s": round(n / drain),
             "central_events": count, "central_db": db_url.split(":")[0]}
 
@@ -132,21 +148,21 @@ async def bench_revocation(tmp: Path, runs: int) -> dict:
     for run in range(runs):
         number = f"R{run:04d}"
         admin.post("/api/v1/declarations", json={"declarations": [_decl(number)]}).raise_for_status()
-        while cache.get(number) is None:
-            await asyncio.sleep(0.02)
+        await _until(lambda number=number: cache.get(number) is not None, 60,
+                     f"declaration {number} to reach the cache")
         proxy.set_mode("blackhole")
         await asyncio.sleep(3.0)
         admin.post(f"/api/v1/declarations/{number}/revoke", json={}).raise_for_status()
         proxy.set_mode("pass")
         up = time.perf_counter()
-        while cache.get(number).status != DeclarationStatus.CANCELLED:
-            await asyncio.sleep(0.01)
+        await _until(lambda number=number: cache.get(number).status == DeclarationStatus.CANCELLED, 60,
+                     f"the revocation of {number} to reach the cache after the link came back", poll_s=0.01)
         times.append(time.perf_counter() - up)
-    await sync.stop()
-    await proxy.stop()
+    await _within(sync.stop(), 30, "the sync service to stop")
+    await _within(proxy.stop(), 30, "the link proxy to stop")
     journal.close()
     cache.close()
-    await asyncio.to_thread(central.stop)
+    await _within(asyncio.to_thread(central.stop), 30, "the central server to stop")
     times.sort()
     return {"link_up_to_revocation_s_median": round(times[len(times) // 2], 2), "link_up_to_revocation_s_max":
             round(times[-1], 2), "revocation_runs": runs}

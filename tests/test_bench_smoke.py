@@ -41,3 +41,22 @@ def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
     assert vision["crop_ms"]["n"] == 100 * len(keys) and vision["frames_1920x1080"]["ms"]["n"] == 20
     assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 5
     assert "ece" in vision["calibration"]
+
+
+def test_quick_sync_bench_reports_every_figure():
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "sync", "--quick"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout)["sync"]
+    assert figures["enqueue_events_per_s_one_commit_each"] > 0
+    assert figures["central_events"] == figures["drain_events"] == 10_000
+    assert figures["link_up_to_revocation_s_median"] >= 0
+
+
+def test_a_sync_bench_phase_that_never_ends_fails_naming_what_it_waited_for():
+    import asyncio
+
+    from benchmarks.sync_bench import _until
+
+    with pytest.raises(TimeoutError, match="the outbox to drain"):
+        asyncio.run(_until(lambda: False, 0.2, "the outbox to drain to central"))

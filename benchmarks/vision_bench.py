@@ -120,10 +120,12 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
         for kind in classes:
             samples = held_out(task, kind, per_class)
             right = none = invalid = 0
+            outcomes: list[tuple[tuple[str, ...], bool]] = []
             for sample in samples:
                 started = time.perf_counter()
                 reading = read(sample.crop)
                 crop_ms.append((time.perf_counter() - started) * 1000)
+                outcomes.append((sample.damage, reading is not None and reading.text == sample.label))
                 if reading is None:
                     none += 1
                     continue
@@ -136,6 +138,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
                      "no_reading": round(none / len(samples), 4), "wrong_reading": len(samples) - right - none}
             if task == "containers":
                 entry["check_digit_invalid_reported"] = invalid
+            entry.update(_by_damage(outcomes))
             figures["held_out"][f"{task}:{kind}"] = entry
             if baseline is not None:
                 base_right = line_right = 0
@@ -175,6 +178,19 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
     figures["real_cn_crops"] = _real_crops(reader, baseline, real_limit)
     figures["frames_1920x1080"] = _frames(reader, baseline, scene, frames)
     return figures
+
+
+def _by_damage(outcomes: list[tuple[tuple[str, ...], bool]]) -> dict:
+    """Exact match of the crops by camera harm: those without night or glare, and those with each harm."""
+    from models.training.augment import DAMAGE
+
+    def share(rows: list[bool]) -> dict:
+        return {"n": len(rows), "exact_match": round(sum(rows) / len(rows), 4) if rows else None}
+
+    # Night gain and glare blobs are what most often leave a crop unreadable even to a person.
+    lit = [ok for damage, ok in outcomes if "night" not in damage and "glare" not in damage]
+    return {"without_night_or_glare": share(lit),
+            "by_damage": {name: share([ok for damage, ok in outcomes if name in damage]) for name in DAMAGE}}
 
 
 def _model_only_ms(reader) -> dict:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+DAMAGE = ("dirt", "glare", "night", "low_resolution", "blur", "motion_blur", "noise", "jpeg")
+
 
 def _surround(image: np.ndarray, rng: np.random.Generator, pad: float) -> tuple[np.ndarray, np.ndarray]:
     """The crop on a larger random background; returns it and the crop's corners in it."""
@@ -45,8 +47,13 @@ def loose_crop(image: np.ndarray, rng: np.random.Generator, strength: float = 1.
     return warped[y0:y1, x0:x1]
 
 
-def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Blur, low resolution, night/IR, glare, dirt, noise and JPEG, each with its own chance."""
+def photometric(image: np.ndarray, rng: np.random.Generator, damage: list[str] | None = None) -> np.ndarray:
+    """Blur, low resolution, night/IR, glare, dirt, noise and JPEG, each with its own chance.
+
+    `damage`, when given, gets the name of each harm applied (`DAMAGE` lists them); recording them
+    draws nothing from `rng`, so a seeded set is the same with or without it.
+    """
+    applied = damage if damage is not None else []
     out = image.astype(np.float32)
     h, w = out.shape[:2]
     short = min(h, w)  # the text's scale: a plate's height, a vertical code's width
@@ -58,17 +65,20 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
             mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, min(axes) / 2))
             out = out * (1 - mask[..., None] * rng.uniform(0.2, 0.6)) + mask[..., None] * rng.uniform(20, 80)
+        applied.append("dirt")
     if rng.random() < 0.25:  # glare: a bright soft blob
         mask = np.zeros((h, w), np.float32)
         centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         cv2.circle(mask, centre, int(rng.integers(max(2, short // 4), max(3, short))), 1.0, -1)
         mask = cv2.GaussianBlur(mask, (0, 0), max(2.0, short / 4))
         out = out + mask[..., None] * rng.uniform(60, 160)
+        applied.append("glare")
     if rng.random() < 0.2:  # night / IR: grey, dark, contrasty, noisy
         grey = out.mean(axis=2, keepdims=True)
         out = np.repeat(grey, 3, axis=2) * rng.uniform(0.25, 0.6)
         out = 255.0 * (np.clip(out, 0, 255) / 255.0) ** rng.uniform(0.7, 1.4)
         out += rng.normal(0, rng.uniform(4, 14), out.shape[:2])[..., None]
+        applied.append("night")
     else:
         gain, bias = rng.uniform(0.6, 1.3), rng.uniform(-40, 40)
         out = out * gain + bias
@@ -77,23 +87,29 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         factor = rng.uniform(0.25, 0.8)
         small = (max(8, int(w * factor)), max(4, int(h * factor)))
         out = cv2.resize(cv2.resize(out, small, interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR)
+        applied.append("low_resolution")
     if rng.random() < 0.4:
         sigma = rng.uniform(0.5, 1.8) * max(1.0, short / 60)
         out = cv2.GaussianBlur(out, (0, 0), sigma)
+        applied.append("blur")
     elif rng.random() < 0.25:  # motion blur along the lane
         length = int(rng.integers(3, max(4, short // 10 + 4)))
         kernel = np.zeros((length, length), np.float32)
         kernel[length // 2, :] = 1.0 / length
         out = cv2.filter2D(out, -1, kernel)
+        applied.append("motion_blur")
     if rng.random() < 0.5:
         out = np.clip(out.astype(np.float32) + rng.normal(0, rng.uniform(2, 10), out.shape), 0, 255).astype(np.uint8)
+        applied.append("noise")
     if rng.random() < 0.5:
         ok, data = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
         if ok:
             out = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            applied.append("jpeg")
     return out
 
 
-def augment_crop(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """A clean rendered crop as a camera and the localiser would deliver it."""
-    return photometric(loose_crop(image, rng, strength), rng)
+def augment_crop(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0,
+                 damage: list[str] | None = None) -> np.ndarray:
+    """A clean rendered crop as a camera and the localiser would deliver it (`damage`: see `photometric`)."""
+    return photometric(loose_crop(image, rng, strength), rng, damage)

@@ -28,6 +28,7 @@ class Sample:
     crop: np.ndarray
     label: str
     kind: str
+    damage: tuple[str, ...] = ()  # the camera harms the crop was given (`augment.DAMAGE`)
 
 
 def plate_sample(seed: int, index: int, kind: str | None = None) -> Sample:
@@ -35,14 +36,18 @@ def plate_sample(seed: int, index: int, kind: str | None = None) -> Sample:
     rng = np.random.default_rng([seed, index])
     country, lines = PLATE_CLASSES[kind] if kind else (None, None)
     plate = render_plate(rng, country, lines)
-    return Sample(augment_crop(plate.image, rng), plate.label, plate.kind)
+    damage: list[str] = []
+    crop = augment_crop(plate.image, rng, damage=damage)
+    return Sample(crop, plate.label, plate.kind, tuple(damage))
 
 
 def container_sample(seed: int, index: int, kind: str | None = None) -> Sample:
     """Container-code sample `index` of `seed`: a random layout unless `kind` names one."""
     rng = np.random.default_rng([seed, index])
     code = render_container(rng, kind)
-    return Sample(augment_crop(code.image, rng), code.label, code.layout)
+    damage: list[str] = []
+    crop = augment_crop(code.image, rng, damage=damage)
+    return Sample(crop, code.label, code.layout, tuple(damage))
 
 
 def held_out(task: str, kind: str, count: int, seed: int = HELD_OUT_SEED) -> list[Sample]:

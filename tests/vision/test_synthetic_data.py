@@ -51,3 +51,21 @@ def test_held_out_sets_are_fixed_and_apart_from_training():
     assert [s.label for s in first] == [s.label for s in again]
     assert all(s.kind == "vn1" for s in first)
     assert HELD_OUT_SEED != 1  # the training seed
+
+
+def test_recording_the_damage_leaves_the_crop_as_it_was():
+    """The bench's per-harm figures must be about the very crops the held-out set always held."""
+    from models.training.augment import DAMAGE, augment_crop
+
+    image = render_plate(np.random.default_rng(3), label="29C12345").image
+    seen: set[str] = set()
+    for index in range(40):
+        damage: list[str] = []
+        recorded = augment_crop(image, np.random.default_rng([9, index]), damage=damage)
+        plain = augment_crop(image, np.random.default_rng([9, index]))
+        assert np.array_equal(recorded, plain)
+        assert set(damage) <= set(DAMAGE)
+        seen.update(damage)
+    assert {"night", "glare", "blur"} <= seen  # forty crops meet the common harms
+    sample = held_out("containers", "v", 1)[0]
+    assert sample.damage == held_out("containers", "v", 1)[0].damage

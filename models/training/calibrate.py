@@ -21,7 +21,16 @@ from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL, VisionReader
 
 
 def fit(task: str, per_class: int, threads: int = 1) -> Path:
-    """Read the task's calibration crops with raw confidences, fit the map, write it; returns its path."""
+    """Read the task's calibration crops with raw confidences, fit the map, write it; returns its path.
+
+    The reader's map also decides which crops it looks at again, so the fit runs twice: the
+    second time with the map of the first (a new model's old map no longer describes it).
+    """
+    _fit_once(task, per_class, threads)
+    return _fit_once(task, per_class, threads)
+
+
+def _fit_once(task: str, per_class: int, threads: int) -> Path:
     reader = VisionReader(threads=threads, min_confidence=0.0, calibrated=False)
     model = PLATE_MODEL if task == "plates" else CONTAINER_MODEL
     read = reader.read_plate_crop if task == "plates" else reader.read_container_crop

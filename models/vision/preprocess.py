@@ -166,16 +166,44 @@ def container_input(crop: np.ndarray, two_lines: bool | None = None) -> np.ndarr
     return _normalise(container_line(to_gray(crop), two_lines), CONTAINER_WIDTH)[None]
 
 
+def model_input(line: np.ndarray, width: int) -> np.ndarray:
+    """Model input (1, 32, width) float32 in [-1, 1] for one line of text (uint8 grey)."""
+    return _normalise(line, width)[None]
+
+
+def plate_lines(crop: np.ndarray) -> list[np.ndarray]:
+    """A plate crop as one line of text (grey): one, or one per reading of an unclear layout."""
+    block = deskew(to_gray(crop))
+    return [stitch_lines(block) if two else block for two in line_choices(block)]
+
+
+def container_lines(crop: np.ndarray) -> list[np.ndarray]:
+    """A container-code crop as one line of text (grey): one, or one per reading of an unclear layout."""
+    vertical, block = _container_block(to_gray(crop))
+    if vertical:
+        return [block]
+    return [stitch_lines(block, 0.3, 0.7) if two else block for two in line_choices(block, 0.3, 0.7)]
+
+
 def plate_inputs(crop: np.ndarray) -> list[np.ndarray]:
     """The model input(s) for a plate crop: one, or one per reading of an unclear layout."""
-    block = deskew(to_gray(crop))
-    return [_normalise(stitch_lines(block) if two else block, PLATE_WIDTH)[None] for two in line_choices(block)]
+    return [model_input(line, PLATE_WIDTH) for line in plate_lines(crop)]
 
 
 def container_inputs(crop: np.ndarray) -> list[np.ndarray]:
     """The model input(s) for a container-code crop: one, or one per reading of an unclear layout."""
-    vertical, block = _container_block(to_gray(crop))
-    if vertical:
-        return [_normalise(block, CONTAINER_WIDTH)[None]]
-    return [_normalise(stitch_lines(block, 0.3, 0.7) if two else block, CONTAINER_WIDTH)[None]
-            for two in line_choices(block, 0.3, 0.7)]
+    return [model_input(line, CONTAINER_WIDTH) for line in container_lines(crop)]
+
+
+def second_looks(line: np.ndarray) -> list[np.ndarray]:
+    """The same line seen three other ways, for crops the first look left unsure: smoothed (sensor
+    noise, JPEG blocks), with a margin added and with a little of each end cut off (a localiser's
+    box too tight or too loose moves the glyphs against the model's steps)."""
+    width = line.shape[1]
+    margin = max(1, round(width * 0.04))
+    cut = max(1, round(width * 0.03))
+    looks = [cv2.GaussianBlur(line, (0, 0), 1.0),
+             cv2.copyMakeBorder(line, 0, 0, margin, margin, cv2.BORDER_REPLICATE)]
+    if width > 4 * cut:
+        looks.append(line[:, cut:width - cut])
+    return looks

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from models.vision import preprocess
-from models.vision.calibration import IDENTITY, load_calibration
+from models.vision.calibration import load_calibration
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
 from models.vision.ctc import decode
 from models.vision.formatting import display_container, display_plate
@@ -30,6 +30,7 @@ PLATE_MODEL = MODELS_DIR / "plate_reader.onnx"
 CONTAINER_MODEL = MODELS_DIR / "container_reader.onnx"
 MIN_SIDE = 8  # pixels: a crop smaller than this holds nothing readable
 MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
+AGREE = 2  # looks that must give an unsure reading before it counts
 SURE = 0.9  # a reading this sure from the likelier layout is not read the other way too
 
 
@@ -81,12 +82,16 @@ class VisionReader:
     """Both recognisers, their sessions created once; thread-safe for concurrent reads."""
 
     def __init__(self, threads: int = 1, plate_model: Path = PLATE_MODEL, container_model: Path = CONTAINER_MODEL,
-                 min_confidence: float = 0.5, calibrated: bool = True):
-        """`min_confidence` applies to the calibrated confidence; `calibrated=False` reports the raw one."""
-        self.threads, self.min_confidence = threads, min_confidence
+                 min_confidence: float = 0.5, calibrated: bool = True, second_looks: bool = True):
+        """`min_confidence` applies to the calibrated confidence; `calibrated=False` reports the raw one;
+        `second_looks` reads crops the first look left unsure three more ways and lets the looks vote."""
+        self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
-        self.plate_calibration = load_calibration(plate_model) if calibrated else IDENTITY
-        self.container_calibration = load_calibration(container_model) if calibrated else IDENTITY
+        # The maps also decide when a crop is unsure enough to be looked at again, so they are
+        # loaded even when the raw probability is reported (as the calibration fit needs it).
+        self.plate_calibration = load_calibration(plate_model)
+        self.container_calibration = load_calibration(container_model)
+        self.report_calibrated = calibrated
         # The container-code model is optional: without it, container numbers are not read (logged once).
         self.containers = (Recogniser(container_model, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
                            if Path(container_model).is_file() else None)
@@ -150,32 +155,54 @@ class VisionReader:
                     plate: bool) -> list[Reading | None]:
         if not crops:
             return []
-        to_inputs = preprocess.plate_inputs if plate else preprocess.container_inputs
+        to_lines = preprocess.plate_lines if plate else preprocess.container_lines
         model = self.plates if plate else self.containers
+        width = preprocess.PLATE_WIDTH if plate else preprocess.CONTAINER_WIDTH
         language = PLATES if plate else ISO6346
         calibration = self.plate_calibration if plate else self.container_calibration
-        choices = [to_inputs(crop) for crop in crops]  # an unclear layout has a second way to read it
-        best: list[Reading | None] = [None] * len(crops)
-        pending = list(range(len(crops)))
-        for attempt in range(2):
-            batch = [(i, choices[i][attempt]) for i in pending if attempt < len(choices[i])]
-            if not batch:
-                break
-            probs = model.probabilities([x for _, x in batch])
-            for (owner, _), p in zip(batch, probs, strict=True):
+        lines = [to_lines(crop) for crop in crops]  # an unclear layout has a second way to read it
+        heard: list[list[tuple[str, float]]] = [[] for _ in crops]  # valid readings, raw probability
+
+        def look(jobs: list[tuple[int, np.ndarray]]) -> None:
+            if not jobs:
+                return
+            probs = model.probabilities([preprocess.model_input(line, width) for _, line in jobs])
+            for (owner, _), p in zip(jobs, probs, strict=True):
                 candidate = decode(p, model.charset, language)
-                if candidate is None:
-                    continue
-                confidence = calibration(candidate.probability)
-                if confidence < self.min_confidence:
-                    continue
-                current = best[owner]
-                if current is None or confidence > current.confidence:
-                    kind = language.kind_of(candidate.text) or ""
-                    best[owner] = Reading(candidate.text, round(confidence, 4), boxes[owner], kind)
-            # the second way is read only where the first gave nothing sure
-            pending = [i for i in pending if best[i] is None or best[i].confidence < SURE]
-        return best
+                if candidate is not None:
+                    heard[owner].append((candidate.text, candidate.probability))
+
+        def unsure(owner: int) -> bool:
+            return not heard[owner] or calibration(max(raw for _, raw in heard[owner])) < SURE
+
+        look([(i, ways[0]) for i, ways in enumerate(lines)])
+        # the second way is read only where the first gave nothing sure
+        look([(i, ways[1]) for i, ways in enumerate(lines) if len(ways) > 1 and unsure(i)])
+        if self.second_looks:
+            look([(i, seen) for i, ways in enumerate(lines) if unsure(i)
+                  for line in ways for seen in preprocess.second_looks(line)])
+        return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
+
+    def _verdict(self, heard: list[tuple[str, float]], box: tuple[int, int, int, int], calibration,
+                 language) -> Reading | None:
+        """The reading most of the looks' probability mass backs, at the confidence of its surest look."""
+        if not heard:
+            return None
+        mass: dict[str, float] = {}
+        surest: dict[str, float] = {}
+        votes: dict[str, int] = {}
+        for text, raw in heard:
+            mass[text] = mass.get(text, 0.0) + raw
+            surest[text] = max(surest.get(text, 0.0), raw)
+            votes[text] = votes.get(text, 0) + 1
+        text = max(mass, key=lambda t: (mass[t], surest[t]))
+        confidence = calibration(surest[text])
+        if confidence < SURE and votes[text] < AGREE and len(heard) > 1:
+            return None  # an unsure reading that no other look repeats
+        reported = confidence if self.report_calibrated else surest[text]
+        if reported < self.min_confidence:
+            return None
+        return Reading(text, round(reported, 4), box, language.kind_of(text) or "")
 
 
 def _bounded(image: np.ndarray) -> tuple[np.ndarray, float]:

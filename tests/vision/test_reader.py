@@ -139,3 +139,21 @@ def test_the_package_api_reads_frames_with_a_configured_thread_count():
         assert models.read_container_codes(np.zeros((50, 50, 3), np.uint8)) == []
     finally:
         models.configure(threads=1)
+
+
+def test_second_looks_read_more_hard_crops_without_more_wrong_numbers():
+    """Crops the first look leaves unsure (night, noise, a loose box) are read three more ways and
+    the looks vote: more vertical codes come out right, and no more come out wrong."""
+    from models.training.dataset import held_out
+
+    samples = held_out("containers", "v", 300)
+    plain, looking = VisionReader(second_looks=False), VisionReader()
+
+    def tally(reader: VisionReader) -> tuple[int, int]:
+        readings = [reader.read_container_crop(s.crop) for s in samples]
+        right = sum(r is not None and r.text == s.label for r, s in zip(readings, samples, strict=True))
+        return right, sum(r is not None for r in readings) - right
+
+    (plain_right, plain_wrong), (right, wrong) = tally(plain), tally(looking)
+    assert right > plain_right
+    assert wrong <= plain_wrong

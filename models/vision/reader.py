@@ -116,7 +116,7 @@ class VisionReader:
                 return None
             image, scale = _bounded(image)
             box = (0, 0, int(image.shape[1] / scale), int(image.shape[0] / scale))
-            return self._read_crops([image], [box], plate)[0]
+            return self._read_crops([image], [box], plate, known_text=True)[0]
         except Exception:  # a reader must never take the camera driver down
             log.exception("vision: reading a crop failed; treated as no reading")
             return None
@@ -152,7 +152,8 @@ class VisionReader:
             return []
 
     def _read_crops(self, crops: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
-                    plate: bool) -> list[Reading | None]:
+                    plate: bool, known_text: bool = False) -> list[Reading | None]:
+        """Read each crop; `known_text`: the crops surely hold a plate or code (not a localiser's guess)."""
         if not crops:
             return []
         to_lines = preprocess.plate_lines if plate else preprocess.container_lines
@@ -179,7 +180,9 @@ class VisionReader:
         # the second way is read only where the first gave nothing sure
         look([(i, ways[1]) for i, ways in enumerate(lines) if len(ways) > 1 and unsure(i)])
         if self.second_looks:
-            look([(i, seen) for i, ways in enumerate(lines) if unsure(i)
+            # Most regions a localiser finds in a frame hold no text: only those the first look read
+            # something in are looked at again, which keeps a frame's time near one look.
+            look([(i, seen) for i, ways in enumerate(lines) if unsure(i) and (known_text or heard[i])
                   for line in ways for seen in preprocess.second_looks(line)])
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
 

@@ -23,6 +23,32 @@ def _row(name: str, ours: dict | None, base: dict | None) -> str:
     return f"| {name} | {ours_text} | {base_text} | {line_text} |"
 
 
+HARMS = (("night", "night/IR"), ("glare", "glare"), ("low_resolution", "low resolution"), ("blur", "blur"),
+         ("motion_blur", "motion blur"), ("dirt", "dirt"))
+
+
+def _harm_table(held: dict, classes: list[tuple[str, str]]) -> list[str]:
+    """This model's exact match on the held-out crops by the camera harm they were given."""
+    def cell(entry: dict | None) -> str:
+        return f"{entry['exact_match']:.2%} (n={entry['n']})" if entry and entry.get("n") else "-"
+
+    rows = [(label, held[key]) for key, label in classes if "by_damage" in held.get(key, {})]
+    if not rows:
+        return []
+    return ["", "By camera harm (a crop can have several; night/IR and glare are the ones that most often leave a "
+            "crop unreadable even to a person):", "",
+            "| class | without night or glare | " + " | ".join(name for _, name in HARMS) + " |",
+            "| --- " * (len(HARMS) + 2) + "|",
+            *(f"| {label} | {cell(entry['without_night_or_glare'])} | "
+              + " | ".join(cell(entry["by_damage"].get(key)) for key, _ in HARMS) + " |" for label, entry in rows)]
+
+
+def _start(stage: dict, number: int) -> str:
+    if number > 1:
+        return f"stage {number - 1}"
+    return f"`{stage['init']}` (see below)" if stage.get("init") else "random weights"
+
+
 def _common(task: str, onnx: Path, record: dict, bench: dict, classes: list[tuple[str, str]]) -> list[str]:
     size_mb = onnx.stat().st_size / 1e6
     digest = hashlib.sha256(onnx.read_bytes()).hexdigest()[:16]
@@ -31,20 +57,23 @@ def _common(task: str, onnx: Path, record: dict, bench: dict, classes: list[tupl
              "| rapidocr, recogniser alone |", "| --- | --- | --- | --- |"]
     lines += [_row(label, held.get(key), base.get(key)) for key, label in classes]
     model_ms = bench["model_only_ms"]["plate" if task == "plates" else "container"]
-    history = record["history"]
+    stages = record.get("stages", [record])
     return [
         f"- File: `{onnx.name}`, {size_mb:.2f} MB, sha256 `{digest}…`; ONNX opset 17; runs on onnxruntime's CPU "
         "provider; needs only onnxruntime, OpenCV and numpy at run time.",
-        f"- Training: {record['samples']:,} synthetic crops (seed {record['seed']}, labels of the held-out sets "
-        f"excluded: {record['excluded_held_out_labels']:,}), {record['epochs']} epochs, batch {record['batch']}, "
-        f"AdamW, one-cycle LR peak {record['lr']}, CTC loss, bf16 autocast on CPU; "
-        f"{record['train_seconds'] / 60:.0f} min on 2 vCPU. Validation (greedy, {record['validation']:,} crops) "
-        f"after the last epoch: {history[-1]['val_exact']:.2%}. Per-epoch record: `{onnx.stem}.training.json`."
-        + (f" Started from `{record['init']}` (see below)." if record.get("init") else " Started from random weights."),
+        f"- Training, in {len(stages)} stage(s), each on fresh synthetic crops of its own seed (labels of the "
+        f"held-out sets excluded: {stages[0]['excluded_held_out_labels']:,}); batch {stages[0]['batch']}, AdamW, "
+        "one-cycle LR, CTC loss, bf16 autocast on CPU, 2 vCPU. Per-epoch record: "
+        f"`{onnx.stem}.training.json`.",
+        *(f"  - Stage {n}: {st['samples']:,} crops (seed {st['seed']}), {st['epochs']} epochs, LR peak {st['lr']}, "
+          f"{st['train_seconds'] / 60:.0f} min; from {_start(st, n)}; validation (greedy, {st['validation']:,} "
+          f"crops of its seed) after the last epoch {st['history'][-1]['val_exact']:.2%}."
+          for n, st in enumerate(stages, 1)),
         "",
         "## Held-out accuracy (synthetic, fixed seed the training never used; grammar-ranked decoding)",
         "",
         *lines,
+        *_harm_table(held, classes),
         "",
         f"- Speed, one thread: the model alone p50 {model_ms['p50']} ms / p99 {model_ms['p99']} ms per crop; "
         f"the whole crop read (levelling, line cut, model, decoding) p50 {bench['crop_ms']['p50']} ms / "

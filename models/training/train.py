@@ -21,16 +21,6 @@ from models.training.net import CRNN, ExportWrapper
 from models.vision.charsets import encode
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One training run of a recipe: fresh crops of its own seed, its epochs and peak learning rate."""
-
-    seed: int
-    samples: int
-    epochs: int
-    lr: float
-
-
 @dataclass
 class Task:
     """What differs between the plate and the container recogniser."""
@@ -39,25 +29,20 @@ class Task:
     charset: str
     width: int
     kinds: tuple[str, ...]
-    # The recipe of the committed model, run in order; each stage after the first starts from the
-    # one before it on crops of a new seed (more distinct crops than one cache holds in memory).
-    stages: tuple[Stage, ...]
+    samples: int  # the recipe of the committed model: training crops, epochs, peak learning rate
+    epochs: int
+    lr: float
 
 
 def parse_args(task: Task, default_out: str, default_init: str | None = None) -> argparse.Namespace:
     """Command-line options shared by both training entry points."""
-    recipe = "; ".join(f"stage {n}: seed {s.seed}, {s.samples:,} crops, {s.epochs} epochs, peak LR {s.lr}"
-                       for n, s in enumerate(task.stages, 1))
-    parser = argparse.ArgumentParser(description=f"Train the {task.name} recogniser from scratch on synthetic data "
-                                                 f"({recipe}).")
+    parser = argparse.ArgumentParser(description=f"Train the {task.name} recogniser from scratch on synthetic data.")
     parser.add_argument("--out", default=default_out, help="ONNX file to write (its model card goes beside it)")
-    parser.add_argument("--stage", type=int, choices=range(1, len(task.stages) + 1),
-                        help="run only this stage of the recipe (later stages start from --init)")
-    parser.add_argument("--samples", type=int, help="synthetic training crops per stage (default: the recipe's)")
-    parser.add_argument("--epochs", type=int, help="epochs per stage (default: the recipe's)")
+    parser.add_argument("--samples", type=int, default=task.samples, help="synthetic training crops")
+    parser.add_argument("--epochs", type=int, default=task.epochs)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, help="peak of the one-cycle learning rate (default: the recipe's)")
-    parser.add_argument("--seed", type=int, help="seed of the training crops (default: the recipe's)")
+    parser.add_argument("--lr", type=float, default=task.lr, help="peak of the one-cycle learning rate")
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
@@ -68,24 +53,10 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None) ->
 
 
 def main(task: Task, default_out: str, default_init: str | None = None) -> None:
-    """The training command: run the recipe's stages, export, and write the training record beside the model."""
+    """The training command: train, export, and write the training record beside the model."""
     args = parse_args(task, default_out, default_init)
-    numbers = [args.stage] if args.stage else list(range(1, len(task.stages) + 1))
-    if args.stage and args.stage > 1 and args.init == default_init:
-        raise SystemExit(f"--stage {args.stage} starts from the model stage {args.stage - 1} made: give it as --init")
-    records, init = [], args.init
-    for number in numbers:
-        stage = task.stages[number - 1]
-        seed = stage.seed if args.seed is None else args.seed + number - numbers[0]  # each stage its own crops
-        run = argparse.Namespace(**{**vars(args), "init": init, "seed": seed,
-                                    "samples": args.samples or stage.samples, "epochs": args.epochs or stage.epochs,
-                                    "lr": args.lr or stage.lr})
-        print(f"stage {number}: seed {run.seed}, {run.samples} crops, {run.epochs} epochs, peak LR {run.lr}, "
-              f"from {run.init or 'random weights'}", flush=True)
-        record, checkpoint = train(task, run)
-        records.append({"stage": number, **record})
-        init = str(checkpoint)
-    Path(args.out).with_suffix(".training.json").write_text(json.dumps({"stages": records}, indent=1) + "\n")
+    record = train(task, args)
+    Path(args.out).with_suffix(".training.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _greedy(probs: np.ndarray, charset: str) -> list[str]:
@@ -115,8 +86,8 @@ def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str]) -> t
     return images, labels
 
 
-def train(task: Task, args: argparse.Namespace) -> tuple[dict, Path]:
-    """Render, train, export; returns the training record for the model card and the torch checkpoint."""
+def train(task: Task, args: argparse.Namespace) -> dict:
+    """Render, train, export; returns the training record for the model card."""
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -174,7 +145,7 @@ def train(task: Task, args: argparse.Namespace) -> tuple[dict, Path]:
     export(net, task, Path(args.out))
     return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
             "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed, "init": args.init,
-            "train_seconds": round(time.perf_counter() - started), "history": history}, checkpoint
+            "train_seconds": round(time.perf_counter() - started), "history": history}
 
 
 @torch.no_grad()

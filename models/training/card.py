@@ -43,12 +43,6 @@ def _harm_table(held: dict, classes: list[tuple[str, str]]) -> list[str]:
               + " | ".join(cell(entry["by_damage"].get(key)) for key, _ in HARMS) + " |" for label, entry in rows)]
 
 
-def _start(stage: dict, number: int) -> str:
-    if number > 1:
-        return f"stage {number - 1}"
-    return f"`{stage['init']}` (see below)" if stage.get("init") else "random weights"
-
-
 def _common(task: str, onnx: Path, record: dict, bench: dict, classes: list[tuple[str, str]]) -> list[str]:
     size_mb = onnx.stat().st_size / 1e6
     digest = hashlib.sha256(onnx.read_bytes()).hexdigest()[:16]
@@ -57,18 +51,17 @@ def _common(task: str, onnx: Path, record: dict, bench: dict, classes: list[tupl
              "| rapidocr, recogniser alone |", "| --- | --- | --- | --- |"]
     lines += [_row(label, held.get(key), base.get(key)) for key, label in classes]
     model_ms = bench["model_only_ms"]["plate" if task == "plates" else "container"]
-    stages = record.get("stages", [record])
     return [
         f"- File: `{onnx.name}`, {size_mb:.2f} MB, sha256 `{digest}…`; ONNX opset 17; runs on onnxruntime's CPU "
         "provider; needs only onnxruntime, OpenCV and numpy at run time.",
         f"- Training on synthetic crops (labels of the held-out sets excluded: "
-        f"{stages[0]['excluded_held_out_labels']:,}); batch {stages[0]['batch']}, AdamW, one-cycle LR, CTC loss, "
+        f"{record['excluded_held_out_labels']:,}); batch {record['batch']}, AdamW, one-cycle LR, CTC loss, "
         f"bf16 autocast on CPU, 2 vCPU. Per-epoch record: `{onnx.stem}.training.json`.",
-        *(f"  - {f'Stage {n}: ' if len(stages) > 1 else ''}{st['samples']:,} crops (seed {st['seed']}), "
-          f"{st['epochs']} epochs, LR peak {st['lr']}, {st['train_seconds'] / 60:.0f} min; from {_start(st, n)}; "
-          f"validation (greedy, {st['validation']:,} crops of its seed) after the last epoch "
-          f"{st['history'][-1]['val_exact']:.2%}."
-          for n, st in enumerate(stages, 1)),
+        f"  - {record['samples']:,} crops (seed {record['seed']}), {record['epochs']} epochs, LR peak {record['lr']}, "
+        f"{record['train_seconds'] / 60:.0f} min; from "
+        + (f"`{record['init']}` (see below)" if record.get("init") else "random weights")
+        + f"; validation (greedy, {record['validation']:,} crops of its seed) after the last epoch "
+        f"{record['history'][-1]['val_exact']:.2%}.",
         "",
         "## Held-out accuracy (synthetic, fixed seed the training never used; grammar-ranked decoding)",
         "",

@@ -158,12 +158,12 @@ def _container_block(gray: np.ndarray) -> tuple[bool, np.ndarray]:
 
 def plate_input(crop: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
     """Model input (1, 32, PLATE_WIDTH) float32 in [-1, 1] for a plate crop."""
-    return _normalise(plate_line(to_gray(crop), two_lines), PLATE_WIDTH)[None]
+    return model_input(plate_line(to_gray(crop), two_lines), PLATE_WIDTH)
 
 
 def container_input(crop: np.ndarray, two_lines: bool | None = None) -> np.ndarray:
     """Model input (1, 32, CONTAINER_WIDTH) float32 in [-1, 1] for a container-code crop."""
-    return _normalise(container_line(to_gray(crop), two_lines), CONTAINER_WIDTH)[None]
+    return model_input(container_line(to_gray(crop), two_lines), CONTAINER_WIDTH)
 
 
 def model_input(line: np.ndarray, width: int) -> np.ndarray:
@@ -183,16 +183,6 @@ def container_lines(crop: np.ndarray) -> list[np.ndarray]:
     if vertical:
         return [block]
     return [stitch_lines(block, 0.3, 0.7) if two else block for two in line_choices(block, 0.3, 0.7)]
-
-
-def plate_inputs(crop: np.ndarray) -> list[np.ndarray]:
-    """The model input(s) for a plate crop: one, or one per reading of an unclear layout."""
-    return [model_input(line, PLATE_WIDTH) for line in plate_lines(crop)]
-
-
-def container_inputs(crop: np.ndarray) -> list[np.ndarray]:
-    """The model input(s) for a container-code crop: one, or one per reading of an unclear layout."""
-    return [model_input(line, CONTAINER_WIDTH) for line in container_lines(crop)]
 
 
 def second_looks(line: np.ndarray) -> list[np.ndarray]:

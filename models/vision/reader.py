@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from models.vision import preprocess
-from models.vision.calibration import load_calibration
+from models.vision.calibration import Calibration, load_calibration
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
 from models.vision.ctc import decode
 from models.vision.formatting import display_container, display_plate
-from models.vision.grammar import ISO6346, PLATES
+from models.vision.grammar import ISO6346, PLATES, AnyOf, Grammar
 from models.vision.localise import code_regions, plate_regions
 from models.vision.recogniser import Recogniser
 
@@ -31,7 +31,7 @@ CONTAINER_MODEL = MODELS_DIR / "container_reader.onnx"
 MIN_SIDE = 8  # pixels: a crop smaller than this holds nothing readable
 MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
 AGREE = 2  # looks that must give an unsure reading before it counts
-SURE = 0.9  # a reading this sure from the likelier layout is not read the other way too
+SURE = 0.9  # a reading this sure is neither read the other layout's way nor looked at again
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class VisionReader:
 
     def __init__(self, threads: int = 1, plate_model: Path = PLATE_MODEL, container_model: Path = CONTAINER_MODEL,
                  min_confidence: float = 0.5, calibrated: bool = True, second_looks: bool = True):
-        """`min_confidence` applies to the calibrated confidence; `calibrated=False` reports the raw one;
+        """`min_confidence` applies to the reported confidence; `calibrated=False` reports the raw one;
         `second_looks` reads crops the first look left unsure three more ways and lets the looks vote."""
         self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
@@ -186,8 +186,8 @@ class VisionReader:
                   for line in ways for seen in preprocess.second_looks(line)])
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
 
-    def _verdict(self, heard: list[tuple[str, float]], box: tuple[int, int, int, int], calibration,
-                 language) -> Reading | None:
+    def _verdict(self, heard: list[tuple[str, float]], box: tuple[int, int, int, int], calibration: Calibration,
+                 language: Grammar | AnyOf) -> Reading | None:
         """The reading most of the looks' probability mass backs, at the confidence of its surest look."""
         if not heard:
             return None

@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
+from models.training import plate_font
 from models.training.fonts import load_font
 
 SEPARATORS = "-.·"
@@ -14,7 +15,12 @@ SEPARATORS = "-.·"
 
 @lru_cache(maxsize=8192)
 def glyph_mask(char: str, font_path: str) -> np.ndarray:
-    """The ink of one character (uint8 0..255), cropped to its bounding box."""
+    """The ink of one character (uint8 0..255), cropped to its bounding box.
+
+    `font_path` may name the drawn plate font (`plate_font.FONTS`); it draws digits and capitals.
+    """
+    if plate_font.is_plate_font(font_path):
+        return plate_font.glyph(char, font_path)
     font = load_font(font_path, 96)
     left, top, right, bottom = font.getbbox(char)
     image = Image.new("L", (right - left + 8, bottom - top + 8), 0)

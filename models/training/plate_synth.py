@@ -12,6 +12,7 @@ import numpy as np
 from devices.protocols.plates import CN_PROVINCES
 from models.training.fonts import installed_fonts
 from models.training.glyphs import draw_line
+from models.training.plate_font import FONTS as PLATE_FONTS
 from models.vision.formatting import VN_PARTS
 
 VN_SERIES = "ABCDEFGHKLMNPRSTUVXYZ"
@@ -20,6 +21,8 @@ VN_PROVINCES = [f"{n:02d}" for n in range(11, 100) if n not in (13, 42, 44, 45, 
 CN_SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 DIGITS = "0123456789"
+PLATE_FONT_SHARE_CN = 0.5  # share of Chinese plates lettered in the drawn plate font
+PLATE_FONT_SHARE_VN = 0.25
 
 # (background BGR, text BGR)
 WHITE, YELLOW, BLUE, GREEN = (235, 238, 240), (20, 200, 245), (160, 70, 10), (120, 210, 140)
@@ -86,6 +89,18 @@ def _plate_colours(rng: np.random.Generator, country: str, label: str) -> tuple[
     return WHITE, BLACK
 
 
+def _latin_font(rng: np.random.Generator, country: str, installed: tuple[str, ...]) -> str:
+    """The font for a plate's digits and letters: often the drawn plate font, otherwise a desktop one.
+
+    Real plates are lettered in their standard's face; desktop fonts stay in the mix so the reader
+    does not depend on one face. Chinese plates get the drawn font more often because it is drawn
+    after their standard (GA 36); Vietnamese lettering is close to it.
+    """
+    if rng.random() < (PLATE_FONT_SHARE_CN if country == "CN" else PLATE_FONT_SHARE_VN):
+        return PLATE_FONTS[rng.integers(len(PLATE_FONTS))]
+    return installed[rng.integers(len(installed))]
+
+
 def _jitter(colour: tuple, rng: np.random.Generator, amount: int = 25) -> tuple[int, int, int]:
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
 
@@ -116,7 +131,7 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
         country = given[0]
     country = country or ("VN" if rng.random() < 0.5 else "CN")
     lines = lines or (1 if rng.random() < 0.5 else 2)
-    font_pair = (fonts.latin[rng.integers(len(fonts.latin))], fonts.cjk[rng.integers(len(fonts.cjk))])
+    font_pair = (_latin_font(rng, country, fonts.latin), fonts.cjk[rng.integers(len(fonts.cjk))])
     if given:
         prefix, serial = given[1], given[2]
         label = prefix + serial.replace(".", "")

@@ -7,7 +7,8 @@ import numpy as np
 from devices.protocols.iso6346 import is_valid_container
 from models.training.container_synth import render_container
 from models.training.dataset import HELD_OUT_SEED, held_out, plate_sample
-from models.training.plate_synth import plate_parts, render_plate
+from models.training.glyphs import glyph_mask
+from models.training.plate_synth import CN_SERIAL, DIGITS, VN_SERIES, plate_parts, render_plate
 from models.training.scenes import scene
 from models.vision.grammar import CN_PLATE, VN_PLATE
 
@@ -69,3 +70,21 @@ def test_recording_the_damage_leaves_the_crop_as_it_was():
     assert {"night", "glare", "blur"} <= seen  # forty crops meet the common harms
     sample = held_out("containers", "v", 1)[0]
     assert sample.damage == held_out("containers", "v", 1)[0].damage
+
+
+def test_the_drawn_plate_font_draws_every_plate_character_and_no_two_alike():
+    import cv2
+
+    from models.training import plate_font
+
+    chars = sorted(set(CN_SERIAL + VN_SERIES + DIGITS))
+    for font in plate_font.FONTS:
+        masks = {}
+        for char in chars:
+            ink = glyph_mask(char, font)
+            assert ink.shape[0] > 2 * ink.shape[1] if char == "1" else ink.shape[0] < 3 * ink.shape[1], char
+            masks[char] = cv2.resize(ink, (16, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        for i, a in enumerate(chars):
+            for b in chars[i + 1:]:
+                # among them the pairs desktop fonts made the reader confuse on real plates: 3/5, G/6, 1/7
+                assert np.abs(masks[a] - masks[b]).mean() > 0.06, (a, b)  # E and F: 0.08

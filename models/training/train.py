@@ -6,6 +6,7 @@ Used by `python -m models.training.plates` and `python -m models.training.contai
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -19,6 +20,10 @@ from torch import nn
 from models.training.dataset import held_out, training_set
 from models.training.net import CRNN, ExportWrapper
 from models.vision.charsets import encode
+
+# The modules (under models/) whose code decides what a rendered training crop looks like.
+RENDERER_SOURCES = ("training/augment.py", "training/container_synth.py", "training/dataset.py", "training/fonts.py",
+                    "training/glyphs.py", "training/plate_font.py", "training/plate_synth.py", "vision/preprocess.py")
 
 
 @dataclass
@@ -72,9 +77,18 @@ def _greedy(probs: np.ndarray, charset: str) -> list[str]:
     return texts
 
 
+def renderer_version() -> str:
+    """A digest of the code that renders training crops, so a cached set from older code is not reused."""
+    digest = hashlib.sha256()
+    for source in sorted(RENDERER_SOURCES):
+        digest.update(source.encode())
+        digest.update((Path(__file__).parent.parent / source).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str]) -> tuple[np.ndarray, list[str]]:
-    """The training set from the cache, rendering it first when missing."""
-    cache = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}.npz"
+    """The training set from the cache, rendering it first when missing or made by other code."""
+    cache = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}-{renderer_version()}.npz"
     if cache.exists():
         data = np.load(cache, allow_pickle=False)
         return data["images"], [str(x) for x in data["labels"]]

@@ -215,7 +215,7 @@ def _real_crops(reader, baseline, limit: int | None) -> dict:
     folder = real_crops_dir()
     if folder is None:
         return {"n": 0, "note": "shared/data/plates/cn-real not found"}
-    right = base_right = n = 0
+    right = none = base_right = n = 0
     for path in sorted(folder.glob("*.jpg"))[:limit]:
         image = _read_image(path)
         if image is None:
@@ -224,9 +224,11 @@ def _real_crops(reader, baseline, limit: int | None) -> dict:
         n += 1
         reading = reader.read_plate_crop(image)
         right += reading is not None and reading.text == label
+        none += reading is None
         if baseline is not None:
             base_right += baseline.crop_text(image) == label
-    out = {"n": n, "exact_match": round(right / max(1, n), 4), "source": str(folder)}
+    out = {"n": n, "exact_match": round(right / max(1, n), 4), "no_reading": round(none / max(1, n), 4),
+           "wrong_reading": n - right - none, "source": str(folder)}
     if baseline is not None:
         out["baseline_rapidocr_exact_match"] = round(base_right / max(1, n), 4)
     return out

@@ -41,6 +41,10 @@ def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
     assert vision["crop_ms"]["n"] == 100 * len(keys) and vision["frames_1920x1080"]["ms"]["n"] == 20
     assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 5
     assert "ece" in vision["calibration"]
+    real = vision["real_cn_crops"]
+    if real["n"]:  # shared/data is there: every real crop is read right, read wrong or not read
+        counted = round(real["exact_match"] * real["n"]) + round(real["no_reading"] * real["n"]) + real["wrong_reading"]
+        assert counted == real["n"]
 
 
 def test_quick_sync_bench_reports_every_figure():

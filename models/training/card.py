@@ -94,6 +94,19 @@ SPEC = """## Input / output
 """
 
 
+def _plate_target_line(bench: dict) -> str:
+    """The card's line on the issue's 99% plate target, from the bench figures."""
+    names = {"plates:vn1": "VN one-line", "plates:vn2": "VN two-line", "plates:cn1": "CN one-line",
+             "plates:cn2": "CN two-line"}
+    held = bench["held_out"]
+    below = [name for key, name in names.items() if held[key]["exact_match"] < 0.99]
+    clean = ", ".join(f"{name} {held[key]['without_night_or_glare']['exact_match']:.2%}" for key, name in names.items())
+    if not below:
+        return f"- Every class meets the issue's 99% target on these held-out sets; without night/IR or glare: {clean}."
+    return (f"- Below the issue's 99% target on these held-out sets for {', '.join(below)}; without night/IR or"
+            f" glare: {clean}.")
+
+
 def write_cards(bench: dict) -> list[Path]:
     """Write both cards; returns their paths."""
     written = []
@@ -110,8 +123,10 @@ def write_cards(bench: dict) -> list[Path]:
         "## Data and recipe",
         "- Synthetic only (`models/training/plate_synth.py`, `augment.py`): random valid plates in the formats of",
         "  shared/domain.md, glyphs from Debian fonts (DejaVu, Liberation, FreeFont; WenQuanYi Micro Hei / Zen Hei,",
-        "  Noto Sans CJK for province characters) stretched to plate cells; damage: loose perspective crop,",
-        "  rotation, dirt, glare, night/IR, low resolution, Gaussian and motion blur, noise, JPEG.",
+        "  Noto Sans CJK for province characters) and a drawn plate font after GA 36 (`plate_font.py`: a bare-bar 1,",
+        "  a flat-topped 3, a spurred G; half the Chinese and a quarter of the Vietnamese plates) stretched to plate",
+        "  cells; damage: loose perspective crop, rotation, dirt, glare, night/IR, low resolution, Gaussian and",
+        "  motion blur, noise, JPEG.",
         "- Retrain: `python -m models.training.plates --out models/plate_reader.onnx` (needs the `train` extra).",
         "- Network (`models/training/net.py`): CRNN, 4 strided/plain 3x3 conv blocks (32-64-96-128) and a",
         "  (2,1) conv to 160 channels, two 1-D convs for context, 1x1 conv head; about 0.4 M parameters.",
@@ -127,11 +142,22 @@ def write_cards(bench: dict) -> list[Path]:
                     charset_note="digits, A-Z, 31 province characters, 挂学警",
                     grammar="VN `DD` + series + optional digit + 4-5 digits, or CN province + letter + 5-6"),
         "## Limits",
-        "- Below the issue's 99% target for VN two-line and CN two-line plates on these held-out sets; on the",
-        "  crops without night/IR or glare every class is above it (table above). Most misses are night crops",
+        _plate_target_line(bench),
+        "- The held-out sets include plates in the drawn plate font since it was added (the seeded generator",
+        "  draws other plates now). Measured at that retrain with this reader, 1000 crops per class (VN one-line,",
+        "  VN two-line, CN one-line, CN two-line): the previous model, trained on desktop fonts only, read",
+        "  88.2 / 86.5 / 83.9 / 75.7% of these sets right (103 / 113 / 125 / 204 wrong); on the previous sets",
+        "  (desktop fonts only) this model reads 99.1 / 98.2 / 98.8 / 98.6% (4 / 5 / 5 / 8 wrong), the previous",
+        "  model 99.2 / 98.6 / 99.4 / 98.6% (7 / 8 / 5 / 9 wrong).",
+        "- Most misses are crops left unread: small or blurred ones, strongly sheared ones, and night crops",
         "  whose small top line the noise has covered.",
-        "- Real CN plates use the GB plate typeface (flat-topped 3, narrow 1), which no Debian font has: on",
-        "  the real crops 3 is often read as 5, hence the low real-crop figure.",
+        "- Real CN crops are blue and green passenger plates of 94x24 px, smaller than most training crops. With",
+        "  desktop fonts only, the reader got 27.2% of them right and 109 of 323 wrong (3 read as 5, G as 6, the",
+        "  bare 1 dropped); lettering half the synthetic Chinese plates in the drawn plate font brought that to",
+        f"  the figure above, with {real.get('wrong_reading', '?')} wrong and "
+        f"{real.get('no_reading', 0):.0%} not read. Most of the rest are left",
+        "  unread; of the wrong ones, 皖 read as 桂 (a third of the synthetic Chinese plates are Guangxi's, as at",
+        "  Huu Nghi) and M read as 1 or H lead.",
         "- Trained on synthetic plates only; real VN plates were not available for evaluation here.",
         "- Plates smaller than about 14 px character height in the frame are rarely read.",
     ]

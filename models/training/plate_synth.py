@@ -94,7 +94,7 @@ def _latin_font(rng: np.random.Generator, country: str, installed: tuple[str, ..
 
     Real plates are lettered in their standard's face; desktop fonts stay in the mix so the reader
     does not depend on one face. Chinese plates get the drawn font more often because it is drawn
-    after their standard (GA 36); Vietnamese lettering is close to it.
+    after their standard (GA 36); Vietnamese plates get it less, as their face is another narrow sans.
     """
     if rng.random() < (PLATE_FONT_SHARE_CN if country == "CN" else PLATE_FONT_SHARE_VN):
         return PLATE_FONTS[rng.integers(len(PLATE_FONTS))]

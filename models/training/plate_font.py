@@ -15,7 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-PREFIX = "plate-font:"  # a font "path" naming this font and its pen width, e.g. "plate-font:0.85"
+PREFIX = "plate-font:"  # a font "path" naming this font and its pen width, e.g. "plate-font:0.8"
 PEN_WIDTHS = (0.8, 1.05)  # grid units: GA 36 strokes are about a fifth of a glyph's width
 PIXELS_PER_UNIT = 24
 
@@ -90,11 +90,6 @@ FONTS = tuple(f"{PREFIX}{width}" for width in PEN_WIDTHS)
 def is_plate_font(font_path: str) -> bool:
     """True for a font "path" that names this font."""
     return font_path.startswith(PREFIX)
-
-
-def covers(char: str) -> bool:
-    """True when this font draws `char` (digits and capitals)."""
-    return char in GLYPHS
 
 
 @lru_cache(maxsize=512)

@@ -59,14 +59,21 @@ def _text_bands(strokes: np.ndarray, blob: tuple[int, int, int, int, float]) -> 
     if rows.max(initial=0.0) <= 0.0:
         return []
     dense = rows >= 0.35 * rows.max()
-    bands, start = [], None
+    runs, start = [], None
     for i, flag in enumerate(np.append(dense, False)):
         if flag and start is None:
             start = i
         elif not flag and start is not None:
-            if i - start >= 5:
-                bands.append((start, i))
+            if i - start >= 3:
+                runs.append((start, i))
             start = None
+    bands = [(top, bottom) for top, bottom in runs if bottom - top >= 5]
+    # Letters with a bar across their middle (A, Z, E, H) give that row few vertical strokes, so a
+    # line of them can fall apart into its top and bottom halves: two runs a row or two apart are
+    # also tried as one line (as well as apart, for a code line and the size code close under it).
+    for (top, middle), (resume, bottom) in zip(runs, runs[1:], strict=False):
+        if resume - middle <= 0.3 * min(middle - top, bottom - resume) + 1:
+            bands.append((top, bottom))
     out = []
     for top, bottom in bands:
         band = patch[top:bottom]

@@ -97,6 +97,17 @@ def test_a_whole_frame_gives_the_plate_and_the_container_number_not_the_size_cod
     assert found_code >= 5 and found_plate >= 4
 
 
+def test_two_line_codes_on_doors_in_whole_frames_are_found_and_read(reader):
+    # Owner codes of barred letters (A, E, H, Z) used to fall apart into their top and bottom
+    # halves, which the localiser then stacked with each other instead of with the serial: 20 of
+    # these 24 doors were read.
+    doors = [s for s in (scene(4242, i, "rear") for i in range(1, 200, 2))
+             if any(t.kind == "container" and t.layout == "h2" for t in s.truths)][:24]
+    read = [next(t.label for t in s.truths if t.kind == "container") in
+            {r.text for r in reader.read_container_codes(s.frame)} for s in doors]
+    assert len(doors) == 24 and sum(read) >= 23, read
+
+
 def test_without_the_container_model_codes_are_no_reading_and_plates_still_read(reader):
     if reader.containers is not None:
         pytest.skip("the container model is installed")

@@ -223,7 +223,8 @@ def code_regions(frame: np.ndarray, limit: int = 10) -> list[Region]:
             blobs += _join_column([b for b in blobs if b[3] > b[2]])
         else:
             lines = [band for blob in blobs if blob[3] > 12 for band in _text_bands(strokes, blob)]
-            lines += _join_words(blobs + lines)
+            # words joined from bands alone as well: a door rib fused to a word's blob spoils its line
+            lines += _join_words(blobs + lines) + _join_words(lines)
             blobs += lines + _stack_lines([line for line in lines if 1.5 <= line[2] / line[3] <= 12])
         for x, y, w, h, density in blobs:
             aspect = w / h

@@ -146,7 +146,7 @@ class VisionReader:
                     crops.append(image[y:y + h, x:x + w])
                     boxes.append(tuple(int(v / scale) for v in region.box))
             readings = [r for r in self._read_crops(crops, boxes, plate) if r is not None]
-            return _best_per_text(readings)
+            return _one_per_place(_best_per_text(readings))
         except Exception:  # a reader must never take the camera driver down
             log.exception("vision: reading a frame failed; treated as no reading")
             return []
@@ -223,3 +223,26 @@ def _best_per_text(readings: list[Reading]) -> list[Reading]:
         if reading.text not in best or reading.confidence > best[reading.text].confidence:
             best[reading.text] = reading
     return sorted(best.values(), key=lambda r: -r.confidence)
+
+
+def _one_per_place(readings: list[Reading]) -> list[Reading]:
+    """Readings (surest first) less any whose box mostly overlaps a surer one's.
+
+    A localiser's loose box around a code and its tight box around the same code can read as two
+    different valid numbers; only one thing is painted there, and the surer reading is kept.
+    """
+    kept: list[Reading] = []
+    for reading in readings:
+        if not any(_shared_area(reading.box, k.box) > 0.5 * min(_area(reading.box), _area(k.box)) for k in kept):
+            kept.append(reading)
+    return kept
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return max(1, box[2] * box[3])
+
+
+def _shared_area(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)

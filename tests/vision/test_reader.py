@@ -108,6 +108,15 @@ def test_two_line_codes_on_doors_in_whole_frames_are_found_and_read(reader):
     assert len(doors) == 24 and sum(read) >= 23, read
 
 
+def test_a_code_line_with_a_door_rib_fused_to_its_owner_code_is_read_whole(reader):
+    # The rib makes the owner code's blob tall; joined with it, the line came out three lines high
+    # and was read as MAEU6802802 (owner code right, serial made up, check digit valid by chance).
+    door = scene(777, 117, "rear")
+    truth = next(t.label for t in door.truths if t.kind == "container")
+    assert truth == "MAEU9502352"
+    assert [r.text for r in reader.read_container_codes(door.frame)] == [truth]
+
+
 def test_without_the_container_model_codes_are_no_reading_and_plates_still_read(reader):
     if reader.containers is not None:
         pytest.skip("the container model is installed")

@@ -237,6 +237,7 @@ def _real_crops(reader, baseline, limit: int | None) -> dict:
 def _frames(reader, baseline, scene, count: int) -> dict:
     ms, base_ms = [], []
     found = {"plate": [0, 0], "container": [0, 0]}
+    false = {"plate": 0, "container": 0}  # readings of something the frame does not show
     base_found = {"plate": [0, 0], "container": [0, 0]}
     for index in range(count):
         frame_scene = scene(4242, index, "front" if index % 2 == 0 else "rear")
@@ -245,6 +246,9 @@ def _frames(reader, baseline, scene, count: int) -> dict:
         codes = reader.read_container_codes(frame_scene.frame) if index % 2 else []
         ms.append((time.perf_counter() - started) * 1000)
         texts = {r.text for r in plates} | {r.text for r in codes}
+        shown = {truth.label for truth in frame_scene.truths}
+        false["plate"] += sum(r.text not in shown for r in plates)
+        false["container"] += sum(r.text not in shown for r in codes)
         for truth in frame_scene.truths:
             found[truth.kind][1] += 1
             found[truth.kind][0] += truth.label in texts
@@ -258,7 +262,8 @@ def _frames(reader, baseline, scene, count: int) -> dict:
                 base_found[truth.kind][0] += truth.label in joined
     out = {"n": count, "ms": percentiles(ms),
            "plate_read_rate": round(found["plate"][0] / max(1, found["plate"][1]), 4),
-           "container_read_rate": round(found["container"][0] / max(1, found["container"][1]), 4)}
+           "container_read_rate": round(found["container"][0] / max(1, found["container"][1]), 4),
+           "false_plate_readings": false["plate"], "false_container_readings": false["container"]}
     if base_ms:
         out["baseline_rapidocr"] = {"n": len(base_ms), "ms": percentiles(base_ms),
                                     "plate_read_rate": round(base_found["plate"][0]

@@ -10,6 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+WIDTHS = (32, 64, 96, 128, 160)  # channels of the four conv blocks and the feature conv
+
+
+def widths_for(scale: float) -> tuple[int, ...]:
+    """The channel widths of a network `scale` times as wide as the standard one (multiples of 8)."""
+    return tuple(int(round(w * scale / 8)) * 8 for w in WIDTHS)
+
 
 def _block(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
@@ -19,21 +26,23 @@ def _block(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 class CRNN(nn.Module):
     """(N, 1, 32, W) grey in [-1, 1] → (N, W/4, classes) logits; one time step per 4 pixels."""
 
-    def __init__(self, classes: int):
+    def __init__(self, classes: int, widths: tuple[int, ...] = WIDTHS):
         super().__init__()
+        c1, c2, c3, c4, c5 = widths
+        self.widths = tuple(widths)
         self.features = nn.Sequential(
-            *_block(1, 32, 2),                                # 16 x W/2
-            *_block(32, 64, 2),                               # 8 x W/4
-            *_block(64, 96), nn.MaxPool2d((2, 1)),            # 4 x W/4
-            *_block(96, 128), nn.MaxPool2d((2, 1)),           # 2 x W/4
-            nn.Conv2d(128, 160, (2, 1), bias=False), nn.BatchNorm2d(160), nn.ReLU(inplace=True),  # 1 x W/4
+            *_block(1, c1, 2),                                # 16 x W/2
+            *_block(c1, c2, 2),                               # 8 x W/4
+            *_block(c2, c3), nn.MaxPool2d((2, 1)),            # 4 x W/4
+            *_block(c3, c4), nn.MaxPool2d((2, 1)),            # 2 x W/4
+            nn.Conv2d(c4, c5, (2, 1), bias=False), nn.BatchNorm2d(c5), nn.ReLU(inplace=True),  # 1 x W/4
         )
         self.context = nn.Sequential(
-            nn.Conv1d(160, 160, 3, padding=1, bias=False), nn.BatchNorm1d(160), nn.ReLU(inplace=True),
-            nn.Conv1d(160, 160, 3, padding=1, bias=False), nn.BatchNorm1d(160), nn.ReLU(inplace=True),
+            nn.Conv1d(c5, c5, 3, padding=1, bias=False), nn.BatchNorm1d(c5), nn.ReLU(inplace=True),
+            nn.Conv1d(c5, c5, 3, padding=1, bias=False), nn.BatchNorm1d(c5), nn.ReLU(inplace=True),
             nn.Dropout(0.1),
         )
-        self.head = nn.Conv1d(160, classes, 1)
+        self.head = nn.Conv1d(c5, classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x).squeeze(2)  # N, 160, T

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.training.dataset import held_out, training_set
-from models.training.net import CRNN, ExportWrapper
+from models.training.net import CRNN, ExportWrapper, widths_for
 from models.vision.charsets import encode
 
 # The modules (under models/) whose code decides what a rendered training crop looks like.
@@ -37,6 +37,7 @@ class Task:
     samples: int  # the recipe of the committed model: training crops, epochs, peak learning rate
     epochs: int
     lr: float
+    net_scale: float = 1.0  # channel widths against net.WIDTHS, when not started from an ONNX file
 
 
 def parse_args(task: Task, default_out: str, default_init: str | None = None) -> argparse.Namespace:
@@ -51,6 +52,8 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None) ->
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
+    parser.add_argument("--net-scale", type=float, default=task.net_scale,
+                        help="network width against the standard one (an ONNX --init keeps its own width)")
     parser.add_argument("--init", default=default_init,
                         help="start from this torch checkpoint (.pt, written to the cache after training) or "
                              "recogniser (.onnx: its features, and its head's rows for shared characters)")
@@ -112,10 +115,13 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     x_train, y_train = images[val_count:], labels[val_count:]
     targets = [torch.tensor(encode(label, task.charset), dtype=torch.long) for label in y_train]
 
-    net = CRNN(len(task.charset) + 1)
+    widths = widths_for(args.net_scale)
     if args.init and args.init.endswith(".onnx"):
-        from models.training.transfer import init_from_onnx
+        from models.training.transfer import init_from_onnx, onnx_widths
 
+        widths = onnx_widths(Path(args.init))
+    net = CRNN(len(task.charset) + 1, widths)
+    if args.init and args.init.endswith(".onnx"):
         shared = init_from_onnx(net, Path(args.init), task.charset, x_train[:1024])
         print(f"initialised from {args.init}: {shared} of {len(task.charset)} characters shared", flush=True)
     elif args.init:
@@ -158,7 +164,8 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     print(f"checkpoint {checkpoint}", flush=True)
     export(net, task, Path(args.out))
     return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
-            "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed, "init": args.init,
+            "epochs": args.epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
+            "init": args.init,
             "train_seconds": round(time.perf_counter() - started), "history": history}
 
 

@@ -18,13 +18,26 @@ from torch import nn
 from models.training.net import CRNN
 
 
-def _folded_weights(path: Path) -> tuple[dict[str, np.ndarray], str]:
+def _folded_convs(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """Every convolution's (weight, bias) in graph order (the head last) and the model's charset.
+
+    Read from the Conv nodes' inputs, not from initialiser names: the exporter shares equal
+    initialisers between nodes, so the names do not follow one per convolution.
+    """
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
     charset = {p.key: p.value for p in model.metadata_props}["charset"]
-    return {i.name: numpy_helper.to_array(i).copy() for i in model.graph.initializer}, charset
+    values = {i.name: numpy_helper.to_array(i).copy() for i in model.graph.initializer}
+    convs = [(values[node.input[1]], values[node.input[2]]) for node in model.graph.node if node.op_type == "Conv"]
+    return convs, charset
+
+
+def onnx_widths(path: Path) -> tuple[int, ...]:
+    """The channel widths (`net.CRNN` widths) of the network in a recogniser's ONNX file."""
+    convs, _charset = _folded_convs(path)
+    return tuple(int(weight.shape[0]) for weight, _bias in convs[:5])
 
 
 def init_from_onnx(net: CRNN, path: Path, charset: str, sample: np.ndarray) -> int:
@@ -32,11 +45,10 @@ def init_from_onnx(net: CRNN, path: Path, charset: str, sample: np.ndarray) -> i
 
     `sample` is a batch of the new task's inputs (uint8, N x 32 x W) used to set the norms.
     """
-    weights, source_charset = _folded_weights(path)
+    convs_in_file, source_charset = _folded_convs(path)
+    *folded, (head_w, head_b) = convs_in_file
     convs = [m for m in net.modules() if isinstance(m, nn.Conv1d | nn.Conv2d) and m is not net.head]
     norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
-    folded = [(weights[k], weights[_next(weights, k)]) for k in sorted(
-        (k for k in weights if k.startswith("onnx::Conv_") and weights[k].ndim > 1), key=_number)]
     if len(folded) != len(convs):
         raise ValueError(f"{path}: {len(folded)} convolutions, the network has {len(convs)}")
     with torch.no_grad():
@@ -46,7 +58,6 @@ def init_from_onnx(net: CRNN, path: Path, charset: str, sample: np.ndarray) -> i
         net.head.weight.zero_()
         net.head.bias.fill_(-10.0)
         source_rows = {c: i + 1 for i, c in enumerate(source_charset)}
-        head_w, head_b = weights["net.head.weight"], weights["net.head.bias"]
         for row, char in [(0, None), *((i + 1, c) for i, c in enumerate(charset))]:
             source = 0 if char is None else source_rows.get(char)
             if source is None:
@@ -73,11 +84,3 @@ def _pass_through(norm: nn.BatchNorm1d | nn.BatchNorm2d, bias: np.ndarray):
         norm.weight.copy_(torch.sqrt(var + norm.eps))
         norm.bias.copy_(mean + torch.from_numpy(bias))
     return hook
-
-
-def _number(name: str) -> int:
-    return int(name.rsplit("_", 1)[1])
-
-
-def _next(weights: dict, name: str) -> str:
-    return f"onnx::Conv_{_number(name) + 1}"

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from models.training.dataset import container_sample, plate_sample  # noqa: E402
-from models.training.net import CRNN  # noqa: E402
-from models.training.transfer import init_from_onnx  # noqa: E402
+from models.training.net import CRNN, widths_for  # noqa: E402
+from models.training.transfer import init_from_onnx, onnx_widths  # noqa: E402
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS  # noqa: E402
 from models.vision.preprocess import container_input, plate_input  # noqa: E402
 
@@ -34,7 +34,7 @@ def _probs(net: CRNN, images: np.ndarray) -> np.ndarray:
 
 def test_a_net_started_from_the_plate_reader_computes_what_the_plate_reader_computes():
     images = _inputs(plate_sample, plate_input, 64)
-    net = CRNN(len(PLATE_CHARS) + 1)
+    net = CRNN(len(PLATE_CHARS) + 1, onnx_widths(PLATE_MODEL))
     assert init_from_onnx(net, PLATE_MODEL, PLATE_CHARS, images) == len(PLATE_CHARS)
     session = ort.InferenceSession(str(PLATE_MODEL), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"image": images[:16, None].astype(np.float32) / 127.5 - 1})[0]
@@ -43,8 +43,30 @@ def test_a_net_started_from_the_plate_reader_computes_what_the_plate_reader_comp
 
 def test_the_container_reader_starts_with_the_plate_readers_digits_and_letters():
     images = _inputs(container_sample, container_input, 64)
-    net = CRNN(len(CONTAINER_CHARS) + 1)
+    net = CRNN(len(CONTAINER_CHARS) + 1, onnx_widths(PLATE_MODEL))
     assert init_from_onnx(net, PLATE_MODEL, CONTAINER_CHARS, images) == 36
     probs = _probs(net, images)
     assert probs.shape == (64, 64, 37) and np.allclose(probs.sum(-1), 1, atol=1e-4)
     assert (probs.argmax(-1) > 0).any()  # it already sees characters before any container training
+
+
+def test_a_wider_network_exports_and_a_net_started_from_it_is_as_wide(tmp_path):
+    from models.training.containers import TASK
+
+    wide = CRNN(len(CONTAINER_CHARS) + 1, widths_for(1.25))
+    assert wide.widths == (40, 80, 120, 160, 200)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # norms as training leaves them (untrained ones all fold to the same zero bias)
+        for norm in (m for m in wide.modules() if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)):
+            norm.running_mean.copy_(torch.randn(norm.num_features, generator=generator) * 0.1)
+            norm.bias.copy_(torch.randn(norm.num_features, generator=generator) * 0.1)
+    from models.training.train import export
+
+    export(wide, TASK, tmp_path / "wide.onnx")
+    assert onnx_widths(tmp_path / "wide.onnx") == (40, 80, 120, 160, 200)
+    images = _inputs(container_sample, container_input, 16)
+    again = CRNN(len(CONTAINER_CHARS) + 1, onnx_widths(tmp_path / "wide.onnx"))
+    assert init_from_onnx(again, tmp_path / "wide.onnx", CONTAINER_CHARS, images) == len(CONTAINER_CHARS)
+    session = ort.InferenceSession(str(tmp_path / "wide.onnx"), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"image": images[:, None].astype(np.float32) / 127.5 - 1})[0]
+    assert np.abs(_probs(again, images) - expected).max() < 1e-4

@@ -14,7 +14,7 @@ from models.training.container_synth import ContainerSample, door_background, pa
 from models.training.dataset import container_sample, plate_sample
 from models.training.fonts import installed_fonts
 from models.training.glyphs import draw_line
-from models.training.scenes import scene
+from models.training.scenes import container_at_gate, scene
 from models.vision.reader import VisionReader
 
 SEED = 424242  # neither the training seed nor the held-out one
@@ -115,6 +115,14 @@ def test_a_code_line_with_a_door_rib_fused_to_its_owner_code_is_read_whole(reade
     truth = next(t.label for t in door.truths if t.kind == "container")
     assert truth == "MAEU9502352"
     assert [r.text for r in reader.read_container_codes(door.frame)] == [truth]
+
+
+def test_two_containers_side_by_side_in_one_frame_are_both_read(reader):
+    # Two 20-foot boxes on one trailer: one reading per place, not one per frame.
+    left = container_at_gate("CSQU3054383", "h1", seed=1)
+    right = container_at_gate("MSKU1234565", "h1", seed=2)
+    frame = np.hstack([left.frame, right.frame])
+    assert sorted(r.text for r in reader.read_container_codes(frame)) == ["CSQU3054383", "MSKU1234565"]
 
 
 def test_without_the_container_model_codes_are_no_reading_and_plates_still_read(reader):

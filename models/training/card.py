@@ -94,6 +94,21 @@ SPEC = """## Input / output
 """
 
 
+def _network_line(onnx: Path) -> str:
+    """The card's line on the network, read from the ONNX file itself."""
+    import numpy as np
+    import onnx as onnx_lib
+
+    from models.training.transfer import onnx_widths
+
+    widths = onnx_widths(onnx)
+    params = sum(int(np.prod(i.dims)) for i in onnx_lib.load(str(onnx)).graph.initializer)
+    blocks = "-".join(map(str, widths[:4]))
+    return (f"- Network (`models/training/net.py`): CRNN, 4 strided/plain 3x3 conv blocks ({blocks})"
+            f" and a (2,1) conv to {widths[4]} channels, two 1-D convs for context, 1x1 conv head; {params / 1e6:.2f} M"
+            " parameters (batch norms folded in).")
+
+
 def _plate_target_line(bench: dict) -> str:
     """The card's line on the issue's 99% plate target, from the bench figures."""
     names = {"plates:vn1": "VN one-line", "plates:vn2": "VN two-line", "plates:cn1": "CN one-line",
@@ -128,8 +143,7 @@ def write_cards(bench: dict) -> list[Path]:
         "  cells; damage: loose perspective crop, rotation, dirt, glare, night/IR, low resolution, Gaussian and",
         "  motion blur, noise, JPEG.",
         "- Retrain: `python -m models.training.plates --out models/plate_reader.onnx` (needs the `train` extra).",
-        "- Network (`models/training/net.py`): CRNN, 4 strided/plain 3x3 conv blocks (32-64-96-128) and a",
-        "  (2,1) conv to 160 channels, two 1-D convs for context, 1x1 conv head; about 0.4 M parameters.",
+        _network_line(plates),
         *_common("plates", plates, record, bench,
                  [("plates:vn1", "VN one-line"), ("plates:vn2", "VN two-line"), ("plates:cn1", "CN one-line"),
                   ("plates:cn2", "CN two-line"), ("plates:cn", "CN all")]),
@@ -179,7 +193,8 @@ def write_cards(bench: dict) -> list[Path]:
         "- Synthetic only (`models/training/container_synth.py`): owner codes (common carriers and random), category",
         "  U/J/Z, random serial, computed check digit boxed as painted; corrugated doors in carrier colours; the same",
         "  damage as the plate reader. The size/type code (`22G1`) is painted next to the code in scenes only.",
-        "- Network: the same CRNN as the plate reader, input 256 columns. Training starts from the plate reader",
+        _network_line(codes),
+        "- Input 256 columns. Training starts from the plate reader",
         "  (`models/training/transfer.py`: its convolutions, and its output rows for digits and A-Z): from random",
         "  weights this network sat for epochs emitting the commonest owner letters at the first time steps",
         "  whatever the crop showed (0-4% exact), from the plate reader it reads owner codes after one epoch.",

@@ -14,6 +14,12 @@ held-out plates against 71.4%, left the four classes where they were (3937 of 40
 3934) and read fewer real Chinese crops (120 of 323 against 174; 皖 read as 桂 25 times against
 10): fonts rasterised that small are not what a camera makes of a distant plate, which the low-
 resolution damage (rendered large, shrunk, blown up again) already imitates.
+
+A wider network did not pay either: this recipe with `--net-scale 1.25` (channels 40-80-120-160-
+200, 0.61 M parameters, 57 min) read 3942 of the 4000 held-out plates against 3934 (VN one-line
+99.0%, VN two-line 98.5%, CN one-line 98.7%, CN two-line 98.0%; 26 wrong against 27), but fewer
+real Chinese crops (169 of 323 against 174, 32 wrong against 23), at 0.73 ms a crop for the
+model alone against 0.43 ms.
 """
 
 from __future__ import annotations

@@ -39,8 +39,6 @@ def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
         assert vision["held_out"][key]["n"] == 100, key
         assert vision["held_out"][key]["exact_match"] >= 0.8, key  # a broken model or preprocessing shows here
     assert vision["crop_ms"]["n"] == 100 * len(keys) and vision["frames_1920x1080"]["ms"]["n"] == 20
-    frames = vision["frames_1920x1080"]
-    assert frames["false_plate_readings"] >= 0 and frames["false_container_readings"] >= 0  # counted, not guessed
     assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 5
     assert "ece" in vision["calibration"]
     real = vision["real_cn_crops"]

@@ -181,7 +181,7 @@ def _suppress(regions: list[Region], limit: int) -> list[Region]:
     kept: list[Region] = []
     for region in sorted(regions, key=lambda r: -r.score):
         x, y, w, h = region.box
-        if any(_overlap(region.box, k.box) > 0.7 * w * h for k in kept):
+        if any(overlap_area(region.box, k.box) > 0.7 * w * h for k in kept):
             continue
         kept.append(region)
         if len(kept) == limit:
@@ -189,7 +189,8 @@ def _suppress(regions: list[Region], limit: int) -> list[Region]:
     return kept
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def overlap_area(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Pixels two (x, y, w, h) boxes share."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     w = min(ax + aw, bx + bw) - max(ax, bx)

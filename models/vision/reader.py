@@ -20,7 +20,7 @@ from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
 from models.vision.ctc import decode
 from models.vision.formatting import display_container, display_plate
 from models.vision.grammar import ISO6346, PLATES, AnyOf, Grammar
-from models.vision.localise import code_regions, plate_regions
+from models.vision.localise import code_regions, overlap_area, plate_regions
 from models.vision.recogniser import Recogniser
 
 log = logging.getLogger(__name__)
@@ -233,16 +233,10 @@ def _one_per_place(readings: list[Reading]) -> list[Reading]:
     """
     kept: list[Reading] = []
     for reading in readings:
-        if not any(_shared_area(reading.box, k.box) > 0.5 * min(_area(reading.box), _area(k.box)) for k in kept):
+        if not any(overlap_area(reading.box, k.box) > 0.5 * min(_area(reading.box), _area(k.box)) for k in kept):
             kept.append(reading)
     return kept
 
 
 def _area(box: tuple[int, int, int, int]) -> int:
     return max(1, box[2] * box[3])
-
-
-def _shared_area(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(0, w) * max(0, h)

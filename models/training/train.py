@@ -57,7 +57,10 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None) ->
     parser.add_argument("--init", default=default_init,
                         help="start from this torch checkpoint (.pt, written to the cache after training) or "
                              "recogniser (.onnx: its features, and its head's rows for shared characters)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not 0.25 <= args.net_scale <= 4.0:
+        parser.error(f"--net-scale {args.net_scale}: give a width between 0.25 and 4 times the standard network")
+    return args
 
 
 def main(task: Task, default_out: str, default_init: str | None = None) -> None:

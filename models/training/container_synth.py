@@ -30,6 +30,8 @@ class ContainerSample:
     image: np.ndarray  # BGR
     label: str
     layout: str
+    ink: np.ndarray | None = None  # float32 0..1: the paint's coverage (the check digit's box too)
+    cells: np.ndarray | None = None  # uint8: character k's box holds k (1..11), else 0
 
 
 def container_text(rng: np.random.Generator) -> str:
@@ -73,7 +75,8 @@ def _box_digit(image: np.ndarray, box: tuple[int, int, int, int], ink: tuple, rn
 
 def render_code_block(rng: np.random.Generator, code: str, layout: str, char_h: int,
                       font: str) -> tuple[np.ndarray, np.ndarray]:
-    """The code painted on a transparent block: (ink mask uint8, check-digit box drawn too); layout-sized."""
+    """The code painted on a transparent block, layout-sized: (ink mask uint8 BGR with the check
+    digit's box drawn too, character cells uint8: character k's box holds k)."""
     rng_state = rng  # one generator for all draws
     if layout == "v":
         cell = int(char_h * 1.15)
@@ -81,43 +84,46 @@ def render_code_block(rng: np.random.Generator, code: str, layout: str, char_h: 
         width = int(char_h * 1.1)
         height = cell * 11 + 2 * gap + int(char_h * 0.4)
         mask = np.zeros((height, width + 8, 3), np.uint8)
+        cells = np.zeros(mask.shape[:2], np.uint8)
         y = 0
         for i, char in enumerate(code):
             if i in (4, 10):
                 y += gap
             glyph_w = int(char_h * rng_state.uniform(0.6, 0.75))
             draw_line(mask, char, ((width + 8 - glyph_w) // 2, y, glyph_w, char_h), (font, font), (255, 255, 255),
-                      rng_state)
+                      rng_state, cells=cells)
             if i == 10:
                 _box_digit(mask, ((width + 8 - glyph_w) // 2, y, glyph_w, char_h), (255, 255, 255), rng_state)
             y += cell
-        return mask, mask
+        return mask, cells
     char_w = int(char_h * rng_state.uniform(0.62, 0.78))
     space = int(char_w * rng_state.uniform(0.4, 1.0))
     if layout == "h1":
         width = char_w * 11 + 2 * space + int(char_h * 0.5)
         mask = np.zeros((int(char_h * 1.4), width, 3), np.uint8)
+        cells = np.zeros(mask.shape[:2], np.uint8)
         y = int(char_h * 0.2)
-        draw_line(mask, code[:4], (0, y, char_w * 4, char_h), (font, font), (255, 255, 255), rng_state)
+        draw_line(mask, code[:4], (0, y, char_w * 4, char_h), (font, font), (255, 255, 255), rng_state, cells=cells)
         draw_line(mask, code[4:10], (char_w * 4 + space, y, char_w * 6, char_h), (font, font), (255, 255, 255),
-                  rng_state)
+                  rng_state, cells=cells)
         x = char_w * 10 + 2 * space
-        draw_line(mask, code[10], (x, y, char_w, char_h), (font, font), (255, 255, 255), rng_state)
+        draw_line(mask, code[10], (x, y, char_w, char_h), (font, font), (255, 255, 255), rng_state, cells=cells)
         _box_digit(mask, (x, y, char_w, char_h), (255, 255, 255), rng_state)
-        return mask, mask
+        return mask, cells
     # h2: owner + category on top, serial and boxed check digit below
     line_gap = int(char_h * rng_state.uniform(0.25, 0.5))
     width = char_w * 7 + space + int(char_h * 0.5)
     mask = np.zeros((char_h * 2 + line_gap + int(char_h * 0.4), width, 3), np.uint8)
+    cells = np.zeros(mask.shape[:2], np.uint8)
     y = int(char_h * 0.2)
     top_x = int(rng_state.uniform(0, max(1, width - char_w * 4 - int(char_h * 0.5))))
-    draw_line(mask, code[:4], (top_x, y, char_w * 4, char_h), (font, font), (255, 255, 255), rng_state)
+    draw_line(mask, code[:4], (top_x, y, char_w * 4, char_h), (font, font), (255, 255, 255), rng_state, cells=cells)
     y2 = y + char_h + line_gap
-    draw_line(mask, code[4:10], (0, y2, char_w * 6, char_h), (font, font), (255, 255, 255), rng_state)
+    draw_line(mask, code[4:10], (0, y2, char_w * 6, char_h), (font, font), (255, 255, 255), rng_state, cells=cells)
     x = char_w * 6 + space
-    draw_line(mask, code[10], (x, y2, char_w, char_h), (font, font), (255, 255, 255), rng_state)
+    draw_line(mask, code[10], (x, y2, char_w, char_h), (font, font), (255, 255, 255), rng_state, cells=cells)
     _box_digit(mask, (x, y2, char_w, char_h), (255, 255, 255), rng_state)
-    return mask, mask
+    return mask, cells
 
 
 def paint(background: np.ndarray, mask: np.ndarray, x: int, y: int, ink: tuple) -> None:
@@ -138,13 +144,17 @@ def render_container(rng: np.random.Generator, layout: str | None = None) -> Con
     layout = layout or ("h1", "h2", "v")[int(rng.choice(3, p=(0.4, 0.2, 0.4)))]  # vertical is the hardest
     code = container_text(rng)
     char_h = int(rng.integers(18, 40))
-    mask, _ = render_code_block(rng, code, layout, char_h, font)
+    mask, block_cells = render_code_block(rng, code, layout, char_h, font)
     mh, mw = mask.shape[:2]
     margin_x = int(char_h * rng.uniform(0.15, 0.6))
     margin_y = int(char_h * rng.uniform(0.1, 0.5))
     background = door_background(rng, mw + 2 * margin_x, mh + 2 * margin_y)
     paint(background, mask, margin_x, margin_y, _ink_for(background, rng))
-    return ContainerSample(background, code, layout)
+    ink = np.zeros(background.shape[:2], np.float32)
+    cells = np.zeros(background.shape[:2], np.uint8)
+    ink[margin_y:margin_y + mh, margin_x:margin_x + mw] = mask[:, :, 0] / 255.0
+    cells[margin_y:margin_y + mh, margin_x:margin_x + mw] = block_cells
+    return ContainerSample(background, code, layout, ink, cells)
 
 
 def glyph_height(font: str) -> int:

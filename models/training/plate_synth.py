@@ -36,6 +36,8 @@ class PlateSample:
     image: np.ndarray  # BGR
     label: str  # normalised: no separators
     kind: str  # "vn1", "vn2", "cn1", "cn2"
+    ink: np.ndarray | None = None  # float32 0..1: the lettering's coverage (border and separators too)
+    cells: np.ndarray | None = None  # uint8: character k's box holds k (1..), else 0
 
 
 def vn_text(rng: np.random.Generator) -> tuple[str, str, str]:
@@ -155,11 +157,13 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
     inner = margin + border
     pad_x = int(width * rng.uniform(0.03, 0.07)) + inner
     cjk = CN_PROVINCES + "挂学警"
+    maps = {"ink": np.zeros((height, width), np.float32), "cells": np.zeros((height, width), np.uint8)}
+    cv2.rectangle(maps["ink"], (margin, margin), (width - 1 - margin, height - 1 - margin), 1.0, border)
     if lines == 1:
         text_h = int((height - 2 * inner) * rng.uniform(0.62, 0.8))
         top = (height - text_h) // 2
         text = f"{prefix}-{serial}" if country == "VN" else f"{prefix}·{serial}"
-        draw_line(image, text, (pad_x, top, width - 2 * pad_x, text_h), font_pair, ink, rng, cjk)
+        draw_line(image, text, (pad_x, top, width - 2 * pad_x, text_h), font_pair, ink, rng, cjk, **maps)
     else:
         usable = height - 2 * inner
         top_share = rng.uniform(0.36, 0.44) if country == "VN" else rng.uniform(0.28, 0.34)
@@ -168,7 +172,8 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
         bottom_h = usable - top_h - gap - int(usable * 0.1)
         y0 = inner + int(usable * 0.05)
         top_w = int((width - 2 * pad_x) * (rng.uniform(0.45, 0.6) if country == "VN" else rng.uniform(0.32, 0.42)))
-        draw_line(image, prefix, ((width - top_w) // 2, y0, top_w, top_h), font_pair, ink, rng, cjk)
-        draw_line(image, serial, (pad_x, y0 + top_h + gap, width - 2 * pad_x, bottom_h), font_pair, ink, rng, cjk)
+        draw_line(image, prefix, ((width - top_w) // 2, y0, top_w, top_h), font_pair, ink, rng, cjk, **maps)
+        draw_line(image, serial, (pad_x, y0 + top_h + gap, width - 2 * pad_x, bottom_h), font_pair, ink, rng, cjk,
+                  **maps)
     kind = ("vn" if country == "VN" else "cn") + str(lines)
-    return PlateSample(image, label, kind)
+    return PlateSample(image, label, kind, maps["ink"], maps["cells"])

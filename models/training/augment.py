@@ -25,6 +25,17 @@ def _surround(image: np.ndarray, rng: np.random.Generator, pad: float) -> tuple[
 
 def loose_crop(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """Warp the crop a little in perspective and cut it out again with a loose, uneven box."""
+    return loose_crop_with_maps(image, (), rng, strength)[0]
+
+
+def loose_crop_with_maps(image: np.ndarray, maps: tuple[np.ndarray, ...], rng: np.random.Generator,
+                         strength: float = 1.0) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """`loose_crop`, with per-pixel maps of the image (a float ink coverage, integer character cells)
+    carried through the same warp: (crop, each map cut as the crop, each map warped but not cut).
+
+    Maps draw nothing from `rng`, so the crop is the very one `loose_crop` gives; float maps are
+    interpolated, integer maps keep their values (nearest pixel).
+    """
     h, w = image.shape[:2]
     canvas, corners = _surround(image, rng, 0.25)
     shift = np.float32([[rng.normal(0, 0.03 * w * strength), rng.normal(0, 0.06 * h * strength)] for _ in range(4)])
@@ -34,7 +45,16 @@ def loose_crop(image: np.ndarray, rng: np.random.Generator, strength: float = 1.
     rotation = np.float32([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     target = (target - centre) @ rotation.T + centre
     matrix = cv2.getPerspectiveTransform(corners, target.astype(np.float32))
-    warped = cv2.warpPerspective(canvas, matrix, (canvas.shape[1], canvas.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+    size = (canvas.shape[1], canvas.shape[0])
+    warped = cv2.warpPerspective(canvas, matrix, size, borderMode=cv2.BORDER_REPLICATE)
+    whole = []
+    for plane in maps:
+        placed = np.zeros(canvas.shape[:2], plane.dtype)
+        px, py = int(corners[0][0]), int(corners[0][1])
+        placed[py:py + h, px:px + w] = plane
+        nearest = np.issubdtype(plane.dtype, np.integer)
+        whole.append(cv2.warpPerspective(placed, matrix, size, flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=0))
     x0, y0 = target.min(axis=0)
     x1, y1 = target.max(axis=0)
     bw, bh = x1 - x0, y1 - y0
@@ -44,7 +64,7 @@ def loose_crop(image: np.ndarray, rng: np.random.Generator, strength: float = 1.
     y1 += rng.uniform(-0.04, 0.07) * bh * strength
     x0, y0 = max(0, int(x0)), max(0, int(y0))
     x1, y1 = min(warped.shape[1], int(np.ceil(x1))), min(warped.shape[0], int(np.ceil(y1)))
-    return warped[y0:y1, x0:x1]
+    return warped[y0:y1, x0:x1], [plane[y0:y1, x0:x1] for plane in whole], whole
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, damage: list[str] | None = None) -> np.ndarray:

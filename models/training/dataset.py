@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.training.augment import augment_crop
+from models.training.augment import loose_crop_with_maps, photometric
 from models.training.container_synth import render_container
+from models.training.legibility import LEGIBLE_DPRIME, legibility
 from models.training.plate_synth import render_plate
 from models.vision.preprocess import CONTAINER_WIDTH, INPUT_HEIGHT, PLATE_WIDTH, container_input, plate_input
 
@@ -29,6 +30,23 @@ class Sample:
     label: str
     kind: str
     damage: tuple[str, ...] = ()  # the camera harms the crop was given (`augment.DAMAGE`)
+    legibility: float = float("inf")  # d' of its least legible character (`models.training.legibility`)
+
+    @property
+    def legible(self) -> bool:
+        """Whether every character still stands out enough for a person to read it."""
+        return self.legibility >= LEGIBLE_DPRIME
+
+
+def _damaged(image: np.ndarray, ink: np.ndarray, cells: np.ndarray,
+             rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...], float]:
+    """The clean render as a camera and the localiser deliver it (`augment.augment_crop`, the same
+    draws), the harms it was given, and how legible its worst character still is."""
+    surface = np.ones(image.shape[:2], np.uint8)
+    crop, (ink, cells, surface), (_, whole_cells, _) = loose_crop_with_maps(image, (ink, cells, surface), rng)
+    damage: list[str] = []
+    crop = photometric(crop, rng, damage)
+    return crop, tuple(damage), legibility(crop, ink, cells, whole_cells, surface)
 
 
 def plate_sample(seed: int, index: int, kind: str | None = None) -> Sample:
@@ -36,18 +54,16 @@ def plate_sample(seed: int, index: int, kind: str | None = None) -> Sample:
     rng = np.random.default_rng([seed, index])
     country, lines = PLATE_CLASSES[kind] if kind else (None, None)
     plate = render_plate(rng, country, lines)
-    damage: list[str] = []
-    crop = augment_crop(plate.image, rng, damage=damage)
-    return Sample(crop, plate.label, plate.kind, tuple(damage))
+    crop, damage, legible = _damaged(plate.image, plate.ink, plate.cells, rng)
+    return Sample(crop, plate.label, plate.kind, damage, legible)
 
 
 def container_sample(seed: int, index: int, kind: str | None = None) -> Sample:
     """Container-code sample `index` of `seed`: a random layout unless `kind` names one."""
     rng = np.random.default_rng([seed, index])
     code = render_container(rng, kind)
-    damage: list[str] = []
-    crop = augment_crop(code.image, rng, damage=damage)
-    return Sample(crop, code.label, code.layout, tuple(damage))
+    crop, damage, legible = _damaged(code.image, code.ink, code.cells, rng)
+    return Sample(crop, code.label, code.layout, damage, legible)
 
 
 def held_out(task: str, kind: str, count: int, seed: int = HELD_OUT_SEED) -> list[Sample]:
@@ -57,13 +73,14 @@ def held_out(task: str, kind: str, count: int, seed: int = HELD_OUT_SEED) -> lis
     return [make(seed + class_no, i, kind) for i in range(count)]
 
 
-def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[str]]:
+def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[str], np.ndarray]:
     task, seed, start, stop = args
     width = PLATE_WIDTH if task == "plates" else CONTAINER_WIDTH
     make = plate_sample if task == "plates" else container_sample
     to_input: Callable = plate_input if task == "plates" else container_input
     images = np.empty((stop - start, INPUT_HEIGHT, width), np.uint8)
     labels = []
+    legibility = np.empty(stop - start, np.float32)
     for row, index in enumerate(range(start, stop)):
         sample = make(seed, index)
         # Training cuts two-line crops where the renderer knows they are two-line; run time decides
@@ -72,12 +89,14 @@ def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[s
         x = to_input(sample.crop, two_lines=two)[0]
         images[row] = np.round((x + 1.0) * 127.5).astype(np.uint8)
         labels.append(sample.label)
-    return images, labels
+        legibility[row] = min(sample.legibility, 1e6)
+    return images, labels, legibility
 
 
 def training_set(task: str, seed: int, count: int, workers: int | None = None,
-                 exclude: set[str] | frozenset[str] = frozenset()) -> tuple[np.ndarray, list[str]]:
-    """`count` preprocessed training inputs (uint8, N x 32 x W) and labels, rendered in parallel.
+                 exclude: set[str] | frozenset[str] = frozenset()) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """`count` preprocessed training inputs (uint8, N x 32 x W), their labels and their legibility
+    (`Sample.legibility`), rendered in parallel.
 
     Samples whose label is in `exclude` (the held-out labels) are dropped.
     """
@@ -86,10 +105,11 @@ def training_set(task: str, seed: int, count: int, workers: int | None = None,
     workers = workers or os.cpu_count() or 1
     step = 2000
     chunks = [(task, seed, start, min(count, start + step)) for start in range(0, count, step)]
-    images, labels = [], []
+    images, labels, legibility = [], [], []
     with ProcessPoolExecutor(workers) as pool:
-        for chunk_images, chunk_labels in pool.map(_training_chunk, chunks):
+        for chunk_images, chunk_labels, chunk_legibility in pool.map(_training_chunk, chunks):
             keep = [i for i, label in enumerate(chunk_labels) if label not in exclude]
             images.append(chunk_images[keep])
             labels.extend(chunk_labels[i] for i in keep)
-    return np.concatenate(images), labels
+            legibility.append(chunk_legibility[keep])
+    return np.concatenate(images), labels, np.concatenate(legibility)

@@ -88,3 +88,68 @@ def test_the_drawn_plate_font_draws_every_plate_character_and_no_two_alike():
             for b in chars[i + 1:]:
                 # among them the pairs desktop fonts made the reader confuse on real plates: 3/5, G/6, 1/7
                 assert np.abs(masks[a] - masks[b]).mean() > 0.06, (a, b)  # E and F: 0.08
+
+
+def _clean_code_with_maps():
+    from models.training.container_synth import render_container
+
+    code = render_container(np.random.default_rng(21), "h1")
+    return code, np.ones(code.image.shape[:2], np.uint8)
+
+
+def test_a_clean_painted_code_is_legible_in_every_character():
+    from models.training.legibility import LEGIBLE_DPRIME, character_dprimes
+
+    code, surface = _clean_code_with_maps()
+    values = character_dprimes(code.image, code.ink, code.cells, code.cells, surface)
+    assert len(values) == 11  # one per character of the number
+    assert min(values) > 3 * LEGIBLE_DPRIME
+
+
+def test_glare_over_one_character_makes_the_crop_illegible_and_only_that_character():
+    from models.training.legibility import LEGIBLE_DPRIME, character_dprimes, legibility
+
+    code, surface = _clean_code_with_maps()
+    washed = code.image.copy()
+    ys, xs = np.nonzero(code.cells == 5)
+    pad = (ys.max() - ys.min()) // 4
+    washed[ys.min() - pad:ys.max() + pad + 1, xs.min() - pad:xs.max() + pad + 1] = 255  # a lamp's spot on the U
+    values = character_dprimes(washed, code.ink, code.cells, code.cells, surface)
+    assert values[4] < LEGIBLE_DPRIME
+    assert all(v > LEGIBLE_DPRIME for i, v in enumerate(values) if i != 4)
+    assert legibility(washed, code.ink, code.cells, code.cells, surface) < LEGIBLE_DPRIME
+
+
+def test_a_character_the_crop_cut_off_is_not_legible():
+    from models.training.legibility import legibility
+
+    code, surface = _clean_code_with_maps()
+    first = np.nonzero(code.cells == 1)[1]
+    cut = slice(int(first.min() + 0.7 * (first.max() - first.min())), None)  # most of the first letter gone
+    assert legibility(code.image[:, cut], code.ink[:, cut], code.cells[:, cut], code.cells, surface[:, cut]) == 0.0
+
+
+def test_night_noise_that_buries_the_ink_makes_a_crop_illegible():
+    from models.training.legibility import LEGIBLE_DPRIME, legibility
+
+    code, surface = _clean_code_with_maps()
+    dark = code.image.astype(np.float32) * 0.15 + np.random.default_rng(2).normal(0, 25, code.image.shape)
+    dark = np.clip(dark, 0, 255).astype(np.uint8)
+    assert legibility(dark, code.ink, code.cells, code.cells, surface) < LEGIBLE_DPRIME
+
+
+def test_judging_legibility_leaves_the_held_out_crops_as_they_always_were():
+    """Samples are damaged with the very draws `augment_crop` makes, so the held-out sets are unchanged."""
+    from models.training.augment import augment_crop
+    from models.training.dataset import container_sample
+
+    for index in range(12):
+        sample = plate_sample(HELD_OUT_SEED, index)
+        rng = np.random.default_rng([HELD_OUT_SEED, index])
+        plate = render_plate(rng)
+        assert np.array_equal(sample.crop, augment_crop(plate.image, rng))
+        code_sample = container_sample(HELD_OUT_SEED, index)
+        rng = np.random.default_rng([HELD_OUT_SEED, index])
+        assert np.array_equal(code_sample.crop, augment_crop(render_container(rng).image, rng))
+    samples = held_out("containers", "h1", 60)
+    assert any(s.legible for s in samples) and any(not s.legible for s in samples)

@@ -23,7 +23,8 @@ from models.vision.charsets import encode
 
 # The modules (under models/) whose code decides what a rendered training crop looks like.
 RENDERER_SOURCES = ("training/augment.py", "training/container_synth.py", "training/dataset.py", "training/fonts.py",
-                    "training/glyphs.py", "training/plate_font.py", "training/plate_synth.py", "vision/preprocess.py")
+                    "training/glyphs.py", "training/legibility.py", "training/plate_font.py", "training/plate_synth.py",
+                    "vision/preprocess.py")
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Task:
     epochs: int
     lr: float
     net_scale: float = 1.0  # channel widths against net.WIDTHS, when not started from an ONNX file
+    min_legibility: float = 0.0  # crops whose worst character's d' is lower are left out of training
+    jitter: float = 0.0  # strength of the per-batch shift, scale, shear and contrast jitter (0: none)
 
 
 def parse_args(task: Task, default_out: str, default_init: str | None = None) -> argparse.Namespace:
@@ -52,6 +55,12 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None) ->
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
+    parser.add_argument("--min-legibility", type=float, default=task.min_legibility,
+                        help="leave out crops whose least legible character has a lower d' (0: keep all; "
+                             "models.training.legibility)")
+    parser.add_argument("--jitter", type=float, default=task.jitter,
+                        help="per-batch shift/scale/shear/contrast jitter of the rendered inputs "
+                             "(0: none, 1: standard)")
     parser.add_argument("--net-scale", type=float, default=task.net_scale,
                         help="network width against the standard one (an ONNX --init keeps its own width)")
     parser.add_argument("--init", default=default_init,
@@ -93,17 +102,22 @@ def renderer_version() -> str:
 
 
 def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str]) -> tuple[np.ndarray, list[str]]:
-    """The training set from the cache, rendering it first when missing or made by other code."""
+    """The training set from the cache (rendering it first when missing or made by other code), less
+    the crops below `--min-legibility`."""
     cache = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}-{renderer_version()}.npz"
     if cache.exists():
         data = np.load(cache, allow_pickle=False)
-        return data["images"], [str(x) for x in data["labels"]]
-    started = time.perf_counter()
-    images, labels = training_set(task.name, args.seed, args.samples, exclude=exclude)
-    print(f"rendered {len(labels)} training crops in {time.perf_counter() - started:.0f} s", flush=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, images=images, labels=np.array(labels))
-    return images, labels
+        images, labels, legibility = data["images"], [str(x) for x in data["labels"]], data["legibility"]
+    else:
+        started = time.perf_counter()
+        images, labels, legibility = training_set(task.name, args.seed, args.samples, exclude=exclude)
+        print(f"rendered {len(labels)} training crops in {time.perf_counter() - started:.0f} s", flush=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, images=images, labels=np.array(labels), legibility=legibility)
+    keep = np.flatnonzero(legibility >= args.min_legibility)
+    if len(keep) < len(labels):
+        print(f"left out {len(labels) - len(keep)} crops below d' {args.min_legibility}", flush=True)
+    return images[keep], [labels[i] for i in keep]
 
 
 def train(task: Task, args: argparse.Namespace) -> dict:
@@ -144,6 +158,8 @@ def train(task: Task, args: argparse.Namespace) -> dict:
         for step in range(steps_per_epoch):
             idx = order[step * args.batch:(step + 1) * args.batch]
             batch = torch.from_numpy(x_train[idx.numpy()]).float().div_(127.5).sub_(1.0).unsqueeze(1)
+            if args.jitter:
+                batch = jitter(batch, args.jitter, generator)
             batch_targets = [targets[i] for i in idx.tolist()]
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = net(batch)
@@ -167,9 +183,36 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     print(f"checkpoint {checkpoint}", flush=True)
     export(net, task, Path(args.out))
     return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
+            "min_legibility": args.min_legibility, "jitter": args.jitter,
             "epochs": args.epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
             "init": args.init,
             "train_seconds": round(time.perf_counter() - started), "history": history}
+
+
+@torch.no_grad()
+def jitter(batch: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """The batch as other crops of the same text would give it: each input shifted, scaled and sheared a
+    little (a localiser's box, a slanted view) and its contrast changed, so that a fixed rendered set
+    is not learnt by heart. Half the inputs are left as they are."""
+    n = batch.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator)
+
+    s = strength
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = uniform(1 - 0.08 * s, 1 + 0.08 * s)  # width
+    theta[:, 1, 1] = uniform(1 - 0.08 * s, 1 + 0.08 * s)  # height
+    theta[:, 0, 1] = uniform(-0.3 * s, 0.3 * s) * 32 / batch.shape[-1]  # shear: up to 0.3 px across a px down
+    theta[:, 0, 2] = uniform(-0.04 * s, 0.04 * s)
+    theta[:, 1, 2] = uniform(-0.08 * s, 0.08 * s)
+    keep = torch.rand(n, generator=generator) < 0.5
+    theta[keep] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    grid = torch.nn.functional.affine_grid(theta, list(batch.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(batch, grid, padding_mode="border", align_corners=False)
+    gain = torch.where(keep, 1.0, uniform(1 - 0.3 * s, 1.0))[:, None, None, None]
+    offset = torch.where(keep, 0.0, uniform(-0.15 * s, 0.15 * s))[:, None, None, None]
+    return (out * gain + offset).clamp_(-1.0, 1.0)
 
 
 @torch.no_grad()

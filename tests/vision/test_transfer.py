@@ -70,3 +70,18 @@ def test_a_wider_network_exports_and_a_net_started_from_it_is_as_wide(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "wide.onnx"), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"image": images[:, None].astype(np.float32) / 127.5 - 1})[0]
     assert np.abs(_probs(again, images) - expected).max() < 1e-4
+
+
+def test_training_jitter_moves_half_the_inputs_a_little_and_keeps_them_in_range():
+    from models.training.train import jitter
+
+    images = _inputs(container_sample, container_input, 32)
+    batch = torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
+    out = jitter(batch, 1.0, torch.Generator().manual_seed(5))
+    assert out.shape == batch.shape and out.min() >= -1.0 and out.max() <= 1.0
+    moved = [(out[i] - batch[i]).abs().mean().item() for i in range(len(batch))]
+    unchanged = sum(m < 1e-5 for m in moved)
+    assert 4 <= unchanged <= 28  # about half are left as they are
+    assert all(m < 0.6 for m in moved)  # the others stay the same text, not noise
+    again = jitter(batch, 1.0, torch.Generator().manual_seed(5))
+    assert torch.equal(out, again)  # seeded: a retrain gets the same batches

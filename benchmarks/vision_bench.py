@@ -98,6 +98,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
     the frames; `real_limit` caps the labelled real crops read (None: all of them).
     """
     from models.training.dataset import held_out
+    from models.training.legibility import LEGIBLE_DPRIME
     from models.training.scenes import scene
     from models.vision.reader import VisionReader
 
@@ -121,11 +122,14 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
             samples = held_out(task, kind, per_class)
             right = none = invalid = 0
             outcomes: list[tuple[tuple[str, ...], bool]] = []
+            legibility: list[tuple[bool, str]] = []
             for sample in samples:
                 started = time.perf_counter()
                 reading = read(sample.crop)
                 crop_ms.append((time.perf_counter() - started) * 1000)
                 outcomes.append((sample.damage, reading is not None and reading.text == sample.label))
+                legibility.append((sample.legible, "none" if reading is None
+                                   else "right" if reading.text == sample.label else "wrong"))
                 if reading is None:
                     none += 1
                     continue
@@ -138,6 +142,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
                      "no_reading": round(none / len(samples), 4), "wrong_reading": len(samples) - right - none}
             if task == "containers":
                 entry["check_digit_invalid_reported"] = invalid
+            entry.update(_by_legibility(legibility))
             entry.update(_by_damage(outcomes))
             figures["held_out"][f"{task}:{kind}"] = entry
             if baseline is not None:
@@ -155,6 +160,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
                 figures["baseline_rapidocr"][f"{task}:{kind}"] = {
                     "n": len(subset), "exact_match": round(base_right / len(subset), 4),
                     "recogniser_only_exact_match": round(line_right / len(subset), 4)}
+    figures["legible_min_dprime"] = LEGIBLE_DPRIME
     cn = [figures["held_out"][f"plates:{k}"] for k in ("cn1", "cn2")]
     figures["held_out"]["plates:cn"] = {"n": sum(c["n"] for c in cn),
                                         "exact_match": round(sum(c["exact_match"] * c["n"] for c in cn)
@@ -178,6 +184,24 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
     figures["real_cn_crops"] = _real_crops(reader, baseline, real_limit)
     figures["frames_1920x1080"] = _frames(reader, baseline, scene, frames)
     return figures
+
+
+def _by_legibility(outcomes: list[tuple[bool, str]]) -> dict:
+    """The crops split by whether every character is still legible (`models.training.legibility`).
+
+    On a legible crop the right answer is the label; on an illegible one no person could give it,
+    so "no reading" is the right answer there and a wrong reading the only failure.
+    """
+    def count(rows: list[str], status: str) -> int:
+        return sum(row == status for row in rows)
+
+    legible = [status for ok, status in outcomes if ok]
+    illegible = [status for ok, status in outcomes if not ok]
+    return {"legible": {"n": len(legible),
+                        "exact_match": round(count(legible, "right") / len(legible), 4) if legible else None,
+                        "wrong_reading": count(legible, "wrong")},
+            "illegible": {"n": len(illegible), "no_reading": count(illegible, "none"),
+                          "read_right": count(illegible, "right"), "wrong_reading": count(illegible, "wrong")}}
 
 
 def _by_damage(outcomes: list[tuple[tuple[str, ...], bool]]) -> dict:

@@ -38,6 +38,9 @@ def test_quick_vision_bench_reports_accuracy_speed_and_the_baseline():
     for key in keys:
         assert vision["held_out"][key]["n"] == 100, key
         assert vision["held_out"][key]["exact_match"] >= 0.8, key  # a broken model or preprocessing shows here
+        legible, illegible = vision["held_out"][key]["legible"], vision["held_out"][key]["illegible"]
+        assert legible["n"] + illegible["n"] == 100, key
+        assert illegible["no_reading"] + illegible["read_right"] + illegible["wrong_reading"] == illegible["n"], key
     assert vision["crop_ms"]["n"] == 100 * len(keys) and vision["frames_1920x1080"]["ms"]["n"] == 20
     assert vision["baseline_rapidocr"]["plates:vn1"]["n"] == 5
     assert "ece" in vision["calibration"]

@@ -241,7 +241,8 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
             plc.set_loop("arrival", False)
             break
         try:
-            kind, payload = await asyncio.wait_for(watcher.events.get(), timeout=0.05)
+            async with asyncio.timeout(0.05):  # not wait_for: it can swallow a cancel on 3.11
+                kind, payload = await watcher.events.get()
         except TimeoutError:
             kind, payload = "", {}
         if kind == "tx_closed":

@@ -239,9 +239,13 @@ class SyncService:
 
     @staticmethod
     async def _sleep(event: asyncio.Event, seconds: float) -> None:
-        """Sleep `seconds`, or less when `event` is set meanwhile; clear it after."""
+        """Sleep `seconds`, or less when `event` is set meanwhile; clear it after.
+
+        asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
+        event is set, and the loop then never stops (seen as a hung SyncService.stop)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
         event.clear()
 
     # ------------------------------------------------------------ view

@@ -164,4 +164,5 @@ class TelemetryPublisher:
                 self.publish_now()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.period_s)
+                async with asyncio.timeout(self.period_s):  # not wait_for: it can swallow a cancel on 3.11
+                    await self._wake.wait()

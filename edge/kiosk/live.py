@@ -136,7 +136,8 @@ class LiveHub:
             last_sent = last_check = time.monotonic()
             while not self._stopping():
                 try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), timeout=1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for: it can swallow a cancel on 3.11
+                        message = await subscriber.queue.get()
                 except TimeoutError:
                     message = None
                 now = time.monotonic()

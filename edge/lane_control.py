@@ -142,7 +142,8 @@ class LaneController:
         self.used_declarations = self._used_declarations_from_journal()
         if restore:
             try:
-                await asyncio.wait_for(self.barrier.first_poll.wait(), timeout=3.0)
+                async with asyncio.timeout(3.0):
+                    await self.barrier.first_poll.wait()
             except TimeoutError:
                 log.warning("lane %s: barrier did not answer at start-up", self.lane.id)
             await self._restore_from_journal()

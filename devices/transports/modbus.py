@@ -75,11 +75,11 @@ class ModbusHub:
         """
         async with self._lock:
             try:
-                client = await asyncio.wait_for(self._ensure_connected(), timeout=self.timeout_s * 2)
-                response = await asyncio.wait_for(
-                    getattr(client, method)(*args, device_id=self.device_id, **kwargs),
-                    timeout=self.timeout_s * 2,
-                )
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the driver's stop cancel.
+                async with asyncio.timeout(self.timeout_s * 2):
+                    client = await self._ensure_connected()
+                async with asyncio.timeout(self.timeout_s * 2):
+                    response = await getattr(client, method)(*args, device_id=self.device_id, **kwargs)
             except (TimeoutError, ModbusException, OSError, ModbusIOError) as exc:
                 self._fail(f"{method}: {exc or type(exc).__name__}")
                 raise ModbusIOError(str(exc) or type(exc).__name__) from exc

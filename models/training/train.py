@@ -6,7 +6,6 @@ Used by `python -m models.training.plates` and `python -m models.training.contai
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -19,12 +18,8 @@ from torch import nn
 
 from models.training.dataset import held_out, training_set
 from models.training.net import CRNN, ExportWrapper, widths_for
+from models.training.sources import renderer_version
 from models.vision.charsets import encode
-
-# The modules (under models/) whose code decides what a rendered training crop looks like.
-RENDERER_SOURCES = ("training/augment.py", "training/container_synth.py", "training/dataset.py", "training/fonts.py",
-                    "training/glyphs.py", "training/legibility.py", "training/plate_font.py", "training/plate_synth.py",
-                    "vision/preprocess.py")
 
 
 @dataclass
@@ -90,15 +85,6 @@ def _greedy(probs: np.ndarray, charset: str) -> list[str]:
             last = k
         texts.append("".join(chars))
     return texts
-
-
-def renderer_version() -> str:
-    """A digest of the code that renders training crops, so a cached set from older code is not reused."""
-    digest = hashlib.sha256()
-    for source in sorted(RENDERER_SOURCES):
-        digest.update(source.encode())
-        digest.update((Path(__file__).parent.parent / source).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str]) -> tuple[np.ndarray, list[str]]:

@@ -153,3 +153,15 @@ def test_judging_legibility_leaves_the_held_out_crops_as_they_always_were():
         assert np.array_equal(code_sample.crop, augment_crop(render_container(rng).image, rng))
     samples = held_out("containers", "h1", 60)
     assert any(s.legible for s in samples) and any(not s.legible for s in samples)
+
+
+def test_the_training_cache_key_covers_every_module_that_renders_a_crop():
+    from models.training.sources import PROJECT, renderer_sources
+
+    sources = {path.relative_to(PROJECT).as_posix() for path in renderer_sources()}
+    # the renderers, the damage and the legibility measure, and the grammars in devices/ they draw from
+    assert {"models/training/plate_synth.py", "models/training/container_synth.py", "models/training/augment.py",
+            "models/training/legibility.py", "models/vision/preprocess.py", "devices/protocols/plates.py",
+            "devices/protocols/iso6346.py"} <= sources
+    # code that does not change a crop does not throw a rendered set away
+    assert not sources & {"models/training/train.py", "models/training/card.py", "models/training/net.py"}

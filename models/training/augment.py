@@ -129,7 +129,16 @@ def photometric(image: np.ndarray, rng: np.random.Generator, damage: list[str] |
     return out
 
 
+def augment_crop_with_maps(image: np.ndarray, maps: tuple[np.ndarray, ...], rng: np.random.Generator,
+                           strength: float = 1.0, damage: list[str] | None = None,
+                           ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """`augment_crop` with per-pixel maps carried through the warp (see `loose_crop_with_maps`):
+    (crop, each map cut as the crop, each map warped but not cut). The maps draw nothing from `rng`."""
+    crop, cut, whole = loose_crop_with_maps(image, maps, rng, strength)
+    return photometric(crop, rng, damage), cut, whole
+
+
 def augment_crop(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0,
                  damage: list[str] | None = None) -> np.ndarray:
     """A clean rendered crop as a camera and the localiser would deliver it (`damage`: see `photometric`)."""
-    return photometric(loose_crop(image, rng, strength), rng, damage)
+    return augment_crop_with_maps(image, (), rng, strength, damage)[0]

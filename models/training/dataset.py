@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.training.augment import loose_crop_with_maps, photometric
+from models.training.augment import augment_crop_with_maps
 from models.training.container_synth import render_container
 from models.training.legibility import LEGIBLE_DPRIME, legibility
 from models.training.plate_synth import render_plate
@@ -43,9 +43,9 @@ def _damaged(image: np.ndarray, ink: np.ndarray, cells: np.ndarray,
     """The clean render as a camera and the localiser deliver it (`augment.augment_crop`, the same
     draws), the harms it was given, and how legible its worst character still is."""
     surface = np.ones(image.shape[:2], np.uint8)
-    crop, (ink, cells, surface), (_, whole_cells, _) = loose_crop_with_maps(image, (ink, cells, surface), rng)
     damage: list[str] = []
-    crop = photometric(crop, rng, damage)
+    crop, (ink, cells, surface), (_, whole_cells, _) = augment_crop_with_maps(image, (ink, cells, surface), rng,
+                                                                              damage=damage)
     return crop, tuple(damage), legibility(crop, ink, cells, whole_cells, surface)
 
 

@@ -38,8 +38,12 @@ class Task:
     jitter: float = 0.0  # strength of the per-batch shift, scale, shear and contrast jitter (0: none)
 
 
-def parse_args(task: Task, default_out: str, default_init: str | None = None) -> argparse.Namespace:
-    """Command-line options shared by both training entry points."""
+def parse_args(task: Task, default_out: str, default_init: str | None = None,
+               argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options shared by both training entry points (`argv`: the command line's when None).
+
+    A value that would train nothing, or train something other than asked, stops the command at once
+    with the option, the value and the range it takes."""
     parser = argparse.ArgumentParser(description=f"Train the {task.name} recogniser from scratch on synthetic data.")
     parser.add_argument("--out", default=default_out, help="ONNX file to write (its model card goes beside it)")
     parser.add_argument("--samples", type=int, default=task.samples, help="synthetic training crops")
@@ -61,9 +65,20 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None) ->
     parser.add_argument("--init", default=default_init,
                         help="start from this torch checkpoint (.pt, written to the cache after training) or "
                              "recogniser (.onnx: its features, and its head's rows for shared characters)")
-    args = parser.parse_args()
-    if not 0.25 <= args.net_scale <= 4.0:
-        parser.error(f"--net-scale {args.net_scale}: give a width between 0.25 and 4 times the standard network")
+    args = parser.parse_args(argv)
+    for option, value, low, high, what in (
+            ("--samples", args.samples, 1, None, "the number of training crops"),
+            ("--epochs", args.epochs, 1, None, "the number of passes over the crops"),
+            ("--batch", args.batch, 1, None, "crops per step"),
+            ("--lr", args.lr, 1e-7, 1.0, "a peak learning rate"),
+            ("--threads", args.threads, 0, None, "torch threads, 0 for all cores"),
+            ("--held-out", args.held_out, 0, None, "held-out crops per class"),
+            ("--min-legibility", args.min_legibility, 0.0, None, "a d' of 0 (keep every crop) or more"),
+            # above 3 the contrast jitter's gain turns negative and inverts the crop
+            ("--jitter", args.jitter, 0.0, 3.0, "a strength from 0 (none) to 3; 1 is standard"),
+            ("--net-scale", args.net_scale, 0.25, 4.0, "a width between 0.25 and 4 times the standard network")):
+        if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
+            parser.error(f"{option} {value}: give {what}")
     return args
 
 

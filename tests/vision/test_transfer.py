@@ -85,3 +85,24 @@ def test_training_jitter_moves_half_the_inputs_a_little_and_keeps_them_in_range(
     assert all(m < 0.6 for m in moved)  # the others stay the same text, not noise
     again = jitter(batch, 1.0, torch.Generator().manual_seed(5))
     assert torch.equal(out, again)  # seeded: a retrain gets the same batches
+
+
+@pytest.mark.parametrize("option, value", [("--jitter", "-1"), ("--jitter", "4"), ("--min-legibility", "-0.5"),
+                                           ("--epochs", "0"), ("--lr", "nan"), ("--net-scale", "9")])
+def test_a_training_option_out_of_its_range_stops_the_command_naming_the_option(option, value, capsys):
+    from models.training.containers import TASK
+    from models.training.train import parse_args
+
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(TASK, "/tmp/unused.onnx", argv=[option, value])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert f"{option} {float(value)}" in error or f"{option} {value}" in error
+
+
+def test_training_options_in_range_are_taken_as_given():
+    from models.training.containers import TASK
+    from models.training.train import parse_args
+
+    args = parse_args(TASK, "/tmp/unused.onnx", argv=["--jitter", "0", "--min-legibility", "0", "--epochs", "2"])
+    assert (args.jitter, args.min_legibility, args.epochs) == (0.0, 0.0, 2)

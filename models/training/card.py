@@ -231,8 +231,8 @@ def write_cards(bench: dict) -> list[Path]:
         f"{bench['held_out']['containers:all']['check_digit_invalid_reported']}"
         " (by construction: the decoder only returns ISO 6346 valid readings).",
         "",
-        SPEC.format(width=256, fn="container_input", vertical="; vertical codes turned a quarter left", steps=64,
-                    classes=37, charset_note="digits, A-Z",
+        SPEC.format(width=256, fn="container_input", vertical="; vertical codes turned a quarter left, then levelled",
+                    steps=64, classes=37, charset_note="digits, A-Z",
                     grammar="ISO 6346: 3 letters, U/J/Z, 6 digits, check digit"),
         "## Limits",
         _target_line(bench, CONTAINER_NAMES, 0.995),

@@ -2,7 +2,7 @@
 
 Two-line plates and two-line container codes are cut at the gap between their lines and the two
 halves laid side by side; vertical container codes are turned so their first character is on the
-left. The recognisers therefore only ever read one line, left to right.
+left, then levelled like the rest. The recognisers therefore only ever read one line, left to right.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def container_line(gray: np.ndarray, two_lines: bool | None = None) -> np.ndarra
 def _container_block(gray: np.ndarray) -> tuple[bool, np.ndarray]:
     h, w = gray.shape[:2]
     if h / max(1, w) > VERTICAL_MIN_ASPECT:
-        return True, cv2.rotate(gray, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        return True, deskew(cv2.rotate(gray, cv2.ROTATE_90_COUNTERCLOCKWISE))
     return False, deskew(gray)
 
 

@@ -1,0 +1,44 @@
+"""Crop preparation: whatever way the code is painted or seen, the model gets one level line of text."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from models.training.container_synth import render_container
+from models.vision.preprocess import container_lines
+
+
+def _turned(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The image turned about its centre on a canvas large enough to keep its corners."""
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    size = (int(h * sin + w * cos), int(h * cos + w * sin))
+    matrix[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2
+    return cv2.warpAffine(image, matrix, size, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _lean(line: np.ndarray) -> float:
+    """How far the text's middle row drops from the line's first quarter to its last, in character heights."""
+    strokes = np.abs(cv2.Sobel(line, cv2.CV_32F, 1, 0, ksize=3))
+    rows = np.arange(line.shape[0], dtype=np.float32)[:, None]
+    quarter = line.shape[1] // 4
+
+    def middle(part: np.ndarray) -> float:
+        return float((part * rows).sum() / part.sum())
+
+    return (middle(strokes[:, -quarter:]) - middle(strokes[:, :quarter])) / line.shape[0]
+
+
+@pytest.mark.parametrize("degrees", [-6.0, 6.0])
+def test_a_leaning_vertical_code_becomes_a_level_line(degrees):
+    """A camera not square to the door sees a vertical code's column lean; the model must get it level."""
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        code = render_container(rng, "v")
+        upright = container_lines(code.image)[0]
+        leaning = container_lines(_turned(code.image, degrees))[0]
+        assert abs(_lean(upright)) < 0.1
+        assert abs(_lean(leaning)) < 0.15, (code.label, _lean(leaning))

@@ -8,7 +8,9 @@ alignments, character by character, and returns the likeliest valid ones.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -73,38 +75,50 @@ def _informative_steps(probs: np.ndarray) -> list[int]:
 
 def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int = 12) -> list[Candidate]:
     """Likeliest complete readings that `language` accepts, best first (may be empty)."""
+    index = _char_index(charset)
+    viable: dict[str, bool] = {}  # a prefix is met again at many steps: ask the grammar once
     beams: dict[str, tuple[float, float]] = {"": (1.0, 0.0)}  # prefix → (ends in blank, ends in char)
     log_scale = 0.0
     for step in _informative_steps(probs):
         p = probs[step]
         likely = np.argpartition(p[1:], -TOP_CHARS)[-TOP_CHARS:] + 1
-        tried = [int(k) for k in likely if p[k] > CHAR_FLOOR]
+        row = p.tolist()  # Python floats: indexing a numpy row per beam costs more than the arithmetic
+        tried = [(int(k), row[k], charset[k - 1]) for k in likely if row[k] > CHAR_FLOOR]
+        blank = row[0]
         following: dict[str, list[float]] = {}
         for prefix, (p_blank, p_char) in beams.items():
             slot = following.setdefault(prefix, [0.0, 0.0])
-            slot[0] += (p_blank + p_char) * float(p[0])
-            last = charset.index(prefix[-1]) + 1 if prefix else -1
+            slot[0] += (p_blank + p_char) * blank
+            last = index[prefix[-1]] if prefix else -1
             if last > 0:
-                slot[1] += p_char * float(p[last])
-            for k in tried:
-                char_p = float(p[k])
-                extended = prefix + charset[k - 1]
+                slot[1] += p_char * row[last]
+            for k, char_p, char in tried:
+                extended = prefix + char
                 if k == last:
                     following.setdefault(extended, [0.0, 0.0])[1] += p_blank * char_p
                     continue
-                if not language.viable(extended):
+                allowed = viable.get(extended)
+                if allowed is None:
+                    allowed = viable[extended] = language.viable(extended)
+                if not allowed:
                     continue
                 following.setdefault(extended, [0.0, 0.0])[1] += (p_blank + p_char) * char_p
         ranked = sorted(following.items(), key=lambda item: -(item[1][0] + item[1][1]))[:beam]
         scale = sum(b + c for _, (b, c) in ranked)
         if scale <= 0.0:
             return []
-        log_scale += float(np.log(scale))  # beams are kept normalised; the scale is carried in logs
+        log_scale += math.log(scale)  # beams are kept normalised; the scale is carried in logs
         beams = {prefix: (b / scale, c / scale) for prefix, (b, c) in ranked}
-    out = [Candidate(prefix, float(np.exp(np.log(max(b + c, 1e-300)) + log_scale)), language.valid(prefix))
+    out = [Candidate(prefix, math.exp(math.log(max(b + c, 1e-300)) + log_scale), language.valid(prefix))
            for prefix, (b, c) in beams.items()]
     out.sort(key=lambda c: -c.probability)
     return out
+
+
+@lru_cache(maxsize=8)
+def _char_index(charset: str) -> dict[str, int]:
+    """Each character's class in the model's output (0 is the blank)."""
+    return {char: k + 1 for k, char in enumerate(charset)}
 
 
 def decode(probs: np.ndarray, charset: str, language: Language, beam: int = 12,

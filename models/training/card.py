@@ -243,7 +243,7 @@ def write_cards(bench: dict) -> list[Path]:
         + ". A wrong number does not match the declaration, so the lane is held for an officer, never released.",
         "- Most wrong readings change one owner letter for one whose ISO 6346 value differs by 11 (M/W, G/Q,",
         "  H/R, B/L), or any letter when the check digit is 0 (residues 0 and 10 both give 0): the check digit",
-        "  cannot tell these apart. M/W in vertical codes (turned glyphs) above all.",
+        "  cannot tell these apart. M/W above all: a blur along the strokes leaves the two alike.",
         "",
         "## Localisation (both readers)",
         "`models/vision/localise.py`, OpenCV only: horizontal-gradient stroke map without long straight edges,",

@@ -221,7 +221,9 @@ def _model_only_ms(reader) -> dict:
     from models.vision.preprocess import CONTAINER_WIDTH, PLATE_WIDTH
 
     out = {}
-    models = (("plate", reader.plates, PLATE_WIDTH), ("container", reader.containers, CONTAINER_WIDTH))
+    models = (("plate", reader.plates, PLATE_WIDTH), ("container", reader.containers, CONTAINER_WIDTH),
+              ("plate_second", reader.plate_second, PLATE_WIDTH),
+              ("container_second", reader.container_second, CONTAINER_WIDTH))
     for name, model, width in models:
         if model is None:
             continue

@@ -5,7 +5,9 @@
         print(reading.display, reading.confidence, reading.box)
 
 The ONNX files beside this module (`plate_reader.onnx`, `container_reader.onnx`, each with its
-model card) are loaded once, on first use, with `configure(threads=...)` onnxruntime threads.
+model card, and the optional second-opinion models `plate_reader_second.onnx` and
+`container_reader_second.onnx`) are loaded once, on first use, with `configure(threads=...)`
+onnxruntime threads.
 Bad input gives an empty list, never an exception. Training lives in `models/training/` and is
 never imported at run time.
 """

@@ -4,7 +4,8 @@
     python -m models.training.calibrate --task containers --per-class 500
 
 Run it after retraining a model: the map belongs to the model it was fitted on (its sha256 is
-recorded in the file). Only onnxruntime, OpenCV and numpy are needed.
+recorded in the file), read with its second-opinion model where one is installed (recorded too).
+Only onnxruntime, OpenCV and numpy are needed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import numpy as np
 
 from models.training.dataset import CALIBRATION_SEED, CONTAINER_CLASSES, PLATE_CLASSES, held_out
 from models.vision.calibration import calibration_path, fit_isotonic
-from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL, VisionReader
+from models.vision.reader import (
+    CONTAINER_MODEL,
+    CONTAINER_SECOND_MODEL,
+    PLATE_MODEL,
+    PLATE_SECOND_MODEL,
+    VisionReader,
+)
 
 
 def fit(task: str, per_class: int, threads: int = 1) -> Path:
@@ -44,7 +51,10 @@ def _fit_once(task: str, per_class: int, threads: int) -> Path:
     calibration = fit_isotonic(np.array(raw), np.array(correct))
     path = calibration_path(model)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
-    path.write_text(calibration.to_json(model=model.name, model_sha256=digest, seed=CALIBRATION_SEED,
+    second = PLATE_SECOND_MODEL if task == "plates" else CONTAINER_SECOND_MODEL
+    second_digest = hashlib.sha256(second.read_bytes()).hexdigest() if second.is_file() else None
+    path.write_text(calibration.to_json(model=model.name, model_sha256=digest, second_model_sha256=second_digest,
+                                        seed=CALIBRATION_SEED,
                                         per_class=per_class, readings=len(raw),
                                         readings_right=int(np.sum(correct))))
     return path

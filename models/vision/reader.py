@@ -28,10 +28,15 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parent.parent
 PLATE_MODEL = MODELS_DIR / "plate_reader.onnx"
 CONTAINER_MODEL = MODELS_DIR / "container_reader.onnx"
+# A second model of each kind, trained on other crops from other weights, gives a second opinion
+# where the first is not sure: the two models' probabilities are averaged (optional files).
+PLATE_SECOND_MODEL = MODELS_DIR / "plate_reader_second.onnx"
+CONTAINER_SECOND_MODEL = MODELS_DIR / "container_reader_second.onnx"
 MIN_SIDE = 8  # pixels: a crop smaller than this holds nothing readable
 MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
 AGREE = 2  # looks that must give an unsure reading before it counts
 SURE = 0.9  # a reading this sure is neither read the other layout's way nor looked at again
+CONSULT = 0.99  # a first reading less sure than this is read again with the second model's opinion
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,15 @@ class VisionReader:
     """Both recognisers, their sessions created once; thread-safe for concurrent reads."""
 
     def __init__(self, threads: int = 1, plate_model: Path = PLATE_MODEL, container_model: Path = CONTAINER_MODEL,
-                 min_confidence: float = 0.5, calibrated: bool = True, second_looks: bool = True):
+                 min_confidence: float = 0.5, calibrated: bool = True, second_looks: bool = True,
+                 plate_second: Path | None = PLATE_SECOND_MODEL,
+                 container_second: Path | None = CONTAINER_SECOND_MODEL):
         """`min_confidence` applies to the reported confidence; `calibrated=False` reports the raw one;
-        `second_looks` reads crops the first look left unsure three more ways and lets the looks vote."""
+        `second_looks` reads crops the first look left unsure three more ways and lets the looks vote;
+        `plate_second` / `container_second`: the second-opinion models (None, or a missing file: none)."""
         self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
+        self.plate_second = _optional(plate_second, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
         # The maps also decide when a crop is unsure enough to be looked at again, so they are
         # loaded even when the raw probability is reported (as the calibration fit needs it).
         self.plate_calibration = load_calibration(plate_model)
@@ -101,6 +110,8 @@ class VisionReader:
                            if Path(container_model).is_file() else None)
         if self.containers is None:
             log.warning("vision: %s is not installed; container numbers will not be read", container_model)
+        self.container_second = (_optional(container_second, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
+                                 if self.containers is not None else None)
 
     # -- crops --------------------------------------------------------------------------------
     def read_plate_crop(self, crop: object) -> Reading | None:
@@ -165,28 +176,56 @@ class VisionReader:
         width = preprocess.PLATE_WIDTH if plate else preprocess.CONTAINER_WIDTH
         language = PLATES if plate else ISO6346
         calibration = self.plate_calibration if plate else self.container_calibration
+        second = self.plate_second if plate else self.container_second
         lines = [to_lines(crop) for crop in crops]  # an unclear layout has a second way to read it
         heard: list[list[tuple[str, float]]] = [[] for _ in crops]  # valid readings, raw probability
+        first: dict[int, list[np.ndarray]] = {}  # the first model's probabilities for each way read
+        consulted: set[int] = set()  # crops both models read, their probabilities averaged
 
-        def look(jobs: list[tuple[int, np.ndarray]]) -> None:
-            if not jobs:
-                return
-            probs = model.probabilities([preprocess.model_input(line, width) for _, line in jobs])
+        def hear(jobs: list[tuple[int, np.ndarray]], probs: np.ndarray | list[np.ndarray]) -> None:
             for (owner, _), p in zip(jobs, probs, strict=True):
                 candidate = decode(p, model.charset, language)
                 if candidate is not None:
                     heard[owner].append((candidate.text, candidate.probability))
 
-        def unsure(owner: int) -> bool:
-            return not heard[owner] or calibration(max(raw for _, raw in heard[owner])) < SURE
+        def look(jobs: list[tuple[int, np.ndarray]], keep: bool = False) -> None:
+            alone = [job for job in jobs if job[0] not in consulted]
+            paired = [job for job in jobs if job[0] in consulted]
+            if alone:
+                probs = model.probabilities([preprocess.model_input(line, width) for _, line in alone])
+                hear(alone, probs)
+                if keep:
+                    for (owner, _), p in zip(alone, probs, strict=True):
+                        first.setdefault(owner, []).append(p)
+            if paired and second is not None:
+                inputs = [preprocess.model_input(line, width) for _, line in paired]
+                hear(paired, (model.probabilities(inputs) + second.probabilities(inputs)) / 2)
 
-        look([(i, ways[0]) for i, ways in enumerate(lines)])
-        # the second way is read only where the first gave nothing sure
-        look([(i, ways[1]) for i, ways in enumerate(lines) if len(ways) > 1 and unsure(i)])
-        if self.second_looks:
+        def certainty(owner: int) -> float:
+            return calibration(max(raw for _, raw in heard[owner])) if heard[owner] else 0.0
+
+        def worth_more(owner: int, below: float) -> bool:
             # Most regions a localiser finds in a frame hold no text: only those the first look read
             # something in are looked at again, which keeps a frame's time near one look.
-            look([(i, seen) for i, ways in enumerate(lines) if unsure(i) and (known_text or heard[i])
+            return certainty(owner) < below and (known_text or bool(heard[owner]))
+
+        look([(i, ways[0]) for i, ways in enumerate(lines)], keep=True)
+        # the second way is read only where the first gave nothing sure
+        look([(i, ways[1]) for i, ways in enumerate(lines) if len(ways) > 1 and certainty(i) < SURE], keep=True)
+        if second is not None:
+            # The second opinion replaces the first: the average of two models trained apart is
+            # wrong less often than either, so what the first model heard alone is forgotten.
+            ask = [i for i in range(len(crops)) if worth_more(i, CONSULT)]
+            jobs = [(i, line) for i in ask for line in lines[i][:len(first[i])]]
+            if jobs:
+                theirs = second.probabilities([preprocess.model_input(line, width) for _, line in jobs])
+                ours = [p for i in ask for p in first[i]]
+                for i in ask:
+                    heard[i] = []
+                consulted.update(ask)
+                hear(jobs, (np.stack(ours) + theirs) / 2)
+        if self.second_looks:
+            look([(i, seen) for i, ways in enumerate(lines) if worth_more(i, SURE)
                   for line in ways for seen in preprocess.second_looks(line)])
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
 
@@ -210,6 +249,13 @@ class VisionReader:
         if reported < self.min_confidence:
             return None
         return Reading(text, round(reported, 4), box, language.kind_of(text) or "")
+
+
+def _optional(path: Path | None, charset: str, width: int, threads: int) -> Recogniser | None:
+    """A second-opinion recogniser, or None when it is not asked for or not installed."""
+    if path is None or not Path(path).is_file():
+        return None
+    return Recogniser(path, charset, width, threads)
 
 
 def _bounded(image: np.ndarray) -> tuple[np.ndarray, float]:

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from models.vision.calibration import IDENTITY, calibration_path, fit_isotonic, load_calibration
-from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL, VisionReader
+from models.vision.reader import (
+    CONTAINER_MODEL,
+    CONTAINER_SECOND_MODEL,
+    PLATE_MODEL,
+    PLATE_SECOND_MODEL,
+    VisionReader,
+)
 from models.vision.recogniser import ModelError
 
 
@@ -40,11 +46,17 @@ def test_a_broken_map_file_names_itself_and_the_fix(tmp_path):
         load_calibration(model)
 
 
-@pytest.mark.parametrize("model", [PLATE_MODEL, CONTAINER_MODEL], ids=["plates", "containers"])
-def test_each_shipped_map_was_fitted_on_the_model_beside_it(model: Path):
+@pytest.mark.parametrize(("model", "second"), [(PLATE_MODEL, PLATE_SECOND_MODEL),
+                                                (CONTAINER_MODEL, CONTAINER_SECOND_MODEL)],
+                         ids=["plates", "containers"])
+def test_each_shipped_map_was_fitted_on_the_models_beside_it(model: Path, second: Path):
     data = json.loads(calibration_path(model).read_text())
     assert data["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest(), \
         f"{model.name} changed after its map was fitted: run python -m models.training.calibrate"
+    # the map describes the reader as shipped: with its second-opinion model, or without one
+    assert data.get("second_model_sha256") == (hashlib.sha256(second.read_bytes()).hexdigest()
+                                              if second.is_file() else None), \
+        f"{second.name} changed after the map was fitted: run python -m models.training.calibrate"
 
 
 def test_readings_carry_the_calibrated_confidence():

@@ -203,3 +203,35 @@ def test_second_looks_read_more_hard_crops_without_more_wrong_numbers():
     (plain_right, plain_wrong), (right, wrong) = tally(plain), tally(looking)
     assert right > plain_right
     assert wrong <= plain_wrong
+
+
+def test_a_second_model_of_the_wrong_kind_is_refused_naming_its_file():
+    from models.vision.reader import CONTAINER_MODEL
+    from models.vision.recogniser import ModelError
+
+    with pytest.raises(ModelError, match="container_reader.onnx"):
+        VisionReader(plate_second=CONTAINER_MODEL)
+
+
+def test_without_second_models_crops_are_read_by_the_first_alone(tmp_path):
+    alone = VisionReader(plate_second=tmp_path / "missing.onnx", container_second=None)
+    assert alone.plate_second is None and alone.container_second is None
+    samples = [plate_sample(SEED, i, "cn1") for i in range(10)]
+    right = sum((r := alone.read_plate_crop(s.crop)) is not None and r.text == s.label for s in samples)
+    assert right >= 9
+
+
+def test_a_second_opinion_identical_to_the_first_changes_no_reading():
+    """The second opinion averages two models' probabilities on the crops the first is unsure of;
+    with the same model twice the average is the first model's own, so every reading, right or
+    wrong, confidence included, must come out as it does with no second model."""
+    from models.training.dataset import held_out
+    from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL
+
+    alone = VisionReader(plate_second=None, container_second=None)
+    twice = VisionReader(plate_second=PLATE_MODEL, container_second=CONTAINER_MODEL)
+    plates = held_out("plates", "cn2", 150)
+    codes = held_out("containers", "v", 100)
+    assert [alone.read_plate_crop(s.crop) for s in plates] == [twice.read_plate_crop(s.crop) for s in plates]
+    assert ([alone.read_container_crop(s.crop) for s in codes]
+            == [twice.read_container_crop(s.crop) for s in codes])

@@ -27,6 +27,19 @@ for plates: going on from this model on 120k crops of seed 2 without the 1.4% un
 against 3934 with 19 wrong readings against 27, but read fewer real Chinese crops (169 of 323
 against 174) and read 34 of them wrong against 23, and a wrong plate at a gate costs more than
 an unread one.
+
+A second opinion did pay: a second model trained apart (`--seed 2 --epochs 8 --net-scale 1.25`,
+70 min of epochs on 2 vCPU after 14 min rendering; shipped as `plate_reader_second.onnx`) read
+3936 of the 4000 held-out plates alone with 32 wrong, about as the first does (3934, 27 wrong),
+but their mistakes differ. Averaging the two models' per-step probabilities where the first is
+less sure than 0.99 (12% of crops) and decoding the average, each set-up with its own refitted
+confidence map, read 3942 with 20 wrong (VN one-line 99.1%, VN two-line 98.2%, CN one-line
+98.8%, CN two-line 98.1%); averaging on every crop read 3943 with 21 wrong, so the median crop
+runs the first model alone. Retrain it with
+
+    python -m models.training.plates --out models/plate_reader_second.onnx --seed 2 --epochs 8 --net-scale 1.25
+
+then refit the confidence map (`python -m models.training.calibrate --task plates`).
 """
 
 from __future__ import annotations

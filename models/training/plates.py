@@ -32,7 +32,7 @@ A second opinion did pay: a second model trained apart (`--seed 2 --epochs 8 --n
 70 min of epochs on 2 vCPU after 14 min rendering; shipped as `plate_reader_second.onnx`) read
 3936 of the 4000 held-out plates alone with 32 wrong, about as the first does (3934, 27 wrong),
 but their mistakes differ. Averaging the two models' per-step probabilities where the first is
-less sure than 0.99 (12% of crops) and decoding the average, each set-up with its own refitted
+less sure than 0.99 (4% of the held-out crops) and decoding the average, each set-up with its own refitted
 confidence map, read 3942 with 20 wrong (VN one-line 99.1%, VN two-line 98.2%, CN one-line
 98.8%, CN two-line 98.1%); averaging on every crop read 3943 with 21 wrong, so the median crop
 runs the first model alone. Retrain it with

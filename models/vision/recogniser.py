@@ -25,7 +25,12 @@ class Recogniser:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own errors name neither the fix nor, always, the file
+            raise ModelError(f"{path}: not a loadable ONNX model ({error}); restore it from git or retrain it "
+                             f"with `python -m models.training.{'plates' if 'plate' in path.name else 'containers'}"
+                             f" --out {path}`") from error
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("charset", charset) != charset or int(meta.get("input_width", width)) != width:
             raise ModelError(f"{path}: the model's charset or input width differs from models/vision; retrain it")

@@ -235,3 +235,12 @@ def test_a_second_opinion_identical_to_the_first_changes_no_reading():
     assert [alone.read_plate_crop(s.crop) for s in plates] == [twice.read_plate_crop(s.crop) for s in plates]
     assert ([alone.read_container_crop(s.crop) for s in codes]
             == [twice.read_container_crop(s.crop) for s in codes])
+
+
+def test_a_corrupt_second_model_file_fails_at_start_naming_the_file_and_the_fix(tmp_path):
+    from models.vision.recogniser import ModelError
+
+    broken = tmp_path / "plate_reader_second.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(ModelError, match=r"plate_reader_second\.onnx.*models\.training\.plates"):
+        VisionReader(plate_second=broken)

@@ -52,6 +52,8 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
     parser.add_argument("--lr", type=float, default=task.lr, help="peak of the one-cycle learning rate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="bf16 autocast or plain fp32 (auto: bf16 only where the CPU computes it in hardware)")
     parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
     parser.add_argument("--min-legibility", type=float, default=task.min_legibility,
@@ -121,11 +123,24 @@ def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str]) -> t
     return images[keep], [labels[i] for i in keep]
 
 
+def hardware_bf16() -> bool:
+    """True when the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX).
+
+    Without it torch emulates bf16, and autocast made a training step 11 to 13 times slower than
+    fp32 (measured on an AVX2-only AMD EPYC: 18 s against 1.4 s per batch of 128 container crops).
+    """
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
 def train(task: Task, args: argparse.Namespace) -> dict:
     """Render, train, export; returns the training record for the model card."""
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and hardware_bf16())
+    print(f"training in {'bf16 autocast' if bf16 else 'fp32'}", flush=True)
     exclude = {s.label for kind in task.kinds for s in held_out(task.name, kind, args.held_out)}
     images, labels = load_or_render(task, args, exclude)
     val_count = min(2000, len(labels) // 20)
@@ -162,7 +177,7 @@ def train(task: Task, args: argparse.Namespace) -> dict:
             if args.jitter:
                 batch = jitter(batch, args.jitter, generator)
             batch_targets = [targets[i] for i in idx.tolist()]
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = net(batch)
             log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # T, N, C
             input_lengths = torch.full((len(idx),), log_probs.shape[0], dtype=torch.long)
@@ -186,7 +201,7 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
             "min_legibility": args.min_legibility, "jitter": args.jitter,
             "epochs": args.epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
-            "init": args.init,
+            "init": args.init, "precision": "bf16" if bf16 else "fp32",
             "train_seconds": round(time.perf_counter() - started), "history": history}
 
 

@@ -106,3 +106,16 @@ def test_training_options_in_range_are_taken_as_given():
 
     args = parse_args(TASK, "/tmp/unused.onnx", argv=["--jitter", "0", "--min-legibility", "0", "--epochs", "2"])
     assert (args.jitter, args.min_legibility, args.epochs) == (0.0, 0.0, 2)
+
+
+def test_training_precision_is_bf16_only_where_the_cpu_computes_it_in_hardware(capsys):
+    from models.training.containers import TASK
+    from models.training.train import hardware_bf16, parse_args
+
+    assert parse_args(TASK, "/tmp/unused.onnx", argv=[]).precision == "auto"
+    assert parse_args(TASK, "/tmp/unused.onnx", argv=["--precision", "fp32"]).precision == "fp32"
+    with pytest.raises(SystemExit):
+        parse_args(TASK, "/tmp/unused.onnx", argv=["--precision", "fp16"])
+    assert "--precision" in capsys.readouterr().err
+    # emulated bf16 made training 11-13x slower on an AVX2-only CPU: auto must follow the hardware
+    assert hardware_bf16() == (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -62,7 +62,8 @@ def _common(task: str, onnx: Path, record: dict, bench: dict, classes: list[tupl
         "provider; needs only onnxruntime, OpenCV and numpy at run time.",
         f"- Training on synthetic crops (labels of the held-out sets excluded: "
         f"{record['excluded_held_out_labels']:,}); batch {record['batch']}, AdamW, one-cycle LR, CTC loss, "
-        f"{'bf16 autocast' if record.get('precision', 'bf16') == 'bf16' else 'fp32'} on CPU, 2 vCPU. "
+        f"{'bf16 autocast' if record.get('precision', 'bf16') == 'bf16' else 'fp32'} on "
+        f"{record.get('device', 'cpu').replace('cpu', 'CPU, 2 vCPU')}. "
         f"Per-epoch record: `{onnx.stem}.training.json`.",
         f"  - {record['samples']:,} crops (seed {record['seed']}"
         + (f"; crops below d' {record['min_legibility']} left out" if record.get("min_legibility") else "")

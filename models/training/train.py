@@ -53,7 +53,11 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                        help="bf16 autocast or plain fp32 (auto: bf16 only where the CPU computes it in hardware)")
+                        help="bf16 autocast or plain fp32 (auto: bf16 on a GPU, and on a CPU only where it "
+                             "computes bf16 in hardware)")
+    parser.add_argument("--device", default="auto",
+                        help="where the network trains: cpu, cuda, cuda:N (auto: cuda when torch sees a GPU); "
+                             "rendering always runs on the CPU's cores")
     parser.add_argument("--cache", default=".cache/training", help="folder for the rendered training set")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
     parser.add_argument("--min-legibility", type=float, default=task.min_legibility,
@@ -134,13 +138,27 @@ def hardware_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
+def training_device(asked: str) -> torch.device:
+    """The device the network trains on; a GPU asked for that torch cannot see stops the command."""
+    if asked == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(asked)
+    except RuntimeError as error:
+        raise SystemExit(f"--device {asked}: not a torch device ({error}); use cpu, cuda or cuda:N") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {asked}: torch sees no GPU here (torch {torch.__version__}); use --device cpu")
+    return device
+
+
 def train(task: Task, args: argparse.Namespace) -> dict:
     """Render, train, export; returns the training record for the model card."""
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and hardware_bf16())
-    print(f"training in {'bf16 autocast' if bf16 else 'fp32'}", flush=True)
+    device = training_device(args.device)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and (device.type == "cuda" or hardware_bf16()))
+    print(f"training on {device} in {'bf16 autocast' if bf16 else 'fp32'}", flush=True)
     exclude = {s.label for kind in task.kinds for s in held_out(task.name, kind, args.held_out)}
     images, labels = load_or_render(task, args, exclude)
     val_count = min(2000, len(labels) // 20)
@@ -159,6 +177,7 @@ def train(task: Task, args: argparse.Namespace) -> dict:
         print(f"initialised from {args.init}: {shared} of {len(task.charset)} characters shared", flush=True)
     elif args.init:
         net.load_state_dict(torch.load(args.init, map_location="cpu"))
+    net.to(device)
     steps_per_epoch = math.ceil(len(y_train) / args.batch)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=steps_per_epoch * args.epochs,
@@ -173,27 +192,28 @@ def train(task: Task, args: argparse.Namespace) -> dict:
         total = 0.0
         for step in range(steps_per_epoch):
             idx = order[step * args.batch:(step + 1) * args.batch]
-            batch = torch.from_numpy(x_train[idx.numpy()]).float().div_(127.5).sub_(1.0).unsqueeze(1)
+            batch = torch.from_numpy(x_train[idx.numpy()]).to(device).float().div_(127.5).sub_(1.0).unsqueeze(1)
             if args.jitter:
                 batch = jitter(batch, args.jitter, generator)
             batch_targets = [targets[i] for i in idx.tolist()]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = net(batch)
             log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # T, N, C
             input_lengths = torch.full((len(idx),), log_probs.shape[0], dtype=torch.long)
             target_lengths = torch.tensor([len(t) for t in batch_targets], dtype=torch.long)
-            loss = ctc(log_probs, torch.cat(batch_targets), input_lengths, target_lengths)
+            loss = ctc(log_probs, torch.cat(batch_targets).to(device), input_lengths, target_lengths)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             optimiser.step()
             schedule.step()
             total += float(loss.detach())
-        accuracy = validate(net, x_val, y_val, task.charset)
+        accuracy = validate(net, x_val, y_val, task.charset, device)
         record = {"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_exact": round(accuracy, 4),
                   "elapsed_s": round(time.perf_counter() - started)}
         history.append(record)
         print(json.dumps(record), flush=True)
+    net.cpu()  # the checkpoint and the ONNX export are the CPU's, wherever it trained
     checkpoint = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}.pt"
     torch.save(net.state_dict(), checkpoint)
     print(f"checkpoint {checkpoint}", flush=True)
@@ -201,15 +221,22 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
             "min_legibility": args.min_legibility, "jitter": args.jitter,
             "epochs": args.epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
-            "init": args.init, "precision": "bf16" if bf16 else "fp32",
+            "init": args.init, "precision": "bf16" if bf16 else "fp32", "device": _device_name(device),
             "train_seconds": round(time.perf_counter() - started), "history": history}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
 
 
 @torch.no_grad()
 def jitter(batch: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
     """The batch as other crops of the same text would give it: each input shifted, scaled and sheared a
     little (a localiser's box, a slanted view) and its contrast changed, so that a fixed rendered set
-    is not learnt by heart. Half the inputs are left as they are."""
+    is not learnt by heart. Half the inputs are left as they are. The draws come from `generator` (a
+    CPU one), so a batch on a GPU is jittered as the same batch on the CPU would be."""
     n = batch.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:
@@ -224,21 +251,22 @@ def jitter(batch: torch.Tensor, strength: float, generator: torch.Generator) -> 
     theta[:, 1, 2] = uniform(-0.08 * s, 0.08 * s)
     keep = torch.rand(n, generator=generator) < 0.5
     theta[keep] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    grid = torch.nn.functional.affine_grid(theta, list(batch.shape), align_corners=False)
+    grid = torch.nn.functional.affine_grid(theta.to(batch.device), list(batch.shape), align_corners=False)
     out = torch.nn.functional.grid_sample(batch, grid, padding_mode="border", align_corners=False)
-    gain = torch.where(keep, 1.0, uniform(1 - 0.3 * s, 1.0))[:, None, None, None]
-    offset = torch.where(keep, 0.0, uniform(-0.15 * s, 0.15 * s))[:, None, None, None]
+    gain = torch.where(keep, 1.0, uniform(1 - 0.3 * s, 1.0))[:, None, None, None].to(batch.device)
+    offset = torch.where(keep, 0.0, uniform(-0.15 * s, 0.15 * s))[:, None, None, None].to(batch.device)
     return (out * gain + offset).clamp_(-1.0, 1.0)
 
 
 @torch.no_grad()
-def validate(net: CRNN, images: np.ndarray, labels: list[str], charset: str) -> float:
-    """Greedy-decoded exact-match accuracy on the validation crops."""
+def validate(net: CRNN, images: np.ndarray, labels: list[str], charset: str,
+             device: torch.device | None = None) -> float:
+    """Greedy-decoded exact-match accuracy on the validation crops (fp32, on `device`: the CPU when None)."""
     net.eval()
     right = 0
     for start in range(0, len(labels), 256):
         batch = torch.from_numpy(images[start:start + 256]).float().div_(127.5).sub_(1.0).unsqueeze(1)
-        probs = torch.softmax(net(batch), -1).numpy()
+        probs = torch.softmax(net(batch.to(device or "cpu")), -1).float().cpu().numpy()
         right += sum(p == t for p, t in zip(_greedy(probs, charset), labels[start:start + 256], strict=True))
     return right / max(1, len(labels))
 

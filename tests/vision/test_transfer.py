@@ -119,3 +119,34 @@ def test_training_precision_is_bf16_only_where_the_cpu_computes_it_in_hardware(c
     assert "--precision" in capsys.readouterr().err
     # emulated bf16 made training 11-13x slower on an AVX2-only CPU: auto must follow the hardware
     assert hardware_bf16() == (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def test_a_small_training_run_writes_a_model_the_reader_loads_and_records_where_it_trained(tmp_path):
+    """The whole training command on a few crops: render, train, export, on the device it names."""
+    from models.training.containers import TASK
+    from models.training.train import parse_args, train
+    from models.vision.recogniser import Recogniser
+
+    out = tmp_path / "tiny.onnx"
+    args = parse_args(TASK, str(out), argv=["--samples", "96", "--epochs", "1", "--batch", "32", "--held-out", "4",
+                                            "--cache", str(tmp_path / "cache"), "--device", "cpu",
+                                            "--precision", "fp32", "--init", ""])
+    record = train(TASK, args)
+    assert (record["device"], record["precision"], record["epochs"]) == ("cpu", "fp32", 1)
+    assert len(record["history"]) == 1 and 0.0 <= record["history"][0]["val_exact"] <= 1.0
+    model = Recogniser(out, CONTAINER_CHARS, TASK.width)
+    probs = model.probabilities([container_input(container_sample(5, 0).crop)])
+    assert probs.shape == (1, TASK.width // 4, len(CONTAINER_CHARS) + 1)
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-4)
+
+
+def test_asking_for_a_gpu_torch_cannot_see_stops_the_training_naming_the_fix():
+    from models.training.train import training_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit, match="--device cuda: torch sees no GPU.*--device cpu"):
+        training_device("cuda")
+    with pytest.raises(SystemExit, match="--device gpu0: not a torch device"):
+        training_device("gpu0")
+    assert training_device("auto").type == "cpu"

@@ -62,33 +62,32 @@ def greedy(probs: np.ndarray, charset: str) -> tuple[str, float]:
     return "".join(chars), lowest
 
 
-def _informative_steps(probs: np.ndarray) -> list[int]:
+def _informative_steps(probs: np.ndarray) -> np.ndarray:
     """Steps that can change a beam: not sure of the blank, or the first sure blank after such a step."""
-    keep, previous_blank = [], False
-    for step, blank in enumerate(probs[:, 0]):
-        sure_blank = blank >= BLANK_SKIP
-        if not sure_blank or not previous_blank:
-            keep.append(step)
-        previous_blank = sure_blank
-    return keep
+    sure_blank = probs[:, 0] >= BLANK_SKIP
+    after_sure_blank = np.concatenate(([False], sure_blank[:-1]))
+    return np.flatnonzero(~sure_blank | ~after_sure_blank)
 
 
 def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int = 12) -> list[Candidate]:
     """Likeliest complete readings that `language` accepts, best first (may be empty)."""
     index = _char_index(charset)
     viable: dict[str, bool] = {}  # a prefix is met again at many steps: ask the grammar once
+    ruled = language is not ANYTHING
     beams: dict[str, tuple[float, float]] = {"": (1.0, 0.0)}  # prefix → (ends in blank, ends in char)
     log_scale = 0.0
-    for step in _informative_steps(probs):
-        p = probs[step]
-        likely = np.argpartition(p[1:], -TOP_CHARS)[-TOP_CHARS:] + 1
-        row = p.tolist()  # Python floats: indexing a numpy row per beam costs more than the arithmetic
-        tried = [(int(k), row[k], charset[k - 1]) for k in likely if row[k] > CHAR_FLOOR]
+    steps = probs[_informative_steps(probs)]
+    # Every step's likeliest characters and its row as Python floats, in one call each: per step,
+    # numpy's call overhead cost more than the search's arithmetic.
+    likeliest = (np.argpartition(steps[:, 1:], -TOP_CHARS, axis=1)[:, -TOP_CHARS:] + 1).tolist() if len(steps) else []
+    for row, likely in zip(steps.tolist(), likeliest, strict=True):
+        tried = [(k, row[k], charset[k - 1]) for k in likely if row[k] > CHAR_FLOOR]
         blank = row[0]
         following: dict[str, list[float]] = {}
         for prefix, (p_blank, p_char) in beams.items():
             slot = following.setdefault(prefix, [0.0, 0.0])
-            slot[0] += (p_blank + p_char) * blank
+            either = p_blank + p_char
+            slot[0] += either * blank
             last = index[prefix[-1]] if prefix else -1
             if last > 0:
                 slot[1] += p_char * row[last]
@@ -97,12 +96,13 @@ def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int =
                 if k == last:
                     following.setdefault(extended, [0.0, 0.0])[1] += p_blank * char_p
                     continue
-                allowed = viable.get(extended)
-                if allowed is None:
-                    allowed = viable[extended] = language.viable(extended)
-                if not allowed:
-                    continue
-                following.setdefault(extended, [0.0, 0.0])[1] += (p_blank + p_char) * char_p
+                if ruled:
+                    allowed = viable.get(extended)
+                    if allowed is None:
+                        allowed = viable[extended] = language.viable(extended)
+                    if not allowed:
+                        continue
+                following.setdefault(extended, [0.0, 0.0])[1] += either * char_p
         ranked = sorted(following.items(), key=lambda item: -(item[1][0] + item[1][1]))[:beam]
         scale = sum(b + c for _, (b, c) in ranked)
         if scale <= 0.0:

@@ -85,24 +85,32 @@ def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int =
         blank = row[0]
         following: dict[str, list[float]] = {}
         for prefix, (p_blank, p_char) in beams.items():
-            slot = following.setdefault(prefix, [0.0, 0.0])
             either = p_blank + p_char
-            slot[0] += either * blank
             last = index[prefix[-1]] if prefix else -1
-            if last > 0:
-                slot[1] += p_char * row[last]
+            stay = p_char * row[last] if last > 0 else 0.0
+            slot = following.get(prefix)
+            if slot is None:
+                following[prefix] = [either * blank, stay]
+            else:
+                slot[0] += either * blank
+                slot[1] += stay
             for k, char_p, char in tried:
                 extended = prefix + char
                 if k == last:
-                    following.setdefault(extended, [0.0, 0.0])[1] += p_blank * char_p
-                    continue
-                if ruled:
-                    allowed = viable.get(extended)
-                    if allowed is None:
-                        allowed = viable[extended] = language.viable(extended)
-                    if not allowed:
-                        continue
-                following.setdefault(extended, [0.0, 0.0])[1] += either * char_p
+                    gained = p_blank * char_p
+                else:
+                    if ruled:
+                        allowed = viable.get(extended)
+                        if allowed is None:
+                            allowed = viable[extended] = language.viable(extended)
+                        if not allowed:
+                            continue
+                    gained = either * char_p
+                slot = following.get(extended)
+                if slot is None:
+                    following[extended] = [0.0, gained]
+                else:
+                    slot[1] += gained
         ranked = sorted(following.items(), key=lambda item: -(item[1][0] + item[1][1]))[:beam]
         scale = sum(b + c for _, (b, c) in ranked)
         if scale <= 0.0:

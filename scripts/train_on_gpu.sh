@@ -6,7 +6,8 @@
 #               (copies the font files models/training/fonts.py names into .cache/fonts, ~45 MB)
 # There:        bash scripts/train_on_gpu.sh run containers --out "$OUT/container_reader_second.onnx" --seed 3 ...
 #               with .cache/fonts carried; puts the fonts in place, renders on every core, trains on
-#               the GPU (`--device auto`), and writes the model, its .training.json and the log beside --out.
+#               the GPU (`--device auto`), and writes the model, its .training.json, the torch checkpoint and
+#               the log beside --out (the log to $LOG instead, when set).
 # Then here:    copy the model and its .training.json into models/, run
 #               `python -m models.training.calibrate`, the bench and `python -m models.training.card`.
 set -euo pipefail
@@ -44,8 +45,12 @@ case "${1:-}" in
         done
         [ -n "$out" ] || { echo "give --out FILE (under \$OUT on the device machine)" >&2; exit 2; }
         mkdir -p "$(dirname "$out")"
-        "$PY" -c 'import torch; print("torch", torch.__version__, "gpu:", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
-        "$PY" -m "models.training.$task" --cache /tmp/smartgate-training "$@" 2>&1 | tee "${out%.onnx}.log"
+        log=${LOG:-${out%.onnx}.log}
+        "$PY" -c 'import torch; print("torch", torch.__version__, "gpu:", torch.cuda.is_available() and torch.cuda.get_device_name(0))' | tee "$log"
+        "$PY" -m "models.training.$task" --cache /tmp/smartgate-training "$@" 2>&1 | tee -a "$log"
+        # the torch checkpoint too, to go on training from it here (`--init FILE.pt`)
+        checkpoint=$(sed -n 's/^checkpoint //p' "$log" | tail -1)
+        [ -z "$checkpoint" ] || cp "$checkpoint" "$(dirname "$out")/"
         ;;
     *)
         echo "usage: $0 pack | run plates|containers --out FILE [training options]" >&2

@@ -3,11 +3,15 @@ so a set is the same whichever process or machine renders it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from models.training.augment import augment_crop_with_maps
@@ -93,23 +97,64 @@ def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[s
     return images, labels, legibility
 
 
-def training_set(task: str, seed: int, count: int, workers: int | None = None,
-                 exclude: set[str] | frozenset[str] = frozenset()) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """`count` preprocessed training inputs (uint8, N x 32 x W), their labels and their legibility
-    (`Sample.legibility`), rendered in parallel.
+def _held_out_labels(args: tuple[str, str, int, int]) -> list[str]:
+    task, kind, start, stop = args
+    make = plate_sample if task == "plates" else container_sample
+    class_no = sorted(PLATE_CLASSES if task == "plates" else CONTAINER_CLASSES).index(kind)
+    return [make(HELD_OUT_SEED + class_no, i, kind).label for i in range(start, stop)]
 
-    Samples whose label is in `exclude` (the held-out labels) are dropped.
+
+def held_out_labels(task: str, kinds: tuple[str, ...], count: int, workers: int | None = None) -> set[str]:
+    """The labels of the first `count` held-out crops of each class in `kinds` (what `held_out` gives),
+    rendered on `workers` processes: the labels a training set must leave out."""
+    step = 250
+    chunks = [(task, kind, start, min(count, start + step)) for kind in kinds for start in range(0, count, step)]
+    if not chunks:
+        return set()
+    with _pool(min(len(chunks), workers or os.cpu_count() or 1)) as pool:
+        return {label for labels in pool.map(_held_out_labels, chunks) for label in labels}
+
+
+def _one_thread() -> None:
+    # each worker renders alone; OpenCV's own thread pool in every worker would only oversubscribe
+    cv2.setNumThreads(1)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # Spawned, not forked: a training process has torch's (and the GPU driver's) threads running, and a
+    # child forked while one of them held a lock hung before it rendered anything (seen in the tests).
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+
+
+def training_set(task: str, seed: int, count: int, workers: int | None = None,
+                 exclude: set[str] | frozenset[str] = frozenset(), deadline: float | None = None,
+                 chunk: int = 500) -> tuple[np.ndarray, list[str], np.ndarray, int]:
+    """`count` preprocessed training inputs (uint8, N x 32 x W), their labels, their legibility
+    (`Sample.legibility`) and how many samples were rendered, rendered in parallel in chunks of
+    `chunk` samples.
+
+    Samples whose label is in `exclude` (the held-out labels) are dropped. With a `deadline`
+    (`time.monotonic()` seconds) rendering stops there: the set is then the samples of the chunks
+    finished in order by then (at least the first chunk), the same crops a full render starts with.
     """
     if seed in (HELD_OUT_SEED, CALIBRATION_SEED):
         raise ValueError("the training seed must differ from the held-out and calibration seeds")
     workers = workers or os.cpu_count() or 1
-    step = 2000
-    chunks = [(task, seed, start, min(count, start + step)) for start in range(0, count, step)]
-    images, labels, legibility = [], [], []
-    with ProcessPoolExecutor(workers) as pool:
-        for chunk_images, chunk_labels, chunk_legibility in pool.map(_training_chunk, chunks):
+    chunks = [(task, seed, start, min(count, start + chunk)) for start in range(0, count, chunk)]
+    images, labels, legibility, rendered = [], [], [], 0
+    with _pool(workers) as pool:
+        futures = [pool.submit(_training_chunk, job) for job in chunks]
+        for number, future in enumerate(futures):
+            remaining = None if deadline is None or number == 0 else deadline - time.monotonic()
+            try:
+                chunk_images, chunk_labels, chunk_legibility = future.result(
+                    timeout=None if remaining is None else max(0.0, remaining))
+            except FuturesTimeout:
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
+            rendered += len(chunk_labels)
             keep = [i for i, label in enumerate(chunk_labels) if label not in exclude]
             images.append(chunk_images[keep])
             labels.extend(chunk_labels[i] for i in keep)
             legibility.append(chunk_legibility[keep])
-    return np.concatenate(images), labels, np.concatenate(legibility)
+    return np.concatenate(images), labels, np.concatenate(legibility), rendered

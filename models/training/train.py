@@ -16,10 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.training.dataset import held_out, training_set
+from models.training.dataset import held_out_labels, training_set
 from models.training.net import CRNN, ExportWrapper, widths_for
 from models.training.sources import renderer_version
 from models.vision.charsets import encode
+
+RENDER_SHARE = 0.4  # of a --time-limit, the most that rendering may take
+EXPORT_RESERVE_S = 30.0  # of a --time-limit, kept for the last validation, the checkpoint and the export
 
 
 @dataclass
@@ -52,6 +55,12 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
     parser.add_argument("--lr", type=float, default=task.lr, help="peak of the one-cycle learning rate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--workers", type=int, default=0, help="rendering processes (0: one per core)")
+    parser.add_argument("--time-limit", type=float, default=0,
+                        help="end the whole run within about this many seconds (0: no limit): rendering stops at "
+                             f"{RENDER_SHARE:.0%} of it with the crops rendered by then, and the one-cycle schedule "
+                             "runs on the clock over the rest instead of over --epochs (for a lent machine whose "
+                             "time is fixed and whose speed is not known beforehand)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="bf16 autocast or plain fp32 (auto: bf16 on a GPU, and on a CPU only where it "
                              "computes bf16 in hardware)")
@@ -78,6 +87,8 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
             ("--batch", args.batch, 1, None, "crops per step"),
             ("--lr", args.lr, 1e-7, 1.0, "a peak learning rate"),
             ("--threads", args.threads, 0, None, "torch threads, 0 for all cores"),
+            ("--workers", args.workers, 0, None, "rendering processes, 0 for one per core"),
+            ("--time-limit", args.time_limit, 0.0, None, "seconds for the whole run, 0 for no limit"),
             ("--held-out", args.held_out, 0, None, "held-out crops per class"),
             ("--min-legibility", args.min_legibility, 0.0, None, "a d' of 0 (keep every crop) or more"),
             # above 3 the contrast jitter's gain turns negative and inverts the crop
@@ -108,19 +119,25 @@ def _greedy(probs: np.ndarray, charset: str) -> list[str]:
     return texts
 
 
-def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str]) -> tuple[np.ndarray, list[str]]:
+def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str],
+                   deadline: float | None = None) -> tuple[np.ndarray, list[str]]:
     """The training set from the cache (rendering it first when missing or made by other code), less
-    the crops below `--min-legibility`."""
+    the crops below `--min-legibility`. Rendering stops at `deadline` (`time.monotonic()`), if given;
+    a set cut short there is not cached."""
     cache = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}-{renderer_version()}.npz"
     if cache.exists():
         data = np.load(cache, allow_pickle=False)
         images, labels, legibility = data["images"], [str(x) for x in data["labels"]], data["legibility"]
     else:
         started = time.perf_counter()
-        images, labels, legibility = training_set(task.name, args.seed, args.samples, exclude=exclude)
-        print(f"rendered {len(labels)} training crops in {time.perf_counter() - started:.0f} s", flush=True)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, images=images, labels=np.array(labels), legibility=legibility)
+        images, labels, legibility, rendered = training_set(task.name, args.seed, args.samples,
+                                                            workers=args.workers or None, exclude=exclude,
+                                                            deadline=deadline)
+        print(f"rendered {rendered} crops in {time.perf_counter() - started:.0f} s, {len(labels)} for training "
+              f"(the others' labels are held out)", flush=True)
+        if rendered == args.samples:  # nothing was cut off by the deadline
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, images=images, labels=np.array(labels), legibility=legibility)
     keep = np.flatnonzero(legibility >= args.min_legibility)
     if len(keep) < len(labels):
         print(f"left out {len(labels) - len(keep)} crops below d' {args.min_legibility}", flush=True)
@@ -151,20 +168,46 @@ def training_device(asked: str) -> torch.device:
     return device
 
 
+def one_cycle(progress: float, peak: float, warm_up: float = 0.15) -> tuple[float, float]:
+    """The learning rate and Adam's beta1 at `progress` (0 to 1) through a one-cycle schedule, as
+    torch's OneCycleLR (cosine) gives them: the rate rises from peak/25 to `peak` over the first
+    `warm_up` of the run and falls to peak/250,000, while beta1 falls from 0.95 to 0.85 and rises again."""
+    start, end = peak / 25, peak / 25 / 1e4
+
+    def cosine(a: float, b: float, fraction: float) -> float:
+        return b + (a - b) / 2 * (math.cos(math.pi * min(1.0, max(0.0, fraction))) + 1)
+
+    if progress < warm_up:
+        fraction = progress / warm_up
+        return cosine(start, peak, fraction), cosine(0.95, 0.85, fraction)
+    fraction = (progress - warm_up) / (1 - warm_up)
+    return cosine(peak, end, fraction), cosine(0.85, 0.95, fraction)
+
+
+def padded_targets(labels: list[str], charset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every label's character indices in one (N, longest) tensor, padded with blanks, and their lengths."""
+    encoded = [encode(label, charset) for label in labels]
+    padded = torch.zeros(len(encoded), max(map(len, encoded), default=1), dtype=torch.long)
+    for row, code in enumerate(encoded):
+        padded[row, :len(code)] = torch.tensor(code, dtype=torch.long)
+    return padded, torch.tensor([len(code) for code in encoded], dtype=torch.long)
+
+
 def train(task: Task, args: argparse.Namespace) -> dict:
     """Render, train, export; returns the training record for the model card."""
+    run_started = time.perf_counter()
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = training_device(args.device)
     bf16 = args.precision == "bf16" or (args.precision == "auto" and (device.type == "cuda" or hardware_bf16()))
     print(f"training on {device} in {'bf16 autocast' if bf16 else 'fp32'}", flush=True)
-    exclude = {s.label for kind in task.kinds for s in held_out(task.name, kind, args.held_out)}
-    images, labels = load_or_render(task, args, exclude)
+    exclude = held_out_labels(task.name, task.kinds, args.held_out, args.workers or None)
+    render_deadline = time.monotonic() + RENDER_SHARE * args.time_limit if args.time_limit else None
+    images, labels = load_or_render(task, args, exclude, render_deadline)
     val_count = min(2000, len(labels) // 20)
     x_val, y_val = images[:val_count], labels[:val_count]
     x_train, y_train = images[val_count:], labels[val_count:]
-    targets = [torch.tensor(encode(label, task.charset), dtype=torch.long) for label in y_train]
 
     widths = widths_for(args.net_scale)
     if args.init and args.init.endswith(".onnx"):
@@ -178,51 +221,78 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     elif args.init:
         net.load_state_dict(torch.load(args.init, map_location="cpu"))
     net.to(device)
+    # The whole set and its targets sit on the training device, so a step copies no crops; the target
+    # lengths stay on the CPU, where CTC wants them (a GPU copy would be fetched back at every step).
+    inputs = torch.from_numpy(x_train).to(device)
+    targets, target_lengths = padded_targets(y_train, task.charset)
+    targets = targets.to(device)
     steps_per_epoch = math.ceil(len(y_train) / args.batch)
+    total_steps = steps_per_epoch * args.epochs
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=steps_per_epoch * args.epochs,
-                                                   pct_start=0.15)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     generator = torch.Generator().manual_seed(args.seed)
     history = []
     started = time.perf_counter()
-    for epoch in range(args.epochs):
+    budget = None
+    if args.time_limit:
+        budget = max(10.0, args.time_limit - (started - run_started) - EXPORT_RESERVE_S)
+        print(f"training for {budget:.0f} s on the clock (--time-limit {args.time_limit:g})", flush=True)
+    done, epoch, step_count = False, 0, 0
+    while not done:
         net.train()
         order = torch.randperm(len(y_train), generator=generator)
-        total = 0.0
+        order_on_device = order.to(device)
+        total, steps = torch.zeros((), device=device), 0
         for step in range(steps_per_epoch):
-            idx = order[step * args.batch:(step + 1) * args.batch]
-            batch = torch.from_numpy(x_train[idx.numpy()]).to(device).float().div_(127.5).sub_(1.0).unsqueeze(1)
+            progress = (time.perf_counter() - started) / budget if budget else step_count / total_steps
+            if progress >= 1:
+                done = True
+                break
+            lr, beta1 = one_cycle(progress, args.lr)
+            for group in optimiser.param_groups:
+                group["lr"], group["betas"] = lr, (beta1, group["betas"][1])
+            rows = slice(step * args.batch, (step + 1) * args.batch)
+            idx = order_on_device[rows]
+            batch = inputs[idx].float().div_(127.5).sub_(1.0).unsqueeze(1)
             if args.jitter:
                 batch = jitter(batch, args.jitter, generator)
-            batch_targets = [targets[i] for i in idx.tolist()]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = net(batch)
             log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # T, N, C
             input_lengths = torch.full((len(idx),), log_probs.shape[0], dtype=torch.long)
-            target_lengths = torch.tensor([len(t) for t in batch_targets], dtype=torch.long)
-            loss = ctc(log_probs, torch.cat(batch_targets).to(device), input_lengths, target_lengths)
+            loss = ctc(log_probs, targets[idx], input_lengths, target_lengths[order[rows]])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             optimiser.step()
-            schedule.step()
-            total += float(loss.detach())
-        accuracy = validate(net, x_val, y_val, task.charset, device)
-        record = {"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_exact": round(accuracy, 4),
-                  "elapsed_s": round(time.perf_counter() - started)}
-        history.append(record)
-        print(json.dumps(record), flush=True)
+            total += loss.detach()
+            steps += 1
+            step_count += 1
+        if steps:
+            accuracy = validate(net, x_val, y_val, task.charset, device)
+            epoch_done = epoch + steps / steps_per_epoch
+            record = {"epoch": round(epoch_done, 2) if budget else epoch + 1,
+                      "loss": round(float(total) / steps, 4), "val_exact": round(accuracy, 4),
+                      "elapsed_s": round(time.perf_counter() - started)}
+            history.append(record)
+            print(json.dumps(record), flush=True)
+        epoch += 1
+        done = done or (budget is None and epoch == args.epochs)
     net.cpu()  # the checkpoint and the ONNX export are the CPU's, wherever it trained
     checkpoint = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), checkpoint)
     print(f"checkpoint {checkpoint}", flush=True)
     export(net, task, Path(args.out))
-    return {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
-            "min_legibility": args.min_legibility, "jitter": args.jitter,
-            "epochs": args.epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
-            "init": args.init, "precision": "bf16" if bf16 else "fp32", "device": _device_name(device),
-            "train_seconds": round(time.perf_counter() - started), "history": history}
+    epochs = history[-1]["epoch"] if history else 0
+    record = {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
+              "min_legibility": args.min_legibility, "jitter": args.jitter,
+              "epochs": epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
+              "init": args.init, "precision": "bf16" if bf16 else "fp32", "device": _device_name(device),
+              "train_seconds": round(time.perf_counter() - started), "history": history}
+    if budget:
+        record["time_limit_s"] = args.time_limit
+    return record
 
 
 def _device_name(device: torch.device) -> str:
@@ -251,10 +321,13 @@ def jitter(batch: torch.Tensor, strength: float, generator: torch.Generator) -> 
     theta[:, 1, 2] = uniform(-0.08 * s, 0.08 * s)
     keep = torch.rand(n, generator=generator) < 0.5
     theta[keep] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    grid = torch.nn.functional.affine_grid(theta.to(batch.device), list(batch.shape), align_corners=False)
+    # non_blocking: a plain copy to a GPU waits for all queued work, every step
+    grid = torch.nn.functional.affine_grid(theta.to(batch.device, non_blocking=True), list(batch.shape),
+                                           align_corners=False)
     out = torch.nn.functional.grid_sample(batch, grid, padding_mode="border", align_corners=False)
-    gain = torch.where(keep, 1.0, uniform(1 - 0.3 * s, 1.0))[:, None, None, None].to(batch.device)
-    offset = torch.where(keep, 0.0, uniform(-0.15 * s, 0.15 * s))[:, None, None, None].to(batch.device)
+    gain = torch.where(keep, 1.0, uniform(1 - 0.3 * s, 1.0))[:, None, None, None].to(batch.device, non_blocking=True)
+    offset = torch.where(keep, 0.0, uniform(-0.15 * s, 0.15 * s))[:, None, None, None].to(batch.device,
+                                                                                         non_blocking=True)
     return (out * gain + offset).clamp_(-1.0, 1.0)
 
 

@@ -165,3 +165,29 @@ def test_the_training_cache_key_covers_every_module_that_renders_a_crop():
             "devices/protocols/iso6346.py"} <= sources
     # code that does not change a crop does not throw a rendered set away
     assert not sources & {"models/training/train.py", "models/training/card.py", "models/training/net.py"}
+
+
+def test_held_out_labels_rendered_in_parallel_are_the_held_out_sets_labels():
+    from models.training.dataset import held_out_labels
+
+    expected = {s.label for kind in ("h1", "v") for s in held_out("containers", kind, 12)}
+    assert held_out_labels("containers", ("h1", "v"), 12, workers=2) == expected
+
+
+def test_rendering_stopped_by_its_deadline_keeps_the_crops_a_full_render_starts_with():
+    import time
+
+    from models.training.dataset import training_set
+
+    # a deadline already past: the first chunk is still waited for, and no chunk after one unfinished
+    cut, cut_labels, legibility, rendered = training_set("plates", 9, 2000, workers=1, chunk=10,
+                                                         deadline=time.monotonic() - 1)
+    assert 10 <= rendered < 2000 and rendered % 10 == 0
+    assert len(cut) == len(cut_labels) == len(legibility) == rendered
+    full, full_labels, _, all_rendered = training_set("plates", 9, rendered, workers=2, chunk=10)
+    assert all_rendered == rendered and cut_labels == full_labels and np.array_equal(cut, full)
+    # held-out labels are dropped, and counted as rendered
+    dropped, dropped_labels, _, again = training_set("plates", 9, rendered, workers=2, chunk=10,
+                                                     exclude={full_labels[3]})
+    assert again == rendered and full_labels[3] not in dropped_labels
+    assert len(dropped) == len(dropped_labels) == rendered - full_labels.count(full_labels[3])

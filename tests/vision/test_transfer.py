@@ -150,3 +150,41 @@ def test_asking_for_a_gpu_torch_cannot_see_stops_the_training_naming_the_fix():
     with pytest.raises(SystemExit, match="--device gpu0: not a torch device"):
         training_device("gpu0")
     assert training_device("auto").type == "cpu"
+
+
+def test_the_one_cycle_schedule_is_torchs_one_cycle():
+    """The clock-driven schedule of --time-limit, driven by steps, gives what OneCycleLR gave the shipped models."""
+    from models.training.train import one_cycle
+
+    net = torch.nn.Linear(2, 2)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=0.002)
+    total = 2000
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=0.002, total_steps=total, pct_start=0.15)
+    for step in range(total):
+        lr, beta1 = one_cycle(step / total, 0.002)
+        group = optimiser.param_groups[0]
+        assert lr == pytest.approx(group["lr"], rel=0.02, abs=1e-6), step
+        assert beta1 == pytest.approx(group["betas"][0], abs=2e-3), step
+        optimiser.step()
+        schedule.step()
+    assert one_cycle(0.0, 0.002)[0] == pytest.approx(0.002 / 25)
+    assert one_cycle(0.15, 0.002) == pytest.approx((0.002, 0.85))
+    assert one_cycle(1.0, 0.002)[0] == pytest.approx(0.002 / 25 / 1e4)
+
+
+def test_a_training_run_with_a_time_limit_trains_on_the_clock(tmp_path):
+    """--time-limit: rendering stops at its share of the limit, the one-cycle schedule runs on the clock
+    rather than over --epochs, and the run still exports its model."""
+    from models.training.containers import TASK
+    from models.training.train import parse_args, train
+
+    out = tmp_path / "timed.onnx"
+    args = parse_args(TASK, str(out), argv=["--samples", "200000", "--epochs", "50", "--time-limit", "45",
+                                            "--batch", "32", "--held-out", "4", "--cache", str(tmp_path / "cache"),
+                                            "--device", "cpu", "--workers", "2", "--init", ""])
+    record = train(TASK, args)
+    assert record["time_limit_s"] == 45
+    assert 0 < record["samples"] < 200_000  # rendering was cut at its share of the limit
+    epochs = [entry["epoch"] for entry in record["history"]]
+    assert epochs and epochs == sorted(epochs) and record["epochs"] == epochs[-1] < 50  # the clock, not --epochs
+    assert out.exists() and not list((tmp_path / "cache").glob("*.npz"))  # a set cut short is not cached

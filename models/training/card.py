@@ -133,9 +133,10 @@ def _second_opinion(task: str, second: Path, bench: dict) -> list[str]:
     record = json.loads(second.with_suffix(".training.json").read_text())
     widths = record.get("widths") or [32]
     scale = widths[0] / 32
-    command = (f"python -m models.training.{task} --out models/{second.name} --seed {record['seed']} "
-               f"--epochs {record['epochs']}" + (f" --net-scale {scale:g}" if scale != 1 else "")
-               + (f" --init {record['init']}" if record.get("init") else ""))
+    command = record.get("command") or (
+        f"python -m models.training.{task} --out models/{second.name} --seed {record['seed']} "
+        f"--epochs {record['epochs']}" + (f" --net-scale {scale:g}" if scale != 1 else "")
+        + (f" --init {record['init']}" if record.get("init") else ""))
     digest = hashlib.sha256(second.read_bytes()).hexdigest()[:16]
     return [
         f"## Second opinion (`{second.name}`)",
@@ -147,8 +148,10 @@ def _second_opinion(task: str, second: Path, bench: dict) -> list[str]:
         "figures, speeds and the confidence map above are those of the reader with both models.",
         _network_line(second).replace("- Network", "- Its network"),
         f"- File: `{second.name}`, {second.stat().st_size / 1e6:.2f} MB, sha256 `{digest}…`; "
-        f"{record['samples']:,} crops (seed {record['seed']}), {record['epochs']} epochs, LR peak {record['lr']}, "
-        f"{record['train_seconds'] / 60:.0f} min; validation after the last epoch "
+        f"{record['samples']:,} crops (seed {record['seed']}), {record['epochs']} epochs"
+        + (f" (the one-cycle schedule on the clock: `--time-limit {record['time_limit_s']:g}`)"
+           if record.get("time_limit_s") else "")
+        + f", LR peak {record['lr']}, {record['train_seconds'] / 60:.0f} min; validation after the last epoch "
         f"{record['history'][-1]['val_exact']:.2%}. Per-epoch record: `{second.stem}.training.json`.",
         f"- Retrain: `{command}`, then `python -m models.training.calibrate`.",
         *([f"- Speed, one thread: the second model alone p50 {timing['p50']} ms / p99 {timing['p99']} ms per crop."]

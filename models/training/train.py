@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,10 @@ def main(task: Task, default_out: str, default_init: str | None = None) -> None:
     """The training command: train, export, and write the training record beside the model."""
     args = parse_args(task, default_out, default_init)
     record = train(task, args)
+    # the command that made it, with the file it wrote, so a card can say how to make it again
+    given = sys.argv[1:]
+    record["command"] = " ".join(["python", "-m", f"models.training.{task.name}", *given]
+                                 + ([] if "--out" in given else ["--out", args.out]))
     Path(args.out).with_suffix(".training.json").write_text(json.dumps(record, indent=1) + "\n")
 
 

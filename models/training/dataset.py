@@ -70,11 +70,12 @@ def container_sample(seed: int, index: int, kind: str | None = None) -> Sample:
     return Sample(crop, code.label, code.layout, damage, legible)
 
 
-def held_out(task: str, kind: str, count: int, seed: int = HELD_OUT_SEED) -> list[Sample]:
-    """The fixed evaluation set of one class, never used in training (`seed`: another fixed set)."""
+def held_out(task: str, kind: str, count: int, seed: int = HELD_OUT_SEED, start: int = 0) -> list[Sample]:
+    """The fixed evaluation set of one class, never used in training (`seed`: another fixed set;
+    `start`: its samples from that one on)."""
     make = plate_sample if task == "plates" else container_sample
     class_no = sorted(PLATE_CLASSES if task == "plates" else CONTAINER_CLASSES).index(kind)
-    return [make(seed + class_no, i, kind) for i in range(count)]
+    return [make(seed + class_no, i, kind) for i in range(start, count)]
 
 
 def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -99,9 +100,7 @@ def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[s
 
 def _held_out_labels(args: tuple[str, str, int, int]) -> list[str]:
     task, kind, start, stop = args
-    make = plate_sample if task == "plates" else container_sample
-    class_no = sorted(PLATE_CLASSES if task == "plates" else CONTAINER_CLASSES).index(kind)
-    return [make(HELD_OUT_SEED + class_no, i, kind).label for i in range(start, stop)]
+    return [sample.label for sample in held_out(task, kind, stop, start=start)]
 
 
 def held_out_labels(task: str, kinds: tuple[str, ...], count: int, workers: int | None = None) -> set[str]:

@@ -67,3 +67,17 @@ def test_a_sync_bench_phase_that_never_ends_fails_naming_what_it_waited_for():
 
     with pytest.raises(TimeoutError, match="the outbox to drain"):
         asyncio.run(_until(lambda: False, 0.2, "the outbox to drain to central"))
+
+
+def test_bench_records_the_cpu_its_figures_were_measured_on(tmp_path):
+    from benchmarks.run import machine
+
+    cpuinfo = tmp_path / "cpuinfo"
+    block = "processor\t: {n}\nmodel name\t: AMD EPYC 9654\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 fma\n"
+    cpuinfo.write_text(block.format(n=0) + "\n" + block.format(n=1))
+    facts = machine(cpuinfo)
+    assert facts["cpu_model"] == "AMD EPYC 9654"
+    assert facts["cpu_speed_flags"] == ["avx2", "avx512f", "avx512_bf16"]
+    assert facts["cpus"] >= 1
+    missing = machine(tmp_path / "absent")  # not Linux: the figures still run, without the CPU's name
+    assert "cpu_model" not in missing and missing["python"]

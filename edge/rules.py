@@ -23,7 +23,7 @@ from edge.declarations import (
     RiskChannel,
 )
 
-RULESET_VERSION = "2026.11.1"
+RULESET_VERSION = "2026.12.1"
 
 
 class Outcome(StrEnum):
@@ -60,6 +60,10 @@ REASONS: dict[str, ReasonInfo] = {
     "CONTAINER_EXTRA": ReasonInfo(Outcome.HOLD, False, "A container not on the declaration was seen"),
     "CONTAINER_CHECK_DIGIT_INVALID": ReasonInfo(
         Outcome.HOLD, False, "A container number fails its ISO 6346 check digit"),
+    "CONTAINER_PROBABLE_MISREAD": ReasonInfo(
+        Outcome.HOLD, False,
+        "A container number one character from a declared one was seen: the check digit cannot tell which "
+        "is on the door"),
     "SEAL_MISSING": ReasonInfo(Outcome.HOLD, True, "A declared seal was not read"),
     "SEAL_MISMATCH": ReasonInfo(Outcome.HOLD, False, "A seal that is not on the declaration was read"),
     "SEAL_OPENED": ReasonInfo(Outcome.HOLD, False, "A seal reports it was opened"),
@@ -219,12 +223,36 @@ def _check_containers(
     for number in d.containers:
         if not is_valid_container(number):
             yield Finding("CONTAINER_CHECK_DIGIT_INVALID", f"declared {number}")
+    accounted_for: set[str] = set()
     for number in sorted(seen - set(d.containers)):
-        yield Finding("CONTAINER_EXTRA", number)
+        twin = _one_character_from(number, [n for n in d.containers if n not in seen])
+        if twin is None:
+            yield Finding("CONTAINER_EXTRA", number)
+        else:
+            accounted_for.add(twin)
+            yield Finding("CONTAINER_PROBABLE_MISREAD", f"read {number}, declared {twin}")
     if "container" in policy.required_readings or seen:
         for number in d.containers:
-            if number not in seen:
+            if number not in seen and number not in accounted_for:
                 yield Finding("CONTAINER_MISSING", number)
+
+
+def _one_character_from(read: str, declared: Iterable[str]) -> str | None:
+    """The declared number that `read` differs from in exactly one character, both passing the check digit.
+
+    A check digit catches every one-character change except a letter for one whose ISO 6346 value
+    is 11 apart (M/W, G/Q, H/R, B/L, ...) or a change between sums whose residues are 0 and 10:
+    the swaps a camera makes of a blurred door and the check cannot flag. Such a reading is far
+    more likely the declared container misread than another container, so the officer is told to
+    look at the door, not that a container is missing and another one extra. It is still a hold.
+    """
+    if not is_valid_container(read):
+        return None
+    for number in declared:
+        if (len(number) == len(read) and is_valid_container(number)
+                and sum(a != b for a, b in zip(number, read, strict=True)) == 1):
+            return number
+    return None
 
 
 def _check_seals(

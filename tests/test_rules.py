@@ -72,6 +72,9 @@ CASES = [
      POLICY, Outcome.HOLD, "CONTAINER_MISSING"),
     ("undeclared container seen", replace(GOOD, containers=("CSQU3054383", "ABCU1234560")), [CLEARED], CONTEXT, POLICY,
      Outcome.HOLD, "CONTAINER_EXTRA"),
+    ("container read one check-blind letter from the declared one (C/M)",
+     replace(GOOD, containers=("MSQU3054383",), seals=(SealSeen("SEAL-1", SealStatus.INTACT),)), [CLEARED], CONTEXT,
+     POLICY, Outcome.HOLD, "CONTAINER_PROBABLE_MISREAD"),
     ("container number fails its check digit", replace(GOOD, containers=("CSQU3054384",)),
      [replace(CLEARED, containers=("CSQU3054384",))], CONTEXT, POLICY, Outcome.HOLD, "CONTAINER_CHECK_DIGIT_INVALID"),
     ("declared seal not read", replace(GOOD, seals=(SealSeen("SEAL-1", SealStatus.INTACT),)),
@@ -126,6 +129,23 @@ def test_cleared_green_truck_with_matching_readings_is_released():
     assert decision.reasons == []
     assert decision.declaration == CLEARED.number
     assert decision.ruleset_version
+
+
+def test_a_check_blind_misread_is_named_as_such_not_as_a_missing_and_an_extra_container():
+    unsealed = (SealSeen("SEAL-1", SealStatus.INTACT),)
+    decision = decide(replace(GOOD, containers=("MSQU3054383",), seals=unsealed), [CLEARED], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.HOLD
+    assert decision.reasons == ["CONTAINER_PROBABLE_MISREAD"]
+    assert "read MSQU3054383, declared CSQU3054383" in [f.detail for f in decision.findings]
+    assert not decision.awaiting_readings  # the misread stays among what was seen: an officer must look
+    # two characters apart is another container; so is a twin of a declared number that was itself seen
+    other = decide(replace(GOOD, containers=("MWCU6059784",), seals=unsealed), [CLEARED], POLICY, CONTEXT)
+    assert set(other.reasons) == {"CONTAINER_EXTRA", "CONTAINER_MISSING"}
+    both = decide(replace(GOOD, containers=("CSQU3054383", "MSQU3054383")), [CLEARED], POLICY, CONTEXT)
+    assert both.reasons == ["CONTAINER_EXTRA"]
+    # a reading that fails the check digit is that reason, never a probable misread
+    invalid = decide(replace(GOOD, containers=("CSQU3054384",), seals=unsealed), [CLEARED], POLICY, CONTEXT)
+    assert "CONTAINER_PROBABLE_MISREAD" not in invalid.reasons
 
 
 def test_weight_within_tolerance_is_released():

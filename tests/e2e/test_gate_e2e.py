@@ -280,6 +280,7 @@ def test_reasons_scenario_stops_each_truck_for_its_reason():
         "seal reports it was opened": "SEAL_OPENED",
         "X-ray analysis never finishes": "SCANNER_PENDING",
         "container number fails its check digit": "CONTAINER_CHECK_DIGIT_INVALID",
+        "container C read as M (the check digit cannot tell)": "CONTAINER_PROBABLE_MISREAD",
         "cancelled declaration is refused": "DECLARATION_CANCELLED",
         "import declaration at the export lane is refused": "WRONG_DIRECTION",
     }

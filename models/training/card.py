@@ -85,7 +85,8 @@ def _common(task: str, onnx: Path, record: dict, bench: dict, classes: list[tupl
         "and a wrong reading the only failure.",
         *_harm_table(held, classes),
         "",
-        f"- Speed, one thread: the model alone p50 {model_ms['p50']} ms / p99 {model_ms['p99']} ms per crop; "
+        f"- Speed, one thread{_measured_on(bench)}: the model alone p50 {model_ms['p50']} ms / "
+        f"p99 {model_ms['p99']} ms per crop; "
         f"the whole crop read (levelling, line cut, model, decoding) p50 {bench['crop_ms']['p50']} ms / "
         f"p99 {bench['crop_ms']['p99']} ms over every held-out crop of both models"
         + (f"; rapidocr_onnxruntime p50 {base['crop_ms']['p50']} ms per crop with its detector, "
@@ -124,6 +125,15 @@ def _network_line(onnx: Path) -> str:
     return (f"- Network (`models/training/net.py`): CRNN, 4 strided/plain 3x3 conv blocks ({blocks})"
             f" and a (2,1) conv to {widths[4]} channels, two 1-D convs for context, 1x1 conv head; {params / 1e6:.2f} M"
             " parameters (batch norms folded in).")
+
+
+def _measured_on(bench: dict) -> str:
+    """' of <CPU> (<its vector extensions>)' where the bench recorded the machine, else nothing."""
+    machine = bench.get("machine") or {}
+    if not machine.get("cpu_model"):
+        return ""
+    flags = machine.get("cpu_speed_flags") or []
+    return f" of {machine['cpu_model']}" + (f" ({', '.join(flags)})" if flags else "")
 
 
 def _second_opinion(task: str, second: Path, bench: dict) -> list[str]:
@@ -314,7 +324,10 @@ def main() -> None:
     parser.add_argument("--bench", required=True, help="JSON written by `smartgate bench vision --out FILE`")
     args = parser.parse_args()
     data = json.loads(Path(args.bench).read_text())
-    for path in write_cards(data.get("vision", data)):
+    vision = data.get("vision", data)
+    if "machine" in data:  # what the speeds were measured on, for the cards to say
+        vision = {**vision, "machine": data["machine"]}
+    for path in write_cards(vision):
         print(path)
 
 

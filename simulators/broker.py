@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -9,9 +10,36 @@ import tempfile
 import time
 from pathlib import Path
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+_choose = random.SystemRandom()  # not the global generator, which a test may have seeded
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+
+def _ephemeral_low(range_file: Path = EPHEMERAL_RANGE) -> int:
+    """The first port the kernel hands out for outgoing connections and bind(0) (Linux's default where unknown)."""
+    try:
+        return int(range_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(range_file: Path = EPHEMERAL_RANGE) -> int:
+    """A TCP port on 127.0.0.1 that nothing holds right now, for a server that binds it later.
+
+    It is drawn below the kernel's ephemeral range: a port that bind(0) picks comes from that range,
+    and before the server binds it the kernel may give it to an outgoing connection's local end (a
+    simulator connecting to the broker), which made a camera simulator fail with 'Address already
+    in use' in a CI run.
+    """
+    low = _ephemeral_low(range_file)
+    for _ in range(100 if low > _LOWEST_PORT + 1000 else 0):
+        port = _choose.randrange(_LOWEST_PORT, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a port in TIME_WAIT counts as taken
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -9,20 +9,14 @@ issued zero to four loop turns apart, which covers the turns where the old code 
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
 from edge.cache import DeclarationCache
 from edge.journal import Journal
+from simulators.broker import free_port
 from sync.client import SyncService
 from tests.sync.helpers import fast_config
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.timeout(60)
@@ -33,7 +27,7 @@ def test_stop_returns_when_a_journal_append_wakes_the_uploader_at_the_same_momen
     async def scenario() -> None:
         journal = Journal.open(tmp_path / "journal.sqlite")
         cache = DeclarationCache.open(tmp_path / "cache.sqlite")
-        sync = SyncService("HN", fast_config(f"http://127.0.0.1:{_closed_port()}", public, feed_poll_s=30.0),
+        sync = SyncService("HN", fast_config(f"http://127.0.0.1:{free_port()}", public, feed_poll_s=30.0),
                            journal, cache, public_key=public)
         sync.start()
         for _ in range(20):  # let both loops reach their idle wait (the outbox is empty)

@@ -203,6 +203,36 @@ def container_lines(crop: np.ndarray) -> list[np.ndarray]:
     return [stitch_lines(block, 0.3, 0.7) if two else block for two in line_choices(block, 0.3, 0.7)]
 
 
+FALLBACK_CUTS = (0.3, 0.4, 0.5, 0.6, 0.7)  # where a crop no layout could read is cut into two lines
+
+
+def fallback_lines(crop: np.ndarray, plate: bool) -> list[np.ndarray]:
+    """Every other way to lay out a crop that the usual layouts read nothing in: as one line, and
+    cut into two lines at each of FALLBACK_CUTS of its height.
+
+    The usual cut is the row of least stroke energy, and two things fool it: a background with
+    strokes of its own (corrugated steel's ribs) hides the gap between the lines, and a loose box
+    (a code painted low on a wide panel) puts the least energy in the margin above the text.
+    Vertical container codes have one layout and get none here.
+    """
+    gray = to_gray(crop)
+    if plate:
+        block = deskew(gray)
+    else:
+        vertical, block = _container_block(gray)
+        if vertical:
+            return []
+    lines = [block]
+    height = block.shape[0]
+    for share in FALLBACK_CUTS:
+        row = int(height * share)
+        top, bottom = block[:row], block[row:]
+        if top.shape[0] >= 4 and bottom.shape[0] >= 4:
+            tall = max(top.shape[0], bottom.shape[0])
+            lines.append(np.hstack([_fit_height(top, tall), _fit_height(bottom, tall)]))
+    return lines
+
+
 def second_looks(line: np.ndarray) -> list[np.ndarray]:
     """The same line seen three other ways, for crops the first look left unsure: smoothed (sensor
     noise, JPEG blocks), with a margin added and with a little of each end cut off (a localiser's

@@ -227,6 +227,11 @@ class VisionReader:
         if self.second_looks:
             look([(i, seen) for i, ways in enumerate(lines) if worth_more(i, SURE)
                   for line in ways for seen in preprocess.second_looks(line)])
+        if known_text:
+            # A crop that surely holds text and is still unsure after every look may have been
+            # cut into lines at the wrong row: it is read laid out every other way too.
+            look([(i, line) for i, crop in enumerate(crops) if certainty(i) < SURE
+                  for line in preprocess.fallback_lines(crop, plate)])
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
 
     def _verdict(self, heard: list[tuple[str, float]], box: tuple[int, int, int, int], calibration: Calibration,

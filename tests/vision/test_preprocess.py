@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.training.container_synth import render_container
-from models.vision.preprocess import container_lines
+from models.vision.preprocess import FALLBACK_CUTS, container_lines, fallback_lines
 
 
 def _turned(image: np.ndarray, degrees: float) -> np.ndarray:
@@ -57,3 +57,19 @@ def test_the_fast_percentiles_are_numpys_to_the_last_bit():
         got = _percentiles(values, (2, 98))
         assert [float(v) for v in got] == [float(v) for v in expected]
         assert all(isinstance(v, np.float64) for v in got)
+
+
+def test_the_other_layouts_of_an_unclear_crop_are_one_line_and_every_cut():
+    crop = np.full((60, 200, 3), 200, np.uint8)
+    cv2.putText(crop, "ABCU", (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
+    cv2.putText(crop, "1234567", (10, 55), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
+    lines = fallback_lines(crop, plate=False)
+    assert len(lines) == 1 + len(FALLBACK_CUTS)
+    assert lines[0].shape == (60, 200)  # as one line, unchanged in size
+    assert all(line.shape[1] > 200 for line in lines[1:])  # two halves side by side: wider than the crop
+    assert len(fallback_lines(crop, plate=True)) == 1 + len(FALLBACK_CUTS)
+
+
+def test_a_vertical_code_has_no_other_layout():
+    tall = np.full((400, 50, 3), 200, np.uint8)
+    assert fallback_lines(tall, plate=False) == []

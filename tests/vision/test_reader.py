@@ -117,6 +117,28 @@ def test_a_code_line_with_a_door_rib_fused_to_its_owner_code_is_read_whole(reade
     assert [r.text for r in reader.read_container_codes(door.frame)] == [truth]
 
 
+# Crops whose gap between their two lines the row-energy cut misses (val set seed 77770000 + class
+# number): a code on corrugated steel whose ribs hide the gap, a code painted low on a wide panel
+# (the least energy is in the margin above it), and plates the cut read nothing sure in.
+MISCUT = [("containers", 77770001, 355, "h2"), ("containers", 77770001, 551, "h2"),
+          ("plates", 77770003, 158, "vn2"), ("plates", 77770001, 164, "cn2")]
+
+
+@pytest.mark.parametrize(("task", "seed", "index", "kind"), MISCUT)
+def test_a_two_line_crop_cut_at_the_wrong_row_is_read_laid_out_another_way(reader, monkeypatch,
+                                                                            task, seed, index, kind):
+    from models.vision import preprocess
+
+    sample = (plate_sample if task == "plates" else container_sample)(seed, index, kind)
+    read = reader.read_plate_crop if task == "plates" else reader.read_container_crop
+    reading = read(sample.crop)
+    assert reading is not None and reading.text == sample.label
+    # the other layouts are what read it: cut only the usual way, it is not read right
+    monkeypatch.setattr(preprocess, "fallback_lines", lambda crop, plate: [])
+    usual = read(sample.crop)
+    assert usual is None or usual.text != sample.label
+
+
 def test_two_containers_side_by_side_in_one_frame_are_both_read(reader):
     # Two 20-foot boxes on one trailer: one reading per place, not one per frame.
     left = container_at_gate("CSQU3054383", "h1", seed=1)

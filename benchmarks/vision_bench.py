@@ -223,7 +223,9 @@ def _model_only_ms(reader) -> dict:
     out = {}
     models = (("plate", reader.plates, PLATE_WIDTH), ("container", reader.containers, CONTAINER_WIDTH),
               ("plate_second", reader.plate_second, PLATE_WIDTH),
-              ("container_second", reader.container_second, CONTAINER_WIDTH))
+              ("container_second", reader.container_second, CONTAINER_WIDTH),
+              ("plate_third", reader.plate_third, PLATE_WIDTH),
+              ("container_third", reader.container_third, CONTAINER_WIDTH))
     for name, model, width in models:
         if model is None:
             continue

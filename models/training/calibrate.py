@@ -4,7 +4,8 @@
     python -m models.training.calibrate --task containers --per-class 500
 
 Run it after retraining a model: the map belongs to the model it was fitted on (its sha256 is
-recorded in the file), read with its second-opinion model where one is installed (recorded too).
+recorded in the file), read with its second- and third-opinion models where they are installed
+(recorded too).
 Only onnxruntime, OpenCV and numpy are needed.
 """
 
@@ -21,8 +22,10 @@ from models.vision.calibration import calibration_path, fit_isotonic
 from models.vision.reader import (
     CONTAINER_MODEL,
     CONTAINER_SECOND_MODEL,
+    CONTAINER_THIRD_MODEL,
     PLATE_MODEL,
     PLATE_SECOND_MODEL,
+    PLATE_THIRD_MODEL,
     VisionReader,
 )
 
@@ -52,12 +55,19 @@ def _fit_once(task: str, per_class: int, threads: int) -> Path:
     path = calibration_path(model)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     second = PLATE_SECOND_MODEL if task == "plates" else CONTAINER_SECOND_MODEL
-    second_digest = hashlib.sha256(second.read_bytes()).hexdigest() if second.is_file() else None
+    third = PLATE_THIRD_MODEL if task == "plates" else CONTAINER_THIRD_MODEL
+    second_digest = _digest(second)
+    third_digest = _digest(third) if second_digest else None  # a third opinion is only asked beside a second
     path.write_text(calibration.to_json(model=model.name, model_sha256=digest, second_model_sha256=second_digest,
+                                        third_model_sha256=third_digest,
                                         seed=CALIBRATION_SEED,
                                         per_class=per_class, readings=len(raw),
                                         readings_right=int(np.sum(correct))))
     return path
+
+
+def _digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def main() -> None:

@@ -32,6 +32,9 @@ CONTAINER_MODEL = MODELS_DIR / "container_reader.onnx"
 # where the first is not sure: the two models' probabilities are averaged (optional files).
 PLATE_SECOND_MODEL = MODELS_DIR / "plate_reader_second.onnx"
 CONTAINER_SECOND_MODEL = MODELS_DIR / "container_reader_second.onnx"
+# A third, trained apart again, joins the second where it is installed: the average is over all.
+PLATE_THIRD_MODEL = MODELS_DIR / "plate_reader_third.onnx"
+CONTAINER_THIRD_MODEL = MODELS_DIR / "container_reader_third.onnx"
 MIN_SIDE = 8  # pixels: a crop smaller than this holds nothing readable
 MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
 AGREE = 2  # looks that must give an unsure reading before it counts
@@ -93,13 +96,18 @@ class VisionReader:
     def __init__(self, threads: int = 1, plate_model: Path = PLATE_MODEL, container_model: Path = CONTAINER_MODEL,
                  min_confidence: float = 0.5, calibrated: bool = True, second_looks: bool = True,
                  plate_second: Path | None = PLATE_SECOND_MODEL,
-                 container_second: Path | None = CONTAINER_SECOND_MODEL):
+                 container_second: Path | None = CONTAINER_SECOND_MODEL,
+                 plate_third: Path | None = PLATE_THIRD_MODEL,
+                 container_third: Path | None = CONTAINER_THIRD_MODEL):
         """`min_confidence` applies to the reported confidence; `calibrated=False` reports the raw one;
         `second_looks` reads crops the first look left unsure three more ways and lets the looks vote;
-        `plate_second` / `container_second`: the second-opinion models (None, or a missing file: none)."""
+        `plate_second` / `container_second`: the second-opinion models (None, or a missing file: none);
+        `plate_third` / `container_third`: third opinions, used only beside a second one."""
         self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
         self.plate_second = _optional(plate_second, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
+        self.plate_third = (_optional(plate_third, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
+                            if self.plate_second is not None else None)
         # The maps also decide when a crop is unsure enough to be looked at again, so they are
         # loaded even when the raw probability is reported (as the calibration fit needs it).
         self.plate_calibration = load_calibration(plate_model)
@@ -112,6 +120,8 @@ class VisionReader:
             log.warning("vision: %s is not installed; container numbers will not be read", container_model)
         self.container_second = (_optional(container_second, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
                                  if self.containers is not None else None)
+        self.container_third = (_optional(container_third, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
+                                if self.container_second is not None else None)
 
     # -- crops --------------------------------------------------------------------------------
     def read_plate_crop(self, crop: object) -> Reading | None:
@@ -176,7 +186,8 @@ class VisionReader:
         width = preprocess.PLATE_WIDTH if plate else preprocess.CONTAINER_WIDTH
         language = PLATES if plate else ISO6346
         calibration = self.plate_calibration if plate else self.container_calibration
-        second = self.plate_second if plate else self.container_second
+        others = [m for m in ((self.plate_second, self.plate_third) if plate
+                              else (self.container_second, self.container_third)) if m is not None]
         lines = [to_lines(crop) for crop in crops]  # an unclear layout has a second way to read it
         heard: list[list[tuple[str, float]]] = [[] for _ in crops]  # valid readings, raw probability
         first: dict[int, list[np.ndarray]] = {}  # the first model's probabilities for each way read
@@ -197,9 +208,13 @@ class VisionReader:
                 if keep:
                     for (owner, _), p in zip(alone, probs, strict=True):
                         first.setdefault(owner, []).append(p)
-            if paired and second is not None:
+            if paired and others:
                 inputs = [preprocess.model_input(line, width) for _, line in paired]
-                hear(paired, (model.probabilities(inputs) + second.probabilities(inputs)) / 2)
+                hear(paired, opinion(model.probabilities(inputs), inputs))
+
+        def opinion(ours: np.ndarray, inputs: list[np.ndarray]) -> np.ndarray:
+            # every model's per-step probabilities, averaged
+            return (ours + sum(other.probabilities(inputs) for other in others)) / (1 + len(others))
 
         def certainty(owner: int) -> float:
             return calibration(max(raw for _, raw in heard[owner])) if heard[owner] else 0.0
@@ -212,18 +227,17 @@ class VisionReader:
         look([(i, ways[0]) for i, ways in enumerate(lines)], keep=True)
         # the second way is read only where the first gave nothing sure
         look([(i, ways[1]) for i, ways in enumerate(lines) if len(ways) > 1 and certainty(i) < SURE], keep=True)
-        if second is not None:
-            # The second opinion replaces the first: the average of two models trained apart is
-            # wrong less often than either, so what the first model heard alone is forgotten.
+        if others:
+            # The other opinions replace the first: the average of models trained apart is wrong
+            # less often than any one of them, so what the first model heard alone is forgotten.
             ask = [i for i in range(len(crops)) if worth_more(i, CONSULT)]
             jobs = [(i, line) for i in ask for line in lines[i][:len(first[i])]]
             if jobs:
-                theirs = second.probabilities([preprocess.model_input(line, width) for _, line in jobs])
-                ours = [p for i in ask for p in first[i]]
+                ours = np.stack([p for i in ask for p in first[i]])
                 for i in ask:
                     heard[i] = []
                 consulted.update(ask)
-                hear(jobs, (np.stack(ours) + theirs) / 2)
+                hear(jobs, opinion(ours, [preprocess.model_input(line, width) for _, line in jobs]))
         if self.second_looks:
             look([(i, seen) for i, ways in enumerate(lines) if worth_more(i, SURE)
                   for line in ways for seen in preprocess.second_looks(line)])

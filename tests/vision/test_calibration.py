@@ -14,8 +14,10 @@ from models.vision.calibration import IDENTITY, calibration_path, fit_isotonic, 
 from models.vision.reader import (
     CONTAINER_MODEL,
     CONTAINER_SECOND_MODEL,
+    CONTAINER_THIRD_MODEL,
     PLATE_MODEL,
     PLATE_SECOND_MODEL,
+    PLATE_THIRD_MODEL,
     VisionReader,
 )
 from models.vision.recogniser import ModelError
@@ -46,10 +48,11 @@ def test_a_broken_map_file_names_itself_and_the_fix(tmp_path):
         load_calibration(model)
 
 
-@pytest.mark.parametrize(("model", "second"), [(PLATE_MODEL, PLATE_SECOND_MODEL),
-                                                (CONTAINER_MODEL, CONTAINER_SECOND_MODEL)],
+@pytest.mark.parametrize(("model", "second", "third"),
+                         [(PLATE_MODEL, PLATE_SECOND_MODEL, PLATE_THIRD_MODEL),
+                          (CONTAINER_MODEL, CONTAINER_SECOND_MODEL, CONTAINER_THIRD_MODEL)],
                          ids=["plates", "containers"])
-def test_each_shipped_map_was_fitted_on_the_models_beside_it(model: Path, second: Path):
+def test_each_shipped_map_was_fitted_on_the_models_beside_it(model: Path, second: Path, third: Path):
     data = json.loads(calibration_path(model).read_text())
     assert data["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest(), \
         f"{model.name} changed after its map was fitted: run python -m models.training.calibrate"
@@ -57,6 +60,9 @@ def test_each_shipped_map_was_fitted_on_the_models_beside_it(model: Path, second
     assert data.get("second_model_sha256") == (hashlib.sha256(second.read_bytes()).hexdigest()
                                               if second.is_file() else None), \
         f"{second.name} changed after the map was fitted: run python -m models.training.calibrate"
+    assert data.get("third_model_sha256") == (hashlib.sha256(third.read_bytes()).hexdigest()
+                                             if third.is_file() and second.is_file() else None), \
+        f"{third.name} changed after the map was fitted: run python -m models.training.calibrate"
 
 
 def test_readings_carry_the_calibrated_confidence():

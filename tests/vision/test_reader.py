@@ -251,12 +251,44 @@ def test_a_second_opinion_identical_to_the_first_changes_no_reading():
     from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL
 
     alone = VisionReader(plate_second=None, container_second=None)
-    twice = VisionReader(plate_second=PLATE_MODEL, container_second=CONTAINER_MODEL)
+    twice = VisionReader(plate_second=PLATE_MODEL, container_second=CONTAINER_MODEL,
+                         plate_third=None, container_third=None)
     plates = held_out("plates", "cn2", 150)
     codes = held_out("containers", "v", 100)
     assert [alone.read_plate_crop(s.crop) for s in plates] == [twice.read_plate_crop(s.crop) for s in plates]
     assert ([alone.read_container_crop(s.crop) for s in codes]
             == [twice.read_container_crop(s.crop) for s in codes])
+
+
+def test_three_identical_opinions_read_what_the_first_model_reads_alone():
+    """With a third opinion the average is over all three models: the same model three times must
+    give the first model's own readings (confidences to rounding, as a sum of three is not exact)."""
+    from models.training.dataset import held_out
+    from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL
+
+    alone = VisionReader(plate_second=None, container_second=None)
+    thrice = VisionReader(plate_second=PLATE_MODEL, container_second=CONTAINER_MODEL,
+                          plate_third=PLATE_MODEL, container_third=CONTAINER_MODEL)
+    assert thrice.container_third is not None and thrice.plate_third is not None
+    for read_alone, read_thrice, samples in (
+            (alone.read_plate_crop, thrice.read_plate_crop, held_out("plates", "vn2", 100)),
+            (alone.read_container_crop, thrice.read_container_crop, held_out("containers", "h2", 100))):
+        for sample in samples:
+            one, three = read_alone(sample.crop), read_thrice(sample.crop)
+            assert (one and one.text) == (three and three.text)
+            if one is not None:
+                assert three.confidence == pytest.approx(one.confidence, abs=2e-3)
+
+
+def test_a_third_opinion_is_asked_only_beside_a_second_and_must_be_of_its_kind():
+    from models.vision.reader import CONTAINER_MODEL, PLATE_MODEL
+    from models.vision.recogniser import ModelError
+
+    lonely = VisionReader(plate_second=None, plate_third=PLATE_MODEL,
+                          container_second=None, container_third=CONTAINER_MODEL)
+    assert lonely.plate_third is None and lonely.container_third is None
+    with pytest.raises(ModelError, match="plate_reader.onnx"):
+        VisionReader(container_second=CONTAINER_MODEL, container_third=PLATE_MODEL)
 
 
 def test_a_corrupt_second_model_file_fails_at_start_naming_the_file_and_the_fix(tmp_path):

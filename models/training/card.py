@@ -108,7 +108,8 @@ SPEC = """## Input / output
 - Decoding: `models.vision.ctc.decode` with the grammar in `models.vision.grammar` ({grammar}). A crop
   the first look leaves unsure (calibrated < 0.9) is read three more ways (smoothed, with a margin,
   trimmed; `models.vision.preprocess.second_looks`) and the looks vote; an unsure reading no other look
-  repeats is dropped.
+  repeats is dropped. A crop still unsure after them is also read as one line and cut into two lines
+  at 30-70% of its height (`models.vision.preprocess.fallback_lines`), in case its line gap was missed.
 """
 
 
@@ -140,14 +141,6 @@ def _second_opinion(task: str, second: Path, bench: dict) -> list[str]:
     """The card's section on the second-opinion model, when one is installed beside the first."""
     if not second.is_file():
         return []
-    record = json.loads(second.with_suffix(".training.json").read_text())
-    widths = record.get("widths") or [32]
-    scale = widths[0] / 32
-    command = record.get("command") or (
-        f"python -m models.training.{task} --out models/{second.name} --seed {record['seed']} "
-        f"--epochs {record['epochs']}" + (f" --net-scale {scale:g}" if scale != 1 else "")
-        + (f" --init {record['init']}" if record.get("init") else ""))
-    digest = hashlib.sha256(second.read_bytes()).hexdigest()[:16]
     return [
         f"## Second opinion (`{second.name}`)",
         "",
@@ -155,18 +148,47 @@ def _second_opinion(task: str, second: Path, bench: dict) -> list[str]:
         "also runs a second model, trained apart on other crops, averages the two models' per-step",
         "probabilities and decodes the average instead; the second looks then use both models too. Most",
         "crops are sure at the first look, so the median crop's time is the first model's. The held-out",
-        "figures, speeds and the confidence map above are those of the reader with both models.",
-        _network_line(second).replace("- Network", "- Its network"),
-        f"- File: `{second.name}`, {second.stat().st_size / 1e6:.2f} MB, sha256 `{digest}…`; "
+        "figures, speeds and the confidence map above are those of the reader with all its models.",
+        *_opinion_lines(task, second, bench, "second"),
+        "",
+    ]
+
+
+def _third_opinion(task: str, second: Path, third: Path, bench: dict) -> list[str]:
+    """The card's section on the third-opinion model, when one is installed beside the second."""
+    if not (second.is_file() and third.is_file()):
+        return []
+    return [
+        f"## Third opinion (`{third.name}`)",
+        "",
+        "A third model, trained apart again, joins the second: where the second is asked, the reader",
+        "averages all three models' per-step probabilities.",
+        *_opinion_lines(task, third, bench, "third"),
+        "",
+    ]
+
+
+def _opinion_lines(task: str, model: Path, bench: dict, which: str) -> list[str]:
+    """An opinion model's network, file, training, retrain command and speed."""
+    record = json.loads(model.with_suffix(".training.json").read_text())
+    widths = record.get("widths") or [32]
+    scale = widths[0] / 32
+    command = record.get("command") or (
+        f"python -m models.training.{task} --out models/{model.name} --seed {record['seed']} "
+        f"--epochs {record['epochs']}" + (f" --net-scale {scale:g}" if scale != 1 else "")
+        + (f" --init {record['init']}" if record.get("init") else ""))
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    return [
+        _network_line(model).replace("- Network", "- Its network"),
+        f"- File: `{model.name}`, {model.stat().st_size / 1e6:.2f} MB, sha256 `{digest}…`; "
         f"{record['samples']:,} crops (seed {record['seed']}), {record['epochs']} epochs"
         + (f" (the one-cycle schedule on the clock: `--time-limit {record['time_limit_s']:g}`)"
            if record.get("time_limit_s") else "")
         + f", LR peak {record['lr']}, {record['train_seconds'] / 60:.0f} min; validation after the last epoch "
-        f"{record['history'][-1]['val_exact']:.2%}. Per-epoch record: `{second.stem}.training.json`.",
+        f"{record['history'][-1]['val_exact']:.2%}. Per-epoch record: `{model.stem}.training.json`.",
         f"- Retrain: `{command}`, then `python -m models.training.calibrate`.",
-        *([f"- Speed, one thread: the second model alone p50 {timing['p50']} ms / p99 {timing['p99']} ms per crop."]
-          if (timing := bench["model_only_ms"].get(f"{task.rstrip('s')}_second")) else []),
-        "",
+        *([f"- Speed, one thread: the {which} model alone p50 {timing['p50']} ms / p99 {timing['p99']} ms per crop."]
+          if (timing := bench["model_only_ms"].get(f"{task.rstrip('s')}_{which}")) else []),
     ]
 
 
@@ -227,6 +249,7 @@ def write_cards(bench: dict) -> list[Path]:
                     charset_note="digits, A-Z, 31 province characters, 挂学警",
                     grammar="VN `DD` + series + optional digit + 4-5 digits, or CN province + letter + 5-6"),
         *_second_opinion("plates", MODELS / "plate_reader_second.onnx", bench),
+        *_third_opinion("plates", MODELS / "plate_reader_second.onnx", MODELS / "plate_reader_third.onnx", bench),
         "## Limits",
         _target_line(bench, PLATE_NAMES, 0.99),
         "- The held-out sets include plates in the drawn plate font since it was added (the seeded generator",
@@ -282,6 +305,8 @@ def write_cards(bench: dict) -> list[Path]:
                     steps=64, classes=37, charset_note="digits, A-Z",
                     grammar="ISO 6346: 3 letters, U/J/Z, 6 digits, check digit"),
         *_second_opinion("containers", MODELS / "container_reader_second.onnx", bench),
+        *_third_opinion("containers", MODELS / "container_reader_second.onnx",
+                        MODELS / "container_reader_third.onnx", bench),
         "## Limits",
         _target_line(bench, CONTAINER_NAMES, 0.995),
         "- Readings that were wrong but check-digit valid (two or more characters wrong): "

@@ -117,7 +117,12 @@ def _fit_height(gray: np.ndarray, height: int) -> np.ndarray:
 
 def stitch_lines(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> np.ndarray:
     """Cut a two-line crop at its line gap and put the lower line to the right of the upper one."""
-    row = line_split_row(gray, low, high)
+    return _cut_at(gray, line_split_row(gray, low, high))
+
+
+def _cut_at(gray: np.ndarray, row: int) -> np.ndarray:
+    """The block cut at `row` with the lower part laid to the right of the upper one (the block
+    itself where either part would be under 4 rows)."""
     top, bottom = gray[:row], gray[row:]
     if top.shape[0] < 4 or bottom.shape[0] < 4:
         return gray
@@ -203,12 +208,12 @@ def container_lines(crop: np.ndarray) -> list[np.ndarray]:
     return [stitch_lines(block, 0.3, 0.7) if two else block for two in line_choices(block, 0.3, 0.7)]
 
 
-FALLBACK_CUTS = (0.3, 0.4, 0.5, 0.6, 0.7)  # where a crop no layout could read is cut into two lines
+FALLBACK_CUTS = (0.3, 0.4, 0.5, 0.6, 0.7)  # where a crop still unsure is also cut into two lines
 
 
 def fallback_lines(crop: np.ndarray, plate: bool) -> list[np.ndarray]:
-    """Every other way to lay out a crop that the usual layouts read nothing in: as one line, and
-    cut into two lines at each of FALLBACK_CUTS of its height.
+    """Every other way to lay out a crop the usual layouts left unsure: as one line, and cut into
+    two lines at each of FALLBACK_CUTS of its height.
 
     The usual cut is the row of least stroke energy, and two things fool it: a background with
     strokes of its own (corrugated steel's ribs) hides the gap between the lines, and a loose box
@@ -222,15 +227,8 @@ def fallback_lines(crop: np.ndarray, plate: bool) -> list[np.ndarray]:
         vertical, block = _container_block(gray)
         if vertical:
             return []
-    lines = [block]
-    height = block.shape[0]
-    for share in FALLBACK_CUTS:
-        row = int(height * share)
-        top, bottom = block[:row], block[row:]
-        if top.shape[0] >= 4 and bottom.shape[0] >= 4:
-            tall = max(top.shape[0], bottom.shape[0])
-            lines.append(np.hstack([_fit_height(top, tall), _fit_height(bottom, tall)]))
-    return lines
+    cuts = [_cut_at(block, int(block.shape[0] * share)) for share in FALLBACK_CUTS]
+    return [block, *(cut for cut in cuts if cut is not block)]
 
 
 def second_looks(line: np.ndarray) -> list[np.ndarray]:

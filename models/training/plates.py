@@ -40,6 +40,16 @@ runs the first model alone. Retrain it with
     python -m models.training.plates --out models/plate_reader_second.onnx --seed 2 --epochs 8 --net-scale 1.25
 
 then refit the confidence map (`python -m models.training.calibrate --task plates`).
+
+A wider input did not pay when reached by going on from this model. A two-line plate's halves lie
+side by side in the 160 px input, so its lower line gets about half of it and three steps a
+character: held-out plates 65U71567, 云L6QQ0W6 and 桂Z588R12 lose a character there, QQ and 88 run
+together, and are read at confidence 1.0. Reading the laid-out lines wider with the shipped
+weights, or squeezing the upper half, read fewer of the 4000 crops of the validation seed
+(77770000; the held-out set was not used to choose). Going on from this model at 224 px (100k
+crops of seed 3, 3 epochs, peak LR 1e-3, 23 min on 2 vCPU) read 3941 of them with this model
+alone against 3955 at 160 px, 27 wrong against 25. A wider layout trained from scratch on a lent
+GPU is what is left to try.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@
 #              logs stream to $OUT/<model>.log; the models, training records and checkpoints come back
 #              in $OUT/results.tgz. EXTRA="--samples 3000 --held-out 50" (say) is added to every
 #              training command: a trial run of the whole script on a CPU.
-# Then here:   unpack into models/, refit the confidence maps (`python -m models.training.calibrate`),
+# Then here:   unpack into models/, quantise each (`python -m models.training.quantize models/NAME.onnx`),
+#              refit the confidence maps (`python -m models.training.calibrate`),
 #              run `smartgate bench vision` and `python -m models.training.card --bench FILE`.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -9,6 +9,7 @@
 #               the GPU (`--device auto`), and writes the model, its .training.json, the torch checkpoint and
 #               the log beside --out (the log to $LOG instead, when set).
 # Then here:    copy the model and its .training.json into models/, run
+#               `python -m models.training.quantize models/NAME.onnx` (it trains in float there),
 #               `python -m models.training.calibrate`, the bench and `python -m models.training.card`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +48,8 @@ case "${1:-}" in
         mkdir -p "$(dirname "$out")"
         log=${LOG:-${out%.onnx}.log}
         "$PY" -c 'import torch; print("torch", torch.__version__, "gpu:", torch.cuda.is_available() and torch.cuda.get_device_name(0))' | tee "$log"
-        "$PY" -m "models.training.$task" --cache /tmp/smartgate-training "$@" 2>&1 | tee -a "$log"
+        # --float: the 8-bit quantisation renders calibration crops and needs onnxruntime; it runs here after
+        "$PY" -m "models.training.$task" --cache /tmp/smartgate-training --float "$@" 2>&1 | tee -a "$log"
         # the torch checkpoint too, to go on training from it here (`--init FILE.pt`)
         checkpoint=$(sed -n 's/^checkpoint //p' "$log" | tail -1)
         [ -z "$checkpoint" ] || cp "$checkpoint" "$(dirname "$out")/"

@@ -81,6 +81,9 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
     parser.add_argument("--init", default=default_init,
                         help="start from this torch checkpoint (.pt, written to the cache after training) or "
                              "recogniser (.onnx: its features, and its head's rows for shared characters)")
+    parser.add_argument("--float", dest="quantise", action="store_false",
+                        help="write the float model and skip the 8-bit quantisation the shipped models have "
+                             "(models.training.quantize)")
     args = parser.parse_args(argv)
     for option, value, low, high, what in (
             ("--samples", args.samples, 1, None, "the number of training crops"),
@@ -289,15 +292,31 @@ def train(task: Task, args: argparse.Namespace) -> dict:
     torch.save(net.state_dict(), checkpoint)
     print(f"checkpoint {checkpoint}", flush=True)
     export(net, task, Path(args.out))
+    quantised = args.quantise and _quantised(Path(args.out))
     epochs = history[-1]["epoch"] if history else 0
     record = {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
               "min_legibility": args.min_legibility, "jitter": args.jitter,
               "epochs": epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
-              "init": args.init, "precision": "bf16" if bf16 else "fp32", "device": _device_name(device),
+              "init": args.init, "precision": "bf16" if bf16 else "fp32", "quantised": quantised,
+              "device": _device_name(device),
               "train_seconds": round(time.perf_counter() - started), "history": history}
     if budget:
         record["time_limit_s"] = args.time_limit
     return record
+
+
+def _quantised(out: Path) -> bool:
+    """Quantise the exported model in place, as the shipped ones are (8-bit, the first and last layers in
+    float); False, with the command to run later, where onnxruntime's quantiser is not installed."""
+    try:
+        from models.training.quantize import quantise
+    except ImportError as missing:
+        print(f"{out}: left in float ({missing}); quantise it where smartgate is installed: "
+              f"python -m models.training.quantize {out}", flush=True)
+        return False
+    quantise(out, out)
+    print(f"quantised {out}", flush=True)
+    return True
 
 
 def _device_name(device: torch.device) -> str:

@@ -22,7 +22,8 @@ def _folded_convs(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]
     """Every convolution's (weight, bias) in graph order (the head last) and the model's charset.
 
     Read from the Conv nodes' inputs, not from initialiser names: the exporter shares equal
-    initialisers between nodes, so the names do not follow one per convolution.
+    initialisers between nodes, so the names do not follow one per convolution. In a quantised
+    file (`models.training.quantize`) the weights are read back to floats.
     """
     import onnx
     from onnx import numpy_helper
@@ -30,8 +31,30 @@ def _folded_convs(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]
     model = onnx.load(str(path))
     charset = {p.key: p.value for p in model.metadata_props}["charset"]
     values = {i.name: numpy_helper.to_array(i).copy() for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in values:
+            values[node.output[0]] = _dequantised(node, values)
     convs = [(values[node.input[1]], values[node.input[2]]) for node in model.graph.node if node.op_type == "Conv"]
     return convs, charset
+
+
+def _dequantised(node, values: dict[str, np.ndarray]) -> np.ndarray:
+    """The float tensor a DequantizeLinear node makes of an integer initialiser: (q - zero) * scale,
+    per channel along the node's axis where the scale has one value a channel."""
+    quantised = values[node.input[0]].astype(np.float32)
+    scale = values[node.input[1]].astype(np.float32)
+    zero = values[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else np.float32(0)
+    if scale.ndim == 1 and quantised.ndim > 1:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * quantised.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+    return (quantised - zero) * scale
+
+
+def parameter_count(path: Path) -> int:
+    """The network's parameters (batch norms folded in), whether the file holds them in float or 8-bit."""
+    return sum(weight.size + bias.size for weight, bias in _folded_convs(path)[0])
 
 
 def onnx_widths(path: Path) -> tuple[int, ...]:

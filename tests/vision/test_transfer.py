@@ -16,6 +16,7 @@ from models.training.dataset import container_sample, plate_sample  # noqa: E402
 from models.training.net import CRNN, widths_for  # noqa: E402
 from models.training.transfer import init_from_onnx, onnx_widths  # noqa: E402
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS  # noqa: E402
+from models.vision.ctc import greedy  # noqa: E402
 from models.vision.preprocess import container_input, plate_input  # noqa: E402
 
 PLATE_MODEL = Path(__file__).resolve().parents[2] / "models" / "plate_reader.onnx"
@@ -32,13 +33,19 @@ def _probs(net: CRNN, images: np.ndarray) -> np.ndarray:
         return torch.softmax(net(x), -1).numpy()
 
 
-def test_a_net_started_from_the_plate_reader_computes_what_the_plate_reader_computes():
+def test_a_net_started_from_the_plate_reader_reads_what_the_plate_reader_reads():
+    """The shipped reader is 8-bit; the net gets its weights back as floats and computes in float, so
+    its probabilities differ by the 8-bit rounding of the activations, and its readings only where
+    the shipped reader itself is unsure (crops of this seed forced into one line: garbage)."""
     images = _inputs(plate_sample, plate_input, 64)
     net = CRNN(len(PLATE_CHARS) + 1, onnx_widths(PLATE_MODEL))
     assert init_from_onnx(net, PLATE_MODEL, PLATE_CHARS, images) == len(PLATE_CHARS)
     session = ort.InferenceSession(str(PLATE_MODEL), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {"image": images[:16, None].astype(np.float32) / 127.5 - 1})[0]
-    assert np.abs(_probs(net, images[:16]) - expected).max() < 1e-4
+    expected = session.run(None, {"image": images[:, None].astype(np.float32) / 127.5 - 1})[0]
+    ours = [greedy(p, PLATE_CHARS) for p in _probs(net, images)]
+    theirs = [greedy(p, PLATE_CHARS) for p in expected]
+    assert all(mine[0] == shipped[0] for mine, shipped in zip(ours, theirs, strict=True) if shipped[1] >= 0.5)
+    assert sum(mine[0] == shipped[0] for mine, shipped in zip(ours, theirs, strict=True)) >= 60
 
 
 def test_the_container_reader_starts_with_the_plate_readers_digits_and_letters():
@@ -132,9 +139,10 @@ def test_a_small_training_run_writes_a_model_the_reader_loads_and_records_where_
                                             "--cache", str(tmp_path / "cache"), "--device", "cpu",
                                             "--precision", "fp32", "--init", ""])
     record = train(TASK, args)
-    assert (record["device"], record["precision"], record["epochs"]) == ("cpu", "fp32", 1)
+    assert (record["device"], record["precision"], record["epochs"], record["quantised"]) == ("cpu", "fp32", 1, True)
     assert len(record["history"]) == 1 and 0.0 <= record["history"][0]["val_exact"] <= 1.0
     model = Recogniser(out, CONTAINER_CHARS, TASK.width)
+    assert model.session.get_modelmeta().custom_metadata_map["precision"] == "int8"  # as the shipped ones
     probs = model.probabilities([container_input(container_sample(5, 0).crop)])
     assert probs.shape == (1, TASK.width // 4, len(CONTAINER_CHARS) + 1)
     assert np.allclose(probs.sum(-1), 1.0, atol=1e-4)
@@ -181,9 +189,9 @@ def test_a_training_run_with_a_time_limit_trains_on_the_clock(tmp_path):
     out = tmp_path / "timed.onnx"
     args = parse_args(TASK, str(out), argv=["--samples", "200000", "--epochs", "50", "--time-limit", "45",
                                             "--batch", "32", "--held-out", "4", "--cache", str(tmp_path / "cache"),
-                                            "--device", "cpu", "--workers", "2", "--init", ""])
+                                            "--device", "cpu", "--workers", "2", "--init", "", "--float"])
     record = train(TASK, args)
-    assert record["time_limit_s"] == 45
+    assert record["time_limit_s"] == 45 and record["quantised"] is False
     assert 0 < record["samples"] < 200_000  # rendering was cut at its share of the limit
     epochs = [entry["epoch"] for entry in record["history"]]
     assert epochs and epochs == sorted(epochs) and record["epochs"] == epochs[-1] < 50  # the clock, not --epochs

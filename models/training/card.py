@@ -116,7 +116,6 @@ SPEC = """## Input / output
 
 def _network_line(onnx: Path) -> str:
     """The card's line on the network, read from the ONNX file itself."""
-
     from models.training.transfer import onnx_widths, parameter_count
 
     widths = onnx_widths(onnx)

@@ -39,9 +39,21 @@ QUANTISED_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 def is_quantised(path: Path) -> bool:
     """True when the ONNX file at `path` already holds 8-bit (quantise/dequantise) nodes."""
+    return _holds_8_bit(_load(Path(path)))
+
+
+def _holds_8_bit(model) -> bool:
+    return any(node.op_type in QUANTISED_OPS for node in model.graph.node)
+
+
+def _load(path: Path):
+    """The ONNX model at `path`; ValueError naming the file when it is not one."""
     import onnx
 
-    return any(node.op_type in QUANTISED_OPS for node in onnx.load(str(path)).graph.node)
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # protobuf's decode errors name neither the file nor the fix
+        raise ValueError(f"{path}: not an ONNX model ({error}); give a recogniser a training run exported") from error
 
 
 def calibration_inputs(task: str, per_class: int = PER_CLASS) -> list[np.ndarray]:
@@ -76,8 +88,8 @@ def quantise(source: Path, out: Path, per_class: int = PER_CLASS) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source, out = Path(source), Path(out)
-    model = onnx.load(str(source))
-    if any(node.op_type in QUANTISED_OPS for node in model.graph.node):
+    model = _load(source)
+    if _holds_8_bit(model):
         raise ValueError(f"{source}: already quantised; quantise the float model a training run exported")
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     if metadata.get("task") not in ("plates", "containers"):

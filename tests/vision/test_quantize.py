@@ -31,6 +31,17 @@ def test_quantising_a_quantised_model_is_refused_naming_the_fix(tmp_path):
     assert not (tmp_path / "again.onnx").exists()
 
 
+def test_a_file_that_is_not_an_onnx_model_is_refused_naming_it(tmp_path):
+    pytest.importorskip("onnx")
+    from models.training.quantize import quantise
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match="broken.onnx: not an ONNX model"):
+        quantise(broken, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_a_float_model_quantised_again_reads_what_the_shipped_reader_reads(tmp_path):
     """Shipped 8-bit reader → float network (its weights read back) → export → quantise: the round
     trip's reader gives the shipped reader's readings on the crops it is sure of."""

@@ -40,3 +40,7 @@ PY
 # The vision bench's baseline, without its opencv-python requirement (it would replace the headless
 # OpenCV with one that needs libGL); its other requirements come with the "baseline" extra.
 .venv/bin/python -m pip install -q --no-deps 'rapidocr_onnxruntime==1.4.4'
+# Sparkplug B payloads (sync/sparkplug.py) through pysparkplug, without its paho-mqtt<2 pin (it would
+# replace the paho-mqtt 2.x the node uses; only its protobuf payload classes are used). protobuf comes
+# with the project's own requirements.
+.venv/bin/python -m pip install -q --no-deps 'pysparkplug==0.6.1'

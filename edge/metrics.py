@@ -1,0 +1,149 @@
+"""Prometheus metrics of the node (prometheus-client), and HTTP request timing for any of our FastAPI apps.
+
+Counted as they happen, from the lane controllers' notifications: decisions by outcome, reasons,
+alarms, barrier commands, and the reading-to-decision latency. Read when scraped, from the node's
+own views: devices (up, bad frames, reconnects), journal rows, outbox backlog, uploads, feed
+rejections and cache age. Each node has its own registry (no global state shared between nodes or tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from edge.app import GateNode
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class _NodeStateCollector(Collector):
+    """Gauges and counters read from the node at scrape time."""
+
+    def __init__(self, node: GateNode):
+        self.node = node
+
+    def collect(self) -> Iterable[Any]:
+        node = self.node
+        device_labels = ["device", "kind", "lane"]
+        up = GaugeMetricFamily("smartgate_device_up", "1 when the device is connected", labels=device_labels)
+        bad = CounterMetricFamily("smartgate_device_frames_bad", "Frames or messages refused from the device",
+                                  labels=["device", "kind", "lane"])
+        good = CounterMetricFamily("smartgate_device_frames_good", "Frames or messages accepted from the device",
+                                   labels=["device", "kind", "lane"])
+        reconnects = CounterMetricFamily("smartgate_device_reconnects", "Reconnections of the device",
+                                         labels=["device", "kind", "lane"])
+        for health in node.device_health():
+            labels = [health["device_id"], health["kind"], health.get("lane") or ""]
+            up.add_metric(labels, 1.0 if health["connected"] else 0.0)
+            bad.add_metric(labels, float(health["frames_bad"]))
+            good.add_metric(labels, float(health["frames_good"]))
+            reconnects.add_metric(labels, float(health["reconnects"]))
+        yield from (up, bad, good, reconnects)
+        lanes = GaugeMetricFamily("smartgate_lane_faulty", "1 when the lane is in FAULT or has a faulty device",
+                                  labels=["lane", "state"])
+        for lane_id, controller in node.lanes.items():
+            lanes.add_metric([lane_id, controller.state.value], 1.0 if controller.machine.faulty else 0.0)
+        yield lanes
+        yield GaugeMetricFamily("smartgate_journal_rows", "Rows in the node's journal", value=node.journal.count())
+        yield GaugeMetricFamily("smartgate_cache_declarations", "Declarations in the local cache",
+                                value=node.cache.count())
+        age = node.cache.age_seconds(datetime.now(UTC))
+        if age is not None:
+            yield GaugeMetricFamily("smartgate_feed_lag_seconds", "Age of the declaration cache (since the last "
+                                    "signed feed batch)", value=age)
+        status = node.sync_status()
+        backlog = _number(status.get("outbox_backlog"))
+        if backlog is not None:
+            yield GaugeMetricFamily("smartgate_outbox_backlog", "Events waiting for central", value=backlog)
+        link = status.get("link") or {}
+        if link.get("configured", True) and link.get("up") is not None:
+            yield GaugeMetricFamily("smartgate_link_up", "1 when the link to central is up",
+                                    value=1.0 if link.get("up") else 0.0)
+        for key, name, text in (("uploaded", "smartgate_uploads", "Events uploaded to central"),
+                                ("upload_errors", "smartgate_upload_errors", "Failed uploads to central")):
+            value = _number(status.get(key))
+            if value is not None:
+                yield CounterMetricFamily(name, text, value=value)
+        rejected = _number((status.get("feed") or {}).get("rejected"))
+        if rejected is not None:
+            yield CounterMetricFamily("smartgate_feed_rejected", "Feed batches refused (signature, replay, gate)",
+                                      value=rejected)
+
+
+class NodeMetrics:
+    """The node's registry: lane counters fed by controller notifications, state read at scrape time."""
+
+    def __init__(self, node: GateNode, clock: Callable[[], float] = time.time):
+        self.node, self.clock = node, clock
+        self.registry = CollectorRegistry()
+        self.decisions = Counter("smartgate_decisions", "Decisions by outcome", ["lane", "outcome"],
+                                 registry=self.registry)
+        self.reasons = Counter("smartgate_decision_reasons", "Reason codes of decisions", ["lane", "reason"],
+                               registry=self.registry)
+        self.alarms = Counter("smartgate_alarms", "Alarms raised", ["lane", "code"], registry=self.registry)
+        self.barrier_commands = Counter("smartgate_barrier_commands", "Barrier commands", ["lane", "command"],
+                                        registry=self.registry)
+        self.latency = Histogram("smartgate_decision_latency_seconds", "From the last reading to the decision",
+                                 ["lane"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(_NodeStateCollector(node))
+        self.http = HttpMetrics(self.registry)
+
+    def attach(self) -> None:
+        """Listen to every lane controller (call once, after the node has built its lanes)."""
+        for controller in self.node.lanes.values():
+            controller.listeners.append(self.on_lane_event)
+
+    def on_lane_event(self, lane_id: str, kind: str, payload: dict[str, Any]) -> None:
+        """Count one lane notification (a controller listener)."""
+        if kind == "decision":
+            self.decisions.labels(lane_id, str(payload.get("outcome", "unknown"))).inc()
+            for reason in payload.get("reasons") or ():
+                code = reason.get("code") if isinstance(reason, dict) else reason
+                self.reasons.labels(lane_id, str(code)).inc()
+            controller = self.node.lanes.get(lane_id)
+            tx = controller.machine.tx if controller is not None else None
+            last = getattr(tx, "last_reading_at", None)
+            if last is not None:
+                self.latency.labels(lane_id).observe(max(0.0, controller.clock() - last))
+        elif kind == "alarm":
+            self.alarms.labels(lane_id, str(payload.get("code", "unknown"))).inc()
+        elif kind == "barrier":
+            self.barrier_commands.labels(lane_id, str(payload.get("command", "unknown"))).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class HttpMetrics:
+    """Request count and latency per route template (never per raw path: no label explosion)."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = "smartgate"):
+        self.duration = Histogram(f"{prefix}_http_request_duration_seconds", "HTTP request latency",
+                                  ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=registry)
+
+    def instrument(self, app: FastAPI) -> None:
+        """Time every request of `app` (streams such as SSE are timed to their first response)."""
+
+        @app.middleware("http")
+        async def _timed(request, call_next):
+            started = time.perf_counter()
+            response = await call_next(request)
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.duration.labels(request.method, template, str(response.status_code)).observe(
+                time.perf_counter() - started)
+            return response

@@ -163,7 +163,8 @@ class Action:
     """Something the controller must do. kind names it; data carries the specifics."""
 
     kind: str  # open_transaction, evaluate, start_timer, cancel_timer, open_barrier,
-    # close_barrier, record_decision, record_officer_action, close_transaction, alarm, state
+    # close_barrier, record_decision, record_officer_action, close_transaction, alarm, state,
+    # attach_early_reading, late_reading, unauthorised_passage
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -175,7 +176,7 @@ TAMPER_ALARM = "BOOM_OPEN_WITHOUT_RELEASE"
 
 TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
     S.IDLE: {
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "arrival_on": (S.ARRIVED, S.COLLECTING),
         "arrival_off": (S.IDLE,),
@@ -188,14 +189,14 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "recovered": (S.IDLE,),
     },
     S.ARRIVED: {
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "reading": (S.COLLECTING,),
         "timeout": (S.ARRIVED,),
-        "decided_release": (S.DECIDED,),
+        "decided_release": (S.DECIDED, S.PASSING),
         "decided_hold": (S.DECIDED,),
         "decided_refuse": (S.DECIDED,),
         "arrival_on": (S.ARRIVED,),
@@ -207,14 +208,14 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "recovered": (S.ARRIVED,),
     },
     S.COLLECTING: {
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "reading": (S.COLLECTING,),
         "timeout": (S.COLLECTING,),
-        "decided_release": (S.DECIDED,),
+        "decided_release": (S.DECIDED, S.PASSING),
         "decided_hold": (S.DECIDED,),
         "decided_refuse": (S.DECIDED,),
         "arrival_on": (S.COLLECTING,),
@@ -228,10 +229,10 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
     S.DECIDED: {
         "reading": (S.DECIDED,),
         "timeout": (S.DECIDED,),
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "open_failed": (S.DECIDED,),
         "boom_open": (S.DECIDED, S.PASSING),
@@ -240,7 +241,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "arrival_off": (S.DECIDED, S.IDLE, S.FAULT),
         "fault": (S.DECIDED,),
         "barrier_fault": (S.FAULT,),
-        "recovered": (S.DECIDED,),
+        "recovered": (S.DECIDED, S.PASSING),
     },
     S.PASSING: {
         "officer_manual_close": (),
@@ -264,10 +265,10 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "decided_release": (S.FAULT,),
         "decided_hold": (S.FAULT,),
         "decided_refuse": (S.FAULT,),
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "open_failed": (S.FAULT,),
         "fault": (S.FAULT,),
@@ -581,6 +582,12 @@ class LaneMachine:
         self.tx.released_by = by
         self.tx.open_commanded = True
         self.reclose_pending = False  # the boom is now open on purpose (an alarm stays latched)
+        self.intruder = False
+        if self.boom_open:
+            # Already up (opened with no release, not yet closed again): no boom_open will come, the
+            # truck may go now; the boom closes behind it as after any release.
+            self.state = S.PASSING
+            self.tx.vehicle_entered = self.loops["safety"]
         return [Action("open_barrier", {"transaction": self.tx.id, "released_by": by})]
 
     # ------------------------------------------------------------ faults

@@ -498,3 +498,16 @@ def test_a_released_boom_that_opens_is_no_tamper():
     lane.handle(Decided(RELEASE), 100.2)
     assert "alarm" not in kinds(lane.handle(BoomEvent(opened=True), 101.0))
     assert lane.alarm is None and lane.state == LaneState.PASSING
+
+
+def test_officer_releasing_a_truck_under_a_boom_someone_opened_lets_it_pass_and_closes_behind_it():
+    lane = held_lane()
+    lane.handle(LoopEvent("safety", True), 109.0)  # the truck's nose under the boom
+    lane.handle(BoomEvent(opened=True), 110.0)
+    actions = lane.handle(OfficerAction("release", "officer-7", "documents checked at the window"), 111.0)
+    assert "open_barrier" in kinds(actions) and lane.state == LaneState.PASSING
+    lane.handle(LoopEvent("arrival", False), 111.5)
+    assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 112.0))
+    actions = lane.handle(BoomEvent(opened=False), 113.0)
+    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "passed"
+    assert lane.alarm is not None  # released or not, the opening itself still needs acknowledging

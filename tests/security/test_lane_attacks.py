@@ -178,9 +178,11 @@ def test_forged_clear_after_the_real_suspect_keeps_the_truck_held_and_shows_the_
             await wait_until(lambda: controller.state == LaneState.DECIDED, what="held for the suspect scan")
             assert "SCANNER_SUSPECT" in controller.machine.tx.decision.reasons
             await asyncio.to_thread(scanner.publish, ScanEvent.COMPLETED, scan_id, ["CSQU3054383"], ScanVerdict.CLEAR)
-            await wait_until(lambda: bool(_journal(gate, "late_reading")), what="the forged clear journaled as late")
-            alarms = [e.payload["code"] for e in _journal(gate, "alarm")]
-            assert "SCAN_CONFLICT" in alarms
+            await wait_until(lambda: "SCAN_CONFLICT" in [e.payload["code"] for e in _journal(gate, "alarm")],
+                             what="the conflict alarm")
+            late = _journal(gate, "late_reading")
+            assert [(e.payload["verdict"], e.payload["transaction"]) for e in late] == [
+                ("clear", controller.machine.tx.id)]
             tokens = _tokens(gate)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gate.node.kiosk_port}", timeout=5,
                                          headers={"authorization": f"Bearer {tokens['officer']}"}) as client:
@@ -237,6 +239,28 @@ def test_reading_after_the_decision_is_journaled_late_and_never_merged(site, tmp
             assert tx.decision.reasons[0] == "SEAL_MISMATCH" and tx.decision.outcome.value == "hold"
             assert [r["said"] for r in tx.to_dict()["late_readings"]] == ["SEAL-777 intact"]
             assert not gate.rigs[LANE].plc.boom_open and _opens(gate) == []
+        finally:
+            await gate.stop()
+
+    asyncio.run(attack())
+
+
+def test_tamper_alarm_survives_a_node_restart_until_acknowledged(site, tmp_path):
+    async def attack():
+        gate = await _gate(site, tmp_path)
+        plc = gate.rigs[LANE].plc
+        try:
+            await asyncio.to_thread(_write_open_coil, gate)  # nobody at the lane
+            await wait_until(lambda: gate.node.lanes[LANE].machine.alarm is not None, what="the tamper alarm")
+            await wait_until(lambda: plc.boom_closed and not gate.node.lanes[LANE].machine.boom_open,
+                             what="boom closed again")
+            await gate.stop_node()
+            await gate.start_node()
+            alarm = gate.node.lanes[LANE].machine.alarm
+            assert alarm is not None and alarm["code"] == "BOOM_OPEN_WITHOUT_RELEASE"
+            await gate.node.lanes[LANE].officer_action("acknowledge_alarm", "sup-3", "seen on camera: maintenance")
+            assert gate.node.lanes[LANE].machine.alarm is None
+            assert plc.boom_closed and _opens(gate) == []
         finally:
             await gate.stop()
 

@@ -620,12 +620,12 @@ class LaneMachine:
 
     def _on_recovered(self, event: DeviceRestored, now: float) -> list[Action]:
         self.faulty.pop(event.device_id, None)
+        actions = self._on_recovered_state(now)
         if self.reclose_pending and self.boom_open and not self.loops["safety"]:
-            # The PLC is back and the boom someone opened is still up: close it (the state follows below).
-            reclose = [Action("close_barrier", {"transaction": self.tx.id if self.tx else None,
-                                                "why": "boom opened without a release: PLC answers again"})]
-            return reclose + self._on_recovered_state(now)
-        return self._on_recovered_state(now)
+            # The PLC answers again and the boom someone opened is still up: close it now.
+            actions.insert(0, Action("close_barrier", {"transaction": self.tx.id if self.tx else None,
+                                                       "why": "boom opened without a release: PLC answers again"}))
+        return actions
 
     def _on_recovered_state(self, now: float) -> list[Action]:
         if self.tx is not None and self.tx.open_pending and not self.faulty and self.state in (S.DECIDED, S.FAULT):

@@ -511,3 +511,12 @@ def test_officer_releasing_a_truck_under_a_boom_someone_opened_lets_it_pass_and_
     actions = lane.handle(BoomEvent(opened=False), 113.0)
     assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "passed"
     assert lane.alarm is not None  # released or not, the opening itself still needs acknowledging
+
+
+def test_boom_someone_opened_while_the_plc_was_unreachable_is_closed_when_it_answers_again():
+    lane = held_lane()
+    lane.handle(BoomEvent(opened=True), 110.0)
+    lane.handle(DeviceFailed("IMP-1-plc", "no response", is_barrier=True), 110.1)  # the close was lost
+    actions = lane.handle(DeviceRestored("IMP-1-plc"), 115.0)
+    assert "close_barrier" in kinds(actions) and "open_barrier" not in kinds(actions)
+    assert lane.state == LaneState.DECIDED

@@ -117,17 +117,15 @@ class Transaction:
         in_progress = [s for s in self.scans.values() if not _is_final(s) and s.scan_id != reading.scan_id]
         if known is not None and _is_final(known):
             if _is_final(reading) and reading.verdict != known.verdict:
-                self.scan_conflicts.append(
-                    f"scan {reading.scan_id}: {reading.verdict.value} after {known.verdict.value}")
+                self._scan_conflict(f"scan {reading.scan_id}: {reading.verdict.value} after {known.verdict.value}")
                 if _SCAN_SEVERITY[reading.verdict] > _SCAN_SEVERITY[known.verdict]:
                     self.scans[reading.scan_id] = reading
             # otherwise a repeat or a stale "started"/"pending": the final verdict stands
         elif known is None or reading.completed or not known.completed:
             if known is None and _is_final(reading) and in_progress:
                 # A verdict for a scan nobody started while another scan is being analysed.
-                self.scan_conflicts.append(
-                    f"scan {reading.scan_id}: {reading.verdict.value} while scan {in_progress[0].scan_id} "
-                    "is still in progress")
+                self._scan_conflict(f"scan {reading.scan_id}: {reading.verdict.value} while scan "
+                                    f"{in_progress[0].scan_id} is still in progress")
             self.scans[reading.scan_id] = reading
         finals = [s for s in self.scans.values() if _is_final(s)]
         if len({s.verdict for s in finals}) > 1 and not self.scan_conflicts:
@@ -137,6 +135,10 @@ class Transaction:
             s for s in self.scans.values() if _SCAN_SEVERITY[s.verdict] == worst][-1]
         self.seen_scan = self.scan
         return (self.scan, len(self.scan_conflicts)) != before
+
+    def _scan_conflict(self, detail: str) -> None:
+        if detail not in self.scan_conflicts:  # the same forged message again is no news
+            self.scan_conflicts.append(detail)
 
     def add_late(self, reading: Reading) -> tuple[bool, list[dict[str, str]]]:
         """Keep a reading that came after the decision apart; (is it news, conflicts it raises).

@@ -520,3 +520,11 @@ def test_boom_someone_opened_while_the_plc_was_unreachable_is_closed_when_it_ans
     actions = lane.handle(DeviceRestored("IMP-1-plc"), 115.0)
     assert "close_barrier" in kinds(actions) and "open_barrier" not in kinds(actions)
     assert lane.state == LaneState.DECIDED
+
+
+def test_the_same_forged_clear_repeated_is_no_news():
+    tx = Transaction("IMP-1", 100.0)
+    tx.add(scan(ScanVerdict.SUSPECT).reading)
+    assert tx.add(scan(ScanVerdict.CLEAR).reading)
+    assert not tx.add(scan(ScanVerdict.CLEAR).reading)
+    assert len(tx.scan_conflicts) == 1 and tx.facts().scan_verdict == "suspect"

@@ -23,7 +23,7 @@ from edge.declarations import (
     RiskChannel,
 )
 
-RULESET_VERSION = "2026.12.1"
+RULESET_VERSION = "2026.12.2"  # .2: PLATE_CONFLICT, SCAN_CONFLICT
 
 
 class Outcome(StrEnum):

@@ -9,6 +9,20 @@ the safety loop clears the boom is asked to close; when the boom reports closed 
 again, and a truck already waiting on the arrival loop starts the next transaction. A device
 fault puts the lane in FAULT: nothing is released automatically until the device recovers.
 
+Readings after the decision. Once a truck is decided (by the rules or an officer) its
+transaction is what the decision was made on and never changes: a reading that arrives for it is
+journaled as late, shown to the officer beside the decision, and raises an alarm when it
+contradicts it (another confident plate, another scan verdict). While a released truck is
+leaving (boom opening, PASSING) a reading is more likely the next truck's: it is also held for the
+pre-arrival window, like a reading at an idle lane, and attaches to the next transaction.
+
+Boom tamper. A boom that opens with no journaled release (the PLC's open coil written by someone
+else over Modbus) is an attack: the lane latches BOOM_OPEN_WITHOUT_RELEASE until a supervisor
+acknowledges it, commands the boom closed at once, or as soon as the safety loop is clear (never
+onto a vehicle), and again every time it opens. A vehicle that goes under the unreleased boom is
+journaled as an unauthorised passage; a held truck that drives through closes its transaction as
+`unauthorised_passage`, never `left_lane`. None of this is a release: the truck stays held.
+
 Everything that affects states and transitions lives in this file. TRANSITIONS lists, for each
 state, the events it accepts and the states they may lead to; an event a state does not list is a
 LaneError. The machine returns Actions; the controller (edge/lane_control.py) journals and carries
@@ -21,7 +35,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from devices.readings import Reading
+from devices.protocols.plates import normalise_plate
+from devices.readings import PlateRead, Reading
 from edge.config import LanePolicy
 from edge.rules import Decision, Outcome, decision_for_restart
 from edge.transaction import Transaction
@@ -87,7 +102,7 @@ class Decided:
         return f"decided_{self.decision.outcome.value}"
 
 
-OFFICER_ACTIONS = ("release", "refuse", "inspect", "manual_open", "manual_close")
+OFFICER_ACTIONS = ("release", "refuse", "inspect", "manual_open", "manual_close", "acknowledge_alarm")
 
 
 @dataclass(frozen=True)
@@ -96,7 +111,8 @@ class OfficerAction:
 
     release / refuse / inspect act on the truck at the lane; manual_open opens the boom (for the
     truck, or for a vehicle with no transaction such as an ambulance) and is journaled as a release
-    by that officer; manual_close closes it (still refused while the safety loop is occupied).
+    by that officer; manual_close closes it (still refused while the safety loop is occupied);
+    acknowledge_alarm clears a latched alarm (the officer has seen it and dealt with it).
     """
 
     action: str  # one of OFFICER_ACTIONS
@@ -147,18 +163,20 @@ class Action:
     """Something the controller must do. kind names it; data carries the specifics."""
 
     kind: str  # open_transaction, evaluate, start_timer, cancel_timer, open_barrier,
-    # close_barrier, record_decision, record_officer_action, close_transaction, alarm, state
+    # close_barrier, record_decision, record_officer_action, close_transaction, alarm, state,
+    # attach_early_reading, late_reading, unauthorised_passage
     data: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the table
 
 S = LaneState
-_ALWAYS = {"safety_on", "safety_off", "exit_on", "exit_off"}
+_ALWAYS = {"safety_on", "safety_off", "exit_on", "exit_off", "officer_acknowledge_alarm"}
+TAMPER_ALARM = "BOOM_OPEN_WITHOUT_RELEASE"
 
 TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
     S.IDLE: {
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "arrival_on": (S.ARRIVED, S.COLLECTING),
         "arrival_off": (S.IDLE,),
@@ -171,39 +189,39 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "recovered": (S.IDLE,),
     },
     S.ARRIVED: {
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "reading": (S.COLLECTING,),
         "timeout": (S.ARRIVED,),
-        "decided_release": (S.DECIDED,),
+        "decided_release": (S.DECIDED, S.PASSING),
         "decided_hold": (S.DECIDED,),
         "decided_refuse": (S.DECIDED,),
         "arrival_on": (S.ARRIVED,),
-        "arrival_off": (S.IDLE, S.FAULT),
+        "arrival_off": (S.ARRIVED, S.IDLE, S.FAULT),
         "boom_open": (S.ARRIVED,),
-        "boom_closed": (S.ARRIVED,),
+        "boom_closed": (S.ARRIVED, S.IDLE, S.FAULT),
         "fault": (S.FAULT,),
         "barrier_fault": (S.FAULT,),
         "recovered": (S.ARRIVED,),
     },
     S.COLLECTING: {
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "reading": (S.COLLECTING,),
         "timeout": (S.COLLECTING,),
-        "decided_release": (S.DECIDED,),
+        "decided_release": (S.DECIDED, S.PASSING),
         "decided_hold": (S.DECIDED,),
         "decided_refuse": (S.DECIDED,),
         "arrival_on": (S.COLLECTING,),
-        "arrival_off": (S.IDLE, S.FAULT),
+        "arrival_off": (S.COLLECTING, S.IDLE, S.FAULT),
         "boom_open": (S.COLLECTING,),
-        "boom_closed": (S.COLLECTING,),
+        "boom_closed": (S.COLLECTING, S.IDLE, S.FAULT),
         "fault": (S.FAULT,),
         "barrier_fault": (S.FAULT,),
         "recovered": (S.COLLECTING,),
@@ -211,10 +229,10 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
     S.DECIDED: {
         "reading": (S.DECIDED,),
         "timeout": (S.DECIDED,),
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "open_failed": (S.DECIDED,),
         "boom_open": (S.DECIDED, S.PASSING),
@@ -223,7 +241,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "arrival_off": (S.DECIDED, S.IDLE, S.FAULT),
         "fault": (S.DECIDED,),
         "barrier_fault": (S.FAULT,),
-        "recovered": (S.DECIDED,),
+        "recovered": (S.DECIDED, S.PASSING),
     },
     S.PASSING: {
         "officer_manual_close": (),
@@ -241,16 +259,16 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "reading": (S.FAULT,),
         "timeout": (S.FAULT,),
         "arrival_on": (S.FAULT,),
-        "arrival_off": (S.FAULT,),
+        "arrival_off": (S.FAULT, S.IDLE),
         "boom_open": (S.FAULT,),
-        "boom_closed": (S.FAULT,),
+        "boom_closed": (S.FAULT, S.IDLE),
         "decided_release": (S.FAULT,),
         "decided_hold": (S.FAULT,),
         "decided_refuse": (S.FAULT,),
-        "officer_release": (S.DECIDED,),
+        "officer_release": (S.DECIDED, S.PASSING),
         "officer_refuse": (S.DECIDED,),
         "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED,),
+        "officer_manual_open": (S.DECIDED, S.PASSING),
         "officer_manual_close": (),
         "open_failed": (S.FAULT,),
         "fault": (S.FAULT,),
@@ -258,6 +276,12 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
         "recovered": (S.FAULT, S.IDLE, S.COLLECTING, S.DECIDED, S.PASSING),
     },
 }
+# A vehicle leaving the safety loop under a boom opened with no release may end the held truck's
+# transaction (it drove through): an unauthorised passage.
+for _state, _targets in {S.IDLE: (S.IDLE,), S.ARRIVED: (S.ARRIVED, S.IDLE, S.FAULT),
+                         S.COLLECTING: (S.COLLECTING, S.IDLE, S.FAULT), S.DECIDED: (S.DECIDED, S.IDLE, S.FAULT),
+                         S.PASSING: (), S.FAULT: (S.FAULT, S.IDLE)}.items():
+    TRANSITIONS[_state]["safety_off"] = _targets
 for _state in TRANSITIONS.values():
     for _key in _ALWAYS:
         _state.setdefault(_key, ())  # loops never change the state by themselves (handled below)
@@ -278,6 +302,10 @@ class LaneMachine:
     boom_open: bool = False
     faulty: dict[str, str] = field(default_factory=dict)
     state_before_fault: LaneState = LaneState.IDLE
+    alarm: dict[str, Any] | None = None  # latched until acknowledged: {code, text, since, openings}
+    reclose_pending: bool = False  # the boom opened with no release: close it once the safety loop is clear
+    intruder: bool = False  # a vehicle is under a boom that was opened with no release
+    intruder_tx: str | None = None  # the transaction of the held truck that drove through, if it was one
 
     # ------------------------------------------------------------ entry point
 
@@ -300,6 +328,8 @@ class LaneMachine:
 
     def _on_arrival_on(self, event: LoopEvent, now: float) -> list[Action]:
         self.loops["arrival"] = True
+        if self.tx is not None:
+            self.tx.left_arrival = False  # it came back (or never went)
         if self.state == S.IDLE:
             return self._open_transaction(now)
         if self.state == S.FAULT and self.tx is None:
@@ -308,6 +338,16 @@ class LaneMachine:
 
     def _on_arrival_off(self, event: LoopEvent, now: float) -> list[Action]:
         self.loops["arrival"] = False
+        tx = self.tx
+        if tx is not None and not tx.open_commanded and self.state != S.PASSING:
+            if tx.entered_without_release:
+                self.intruder_tx = tx.id
+                return self._close_transaction("unauthorised_passage", now)
+            if self._open_without_release():
+                # Backing away or driving through the boom someone opened? The safety loop will tell;
+                # if the boom closes with nobody under it, the truck left the lane.
+                tx.left_arrival = True
+                return []
         if self.state in (S.ARRIVED, S.COLLECTING) or (
             self.state in (S.DECIDED, S.FAULT) and self.tx and not self.tx.open_commanded
         ):
@@ -324,6 +364,10 @@ class LaneMachine:
                                                 "text": "Safety loop occupied again while closing"}))
                 self.tx.closing = False
             self.tx.vehicle_entered = True
+        if self._open_without_release():
+            self.intruder = True
+            if self.tx is not None:
+                self.tx.entered_without_release = True
         return actions
 
     def _on_safety_off(self, event: LoopEvent, now: float) -> list[Action]:
@@ -331,7 +375,21 @@ class LaneMachine:
         if self.state == S.PASSING and self.tx and self.tx.vehicle_entered:
             self.tx.closing = True
             return [Action("close_barrier", {"transaction": self.tx.id, "why": "vehicle passed"})]
-        return []
+        actions: list[Action] = []
+        if self.intruder:
+            self.intruder = False
+            tx = self.tx
+            if tx is not None and tx.entered_without_release and not tx.open_commanded and not self.loops["arrival"]:
+                self.intruder_tx = tx.id
+                actions += self._close_transaction("unauthorised_passage", now)
+            actions.append(Action("unauthorised_passage", {
+                "transaction": self.intruder_tx, "alarm": TAMPER_ALARM,
+                "text": "A vehicle went under a boom that was opened with no release"}))
+            self.intruder_tx = None
+        if self.reclose_pending and self.boom_open:
+            actions.append(Action("close_barrier", {"transaction": self.tx.id if self.tx else None,
+                                                    "why": "boom opened without a release: lane clear"}))
+        return actions
 
     def _on_exit_on(self, event: LoopEvent, now: float) -> list[Action]:
         self.loops["exit"] = True
@@ -345,16 +403,46 @@ class LaneMachine:
 
     def _on_boom_open(self, event: BoomEvent, now: float) -> list[Action]:
         self.boom_open = True
+        if self.tx is not None and self.tx.open_pending:
+            # The open command whose answer was lost did reach the PLC: it is the journaled release.
+            self.tx.open_pending, self.tx.open_commanded = False, True
         if self.state == S.DECIDED and self.tx and self.tx.open_commanded:
             self.state = S.PASSING
             return []
-        if self.state == S.PASSING or (self.state == S.FAULT and self.tx and self.tx.open_commanded):
+        if self.state == S.PASSING or (self.tx is not None and self.tx.open_commanded):
             return []
-        return [Action("alarm", {"code": "BOOM_OPEN_WITHOUT_RELEASE",
-                                 "text": "Boom opened without a recorded release"})]
+        return self._tamper(now)
+
+    def _open_without_release(self) -> bool:
+        """The boom stands open (or is still coming down) and no release was journaled for it."""
+        return self.boom_open and self.state != S.PASSING and not (self.tx is not None and self.tx.open_commanded)
+
+    def _tamper(self, now: float) -> list[Action]:
+        """The boom opened with no release: latch the alarm and close it, never onto a vehicle."""
+        if self.alarm is None:
+            self.alarm = {"code": TAMPER_ALARM, "since": now, "openings": 0,
+                          "text": "Boom opened without a recorded release: closed by the node"}
+        self.alarm["openings"] += 1
+        self.alarm["last_at"] = now
+        self.reclose_pending = True
+        transaction = self.tx.id if self.tx else None
+        actions = [Action("alarm", {"code": TAMPER_ALARM, "transaction": transaction,
+                                    "openings": self.alarm["openings"],
+                                    "text": "Boom opened without a recorded release; closing it"})]
+        if self.loops["safety"]:
+            self.intruder = True
+            if self.tx is not None:
+                self.tx.entered_without_release = True
+        else:
+            actions.append(Action("close_barrier", {"transaction": transaction,
+                                                    "why": "boom opened without a release"}))
+        return actions
 
     def _on_boom_closed(self, event: BoomEvent, now: float) -> list[Action]:
         self.boom_open = False
+        self.reclose_pending = False
+        if self.tx is not None and self.tx.left_arrival and not self.loops["arrival"] and not self.tx.open_commanded:
+            return self._close_transaction("left_lane", now)  # nobody went under the boom: it backed away
         if self.state == S.DECIDED and self.tx and self.tx.open_commanded and self.tx.closing:
             return self._close_transaction("closed_before_passage", now)  # closed by hand before it went
         if self.state != S.PASSING or self.tx is None:
@@ -376,12 +464,35 @@ class LaneMachine:
         if self.tx is None or self.state == S.PASSING:
             self._buffer(reading, now)
             return []
+        if self.tx.decided:
+            return self._late_reading(reading, now)
         changed = self.tx.add(reading)
         if self.state == S.ARRIVED:
             self.state = S.COLLECTING
         if self.state == S.COLLECTING and changed:
             return [Action("evaluate", {"transaction": self.tx.id, "final": False})]
         return []
+
+    def _late_reading(self, reading: Reading, now: float) -> list[Action]:
+        """A reading for a truck already decided: journaled and shown as late, never merged."""
+        tx = self.tx
+        assert tx is not None
+        if tx.open_commanded:
+            self._buffer(reading, now)  # the released truck is leaving: it may be the next truck's
+        news, conflicts = tx.add_late(reading)
+        if not news:
+            return []
+        actions = [Action("late_reading", {"transaction": tx.id, "reading": reading})]
+        for conflict in conflicts:
+            text = f"scanner verdicts disagree after the decision: {conflict['detail']}"
+            actions.append(Action("alarm", {"transaction": tx.id, **conflict, "text": text}))
+        if (isinstance(reading, PlateRead) and reading.confidence >= self.policy.min_plate_confidence
+                and normalise_plate(reading.plate) not in tx.plates and not tx.open_commanded):
+            detail = f"{reading.plate} ({reading.confidence:.2f}) after the decision on {', '.join(tx.plates) or '-'}"
+            tx.late_conflicts.append({"code": "PLATE_CONFLICT", "detail": detail})
+            actions.append(Action("alarm", {"transaction": tx.id, "code": "PLATE_CONFLICT", "detail": detail,
+                                            "text": f"another plate read for the decided truck: {detail}"}))
+        return actions
 
     def _on_timeout(self, event: CollectTimeout, now: float) -> list[Action]:
         if self.tx is None or event.transaction_id != self.tx.id:
@@ -440,6 +551,15 @@ class LaneMachine:
                                                  "officer": event.officer, "reason": event.reason}),
                 Action("close_barrier", {"transaction": transaction, "why": f"manual close by {event.officer}"})]
 
+    def _on_officer_acknowledge_alarm(self, event: OfficerAction, now: float) -> list[Action]:
+        if self.alarm is None:
+            raise LaneError(f"lane {self.lane_id}: no alarm to acknowledge")
+        alarm, self.alarm = self.alarm, None
+        return [Action("record_officer_action", {
+            "transaction": self.tx.id if self.tx else None, "action": event.action, "officer": event.officer,
+            "reason": event.reason, "alarm": alarm["code"], "openings": alarm["openings"],
+            "alarm_since": alarm["since"]})]
+
     def _officer(self, event: OfficerAction, now: float) -> list[Action]:
         if self.tx is None:
             raise LaneError(f"lane {self.lane_id}: no truck to {event.action}")
@@ -461,6 +581,13 @@ class LaneMachine:
         assert self.tx is not None
         self.tx.released_by = by
         self.tx.open_commanded = True
+        self.reclose_pending = False  # the boom is now open on purpose (an alarm stays latched)
+        self.intruder = False
+        if self.boom_open:
+            # Already up (opened with no release, not yet closed again): no boom_open will come, the
+            # truck may go now; the boom closes behind it as after any release.
+            self.state = S.PASSING
+            self.tx.vehicle_entered = self.loops["safety"]
         return [Action("open_barrier", {"transaction": self.tx.id, "released_by": by})]
 
     # ------------------------------------------------------------ faults
@@ -493,6 +620,14 @@ class LaneMachine:
 
     def _on_recovered(self, event: DeviceRestored, now: float) -> list[Action]:
         self.faulty.pop(event.device_id, None)
+        actions = self._on_recovered_state(now)
+        if self.reclose_pending and self.boom_open and not self.loops["safety"]:
+            # The PLC answers again and the boom someone opened is still up: close it now.
+            actions.insert(0, Action("close_barrier", {"transaction": self.tx.id if self.tx else None,
+                                                       "why": "boom opened without a release: PLC answers again"}))
+        return actions
+
+    def _on_recovered_state(self, now: float) -> list[Action]:
         if self.tx is not None and self.tx.open_pending and not self.faulty and self.state in (S.DECIDED, S.FAULT):
             self.state = S.DECIDED
             self.tx.open_pending = False
@@ -578,6 +713,8 @@ class LaneMachine:
             "boom_open": self.boom_open,
             "faults": dict(self.faulty),
             "buffered_readings": len(self.buffered),
+            "alarm": dict(self.alarm) if self.alarm else None,
+            "closing_unreleased_boom": self.reclose_pending,
         }
 
 

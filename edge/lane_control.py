@@ -5,6 +5,11 @@ queued and handled one at a time, so the lane machine never sees two events at o
 reading, decision, officer action and barrier command is journaled before anything acts on it:
 `await journal.append_async(...)` returns only once the row is committed (in one transaction with
 whatever other lanes appended meanwhile: group commit), and the fsync does not block the loop.
+
+Journal kinds written here besides readings and decisions: `late_reading` (a reading for a truck
+already decided, not used by its decision), `unauthorised_passage` (a vehicle went under a boom
+opened with no release) and the `alarm` rows, among them the latched BOOM_OPEN_WITHOUT_RELEASE
+that a supervisor's `acknowledge_alarm` (an `officer_action` row with the user's name) clears.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from edge.cache import DeclarationCache
 from edge.config import LaneConfig
 from edge.journal import Journal
 from edge.lane import (
+    TAMPER_ALARM,
     Action,
     BoomEvent,
     CollectTimeout,
@@ -140,6 +146,7 @@ class LaneController:
     async def start(self, restore: bool = True) -> None:
         """Rebuild state from the journal (after the first barrier poll) and start handling events."""
         self.used_declarations = self._used_declarations_from_journal()
+        self.machine.alarm = self._latched_alarm_from_journal()
         if restore:
             try:
                 async with asyncio.timeout(3.0):
@@ -346,6 +353,20 @@ class LaneController:
         self.recent.appendleft(summary)
         self._notify("tx_closed", summary)
 
+    async def _do_late_reading(self, data: dict[str, Any]) -> None:
+        payload = {"transaction": data["transaction"], **reading_payload(data["reading"])}
+        await self.journal.append_async("late_reading", payload, lane=self.lane.id)
+        self._notify("late_reading", payload)
+
+    async def _do_unauthorised_passage(self, data: dict[str, Any]) -> None:
+        payload = dict(data)
+        closed = next((r for r in self.recent if r["transaction"] == data.get("transaction")), None)
+        if closed is not None:  # the held truck that drove through: say who it was
+            payload.update(plates=closed["plates"], outcome=closed["outcome"], reasons=closed["reasons"],
+                           declaration=closed["declaration"])
+        await self.journal.append_async("unauthorised_passage", payload, lane=self.lane.id)
+        self._notify("unauthorised_passage", payload)
+
     async def _do_alarm(self, data: dict[str, Any]) -> None:
         await self.journal.append_async("alarm", dict(data), lane=self.lane.id)
         self._notify("alarm", dict(data))
@@ -369,6 +390,18 @@ class LaneController:
             except Exception:
                 log.exception("listener failed")
 
+    def _latched_alarm_from_journal(self) -> dict[str, Any] | None:
+        """The boom-tamper alarm if it was raised and no supervisor acknowledged it (it survives restarts)."""
+        openings, latched = 0, None
+        for entry in self.journal.latest(self.lane.id, kinds=["alarm", "officer_action"], limit=1000):
+            if entry.kind == "officer_action" and entry.payload.get("action") == "acknowledge_alarm":
+                break
+            if entry.kind == "alarm" and entry.payload.get("code") == TAMPER_ALARM:
+                openings += 1
+                latched = {"code": TAMPER_ALARM, "since": entry.at, "openings": openings,
+                           "text": "Boom opened without a recorded release: closed by the node"}
+        return latched
+
     def _used_declarations_from_journal(self) -> set[str]:
         return {
             e.payload["declaration"]
@@ -383,7 +416,7 @@ class LaneController:
         opened = entries[0]
         tx = Transaction(self.lane.id, opened_at=opened.at, id=opened.payload["transaction"])
         for entry in self.journal.entries(lane=self.lane.id, after_seq=opened.seq - 1):
-            if entry.kind in ("reading", "reading_attached"):
+            if entry.kind in ("reading", "reading_attached") and not tx.decided:
                 tx.add(reading_from_payload(entry.payload))
             elif entry.kind == "decision" and entry.payload.get("transaction") == tx.id:
                 tx.decision = decision_from_dict(entry.payload)

@@ -9,7 +9,7 @@ and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -23,7 +23,7 @@ from edge.declarations import (
     RiskChannel,
 )
 
-RULESET_VERSION = "2026.12.1"
+RULESET_VERSION = "2026.12.2"  # .2: PLATE_CONFLICT, SCAN_CONFLICT
 
 
 class Outcome(StrEnum):
@@ -74,8 +74,16 @@ REASONS: dict[str, ReasonInfo] = {
         Outcome.HOLD, True, "A reading the lane policy requires has not arrived"),
     "PLATE_LOW_CONFIDENCE": ReasonInfo(
         Outcome.HOLD, True, "The plate was read with too little confidence"),
+    "PLATE_CONFLICT": ReasonInfo(
+        Outcome.HOLD, False,
+        "Two different plates were read with confidence for one truck and no declaration names both: "
+        "a misread or a forged reading; the officer must look at the truck"),
     "SCANNER_SUSPECT": ReasonInfo(Outcome.HOLD, False, "The container scan looks suspect: inspection needed"),
     "SCANNER_PENDING": ReasonInfo(Outcome.HOLD, True, "The container scan is still being analysed"),
+    "SCAN_CONFLICT": ReasonInfo(
+        Outcome.HOLD, False,
+        "The scanner reported contradicting verdicts for this truck (a clear after a suspect, or a verdict for a "
+        "scan that was not the one in progress): the worst verdict stands"),
     "CACHE_STALE": ReasonInfo(
         Outcome.HOLD, False, "Declaration cache is older than policy allows for auto-release"),
     "DEVICE_FAULT": ReasonInfo(Outcome.HOLD, False, "A lane device is faulty: no auto-release"),
@@ -111,7 +119,8 @@ class TransactionFacts:
     containers: tuple[str, ...] = ()
     seals: tuple[SealSeen, ...] = ()
     weight_kg: float | None = None
-    scan_verdict: str | None = None  # clear / suspect / pending
+    scan_verdict: str | None = None  # clear / suspect / pending: the worst verdict seen
+    scan_conflict: str | None = None  # what contradicted what, when the scanner's verdicts disagree
 
 
 @dataclass(frozen=True)
@@ -313,12 +322,14 @@ def decide(
     if facts.plates and not confident:
         findings.append(Finding("PLATE_LOW_CONFIDENCE", ", ".join(p for p, _ in facts.plates)))
     declaration: Declaration | None = None
-    if confident:
-        declaration, selection = select_declaration(
-            TransactionFacts(confident, facts.containers, facts.seals, facts.weight_kg, facts.scan_verdict),
-            candidates,
-            context,
-        )
+    conflict = _plate_conflict(confident, candidates)
+    if conflict:
+        # Never match a declaration on one of two plates: a forged second read would pick it.
+        findings.append(Finding("PLATE_CONFLICT", conflict))
+    elif confident:
+        plates = {plate for plate, _ in confident}
+        naming_all = [d for d in candidates if plates <= set(d.plates)]
+        declaration, selection = select_declaration(replace(facts, plates=confident), naming_all, context)
         findings.extend(selection)
     if declaration is not None:
         findings.extend(_check_declaration(declaration, context))
@@ -329,6 +340,8 @@ def decide(
         findings.append(Finding("SCANNER_SUSPECT"))
     elif facts.scan_verdict == "pending":
         findings.append(Finding("SCANNER_PENDING"))
+    if facts.scan_conflict:
+        findings.append(Finding("SCAN_CONFLICT", facts.scan_conflict))
     if context.cache_age_s is None or context.cache_age_s > policy.max_cache_age_s:
         age = "never refreshed" if context.cache_age_s is None else f"{context.cache_age_s:.0f} s old"
         findings.append(Finding("CACHE_STALE", f"{age}, limit {policy.max_cache_age_s:.0f} s"))
@@ -347,6 +360,19 @@ def decide(
         declaration=declaration.number if declaration else None,
         awaiting_readings=_awaits_readings(findings),
     )
+
+
+def _plate_conflict(confident: Sequence[tuple[str, float]], candidates: Sequence[Declaration]) -> str | None:
+    """Words for two or more different confident plates that no one declaration names together, else None.
+
+    A tractor and its trailer carry different plates, and a declaration that lists both explains
+    them; any other pair is one truck read as two: a misread, or a forged reading naming someone
+    else's cleared plate. Low-confidence reads never count (they hold the truck on their own).
+    """
+    plates = {plate for plate, _ in confident}
+    if len(plates) < 2 or any(plates <= set(d.plates) for d in candidates):
+        return None
+    return " / ".join(f"{plate} ({confidence:.2f})" for plate, confidence in sorted(confident))
 
 
 # Reasons that mean a whole kind of reading is absent: worth waiting for even when the truck is

@@ -1,17 +1,41 @@
-"""One gate transaction: the readings gathered for one truck at one lane, de-duplicated."""
+"""One gate transaction: the readings gathered for one truck at one lane, de-duplicated.
+
+Scanner verdicts never improve within a transaction: per scan id a final verdict (clear, suspect)
+is kept; a different final verdict for the same truck (a clear after a suspect, a suspect after a
+clear, or a verdict for a scan that is not the one in progress) is a conflict, and the worst
+verdict stands. Readings that arrive after the truck was decided are kept apart as late readings
+(see `add_late`): they are shown, never merged into what the decision was made on.
+"""
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from devices.protocols.iso6346 import is_valid_container, normalise_container
 from devices.protocols.plates import normalise_plate
-from devices.readings import ContainerRead, PlateRead, Reading, ScanRead, SealRead, SealStatus, WeightRead
+from devices.readings import (
+    ContainerRead,
+    PlateRead,
+    Reading,
+    ScanRead,
+    ScanVerdict,
+    SealRead,
+    SealStatus,
+    WeightRead,
+)
 from edge.rules import Decision, SealSeen, TransactionFacts
 
 _SEAL_SEVERITY = {SealStatus.INTACT: 0, SealStatus.OPENED: 1, SealStatus.TAMPERED: 2}
+_SCAN_SEVERITY = {ScanVerdict.CLEAR: 0, ScanVerdict.PENDING: 1, ScanVerdict.SUSPECT: 2}
+MAX_LATE_READINGS = 50
+"""Late readings kept per transaction for the officer (all of them are journaled)."""
+
+
+def _is_final(scan: ScanRead) -> bool:
+    return scan.completed and scan.verdict != ScanVerdict.PENDING
 
 
 @dataclass
@@ -25,7 +49,9 @@ class Transaction:
     seals: dict[str, SealRead] = field(default_factory=dict)
     containers: dict[str, ContainerRead] = field(default_factory=dict)
     weight_kg: float | None = None
-    scan: ScanRead | None = None
+    scan: ScanRead | None = None  # the scan with the worst verdict (ties: the latest)
+    scans: dict[str, ScanRead] = field(default_factory=dict)  # scan id → its latest believed state
+    scan_conflicts: list[str] = field(default_factory=list)
     readings: int = 0
     duplicates: int = 0
     last_reading_at: float | None = None
@@ -40,6 +66,17 @@ class Transaction:
     manual: bool = False
     inspection_by: str | None = None
     officer_actions: list[dict[str, Any]] = field(default_factory=list)
+    entered_without_release: bool = False  # a vehicle went under a boom that was opened with no release
+    left_arrival: bool = False  # left the arrival loop while the boom stood open unreleased: went where?
+    late: list[Reading] = field(default_factory=list)  # readings after the decision, not used by it
+    late_count: int = 0
+    late_conflicts: list[dict[str, str]] = field(default_factory=list)  # {code, detail} raised after the decision
+    seen_scan: ScanRead | None = None  # the worst scan verdict seen, late ones included (what the officer sees)
+
+    @property
+    def decided(self) -> bool:
+        """True once the rules or an officer decided: later readings are late, never merged."""
+        return self.decision is not None or bool(self.officer_actions) or self.open_commanded
 
     def add(self, reading: Reading) -> bool:
         """Add a reading; return True when it changed what the truck is known to carry."""
@@ -65,18 +102,69 @@ class Transaction:
             changed = self.weight_kg != reading.gross_kg
             self.weight_kg = reading.gross_kg
         elif isinstance(reading, ScanRead):
-            current = self.scan
-            # A completed scan's verdict is never replaced by a "scan started" message.
-            if current is None or reading.completed or not current.completed:
-                changed = current is None or (current.verdict, current.completed) != (
-                    reading.verdict, reading.completed)
-                self.scan = reading
+            changed = self._add_scan(reading)
             for number in reading.containers:
                 changed = self._add_container(ContainerRead(reading.device_id, number, 1.0, reading.observed_at,
                                                             reading.received_at)) or changed
         if not changed:
             self.duplicates += 1
         return changed
+
+    def _add_scan(self, reading: ScanRead) -> bool:
+        """Merge one scanner message; True when the verdict the rules see (or a conflict) changed."""
+        before = (self.scan, len(self.scan_conflicts))
+        known = self.scans.get(reading.scan_id)
+        in_progress = [s for s in self.scans.values() if not _is_final(s) and s.scan_id != reading.scan_id]
+        if known is not None and _is_final(known):
+            if _is_final(reading) and reading.verdict != known.verdict:
+                self._scan_conflict(f"scan {reading.scan_id}: {reading.verdict.value} after {known.verdict.value}")
+                if _SCAN_SEVERITY[reading.verdict] > _SCAN_SEVERITY[known.verdict]:
+                    self.scans[reading.scan_id] = reading
+            # otherwise a repeat or a stale "started"/"pending": the final verdict stands
+        elif known is None or reading.completed or not known.completed:
+            if known is None and _is_final(reading) and in_progress:
+                # A verdict for a scan nobody started while another scan is being analysed.
+                self._scan_conflict(f"scan {reading.scan_id}: {reading.verdict.value} while scan "
+                                    f"{in_progress[0].scan_id} is still in progress")
+            self.scans[reading.scan_id] = reading
+        finals = [s for s in self.scans.values() if _is_final(s)]
+        if len({s.verdict for s in finals}) > 1 and not self.scan_conflicts:
+            self.scan_conflicts.append(" / ".join(f"scan {s.scan_id}: {s.verdict.value}" for s in finals))
+        worst = max((_SCAN_SEVERITY[s.verdict] for s in self.scans.values()), default=None)
+        self.scan = None if worst is None else [
+            s for s in self.scans.values() if _SCAN_SEVERITY[s.verdict] == worst][-1]
+        self.seen_scan = self.scan
+        return (self.scan, len(self.scan_conflicts)) != before
+
+    def _scan_conflict(self, detail: str) -> None:
+        if detail not in self.scan_conflicts:  # the same forged message again is no news
+            self.scan_conflicts.append(detail)
+
+    def add_late(self, reading: Reading) -> tuple[bool, list[dict[str, str]]]:
+        """Keep a reading that came after the decision apart; (is it news, conflicts it raises).
+
+        The decided facts do not change. The reading is tried on a copy of the transaction: if the
+        copy would have changed, it is news to the officer (kept in `late`, bounded); a scanner
+        verdict that contradicts the ones seen is a SCAN_CONFLICT, and the worst verdict seen
+        (late ones included) is what `to_dict` shows.
+        """
+        shadow = copy.copy(self)
+        shadow.plates, shadow.seals, shadow.containers = dict(self.plates), dict(self.seals), dict(self.containers)
+        shadow.scans, shadow.scan_conflicts = dict(self.scans), list(self.scan_conflicts)
+        for late in self.late:
+            shadow.add(late)
+        conflicts_before = len(shadow.scan_conflicts)
+        if not shadow.add(reading):
+            self.duplicates += 1
+            return False, []
+        self.late_count += 1
+        self.late.append(reading)
+        del self.late[:-MAX_LATE_READINGS]
+        self.seen_scan = shadow.scan
+        conflicts = [{"code": "SCAN_CONFLICT", "detail": detail}
+                     for detail in shadow.scan_conflicts[conflicts_before:]]
+        self.late_conflicts.extend(conflicts)
+        return True, conflicts
 
     def _add_container(self, reading: ContainerRead) -> bool:
         key = normalise_container(reading.container)
@@ -96,6 +184,7 @@ class Transaction:
             ),
             weight_kg=self.weight_kg,
             scan_verdict=self.scan.verdict.value if self.scan else None,
+            scan_conflict="; ".join(self.scan_conflicts) or None,
         )
 
     def container_numbers(self) -> list[str]:
@@ -126,9 +215,12 @@ class Transaction:
                 for s in self.seals.values()
             ],
             "weight_kg": self.weight_kg,
-            "scan": None if self.scan is None else {
-                "scan_id": self.scan.scan_id, "verdict": self.scan.verdict.value, "completed": self.scan.completed,
-                "image_ref": self.scan.image_ref, "containers": list(self.scan.containers)},
+            "scan": _scan_view(self.seen_scan or self.scan, self.scan,
+                               [*self.scan_conflicts, *(c["detail"] for c in self.late_conflicts)]),
+            "late_readings": [_late_view(r) for r in self.late],
+            "late_count": self.late_count,
+            "conflicts": [*({"code": "SCAN_CONFLICT", "detail": d} for d in self.scan_conflicts),
+                          *self.late_conflicts],
             "readings": self.readings,
             "duplicates": self.duplicates,
             "decision": self.decision.to_dict() if self.decision else None,
@@ -140,3 +232,29 @@ class Transaction:
             "inspection_by": self.inspection_by,
             "officer_actions": list(self.officer_actions),
         }
+
+
+def _scan_view(shown: ScanRead | None, decided: ScanRead | None, conflicts: list[str]) -> dict[str, Any] | None:
+    """The worst scan verdict seen for the truck, with the conflicts and the verdict the decision used."""
+    if shown is None:
+        return None
+    return {"scan_id": shown.scan_id, "verdict": shown.verdict.value, "completed": shown.completed,
+            "image_ref": shown.image_ref, "containers": list(shown.containers),
+            "decided_verdict": decided.verdict.value if decided else None,
+            "late": decided is None or shown is not decided, "conflicts": list(conflicts)}
+
+
+def _late_view(reading: Reading) -> dict[str, Any]:
+    """One late reading in a line: what kind, from which device, what it said, when."""
+    if isinstance(reading, PlateRead):
+        said = f"{reading.plate} ({reading.confidence:.2f})"
+    elif isinstance(reading, SealRead):
+        said = f"{reading.seal_id} {reading.status.value}"
+    elif isinstance(reading, ContainerRead):
+        said = reading.container
+    elif isinstance(reading, WeightRead):
+        said = f"{reading.gross_kg:.0f} kg"
+    else:
+        said = f"{reading.scan_id} {reading.verdict.value}"
+    return {"type": type(reading).__name__, "device": reading.device_id, "said": said,
+            "at": reading.received_at or reading.observed_at}

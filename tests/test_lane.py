@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devices.readings import PlateRead, SealRead, SealStatus
+from devices.readings import PlateRead, ScanRead, ScanVerdict, SealRead, SealStatus
 from edge.config import LanePolicy
 from edge.lane import (
     BoomEvent,
@@ -330,3 +330,201 @@ def test_truck_seen_under_the_boom_before_the_open_limit_switch_still_gets_the_b
     lane.handle(LoopEvent("safety", True), 101.0)  # same PLC poll as the open limit switch
     lane.handle(BoomEvent(opened=True), 101.0)
     assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 102.0))
+
+
+# ---------------------------------------------------------------- scanner verdicts never improve
+
+def scan(verdict: ScanVerdict, scan_id: str = "X1", completed: bool = True, at: float = 100.0) -> ReadingEvent:
+    return ReadingEvent(ScanRead("xray", scan_id, verdict, ("CSQU3054383",), None, completed, at, at))
+
+
+def test_forged_clear_after_suspect_keeps_the_suspect_and_shows_a_conflict():
+    tx = Transaction("IMP-1", 100.0)
+    tx.add(scan(ScanVerdict.SUSPECT).reading)
+    assert tx.add(scan(ScanVerdict.CLEAR).reading)  # changed: a conflict to judge
+    facts = tx.facts()
+    assert facts.scan_verdict == "suspect" and "clear after suspect" in facts.scan_conflict
+    shown = tx.to_dict()["scan"]
+    assert shown["verdict"] == "suspect" and shown["conflicts"]
+
+
+def test_clear_for_another_scan_while_the_real_scan_runs_is_a_conflict_not_a_clear():
+    tx = Transaction("IMP-1", 100.0)
+    tx.add(scan(ScanVerdict.PENDING, "REAL-1", completed=False).reading)
+    tx.add(scan(ScanVerdict.CLEAR, "FORGED-9").reading)
+    facts = tx.facts()
+    assert facts.scan_verdict == "pending"  # the real scan is still being analysed
+    assert "FORGED-9" in facts.scan_conflict and "REAL-1" in facts.scan_conflict
+
+
+def test_scan_started_then_its_own_verdict_is_no_conflict():
+    tx = Transaction("IMP-1", 100.0)
+    tx.add(scan(ScanVerdict.PENDING, "REAL-1", completed=False).reading)
+    tx.add(scan(ScanVerdict.PENDING, "REAL-1", completed=True).reading)  # scanned, not analysed yet
+    tx.add(scan(ScanVerdict.CLEAR, "REAL-1").reading)
+    assert tx.facts().scan_verdict == "clear" and tx.facts().scan_conflict is None
+    assert not tx.add(scan(ScanVerdict.CLEAR, "REAL-1").reading)  # the same verdict again changes nothing
+
+
+# ---------------------------------------------------------------- readings after the decision
+
+def held_lane() -> LaneMachine:
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(HOLD), 100.2)
+    return lane
+
+
+def test_reading_after_the_decision_is_journaled_late_and_not_merged():
+    lane = held_lane()
+    facts = lane.tx.facts()
+    actions = lane.handle(seal("S7", at=101.0), 101.0)
+    assert kinds(actions) == ["late_reading"]
+    assert lane.tx.facts() == facts and "S7" not in lane.tx.seals
+    assert lane.tx.to_dict()["late_readings"][0]["said"] == "S7 intact"
+    assert lane.handle(seal("S7", at=101.5), 101.5) == []  # the same late reading again is not news
+    assert lane.state == LaneState.DECIDED and "evaluate" not in kinds(actions)
+
+
+def test_forged_clear_after_the_suspect_decision_alarms_and_the_officer_still_sees_suspect():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(scan(ScanVerdict.SUSPECT), 100.2)
+    lane.handle(Decided(Decision(Outcome.HOLD, (Finding("SCANNER_SUSPECT"),), None)), 100.3)
+    actions = lane.handle(scan(ScanVerdict.CLEAR), 101.0)
+    assert kinds(actions) == ["late_reading", "alarm"] and actions[1].data["code"] == "SCAN_CONFLICT"
+    shown = lane.snapshot()["transaction"]["scan"]
+    assert shown["verdict"] == "suspect" and shown["conflicts"]
+    assert lane.tx.facts().scan_verdict == "suspect"
+
+
+def test_late_suspect_for_a_truck_decided_on_a_pending_scan_is_shown_as_the_worst_verdict():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(scan(ScanVerdict.PENDING, completed=False), 100.2)
+    lane.handle(Decided(HOLD), 100.3)
+    lane.handle(scan(ScanVerdict.SUSPECT), 101.0)
+    shown = lane.snapshot()["transaction"]["scan"]
+    assert shown["verdict"] == "suspect" and shown["decided_verdict"] == "pending" and shown["late"]
+
+
+def test_another_confident_plate_after_the_decision_raises_a_plate_conflict_alarm():
+    lane = held_lane()
+    actions = lane.handle(plate("51D-678.90", at=101.0), 101.0)
+    assert [a.data.get("code") for a in actions if a.kind == "alarm"] == ["PLATE_CONFLICT"]
+    assert list(lane.tx.plates) == ["29C12345"]
+
+
+def test_reading_while_a_released_truck_leaves_may_belong_to_the_next_truck():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    lane.handle(plate("51D-678.90", at=100.5), 100.5)  # boom still opening
+    assert "51D67890" not in lane.tx.plates
+    lane.handle(BoomEvent(opened=True), 101.0)
+    lane.handle(LoopEvent("safety", True), 101.2)
+    lane.handle(LoopEvent("arrival", False), 101.3)
+    lane.handle(LoopEvent("arrival", True), 101.5)
+    lane.handle(LoopEvent("safety", False), 101.8)
+    lane.handle(BoomEvent(opened=False), 102.5)
+    assert list(lane.tx.plates) == ["51D67890"]
+
+
+# ---------------------------------------------------------------- boom opened with no release
+
+def test_boom_opened_without_release_is_closed_at_once_and_the_alarm_latches():
+    lane = held_lane()
+    actions = lane.handle(BoomEvent(opened=True), 110.0)
+    assert kinds(actions) == ["alarm", "close_barrier"]
+    assert lane.alarm["code"] == "BOOM_OPEN_WITHOUT_RELEASE" and lane.state == LaneState.DECIDED
+    lane.handle(BoomEvent(opened=False), 111.0)
+    assert lane.alarm is not None and lane.tx.decision == HOLD and not lane.tx.open_commanded
+    assert "close_barrier" in kinds(lane.handle(BoomEvent(opened=True), 120.0))  # opened again: closed again
+    assert lane.alarm["openings"] == 2
+
+
+def test_boom_opened_over_a_vehicle_is_closed_only_once_the_safety_loop_is_clear():
+    lane = held_lane()
+    lane.handle(LoopEvent("safety", True), 109.0)
+    assert "close_barrier" not in kinds(lane.handle(BoomEvent(opened=True), 110.0))
+    assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 112.0))
+
+
+def test_held_truck_driving_through_an_unreleased_boom_is_an_unauthorised_passage_not_left_lane():
+    lane = held_lane()
+    held = lane.tx.id
+    lane.handle(BoomEvent(opened=True), 110.0)
+    lane.handle(LoopEvent("safety", True), 110.5)
+    closing = lane.handle(LoopEvent("arrival", False), 110.6)
+    assert next(a for a in closing if a.kind == "close_transaction").data["result"] == "unauthorised_passage"
+    actions = lane.handle(LoopEvent("safety", False), 111.0)
+    passage = next(a for a in actions if a.kind == "unauthorised_passage")
+    assert passage.data["transaction"] == held
+    assert "close_barrier" in kinds(actions) and "open_barrier" not in kinds(closing + actions)
+    assert lane.alarm is not None
+
+
+def test_truck_leaving_the_arrival_loop_first_is_judged_by_the_safety_loop():
+    lane = held_lane()
+    lane.handle(BoomEvent(opened=True), 110.0)
+    assert lane.handle(LoopEvent("arrival", False), 110.2) == []  # forward or back? not known yet
+    lane.handle(LoopEvent("safety", True), 110.4)
+    actions = lane.handle(LoopEvent("safety", False), 111.0)
+    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "unauthorised_passage"
+
+
+def test_truck_backing_away_from_an_unreleased_boom_left_the_lane():
+    lane = held_lane()
+    lane.handle(BoomEvent(opened=True), 110.0)
+    lane.handle(LoopEvent("arrival", False), 110.2)
+    actions = lane.handle(BoomEvent(opened=False), 111.0)
+    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "left_lane"
+
+
+def test_supervisor_acknowledges_the_latched_alarm_with_their_name():
+    lane = held_lane()
+    lane.handle(BoomEvent(opened=True), 110.0)
+    actions = lane.handle(OfficerAction("acknowledge_alarm", "sup-1", "PLC port locked"), 120.0)
+    recorded = next(a for a in actions if a.kind == "record_officer_action").data
+    assert recorded["officer"] == "sup-1" and recorded["alarm"] == "BOOM_OPEN_WITHOUT_RELEASE"
+    assert lane.alarm is None and lane.state == LaneState.DECIDED
+    with pytest.raises(LaneError):
+        lane.handle(OfficerAction("acknowledge_alarm", "sup-1", "again"), 121.0)
+
+
+def test_a_released_boom_that_opens_is_no_tamper():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    assert "alarm" not in kinds(lane.handle(BoomEvent(opened=True), 101.0))
+    assert lane.alarm is None and lane.state == LaneState.PASSING
+
+
+def test_officer_releasing_a_truck_under_a_boom_someone_opened_lets_it_pass_and_closes_behind_it():
+    lane = held_lane()
+    lane.handle(LoopEvent("safety", True), 109.0)  # the truck's nose under the boom
+    lane.handle(BoomEvent(opened=True), 110.0)
+    actions = lane.handle(OfficerAction("release", "officer-7", "documents checked at the window"), 111.0)
+    assert "open_barrier" in kinds(actions) and lane.state == LaneState.PASSING
+    lane.handle(LoopEvent("arrival", False), 111.5)
+    assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 112.0))
+    actions = lane.handle(BoomEvent(opened=False), 113.0)
+    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "passed"
+    assert lane.alarm is not None  # released or not, the opening itself still needs acknowledging
+
+
+def test_boom_someone_opened_while_the_plc_was_unreachable_is_closed_when_it_answers_again():
+    lane = held_lane()
+    lane.handle(BoomEvent(opened=True), 110.0)
+    lane.handle(DeviceFailed("IMP-1-plc", "no response", is_barrier=True), 110.1)  # the close was lost
+    actions = lane.handle(DeviceRestored("IMP-1-plc"), 115.0)
+    assert "close_barrier" in kinds(actions) and "open_barrier" not in kinds(actions)
+    assert lane.state == LaneState.DECIDED
+
+
+def test_the_same_forged_clear_repeated_is_no_news():
+    tx = Transaction("IMP-1", 100.0)
+    tx.add(scan(ScanVerdict.SUSPECT).reading)
+    assert tx.add(scan(ScanVerdict.CLEAR).reading)
+    assert not tx.add(scan(ScanVerdict.CLEAR).reading)
+    assert len(tx.scan_conflicts) == 1 and tx.facts().scan_verdict == "suspect"

@@ -104,6 +104,10 @@ CASES = [
      Outcome.HOLD, "CACHE_STALE"),
     ("a lane device is faulty", GOOD, [CLEARED], replace(CONTEXT, faulty_devices=("IMP-1-eseal",)), POLICY,
      Outcome.HOLD, "DEVICE_FAULT"),
+    ("two different confident plates for one truck", replace(GOOD, plates=(("29C12345", 0.97), ("51D67890", 0.93))),
+     [CLEARED], CONTEXT, POLICY, Outcome.HOLD, "PLATE_CONFLICT"),
+    ("scanner said clear after suspect", replace(GOOD, scan_verdict="suspect", scan_conflict="clear after suspect"),
+     [CLEARED], CONTEXT, POLICY, Outcome.HOLD, "SCAN_CONFLICT"),
 ]
 
 
@@ -214,3 +218,31 @@ def test_suspect_scan_on_a_red_channel_truck_is_never_released():
     decision = decide(replace(GOOD, scan_verdict="suspect"), [replace(CLEARED, channel=RiskChannel.RED)], POLICY,
                       CONTEXT)
     assert decision.outcome == Outcome.HOLD and {"SCANNER_SUSPECT", "CHANNEL_RED"} <= set(decision.reasons)
+
+
+def test_forged_second_plate_of_a_cleared_declaration_never_matches_an_undeclared_truck():
+    undeclared = replace(GOOD, plates=(("51D99999", 0.96), ("29C12345", 0.95)))  # its own, and a forged one
+    decision = decide(undeclared, [CLEARED], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.HOLD and "PLATE_CONFLICT" in decision.reasons
+    assert decision.declaration is None
+    assert "51D99999" in next(f.detail for f in decision.findings if f.code == "PLATE_CONFLICT")
+
+
+def test_a_low_confidence_different_read_is_not_a_plate_conflict():
+    facts = replace(GOOD, plates=(("29C12345", 0.97), ("29C12845", 0.4)))
+    decision = decide(facts, [CLEARED], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.RELEASE and decision.declaration == CLEARED.number
+
+
+def test_tractor_and_trailer_plates_on_one_declaration_are_not_a_conflict():
+    trailer = replace(CLEARED, plates=("29C12345", "29R01234"))
+    facts = replace(GOOD, plates=(("29C12345", 0.97), ("29R01234", 0.91)))
+    decision = decide(facts, [trailer], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.RELEASE and decision.declaration == trailer.number
+
+
+def test_scan_conflict_holds_even_when_the_worst_verdict_is_clear():
+    decision = decide(replace(GOOD, scan_verdict="clear", scan_conflict="scan B clear while scan A in progress"),
+                      [CLEARED], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.HOLD and decision.reasons == ["SCAN_CONFLICT"]
+    assert not decision.awaiting_readings

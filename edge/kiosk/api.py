@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from edge.app import GateNode
 
 STATIC_DIR = Path(__file__).parent / "static"
-SUPERVISOR_ACTIONS = {"manual_open", "manual_close"}
+SUPERVISOR_ACTIONS = {"manual_open", "manual_close", "acknowledge_alarm"}
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -59,7 +59,7 @@ def _strip(value: Any) -> Any:
 class OfficerActionRequest(_Body):
     """An officer's action at a lane. The officer is the logged-in user, never a field of the request."""
 
-    action: Literal["release", "refuse", "inspect", "manual_open", "manual_close"]
+    action: Literal["release", "refuse", "inspect", "manual_open", "manual_close", "acknowledge_alarm"]
     reason: str = Field(min_length=3, max_length=500)
 
     @field_validator("reason", mode="before")

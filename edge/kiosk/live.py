@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Controller event kinds after which a lane's history has a new line.
-HISTORY_EVENTS = {"decision", "officer_action", "barrier", "tx_closed", "alarm"}
+HISTORY_EVENTS = {"decision", "officer_action", "barrier", "tx_closed", "alarm", "late_reading", "unauthorised_passage"}
 
 
 def sse(event: str, data: Any) -> bytes:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # Journal kinds shown in a lane's history, newest first.
 HISTORY_KINDS = ("officer_action", "decision", "barrier_command", "tx_closed", "alarm", "device_fault",
-                 "device_recovered")
+                 "device_recovered", "late_reading", "unauthorised_passage")
 
 # Lane states in which the truck at the lane may be decided on by an officer.
 _DECIDABLE = {LaneState.ARRIVED, LaneState.COLLECTING, LaneState.DECIDED, LaneState.FAULT}
@@ -56,6 +56,8 @@ def available_actions(controller: LaneController) -> list[str]:
     if (tx is None or not tx.open_commanded) and machine.state != LaneState.PASSING:
         actions.append("manual_open")
     actions.append("manual_close")
+    if machine.alarm is not None:
+        actions.append("acknowledge_alarm")  # a latched alarm (boom opened with no release): supervisors
     return actions
 
 

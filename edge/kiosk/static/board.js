@@ -6,7 +6,7 @@
   const I = window.SGI18N;
   const t = I.t;
   const RANK = { officer: 1, supervisor: 2, admin: 3 };
-  const SUPERVISOR_ACTIONS = ["manual_open", "manual_close"];
+  const SUPERVISOR_ACTIONS = ["acknowledge_alarm", "manual_open", "manual_close"];
   const S = {
     me: null, csrf: null, mayAct: false, idleTimeout: 1800,
     lanes: new Map(), history: new Map(), status: null, recent: [], users: [], lookup: null,
@@ -189,14 +189,35 @@
   }
 
   function scanRow(tx) {
+    // The worst verdict seen for the truck (late ones included), never a later "clear" over it.
     const scan = tx.scan || tx.scanner;
     if (!scan) return null;
     const verdict = scan.verdict || "pending";
     const src = imageSource(scan.image || scan.image_url || scan.image_ref);
+    const conflicts = scan.conflicts || [];
+    const decided = scan.decided_verdict && scan.decided_verdict !== verdict ? scan.decided_verdict : null;
     return row("truck.scanner",
       h("span", { class: "tag " + ({ clear: "ok", suspect: "bad" }[verdict] || "warn"), text: tr("scan", verdict) }),
+      conflicts.length ? h("span", { class: "tag bad conflict", title: conflicts.join("\n"), text: t("scan.conflict") })
+        : null,
+      decided ? h("span", { class: "muted", text: t("scan.decided_as", { verdict: tr("scan", decided) }) }) : null,
       scan.scan_id ? h("span", { class: "muted mono", text: scan.scan_id }) : null,
       src ? h("img", { class: "scan-image", src, alt: t("truck.scanner") }) : null);
+  }
+
+  function lateRow(tx) {
+    const late = tx.late_readings || [];
+    if (!late.length) return null;
+    return row("truck.late_readings", late.slice(-5).map((r) => h("span", { class: "item late" },
+      h("span", { class: "mono", text: r.said }), h("span", { class: "muted", text: r.device }))));
+  }
+
+  function alarmBox(lane) {
+    const alarm = lane.alarm;
+    if (!alarm) return null;
+    return h("div", { class: "lane-alarm", role: "alert" },
+      h("div", { text: t("alarm.latched", { text: tr("alarm", alarm.code, alarm.text), n: alarm.openings }) }),
+      lane.closing_unreleased_boom ? h("div", { class: "lane-alarm-sub", text: t("alarm.closing") }) : null);
   }
 
   function declarationRow(tx, declaration) {
@@ -305,6 +326,13 @@
       case "device_recovered":
         text = t("history.device_recovered", { device: item.device });
         break;
+      case "unauthorised_passage":
+        text = t("history.unauthorised_passage", { plates: (item.plates || []).join(", ") || "—" });
+        break;
+      case "late_reading":
+        text = t("history.late_reading", { said: item.plate || item.seal_id || item.container
+          || (item.verdict ? tr("scan", item.verdict) : "") || (item.gross_kg ? item.gross_kg + " kg" : "") || "—" });
+        break;
       default:
         text = item.kind;
     }
@@ -337,7 +365,7 @@
     const body = [];
     if (tx) {
       body.push(plateRow(tx), containersRow(tx, lane.declaration), sealsRow(tx, lane.declaration),
-        weightRow(tx, lane.declaration, lane.policy), scanRow(tx), declarationRow(tx, lane.declaration));
+        weightRow(tx, lane.declaration, lane.policy), scanRow(tx), lateRow(tx), declarationRow(tx, lane.declaration));
     }
     card.replaceChildren(...[
       h("header", { class: "lane-head" },
@@ -348,6 +376,7 @@
       h("div", { class: "outcome-banner" },
         h("div", { class: "outcome-title", text: title }),
         sub ? h("div", { class: "outcome-sub", text: sub }) : null),
+      alarmBox(lane),
       tx ? h("div", { class: "truck" }, body) : null,
       tx ? reasonsBox(tx) : null,
       actionButtons(lane),

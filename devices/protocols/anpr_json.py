@@ -6,6 +6,7 @@ numeric part indexes a list (`results.0.plate`). A literal top-level key that co
 found first.
 
 Decoding never raises: anything the node cannot use becomes a `FrameRejected` with the reason.
+A plate or camera id holding a control, bidi or other hidden character (`identifiers`) is refused.
 Confidence is a fraction 0..1; a camera that reports percent (a value above 1, up to 100) is
 scaled down. Timestamps are epoch seconds (epoch milliseconds are recognised by their size) or
 ISO 8601 strings with a time zone; times outside 2000..2100 are refused as absurd. No clock is
@@ -21,11 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from devices.protocols.identifiers import check_device_text
 from devices.readings import FrameRejected
 
 MAX_PAYLOAD = 64 * 1024
 """Largest payload decoded, in bytes; larger ones are refused before parsing."""
 MAX_PLATE_LENGTH = 32
+MAX_CAMERA_ID_LENGTH = 64
 EARLIEST_TIMESTAMP = 946_684_800.0  # 2000-01-01T00:00:00Z
 LATEST_TIMESTAMP = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 _RAW_SAMPLE = 256  # bytes of a refused payload kept in the FrameRejected
@@ -151,6 +154,9 @@ def _decode(payload: bytes, fields: AnprFields) -> AnprResult | FrameRejected:
         return FrameRejected(f"missing plate field {fields.plate!r}", raw)
     if not isinstance(plate, str):
         return FrameRejected(f"plate field {fields.plate!r} is not a string: {type(plate).__name__}", raw)
+    problem = check_device_text(f"plate field {fields.plate!r}", plate)
+    if problem is not None:
+        return FrameRejected(problem, raw)
     plate = plate.strip()
     if not plate:
         return FrameRejected(f"empty plate in field {fields.plate!r}", raw)
@@ -183,6 +189,12 @@ def _decode(payload: bytes, fields: AnprFields) -> AnprResult | FrameRejected:
             return FrameRejected(f"camera id field {fields.camera!r} is not a string: "
                                  f"{type(camera_value).__name__}", raw)
         camera_id = str(camera_value)
+        problem = check_device_text(f"camera id field {fields.camera!r}", camera_id)
+        if problem is not None:
+            return FrameRejected(problem, raw)
+        if len(camera_id) > MAX_CAMERA_ID_LENGTH:
+            return FrameRejected(f"camera id too long: {len(camera_id)} characters (limit {MAX_CAMERA_ID_LENGTH})",
+                                 raw)
 
     return AnprResult(plate=plate, confidence=confidence, timestamp=timestamp, camera_id=camera_id)
 

@@ -9,12 +9,14 @@ One message per scan event::
 A scan starts with verdict ``pending`` (a started scan with any other verdict is refused; a missing
 verdict on ``scan_started`` means pending). ``scan_completed`` must carry a verdict, and may still
 say ``pending`` (scanned, image not yet analysed). ``containers`` may be missing or null (none
-read yet); each number is normalised like the e-seal's, never corrected (the rules judge the
+read yet); each number is folded like every identifier (`identifiers`), never corrected (the rules judge the
 check digit). ``image_ref`` may be missing, null or empty (no image). The timestamp is ISO 8601
 with a time zone (any offset, converted to UTC); naive times, numbers and times outside
 2000..2100 are refused. Unknown extra fields are ignored.
 
-Decoding never raises: anything the node cannot use becomes a `FrameRejected` with the reason.
+A scan id, lane, container or image_ref holding a control, bidi or other hidden character is
+refused (`identifiers.check_device_text`). Decoding never raises: anything the node cannot use
+becomes a `FrameRejected` with the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from devices.protocols.iso6346 import normalise_container
+from devices.protocols.identifiers import check_device_text, normalise_container
 from devices.readings import FrameRejected, ScanRead, ScanVerdict
 
 MAX_PAYLOAD = 64 * 1024
@@ -68,6 +70,9 @@ def _identifier(message: dict[str, Any], field: str) -> str | FrameRejected:
         return FrameRejected(f"missing {field}")
     if not isinstance(value, str):
         return FrameRejected(f"{field} is not a string: {type(value).__name__}")
+    problem = check_device_text(field, value)
+    if problem is not None:
+        return FrameRejected(problem)
     text = value.strip()
     if not text:
         return FrameRejected(f"empty {field}")
@@ -162,6 +167,9 @@ def _decode(data: bytes) -> ScanMessage | FrameRejected:
     for item in containers_value:
         if not isinstance(item, str):
             return FrameRejected(f"container is not a string: {type(item).__name__}")
+        problem = check_device_text("container", item)
+        if problem is not None:
+            return FrameRejected(problem)
         number = normalise_container(item)
         if not number:
             return FrameRejected("empty container number")
@@ -173,6 +181,8 @@ def _decode(data: bytes) -> ScanMessage | FrameRejected:
     if image_value is not None and not isinstance(image_value, str):
         return FrameRejected(f"image_ref is not a string: {type(image_value).__name__}")
     image_ref = image_value or None
+    if image_ref is not None and (problem := check_device_text("image_ref", image_ref)) is not None:
+        return FrameRejected(problem)
     if image_ref is not None and len(image_ref) > MAX_IMAGE_REF_LENGTH:
         return FrameRejected(f"image_ref too long: {len(image_ref)} characters (limit {MAX_IMAGE_REF_LENGTH})")
 

@@ -45,7 +45,11 @@ def fold_identifier(text: str) -> str:
     """Return `text` in matching form: NFKC, separators removed, upper case (see the module docstring)."""
     if text.isascii():  # NFKC leaves ASCII as it is: the common case stays cheap
         return _ASCII_SEPARATORS.sub("", text).upper()
-    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", text)).upper()
+    folded = _SEPARATORS.sub("", unicodedata.normalize("NFKC", text)).upper()
+    # Removing a separator or upper-casing can leave text that is not NFKC any more (a combining mark
+    # that NFKC split off a spacing accent now follows a letter): normalise once more, so folding twice
+    # gives what folding once gave.
+    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", folded))
 
 
 def normalise_plate(text: str) -> str:

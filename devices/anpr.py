@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 from devices.availability import MqttDeviceDriver
 from devices.protocols.anpr_json import AnprFields, AnprResult, decode_anpr_message
@@ -32,6 +33,7 @@ class AnprCameraDriver(MqttDeviceDriver):
         self.profile = profile
         self.fields = AnprFields(**profile.fields.model_dump())
         self.ignored_low_confidence = 0
+        self.zone = ZoneInfo(profile.timezone) if profile.timezone else None  # for ISO times sent without one
 
     def foreign_reason(self, topic: str, result: AnprResult) -> str | None:
         """Why this well-formed result is not this camera's own reading, or None when it is."""
@@ -44,7 +46,7 @@ class AnprCameraDriver(MqttDeviceDriver):
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         now = time.time()
-        result = decode_anpr_message(payload, self.fields)
+        result = decode_anpr_message(payload, self.fields, self.zone)
         if not isinstance(result, AnprResult):
             self.health.record_bad(f"refused a message: {result.reason}", now)
             log.warning("%s rejected a message on %s: %s", self.device_id, topic, result.reason)

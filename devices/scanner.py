@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 from devices.availability import MqttDeviceDriver
 from devices.protocols.scanner_json import ScanMessage, decode_scanner_message, scan_message_to_read
@@ -34,6 +35,7 @@ class ScannerDriver(MqttDeviceDriver):
         super().__init__(device_id, transport.topic, bus, sink)
         self.profile = profile
         self.lane = lane
+        self.zone = ZoneInfo(profile.timezone) if profile.timezone else None  # for ISO times sent without one
 
     def foreign_reason(self, topic: str, message: ScanMessage) -> str | None:
         """Why this well-formed message is not this scanner's reading for its lane, or None when it is."""
@@ -46,7 +48,7 @@ class ScannerDriver(MqttDeviceDriver):
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         now = time.time()
-        message = decode_scanner_message(payload)
+        message = decode_scanner_message(payload, self.zone)
         if not isinstance(message, ScanMessage):
             self.health.record_bad(f"refused a message: {message.reason}", now)
             log.warning("%s rejected a message: %s", self.device_id, message.reason)

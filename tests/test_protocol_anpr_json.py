@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -162,6 +163,14 @@ def test_timestamps_in_the_shapes_cameras_send(sent, epoch):
     result = decode_anpr_message(message(plate="29C12345", confidence=0.9, timestamp=sent))
     assert isinstance(result, AnprResult), result
     assert result.timestamp == (None if epoch is None else pytest.approx(epoch))
+
+
+def test_a_time_without_zone_is_read_in_the_zone_the_profile_names():
+    payload = message(plate="29C12345", confidence=0.9, timestamp="2026-11-23T15:15:42")
+    refused = decode_anpr_message(payload)
+    assert isinstance(refused, FrameRejected) and "has no time zone (and the profile names none)" in refused.reason
+    read = decode_anpr_message(payload, AnprFields(), ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert isinstance(read, AnprResult) and read.timestamp == TRUCK_AT_GATE  # 15:15:42 at UTC+7 is 08:15:42Z
 
 
 # ------------------------------------------------------------------ messages the node refuses

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -109,6 +110,12 @@ def test_a_completed_scan_may_still_wait_for_the_analyst():
 def test_container_numbers_are_normalised_not_corrected():
     result = decode_scanner_message(good(containers=["csqu 305438-3", "CSQU3054384"]))
     assert result.containers == ("CSQU3054383", "CSQU3054384")
+
+
+def test_a_time_without_zone_is_read_in_the_zone_the_profile_names():
+    payload = good(timestamp="2026-11-23T15:15:42")
+    assert "the profile names none" in decode_scanner_message(payload).reason
+    assert decode_scanner_message(payload, ZoneInfo("Asia/Ho_Chi_Minh")).timestamp == AT_GATE
 
 
 def test_full_width_container_numbers_are_folded_to_ascii():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 
 from devices.anpr import AnprCameraDriver
 from devices.readings import DeviceFault, DeviceRecovered, PlateRead
@@ -102,6 +104,27 @@ def test_a_plate_naming_another_camera_is_refused_counted_and_shown(broker, site
             assert health["last_error_at"] is not None
         finally:
             await asyncio.to_thread(intruder.stop)
+            await asyncio.to_thread(camera.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_mosquitto_pub_as_a_third_party_camera_is_read(broker, site):
+    """Mosquitto's own client, not our simulator, sends the README's plate message (QoS 1, not retained)."""
+    async def scenario():
+        bus, driver, camera, events = await start(broker, site, "gate/T/f/anpr")
+        payload = json.dumps({"plate": "29C-123.45", "confidence": 0.93, "timestamp": "2026-11-23T08:15:42Z",
+                              "camera_id": "IMP-1-anpr"})
+        try:
+            await asyncio.to_thread(subprocess.run, [
+                shutil.which("mosquitto_pub") or "mosquitto_pub", "-h", broker.host, "-p", str(broker.port),
+                "-i", "third-party-camera", "-q", "1", "-t", "gate/T/f/anpr", "-m", payload], check=True, timeout=10)
+            await wait_until(lambda: plates(events), what="the plate from mosquitto_pub")
+            read = plates(events)[0]
+            assert (read.plate, read.device_id, read.confidence) == ("29C-123.45", "IMP-1-anpr", 0.93)
+            assert read.observed_at == 1795421742.0  # the camera's own time, not the receive time
+        finally:
             await asyncio.to_thread(camera.stop)
             await bus.stop()
 

@@ -8,7 +8,9 @@ contract (numeric strings, a byte order mark), the example is listed as tolerate
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -243,3 +245,16 @@ def test_other_status_payloads_are_outside_the_contract(payload: str) -> None:
 def test_a_rejection_reason_never_echoes_a_hidden_character() -> None:
     result = decode_anpr_message(json.dumps({"plate": "29C-\u202e54.321", "confidence": 0.9}).encode())
     assert isinstance(result, FrameRejected) and "\u202e" not in result.reason
+
+
+def readme_examples() -> dict[str, Any]:
+    """The payloads the README's `mosquitto_pub` examples send, by topic."""
+    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    return {topic: json.loads(payload) for topic, payload in re.findall(r"-t (\S+) \\\n\s*-m '([^']+)'", text)}
+
+
+def test_the_readme_examples_fit_the_contracts_and_decode() -> None:
+    examples = readme_examples()
+    plate, scan = examples["gate/HUUNGHI/IMP-1/anpr/front"], examples["gate/HUUNGHI/IMP-1/scanner"]
+    assert fits("anpr-plate-read", plate) and anpr_accepts(plate)
+    assert fits("scanner-result", scan) and scanner_accepts(scan)

@@ -53,6 +53,9 @@ _KINDS = {member.value: member for member in DeclarationKind}
 _CHANNELS = {member.value: member for member in RiskChannel}
 _STATUSES = {member.value: member for member in DeclarationStatus}
 _REFRESHED_AT = "refreshed_at"
+_IDENTIFIER_FORM = "identifier_form"
+IDENTIFIER_FORM = "nfkc-upper-no-separators-1"
+"""The matching form stored identifiers are in (cache_meta `identifier_form`); another value is refolded on open."""
 
 
 def _iso(moment: datetime) -> str:
@@ -61,15 +64,17 @@ def _iso(moment: datetime) -> str:
 
 def _is_folded(text: str) -> bool:
     """True for text surely in matching form already (the usual case: ASCII upper case and digits)."""
-    return text.isalnum() and text.isupper() and (text.isascii() or is_normalized("NFKC", text))
+    return (text.isalnum() and (text.isupper() or text.isdigit())
+            and (text.isascii() or is_normalized("NFKC", text)))
 
 
 def _folded(items: tuple[str, ...]) -> tuple[str, ...]:
     """`items` in matching form, duplicates after folding dropped; already-folded tuples are returned as they are."""
-    for item in items:
-        if not _is_folded(item):
-            return tuple(dict.fromkeys(fold_identifier(each) for each in items))
-    return items
+    joined = "".join(items)  # one check for the whole list: this runs for every list of every declaration imported
+    if (joined.isalnum() and (joined.isupper() or joined.isdigit())
+            and (joined.isascii() or is_normalized("NFKC", joined))) or not items:
+        return items
+    return tuple(dict.fromkeys(map(fold_identifier, items)))
 
 
 def _plate_key(plate: str) -> str:
@@ -153,6 +158,34 @@ class DeclarationCache:
             db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key} TEXT NOT NULL, number TEXT NOT NULL, "
                        f"PRIMARY KEY ({key}, number)) WITHOUT ROWID")
         db["cache_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        self._refold_identifiers()
+
+    def _refold_identifiers(self) -> None:
+        """Bring a cache written before identifiers were folded (NFKC, seals too) to matching form, once.
+
+        Rows whose plates, containers or seals are not in matching form are rewritten and their
+        index rows rebuilt; a cache already marked with IDENTIFIER_FORM is left alone (no scan).
+        """
+        if self.meta(_IDENTIFIER_FORM).get(_IDENTIFIER_FORM) == IDENTIFIER_FORM:
+            return
+        with self._lock, self._write_transaction():
+            conn = self._conn
+            rows = conn.execute("SELECT number, plates, containers, seals FROM declarations").fetchall()
+            for number, plates, containers, seals in rows:
+                lists = [tuple(json.loads(text)) for text in (plates, containers, seals)]
+                folded = [_folded(items) for items in lists]
+                if folded == lists:
+                    continue
+                conn.execute("UPDATE declarations SET plates = ?, containers = ?, seals = ? WHERE number = ?",
+                             (*(json.dumps(list(items), ensure_ascii=False) for items in folded), number))
+                conn.execute("DELETE FROM declaration_plates WHERE number = ?", (number,))
+                conn.execute("DELETE FROM declaration_containers WHERE number = ?", (number,))
+                conn.executemany("INSERT OR IGNORE INTO declaration_plates (plate, number) VALUES (?, ?)",
+                                 [(plate, number) for plate in folded[0]])
+                conn.executemany("INSERT OR IGNORE INTO declaration_containers (container, number) VALUES (?, ?)",
+                                 [(container, number) for container in folded[1]])
+            conn.execute("INSERT OR REPLACE INTO cache_meta (key, value) VALUES (?, ?)",
+                         (_IDENTIFIER_FORM, IDENTIFIER_FORM))
 
     def close(self) -> None:
         """Close the connection (after letting SQLite refresh its planner statistics)."""

@@ -80,6 +80,25 @@ def test_a_new_version_with_a_full_width_plate_replaces_the_old_index_rows(cache
     assert [d.number for d in cache.by_plate("51D67890")] == ["103456789012"]
 
 
+def test_a_cache_written_before_folding_is_brought_to_matching_form_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    with DeclarationCache.open(path) as old:
+        old.upsert_many([declaration()])
+    # What an older node left behind: identifiers as the declaration wrote them, keyed the old way.
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute("UPDATE declarations SET plates = ?, seals = ?", ('["２９Ｃ－１２３．４５"]', '["cn-seal-0001"]'))
+        raw.execute("UPDATE declaration_plates SET plate = ?", ("２９Ｃ－１２３．４５",))
+        raw.execute("DELETE FROM cache_meta WHERE key = 'identifier_form'")
+    raw.close()
+
+    with DeclarationCache.open(path) as upgraded:
+        assert [d.number for d in upgraded.by_plate("29C-123.45")] == ["103456789012"]
+        stored = upgraded.get("103456789012")
+        assert stored is not None and (stored.plates, stored.seals) == (("29C12345",), ("CNSEAL0001",))
+        assert upgraded.meta("identifier_form") == {"identifier_form": edge.cache.IDENTIFIER_FORM}
+
+
 def test_chinese_plate_with_middle_dot_is_found(cache: DeclarationCache) -> None:
     cache.upsert_many([declaration(plates=("桂F12345",))])
 

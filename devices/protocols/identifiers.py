@@ -67,13 +67,6 @@ def normalise_seal(text: str) -> str:
     return fold_identifier(text)
 
 
-def is_matching_form(text: str) -> bool:
-    """True when `text` is already in matching form (cheap for ASCII, exact for anything)."""
-    if text.isascii():
-        return text.isalnum() and not any("a" <= c <= "z" for c in text)
-    return fold_identifier(text) == text
-
-
 def device_text_problem(text: str) -> str | None:
     """Why `text` from a device cannot be believed (a hidden or reordering character), or None when it can.
 

@@ -61,7 +61,7 @@ class EsealReaderDriver:
                 self.health.last_error = f"reader {item.reader_id} error {item.error_code} on seal {item.seal_id}"
                 log.warning("%s: %s", self.device_id, self.health.last_error)
             else:
-                self.health.frames_bad += 1
+                self.health.record_bad(f"refused a frame: {item.reason}", now)
                 log.warning("%s rejected a frame: %s", self.device_id, item.reason)
 
     def _on_up(self) -> None:

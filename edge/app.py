@@ -133,8 +133,9 @@ class GateNode:
             driver_class = EsealReaderDriver if device.kind == "eseal" else WeighbridgeDriver
             return driver_class(device.id, transport, profile, sink, retry_s=self.options.serial_retry_s)
         assert isinstance(transport, MqttTransport)
-        driver_class = AnprCameraDriver if device.kind == "anpr" else ScannerDriver
-        return driver_class(device.id, transport, profile, self.bus, sink)
+        if device.kind == "anpr":
+            return AnprCameraDriver(device.id, transport, profile, self.bus, sink)
+        return ScannerDriver(device.id, transport, profile, self.bus, sink, lane=self.device_lane[device.id])
 
     @staticmethod
     def _modbus_hub(transport: ModbusTcpTransport | ModbusRtuTransport, profile: BarrierProfile) -> ModbusHub:

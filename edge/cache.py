@@ -1,4 +1,9 @@
-"""The node's local SQLite cache of declarations: versioned bulk upserts and lookups by plate or container."""
+"""The node's local SQLite cache of declarations: versioned bulk upserts and lookups by plate or container.
+
+Everything the cache stores and returns is in matching form (`devices.protocols.identifiers`):
+plates, containers and seals are folded on the way in (NFKC, no separators, upper case), whoever
+built the `Declaration`, so `２９Ｃ－１２３．４５` finds and matches the declaration of `29C-123.45`.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,11 @@ from itertools import islice
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C encoder for one JSON string
 from pathlib import Path
 from typing import Any
+from unicodedata import is_normalized
 
 from sqlite_utils import Database
 
-from devices.protocols.iso6346 import normalise_container
-from devices.protocols.plates import normalise_plate
+from devices.protocols.identifiers import fold_identifier, normalise_container, normalise_plate
 from edge.declarations import (
     Declaration,
     DeclarationKind,
@@ -48,20 +53,38 @@ _KINDS = {member.value: member for member in DeclarationKind}
 _CHANNELS = {member.value: member for member in RiskChannel}
 _STATUSES = {member.value: member for member in DeclarationStatus}
 _REFRESHED_AT = "refreshed_at"
+_IDENTIFIER_FORM = "identifier_form"
+IDENTIFIER_FORM = "nfkc-upper-no-separators-1"
+"""The matching form stored identifiers are in (cache_meta `identifier_form`); another value is refolded on open."""
 
 
 def _iso(moment: datetime) -> str:
     return as_utc(moment).isoformat()
 
 
+def _is_folded(text: str) -> bool:
+    """True for text surely in matching form already (the usual case: ASCII upper case and digits)."""
+    return (text.isalnum() and (text.isupper() or text.isdigit())
+            and (text.isascii() or is_normalized("NFKC", text)))
+
+
+def _folded(items: tuple[str, ...]) -> tuple[str, ...]:
+    """`items` in matching form, duplicates after folding dropped; already-folded tuples are returned as they are."""
+    joined = "".join(items)  # one check for the whole list: this runs for every list of every declaration imported
+    if (joined.isalnum() and (joined.isupper() or joined.isdigit())
+            and (joined.isascii() or is_normalized("NFKC", joined))) or not items:
+        return items
+    return tuple(dict.fromkeys(map(fold_identifier, items)))
+
+
 def _plate_key(plate: str) -> str:
     """The plate as the index holds it; already-normal plates (the usual case) skip the regex."""
-    return plate if plate.isalnum() and plate.isupper() else normalise_plate(plate)
+    return plate if _is_folded(plate) else normalise_plate(plate)
 
 
 def _container_key(container: str) -> str:
     """The container number as the index holds it; already-normal ones skip the regex."""
-    return container if container.isalnum() and container.isupper() else normalise_container(container)
+    return container if _is_folded(container) else normalise_container(container)
 
 
 def _declaration(row: tuple[Any, ...]) -> Declaration:
@@ -135,6 +158,34 @@ class DeclarationCache:
             db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key} TEXT NOT NULL, number TEXT NOT NULL, "
                        f"PRIMARY KEY ({key}, number)) WITHOUT ROWID")
         db["cache_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        self._refold_identifiers()
+
+    def _refold_identifiers(self) -> None:
+        """Bring a cache written before identifiers were folded (NFKC, seals too) to matching form, once.
+
+        Rows whose plates, containers or seals are not in matching form are rewritten and their
+        index rows rebuilt; a cache already marked with IDENTIFIER_FORM is left alone (no scan).
+        """
+        if self.meta(_IDENTIFIER_FORM).get(_IDENTIFIER_FORM) == IDENTIFIER_FORM:
+            return
+        with self._lock, self._write_transaction():
+            conn = self._conn
+            rows = conn.execute("SELECT number, plates, containers, seals FROM declarations").fetchall()
+            for number, plates, containers, seals in rows:
+                lists = [tuple(json.loads(text)) for text in (plates, containers, seals)]
+                folded = [_folded(items) for items in lists]
+                if folded == lists:
+                    continue
+                conn.execute("UPDATE declarations SET plates = ?, containers = ?, seals = ? WHERE number = ?",
+                             (*(json.dumps(list(items), ensure_ascii=False) for items in folded), number))
+                conn.execute("DELETE FROM declaration_plates WHERE number = ?", (number,))
+                conn.execute("DELETE FROM declaration_containers WHERE number = ?", (number,))
+                conn.executemany("INSERT OR IGNORE INTO declaration_plates (plate, number) VALUES (?, ?)",
+                                 [(plate, number) for plate in folded[0]])
+                conn.executemany("INSERT OR IGNORE INTO declaration_containers (container, number) VALUES (?, ?)",
+                                 [(container, number) for container in folded[1]])
+            conn.execute("INSERT OR REPLACE INTO cache_meta (key, value) VALUES (?, ?)",
+                         (_IDENTIFIER_FORM, IDENTIFIER_FORM))
 
     def close(self) -> None:
         """Close the connection (after letting SQLite refresh its planner statistics)."""
@@ -158,9 +209,9 @@ class DeclarationCache:
         is >= the stored version (equal versions re-apply, so a re-delivered feed is harmless); its
         plate and container index rows are replaced with it. Several declarations with one number in
         the same call are applied in order under the same rule, and each that would have been
-        applied counts. Anything raised (also by the iterable) rolls the whole call back. Plates and
-        containers are expected normalised, as declaration_from_mapping makes them; others are
-        normalised for the index (slower).
+        applied counts. Anything raised (also by the iterable) rolls the whole call back. Plates,
+        containers and seals are stored folded (matching form): declaration_from_mapping already folds
+        them, others pay for the folding here.
         """
         applied = 0
         with self._lock, self._write_transaction():
@@ -212,8 +263,8 @@ class DeclarationCache:
         # The hot loop of every import (about 1M rounds for a full load): the row is built inline with
         # helpers bound to locals on purpose. Lists are stored as JSON arrays built with the C string
         # encoder (several times faster than json.dumps); the enums are StrEnums, which sqlite3 binds as
-        # their text; plates and containers arrive normalised (Declaration's contract) and only those that
-        # do not look it pay for the regex.
+        # their text; plates, containers and seals arrive folded (declaration_from_mapping's contract) and
+        # only those that do not look it pay for the folding.
         add_new, add_plate, add_container = rows.append, plate_rows.append, container_rows.append
         encode = encode_basestring
         for number, declaration in latest.items():
@@ -234,7 +285,9 @@ class DeclarationCache:
                 add_row = updates.append
             else:
                 add_row = add_new
-            plates, containers, seals = declaration.plates, declaration.containers, declaration.seals
+            plates = _folded(declaration.plates)
+            containers = _folded(declaration.containers)
+            seals = _folded(declaration.seals)
             valid_from, valid_until = declaration.valid_from, declaration.valid_until
             add_row((
                 number, declaration.kind, declaration.gate,
@@ -246,11 +299,10 @@ class DeclarationCache:
                 valid_until.isoformat() if valid_until.tzinfo is UTC else _iso(valid_until),
                 declaration.version,
             ))
-            for plate in plates:  # _plate_key / _container_key, inlined
-                add_plate((plate if plate.isalnum() and plate.isupper() else normalise_plate(plate), number))
+            for plate in plates:  # folded above
+                add_plate((plate, number))
             for container in containers:
-                add_container((container if container.isalnum() and container.isupper()
-                               else normalise_container(container), number))
+                add_container((container, number))
 
         execute = self._conn.executemany
         if old_plate_rows:

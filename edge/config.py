@@ -108,6 +108,9 @@ class EsealProfile(_Strict):
     serial: SerialSettings = SerialSettings()
 
 
+_ZONE = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"  # an IANA time zone name, e.g. Asia/Ho_Chi_Minh
+
+
 class AnprFieldNames(_Strict):
     plate: str = "plate"
     confidence: str = "confidence"
@@ -123,6 +126,7 @@ class AnprProfile(_Strict):
     payload_format: Literal["anpr-json"]
     fields: AnprFieldNames = AnprFieldNames()
     min_confidence: float = Field(default=0.0, ge=0, le=1)
+    timezone: str | None = Field(default=None, pattern=_ZONE)  # zone of ISO times sent without one; None: refused
 
 
 class WeighbridgeProfile(_Strict):
@@ -149,6 +153,7 @@ class ScannerProfile(_Strict):
     vendor: str = ""
     model: str = ""
     payload_format: Literal["scanner-json"]
+    timezone: str | None = Field(default=None, pattern=_ZONE)  # zone of ISO times sent without one; None: refused
 
 
 class VideoCameraProfile(_Strict):

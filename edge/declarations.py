@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from devices.protocols.iso6346 import normalise_container
-from devices.protocols.plates import normalise_plate
+from devices.protocols.identifiers import device_text_problem, normalise_container, normalise_plate, normalise_seal
 
 
 class DeclarationKind(StrEnum):
@@ -36,7 +35,7 @@ class DeclarationStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Declaration:
-    """One customs declaration as the gate knows it. Plates and containers are normalised."""
+    """One customs declaration as the gate knows it. Plates, containers and seals are in matching form."""
 
     number: str
     kind: DeclarationKind
@@ -101,7 +100,12 @@ def _items(row: Mapping[str, Any], field: str) -> list[str]:
             parts.append(str(item))
     else:
         raise DeclarationError(f"{field}: {value!r} is neither a list nor a text separated by ';' or '|'")
-    return [part.strip() for part in parts if part.strip()]
+    items = [part.strip() for part in parts if part.strip()]
+    for item in items:
+        problem = device_text_problem(item)
+        if problem is not None:
+            raise DeclarationError(f"{field}: an entry holds a {problem}; give the identifier as plain text")
+    return items
 
 
 def _unique(values: list[str]) -> tuple[str, ...]:
@@ -176,8 +180,10 @@ def declaration_from_mapping(row: Mapping[str, Any]) -> Declaration:
     """Parse one declaration from a dict (a CSV DictReader row or a JSON object).
 
     List fields (plates, containers, seals) take a list or a text separated by `;` or `|`.
-    Plates and containers are normalised; container check digits are NOT checked here (the rules
-    report a bad one). Times are ISO 8601, naive meaning UTC, and come back as aware UTC.
+    Plates, containers and seals are folded to matching form (`devices.protocols.identifiers`: NFKC,
+    no separators, upper case) and refused when they hold a control or bidi character; container
+    check digits are NOT checked here (the rules report a bad one). Times are ISO 8601, naive
+    meaning UTC, and come back as aware UTC.
     Unknown keys are ignored. Raises DeclarationError naming the field and the fix.
     """
     if not isinstance(row, Mapping):
@@ -200,7 +206,7 @@ def declaration_from_mapping(row: Mapping[str, Any]) -> Declaration:
         gate=_text(row, "gate"),
         plates=_unique([normalise_plate(item) for item in _items(row, "plates")]),
         containers=_unique([normalise_container(item) for item in _items(row, "containers")]),
-        seals=_unique(_items(row, "seals")),
+        seals=_unique([normalise_seal(item) for item in _items(row, "seals")]),
         gross_weight_kg=_weight(row),
         channel=_choice(row, "channel", _CHANNELS),
         status=_choice(row, "status", _STATUSES),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 
 from devices.anpr import AnprCameraDriver
 from devices.readings import DeviceFault, DeviceRecovered, PlateRead
@@ -22,7 +24,7 @@ async def start(broker, site, topic="gate/T/IMP-1/anpr"):
     driver.start()
     await bus.start()
     await asyncio.wait_for(bus.connected.wait(), 10)
-    camera = AnprCameraSimulator(broker.host, broker.port, topic, "cam-1")
+    camera = AnprCameraSimulator(broker.host, broker.port, topic, "IMP-1-anpr")  # names itself as the site does
     await asyncio.to_thread(camera.start)
     return bus, driver, camera, events
 
@@ -59,6 +61,69 @@ def test_malformed_messages_are_counted_and_the_driver_keeps_going(broker, site)
             assert [p.plate for p in plates(events)] == ["29C-123.45"]
             assert driver.health.frames_bad == 4
             assert driver.ignored_low_confidence == 1
+            assert "not UTF-8" in driver.health.to_dict()["last_error"]  # why the latest one was refused
+        finally:
+            await asyncio.to_thread(camera.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_plates_with_nul_or_bidi_override_are_refused_and_shown_as_last_error(broker, site):
+    async def scenario():
+        bus, driver, camera, events = await start(broker, site, "gate/T/d/anpr")
+        try:
+            for forged in ("29C\x00123.45", "29C-\u202e54.321"):  # NUL, and U+202E showing `29C-123.45`
+                await asyncio.to_thread(camera.publish_plate, forged, 0.95)
+            await asyncio.to_thread(camera.publish_plate, "29C-123.45", 0.9)
+            await wait_until(lambda: plates(events), what="the good plate")
+            assert [p.plate for p in plates(events)] == ["29C-123.45"]
+            assert driver.health.frames_bad == 2
+            assert "bidirectional control character U+202E" in driver.health.to_dict()["last_error"]
+        finally:
+            await asyncio.to_thread(camera.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_plate_naming_another_camera_is_refused_counted_and_shown(broker, site):
+    async def scenario():
+        bus, driver, camera, events = await start(broker, site, "gate/T/e/anpr")
+        intruder = AnprCameraSimulator(broker.host, broker.port, "gate/T/e/anpr", "EXP-1-anpr")
+        await asyncio.to_thread(intruder.start)
+        try:
+            await asyncio.to_thread(intruder.publish_plate, "51D-678.90", 0.99)  # the plate of a cleared truck
+            await wait_until(lambda: driver.health.frames_refused == 1, what="the foreign reading refused")
+            await asyncio.to_thread(camera.publish_plate, "29C-123.45", 0.9)
+            await wait_until(lambda: plates(events), what="the camera's own plate")
+            assert [p.plate for p in plates(events)] == ["29C-123.45"]
+            health = driver.health.to_dict()
+            assert (health["frames_refused"], health["frames_bad"], health["frames_good"]) == (1, 0, 1)
+            assert "names camera 'EXP-1-anpr'" in health["last_error"] and "IMP-1-anpr" in health["last_error"]
+            assert health["last_error_at"] is not None
+        finally:
+            await asyncio.to_thread(intruder.stop)
+            await asyncio.to_thread(camera.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_mosquitto_pub_as_a_third_party_camera_is_read(broker, site):
+    """Mosquitto's own client, not our simulator, sends the README's plate message (QoS 1, not retained)."""
+    async def scenario():
+        bus, driver, camera, events = await start(broker, site, "gate/T/f/anpr")
+        payload = json.dumps({"plate": "29C-123.45", "confidence": 0.93, "timestamp": "2026-11-23T08:15:42Z",
+                              "camera_id": "IMP-1-anpr"})
+        try:
+            await asyncio.to_thread(subprocess.run, [
+                shutil.which("mosquitto_pub") or "mosquitto_pub", "-h", broker.host, "-p", str(broker.port),
+                "-i", "third-party-camera", "-q", "1", "-t", "gate/T/f/anpr", "-m", payload], check=True, timeout=10)
+            await wait_until(lambda: plates(events), what="the plate from mosquitto_pub")
+            read = plates(events)[0]
+            assert (read.plate, read.device_id, read.confidence) == ("29C-123.45", "IMP-1-anpr", 0.93)
+            assert read.observed_at == 1795421742.0  # the camera's own time, not the receive time
         finally:
             await asyncio.to_thread(camera.stop)
             await bus.stop()

@@ -53,6 +53,52 @@ def test_plate_written_three_ways_finds_one_declaration(cache: DeclarationCache)
         assert [d.number for d in found] == ["103456789012"], written
 
 
+def test_full_width_plate_and_container_find_their_declaration(cache: DeclarationCache) -> None:
+    cache.upsert_many([declaration()])
+
+    assert [d.number for d in cache.by_plate("２９Ｃ－１２３．４５")] == ["103456789012"]
+    assert [d.number for d in cache.by_plate("29C\u2013123\u30fb45")] == ["103456789012"]  # en dash, katakana dot
+    assert [d.number for d in cache.by_container("ＣＳＱＵ３０５４３８３")] == ["103456789012"]
+
+
+def test_a_declaration_written_full_width_is_stored_in_matching_form(cache: DeclarationCache) -> None:
+    cache.upsert_many([declaration(plates=("２９Ｃ－１２３．４５", "29C-123.45"),
+                                   containers=("ｃｓｑｕ　３０５４３８３",), seals=("cn-seal-5e0001ab",))])
+
+    stored = cache.get("103456789012")
+    assert stored is not None
+    assert (stored.plates, stored.containers, stored.seals) == (("29C12345",), ("CSQU3054383",), ("CNSEAL5E0001AB",))
+    assert [d.number for d in cache.by_plate("29C-123.45")] == ["103456789012"]
+    assert [d.number for d in cache.by_container("CSQU3054383")] == ["103456789012"]
+
+
+def test_a_new_version_with_a_full_width_plate_replaces_the_old_index_rows(cache: DeclarationCache) -> None:
+    cache.upsert_many([declaration(plates=("２９Ｃ－１２３．４５",))])
+    cache.upsert_many([declaration(plates=("51D-678.90",), version=2)])
+
+    assert cache.by_plate("29C12345") == []
+    assert [d.number for d in cache.by_plate("51D67890")] == ["103456789012"]
+
+
+def test_a_cache_written_before_folding_is_brought_to_matching_form_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    with DeclarationCache.open(path) as old:
+        old.upsert_many([declaration()])
+    # What an older node left behind: identifiers as the declaration wrote them, keyed the old way.
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute("UPDATE declarations SET plates = ?, seals = ?", ('["２９Ｃ－１２３．４５"]', '["cn-seal-0001"]'))
+        raw.execute("UPDATE declaration_plates SET plate = ?", ("２９Ｃ－１２３．４５",))
+        raw.execute("DELETE FROM cache_meta WHERE key = 'identifier_form'")
+    raw.close()
+
+    with DeclarationCache.open(path) as upgraded:
+        assert [d.number for d in upgraded.by_plate("29C-123.45")] == ["103456789012"]
+        stored = upgraded.get("103456789012")
+        assert stored is not None and (stored.plates, stored.seals) == (("29C12345",), ("CNSEAL0001",))
+        assert upgraded.meta("identifier_form") == {"identifier_form": edge.cache.IDENTIFIER_FORM}
+
+
 def test_chinese_plate_with_middle_dot_is_found(cache: DeclarationCache) -> None:
     cache.upsert_many([declaration(plates=("桂F12345",))])
 

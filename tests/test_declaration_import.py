@@ -119,6 +119,30 @@ def test_several_missing_fields_are_named_together() -> None:
         declaration_from_mapping({"number": "1", "gate": "HN", "status": "cleared", "valid_until": "2025-03-08"})
 
 
+def test_full_width_identifiers_are_folded_like_the_readings() -> None:
+    d = declaration_from_mapping(row(plates="２９Ｃ－１２３．４５", containers="ＣＳＱＵ　３０５４３８３",
+                                     seals="5e0001ab|cn・seal－7"))
+
+    assert (d.plates, d.containers, d.seals) == (("29C12345",), ("CSQU3054383",), ("5E0001AB", "CNSEAL7"))
+
+
+@pytest.mark.parametrize("plate", ["29C\x00123.45", "29C-\u202e54.321", "29C\u2066123.45"])
+def test_a_plate_with_a_nul_or_bidi_control_is_refused(plate: str) -> None:
+    with pytest.raises(DeclarationError, match="plates: an entry holds a"):
+        declaration_from_mapping(row(plates=plate))
+
+
+def test_csv_with_full_width_identifiers_imports_and_matches(cache: DeclarationCache, tmp_path: Path) -> None:
+    path = tmp_path / "declarations.csv"
+    path.write_text(HEADER + "\n" + csv_line("7", plate="２９Ｃ－１２３．４５") + "\n", encoding="utf-8")
+
+    report = import_declarations(cache, path, now=NOW)
+
+    assert (report.imported, report.errors) == (1, [])
+    assert [d.number for d in cache.by_plate("29C-123.45")] == ["7"]
+    assert [d.number for d in cache.by_plate("２９Ｃ１２３４５")] == ["7"]
+
+
 def test_declaration_error_is_a_value_error() -> None:
     assert issubclass(DeclarationError, ValueError)
 

@@ -31,12 +31,12 @@ def test_seal_frames_become_seal_readings(site, tmp_path):
     async def scenario():
         sim, driver, events, task = await start(site, tmp_path)
         try:
-            sim.present_seal("CN-SEAL-000101", SealStatus.INTACT, "CSQU3054383", 77)
+            sim.present_seal("cn-seal-000101", SealStatus.INTACT, "CSQU3054383", 77)  # lower case, dashes
             sim.present_seal("CN-SEAL-000102", SealStatus.TAMPERED, None, 12)
             await wait_until(lambda: len(seals(events)) == 2, what="two seal readings")
             first, second = seals(events)
             assert (first.seal_id, first.status, first.container, first.battery_pct) == \
-                ("CN-SEAL-000101", SealStatus.INTACT, "CSQU3054383", 77)
+                ("CNSEAL000101", SealStatus.INTACT, "CSQU3054383", 77)  # matching form, like the declaration's
             assert second.status == SealStatus.TAMPERED and second.container is None
             assert driver.health.frames_good == 2
         finally:
@@ -55,8 +55,9 @@ def test_garbage_and_bad_checksums_are_counted_and_reading_goes_on(site, tmp_pat
             sim.write_raw(encode_raw_line("ESEAL,R1,FORGED,S,90,,20261123080000", checksum="00"))
             sim.present_seal("CN-SEAL-000103")
             await wait_until(lambda: len(seals(events)) == 1, what="the good frame")
-            assert seals(events)[0].seal_id == "CN-SEAL-000103"
+            assert seals(events)[0].seal_id == "CNSEAL000103"
             assert driver.health.frames_bad >= 2
+            assert "checksum mismatch" in driver.health.to_dict()["last_error"]
             assert not any(e.seal_id == "FORGED" for e in seals(events))
         finally:
             await driver.stop()
@@ -77,7 +78,7 @@ def test_pulled_cable_is_a_fault_and_reading_resumes_after_reconnect(site, tmp_p
             await wait_until(lambda: any(isinstance(e, DeviceRecovered) for e in events), timeout_s=5,
                              what="reconnect within 5 s")
             sim.present_seal("CN-SEAL-000104")
-            await wait_until(lambda: any(s.seal_id == "CN-SEAL-000104" for s in seals(events)),
+            await wait_until(lambda: any(s.seal_id == "CNSEAL000104" for s in seals(events)),
                              what="reading after reconnect")
             assert driver.health.reconnects >= 1
         finally:

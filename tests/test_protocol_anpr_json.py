@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,7 @@ from devices.protocols.anpr_json import (
     decode_anpr_message,
     encode_anpr_message,
 )
+from devices.protocols.identifiers import device_text_problem
 from devices.readings import FrameRejected
 
 TRUCK_AT_GATE = datetime(2026, 11, 23, 8, 15, 42, tzinfo=UTC).timestamp()
@@ -30,14 +32,15 @@ NESTED = AnprFields(plate="result.plate.text", confidence="result.plate.score", 
 LISTED = AnprFields(plate="results.0.plate", confidence="results.0.confidence", timestamp="epoch_time",
                     camera="camera_id")
 
-PLATES = st.text(min_size=1, max_size=32).filter(lambda plate: plate.strip() == plate and plate)
+VISIBLE = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+PLATES = st.text(VISIBLE, min_size=1, max_size=32).filter(lambda plate: plate.strip() == plate and plate)
 RESULTS = st.builds(
     AnprResult,
     plate=PLATES,
     confidence=st.floats(0, 1),
     timestamp=st.none() | st.integers(int(EARLIEST_TIMESTAMP * 1e6), int(LATEST_TIMESTAMP * 1e6) - 1).map(
         lambda micros: micros / 1e6),
-    camera_id=st.none() | st.text(max_size=20),
+    camera_id=st.none() | st.text(VISIBLE, max_size=20),
 )
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -61,6 +64,8 @@ def check_result(result: AnprResult | FrameRejected) -> None:
     assert 0.0 <= result.confidence <= 1.0
     assert result.timestamp is None or EARLIEST_TIMESTAMP <= result.timestamp < LATEST_TIMESTAMP
     assert result.camera_id is None or isinstance(result.camera_id, str)
+    assert device_text_problem(result.plate) is None  # no hidden or reordering character reaches the lane
+    assert result.camera_id is None or device_text_problem(result.camera_id) is None
 
 
 # ------------------------------------------------------------------ round trips
@@ -160,6 +165,14 @@ def test_timestamps_in_the_shapes_cameras_send(sent, epoch):
     assert result.timestamp == (None if epoch is None else pytest.approx(epoch))
 
 
+def test_a_time_without_zone_is_read_in_the_zone_the_profile_names():
+    payload = message(plate="29C12345", confidence=0.9, timestamp="2026-11-23T15:15:42")
+    refused = decode_anpr_message(payload)
+    assert isinstance(refused, FrameRejected) and "has no time zone (and the profile names none)" in refused.reason
+    read = decode_anpr_message(payload, AnprFields(), ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert isinstance(read, AnprResult) and read.timestamp == TRUCK_AT_GATE  # 15:15:42 at UTC+7 is 08:15:42Z
+
+
 # ------------------------------------------------------------------ messages the node refuses
 
 
@@ -202,6 +215,15 @@ def test_timestamps_in_the_shapes_cameras_send(sent, epoch):
     (message(plate="29C12345", confidence=0.9, timestamp={"s": 1}), "bad timestamp"),
     (message(plate="29C12345", confidence=0.9, camera_id={"id": 1}), "camera id"),
     (message(plate="29C12345", confidence=0.9, camera_id=False), "camera id"),
+    (message(plate="29C\x0012345", confidence=0.9), "plate field 'plate' holds a NUL control character U+0000"),
+    (message(plate="29C-\u202e54.321", confidence=0.9), "holds a bidirectional control character U+202E"),
+    (message(plate="\u2067桂A12345\u2069", confidence=0.9), "bidirectional control character U+2067"),
+    (message(plate="29C\u200f12345", confidence=0.9), "bidirectional control character U+200F"),
+    (message(plate="29C\u200b12345", confidence=0.9), "format character U+200B"),
+    (message(plate="29C12345\n", confidence=0.9), "control character U+000A"),
+    (message(plate="29C\x9b12345", confidence=0.9), "control character U+009B"),
+    (message(plate="29C12345", confidence=0.9, camera_id="cam\u202e1"), "camera id field 'camera_id' holds"),
+    (message(plate="29C12345", confidence=0.9, camera_id="c" * 65), "camera id too long"),
     (b"[" * 50_000 + b"]" * 10_000, "nested too deeply"),
     (b" " * (MAX_PAYLOAD + 1), "payload too large"),
     (message(plate="29C12345", confidence=0.9, padding="x" * MAX_PAYLOAD), "payload too large"),

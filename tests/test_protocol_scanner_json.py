@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -33,7 +34,8 @@ MESSAGES = st.builds(
     lane=IDENTIFIERS,
     containers=st.lists(st.from_regex(r"[A-Z]{3}[UJZ][0-9]{7}", fullmatch=True), max_size=4).map(tuple),
     verdict=st.sampled_from(ScanVerdict),
-    image_ref=st.none() | st.text(min_size=1, max_size=200),
+    image_ref=st.none() | st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")),
+                                  min_size=1, max_size=200),
     timestamp=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)),
 ).filter(lambda msg: msg.event is ScanEvent.COMPLETED or msg.verdict is ScanVerdict.PENDING)
 JSON_VALUES = st.recursive(
@@ -110,6 +112,17 @@ def test_container_numbers_are_normalised_not_corrected():
     assert result.containers == ("CSQU3054383", "CSQU3054384")
 
 
+def test_a_time_without_zone_is_read_in_the_zone_the_profile_names():
+    payload = good(timestamp="2026-11-23T15:15:42")
+    assert "the profile names none" in decode_scanner_message(payload).reason
+    assert decode_scanner_message(payload, ZoneInfo("Asia/Ho_Chi_Minh")).timestamp == AT_GATE
+
+
+def test_full_width_container_numbers_are_folded_to_ascii():
+    result = decode_scanner_message(good(containers=["ＣＳＱＵ３０５４３８３", "MWCU\u2013605978\uff0e4"]))
+    assert result.containers == ("CSQU3054383", "MWCU6059784")
+
+
 @pytest.mark.parametrize("value", [None, ..., []])
 def test_no_containers_read_yet_is_an_empty_tuple(value):
     assert decode_scanner_message(good(containers=value)).containers == ()
@@ -173,7 +186,10 @@ def test_a_utf8_byte_order_mark_is_tolerated():
     (good(containers=[" - "]), "empty container number"),
     (good(containers=["CSQU*3054383"]), "is not a container number"),
     (good(containers=["CSQU3054383" * 2]), "is not a container number"),
-    (good(containers=["CSQU305438③"]), "is not a container number"),
+    (good(containers=["CSQU305438٣"]), "is not a container number"),  # Arabic-Indic 3: NFKC keeps it
+    (good(containers=["CSQU305438\u202e3"]), "container holds a bidirectional control character U+202E"),
+    (good(lane="IMP\u20661"), "lane holds a bidirectional control character U+2066"),
+    (good(image_ref="nii://img\x85/1"), "image_ref holds a control character U+0085"),
     (good(image_ref=7), "image_ref is not a string"),
     (good(image_ref="x" * 1025), "image_ref too long"),
     (good(timestamp=...), "missing timestamp"),

@@ -21,7 +21,7 @@ async def start(broker, topic):
     events: list = []
     bus = MqttBus(broker.host, broker.port, f"test-{topic}")
     driver = ScannerDriver("IMP-1-xray", MqttTransport(type="mqtt", topic=topic), load_profile("generic-nii-scanner"),
-                           bus, events.append)
+                           bus, events.append, lane="IMP-1")
     driver.start()
     await bus.start()
     await asyncio.wait_for(bus.connected.wait(), 10)
@@ -59,6 +59,45 @@ def test_malformed_scan_message_is_counted_not_read(broker):
             await asyncio.to_thread(scanner.publish, ScanEvent.COMPLETED, "S1", [], ScanVerdict.CLEAR)
             await wait_until(lambda: scans(events), what="the good message")
             assert driver.health.frames_bad == 1 and len(scans(events)) == 1
+        finally:
+            await asyncio.to_thread(scanner.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_scan_naming_another_lane_is_refused_counted_and_shown_as_last_error(broker):
+    async def scenario():
+        bus, driver, scanner, events = await start(broker, "gate/T/xray/d")
+        other_lane = ScannerSimulator(broker.host, broker.port, "gate/T/xray/d", "EXP-1", "xray-2")
+        await asyncio.to_thread(other_lane.start)
+        try:
+            await asyncio.to_thread(other_lane.publish, ScanEvent.COMPLETED, "F1", ["CSQU3054383"], ScanVerdict.CLEAR)
+            await wait_until(lambda: driver.health.frames_refused == 1, what="the forged clear refused")
+            await asyncio.to_thread(scanner.publish, ScanEvent.COMPLETED, "S1", ["CSQU3054383"], ScanVerdict.SUSPECT)
+            await wait_until(lambda: scans(events), what="the lane's own scan")
+            assert [(s.scan_id, s.verdict) for s in scans(events)] == [("S1", ScanVerdict.SUSPECT)]
+            health = driver.health.to_dict()
+            assert (health["frames_refused"], health["frames_bad"], health["frames_good"]) == (1, 0, 1)
+            assert "names lane 'EXP-1'" in health["last_error"] and "serves lane 'IMP-1'" in health["last_error"]
+        finally:
+            await asyncio.to_thread(other_lane.stop)
+            await asyncio.to_thread(scanner.stop)
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_scan_with_a_bidi_override_in_its_lane_is_refused_at_the_codec(broker):
+    async def scenario():
+        bus, driver, scanner, events = await start(broker, "gate/T/xray/e")
+        try:
+            await asyncio.to_thread(scanner.publish_raw, (
+                '{"event":"scan_completed","scan_id":"S9","lane":"IMP-1\u202e","containers":[],'
+                '"verdict":"clear","timestamp":"2026-11-23T08:15:42Z"}').encode())
+            await wait_until(lambda: driver.health.frames_bad == 1, what="the refusal")
+            assert "lane holds a bidirectional control character U+202E" in driver.health.last_error
+            assert not scans(events)
         finally:
             await asyncio.to_thread(scanner.stop)
             await bus.stop()

@@ -6,9 +6,11 @@ numeric part indexes a list (`results.0.plate`). A literal top-level key that co
 found first.
 
 Decoding never raises: anything the node cannot use becomes a `FrameRejected` with the reason.
+A plate or camera id holding a control, bidi or other hidden character (`identifiers`) is refused.
 Confidence is a fraction 0..1; a camera that reports percent (a value above 1, up to 100) is
 scaled down. Timestamps are epoch seconds (epoch milliseconds are recognised by their size) or
-ISO 8601 strings with a time zone; times outside 2000..2100 are refused as absurd. No clock is
+ISO 8601 strings with a time zone (an ISO time without one only when the profile names the camera's
+zone, `timezone:`); times outside 2000..2100 are refused as absurd. No clock is
 read here: "absurd" is a fixed window, not a distance from now.
 """
 
@@ -18,14 +20,16 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from devices.protocols.identifiers import check_device_text
 from devices.readings import FrameRejected
 
 MAX_PAYLOAD = 64 * 1024
 """Largest payload decoded, in bytes; larger ones are refused before parsing."""
 MAX_PLATE_LENGTH = 32
+MAX_CAMERA_ID_LENGTH = 64
 EARLIEST_TIMESTAMP = 946_684_800.0  # 2000-01-01T00:00:00Z
 LATEST_TIMESTAMP = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 _RAW_SAMPLE = 256  # bytes of a refused payload kept in the FrameRejected
@@ -91,8 +95,11 @@ def _as_number(value: Any) -> float | None:
         return None
 
 
-def _parse_timestamp(value: Any) -> float | str:
-    """Epoch seconds from a number or an ISO 8601 string; a reason string when it cannot be used."""
+def _parse_timestamp(value: Any, zone: tzinfo | None = None) -> float | str:
+    """Epoch seconds from a number or an ISO 8601 string; a reason string when it cannot be used.
+
+    An ISO time without a zone is read in `zone` (the profile's `timezone`), and refused without one.
+    """
     number = _as_number(value)
     if number is None and isinstance(value, str):
         try:
@@ -100,7 +107,9 @@ def _parse_timestamp(value: Any) -> float | str:
         except ValueError:
             return f"bad timestamp {value[:40]!r}: expected ISO 8601 or epoch seconds"
         if parsed.tzinfo is None or parsed.utcoffset() is None:
-            return f"timestamp {value[:40]!r} has no time zone"
+            if zone is None:
+                return f"timestamp {value[:40]!r} has no time zone (and the profile names none)"
+            parsed = parsed.replace(tzinfo=zone)
         try:
             number = parsed.timestamp()
         except (OverflowError, ValueError):
@@ -116,10 +125,15 @@ def _parse_timestamp(value: Any) -> float | str:
     return number
 
 
-def decode_anpr_message(payload: bytes, fields: AnprFields = AnprFields()) -> AnprResult | FrameRejected:
-    """Decode one camera message into an `AnprResult`, or a `FrameRejected` saying why not. Never raises."""
+def decode_anpr_message(payload: bytes, fields: AnprFields = AnprFields(),
+                        zone: tzinfo | None = None) -> AnprResult | FrameRejected:
+    """Decode one camera message into an `AnprResult`, or a `FrameRejected` saying why not. Never raises.
+
+    `zone` is the camera's time zone from its profile: ISO times without a zone are read in it; without
+    it they are refused.
+    """
     try:
-        return _decode(payload, fields)
+        return _decode(payload, fields, zone)
     except Exception as exc:  # a codec bug must not kill the MQTT callback
         try:
             raw = bytes(payload[:_RAW_SAMPLE])
@@ -128,7 +142,7 @@ def decode_anpr_message(payload: bytes, fields: AnprFields = AnprFields()) -> An
         return FrameRejected(f"internal decoder error: {type(exc).__name__}: {exc}", raw)
 
 
-def _decode(payload: bytes, fields: AnprFields) -> AnprResult | FrameRejected:
+def _decode(payload: bytes, fields: AnprFields, zone: tzinfo | None) -> AnprResult | FrameRejected:
     data = bytes(payload)
     raw = data[:_RAW_SAMPLE]
     if len(data) > MAX_PAYLOAD:
@@ -151,6 +165,9 @@ def _decode(payload: bytes, fields: AnprFields) -> AnprResult | FrameRejected:
         return FrameRejected(f"missing plate field {fields.plate!r}", raw)
     if not isinstance(plate, str):
         return FrameRejected(f"plate field {fields.plate!r} is not a string: {type(plate).__name__}", raw)
+    problem = check_device_text(f"plate field {fields.plate!r}", plate)
+    if problem is not None:
+        return FrameRejected(problem, raw)
     plate = plate.strip()
     if not plate:
         return FrameRejected(f"empty plate in field {fields.plate!r}", raw)
@@ -171,7 +188,7 @@ def _decode(payload: bytes, fields: AnprFields) -> AnprResult | FrameRejected:
     timestamp: float | None = None
     stamp_value = _lookup(message, fields.timestamp)
     if stamp_value is not _MISSING and stamp_value is not None:
-        parsed = _parse_timestamp(stamp_value)
+        parsed = _parse_timestamp(stamp_value, zone)
         if isinstance(parsed, str):
             return FrameRejected(parsed, raw)
         timestamp = parsed
@@ -183,6 +200,12 @@ def _decode(payload: bytes, fields: AnprFields) -> AnprResult | FrameRejected:
             return FrameRejected(f"camera id field {fields.camera!r} is not a string: "
                                  f"{type(camera_value).__name__}", raw)
         camera_id = str(camera_value)
+        problem = check_device_text(f"camera id field {fields.camera!r}", camera_id)
+        if problem is not None:
+            return FrameRejected(problem, raw)
+        if len(camera_id) > MAX_CAMERA_ID_LENGTH:
+            return FrameRejected(f"camera id too long: {len(camera_id)} characters (limit {MAX_CAMERA_ID_LENGTH})",
+                                 raw)
 
     return AnprResult(plate=plate, confidence=confidence, timestamp=timestamp, camera_id=camera_id)
 

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from devices.protocols.iso6346 import normalise_container
+from devices.protocols.identifiers import check_device_text, normalise_container, normalise_seal
 from devices.readings import FrameRejected, SealRead, SealStatus
 
 SENTENCE = "ESEAL"
@@ -171,6 +171,10 @@ def decode_line(line: bytes) -> SealFrame | FrameRejected:
     if len(fields) != FIELD_COUNT:
         return FrameRejected(f"wrong field count: expected {FIELD_COUNT}, got {len(fields)}", raw)
     _, reader_id, seal_id, letter, battery_text, container_text, stamp = fields
+    for name, value in (("reader id", reader_id), ("seal id", seal_id), ("container", container_text)):
+        problem = check_device_text(name, value)  # the printable-ASCII check above already holds; one rule for all
+        if problem is not None:
+            return FrameRejected(problem, raw)
     if not reader_id:
         return FrameRejected("empty reader id", raw)
     if not seal_id:
@@ -235,10 +239,14 @@ def encode_seal_frame(frame: SealFrame) -> bytes:
 
 
 def seal_frame_to_read(frame: SealFrame, device_id: str, received_at: float) -> SealRead:
-    """Turn a decoded frame into the driver's `SealRead` (observed_at is the frame's own UTC time)."""
+    """Turn a decoded frame into the driver's `SealRead` (observed_at is the frame's own UTC time).
+
+    The seal id is folded to matching form (`normalise_seal`: upper case, no separators), so it
+    compares case-insensitively with the declaration's.
+    """
     return SealRead(
         device_id=device_id,
-        seal_id=frame.seal_id,
+        seal_id=normalise_seal(frame.seal_id),
         status=frame.status,
         battery_pct=frame.battery_pct,
         container=frame.container,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from devices.protocols.eseal_ascii import SealFrame
-from devices.protocols.iso6346 import normalise_container
+from devices.protocols.identifiers import check_device_text, normalise_container
 from devices.readings import FrameRejected, SealStatus
 
 STX, ETX = 0x02, 0x03
@@ -144,6 +144,9 @@ def decode_binary_frame(frame: bytes, now: datetime) -> SealFrame | SealErrorRep
     container = None
     if length == LEN_WITH_CONTAINER:
         field = data[13:24].strip(b"\x00 ")
+        problem = check_device_text("container field", field.decode("latin-1"))
+        if problem is not None:
+            return FrameRejected(f"{problem}: not printable ASCII", raw)
         if any(not 0x20 <= byte <= 0x7E for byte in field):
             return FrameRejected(f"container field {data[13:24]!r} is not printable ASCII", raw)
         container = normalise_container(field.decode("ascii")) or None

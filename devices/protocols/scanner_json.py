@@ -9,23 +9,26 @@ One message per scan event::
 A scan starts with verdict ``pending`` (a started scan with any other verdict is refused; a missing
 verdict on ``scan_started`` means pending). ``scan_completed`` must carry a verdict, and may still
 say ``pending`` (scanned, image not yet analysed). ``containers`` may be missing or null (none
-read yet); each number is normalised like the e-seal's, never corrected (the rules judge the
+read yet); each number is folded like every identifier (`identifiers`), never corrected (the rules judge the
 check digit). ``image_ref`` may be missing, null or empty (no image). The timestamp is ISO 8601
-with a time zone (any offset, converted to UTC); naive times, numbers and times outside
-2000..2100 are refused. Unknown extra fields are ignored.
+with a time zone (any offset, converted to UTC); a time without one is read in the profile's
+`timezone` and refused when it names none; numbers and times outside 2000..2100 are refused.
+Unknown extra fields are ignored.
 
-Decoding never raises: anything the node cannot use becomes a `FrameRejected` with the reason.
+A scan id, lane, container or image_ref holding a control, bidi or other hidden character is
+refused (`identifiers.check_device_text`). Decoding never raises: anything the node cannot use
+becomes a `FrameRejected` with the reason.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from devices.protocols.iso6346 import normalise_container
+from devices.protocols.identifiers import check_device_text, normalise_container
 from devices.readings import FrameRejected, ScanRead, ScanVerdict
 
 MAX_PAYLOAD = 64 * 1024
@@ -68,6 +71,9 @@ def _identifier(message: dict[str, Any], field: str) -> str | FrameRejected:
         return FrameRejected(f"missing {field}")
     if not isinstance(value, str):
         return FrameRejected(f"{field} is not a string: {type(value).__name__}")
+    problem = check_device_text(field, value)
+    if problem is not None:
+        return FrameRejected(problem)
     text = value.strip()
     if not text:
         return FrameRejected(f"empty {field}")
@@ -78,7 +84,7 @@ def _identifier(message: dict[str, Any], field: str) -> str | FrameRejected:
     return text
 
 
-def _timestamp(value: Any) -> datetime | str:
+def _timestamp(value: Any, zone: tzinfo | None) -> datetime | str:
     if value is None:
         return "missing timestamp"
     if not isinstance(value, str):
@@ -88,7 +94,9 @@ def _timestamp(value: Any) -> datetime | str:
     except ValueError:
         return f"bad timestamp {value[:40]!r}: expected ISO 8601"
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return f"timestamp {value[:40]!r} has no time zone"
+        if zone is None:
+            return f"timestamp {value[:40]!r} has no time zone (and the profile names none)"
+        parsed = parsed.replace(tzinfo=zone)
     try:
         when = parsed.astimezone(UTC)
     except (OverflowError, ValueError):
@@ -98,15 +106,19 @@ def _timestamp(value: Any) -> datetime | str:
     return when
 
 
-def decode_scanner_message(payload: bytes) -> ScanMessage | FrameRejected:
-    """Decode one scanner message into a `ScanMessage`, or a `FrameRejected` saying why not. Never raises."""
+def decode_scanner_message(payload: bytes, zone: tzinfo | None = None) -> ScanMessage | FrameRejected:
+    """Decode one scanner message into a `ScanMessage`, or a `FrameRejected` saying why not. Never raises.
+
+    `zone` is the scanner's time zone from its profile: ISO times without a zone are read in it;
+    without it they are refused.
+    """
     try:
         data = bytes(payload)
     except Exception as exc:
         return FrameRejected(f"payload is not bytes: {type(exc).__name__}")
     raw = data[:_RAW_SAMPLE]
     try:
-        result = _decode(data)
+        result = _decode(data, zone)
     except Exception as exc:  # a codec bug must not kill the MQTT callback
         return FrameRejected(f"internal decoder error: {type(exc).__name__}: {exc}", raw)
     if isinstance(result, FrameRejected):
@@ -114,7 +126,7 @@ def decode_scanner_message(payload: bytes) -> ScanMessage | FrameRejected:
     return result
 
 
-def _decode(data: bytes) -> ScanMessage | FrameRejected:
+def _decode(data: bytes, zone: tzinfo | None) -> ScanMessage | FrameRejected:
     if len(data) > MAX_PAYLOAD:
         return FrameRejected(f"payload too large: {len(data)} bytes (limit {MAX_PAYLOAD})")
     try:
@@ -162,6 +174,9 @@ def _decode(data: bytes) -> ScanMessage | FrameRejected:
     for item in containers_value:
         if not isinstance(item, str):
             return FrameRejected(f"container is not a string: {type(item).__name__}")
+        problem = check_device_text("container", item)
+        if problem is not None:
+            return FrameRejected(problem)
         number = normalise_container(item)
         if not number:
             return FrameRejected("empty container number")
@@ -173,10 +188,12 @@ def _decode(data: bytes) -> ScanMessage | FrameRejected:
     if image_value is not None and not isinstance(image_value, str):
         return FrameRejected(f"image_ref is not a string: {type(image_value).__name__}")
     image_ref = image_value or None
+    if image_ref is not None and (problem := check_device_text("image_ref", image_ref)) is not None:
+        return FrameRejected(problem)
     if image_ref is not None and len(image_ref) > MAX_IMAGE_REF_LENGTH:
         return FrameRejected(f"image_ref too long: {len(image_ref)} characters (limit {MAX_IMAGE_REF_LENGTH})")
 
-    when = _timestamp(message.get("timestamp"))
+    when = _timestamp(message.get("timestamp"), zone)
     if isinstance(when, str):
         return FrameRejected(when)
 

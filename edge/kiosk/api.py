@@ -28,6 +28,7 @@ from edge.kiosk.auth import (
     new_login_csrf,
     problem,
 )
+from edge.kiosk.contracts import router as contracts_router
 from edge.kiosk.live import LiveHub, sse
 from edge.kiosk.views import lane_history, lane_view, lane_views, status_view, was_refused
 from edge.lane import LaneError
@@ -105,6 +106,7 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
         return response
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(contracts_router, dependencies=[Depends(auth)])  # device contracts (JSON Schemas)
 
     def language(request: Request) -> str:
         return i18n.choose_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))

@@ -1,0 +1,93 @@
+"""The one place identifiers are folded for matching and device strings are checked for hidden characters.
+
+Plates, container numbers and seal ids are compared in one *matching form* everywhere (cache,
+import, feed, codecs, rules): Unicode NFKC (full-width `２９Ｃ` is `29C`, a CJK compatibility
+ideograph is its unified one), separators removed (white space of any kind, `-`, `.`, `/`, `_`,
+the middle dots `·` `•` `・` `･`, full-width `．` `－`, hyphens, en and em dashes, the minus sign),
+then upper case (so seal ids compare case-insensitively). `29C-123.45`, `29c 123 45` and
+`２９Ｃ－１２３．４５` all give `29C12345`; `ＣＳＱＵ３０５４３８３` gives `CSQU3054383`.
+
+Device strings (a plate, a camera id, a lane, a seal id, a container) are refused when they hold a
+character an officer cannot see or that reorders what they see: control characters (C0, C1, NUL,
+DEL), format characters (bidi embeddings, overrides and isolates U+202A–202E, U+2066–2069, the
+marks U+200E/U+200F, zero-width characters, the BOM), line and paragraph separators, surrogates,
+private-use and unassigned code points. `device_text_problem` says why, or None; every codec uses it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Separators that NFKC leaves as they are (full-width `．` and `－` become `.` and `-` first).
+_SEPARATOR_CHARS = (
+    "\\-./_"  # ASCII
+    "\u00b7\u0387\u2022\u2027\u2219\u22c5\u30fb\uff65"  # middle dots, bullets: · (Greek ·) • ‧ ∙ ⋅ ・ ･
+    "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63"  # hyphens, figure dash, en/em dash, bar, minus
+)
+_SEPARATORS = re.compile(rf"[\s{_SEPARATOR_CHARS}]+")
+_ASCII_SEPARATORS = re.compile(r"[\s\-./_]+")
+
+# Unicode general categories refused in device strings (see the module docstring).
+_REFUSED_CATEGORIES = {
+    "Cc": "control character",
+    "Cf": "format character",
+    "Cs": "surrogate",
+    "Co": "private-use character",
+    "Cn": "unassigned code point",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+}
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def fold_identifier(text: str) -> str:
+    """Return `text` in matching form: NFKC, separators removed, upper case (see the module docstring)."""
+    if text.isascii():  # NFKC leaves ASCII as it is: the common case stays cheap
+        return _ASCII_SEPARATORS.sub("", text).upper()
+    folded = _SEPARATORS.sub("", unicodedata.normalize("NFKC", text)).upper()
+    # Removing a separator or upper-casing can leave text that is not NFKC any more (a combining mark
+    # that NFKC split off a spacing accent now follows a letter): normalise once more, so folding twice
+    # gives what folding once gave.
+    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", folded))
+
+
+def normalise_plate(text: str) -> str:
+    """Return the plate in matching form: `29C-123.45`, `29c 123 45` and `２９Ｃ－１２３．４５` give `29C12345`."""
+    return fold_identifier(text)
+
+
+def normalise_container(text: str) -> str:
+    """Return the container number in matching form: `CSQU 305438-3` and `ＣＳＱＵ３０５４３８３` give `CSQU3054383`."""
+    return fold_identifier(text)
+
+
+def normalise_seal(text: str) -> str:
+    """Return the seal id in matching form (upper case: seal ids compare case-insensitively)."""
+    return fold_identifier(text)
+
+
+def device_text_problem(text: str) -> str | None:
+    """Why `text` from a device cannot be believed (a hidden or reordering character), or None when it can.
+
+    The reason names the first offending character by code point and kind, never echoes it.
+    """
+    if text.isascii() and text.isprintable():
+        return None
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        kind = _REFUSED_CATEGORIES.get(category)
+        if kind is None:
+            continue
+        if char in _BIDI:
+            kind = "bidirectional control character"
+        if char == "\x00":
+            kind = "NUL control character"
+        return f"{kind} U+{ord(char):04X} at position {position}"
+    return None
+
+
+def check_device_text(field: str, text: str) -> str | None:
+    """The refusal reason for device string `text` in `field` (e.g. `plate holds NUL U+0000 at position 3`), or None."""
+    problem = device_text_problem(text)
+    return None if problem is None else f"{field} holds a {problem}"

@@ -1,0 +1,137 @@
+"""Log-in throttling (edge/login_throttle.py): growing delays where guessing comes from, no lock-out."""
+
+from __future__ import annotations
+
+from edge.login_throttle import ADDRESS, NAME, PAIR, LoginThrottle, client_key
+from edge.users import AuthSettings
+
+ATTACKER, KIOSK, OFFICE = "10.9.9.9", "10.0.0.21", "10.0.0.30"
+
+
+def _fail(throttle: LoginThrottle, address: str, name: str, now: float) -> None:
+    assert throttle.check(address, name, now).allowed
+    throttle.begin(address, name, now)
+    throttle.finish(address, name, False, now)
+
+
+def _succeed(throttle: LoginThrottle, address: str, name: str, now: float) -> None:
+    throttle.begin(address, name, now)
+    throttle.finish(address, name, True, now)
+
+
+def test_wrong_passwords_from_one_address_grow_its_delay_up_to_the_cap():
+    throttle = LoginThrottle(AuthSettings(free_failures=3, first_delay_s=1, max_delay_s=60))
+    now = 1000.0
+    waits = []
+    for _ in range(12):
+        verdict = throttle.check(ATTACKER, "super1", now)
+        now += verdict.wait_s  # the attacker waits exactly as long as told, then guesses again
+        _fail(throttle, ATTACKER, "super1", now)
+        waits.append(throttle.check(ATTACKER, "super1", now).wait_s)
+    assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    held = throttle.check(ATTACKER, "super1", now)
+    assert held.key == PAIR and held.retry_after_s == 60
+    # The real supervisor at the kiosk is not held back at all.
+    assert throttle.check(KIOSK, "super1", now).allowed
+
+
+def test_the_real_user_keeps_access_while_an_attacker_guesses_from_one_address():
+    throttle = LoginThrottle(AuthSettings())
+    now = 0.0
+    for _ in range(5000):  # a day of guessing, answered with waits, not checked passwords
+        verdict = throttle.check(ATTACKER, "super1", now)
+        if verdict.allowed:
+            _fail(throttle, ATTACKER, "super1", now)
+        now += 17
+    assert throttle.refused > 4000
+    # One address adds at most `free_failures` to the name's count: the name itself is not delayed.
+    assert throttle.failures(NAME, "super1") <= 3
+    assert throttle.check(OFFICE, "super1", now).allowed
+
+
+def test_a_name_guessed_from_many_addresses_waits_at_most_the_name_cap():
+    settings = AuthSettings(name_free_failures=10, name_max_delay_s=30)
+    throttle = LoginThrottle(settings)
+    now = 0.0
+    for round_ in range(20):
+        for n in range(50):
+            address = f"10.7.{round_}.{n}"
+            if throttle.check(address, "super1", now).allowed:
+                _fail(throttle, address, "super1", now)
+        now += 1
+    held = throttle.check(OFFICE, "super1", now)
+    assert held.key == NAME and 0 < held.wait_s <= 30
+    # After the bounded wait, the real supervisor's attempt is checked (and succeeds).
+    now += held.wait_s
+    assert throttle.check(OFFICE, "super1", now).allowed
+    _succeed(throttle, OFFICE, "super1", now)
+    # A success clears the name; from then on that address skips the name's delay altogether.
+    for n in range(50):
+        if throttle.check(f"10.8.0.{n}", "super1", now).allowed:
+            _fail(throttle, f"10.8.0.{n}", "super1", now)
+    assert throttle.check("10.0.0.31", "super1", now).key == NAME
+    assert throttle.check(OFFICE, "super1", now).allowed
+
+
+def test_an_address_guessing_many_names_is_slowed_for_every_name():
+    throttle = LoginThrottle(AuthSettings(address_free_failures=20))
+    for n in range(20):
+        _fail(throttle, ATTACKER, f"user{n}", 0.0)
+    held = throttle.check(ATTACKER, "someone-new", 0.0)
+    assert held.key == ADDRESS and held.wait_s == 1
+    assert throttle.check(KIOSK, "someone-new", 0.0).allowed
+
+
+def test_success_clears_name_and_pair_but_not_the_address():
+    throttle = LoginThrottle(AuthSettings(free_failures=3, address_free_failures=4))
+    for name in ("officer1", "officer1", "officer1", "x"):
+        _fail(throttle, KIOSK, name, 0.0)
+    assert not throttle.check(KIOSK, "officer1", 0.0).allowed
+    _succeed(throttle, KIOSK, "officer1", 5.0)  # e.g. after an unlock
+    assert throttle.failures(PAIR, f"officer1|{KIOSK}") == 0 and throttle.failures(NAME, "officer1") == 0
+    # An attacker cannot wipe their address's count by logging in to an account of their own.
+    assert throttle.failures(ADDRESS, KIOSK) == 4
+
+
+def test_a_burst_of_concurrent_attempts_cannot_slip_past_the_first_failure():
+    throttle = LoginThrottle(AuthSettings(free_failures=3))
+    started = 0
+    for _ in range(100):  # all arrive before any password check has finished
+        if throttle.check(ATTACKER, "super1", 0.0).allowed:
+            throttle.begin(ATTACKER, "super1", 0.0)
+            started += 1
+    assert started == 3
+    for _ in range(started):
+        throttle.finish(ATTACKER, "super1", False, 0.1)
+    assert throttle.check(ATTACKER, "super1", 0.1).wait_s == 1
+
+
+def test_unlock_clears_a_name_from_every_address():
+    throttle = LoginThrottle(AuthSettings(free_failures=1))
+    for address in (ATTACKER, KIOSK):
+        _fail(throttle, address, "super1", 0.0)
+    assert not throttle.check(KIOSK, "super1", 0.0).allowed
+    assert throttle.unlock("super1") == 3  # the name and both pairs
+    assert throttle.check(KIOSK, "super1", 0.0).allowed
+
+
+def test_failures_are_forgotten_after_a_quiet_hour_and_tables_stay_bounded():
+    throttle = LoginThrottle(AuthSettings(free_failures=1, forget_after_s=3600), max_entries=100)
+    now = 0.0
+    for _ in range(8):
+        now += throttle.check(ATTACKER, "super1", now).wait_s
+        _fail(throttle, ATTACKER, "super1", now)
+    assert throttle.check(ATTACKER, "super1", now).wait_s == 128
+    now += 3601  # a quiet hour: the count starts afresh
+    _fail(throttle, ATTACKER, "super1", now)
+    assert throttle.check(ATTACKER, "super1", now).wait_s == 1
+    for n in range(1000):  # names and addresses sprayed: memory stays bounded
+        _fail(throttle, f"10.1.{n // 250}.{n % 250}", f"name{n}", now + n)
+    assert max(throttle.stats()[f"{kind}_keys"] for kind in (PAIR, ADDRESS, NAME)) <= 100
+
+
+def test_clients_are_keyed_by_address_and_ipv6_by_its_64():
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_key("2001:db8:1:2::5") == client_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert client_key(None) == "?"

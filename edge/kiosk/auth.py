@@ -183,8 +183,8 @@ class LoginGuard:
     """Throttle, then check the password in the bounded pool; the throttle learns every answer.
 
     Runs on the event loop; only the password check itself leaves it. `smartgate users unlock`
-    (another process) writes to the user store; the guard reads those requests at most once a
-    second, and only while some attempt is being held back.
+    (another process) writes to the user store; the guard reads those requests at most four times
+    a second, and only while some attempt is being held back.
     """
 
     def __init__(self, store: UserStore, settings: AuthSettings | None = None,
@@ -199,7 +199,7 @@ class LoginGuard:
 
     def _read_unlocks(self) -> None:
         now = self.clock()
-        if now - self._unlocks_read_at < 1.0:
+        if now - self._unlocks_read_at < 0.25:
             return
         self._unlocks_read_at = now
         try:

@@ -138,6 +138,49 @@ def _validation_summary(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+class IntegerBoundsMiddleware:
+    """Pure ASGI middleware: a JSON body holding an integer beyond 64 bits is answered 422.
+
+    The body (already capped by BodyLimitMiddleware, which sits outside this one) is read once,
+    checked, and handed on to the app unchanged.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        content_type = next((v for k, v in scope.get("headers", []) if k == b"content-type"), b"")
+        if b"json" not in content_type:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = json_body_problem(body)
+        if problem is not None:
+            await _error(422, "INVALID_REQUEST", problem)(scope, receive, send)
+            return
+        handed = False
+
+        async def replay():
+            nonlocal handed
+            if not handed:
+                handed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def install_guards(app: FastAPI, *, max_body: int = DEFAULT_MAX_BODY, limits: dict[str, int] | None = None) -> None:
     """Body cap, input-free validation errors and 64-bit integer bounds for `app`."""
 
@@ -145,12 +188,5 @@ def install_guards(app: FastAPI, *, max_body: int = DEFAULT_MAX_BODY, limits: di
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, "INVALID_REQUEST", _validation_summary(exc))
 
-    @app.middleware("http")
-    async def _integer_bounds(request: Request, call_next):
-        if request.method in ("POST", "PUT", "PATCH") and "json" in request.headers.get("content-type", ""):
-            problem = json_body_problem(await request.body())
-            if problem is not None:
-                return _error(422, "INVALID_REQUEST", problem)
-        return await call_next(request)
-
-    app.add_middleware(BodyLimitMiddleware, max_body=max_body, limits=limits)
+    app.add_middleware(IntegerBoundsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_body=max_body, limits=limits)  # added last: outermost

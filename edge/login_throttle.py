@@ -16,8 +16,9 @@ the kiosk LAN. Here nobody is locked out; guessing is slowed down where it comes
 
 While a key is delayed its attempts are answered at once (429 with the seconds to wait) and not
 counted: no password is checked, so nothing is learnt and no CPU is spent. Attempts in flight
-count against a key's free attempts, so a burst of concurrent requests from one address cannot
-slip past before the first failure is recorded. A success clears its name and pair (not the
+count against a key's free attempts, and a pair may have one check under way at once, an address
+two, so a burst of concurrent requests from one address cannot slip past before the first failure
+is recorded, nor fill the password pool. A success clears its name and pair (not the
 address: an attacker must not reset it with an account of their own). A key is forgotten
 `forget_after_s` after its last failure. Each table is bounded (least recently failed evicted).
 
@@ -36,6 +37,7 @@ from edge.users import AuthSettings
 
 PAIR, ADDRESS, NAME = "pair", "address", "name"
 MAX_ENTRIES = 20_000  # per table; ~200 bytes each
+IN_FLIGHT = {PAIR: 1, ADDRESS: 2}  # password checks one pair / one address may have under way at once
 
 
 @dataclass
@@ -154,8 +156,9 @@ class LoginThrottle:
                 continue
             free, _ = self._policy(kind)
             wait = entry.blocked_until - now
-            # Attempts being checked count against the free ones; past them, one at a time.
-            if entry.in_flight >= max(1, free - entry.failures):
+            # Attempts being checked count against the free ones; past them, one at a time. A
+            # person logs in once at a time: a pair gets one check at once, an address two.
+            if entry.in_flight >= min(IN_FLIGHT.get(kind, free), max(1, free - entry.failures)):
                 wait = max(wait, min(self.settings.first_delay_s, 1.0))
             if wait > worst.wait_s:
                 worst = Verdict(wait, kind)

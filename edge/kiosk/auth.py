@@ -136,11 +136,13 @@ class HashPool:
 
     scrypt releases the GIL, so a check in a worker thread costs the event loop nothing but the
     hand-over; the bound keeps a flood from piling up memory (16 MiB per running hash) and
-    seconds of queue in front of an officer's own log-in.
+    seconds of queue in front of an officer's own log-in. A few places are kept for users at an
+    address they logged in from before, so a flood from many addresses does not keep them out.
     """
 
-    def __init__(self, threads: int = 1, queue: int = 16):
+    def __init__(self, threads: int = 1, queue: int = 16, reserve: int = 0):
         self.limit = max(1, threads) + max(0, queue)
+        self.reserve = max(0, reserve)
         self._executor = concurrent.futures.ThreadPoolExecutor(max(1, threads), thread_name_prefix="kiosk-hash")
         self._lock = threading.Lock()
         self.pending = 0
@@ -148,10 +150,11 @@ class HashPool:
         self.refused = 0
         self.checked = 0
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
-        """Run fn(*args) in the pool; PoolFull at once when `limit` checks are running or waiting."""
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: bool = False) -> concurrent.futures.Future:
+        """Run fn(*args) in the pool; PoolFull at once when `limit` checks are running or waiting
+        (`limit + reserve` for a priority check: a user at an address they logged in from before)."""
         with self._lock:
-            if self.pending >= self.limit:
+            if self.pending >= self.limit + (self.reserve if priority else 0):
                 self.refused += 1
                 raise PoolFull
             self.pending += 1
@@ -192,7 +195,7 @@ class LoginGuard:
         settings = settings or store.settings
         self.store = store
         self.throttle = LoginThrottle(settings)
-        self.pool = HashPool(settings.hash_threads, settings.hash_queue)
+        self.pool = HashPool(settings.hash_threads, settings.hash_queue, settings.hash_reserve)
         self.clock = clock
         self._unlocks_seen = store.clock()
         self._unlocks_read_at = -1e18
@@ -219,8 +222,9 @@ class LoginGuard:
             if not verdict.allowed:
                 return LoginAttempt(LoginResult.THROTTLED, retry_after_s=verdict.retry_after_s, held_by=verdict.key)
         self.throttle.begin(address, name, self.clock())
+        known = self.throttle.is_known(address, name, self.clock())
         try:
-            future = self.pool.submit(self.store.authenticate, username, password)
+            future = self.pool.submit(self.store.authenticate, username, password, priority=known)
         except PoolFull:
             self.throttle.abandon(address, name, self.clock())
             return LoginAttempt(LoginResult.BUSY, retry_after_s=1)

@@ -15,8 +15,9 @@ as `concurrency` connections allow, from many loopback addresses (127.0.0.x) and
 waiting as told; meanwhile a ticker on the node's event loop measures how late it wakes (the
 loop's lag: what every lane, driver and stream on that loop would feel), and an officer from an
 address of their own logs in, retrying after each Retry-After. Run twice: with the kiosk's
-bounded password pool, and with a pool as wide as the old one (scrypt in Starlette's 40 threads,
-nothing refused) for comparison.
+bounded password pool, with a pool as wide as the old one (scrypt in Starlette's 40 threads,
+nothing refused), and with GET /healthz instead of log-ins (what serving any HTTP flood on the
+node's loop costs) for comparison.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ async def flood_logins(base: str, addresses: list[str], names: list[str], concur
     """Wrong-password log-ins from `addresses` until stdin says stop (or `stop_after_s`); counts answers.
 
     legit = (address, name, password): an officer logging in meanwhile, waiting as told between
-    tries; the figures give how long until they were in, and how many tries it took.
+    tries; the figures give how long until they were in, and how many tries it took. names ==
+    ["@healthz"] sends GET /healthz instead (what any HTTP flood costs, for comparison).
     """
     import re
     from collections import Counter
@@ -124,8 +126,11 @@ async def flood_logins(base: str, addresses: list[str], names: list[str], concur
             n += concurrency
             started = time.perf_counter()
             try:
-                response = await client.post("/api/login", headers=headers,
-                                             json={"username": name, "password": f"wrong-{n}"})
+                if name == "@healthz":
+                    response = await client.get("/healthz")
+                else:
+                    response = await client.post("/api/login", headers=headers,
+                                                 json={"username": name, "password": f"wrong-{n}"})
             except httpx.HTTPError:
                 codes[0] += 1
                 continue
@@ -188,7 +193,8 @@ def _rss_mib() -> float:
     return 0.0
 
 
-async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool: bool) -> dict:
+async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool: bool = False,
+                     healthz: bool = False) -> dict:
     from edge.users import UserStore
     from simulators.gate import SimulatedGate
 
@@ -217,7 +223,8 @@ async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool
             flood_addresses = ",".join(f"127.0.{1 + i // 250}.{2 + i % 250}" for i in range(addresses))
             child = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.kiosk_bench", "--flood", base, flood_addresses,
-                "officer1,admin,root,operator,guest", str(concurrency), "127.0.9.9:super1:super-pass-1",
+                "@healthz" if healthz else "officer1,admin,root,operator,guest", str(concurrency),
+                "127.0.9.9:super1:super-pass-1",
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             line = await asyncio.wait_for(child.stdout.readline(), 60)
             if line.strip() != b"ready":
@@ -243,6 +250,7 @@ async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool
                 await child.wait()
             await gate.stop()
     return {
+        "flood": "GET /healthz" if healthz else "POST /api/login, wrong passwords",
         "pool": "40 threads, unbounded (as before)" if wide_pool else
                 f"{settings.hash_threads} thread(s), {settings.hash_queue} waiting at most",
         "loop_lag_idle_ms": percentiles(idle, 2),
@@ -258,9 +266,10 @@ async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool
 def run_login_flood_bench(concurrency: int = 64, addresses: int = 32, seconds: float = 8.0,
                           compare_wide_pool: bool = True) -> dict:
     """Event-loop lag and an officer's log-in while `concurrency` wrong-password log-ins flood the kiosk."""
-    figures = {"bounded": asyncio.run(_flood_run(concurrency, addresses, seconds, wide_pool=False))}
+    figures = {"bounded": asyncio.run(_flood_run(concurrency, addresses, seconds))}
     if compare_wide_pool:
         figures["wide_pool"] = asyncio.run(_flood_run(concurrency, addresses, seconds, wide_pool=True))
+        figures["healthz_flood"] = asyncio.run(_flood_run(concurrency, addresses, seconds, healthz=True))
     figures.update(concurrency=concurrency, addresses=addresses, seconds=seconds)
     return figures
 

@@ -94,6 +94,7 @@ class LoginThrottle:
         self._tables: dict[str, OrderedDict[str, _Entry]] = {PAIR: OrderedDict(), ADDRESS: OrderedDict(),
                                                               NAME: OrderedDict()}
         self._known: OrderedDict[str, float] = OrderedDict()  # "name|address" -> last successful login
+        self._trusted: OrderedDict[str, float] = OrderedDict()  # address -> last successful login of anyone
         self.refused = 0  # attempts answered "wait" since start
 
     # ------------------------------------------------------------ policy
@@ -136,6 +137,11 @@ class LoginThrottle:
                     return
                 continue
             del table[oldest]
+
+    def is_trusted(self, address: str, now: float) -> bool:
+        """True when someone logged in from `address` within `known_address_s` (a kiosk terminal, say)."""
+        at = self._trusted.get(address)
+        return at is not None and now - at <= self.settings.known_address_s
 
     def is_known(self, address: str, name: str, now: float) -> bool:
         """True when `name` logged in from `address` within `known_address_s`."""
@@ -214,11 +220,11 @@ class LoginThrottle:
             if kind == PAIR:
                 pair_failures = entry.failures
         if ok:
-            known = f"{name}|{address}"
-            self._known[known] = now
-            self._known.move_to_end(known)
-            while len(self._known) > self.max_entries:
-                self._known.popitem(last=False)
+            for table, key in ((self._known, f"{name}|{address}"), (self._trusted, address)):
+                table[key] = now
+                table.move_to_end(key)
+                while len(table) > self.max_entries:
+                    table.popitem(last=False)
 
     def unlock(self, name: str) -> int:
         """Clear a name's delays and those of every (address, name) pair; returns how many keys."""

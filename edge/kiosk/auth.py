@@ -136,8 +136,9 @@ class HashPool:
 
     scrypt releases the GIL, so a check in a worker thread costs the event loop nothing but the
     hand-over; the bound keeps a flood from piling up memory (16 MiB per running hash) and
-    seconds of queue in front of an officer's own log-in. A few places are kept for users at an
-    address they logged in from before, so a flood from many addresses does not keep them out.
+    seconds of queue in front of an officer's own log-in. A few places are kept for addresses
+    someone logged in from before (the kiosk terminals), so a flood from many new addresses does
+    not keep the officers out.
     """
 
     def __init__(self, threads: int = 1, queue: int = 16, reserve: int = 0):
@@ -152,7 +153,7 @@ class HashPool:
 
     def submit(self, fn: Callable[..., Any], *args: Any, priority: bool = False) -> concurrent.futures.Future:
         """Run fn(*args) in the pool; PoolFull at once when `limit` checks are running or waiting
-        (`limit + reserve` for a priority check: a user at an address they logged in from before)."""
+        (`limit + reserve` for a priority check: from an address someone logged in from before)."""
         with self._lock:
             if self.pending >= self.limit + (self.reserve if priority else 0):
                 self.refused += 1
@@ -222,9 +223,9 @@ class LoginGuard:
             if not verdict.allowed:
                 return LoginAttempt(LoginResult.THROTTLED, retry_after_s=verdict.retry_after_s, held_by=verdict.key)
         self.throttle.begin(address, name, self.clock())
-        known = self.throttle.is_known(address, name, self.clock())
+        trusted = self.throttle.is_trusted(address, self.clock())
         try:
-            future = self.pool.submit(self.store.authenticate, username, password, priority=known)
+            future = self.pool.submit(self.store.authenticate, username, password, priority=trusted)
         except PoolFull:
             self.throttle.abandon(address, name, self.clock())
             return LoginAttempt(LoginResult.BUSY, retry_after_s=1)

@@ -1,7 +1,14 @@
-"""Log-in throttling (edge/login_throttle.py): growing delays where guessing comes from, no lock-out."""
+"""Log-in throttling (edge/login_throttle.py): growing delays where guessing comes from, no lock-out;
+the bounded password pool (edge/kiosk/auth.py)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pytest
+
+from edge.kiosk.auth import HashPool, PoolFull
 from edge.login_throttle import ADDRESS, NAME, PAIR, LoginThrottle, client_key
 from edge.users import AuthSettings
 
@@ -139,3 +146,32 @@ def test_clients_are_keyed_by_address_and_ipv6_by_its_64():
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert client_key("2001:db8:1:2::5") == client_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
     assert client_key(None) == "?"
+
+
+def test_an_address_someone_logged_in_from_is_trusted_for_every_name():
+    throttle = LoginThrottle(AuthSettings(known_address_s=3600))
+    assert not throttle.is_trusted(KIOSK, 0.0)
+    _succeed(throttle, KIOSK, "officer1", 0.0)
+    assert throttle.is_trusted(KIOSK, 10.0) and not throttle.is_known(KIOSK, "super1", 10.0)
+    assert not throttle.is_trusted(ATTACKER, 10.0) and not throttle.is_trusted(KIOSK, 3601.0)
+
+
+def test_the_password_pool_refuses_at_once_when_full_and_keeps_places_for_trusted_addresses():
+    pool = HashPool(threads=1, queue=2, reserve=1)
+    release = threading.Event()
+    try:
+        futures = [pool.submit(release.wait, 10) for _ in range(3)]  # one running, two waiting
+        with pytest.raises(PoolFull):
+            pool.submit(release.wait, 10)
+        futures.append(pool.submit(release.wait, 10, priority=True))  # a kiosk terminal's officer
+        with pytest.raises(PoolFull):
+            pool.submit(release.wait, 10, priority=True)
+        assert pool.pending == pool.peak == 4 and pool.refused == 2
+    finally:
+        release.set()
+    assert all(f.result(10) is True for f in futures)
+    wait = time.monotonic() + 10
+    while pool.pending and time.monotonic() < wait:
+        time.sleep(0.01)
+    assert pool.pending == 0 and pool.checked == 4
+    pool.close()

@@ -85,8 +85,8 @@ class AuthSettings:
     forget_after_s: float = 60 * 60
     known_address_s: float = 30 * 24 * 3600
     hash_threads: int = 1  # scrypt threads (each hash takes one core for ~50 ms and 16 MiB)
-    hash_queue: int = 16  # password checks that may wait for a thread; more are answered 503 at once
-    hash_reserve: int = 4  # more places in that queue for addresses someone logged in from before
+    hash_queue: int = 8  # password checks that may wait for a thread; more are answered 503 at once
+    hash_reserve: int = 4  # more places, served first, for addresses someone logged in from before
     activity_flush_s: float = 60.0  # how often session activity is written back (lazily, off the request path)
 
 

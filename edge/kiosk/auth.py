@@ -15,6 +15,7 @@ event loop that runs the lanes never waits for a hash.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import hmac
@@ -127,6 +128,9 @@ def login_csrf_ok(request: Request) -> bool:
 # ---------------------------------------------------------------- log-in
 
 
+IDLE_WORKER_S = 30.0  # a password thread with nothing to do for this long ends
+
+
 class PoolFull(Exception):
     """Too many password checks are waiting already."""
 
@@ -136,16 +140,19 @@ class HashPool:
 
     scrypt releases the GIL, so a check in a worker thread costs the event loop nothing but the
     hand-over; the bound keeps a flood from piling up memory (16 MiB per running hash) and
-    seconds of queue in front of an officer's own log-in. A few places are kept for addresses
-    someone logged in from before (the kiosk terminals), so a flood from many new addresses does
-    not keep the officers out.
+    seconds of queue in front of an officer's own log-in. Checks from addresses someone logged
+    in from before (the kiosk terminals) have `reserve` places of their own and go first, so a
+    flood from many new addresses neither keeps the officers out nor makes them wait behind it.
     """
 
     def __init__(self, threads: int = 1, queue: int = 16, reserve: int = 0):
-        self.limit = max(1, threads) + max(0, queue)
+        self.threads = max(1, threads)
+        self.limit = self.threads + max(0, queue)
         self.reserve = max(0, reserve)
-        self._executor = concurrent.futures.ThreadPoolExecutor(max(1, threads), thread_name_prefix="kiosk-hash")
-        self._lock = threading.Lock()
+        self._waiting: tuple[collections.deque, collections.deque] = (collections.deque(), collections.deque())
+        self._ready = threading.Condition()
+        self._workers: list[threading.Thread] = []
+        self._closed = False
         self.pending = 0
         self.peak = 0
         self.refused = 0
@@ -153,24 +160,52 @@ class HashPool:
 
     def submit(self, fn: Callable[..., Any], *args: Any, priority: bool = False) -> concurrent.futures.Future:
         """Run fn(*args) in the pool; PoolFull at once when `limit` checks are running or waiting
-        (`limit + reserve` for a priority check: from an address someone logged in from before)."""
-        with self._lock:
-            if self.pending >= self.limit + (self.reserve if priority else 0):
+        (`limit + reserve` for a priority check, which also goes before every other waiting one)."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._ready:
+            if self._closed or self.pending >= self.limit + (self.reserve if priority else 0):
                 self.refused += 1
                 raise PoolFull
             self.pending += 1
             self.peak = max(self.peak, self.pending)
-        future = self._executor.submit(fn, *args)
-        future.add_done_callback(self._done)
+            self._waiting[0 if priority else 1].append((future, fn, args))
+            if len(self._workers) < self.threads:
+                worker = threading.Thread(target=self._work, name=f"kiosk-hash-{len(self._workers)}", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+            self._ready.notify()
         return future
 
-    def _done(self, _future: concurrent.futures.Future) -> None:
-        with self._lock:
-            self.pending -= 1
-            self.checked += 1
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._closed and not (self._waiting[0] or self._waiting[1]):
+                    if not self._ready.wait(IDLE_WORKER_S) and not (self._waiting[0] or self._waiting[1]):
+                        self._workers.remove(threading.current_thread())  # started again when needed
+                        return
+                if self._closed:
+                    return
+                future, fn, args = (self._waiting[0] or self._waiting[1]).popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # handed to the waiting request
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            with self._ready:
+                self.pending -= 1
+                self.checked += 1
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the workers; checks still waiting are cancelled."""
+        with self._ready:
+            self._closed = True
+            for waiting in self._waiting:
+                while waiting:
+                    waiting.popleft()[0].cancel()
+                    self.pending -= 1
+            self._ready.notify_all()
 
 
 @dataclass(frozen=True)

@@ -156,22 +156,33 @@ def test_an_address_someone_logged_in_from_is_trusted_for_every_name():
     assert not throttle.is_trusted(ATTACKER, 10.0) and not throttle.is_trusted(KIOSK, 3601.0)
 
 
-def test_the_password_pool_refuses_at_once_when_full_and_keeps_places_for_trusted_addresses():
+def test_the_password_pool_refuses_at_once_when_full_and_serves_kiosk_terminals_first():
     pool = HashPool(threads=1, queue=2, reserve=1)
-    release = threading.Event()
+    release, running = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def check(label: str) -> str:
+        running.set()
+        release.wait(10)
+        order.append(label)
+        return label
+
     try:
-        futures = [pool.submit(release.wait, 10) for _ in range(3)]  # one running, two waiting
+        futures = [pool.submit(check, "flood0")]
+        assert running.wait(10)
+        futures += [pool.submit(check, f"flood{n}") for n in (1, 2)]  # one running, two waiting
         with pytest.raises(PoolFull):
-            pool.submit(release.wait, 10)
-        futures.append(pool.submit(release.wait, 10, priority=True))  # a kiosk terminal's officer
+            pool.submit(check, "flood3")
+        futures.append(pool.submit(check, "terminal", priority=True))  # an officer at a kiosk terminal
         with pytest.raises(PoolFull):
-            pool.submit(release.wait, 10, priority=True)
+            pool.submit(check, "terminal2", priority=True)
         assert pool.pending == pool.peak == 4 and pool.refused == 2
     finally:
         release.set()
-    assert all(f.result(10) is True for f in futures)
-    wait = time.monotonic() + 10
-    while pool.pending and time.monotonic() < wait:
+    assert [f.result(10) for f in futures] == ["flood0", "flood1", "flood2", "terminal"]
+    assert order == ["flood0", "terminal", "flood1", "flood2"]  # ahead of every check still waiting
+    deadline = time.monotonic() + 10
+    while pool.pending and time.monotonic() < deadline:
         time.sleep(0.01)
     assert pool.pending == 0 and pool.checked == 4
     pool.close()

@@ -22,6 +22,11 @@ is recorded, nor fill the password pool. A success clears its name and pair (not
 address: an attacker must not reset it with an account of their own). A key is forgotten
 `forget_after_s` after its last failure. Each table is bounded (least recently failed evicted).
 
+When the password pool is full the kiosk answers "busy" (503, Retry-After); an address that
+comes back before that time is up has each such attempt counted as a failure of the address, so
+a flood that ignores Retry-After soon meets the address's growing delays and leaves the pool to
+those who wait as told (the kiosk page does).
+
 Sans-I/O: no clock, no threads; time is passed in. The kiosk's LoginGuard (edge/kiosk/auth.py)
 wires it to the password pool, and `smartgate users unlock` reaches it through the user store.
 """
@@ -95,7 +100,9 @@ class LoginThrottle:
                                                               NAME: OrderedDict()}
         self._known: OrderedDict[str, float] = OrderedDict()  # "name|address" -> last successful login
         self._trusted: OrderedDict[str, float] = OrderedDict()  # address -> last successful login of anyone
+        self._busy_until: OrderedDict[str, float] = OrderedDict()  # address -> told "busy, come back then"
         self.refused = 0  # attempts answered "wait" since start
+        self.impatient = 0  # attempts that came back before the Retry-After of a "busy" answer
 
     # ------------------------------------------------------------ policy
 
@@ -150,8 +157,26 @@ class LoginThrottle:
 
     # ------------------------------------------------------------ attempts
 
+    def told_busy(self, address: str, retry_after_s: float, now: float) -> None:
+        """The address was answered "busy, come back in `retry_after_s`" (the password pool was full)."""
+        self._busy_until[address] = now + 0.9 * retry_after_s  # a little slack for the client's clock
+        self._busy_until.move_to_end(address)
+        while len(self._busy_until) > self.max_entries:
+            self._busy_until.popitem(last=False)
+
     def check(self, address: str, name: str, now: float) -> Verdict:
-        """May (address, name) check a password now? Counts a refusal; changes nothing else."""
+        """May (address, name) check a password now? Counts a refusal; changes nothing else, except
+        that coming back before a "busy" answer's Retry-After counts as a failure of the address."""
+        until = self._busy_until.get(address)
+        if until is not None and now < until:
+            entry = self._entry(ADDRESS, address, now, create=True)
+            assert entry is not None
+            entry.failures += 1
+            entry.last_failure = now
+            entry.blocked_until = max(entry.blocked_until, now + self.delay_after(ADDRESS, entry.failures))
+            self.impatient += 1
+            self.refused += 1
+            return Verdict(max(until, entry.blocked_until) - now, ADDRESS)
         worst = Verdict(0.0)
         known = self.is_known(address, name, now)
         for kind, key in self._keys(address, name):
@@ -245,4 +270,4 @@ class LoginThrottle:
     def stats(self) -> dict[str, int]:
         """Sizes of the tables and how many attempts were told to wait."""
         return {**{f"{kind}_keys": len(table) for kind, table in self._tables.items()},
-                "known_addresses": len(self._known), "refused": self.refused}
+                "known_addresses": len(self._known), "refused": self.refused, "impatient": self.impatient}

@@ -77,7 +77,7 @@ class AuthSettings:
     absolute_timeout_s: float = 12 * 3600
     cookie_secure: bool = False  # set True when the kiosk is served over HTTPS
     free_failures: int = 3
-    address_free_failures: int = 20
+    address_free_failures: int = 10
     name_free_failures: int = 10
     first_delay_s: float = 1.0
     max_delay_s: float = 15 * 60

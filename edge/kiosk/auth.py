@@ -263,6 +263,7 @@ class LoginGuard:
             future = self.pool.submit(self.store.authenticate, username, password, priority=trusted)
         except PoolFull:
             self.throttle.abandon(address, name, self.clock())
+            self.throttle.told_busy(address, 1, self.clock())
             return LoginAttempt(LoginResult.BUSY, retry_after_s=1)
         loop = asyncio.get_running_loop()
 

@@ -186,3 +186,15 @@ def test_the_password_pool_refuses_at_once_when_full_and_serves_kiosk_terminals_
         time.sleep(0.01)
     assert pool.pending == 0 and pool.checked == 4
     pool.close()
+
+
+def test_coming_back_before_a_busy_answers_retry_after_counts_against_the_address():
+    throttle = LoginThrottle(AuthSettings(address_free_failures=10))
+    throttle.told_busy(ATTACKER, 1, 0.0)
+    throttle.told_busy(KIOSK, 1, 0.0)
+    for n in range(14):  # the flood comes straight back, again and again
+        held = throttle.check(ATTACKER, f"user{n}", 0.01 * n)
+        assert held.key == ADDRESS and not held.allowed
+    assert throttle.stats()["impatient"] == 14
+    assert throttle.check(ATTACKER, "user0", 2.0).wait_s > 0  # now delayed on its own account
+    assert throttle.check(KIOSK, "officer1", 1.0).allowed  # the kiosk page waited as it was told

@@ -4,7 +4,8 @@ Every route except /healthz, the login page (and its POST /api/login) and the st
 session cookie or an API token (see edge/kiosk/auth.py). Officer actions reach the barrier only
 through the lane controller, which journals them with the logged-in user's name before acting.
 
-Request bodies are capped at MAX_BODY before they are read (413), validation errors never echo
+A write without a live session or token is refused (401) before its body is read; request
+bodies are capped at MAX_BODY before they are read (413), validation errors never echo
 the input, integers beyond 64 bits are refused with 422 (edge/http_guard.py); log-ins are
 throttled and their passwords checked off the event loop (LoginGuard in edge/kiosk/auth.py).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
@@ -83,6 +84,23 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class CredentialsFirst:
+    """Pure ASGI middleware: a write to the API with no live session or token is answered 401
+    before its body is read (and the connection closed, so the body is not drained either)."""
+
+    def __init__(self, app, auth: Authenticator, public: frozenset[str]):
+        self.app, self.auth, self.public = app, auth, public
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD", "OPTIONS") \
+                and scope.get("path", "").startswith("/api/") and scope.get("path") not in self.public \
+                and self.auth.principal_or_none(Request(scope)) is None:
+            await JSONResponse({"detail": {"code": "login_required", "message": "log in first (or send an API token)"}},
+                               status_code=401, headers={"connection": "close"})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -132,7 +150,8 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     started = time.time()
     Authed = Annotated[Principal, Depends(auth)]
     install_guards(app, max_body=MAX_BODY)
-    app.add_middleware(SecurityHeaders)  # added last: outermost, so 413s carry the headers too
+    app.add_middleware(CredentialsFirst, auth=auth, public=frozenset({"/api/login"}))
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so 401s and 413s carry the headers too
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -131,6 +131,23 @@ def test_a_100_mib_login_post_is_refused_before_it_is_read(kiosk: GateThread):
     assert _heartbeat_losses(kiosk) == []
 
 
+def test_a_write_without_credentials_is_refused_before_its_body_is_read(kiosk: GateThread):
+    sent = {"bytes": 0}
+
+    def body() -> Iterator[bytes]:
+        for _ in range(100):
+            sent["bytes"] += MIB
+            yield b" " * MIB
+
+    with _client(kiosk) as client:
+        for path in ("/api/lanes/IMP-1/actions", "/api/users", "/api/logout"):
+            for headers in ({}, {"cookie": "sg_session=made-up"}, {"authorization": "Bearer sgt_made-up"}):
+                sent["bytes"] = 0
+                refused = client.post(path, content=body(), headers=headers | {"content-type": "application/json"})
+                assert refused.status_code == 401 and refused.json()["detail"]["code"] == "login_required"
+                assert refused.headers["connection"] == "close" and sent["bytes"] < 32 * MIB
+
+
 def test_validation_errors_never_echo_the_input(kiosk: GateThread):
     hostile = f"<script>alert('{MARKER}')</script>" * 40
     with _client(kiosk) as client:

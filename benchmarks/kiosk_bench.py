@@ -9,6 +9,15 @@ stream → HTTP over loopback → parsed by the client. The clients run in a sep
 browser would), all 20 streams on one asyncio loop with httpx; a reading counts as delivered on a
 stream when that stream first shows a lane view containing it. Both processes use
 time.monotonic(), which is one clock for the whole machine on Linux.
+
+Login flood (`login_flood` in the figures): a child process sends wrong-password log-ins as fast
+as `concurrency` connections allow, from many loopback addresses (127.0.0.x) and names, never
+waiting as told; meanwhile a ticker on the node's event loop measures how late it wakes (the
+loop's lag: what every lane, driver and stream on that loop would feel), and an officer from an
+address of their own logs in, retrying after each Retry-After. Run twice: with the kiosk's
+bounded password pool, with a pool as wide as the old one (scrypt in Starlette's 40 threads,
+nothing refused), and with GET /healthz instead of log-ins (what serving any HTTP flood on the
+node's loop costs) for comparison.
 """
 
 from __future__ import annotations
@@ -77,6 +86,199 @@ async def _clients(base: str, token: str, streams: int, lanes: int) -> dict:
                 seen.setdefault(f"{view['lane']}|S|{seal['seal_id']}", at)
         first_seen.append(seen)
     return {"first_seen": first_seen, "lane_events": [len(s) for s in records]}
+
+
+# ---------------------------------------------------------------- the login flood (child process)
+
+
+async def flood_logins(base: str, addresses: list[str], names: list[str], concurrency: int,
+                       legit: tuple[str, str, str] | None = None, stop_after_s: float | None = None) -> dict:
+    """Wrong-password log-ins from `addresses` until stdin says stop (or `stop_after_s`); counts answers.
+
+    legit = (address, name, password): an officer logging in meanwhile from that (new) address, and
+    the same officer at a kiosk terminal (the next address) where they logged in before the
+    flood, each waiting as told between tries; the figures give how long until they were in and
+    the answers they got. names ==
+    ["@healthz"] sends GET /healthz instead (what any HTTP flood costs, for comparison).
+    """
+    import re
+    from collections import Counter
+
+    import httpx
+
+    async def client_for(address: str) -> tuple[httpx.AsyncClient, dict[str, str]]:
+        transport = httpx.AsyncHTTPTransport(local_address=address, limits=httpx.Limits(
+            max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2))
+        client = httpx.AsyncClient(base_url=base, transport=transport, timeout=httpx.Timeout(60))
+        page = await client.get("/login")
+        token = re.search(r'name="sg-login-csrf" content="([^"]+)"', page.text).group(1)
+        return client, {"x-csrf-token": token}
+
+    clients = [await client_for(address) for address in addresses]
+    codes: Counter[int] = Counter()
+    retry_after: Counter[str] = Counter()
+    latencies: list[float] = []
+    stop = asyncio.Event()
+
+    async def attacker(index: int) -> None:
+        n = index
+        while not stop.is_set():
+            client, headers = clients[n % len(clients)]
+            name = names[(n // len(clients)) % len(names)]
+            n += concurrency
+            started = time.perf_counter()
+            try:
+                if name == "@healthz":
+                    response = await client.get("/healthz")
+                else:
+                    response = await client.post("/api/login", headers=headers,
+                                                 json={"username": name, "password": f"wrong-{n}"})
+            except httpx.HTTPError:
+                codes[0] += 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            codes[response.status_code] += 1
+            if "retry-after" in response.headers:
+                retry_after[response.headers["retry-after"]] += 1
+
+    officers: dict[str, dict] = {}
+
+    async def officer(address: str, name: str, password: str, label: str) -> None:
+        client, headers = await client_for(address)
+        started = time.perf_counter()
+        tries = []
+        while not stop.is_set():
+            response = await client.post("/api/login", headers=headers, json={"username": name, "password": password})
+            tries.append(response.status_code)
+            if response.status_code == 200:
+                break
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+        done = bool(tries) and tries[-1] == 200
+        officers[label] = {"seconds_to_log_in": round(time.perf_counter() - started, 3) if done else None,
+                           "tries": tries}
+        await client.aclose()
+
+    if legit is not None:  # the kiosk terminal: someone logged in there before the flood
+        address, name, password = legit
+        terminal = address.rsplit(".", 1)[0] + "." + str(int(address.rsplit(".", 1)[1]) + 1)
+        await officer(terminal, name, password, "warm-up")
+        del officers["warm-up"]
+    tasks = [asyncio.create_task(attacker(i)) for i in range(concurrency)]
+    print("ready", flush=True)
+    started = time.perf_counter()
+    if legit is not None:
+        await asyncio.sleep(0.5)  # the flood is under way
+        tasks.append(asyncio.create_task(officer(address, name, password, "officer_new_address")))
+        tasks.append(asyncio.create_task(officer(terminal, name, password, "officer_at_kiosk_terminal")))
+    if stop_after_s is not None:
+        await asyncio.sleep(stop_after_s)
+    else:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    stop.set()
+    elapsed = time.perf_counter() - started
+    await asyncio.wait(tasks, timeout=30)
+    for client, _ in clients:
+        await client.aclose()
+    return {"codes": {str(k): v for k, v in sorted(codes.items())}, "retry_after": dict(retry_after),
+            "attempts_per_s": round(sum(codes.values()) / elapsed, 1), "answer_ms": percentiles(latencies),
+            **officers}
+
+
+async def _loop_lag(samples: list[float], interval_s: float = 0.01) -> None:
+    """How late the event loop wakes a task asleep for `interval_s` (ms), until cancelled."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(interval_s)
+        samples.append((time.perf_counter() - started - interval_s) * 1000)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool: bool = False,
+                     healthz: bool = False) -> dict:
+    from edge.users import UserStore
+    from simulators.gate import SimulatedGate
+
+    with tempfile.TemporaryDirectory(prefix="smartgate-login-flood-") as tmp:
+        workdir = Path(tmp)
+        with UserStore(workdir / "node" / "users.sqlite") as users:
+            users.add_user("super1", "super-pass-1", "supervisor", "*")
+        gate = SimulatedGate(_bench_site(2), workdir, kiosk_port=0, boom_travel_s=0.05)
+        await gate.start()
+        child = None
+        lag: list[float] = []
+        ticker = asyncio.create_task(_loop_lag(lag))
+        try:
+            node = gate.node
+            guard = node._server.config.app.state.login_guard
+            if wide_pool:  # as before: scrypt in Starlette's 40 threads, nothing refused
+                from edge.kiosk.auth import HashPool
+
+                guard.pool = HashPool(threads=40, queue=100_000)
+            settings = guard.throttle.settings
+            await asyncio.sleep(2.0)
+            idle = list(lag)
+            lag.clear()
+            rss_before = _rss_mib()
+            base = f"http://127.0.0.1:{node.kiosk_port}"
+            flood_addresses = ",".join(f"127.0.{1 + i // 250}.{2 + i % 250}" for i in range(addresses))
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "benchmarks.kiosk_bench", "--flood", base, flood_addresses,
+                "@healthz" if healthz else "officer1,admin,root,operator,guest", str(concurrency),
+                "127.0.9.9:super1:super-pass-1",
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            line = await asyncio.wait_for(child.stdout.readline(), 60)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"flood did not start: {line!r}")
+            rss_peak = rss_before
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                rss_peak = max(rss_peak, _rss_mib())
+            flooded = list(lag)
+            child.stdin.write(b"stop\n")
+            await child.stdin.drain()
+            out, _ = await asyncio.wait_for(child.communicate(), 120)
+            result = json.loads(out)
+            child = None
+            stats = guard.stats()
+            heartbeat_lost = sum(1 for rig in gate.rigs.values() for _, what in rig.plc.model.history
+                                 if "heartbeat lost" in what)
+        finally:
+            ticker.cancel()
+            if child is not None:
+                child.kill()
+                await child.wait()
+            await gate.stop()
+    return {
+        "flood": "GET /healthz" if healthz else "POST /api/login, wrong passwords",
+        "pool": "40 threads, unbounded (as before)" if wide_pool else
+                f"{settings.hash_threads} thread(s), {settings.hash_queue} waiting at most",
+        "loop_lag_idle_ms": percentiles(idle, 2),
+        "loop_lag_flood_ms": percentiles(flooded, 2),
+        **result,
+        "hash_checked": stats["hash_checked"], "hash_peak_pending": stats["hash_peak"],
+        "hash_refused": stats["hash_refused"], "throttle_refused": stats["refused"],
+        "rss_growth_mib": round(rss_peak - rss_before, 1),
+        "plc_heartbeat_lost": heartbeat_lost,
+    }
+
+
+def run_login_flood_bench(concurrency: int = 64, addresses: int = 32, seconds: float = 8.0,
+                          compare_wide_pool: bool = True) -> dict:
+    """Event-loop lag and an officer's log-in while `concurrency` wrong-password log-ins flood the kiosk."""
+    figures = {"bounded": asyncio.run(_flood_run(concurrency, addresses, seconds))}
+    if compare_wide_pool:
+        figures["wide_pool"] = asyncio.run(_flood_run(concurrency, addresses, seconds, wide_pool=True))
+        figures["healthz_flood"] = asyncio.run(_flood_run(concurrency, addresses, seconds, healthz=True))
+    figures.update(concurrency=concurrency, addresses=addresses, seconds=seconds)
+    return figures
 
 
 # ---------------------------------------------------------------- the node (this process)
@@ -203,15 +405,24 @@ async def _run(lanes: int, streams: int, updates: int, seed: int) -> dict:
     }
 
 
-def run_kiosk_bench(lanes: int = 4, streams: int = 20, updates: int = 100, seed: int = 11) -> dict:
-    """Reading → SSE latency with `streams` open event streams; `updates` readings per lane."""
-    return asyncio.run(_run(lanes, streams, updates, seed))
+def run_kiosk_bench(lanes: int = 4, streams: int = 20, updates: int = 100, seed: int = 11,
+                    flood: bool = True) -> dict:
+    """Reading → SSE latency with `streams` open event streams; `updates` readings per lane; then the
+    login flood (`login_flood`), unless flood=False."""
+    figures = asyncio.run(_run(lanes, streams, updates, seed))
+    if flood:
+        quick = updates < 100
+        figures["login_flood"] = run_login_flood_bench(seconds=4.0 if quick else 8.0)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", nargs=4, metavar=("BASE", "TOKEN", "STREAMS", "LANES"),
                         help="(internal) run the stream clients and print what they saw")
+    parser.add_argument("--flood", nargs=5, metavar=("BASE", "ADDRESSES", "NAMES", "CONCURRENCY", "LEGIT"),
+                        help="(internal) flood the kiosk with wrong passwords until stdin says stop")
+    parser.add_argument("--only-flood", action="store_true", help="run only the login flood")
     parser.add_argument("--lanes", type=int, default=4)
     parser.add_argument("--streams", type=int, default=20)
     parser.add_argument("--updates", type=int, default=100)
@@ -219,6 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.clients:
         base, token, streams, lanes = args.clients
         print(json.dumps(asyncio.run(_clients(base, token, int(streams), int(lanes)))), flush=True)
+        return 0
+    if args.flood:
+        base, addresses, names, concurrency, legit = args.flood
+        officer = tuple(legit.split(":", 2)) if legit != "-" else None
+        print(json.dumps(asyncio.run(flood_logins(base, addresses.split(","), names.split(","), int(concurrency),
+                                                  officer))), flush=True)
+        return 0
+    if args.only_flood:
+        print(json.dumps(run_login_flood_bench(), indent=2))
         return 0
     print(json.dumps(run_kiosk_bench(args.lanes, args.streams, args.updates), indent=2))
     return 0

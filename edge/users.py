@@ -4,8 +4,11 @@ Passwords are hashed with scrypt (memory-hard: n=2**14, r=8, p=1 takes 16 MiB pe
 random salt per user, and compared in constant time. Sessions and API tokens are random secrets
 of which only the SHA-256 is stored, so a copy of the file opens no session. A session ends after
 `idle_timeout_s` without activity or `absolute_timeout_s` after login, whichever comes first, and
-at once when its user is disabled. Repeated wrong passwords lock a user name (whether it exists
-or not, so a lock-out tells nothing about which names exist).
+at once when its user is disabled. Checking a session writes nothing: activity is kept in memory
+and written back lazily (`flush_activity`, off the request path), so a full or locked disk does
+not log out an officer who is logged in. Wrong passwords never lock a name out: the kiosk slows
+guessing down with growing delays per address, name and (address, name) pair
+(edge/login_throttle.py); `smartgate users unlock` clears a name's delays in a running node.
 
 Roles, lowest first: officer (release, refuse and send to inspection at their gate's lanes),
 supervisor (also overrides a refusal and drives a barrier by hand), admin (also manages users).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import sqlite3
@@ -27,6 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 
 class Role(StrEnum):
     OFFICER = "officer"
@@ -57,13 +62,32 @@ class UserError(ValueError):
 
 @dataclass(frozen=True)
 class AuthSettings:
-    """Session lifetimes and lock-out policy."""
+    """Session lifetimes, log-in throttling and the password-checking pool.
+
+    Throttling (edge/login_throttle.py): after `free_failures` wrong passwords from one address for
+    one name, each further attempt of that pair waits `first_delay_s`, then twice as long after
+    every failure, up to `max_delay_s`; an address has `address_free_failures` over all names
+    before the same growing delays. A name has `name_free_failures` over all addresses, and its
+    delay never exceeds `name_max_delay_s`: that is the longest anyone can make the real user
+    wait, and an address the user logged in from within `known_address_s` skips it. A key is
+    forgotten `forget_after_s` after its last failure; a success clears its name and pair.
+    """
 
     idle_timeout_s: float = 30 * 60
     absolute_timeout_s: float = 12 * 3600
-    max_failures: int = 5
-    lockout_s: float = 15 * 60
     cookie_secure: bool = False  # set True when the kiosk is served over HTTPS
+    free_failures: int = 3
+    address_free_failures: int = 10
+    name_free_failures: int = 10
+    first_delay_s: float = 1.0
+    max_delay_s: float = 15 * 60
+    name_max_delay_s: float = 30.0
+    forget_after_s: float = 60 * 60
+    known_address_s: float = 30 * 24 * 3600
+    hash_threads: int = 1  # scrypt threads (each hash takes one core for ~50 ms and 16 MiB)
+    hash_queue: int = 8  # password checks that may wait for a thread; more are answered 503 at once
+    hash_reserve: int = 4  # more places, served first, for addresses someone logged in from before
+    activity_flush_s: float = 60.0  # how often session activity is written back (lazily, off the request path)
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,8 @@ class Session:
 class LoginResult(StrEnum):
     OK = "ok"
     BAD = "bad"  # wrong name or password, or a disabled user: the caller cannot tell which
-    LOCKED = "locked"
+    THROTTLED = "throttled"  # too many recent failures from this address or for this name: wait
+    BUSY = "busy"  # too many password checks waiting already: try again in a moment
 
 
 # ---------------------------------------------------------------- passwords
@@ -163,12 +188,11 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     last_used REAL,
     revoked INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS login_failures (
+CREATE TABLE IF NOT EXISTS login_unlocks (
     username TEXT PRIMARY KEY COLLATE NOCASE,
-    failures INTEGER NOT NULL,
-    last_failure REAL NOT NULL,
-    locked_until REAL NOT NULL DEFAULT 0
+    at REAL NOT NULL
 );
+DROP TABLE IF EXISTS login_failures;
 """
 
 _USER_COLUMNS = "username, role, gate, display_name, disabled, created_at"
@@ -180,7 +204,7 @@ def _user(row: tuple) -> User:
 
 
 class UserStore:
-    """Users, sessions, API tokens and login failures in one SQLite file. Thread-safe."""
+    """Users, sessions, API tokens and `unlock` requests in one SQLite file. Thread-safe."""
 
     def __init__(self, path: str | Path, settings: AuthSettings | None = None,
                  clock: Callable[[], float] = time.time):
@@ -194,9 +218,17 @@ class UserStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(_SCHEMA)
-        self._last_touch: dict[str, float] = {}
+        # Activity not yet written back: session token hash -> last seen, API token hash -> last used.
+        self._seen: dict[str, float] = {}
+        self._used: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        self._ended: set[str] = set()  # sessions logged out while the file could not be written
+        self._activity_lock = threading.Lock()
+        self._flushed_at = self.clock()
+        self.flush_failures = 0
 
     def close(self) -> None:
+        self.flush_activity()
         with self._lock:
             self._conn.close()
 
@@ -280,39 +312,31 @@ class UserStore:
     # ------------------------------------------------------------ login
 
     def authenticate(self, username: str, password: str) -> tuple[LoginResult, User | None]:
-        """Check a password. Locked names are refused before the password is looked at."""
-        now = self.clock()
+        """Check a password: (OK, user) or (BAD, None). Costs one scrypt (~50 ms of one core).
+
+        Blocking: the kiosk calls it from its bounded password pool, after its throttle
+        (edge/login_throttle.py) let the attempt through.
+        """
         key = username.strip()[:64]
-        row = self._one("SELECT failures, last_failure, locked_until FROM login_failures WHERE username = ?",
-                        (key,))
-        if row is not None and row[2] > now:
-            return LoginResult.LOCKED, None
         stored = self._one("SELECT password_hash FROM users WHERE username = ? AND disabled = 0", (key,))
         # An unknown or disabled name costs one scrypt too, so timing does not tell it apart.
         matches = verify_password(password, stored[0] if stored else _DUMMY_HASH)
         if matches and stored is not None:
-            self._exec("DELETE FROM login_failures WHERE username = ?", (key,))
             return LoginResult.OK, self.get_user(key)
-        # Failures count within one lock-out period; an expired lock-out starts the count afresh.
-        recent = row is not None and row[2] == 0 and now - row[1] < self.settings.lockout_s
-        failures = (row[0] if recent else 0) + 1
-        locked_until = now + self.settings.lockout_s if failures >= self.settings.max_failures else 0
-        self._exec("INSERT INTO login_failures (username, failures, last_failure, locked_until) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT(username) DO UPDATE SET failures = excluded.failures, "
-                   "last_failure = excluded.last_failure, locked_until = excluded.locked_until",
-                   (key, failures, now, locked_until))
-        # Forget failures that no longer count (keeps the table small under guessing).
-        self._exec("DELETE FROM login_failures WHERE locked_until < ? AND last_failure < ?",
-                   (now, now - self.settings.lockout_s))
-        return (LoginResult.LOCKED if locked_until else LoginResult.BAD), None
-
-    def locked_for(self, username: str) -> float:
-        """Seconds the name stays locked (0 when not locked)."""
-        row = self._one("SELECT locked_until FROM login_failures WHERE username = ?", (username.strip()[:64],))
-        return max(0.0, row[0] - self.clock()) if row else 0.0
+        return LoginResult.BAD, None
 
     def unlock(self, username: str) -> None:
-        self._exec("DELETE FROM login_failures WHERE username = ?", (username,))
+        """Ask the running node to clear a name's log-in delays (it reads this within a second or so)."""
+        now = self.clock()
+        with self._lock:
+            self._conn.execute("INSERT INTO login_unlocks (username, at) VALUES (?, ?) "
+                               "ON CONFLICT(username) DO UPDATE SET at = excluded.at", (username.strip()[:64], now))
+            self._conn.execute("DELETE FROM login_unlocks WHERE at < ?", (now - 86400,))
+
+    def unlocks_since(self, since: float) -> list[tuple[str, float]]:
+        """(name, when) of every `unlock` asked for after `since`."""
+        with self._lock:
+            return self._conn.execute("SELECT username, at FROM login_unlocks WHERE at > ?", (since,)).fetchall()
 
     # ------------------------------------------------------------ sessions
 
@@ -336,8 +360,8 @@ class UserStore:
     def session(self, token: str | None, touch: bool = False) -> Session | None:
         """The live session for a token, or None (unknown, expired, or its user disabled).
 
-        touch=True counts this as activity (moves the idle expiry); the database is written at
-        most every few seconds per session.
+        Reads only: touch=True counts this as activity (moves the idle expiry) in memory, and
+        `flush_activity` writes it back later, so a full disk never ends a live session.
         """
         if not token or len(token) > 200:
             return None
@@ -346,24 +370,71 @@ class UserStore:
         row = self._one(
             f"SELECT s.csrf, s.created_at, s.last_seen, {_U_COLUMNS} "
             "FROM sessions s JOIN users u ON u.username = s.username WHERE s.token_hash = ?", (token_hash,))
-        if row is None:
+        if row is None or token_hash in self._ended:
             return None
-        csrf, created_at, last_seen = row[0], row[1], row[2]
+        csrf, created_at = row[0], row[1]
+        last_seen = max(row[2], self._seen.get(token_hash, 0.0))
         user = _user(row[3:])
         if user.disabled or now >= self._expiry(created_at, last_seen):
-            self._exec("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
-            return None
+            return None  # expired rows are swept at the next login
         if touch:
             last_seen = now
-            if now - self._last_touch.get(token_hash, 0.0) >= 5.0 or self.settings.idle_timeout_s < 60:
-                self._exec("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash))
-                self._last_touch[token_hash] = now
-                if len(self._last_touch) > 10_000:
-                    self._last_touch.clear()
+            with self._activity_lock:
+                self._seen[token_hash] = now
+                self._dirty.add(token_hash)
         return Session(user, token_hash, csrf, created_at, last_seen, self._expiry(created_at, last_seen))
 
+    def flush_due(self) -> bool:
+        """True when there is activity older than `activity_flush_s` not yet written back."""
+        return bool(self._dirty) and self.clock() - self._flushed_at >= self.settings.activity_flush_s
+
+    def flush_activity(self) -> bool:
+        """Write session and API-token activity back to the file; False (logged, kept in memory) on failure."""
+        self._flushed_at = self.clock()
+        with self._activity_lock:
+            dirty, self._dirty = self._dirty, set()
+            seen = [(self._seen[h], h) for h in dirty if h in self._seen]
+            used = [(self._used[h], h) for h in dirty if h in self._used]
+        if not dirty:
+            return True
+        try:
+            with self._lock:
+                # Another writer (`smartgate users` in a shell) gets a short wait, not the usual 10 s:
+                # nothing waits for this write, and the next flush tries again.
+                self._conn.execute("PRAGMA busy_timeout = 250")
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._conn.executemany(
+                            "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE token_hash = ?", seen)
+                        self._conn.executemany("UPDATE api_tokens SET last_used = ? WHERE token_hash = ?", used)
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    self._conn.execute("PRAGMA busy_timeout = 10000")
+        except sqlite3.Error as exc:
+            with self._activity_lock:
+                self._dirty |= dirty
+            self.flush_failures += 1
+            log.warning("could not write session activity back (kept in memory): %s", exc)
+            return False
+        # Forget what no session can still need (idle for longer than the idle limit).
+        horizon = self._flushed_at - self.settings.idle_timeout_s
+        with self._activity_lock:
+            for table in (self._seen, self._used):
+                for h in [h for h, at in table.items() if at < horizon and h not in self._dirty]:
+                    del table[h]
+        return True
+
     def end_session(self, token_hash: str) -> None:
-        self._exec("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+        """Log a session out; if the file cannot be written now, the session still ends (in memory)."""
+        try:
+            self._exec("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+        except sqlite3.Error as exc:
+            self._ended.add(token_hash)
+            log.warning("could not delete a logged-out session (ended in memory): %s", exc)
 
     def session_count(self, username: str | None = None) -> int:
         if username is None:
@@ -394,10 +465,9 @@ class UserStore:
         user = _user(row)
         if user.disabled:
             return None
-        now = self.clock()
-        if now - self._last_touch.get(token_hash, 0.0) >= 60.0:
-            self._exec("UPDATE api_tokens SET last_used = ? WHERE token_hash = ?", (now, token_hash))
-            self._last_touch[token_hash] = now
+        with self._activity_lock:  # written back by flush_activity, like session activity
+            self._used[token_hash] = self.clock()
+            self._dirty.add(token_hash)
         return user
 
     def revoke_tokens(self, username: str) -> int:
@@ -458,7 +528,7 @@ def add_users_parser(sub: Any, site_args: Callable[[Any], None]) -> None:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p = command("token", "create an API token acting as a user (printed once; send as 'Authorization: Bearer')")
     p.add_argument("--label", default="", help="what the token is for")
-    command("unlock", "clear a name's failed-login lock-out")
+    command("unlock", "clear a name's log-in delays after wrong passwords (a running node sees it at once)")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -507,7 +577,7 @@ def run_users_command(args: Any) -> int:
                 print(store.create_token(args.username, args.label))
             elif cmd == "unlock":
                 store.unlock(args.username)
-                print(f"{args.username} unlocked")
+                print(f"{args.username}: log-in delays cleared")
     except UserError as exc:
         print(f"smartgate users {args.users_cmd}: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,11 @@
 Every route except /healthz, the login page (and its POST /api/login) and the static files needs a
 session cookie or an API token (see edge/kiosk/auth.py). Officer actions reach the barrier only
 through the lane controller, which journals them with the logged-in user's name before acting.
+
+A write without a live session or token is refused (401) before its body is read; request
+bodies are capped at MAX_BODY before they are read (413), validation errors never echo
+the input, integers beyond 64 bits are refused with 422 (edge/http_guard.py); log-ins are
+throttled and their passwords checked off the event loop (LoginGuard in edge/kiosk/auth.py).
 """
 
 import time
@@ -10,19 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from devices.protocols.iso6346 import normalise_container
 from edge.declarations import declaration_to_mapping
+from edge.http_guard import install_guards
 from edge.kiosk import i18n
 from edge.kiosk.auth import (
     LANG_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Authenticator,
+    LoginGuard,
     Principal,
     login_csrf_ok,
     new_login_csrf,
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
     from edge.app import GateNode
 
 STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY = 32 * 1024  # the biggest kiosk request (a new user, an action's reason) is well under 4 KiB
 SUPERVISOR_ACTIONS = {"manual_open", "manual_close", "acknowledge_alarm"}
 
 SECURITY_HEADERS = {
@@ -47,6 +55,51 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: the security headers on every response (errors and 413s included),
+    `cache-control: no-store` on the API and the pages."""
+
+    def __init__(self, app):
+        self.app = app
+        self._headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        no_store = path.startswith("/api/") or path in ("/", "/login")
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in self._headers if k not in present]
+                if no_store and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class CredentialsFirst:
+    """Pure ASGI middleware: a write to the API with no live session or token is answered 401
+    before its body is read (and the connection closed, so the body is not drained either)."""
+
+    def __init__(self, app, auth: Authenticator, public: frozenset[str]):
+        self.app, self.auth, self.public = app, auth, public
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD", "OPTIONS") \
+                and scope.get("path", "").startswith("/api/") and scope.get("path") not in self.public \
+                and self.auth.principal_or_none(Request(scope)) is None:
+            await JSONResponse({"detail": {"code": "login_required", "message": "log in first (or send an API token)"}},
+                               status_code=401, headers={"connection": "close"})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class _Body(BaseModel):
@@ -88,22 +141,18 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     settings = settings or node.options.extra.get("kiosk_auth") or AuthSettings()
     store = users or UserStore(Path(node.options.data_dir) / "users.sqlite", settings)
     auth = Authenticator(store)
+    guard = LoginGuard(store, settings)
     hub = LiveHub(node)
     app = FastAPI(title=f"smartgate kiosk — {node.site.gate}", version="0.2.0",
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.users = store
     app.state.hub = hub
+    app.state.login_guard = guard
     started = time.time()
     Authed = Annotated[Principal, Depends(auth)]
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith("/api/") or request.url.path in ("/", "/login"):
-            response.headers.setdefault("cache-control", "no-store")
-        return response
+    install_guards(app, max_body=MAX_BODY)
+    app.add_middleware(CredentialsFirst, auth=auth, public=frozenset({"/api/login"}))
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so 401s and 413s carry the headers too
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(contracts_router, dependencies=[Depends(auth)])  # device contracts (JSON Schemas)
@@ -142,21 +191,29 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
         return response
 
     @app.post("/api/login", tags=["session"])
-    def login(body: LoginRequest, request: Request, response: Response) -> dict:
+    async def login(body: LoginRequest, request: Request, response: Response) -> dict:
         """Log in with a user name and password (needs the login page's CSRF token in X-CSRF-Token).
 
-        Wrong name, wrong password and disabled user all answer 401 alike; after repeated failures
-        the name is locked for a while (429), whether it exists or not.
+        Wrong name, wrong password and disabled user all answer 401 alike. After repeated failures
+        the address, the name or the pair waits a growing delay: 429 with Retry-After (and
+        `retry_after_s`), whether the name exists or not; nobody is locked out. 503 with
+        Retry-After when too many password checks are waiting already.
         """
         if not login_csrf_ok(request):
             raise problem(403, "csrf", "open the login page first (missing or wrong CSRF token)")
-        result, user = store.authenticate(body.username, body.password)
-        if result == LoginResult.LOCKED:
-            wait = int(store.locked_for(body.username)) + 1
-            raise problem(429, "locked", "too many failed attempts; try again later", retry_after_s=wait)
-        if result != LoginResult.OK or user is None:
+        host = request.client.host if request.client else None
+        attempt = await guard.attempt(body.username, body.password, host)
+        if attempt.result == LoginResult.THROTTLED:
+            wait = attempt.retry_after_s
+            raise problem(429, "throttled", f"too many failed attempts; try again in {wait} s",
+                          headers={"retry-after": str(wait)}, retry_after_s=wait)
+        if attempt.result == LoginResult.BUSY:
+            raise problem(503, "login_busy", "too many log-ins at once; try again in a moment",
+                          headers={"retry-after": str(attempt.retry_after_s)}, retry_after_s=attempt.retry_after_s)
+        user = attempt.user
+        if attempt.result != LoginResult.OK or user is None:
             raise problem(401, "bad_credentials", "wrong user name or password")
-        token, session = store.create_session(user, client=request.client.host if request.client else "")
+        token, session = await run_in_threadpool(store.create_session, user, host or "")
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=settings.cookie_secure,
                             path="/", max_age=int(settings.absolute_timeout_s))
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")

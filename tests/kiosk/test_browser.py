@@ -8,12 +8,14 @@ Screenshots of the lane board are saved in the test's own folder (tmp_path).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from edge.users import AuthSettings
 from tests.kiosk.conftest import PASSWORDS, GateThread
 
 CHROMIUM = "/usr/bin/chromium"
@@ -168,4 +170,21 @@ def test_status_strip_and_look_up(browser, gate: GateThread, tmp_path: Path):
     page.click("#logout")
     page.wait_for_selector("#login-form")
     assert time.monotonic() - started < 10
+    assert errors == []
+
+
+def test_a_throttled_log_in_says_how_long_to_wait_then_lets_the_officer_in(browser, gate: GateThread):
+    app = gate.gate.node._server.config.app
+    app.state.login_guard.throttle.settings = AuthSettings(first_delay_s=3)
+    page, errors = _page(browser, gate)
+    for _ in range(3):
+        _log_in(page, "officer1", "wrong-password")
+        page.locator("#login-error", has_text="Wrong user name or password.").wait_for()
+        page.wait_for_selector("#login-submit:enabled")
+    _log_in(page, "officer1")  # the right password, but too soon: nobody is locked out, only slowed
+    page.locator("#login-error", has_text=re.compile(r"Too many failed attempts\. Try again in [1-3] s")).wait_for()
+    assert page.is_disabled("#login-submit")
+    page.wait_for_selector("#login-submit:enabled")
+    _log_in(page, "officer1")
+    page.wait_for_selector("#lane-IMP-1")
     assert errors == []

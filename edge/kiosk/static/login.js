@@ -18,6 +18,7 @@
     showError(null);
     const button = document.getElementById("login-submit");
     button.disabled = true;
+    let waitSeconds = 0;
     try {
       const response = await fetch("/api/login", {
         method: "POST",
@@ -31,11 +32,16 @@
       }
       let detail = {};
       try { detail = (await response.json()).detail || {}; } catch (e) { /* not JSON */ }
-      if (response.status === 429) {
-        showError("error.locked", { minutes: Math.ceil((detail.retry_after_s || 60) / 60) });
+      if (response.status === 429 || response.status === 503) {
+        // Slowed down after wrong passwords (429) or too many log-ins at once (503): nobody is
+        // locked out, the node says how long to wait and the button stays off until then.
+        waitSeconds = detail.retry_after_s || Number(response.headers.get("retry-after")) || 1;
+        showError(response.status === 429 ? "error.throttled" : "error.login_busy", { seconds: waitSeconds });
       } else if (response.status === 403) {
         showError("error.csrf_login");  // the login page was open too long: fetch a fresh one
         window.setTimeout(() => window.location.reload(), 1500);
+      } else if (detail.code && detail.code !== "bad_credentials" && window.SGI18N.has("error." + detail.code)) {
+        showError("error." + detail.code);  // e.g. a request too large
       } else {
         showError("error.bad_credentials");
       }
@@ -43,8 +49,8 @@
       form.password.focus();
     } catch (e) {
       showError("error.network");
-    } finally {
-      button.disabled = false;
     }
+    if (waitSeconds > 0) window.setTimeout(() => { button.disabled = false; }, waitSeconds * 1000);
+    else button.disabled = false;
   });
 })();

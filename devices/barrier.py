@@ -2,11 +2,20 @@
 
 It never decides: the lane asks it to open (only after the RELEASE is journaled) or close. It
 refuses to close while the safety loop under the boom is occupied; the PLC refuses too.
+
+Command coils follow the profile's `command_mode`:
+- pulse (default): set the coil, hold it `pulse_ms`, release it. Every command is a fresh rising
+  edge, which edge-triggered PLCs need; a close cuts a running open pulse short.
+- level: the coil stays set until the other command, which releases it first.
+In both modes the other command coil is released before a coil is set, and a coil that may still
+be set (a release that failed) is released before it is set again, so open and close are never
+set together and a second open() is a new rising edge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +57,10 @@ class BarrierDriver:
         self.availability = Availability(device_id, self.health, sink)
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
+        # What the driver last wrote to each command coil (None: unknown, e.g. the write failed).
+        self._coil_state: dict[int, bool | None] = {regmap.coils.open: None, regmap.coils.close: None}
+        self._command_lock = asyncio.Lock()
+        self._cut_pulse = asyncio.Event()
 
     async def start(self) -> None:
         """Start polling and the heartbeat."""
@@ -66,7 +79,7 @@ class BarrierDriver:
         """Command the boom open. Call only for a journaled RELEASE; set the lights after."""
         if self.fault_code == FAULT_HEARTBEAT_LOST:
             await self._write_heartbeat()  # the PLC refuses to open until it hears from the node again
-        await self.hub.request("write_coil", self.regmap.coils.open, True)
+        await self._command(self.regmap.coils.open, self.regmap.coils.close)
 
     async def set_lights(self, green: bool) -> None:
         """Green for go, red for stop (never both)."""
@@ -76,13 +89,40 @@ class BarrierDriver:
 
     async def close(self) -> None:
         """Command the boom closed and the light red; SafetyInterlock if the safety loop is occupied."""
+        self._cut_pulse.set()  # an open pulse still held ends now
         inputs = await self.read_inputs()
         if inputs.safety:
             raise SafetyInterlock("safety loop occupied")
         coils = self.regmap.coils
         await self.hub.request("write_coil", coils.red_light, True)
         await self.hub.request("write_coil", coils.green_light, False)
-        await self.hub.request("write_coil", coils.close, True)
+        await self._command(coils.close, coils.open)
+
+    async def _write_command_coil(self, coil: int, value: bool) -> None:
+        self._coil_state[coil] = None  # unknown until the PLC echoes the write
+        await self.hub.request("write_coil", coil, value)
+        self._coil_state[coil] = value
+
+    async def _command(self, coil: int, other: int) -> None:
+        """Set one command coil: the other released first, then a rising edge, then (pulse) released."""
+        async with self._command_lock:
+            self._cut_pulse.clear()
+            if self._coil_state[other] is not False:
+                await self._write_command_coil(other, False)
+            if self._coil_state[coil] is not False:
+                await self._write_command_coil(coil, False)  # so that this command is a rising edge
+            await self._write_command_coil(coil, True)
+            if self.regmap.command_mode == "level":
+                return
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.regmap.pulse_ms / 1000):
+                        await self._cut_pulse.wait()
+            finally:
+                # Released even when the caller is cancelled mid-pulse; a failed release leaves the state
+                # unknown, and the next command releases it again before setting anything.
+                with contextlib.suppress(ModbusIOError):
+                    await self._write_command_coil(coil, False)
 
     async def read_inputs(self) -> BarrierInputs:
         """Read the loops and limit switches now."""

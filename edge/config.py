@@ -73,6 +73,15 @@ class BarrierModbusMap(_Strict):
     heartbeat_period_s: float = Field(default=1.0, gt=0, le=60)
     heartbeat_timeout_s: float = Field(default=3.0, gt=0, le=600)
     request_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    # How the PLC takes the open/close command coils. pulse: set the coil, hold it pulse_ms, release it
+    # (every command is a fresh rising edge: right for edge-triggered PLCs and the safe default); level: the
+    # coil stays set until the other command, which releases it first (open and close are never set together).
+    command_mode: Literal["pulse", "level"] = "pulse"
+    pulse_ms: int = Field(default=300, ge=20, le=10_000)
+    # Attempts after the first for a request that got no valid answer (timeout, CRC error on RS-485); an
+    # exception reply is an answer and is not retried. Once a request has spent its retries, the next ones
+    # get a single attempt until the PLC answers again, so a dead PLC never stalls its line for long.
+    retries: int = Field(default=2, ge=0, le=5)
 
     @model_validator(mode="after")
     def _heartbeat_timeout_exceeds_period(self) -> BarrierModbusMap:

@@ -143,11 +143,28 @@ class WeighbridgeProfile(_Strict):
     model: str = ""
     frame_format: Literal["toledo-continuous", "sma", "rinstrum"]
     checksum: bool = False  # Toledo: the optional CHK byte is sent
+    # Toledo variants from vendors' manuals, each off by default (the default decoder stays strict):
+    blank_tare: bool = False  # tare sent as six spaces when there is none (METTLER TOLEDO JAGUAR)
+    clone_status_bits: bool = False  # SWA bits 5/6 as Liden and Chinese indicators send them (0/1 or 1/1)
+    short_frame: bool = False  # Cardinal "short" format: STX SWA SWB SWC W×6 CR [CHK], no tare
+    # SMA variants: cardinal (11-character weights, status e, oz), fairbanks (stability time-out reply).
+    sma_variant: Literal["standard", "cardinal", "fairbanks"] = "standard"
     poll_interval_s: float | None = Field(default=None, gt=0, le=10)  # SMA: send `W` this often
     serial: SerialSettings = SerialSettings()
     stable_band_kg: float = Field(default=20.0, gt=0)
     stable_hold_s: float = Field(default=2.0, ge=0, le=60)
     min_kg: float = Field(default=500.0, ge=0)
+
+    @model_validator(mode="after")
+    def _options_fit_the_format(self) -> WeighbridgeProfile:
+        toledo_only = [name for name in ("blank_tare", "clone_status_bits", "short_frame") if getattr(self, name)]
+        if toledo_only and self.frame_format != "toledo-continuous":
+            raise ValueError(f"{', '.join(toledo_only)} only apply to frame_format toledo-continuous")
+        if self.sma_variant != "standard" and self.frame_format != "sma":
+            raise ValueError("sma_variant only applies to frame_format sma")
+        if self.short_frame and self.blank_tare:
+            raise ValueError("short_frame sends no tare: blank_tare cannot apply")
+        return self
 
 
 class ScannerProfile(_Strict):

@@ -140,7 +140,7 @@ class GateNode:
     def _modbus_hub(transport: ModbusTcpTransport | ModbusRtuTransport, profile: BarrierProfile) -> ModbusHub:
         modbus = profile.modbus
         if isinstance(transport, ModbusTcpTransport):
-            return tcp_hub(transport.host, transport.port, modbus.device_id, modbus.request_timeout_s, modbus.retries)
+            return tcp_hub(transport.host, transport.port, modbus.device_id, modbus.request_timeout_s)
         return rtu_hub(transport.port, baudrate=transport.baudrate, bytesize=transport.bytesize,
                        parity=transport.parity, stopbits=transport.stopbits, device_id=modbus.device_id,
                        timeout_s=modbus.request_timeout_s, retries=modbus.retries)

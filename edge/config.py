@@ -78,7 +78,8 @@ class BarrierModbusMap(_Strict):
     # coil stays set until the other command, which releases it first (open and close are never set together).
     command_mode: Literal["pulse", "level"] = "pulse"
     pulse_ms: int = Field(default=300, ge=20, le=10_000)
-    # Attempts after the first for a request that got no valid answer (timeout, CRC error on RS-485); an
+    # Modbus RTU only (TCP recovers lost segments itself, and a TCP timeout is a slow or dead PLC, not noise):
+    # attempts after the first for a request that got no valid answer (timeout, CRC error on RS-485); an
     # exception reply is an answer and is not retried. Once a request has spent its retries, the next ones
     # get a single attempt until the PLC answers again, so a dead PLC never stalls its line for long.
     retries: int = Field(default=2, ge=0, le=5)

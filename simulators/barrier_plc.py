@@ -102,7 +102,7 @@ class PlcModel:
         """New values of both command coils; acts on a rising edge. Raises for a refused close (04)."""
         rising_open = open_coil and not self.open_coil
         rising_close = close_coil and not self.close_coil
-        if rising_close and not open_coil and self.loops["safety"]:
+        if rising_close and self.loops["safety"]:
             self.fault_code = FAULT_CLOSE_REFUSED_SAFETY
             self.close_refusals += 1
             self.history.append((now, "close refused: safety loop occupied"))

@@ -5,7 +5,8 @@ refuses to close while the safety loop under the boom is occupied; the PLC refus
 
 Command coils follow the profile's `command_mode`:
 - pulse (default): set the coil, hold it `pulse_ms`, release it. Every command is a fresh rising
-  edge, which edge-triggered PLCs need; a close cuts a running open pulse short.
+  edge, which edge-triggered PLCs need. `open()`/`close()` return once the coil is set (the hold
+  runs in the background), and the next command ends a running pulse first.
 - level: the coil stays set until the other command, which releases it first.
 In both modes the other command coil is released before a coil is set, and a coil that may still
 be set (a release that failed) is released before it is set again, so open and close are never
@@ -61,6 +62,7 @@ class BarrierDriver:
         self._coil_state: dict[int, bool | None] = {regmap.coils.open: None, regmap.coils.close: None}
         self._command_lock = asyncio.Lock()
         self._cut_pulse = asyncio.Event()
+        self._pulse: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Start polling and the heartbeat."""
@@ -73,6 +75,7 @@ class BarrierDriver:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._end_pulse()  # a pulse in progress is released before the link goes
         await self.hub.close()
 
     async def open(self) -> None:
@@ -89,7 +92,6 @@ class BarrierDriver:
 
     async def close(self) -> None:
         """Command the boom closed and the light red; SafetyInterlock if the safety loop is occupied."""
-        self._cut_pulse.set()  # an open pulse still held ends now
         inputs = await self.read_inputs()
         if inputs.safety:
             raise SafetyInterlock("safety loop occupied")
@@ -104,25 +106,39 @@ class BarrierDriver:
         self._coil_state[coil] = value
 
     async def _command(self, coil: int, other: int) -> None:
-        """Set one command coil: the other released first, then a rising edge, then (pulse) released."""
+        """Set one command coil: any pulse ended, the other coil released, then a rising edge.
+
+        Returns once the coil is set (the PLC has the command); in pulse mode a background task
+        releases it after pulse_ms, or sooner when the next command comes.
+        """
         async with self._command_lock:
-            self._cut_pulse.clear()
+            await self._end_pulse()
             if self._coil_state[other] is not False:
                 await self._write_command_coil(other, False)
             if self._coil_state[coil] is not False:
                 await self._write_command_coil(coil, False)  # so that this command is a rising edge
             await self._write_command_coil(coil, True)
-            if self.regmap.command_mode == "level":
-                return
-            try:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.regmap.pulse_ms / 1000):
-                        await self._cut_pulse.wait()
-            finally:
-                # Released even when the caller is cancelled mid-pulse; a failed release leaves the state
-                # unknown, and the next command releases it again before setting anything.
-                with contextlib.suppress(ModbusIOError):
-                    await self._write_command_coil(coil, False)
+            if self.regmap.command_mode == "pulse":
+                self._cut_pulse.clear()
+                self._pulse = asyncio.create_task(self._release_after_pulse(coil), name=f"{self.device_id}-pulse")
+
+    async def _release_after_pulse(self, coil: int) -> None:
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.regmap.pulse_ms / 1000):
+                    await self._cut_pulse.wait()
+        finally:
+            # A failed release leaves the state unknown; the next command releases it again first.
+            with contextlib.suppress(ModbusIOError):
+                await self._write_command_coil(coil, False)
+
+    async def _end_pulse(self) -> None:
+        """Release a coil still held by a pulse now (and wait until it is written)."""
+        if self._pulse is not None:
+            self._cut_pulse.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pulse
+            self._pulse = None
 
     async def read_inputs(self) -> BarrierInputs:
         """Read the loops and limit switches now."""

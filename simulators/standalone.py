@@ -79,6 +79,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--link", required=True, help="path the node opens as its serial port (a symlink to a pty)")
     p.add_argument("--format", choices=["toledo-continuous", "sma", "rinstrum"], default="toledo-continuous")
     p.add_argument("--checksum", action="store_true", help="Toledo: send the CHK byte")
+    p.add_argument("--variant", choices=["jaguar", "liden", "cardinal-short", "cardinal", "fairbanks"],
+                   help="a vendor's variant: Toledo jaguar (blank tare), liden (clone status bits), cardinal-short "
+                        "(no tare); SMA cardinal (11-character weights), fairbanks (stability time-out reply)")
     p.add_argument("--weight", type=float, default=28000.0, help="gross weight of each truck in kg")
     p.add_argument("--on-bridge", type=float, default=3.0, help="seconds each truck stands on the bridge")
     common(p)
@@ -235,7 +238,10 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     if args.kind == "weighbridge":
         from simulators.weighbridge import WeighbridgeSimulator
 
-        sim = WeighbridgeSimulator(args.link, args.format, checksum=args.checksum)
+        try:
+            sim = WeighbridgeSimulator(args.link, args.format, checksum=args.checksum, variant=args.variant)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from exc
         sim.start()
         say(f"weighbridge indicator ({args.format}): the node opens {args.link}")
 

@@ -206,7 +206,7 @@ class ModbusSlaveCore:
         self.register_count = max(regmap.holding_registers.model_dump().values()) + 1
         self.exceptions_sent = 0
 
-    def handle(self, pdu: bytes) -> bytes:
+    def response_to(self, pdu: bytes) -> bytes:
         """The response PDU for one request PDU (an exception response when it is refused)."""
         function = pdu[0] if pdu else 0
         try:
@@ -355,7 +355,7 @@ class BarrierPlcSimulator:
             await asyncio.sleep(self.response_delay_s)
         if self.exception_replies:
             return bytes([(pdu[0] | 0x80) & 0xFF if pdu else 0x80, SERVER_DEVICE_FAILURE])
-        return self.core.handle(pdu)
+        return self.core.response_to(pdu)
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

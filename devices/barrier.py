@@ -178,6 +178,10 @@ class BarrierDriver:
         await self.hub.request("write_register", self.regmap.holding_registers.heartbeat, self._heartbeat)
 
     async def _heartbeat_forever(self) -> None:
+        # Continue from what the PLC holds, so that the first heartbeat after a node restart is a change.
+        with contextlib.suppress(ModbusIOError):
+            held = await self.hub.request("read_holding_registers", self.regmap.holding_registers.heartbeat, count=1)
+            self._heartbeat = held.registers[0]
         while not self._stopping:
             try:
                 await self._write_heartbeat()

@@ -303,3 +303,23 @@ def test_noise_hits_on_rs485_are_retried_and_the_lane_does_not_fault(site, tmp_p
             wire.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_restarted_node_s_first_heartbeat_is_a_change_the_plc_sees(site):
+    async def scenario():
+        modbus = regmap(site).model_copy(update={"heartbeat_period_s": 5.0, "heartbeat_timeout_s": 10.0})
+        port = free_port()
+        plc = BarrierPlcSimulator(modbus, port=port, travel_s=0.05)
+        plc.model.write_heartbeat(1, plc.clock())  # what the node wrote before it restarted
+        changed_at = plc.model.heartbeat_changed_at
+        await plc.start()
+        driver = BarrierDriver("IMP-1-plc", tcp_hub("127.0.0.1", port, modbus.device_id, 0.5), modbus, lambda e: None)
+        await driver.start()
+        try:
+            await wait_until(lambda: plc.model.heartbeat_changed_at != changed_at, what="a changed heartbeat")
+            assert plc.model.heartbeat == 2
+        finally:
+            await driver.stop()
+            await plc.stop()
+
+    asyncio.run(scenario())

@@ -134,11 +134,13 @@ class BarrierDriver:
 
     async def _end_pulse(self) -> None:
         """Release a coil still held by a pulse now (and wait until it is written)."""
-        if self._pulse is not None:
+        pulse = self._pulse
+        if pulse is not None:
             self._cut_pulse.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pulse
+            await asyncio.wait([pulse])  # a cancel of the caller still propagates; the pulse's own does not
             self._pulse = None
+            if not pulse.cancelled() and pulse.exception() is not None:
+                log.warning("%s: releasing a command coil failed: %s", self.device_id, pulse.exception())
 
     async def read_inputs(self) -> BarrierInputs:
         """Read the loops and limit switches now."""

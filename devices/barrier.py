@@ -2,11 +2,21 @@
 
 It never decides: the lane asks it to open (only after the RELEASE is journaled) or close. It
 refuses to close while the safety loop under the boom is occupied; the PLC refuses too.
+
+Command coils follow the profile's `command_mode`:
+- pulse (default): set the coil, hold it `pulse_ms`, release it. Every command is a fresh rising
+  edge, which edge-triggered PLCs need. `open()`/`close()` return once the coil is set (the hold
+  runs in the background), and the next command ends a running pulse first.
+- level: the coil stays set until the other command, which releases it first.
+In both modes the other command coil is released before a coil is set, and a coil that may still
+be set (a release that failed) is released before it is set again, so open and close are never
+set together and a second open() is a new rising edge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +58,11 @@ class BarrierDriver:
         self.availability = Availability(device_id, self.health, sink)
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
+        # What the driver last wrote to each command coil (None: unknown, e.g. the write failed).
+        self._coil_state: dict[int, bool | None] = {regmap.coils.open: None, regmap.coils.close: None}
+        self._command_lock = asyncio.Lock()
+        self._cut_pulse = asyncio.Event()
+        self._pulse: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Start polling and the heartbeat."""
@@ -60,13 +75,14 @@ class BarrierDriver:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._end_pulse()  # a pulse in progress is released before the link goes
         await self.hub.close()
 
     async def open(self) -> None:
         """Command the boom open. Call only for a journaled RELEASE; set the lights after."""
         if self.fault_code == FAULT_HEARTBEAT_LOST:
             await self._write_heartbeat()  # the PLC refuses to open until it hears from the node again
-        await self.hub.request("write_coil", self.regmap.coils.open, True)
+        await self._command(self.regmap.coils.open, self.regmap.coils.close)
 
     async def set_lights(self, green: bool) -> None:
         """Green for go, red for stop (never both)."""
@@ -82,7 +98,49 @@ class BarrierDriver:
         coils = self.regmap.coils
         await self.hub.request("write_coil", coils.red_light, True)
         await self.hub.request("write_coil", coils.green_light, False)
-        await self.hub.request("write_coil", coils.close, True)
+        await self._command(coils.close, coils.open)
+
+    async def _write_command_coil(self, coil: int, value: bool) -> None:
+        self._coil_state[coil] = None  # unknown until the PLC echoes the write
+        await self.hub.request("write_coil", coil, value)
+        self._coil_state[coil] = value
+
+    async def _command(self, coil: int, other: int) -> None:
+        """Set one command coil: any pulse ended, the other coil released, then a rising edge.
+
+        Returns once the coil is set (the PLC has the command); in pulse mode a background task
+        releases it after pulse_ms, or sooner when the next command comes.
+        """
+        async with self._command_lock:
+            await self._end_pulse()
+            if self._coil_state[other] is not False:
+                await self._write_command_coil(other, False)
+            if self._coil_state[coil] is not False:
+                await self._write_command_coil(coil, False)  # so that this command is a rising edge
+            await self._write_command_coil(coil, True)
+            if self.regmap.command_mode == "pulse":
+                self._cut_pulse.clear()
+                self._pulse = asyncio.create_task(self._release_after_pulse(coil), name=f"{self.device_id}-pulse")
+
+    async def _release_after_pulse(self, coil: int) -> None:
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.regmap.pulse_ms / 1000):
+                    await self._cut_pulse.wait()
+        finally:
+            # A failed release leaves the state unknown; the next command releases it again first.
+            with contextlib.suppress(ModbusIOError):
+                await self._write_command_coil(coil, False)
+
+    async def _end_pulse(self) -> None:
+        """Release a coil still held by a pulse now (and wait until it is written)."""
+        pulse = self._pulse
+        if pulse is not None:
+            self._cut_pulse.set()
+            await asyncio.wait([pulse])  # a cancel of the caller still propagates; the pulse's own does not
+            self._pulse = None
+            if not pulse.cancelled() and pulse.exception() is not None:
+                log.warning("%s: releasing a command coil failed: %s", self.device_id, pulse.exception())
 
     async def read_inputs(self) -> BarrierInputs:
         """Read the loops and limit switches now."""
@@ -122,6 +180,10 @@ class BarrierDriver:
         await self.hub.request("write_register", self.regmap.holding_registers.heartbeat, self._heartbeat)
 
     async def _heartbeat_forever(self) -> None:
+        # Continue from what the PLC holds, so that the first heartbeat after a node restart is a change.
+        with contextlib.suppress(ModbusIOError):
+            held = await self.hub.request("read_holding_registers", self.regmap.holding_registers.heartbeat, count=1)
+            self._heartbeat = held.registers[0]
         while not self._stopping:
             try:
                 await self._write_heartbeat()

@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 def weight_decoder(profile: WeighbridgeProfile) -> ToledoDecoder | SmaDecoder | RinstrumDecoder:
     """The frame decoder a profile names."""
     if profile.frame_format == "toledo-continuous":
-        return ToledoDecoder(checksum=profile.checksum)
+        return ToledoDecoder(checksum=profile.checksum, blank_tare=profile.blank_tare,
+                             clone_status_bits=profile.clone_status_bits, short_frame=profile.short_frame)
     if profile.frame_format == "sma":
-        return SmaDecoder()
+        return SmaDecoder(variant=profile.sma_variant)
     return RinstrumDecoder()
 
 

@@ -144,7 +144,7 @@ class GateNode:
             return tcp_hub(transport.host, transport.port, modbus.device_id, modbus.request_timeout_s)
         return rtu_hub(transport.port, baudrate=transport.baudrate, bytesize=transport.bytesize,
                        parity=transport.parity, stopbits=transport.stopbits, device_id=modbus.device_id,
-                       timeout_s=modbus.request_timeout_s)
+                       timeout_s=modbus.request_timeout_s, retries=modbus.retries)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -73,6 +73,16 @@ class BarrierModbusMap(_Strict):
     heartbeat_period_s: float = Field(default=1.0, gt=0, le=60)
     heartbeat_timeout_s: float = Field(default=3.0, gt=0, le=600)
     request_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    # How the PLC takes the open/close command coils. pulse: set the coil, hold it pulse_ms, release it
+    # (every command is a fresh rising edge: right for edge-triggered PLCs and the safe default); level: the
+    # coil stays set until the other command, which releases it first (open and close are never set together).
+    command_mode: Literal["pulse", "level"] = "pulse"
+    pulse_ms: int = Field(default=300, ge=20, le=10_000)
+    # Modbus RTU only (TCP recovers lost segments itself, and a TCP timeout is a slow or dead PLC, not noise):
+    # attempts after the first for a request that got no valid answer (timeout, CRC error on RS-485); an
+    # exception reply is an answer and is not retried. Once a request has spent its retries, the next ones
+    # get a single attempt until the PLC answers again, so a dead PLC never stalls its line for long.
+    retries: int = Field(default=2, ge=0, le=5)
 
     @model_validator(mode="after")
     def _heartbeat_timeout_exceeds_period(self) -> BarrierModbusMap:
@@ -138,11 +148,28 @@ class WeighbridgeProfile(_Strict):
     model: str = ""
     frame_format: Literal["toledo-continuous", "sma", "rinstrum"]
     checksum: bool = False  # Toledo: the optional CHK byte is sent
+    # Toledo variants from vendors' manuals, each off by default (the default decoder stays strict):
+    blank_tare: bool = False  # tare sent as six spaces when there is none (METTLER TOLEDO JAGUAR)
+    clone_status_bits: bool = False  # SWA bits 5/6 as Liden and Chinese indicators send them (0/1 or 1/1)
+    short_frame: bool = False  # Cardinal "short" format: STX SWA SWB SWC W×6 CR [CHK], no tare
+    # SMA variants: cardinal (11-character weights, status e, oz), fairbanks (stability time-out reply).
+    sma_variant: Literal["standard", "cardinal", "fairbanks"] = "standard"
     poll_interval_s: float | None = Field(default=None, gt=0, le=10)  # SMA: send `W` this often
     serial: SerialSettings = SerialSettings()
     stable_band_kg: float = Field(default=20.0, gt=0)
     stable_hold_s: float = Field(default=2.0, ge=0, le=60)
     min_kg: float = Field(default=500.0, ge=0)
+
+    @model_validator(mode="after")
+    def _options_fit_the_format(self) -> WeighbridgeProfile:
+        toledo_only = [name for name in ("blank_tare", "clone_status_bits", "short_frame") if getattr(self, name)]
+        if toledo_only and self.frame_format != "toledo-continuous":
+            raise ValueError(f"{', '.join(toledo_only)} only apply to frame_format toledo-continuous")
+        if self.sma_variant != "standard" and self.frame_format != "sma":
+            raise ValueError("sma_variant only applies to frame_format sma")
+        if self.short_frame and self.blank_tare:
+            raise ValueError("short_frame sends no tare: blank_tare cannot apply")
+        return self
 
 
 class ScannerProfile(_Strict):

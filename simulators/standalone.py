@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +22,7 @@ from edge.config import load_profile
 from simulators.faults import FAULT_HELP, FaultSpec, inject_fault, supported_faults
 
 KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner", "video")
+LOOPS = ("arrival", "safety", "exit")
 
 
 def parse_fault(text: str) -> FaultSpec:
@@ -56,7 +59,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--rtu-link", help="serve Modbus RTU instead: the node opens this path (a pty)")
     p.add_argument("--profile", default="generic-barrier-plc")
     p.add_argument("--travel", type=float, default=2.0, help="boom travel time in seconds")
-    p.add_argument("--trucks", action="store_true", help="also drive a truck onto the arrival loop every --every s")
+    p.add_argument("--trucks", action="store_true",
+                   help="drive a truck through every --every s: arrival loop, then (once the boom is open) safety "
+                        "loop, then exit loop, then clear")
+    p.add_argument("--occupy", action="append", default=[], choices=LOOPS, metavar="LOOP",
+                   help=f"a loop occupied from the start ({', '.join(LOOPS)}); repeatable")
+    p.add_argument("--stdin", action="store_true",
+                   help="read loop commands from standard input, one a line: `arrival|safety|exit on|off`")
     common(p)
 
     p = kinds.add_parser("eseal", help="e-seal reader on a serial line (pty)")
@@ -70,6 +79,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--link", required=True, help="path the node opens as its serial port (a symlink to a pty)")
     p.add_argument("--format", choices=["toledo-continuous", "sma", "rinstrum"], default="toledo-continuous")
     p.add_argument("--checksum", action="store_true", help="Toledo: send the CHK byte")
+    p.add_argument("--variant", choices=["jaguar", "liden", "cardinal-short", "cardinal", "fairbanks"],
+                   help="a vendor's variant: Toledo jaguar (blank tare), liden (clone status bits), cardinal-short "
+                        "(no tare); SMA cardinal (11-character weights), fairbanks (stability time-out reply)")
     p.add_argument("--weight", type=float, default=28000.0, help="gross weight of each truck in kg")
     p.add_argument("--on-bridge", type=float, default=3.0, help="seconds each truck stands on the bridge")
     common(p)
@@ -97,6 +109,61 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--container", action="append", default=[], help="container number scanned; repeatable")
     p.add_argument("--analysis", type=float, default=2.0, help="seconds from scan_started to scan_completed")
     common(p)
+
+
+def set_loop(sim: Any, loop: str, occupied: bool) -> None:
+    """Occupy or clear one of the barrier PLC's loops, and say so."""
+    sim.set_loop(loop, occupied)
+    say(f"{loop} loop {'occupied' if occupied else 'clear'}")
+
+
+async def _truck_passage(sim: Any, patience_s: float) -> None:
+    """A truck drives up; once the boom is open it passes under it and leaves; else it waits, then backs off."""
+    set_loop(sim, "arrival", True)
+    deadline = time.monotonic() + patience_s
+    while not sim.boom_open and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if not sim.boom_open:
+        set_loop(sim, "arrival", False)
+        say("boom stayed closed: the truck backs off")
+        return
+    set_loop(sim, "safety", True)
+    set_loop(sim, "arrival", False)
+    await asyncio.sleep(0.3)
+    set_loop(sim, "safety", False)
+    set_loop(sim, "exit", True)
+    await asyncio.sleep(0.3)
+    set_loop(sim, "exit", False)
+
+
+def _loop_command(sim: Any, line: str) -> None:
+    words = line.split()
+    if not words:
+        return
+    if len(words) != 2 or words[0] not in LOOPS or words[1] not in ("on", "off"):
+        say(f"error: {line.strip()!r}: write `arrival|safety|exit on|off`")
+        return
+    set_loop(sim, words[0], words[1] == "on")
+
+
+def _read_loop_commands(sim: Any) -> None:
+    """Apply `LOOP on|off` lines from standard input as they arrive."""
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    pending = bytearray()
+
+    def readable() -> None:
+        data = os.read(fd, 1024)
+        if not data:
+            loop.remove_reader(fd)
+            return
+        pending.extend(data)
+        while b"\n" in pending:
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending[:] = rest
+            _loop_command(sim, line.decode("utf-8", "replace"))
+
+    loop.add_reader(fd, readable)
 
 
 def _broker(text: str) -> tuple[str, int]:
@@ -129,13 +196,20 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
             sim = BarrierPlcSimulator(regmap, args.host, args.port, travel_s=args.travel)
             say(f"barrier PLC on Modbus TCP {args.host}:{args.port} (device id {regmap.device_id})")
         await sim.start()
+        say("heartbeat watchdog armed from power-up: until the node writes a heartbeat the boom stays closed-safe")
+        for loop in args.occupy:
+            set_loop(sim, loop, True)
+        if args.stdin:
+            _read_loop_commands(sim)
 
         async def truck(n: int) -> None:
             if args.trucks:
-                sim.set_loop("arrival", not sim.model.loops["arrival"])
-                say(f"arrival loop {'occupied' if sim.model.loops['arrival'] else 'clear'}")
+                await _truck_passage(sim, patience_s=max(1.0, args.every * 0.8))
 
         async def stop() -> None:
+            if args.stdin:
+                with contextlib.suppress(ValueError, OSError):
+                    asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
             await sim.stop()
             if wire:
                 wire.stop()
@@ -164,7 +238,10 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     if args.kind == "weighbridge":
         from simulators.weighbridge import WeighbridgeSimulator
 
-        sim = WeighbridgeSimulator(args.link, args.format, checksum=args.checksum)
+        try:
+            sim = WeighbridgeSimulator(args.link, args.format, checksum=args.checksum, variant=args.variant)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from exc
         sim.start()
         say(f"weighbridge indicator ({args.format}): the node opens {args.link}")
 

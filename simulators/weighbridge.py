@@ -2,6 +2,11 @@
 
 A truck driving on makes the weight swing (motion) for `settle_s`, then hold steady; driving off
 brings it back to zero. The node reads the other end of the pty like a real indicator's port.
+
+`variant` sends a vendor's variant of the format (what the profile options of the same names
+accept): Toledo `jaguar` (tare as six spaces), `liden` (SWA bits 5/6 = 0/1), `cardinal-short` (no
+tare field); SMA `cardinal` (11-character weight field) and `fairbanks` (a `P` request while the
+load moves is answered with the stability time-out reply).
 """
 
 from __future__ import annotations
@@ -14,17 +19,24 @@ from pathlib import Path
 
 from devices.protocols.weighbridge_rinstrum import encode_rinstrum_frame
 from devices.protocols.weighbridge_sma import encode_sma_reply
-from devices.protocols.weighbridge_toledo import encode_toledo_frame
+from devices.protocols.weighbridge_toledo import encode_toledo_frame, toledo_checksum
 from simulators.serial_wire import make_linked_pty, unlink_port
+
+VARIANTS = {"toledo-continuous": ("jaguar", "liden", "cardinal-short"), "sma": ("cardinal", "fairbanks"),
+            "rinstrum": ()}
+FAIRBANKS_STABILITY_TIMEOUT = b"\n 1G  ----------   \r"
 
 
 class WeighbridgeSimulator:
     """One indicator. frame_format: toledo-continuous, sma or rinstrum."""
 
     def __init__(self, link_path: str | Path, frame_format: str = "toledo-continuous", *, checksum: bool = False,
-                 period_s: float = 0.1, settle_s: float = 0.4):
+                 period_s: float = 0.1, settle_s: float = 0.4, variant: str | None = None):
+        if variant is not None and variant not in VARIANTS.get(frame_format, ()):
+            raise ValueError(f"no variant {variant!r} of {frame_format}: "
+                             f"choose from {', '.join(VARIANTS.get(frame_format, ())) or 'none'}")
         self.link_path = Path(link_path)
-        self.frame_format, self.checksum = frame_format, checksum
+        self.frame_format, self.checksum, self.variant = frame_format, checksum, variant
         self.period_s, self.settle_s = period_s, settle_s
         self.load_kg = 0.0
         self._settled_at = 0.0
@@ -80,10 +92,22 @@ class WeighbridgeSimulator:
     def frame(self) -> bytes:
         weight, moving = self._reading()
         if self.frame_format == "toledo-continuous":
-            return encode_toledo_frame(weight, motion=moving, checksum=self.checksum)
+            return self._toledo_variant(encode_toledo_frame(weight, motion=moving, checksum=False))
         if self.frame_format == "rinstrum":
             return encode_rinstrum_frame(weight, motion=moving)
-        return encode_sma_reply(weight, motion=moving)
+        reply = encode_sma_reply(weight, motion=moving)
+        if self.variant == "cardinal":
+            reply = reply[:6] + b" " + reply[6:]  # the 11-character weight field
+        return reply
+
+    def _toledo_variant(self, body: bytes) -> bytes:
+        if self.variant == "jaguar":
+            body = body[:10] + b"      " + body[16:]
+        elif self.variant == "liden":
+            body = body[:1] + bytes([body[1] & ~0x20 | 0x40]) + body[2:]
+        elif self.variant == "cardinal-short":
+            body = body[:10] + body[16:]
+        return body + bytes([toledo_checksum(body)]) if self.checksum else body
 
     def write_raw(self, data: bytes) -> None:
         if self._master is not None:
@@ -104,8 +128,11 @@ class WeighbridgeSimulator:
             return
         while b"\r" in self._commands:
             line, _, self._commands = self._commands.partition(b"\r")
-            if line.strip(b"\n") in (b"W", b"P") and not self.silent:
+            command = line.strip(b"\n")
+            if command in (b"W", b"P") and not self.silent:
                 reply = self.frame()
+                if command == b"P" and self.variant == "fairbanks" and self._reading()[1]:
+                    reply = FAIRBANKS_STABILITY_TIMEOUT  # no stability within the waiting time
                 if self.reply_delay_s:
                     asyncio.get_running_loop().call_later(self.reply_delay_s, self.write_raw, reply)
                 else:

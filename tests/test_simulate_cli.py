@@ -74,3 +74,43 @@ def test_standalone_barrier_plc_answers_modbus_and_drives_trucks():
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_standalone_barrier_plc_takes_loops_from_the_command_line_and_stdin():
+    port = free_port()
+    process = subprocess.Popen([*SIMULATE, "barrier", "--port", str(port), "--occupy", "safety", "--stdin",
+                                "--duration", "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    async def read_loops() -> tuple[bool, bool, bool]:
+        hub = tcp_hub("127.0.0.1", port, timeout_s=0.5)
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    bits = (await hub.request("read_discrete_inputs", 0, count=5)).bits
+                    return bool(bits[0]), bool(bits[1]), bool(bits[2])
+                except ModbusIOError:  # not listening yet
+                    assert time.monotonic() < deadline, "the simulator never answered"
+                    await asyncio.sleep(0.05)
+        finally:
+            await hub.close()
+
+    async def wait_for_loops(expected: tuple[bool, bool, bool]) -> None:
+        deadline = time.monotonic() + 10
+        while (seen := await read_loops()) != expected:
+            assert time.monotonic() < deadline, f"loops {seen}, expected {expected}"
+            await asyncio.sleep(0.05)
+
+    try:
+        asyncio.run(wait_for_loops((False, True, False)))  # --occupy safety
+        process.stdin.write("exit on\nsafety off\narrival on\n")
+        process.stdin.flush()
+        asyncio.run(wait_for_loops((True, False, True)))
+        process.stdin.write("nonsense\nexit off\n")
+        process.stdin.flush()
+        asyncio.run(wait_for_loops((True, False, False)))
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=10)
+    assert "safety loop occupied" in out and "write `arrival|safety|exit on|off`" in out
+    assert "armed from power-up" in out

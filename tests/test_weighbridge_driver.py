@@ -107,3 +107,57 @@ def test_pulled_cable_then_reconnect_within_5_s_and_weighing_resumes(site, tmp_p
             await stop(sim, driver, task)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("profile_id", "options", "variant"), [
+    ("toledo-continuous-indicator", {"blank_tare": True}, "jaguar"),
+    ("toledo-continuous-indicator", {"clone_status_bits": True}, "liden"),
+    ("toledo-continuous-indicator", {"short_frame": True}, "cardinal-short"),
+    ("sma-indicator", {"sma_variant": "cardinal"}, "cardinal"),
+])
+def test_a_vendor_variant_weighs_a_truck_once_its_profile_option_is_set(tmp_path, profile_id, options, variant):
+    from edge.config import WeighbridgeProfile, load_profile
+
+    base = load_profile(profile_id)
+    profile = WeighbridgeProfile.model_validate({**base.model_dump(), **options})
+
+    async def scenario():
+        sim = WeighbridgeSimulator(tmp_path / "tty" / "scale", profile.frame_format, checksum=profile.checksum,
+                                   settle_s=0.3, variant=variant)
+        sim.start()
+        events: list = []
+        driver = WeighbridgeDriver("IMP-1-scale", SerialTransport(type="serial", port=str(sim.link_path)), profile,
+                                   events.append, retry_s=0.1, silence_s=1.0)
+        task = asyncio.create_task(driver.run())
+        try:
+            await wait_until(lambda: driver.health.frames_good > 2, what="variant frames decoded")
+            sim.drive_on(28_430)
+            await wait_until(lambda: weights(events), timeout_s=5, what="stable weight")
+            assert weights(events) == [28_440] and driver.health.frames_bad == 0
+        finally:
+            await stop(sim, driver, task)
+
+    asyncio.run(scenario())
+
+
+def test_a_vendor_variant_without_its_profile_option_never_gives_a_weight(tmp_path):
+    from edge.config import load_profile
+
+    profile = load_profile("toledo-continuous-indicator")
+
+    async def scenario():
+        sim = WeighbridgeSimulator(tmp_path / "tty" / "scale", profile.frame_format, checksum=profile.checksum,
+                                   settle_s=0.1, variant="liden")
+        sim.start()
+        events: list = []
+        driver = WeighbridgeDriver("IMP-1-scale", SerialTransport(type="serial", port=str(sim.link_path)), profile,
+                                   events.append, retry_s=0.1, silence_s=1.0)
+        task = asyncio.create_task(driver.run())
+        try:
+            sim.drive_on(28_430)
+            await wait_until(lambda: driver.health.frames_bad > 10, what="clone frames refused")
+            assert weights(events) == [] and driver.health.frames_good == 0
+        finally:
+            await stop(sim, driver, task)
+
+    asyncio.run(scenario())

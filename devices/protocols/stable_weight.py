@@ -31,6 +31,8 @@ KG_PER_UNIT: dict[str, Decimal] = {
     "g": Decimal("0.001"),
 }
 """Units the indicator codecs accept, and what one of each weighs in kilograms."""
+KG_PER_OUNCE = Decimal("0.028349523125")
+"""The avoirdupois ounce (1/16 lb): only the SMA `cardinal` variant accepts `oz`."""
 
 STX = 0x02
 _RAW_SAMPLE = 64  # bytes of garbage kept in a FrameRejected
@@ -72,7 +74,7 @@ class WeightFrame:
 
 def to_kg(value: Decimal | None, unit: str) -> float | None:
     """Return `value` in `unit` as kilograms, or None for no value or unknown/blank units."""
-    factor = KG_PER_UNIT.get(unit)
+    factor = KG_PER_OUNCE if unit == "oz" else KG_PER_UNIT.get(unit)
     if value is None or factor is None:
         return None
     return float(value * factor)

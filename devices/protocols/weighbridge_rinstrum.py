@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from devices.protocols.stable_weight import KG_PER_UNIT, STX, StxFrameDecoder, WeightFrame, as_decimal, to_kg
+from devices.protocols.stable_weight import STX, StxFrameDecoder, WeightFrame, as_decimal, to_kg
 from devices.readings import FrameRejected
 
 FORMAT = "rinstrum"
@@ -33,6 +33,7 @@ _PRINTABLE = re.compile(rb"[\x20-\x7e]*")
 _SIGNS = {" ": 1, "+": 1, "-": -1}
 _STATES = frozenset("GNUOE")
 _RANGES = frozenset("-123456789")
+_UNITS = frozenset({"kg", "lb", "t", "g"})
 
 
 def decode_rinstrum_frame(frame: bytes) -> WeightFrame | FrameRejected:
@@ -58,7 +59,7 @@ def decode_rinstrum_frame(frame: bytes) -> WeightFrame | FrameRejected:
     if range_char not in _RANGES:
         return FrameRejected(f"bad status S4 {range_char!r}: expected '-' or a range digit", raw)
     unit = units.strip()
-    if unit and (unit not in KG_PER_UNIT or units not in (unit.rjust(3), unit.ljust(3))):
+    if unit and (unit not in _UNITS or units not in (unit.rjust(3), unit.ljust(3))):
         return FrameRejected(f"unsupported units {units!r}", raw)
     value: Decimal | None = None
     match = _NUMBER.fullmatch(weight_text)
@@ -107,7 +108,7 @@ def encode_rinstrum_frame(weight: Decimal | int | str | None, *, unit: str = "kg
         raise ValueError(f"state must be one of G, N, U, O, E, got {state!r}")
     if range_char not in _RANGES or len(range_char) != 1:
         raise ValueError(f"range_char must be '-' or a digit 1..9, got {range_char!r}")
-    if unit and unit not in KG_PER_UNIT:
+    if unit and unit not in _UNITS:
         raise ValueError(f"unit must be kg, lb, t, g or empty, got {unit!r}")
     if weight is None:
         if state in "GN":

@@ -15,6 +15,16 @@ Units: ``kg``, ``lb``, ``t``, ``g``, aligned either way in three characters (`` 
 both seen). Replies carry no checksum, so every field is checked. A ``<LF>?<CR>`` reply (command
 not recognised) and the about/diagnostic replies are refused as "not a weight reply".
 
+Vendor variants, accepted only when the device profile names them (`variant=`; the default
+``standard`` stays strict):
+
+- ``cardinal`` (Cardinal 190/225 manuals): an 11-character weight field ``xxxxxxx.xxx`` (19
+  characters between LF and CR) as well as the 10-character one, status ``e`` "weight is not being
+  displayed" (no value), and ``oz`` units.
+- ``fairbanks`` (Fairbanks PR 5410 manual): the reply sent when stability was not reached in the
+  waiting time, ``<LF> 1<n> <f>----------   <CR>``: a space status, ten dashes and blank units,
+  decoded as "no stable weight" (motion, no value).
+
 Lines end at CR; an LF inside a line tears it (the new LF starts the next reply); an empty line
 (the LF of a CR LF ending, or LF CR) is idle. Feed any chunking; `feed` never raises.
 """
@@ -24,7 +34,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from devices.protocols.stable_weight import KG_PER_UNIT, WeightFrame, as_decimal, to_kg
+from devices.protocols.stable_weight import WeightFrame, as_decimal, to_kg
 from devices.readings import FrameRejected
 
 FORMAT = "sma"
@@ -41,23 +51,31 @@ _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _NUMBER = re.compile(r" *(-?) *([0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _DASHES = re.compile(r" *-[ -]*")
 _STATUS = frozenset(" ZOUEIT")
+_UNITS = frozenset({"kg", "lb", "t", "g"})
+VARIANTS = ("standard", "cardinal", "fairbanks")
+_STABILITY_TIMEOUT = "-" * 10
 _MODES = frozenset("GNTgn")
 _RAW_SAMPLE = 64
 
 
-def decode_sma_line(line: bytes) -> WeightFrame | FrameRejected:
-    """Decode one reply given without its LF and CR. Never raises."""
+def decode_sma_line(line: bytes, variant: str = "standard") -> WeightFrame | FrameRejected:
+    """Decode one reply given without its LF and CR (`variant`: see the module docstring). Never raises."""
     raw = b"\n" + bytes(line) + b"\r"
     if line == b"?":
         return FrameRejected("not a weight reply: the indicator did not recognise the command", raw)
     bad = _NOT_PRINTABLE.search(line)
     if bad is not None:
         return FrameRejected(f"control or non-ASCII byte 0x{line[bad.start()]:02X} at offset {bad.start() + 1}", raw)
-    if len(line) != LINE_LENGTH:
-        return FrameRejected(f"not a weight reply: {len(line)} characters, expected {LINE_LENGTH}", raw)
+    cardinal = variant == "cardinal"
+    lengths = (LINE_LENGTH, LINE_LENGTH + 1) if cardinal else (LINE_LENGTH,)
+    if len(line) not in lengths:
+        expected = " or ".join(str(n) for n in lengths)
+        return FrameRejected(f"not a weight reply: {len(line)} characters, expected {expected}", raw)
     text = line.decode("ascii")
-    status, range_char, mode, motion, weight_text, units = text[0], text[1], text[2], text[3], text[5:15], text[15:]
-    if status not in _STATUS:
+    weight_end = len(text) - 3
+    status, range_char, mode, motion = text[0], text[1], text[2], text[3]
+    weight_text, units = text[5:weight_end], text[weight_end:]
+    if status not in _STATUS and not (cardinal and status == "e"):  # Cardinal e: weight not being displayed
         return FrameRejected(f"bad scale status {status!r}: expected Z, O, U, E, I, T or space", raw)
     if not range_char.isdigit():
         return FrameRejected(f"bad range {range_char!r}: expected a digit", raw)
@@ -66,26 +84,30 @@ def decode_sma_line(line: bytes) -> WeightFrame | FrameRejected:
     if motion not in " M":
         return FrameRejected(f"bad motion status {motion!r}: expected 'M' or space", raw)
     unit = units.strip()
-    if unit and (unit not in KG_PER_UNIT or units not in (unit.rjust(3), unit.ljust(3))):
+    known_units = _UNITS | {"oz"} if cardinal else _UNITS
+    if unit and (unit not in known_units or units not in (unit.rjust(3), unit.ljust(3))):
         return FrameRejected(f"unsupported units {units!r}", raw)
     value: Decimal | None = None
+    stability_timeout = (variant == "fairbanks" and status == " " and weight_text == _STABILITY_TIMEOUT
+                         and not unit)
     match = _NUMBER.fullmatch(weight_text)
     if match is not None:
         value = Decimal(match.group(1) + match.group(2))
-    elif not (_DASHES.fullmatch(weight_text) and status in "EITOU"):
+    elif not ((_DASHES.fullmatch(weight_text) and status in "EITOUe") or stability_timeout
+              or (status == "e" and not weight_text.strip())):
         return FrameRejected(f"weight field {weight_text!r} is not a number", raw)
-    usable = status in " Z"
+    usable = status in " Z" and not stability_timeout
     return WeightFrame(
         format=FORMAT,
         weight_kg=to_kg(value, unit) if usable else None,
         raw_value=value,
         raw_unit=unit,
         net=mode in "Nn",
-        motion=motion == "M",
+        motion=motion == "M" or stability_timeout,
         overload=status == "O",
         underload=status == "U",
         zero_error=status in "EI",
-        error=status == "T",
+        error=status in "Te",
         tare=mode == "T",
     )
 
@@ -98,8 +120,10 @@ class SmaDecoder:
     `frames_bad` count what `feed` returned.
     """
 
-    def __init__(self, max_line: int = MAX_LINE):
-        self.max_line = max_line
+    def __init__(self, max_line: int = MAX_LINE, variant: str = "standard"):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown SMA variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+        self.max_line, self.variant = max_line, variant
         self.frames_ok = 0
         self.frames_bad = 0
         self._line = bytearray()  # bytes after LF of the reply being collected
@@ -159,7 +183,7 @@ class SmaDecoder:
                 continue  # stay in line: this LF starts the next reply (an empty line is idle)
             self._in_line = False
             if line:  # LF CR with nothing between is idle
-                out.append(decode_sma_line(line))
+                out.append(decode_sma_line(line, self.variant))
 
     def _skip(self, skipped: bytes, out: list[WeightFrame | FrameRejected]) -> None:
         if self._garbage_reported or not skipped:
@@ -192,7 +216,7 @@ def encode_sma_reply(weight: Decimal | int | str | None, *, unit: str = "kg", st
         raise ValueError(f"mode must be one of G, N, T, g, n, got {mode!r}")
     if len(range_char) != 1 or not range_char.isdigit() or not range_char.isascii():
         raise ValueError(f"range_char must be one digit, got {range_char!r}")
-    if unit and unit not in KG_PER_UNIT:
+    if unit and unit not in _UNITS:
         raise ValueError(f"unit must be kg, lb, t, g or empty, got {unit!r}")
     if weight is None:
         if status not in "EITOU":

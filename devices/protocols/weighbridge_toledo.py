@@ -26,6 +26,16 @@ Status words (bit 7 of each may carry parity and is ignored; CHK's bit 7 likewis
   refused. Bit 4 "expanded display x10" (a calibration mode) is refused: its value is not a weight
   for trade. Bit 5 is always 1 (checked). Bits 3 (print request) and 6 (keyboard tare) are ignored.
 
+Field variants, each accepted only when the device profile says so (the default stays strict):
+
+- ``blank_tare``: the tare field sent as six spaces when there is no tare, as in METTLER TOLEDO's
+  own JAGUAR continuous-output example; decoded as tare 0.
+- ``clone_status_bits``: SWA's constant bits 5 and 6 as Liden and several Chinese indicators send
+  them (bit 5 = 0 and bit 6 = 1, or both 1) as well as Toledo's (1, 0); 0 and 0 stays refused, so
+  a status byte still has to look like one.
+- ``short_frame``: Cardinal's "short" continuous format ``STX SWA SWB SWC W×6 CR [CHK]`` (11
+  bytes, 12 with CHK): no tare field.
+
 Feed the decoder whatever the serial port gave, in any chunking: `feed(bytes)` returns the frames
 that completed and a `FrameRejected` for everything refused, and never raises.
 """
@@ -42,8 +52,13 @@ FORMAT = "toledo"
 CR = 0x0D
 FRAME_LENGTH = 17
 """Bytes in a frame without the checksum byte (18 with it)."""
+SHORT_FRAME_LENGTH = 11
+"""Bytes in Cardinal's short frame (no tare) without the checksum byte."""
 
 _DIGITS = re.compile(rb" *[0-9]+")  # leading zeros may be blanked to spaces
+_BLANK_TARE = b"      "
+_TOLEDO_SWA_CONSTANTS = frozenset({0x20})  # bit 5 set, bit 6 clear
+_CLONE_SWA_CONSTANTS = frozenset({0x20, 0x40, 0x60})  # Liden / Chinese copies: b5=0 b6=1, or both set
 _PRINTABLE = re.compile(rb"[\x20-\x7e]*")
 _INCREMENT_BY_CODE = {1: 1, 2: 2, 3: 5}
 _CODE_BY_INCREMENT = {increment: code for code, increment in _INCREMENT_BY_CODE.items()}
@@ -56,21 +71,28 @@ def toledo_checksum(body: bytes) -> int:
     return -sum(body) & 0x7F
 
 
-def decode_toledo_frame(frame: bytes, checksum: bool) -> WeightFrame | FrameRejected:
-    """Decode one whole frame (STX through CR, plus CHK when `checksum`). Never raises."""
+def decode_toledo_frame(frame: bytes, checksum: bool, *, blank_tare: bool = False, clone_status_bits: bool = False,
+                        short_frame: bool = False) -> WeightFrame | FrameRejected:
+    """Decode one whole frame (STX through CR, plus CHK when `checksum`). Never raises.
+
+    The keyword options accept the vendors' variants described in the module docstring.
+    """
     raw = bytes(frame)
-    expected = FRAME_LENGTH + checksum
+    body_length = SHORT_FRAME_LENGTH if short_frame else FRAME_LENGTH
+    expected = body_length + checksum
     if len(raw) != expected:
         return FrameRejected(f"wrong frame length: expected {expected}, got {len(raw)}", raw[:64])
-    if raw[0] != STX or raw[16] != CR:
+    if raw[0] != STX or raw[body_length - 1] != CR:
         return FrameRejected("frame does not run from STX to CR", raw)
     if checksum:
-        computed = toledo_checksum(raw[:17])
-        if raw[17] & 0x7F != computed:
-            return FrameRejected(f"checksum mismatch: got {raw[17] & 0x7F:02X}, computed {computed:02X}", raw)
+        computed = toledo_checksum(raw[:body_length])
+        if raw[body_length] & 0x7F != computed:
+            return FrameRejected(f"checksum mismatch: got {raw[body_length] & 0x7F:02X}, computed {computed:02X}",
+                                 raw)
     swa, swb, swc = raw[1] & 0x7F, raw[2] & 0x7F, raw[3] & 0x7F
-    if swa & 0x60 != 0x20:
-        return FrameRejected(f"bad status word A 0x{raw[1]:02X}: bit 5 must be 1 and bit 6 0", raw)
+    if swa & 0x60 not in (_CLONE_SWA_CONSTANTS if clone_status_bits else _TOLEDO_SWA_CONSTANTS):
+        expected_bits = "bits 5 and 6 must not both be 0" if clone_status_bits else "bit 5 must be 1 and bit 6 0"
+        return FrameRejected(f"bad status word A 0x{raw[1]:02X}: {expected_bits}", raw)
     if swc & 0x20 != 0x20:
         return FrameRejected(f"bad status word C 0x{raw[3]:02X}: bit 5 must be 1", raw)
     increment_code = (swa >> 3) & 0x03
@@ -85,7 +107,9 @@ def decode_toledo_frame(frame: bytes, checksum: bool) -> WeightFrame | FrameReje
         unit = _UNIT_CODES[unit_code]
     else:
         return FrameRejected(f"unsupported unit code {unit_code} in status word C", raw)
-    weight_field, tare_field = raw[4:10], raw[10:16]
+    weight_field, tare_field = raw[4:10], (b"000000" if short_frame else raw[10:16])
+    if blank_tare and tare_field == _BLANK_TARE:
+        tare_field = b"000000"  # METTLER TOLEDO JAGUAR: no tare is six spaces
     out_of_range, negative = bool(swb & 0x04), bool(swb & 0x02)
     weight_ok = _DIGITS.fullmatch(weight_field) is not None
     if not _PRINTABLE.fullmatch(weight_field):  # CHK covers only the low 7 bits: bit 7 must be checked here
@@ -123,16 +147,19 @@ class ToledoDecoder(StxFrameDecoder):
     it should but fails validation (checksum, status bits, digits) is reported with the reason.
     """
 
-    end_at = 16
     end_byte = CR
 
-    def __init__(self, checksum: bool):
+    def __init__(self, checksum: bool, *, blank_tare: bool = False, clone_status_bits: bool = False,
+                 short_frame: bool = False):
         super().__init__()
         self.checksum = bool(checksum)
-        self.frame_length = FRAME_LENGTH + self.checksum
+        self.options = {"blank_tare": blank_tare, "clone_status_bits": clone_status_bits, "short_frame": short_frame}
+        body_length = SHORT_FRAME_LENGTH if short_frame else FRAME_LENGTH
+        self.end_at = body_length - 1
+        self.frame_length = body_length + self.checksum
 
     def decode_frame(self, frame: bytes) -> WeightFrame | FrameRejected:
-        return decode_toledo_frame(frame, self.checksum)
+        return decode_toledo_frame(frame, self.checksum, **self.options)
 
 
 def _parity(byte: int) -> int:

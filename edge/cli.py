@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
     p.add_argument("which", nargs="*", default=["all"],
-                   help="decision, cache, journal, codec, modbus, kiosk, sync, vision or all (default)")
+                   help="decision, cache, journal, codec, modbus, kiosk, sync, security, vision or all (default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--no-baseline", action="store_true",
                    help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")

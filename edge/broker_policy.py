@@ -168,8 +168,8 @@ def enrol_identity(site: SiteConfig, pki_dir: Path, identity: str) -> Issued:
         devices = {d.id: d for lane in site.lanes for d in lane.devices}
         if identity in devices:
             device = devices[identity]
-            raise PolicyError(f"{identity} is a {device.kind} on {device.transport.type}: it does not connect to the "
-                              "MQTT broker, so it needs no certificate (only MQTT devices are enrolled)")
+            raise PolicyError(f"{identity} is a device of kind {device.kind} on {device.transport.type}: it does not "
+                              "connect to the MQTT broker, so it needs no certificate (only MQTT devices are enrolled)")
         known = ", ".join(d.identity for d in ids.devices) or "none"
         raise PolicyError(f"no device {identity!r} in the site file for gate {site.gate} (its MQTT devices: {known}); "
                           "add the device to the site file first, with its id as the certificate's name")
@@ -182,8 +182,13 @@ def revoke_identity(pki_dir: Path, identity: str) -> int:
 
 
 def write_broker_config(site: SiteConfig, pki_dir: Path, out_dir: Path, *, port: int | None = None,
-                        bind: str = "0.0.0.0", persistence_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write `mosquitto.conf` and `acl` for the site into out_dir; returns their paths."""
+                        bind: str = "0.0.0.0", persistence_dir: Path | None = None,
+                        user: str | None = None) -> tuple[Path, Path]:
+    """Write `mosquitto.conf` and `acl` for the site into out_dir; returns their paths.
+
+    `user`: the account Mosquitto runs as when started by root (its default: `mosquitto`); that account
+    must be able to read the broker's key, the CA, the CRL and the ACL, and write the persistence folder.
+    """
     pki = GatePki(pki_dir)
     for needed in (pki.ca_cert, pki.crl, pki.server.cert, pki.server.key):
         if not needed.exists():
@@ -197,5 +202,5 @@ def write_broker_config(site: SiteConfig, pki_dir: Path, out_dir: Path, *, port:
     conf.write_text(mosquitto_conf(port=port or site.mqtt.port, bind=bind, ca=pki.ca_cert.resolve(),
                                    cert=pki.server.cert.resolve(), key=pki.server.key.resolve(),
                                    crl=pki.crl.resolve(), acl=acl.resolve(),
-                                   persistence_dir=persistence_dir.resolve()))
+                                   persistence_dir=persistence_dir.resolve(), user=user))
     return conf, acl

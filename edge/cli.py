@@ -270,9 +270,11 @@ def cmd_pki(args: argparse.Namespace) -> int:
                   "current one")
         elif args.pki_cmd == "broker-config":
             out = Path(args.out) if args.out else pki_dir / "mosquitto"
-            conf, acl = write_broker_config(site, pki_dir, out, port=args.port, bind=args.bind)
-            print(f"wrote {conf} and {acl}; run `mosquitto -c {conf}` (the files it names must be readable by the "
-                  "user mosquitto runs as)")
+            conf, acl = write_broker_config(site, pki_dir, out, port=args.port, bind=args.bind, user=args.user)
+            who = args.user or "mosquitto"
+            print(f"wrote {conf} and {acl}; run `mosquitto -c {conf}`. Started as root, Mosquitto runs as {who}: "
+                  f"`chown {who} {GatePki(pki_dir).server.key}` and let {who} read the CA, CRL and ACL and write "
+                  f"{out / 'data'}")
     except (PkiError, PolicyError) as exc:
         print(f"smartgate pki {args.pki_cmd}: {exc}", file=sys.stderr)
         return 1
@@ -303,6 +305,7 @@ def _add_pki_parser(sub, site_args) -> None:
     p.add_argument("--out", help="folder for mosquitto.conf and acl (default: <pki dir>/mosquitto)")
     p.add_argument("--port", type=int, help="TLS listener port (default: the site's mqtt.port)")
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--user", help="account Mosquitto runs as when started by root (default: mosquitto)")
     common(p)
 
 

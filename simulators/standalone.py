@@ -76,6 +76,8 @@ def add_parsers(sub: Any) -> None:
 
     p = kinds.add_parser("anpr", help="number-plate camera publishing JSON over MQTT")
     p.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the MQTT broker")
+    p.add_argument("--tls", nargs=3, metavar=("CA", "CERT", "KEY"),
+                   help="connect over TLS with this device certificate (smartgate pki enrol); default: plaintext")
     p.add_argument("--topic", required=True)
     p.add_argument("--plate", action="append", default=[], help="plate to publish, in turn; repeatable")
     p.add_argument("--confidence", type=float, default=0.95)
@@ -91,6 +93,8 @@ def add_parsers(sub: Any) -> None:
 
     p = kinds.add_parser("scanner", help="container X-ray scanner publishing scans over MQTT")
     p.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the MQTT broker")
+    p.add_argument("--tls", nargs=3, metavar=("CA", "CERT", "KEY"),
+                   help="connect over TLS with this device certificate (smartgate pki enrol); default: plaintext")
     p.add_argument("--topic", required=True)
     p.add_argument("--lane", default="IMP-1")
     p.add_argument("--verdict", choices=["clear", "suspect", "pending"], default="clear")
@@ -200,10 +204,13 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         return sim, truck, stop
 
     host, port = _broker(args.broker)
+    from devices.transports.mqtt import MqttTls
+
+    tls = MqttTls(*(Path(f) for f in args.tls)) if args.tls else None
     if args.kind == "anpr":
         from simulators.anpr_camera import AnprCameraSimulator
 
-        sim = AnprCameraSimulator(host, port, args.topic, "sim-camera")
+        sim = AnprCameraSimulator(host, port, args.topic, "sim-camera", tls=tls)
         await asyncio.to_thread(sim.start)
         plates = args.plate or ["29C-123.45"]
         say(f"camera publishing to {args.topic} on {host}:{port}")
@@ -222,7 +229,7 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     from devices.readings import ScanVerdict
     from simulators.scanner import ScannerSimulator
 
-    sim = ScannerSimulator(host, port, args.topic, args.lane, "sim-scanner")
+    sim = ScannerSimulator(host, port, args.topic, args.lane, "sim-scanner", tls=tls)
     await asyncio.to_thread(sim.start)
     say(f"scanner publishing to {args.topic} on {host}:{port}")
 

@@ -231,6 +231,8 @@ class GatePki:
         target = self.client(identity)
         if target.cert.exists():
             revoke(self.dir, target.cert)
+        else:
+            write_crl(self.dir)  # re-signed: a fresh next-update date
         return issue(self.dir, target.cert.parent, identity)
 
     def revoke(self, identity: str) -> int:

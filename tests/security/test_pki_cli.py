@@ -108,3 +108,30 @@ def test_the_broker_config_it_writes_runs_in_mosquitto_and_refuses_a_revoked_cam
     finally:
         broker.terminate()
         broker.wait(5)
+
+
+def test_tls_files_in_the_site_are_relative_to_the_site_file_and_checked_at_start(site_file, tmp_path):
+    from edge.config import load_site, mqtt_tls_problems
+
+    data = yaml.safe_load(site_file.read_text())
+    data["mqtt"]["tls"] = {"dir": "keys", "cert": "/nowhere/bus.crt"}
+    site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    loaded = load_site(site_file)
+    problems = {p.key: p for p in mqtt_tls_problems(loaded, tmp_path / "data")}
+    assert str(tmp_path / "keys" / "ca.crt") in problems["mqtt.tls.ca"].message
+    assert "/nowhere/bus.crt" in problems["mqtt.tls.cert"].message
+    assert str(tmp_path / "keys" / "clients" / "smartgate-HUUNGHI-node.key") in problems["mqtt.tls.uplink_key"].message
+    assert "smartgate pki init" in problems["mqtt.tls.ca"].fix and "insecure: true" in problems["mqtt.tls.ca"].fix
+    data["mqtt"]["insecure"] = True
+    site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert mqtt_tls_problems(load_site(site_file), tmp_path / "data") == []
+
+
+def test_the_security_bench_times_both_brokers_in_one_run():
+    from benchmarks.security_bench import run_security_bench
+
+    figures = run_security_bench(trucks=20, connects=2)
+    for mode in ("plaintext", "tls"):
+        assert figures["reading_to_decision_ms"][mode]["n"] == 10
+        assert figures["delivery_ms"][mode]["n"] == 10 and figures["connect_ms"][mode]["n"] == 2
+    assert figures["added_ms"]["p99"] is not None

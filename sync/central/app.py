@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
 
-from devices.transports.mqtt import MqttTls
+from devices.transports.mqtt import MqttTls, new_client
 from edge.declarations import DeclarationError, declaration_from_mapping, declaration_to_mapping
 from sync.central.store import CentralStore, VersionConflict
 from sync.keys import sign
@@ -49,8 +49,6 @@ class CentralMqtt:
     def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central",
                  tls: MqttTls | None = None):
         """`tls=None` is plaintext: only against a broker the site runs `insecure: true`."""
-        from devices.transports.mqtt import new_client
-
         self.store = store
         self.client = new_client(client_id, tls, clean_session=False)
         self.client.on_connect = self._on_connect

@@ -73,7 +73,8 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True)
         elif name == "security":
             from benchmarks.security_bench import run_security_bench
 
-            figures = run_security_bench(trucks=200 if quick else 1000, connects=10 if quick else 50)
+            figures = run_security_bench(trucks=200 if quick else 1000, connects=10 if quick else 50,
+                                         messages=400 if quick else 2000)
         elif name == "vision":
             from benchmarks.vision_bench import run_vision_bench
 

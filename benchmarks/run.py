@@ -32,8 +32,9 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
 
 
 def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True) -> dict:
-    """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, vision, all)."""
-    names = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "vision"] if "all" in which else which
+    """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, security, vision, all)."""
+    names = (["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
+             if "all" in which else which)
     result: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -69,6 +70,11 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True)
             from benchmarks.sync_bench import run_sync_bench
 
             figures = run_sync_bench(quick=quick)
+        elif name == "security":
+            from benchmarks.security_bench import run_security_bench
+
+            figures = run_security_bench(trucks=200 if quick else 1000, connects=10 if quick else 50,
+                                         messages=400 if quick else 2000)
         elif name == "vision":
             from benchmarks.vision_bench import run_vision_bench
 
@@ -77,7 +83,7 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True)
                                        real_limit=15 if quick else None)
         else:
             raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "
-                             "vision or all")
+                             "security, vision or all")
         figures["bench_seconds"] = round(time.perf_counter() - started, 2)
         result[name] = figures
     return result

@@ -78,7 +78,7 @@ class MqttDeviceDriver:
     def start(self) -> None:
         """Subscribe to results and status; the broker's state is the device's too."""
         self.bus.subscribe(self.topic, self._on_message)
-        self.bus.subscribe(f"{self.topic}/status", self.availability.on_status)
+        self.bus.subscribe(f"{self.topic}/status", self.availability.on_status, retained=True)  # a will is retained
         self.bus.on_state(self._on_broker_state)
 
     def _on_broker_state(self, up: bool, error: str | None) -> None:

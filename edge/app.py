@@ -20,13 +20,14 @@ from devices.barrier import BarrierDriver
 from devices.eseal import EsealReaderDriver
 from devices.scanner import ScannerDriver
 from devices.transports.modbus import ModbusHub, rtu_hub, tcp_hub
-from devices.transports.mqtt import MqttBus
+from devices.transports.mqtt import MqttBus, MqttTls
 from devices.transports.video import LatestFrameSource
 from devices.video_camera import VideoCameraDriver
 from devices.weighbridge import WeighbridgeDriver
 from edge.cache import DeclarationCache
 from edge.config import (
     BarrierProfile,
+    ConfigError,
     DeviceConfig,
     LoadedSite,
     ModbusRtuTransport,
@@ -34,6 +35,7 @@ from edge.config import (
     MqttTransport,
     SerialTransport,
     VideoTransport,
+    mqtt_tls_problems,
 )
 from edge.journal import Journal
 from edge.lane_control import LaneController
@@ -66,17 +68,27 @@ class GateNode:
         self.loaded = loaded
         self.site = loaded.site
         self.options = options
+        # TLS with the node's own certificates unless the site says `insecure: true` (refused otherwise).
+        problems = mqtt_tls_problems(loaded, options.data_dir)
+        if problems:
+            raise ConfigError(problems)
         options.data_dir.mkdir(parents=True, exist_ok=True)
         self.cache = DeclarationCache.open(options.data_dir / "declarations.sqlite")
         self.journal = Journal.open(options.data_dir / "journal.sqlite")
         mqtt = self.site.mqtt
         host, port = options.mqtt_host or mqtt.host, options.mqtt_port or mqtt.port
+        paths = mqtt.tls_paths(self.site.gate, loaded.path.parent, options.data_dir)
+        bus_tls, uplink_tls = (None, None) if paths is None else (MqttTls(p.ca, p.cert, p.key) for p in paths)
+        self.mqtt_insecure = paths is None
+        if self.mqtt_insecure:
+            log.warning("%s: mqtt.insecure is true: the device bus is plaintext and anonymous; any client on the "
+                        "LAN can forge readings", loaded.path)
         # Devices: a clean session (a plate read queued while the node was away must not reach a
         # later truck). The node's uplink to central: a persistent session with a stable client id
         # (sync/telemetry.py: birth/death, telemetry; sync/client.py: feed notifications).
-        self.bus = MqttBus(host, port, mqtt.client_id, username=mqtt.username, password=mqtt.password)
+        self.bus = MqttBus(host, port, mqtt.client_id, username=mqtt.username, password=mqtt.password, tls=bus_tls)
         self.uplink = MqttBus(host, port, mqtt.session_client_id(self.site.gate), username=mqtt.username,
-                              password=mqtt.password, clean_session=False)
+                              password=mqtt.password, clean_session=False, tls=uplink_tls)
         self.lanes: dict[str, LaneController] = {}
         self.drivers: dict[str, Any] = {}
         self.device_lane: dict[str, str] = {}

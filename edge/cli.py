@@ -93,6 +93,7 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.app import GateNode, NodeOptions
+    from edge.config import mqtt_tls_problems
 
     try:
         loaded = load_site(args.site)
@@ -101,6 +102,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     options = NodeOptions(data_dir=Path(args.data_dir or loaded.site.data_dir),
                           kiosk_port=args.port)
+    problems = mqtt_tls_problems(loaded, options.data_dir)
+    if problems:  # a plaintext or anonymous device bus is refused unless the site says `insecure: true`
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"smartgate run: refused to start: the MQTT broker of {args.site} would be used without TLS "
+              "client certificates", file=sys.stderr)
+        return 2
+    if loaded.site.mqtt.insecure:
+        print(f"WARNING: {args.site}: mqtt.insecure is true: the device bus is plaintext and anonymous; "
+              "the kiosk shows every lane as insecure", file=sys.stderr)
 
     async def main() -> None:
         node = GateNode(loaded, options)
@@ -216,6 +227,88 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pki(args: argparse.Namespace) -> int:
+    """`smartgate pki init|enrol|revoke|broker-config`: the gate CA and the broker's identities and ACL."""
+    from edge.broker_policy import (
+        PolicyError,
+        bus_identities,
+        default_pki_dir,
+        enrol_identity,
+        init_site_pki,
+        revoke_identity,
+        write_broker_config,
+    )
+    from edge.pki import GatePki, PkiError
+
+    loaded = load_site(args.site)
+    site = loaded.site
+    pki_dir = Path(args.dir) if args.dir else default_pki_dir(_data_dir(args))
+    try:
+        if args.pki_cmd == "init":
+            issued = init_site_pki(site, pki_dir, tuple(args.broker_host))
+            print(f"gate CA, CRL and broker certificate in {pki_dir}")
+            for item in issued:
+                print(f"  client certificate {item.cert} (key {item.key}, mode 600)")
+            devices = [d.identity for d in bus_identities(site).devices]
+            print(f"next: `smartgate pki enrol DEVICE_ID` for each MQTT device ({', '.join(devices) or 'none'}), "
+                  "then `smartgate pki broker-config`")
+        elif args.pki_cmd == "enrol":
+            ids = [d.identity for d in bus_identities(site).devices] if args.all else args.device_id
+            if not ids:
+                print("smartgate pki enrol: name a device id or give --all", file=sys.stderr)
+                return 2
+            ca = GatePki(pki_dir).ca_cert
+            for identity in ids:
+                item = enrol_identity(site, pki_dir, identity)
+                print(f"{identity}: certificate {item.cert}, key {item.key} (mode 600), gate CA {ca}; install the "
+                      "three on the device (its MQTT TLS client settings); any previous certificate is revoked")
+            print("reload the broker so that it reads the new CRL (`systemctl reload mosquitto` or SIGHUP)")
+        elif args.pki_cmd == "revoke":
+            serial = revoke_identity(pki_dir, args.device_id)
+            print(f"{args.device_id}: certificate {serial:x} revoked (in {GatePki(pki_dir).crl}); reload the broker "
+                  "(`systemctl reload mosquitto` or SIGHUP) to refuse new connections, restart it to end the "
+                  "current one")
+        elif args.pki_cmd == "broker-config":
+            out = Path(args.out) if args.out else pki_dir / "mosquitto"
+            conf, acl = write_broker_config(site, pki_dir, out, port=args.port, bind=args.bind, user=args.user)
+            who = args.user or "mosquitto"
+            print(f"wrote {conf} and {acl}; run `mosquitto -c {conf}`. Started as root, Mosquitto runs as {who}: "
+                  f"`chown {who} {GatePki(pki_dir).server.key}` and let {who} read the CA, CRL and ACL and write "
+                  f"{out / 'data'}")
+    except (PkiError, PolicyError) as exc:
+        print(f"smartgate pki {args.pki_cmd}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_pki_parser(sub, site_args) -> None:
+    pki = sub.add_parser("pki", help="the gate CA: certificates for the broker, node, central and each MQTT device")
+    cmds = pki.add_subparsers(dest="pki_cmd", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        site_args(p)
+        p.add_argument("--dir", help="the PKI folder (default: <data-dir>/pki)")
+        p.set_defaults(func=cmd_pki)
+
+    p = cmds.add_parser("init", help="new gate CA, CRL, broker certificate, the node's and central's certificates")
+    p.add_argument("--broker-host", action="append", default=[],
+                   help="another DNS name or IP address the devices reach the broker by (repeatable)")
+    common(p)
+    p = cmds.add_parser("enrol", help="issue (or rotate) a device's client certificate; CN = its id in the site")
+    p.add_argument("device_id", nargs="*", help="device id(s) from the site file")
+    p.add_argument("--all", action="store_true", help="every MQTT device of the site")
+    common(p)
+    p = cmds.add_parser("revoke", help="revoke a device's (or the node's, central's) certificate via the CRL")
+    p.add_argument("device_id")
+    common(p)
+    p = cmds.add_parser("broker-config", help="write mosquitto.conf and the ACL for the site")
+    p.add_argument("--out", help="folder for mosquitto.conf and acl (default: <pki dir>/mosquitto)")
+    p.add_argument("--port", type=int, help="TLS listener port (default: the site's mqtt.port)")
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--user", help="account Mosquitto runs as when started by root (default: mosquitto)")
+    common(p)
+
+
 def cmd_central_serve(args: argparse.Namespace) -> int:
     from sync.central.server import CentralServer
 
@@ -223,6 +316,14 @@ def cmd_central_serve(args: argparse.Namespace) -> int:
     if args.mqtt:
         host, _, port = args.mqtt.rpartition(":")
         mqtt = (host or "127.0.0.1", int(port))
+        if args.mqtt_tls_dir:
+            from devices.transports.mqtt import MqttTls
+            from edge.broker_policy import CENTRAL_IDENTITY
+            from edge.pki import GatePki
+
+            pki = GatePki(Path(args.mqtt_tls_dir))
+            issued = pki.client(CENTRAL_IDENTITY)
+            mqtt = (*mqtt, CENTRAL_IDENTITY, MqttTls(pki.ca_cert, issued.cert, issued.key))
     server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt)
     print(f"smartgate central on http://{args.host}:{args.port} (db {server.store.kind})", flush=True)
     server.serve_forever()
@@ -271,6 +372,8 @@ def _add_central_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8400)
     p.add_argument("--mqtt", help="HOST:PORT of the broker for gate status/telemetry and feed notifications")
+    p.add_argument("--mqtt-tls-dir", help="the gate's PKI folder (smartgate pki init): connect over TLS as "
+                                          "smartgate-central (without it: plaintext, for an insecure broker)")
     p.set_defaults(func=cmd_central_serve)
     p = central.add_parser("token", help="issue a gate's token (replaces its old one); central keeps only a digest")
     p.add_argument("--gate", required=True, help="gate id, as in the site file (e.g. HUUNGHI)")
@@ -349,10 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.users import add_users_parser
 
     add_users_parser(sub, site_args)
+    _add_pki_parser(sub, site_args)
 
     p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
     p.add_argument("which", nargs="*", default=["all"],
-                   help="decision, cache, journal, codec, modbus, kiosk, sync, vision or all (default)")
+                   help="decision, cache, journal, codec, modbus, kiosk, sync, security, vision or all (default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--no-baseline", action="store_true",
                    help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")

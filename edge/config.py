@@ -284,19 +284,96 @@ class LaneConfig(_Strict):
         return next((d for d in self.devices if d.kind == kind), None)
 
 
+class MqttTlsFiles(_Strict):
+    """The node's TLS files for the broker (what `smartgate pki init` writes); relative paths are relative to
+    the site file. `dir` (default `<data_dir>/pki`) holds `ca.crt` and `clients/<identity>.crt|.key`; a
+    file named here replaces the one found there."""
+
+    dir: str | None = Field(default=None, min_length=1)
+    ca: str | None = Field(default=None, min_length=1)  # the gate CA (it signed the broker's certificate)
+    cert: str | None = Field(default=None, min_length=1)  # the device bus's identity (CN = client_id)
+    key: str | None = Field(default=None, min_length=1)
+    uplink_cert: str | None = Field(default=None, min_length=1)  # the uplink's identity (CN = node_client_id)
+    uplink_key: str | None = Field(default=None, min_length=1)
+
+
+@dataclass(frozen=True)
+class MqttTlsPaths:
+    """The resolved files of one TLS client identity, each with the site key it came from."""
+
+    identity: str
+    ca: Path
+    cert: Path
+    key: Path
+    keys: tuple[str, str, str]  # the site keys of ca, cert and key (for error messages)
+
+
 class MqttBroker(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str = "smartgate-edge"  # the device bus (clean session)
+    port: int = Field(default=8883, ge=1, le=65535)
+    client_id: str = Field(default="smartgate-edge", min_length=1, max_length=128,
+                           pattern=r"^[A-Za-z0-9_.\-]+$")  # the device bus (clean session); its TLS identity
     # The node's own persistent session (telemetry, birth/death, feed notifications); default
     # smartgate-<gate>-node. Set it only when several nodes serve one gate (one per lane group).
-    node_client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    node_client_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
     username: str | None = None
     password: str | None = None
+    # TLS with a client certificate per identity (the default, files from `smartgate pki init`).
+    tls: MqttTlsFiles = MqttTlsFiles()
+    # Plaintext and no certificate: only when the site says so; the kiosk then shows the lanes run insecure.
+    insecure: bool = False
 
     def session_client_id(self, gate: str) -> str:
         """The stable client id of the node's persistent session."""
         return self.node_client_id or f"smartgate-{gate}-node"
+
+    def tls_paths(self, gate: str, site_dir: Path, data_dir: Path) -> tuple[MqttTlsPaths, MqttTlsPaths] | None:
+        """(device bus, uplink) TLS files, resolved; None when the site says `insecure: true`."""
+        if self.insecure:
+            return None
+        tls = self.tls
+
+        def resolve(value: str | None, default: Path) -> Path:
+            if value is None:
+                return default
+            path = Path(value)
+            return path if path.is_absolute() else site_dir / path
+
+        base = resolve(tls.dir, data_dir / "pki")
+        uplink = self.session_client_id(gate)
+        ca = resolve(tls.ca, base / "ca.crt")
+        bus = MqttTlsPaths(self.client_id, ca, resolve(tls.cert, base / "clients" / f"{self.client_id}.crt"),
+                           resolve(tls.key, base / "clients" / f"{self.client_id}.key"),
+                           ("mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key"))
+        up = MqttTlsPaths(uplink, ca, resolve(tls.uplink_cert, base / "clients" / f"{uplink}.crt"),
+                          resolve(tls.uplink_key, base / "clients" / f"{uplink}.key"),
+                          ("mqtt.tls.ca", "mqtt.tls.uplink_cert", "mqtt.tls.uplink_key"))
+        return bus, up
+
+
+def mqtt_tls_problems(loaded: LoadedSite, data_dir: Path) -> list[ConfigProblem]:
+    """Start-up check of the broker's security: every TLS file there and readable, or `insecure: true`."""
+    mqtt = loaded.site.mqtt
+    paths = mqtt.tls_paths(loaded.site.gate, loaded.path.parent, data_dir)
+    if paths is None:
+        return []
+    problems: list[ConfigProblem] = []
+    fix = (f"make the gate's certificates with `smartgate pki init --site {loaded.path}` (or name the files in "
+           "mqtt.tls); a plaintext, anonymous broker needs `insecure: true` under mqtt: in the site file")
+    seen: set[Path] = set()
+    for identity in paths:
+        for key, path in zip(identity.keys, (identity.ca, identity.cert, identity.key), strict=True):
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                what = "the gate CA" if key.endswith(".ca") else f"the TLS identity {identity.identity}"
+                problems.append(ConfigProblem(str(loaded.path), key, f"cannot read {path}, {what} ({exc.strerror})",
+                                              fix))
+    return problems
 
 
 class KioskConfig(_Strict):

@@ -5,6 +5,10 @@ certificates and one client certificate per device, per node connection and per 
 client certificate's common name is its identity: Mosquitto takes it as the user name
 (`use_identity_as_username`) and the ACL names what that identity may publish and read.
 
+Revocation: `revoke()` adds a certificate's serial number to the CA's CRL (`crl.pem`), which the
+broker reads (`crlfile`); re-issuing an identity (`issue()` again) is key rotation, and the caller
+revokes the old certificate. `GatePki` names the files of one gate's PKI folder.
+
 Only the `cryptography` package is used; files are PEM, private keys written mode 0600.
 """
 
@@ -23,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
+CRL_DAYS = 825  # the broker refuses every client once its CRL has expired: refresh before
 
 
 class PkiError(ValueError):
@@ -138,3 +143,104 @@ def common_name(cert_path: Path) -> str:
     """The common name (identity) of a PEM certificate."""
     cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
     return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def load_cert(cert_path: Path) -> x509.Certificate:
+    """A PEM certificate, or a PkiError naming the file."""
+    try:
+        return x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise PkiError(f"{cert_path}: not a readable PEM certificate ({exc})") from exc
+
+
+def revoked_serials(ca_dir: Path) -> dict[int, dt.datetime]:
+    """Serial number → revocation time of every certificate on the CA's CRL (empty when there is none)."""
+    path = ca_dir / "crl.pem"
+    if not path.exists():
+        return {}
+    try:
+        crl = x509.load_pem_x509_crl(path.read_bytes())
+    except ValueError as exc:
+        raise PkiError(f"{path}: not a readable CRL ({exc}); remove it and run `smartgate pki revoke` again") from exc
+    return {entry.serial_number: entry.revocation_date_utc for entry in crl}
+
+
+def write_crl(ca_dir: Path, revoked: dict[int, dt.datetime] | None = None, *, days: int = CRL_DAYS) -> Path:
+    """(Re)write `<ca_dir>/crl.pem`, signed by the CA, listing `revoked` (default: what it lists now)."""
+    ca_cert, ca_key = load_ca(ca_dir)
+    entries = revoked_serials(ca_dir) if revoked is None else revoked
+    now = _now()
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+               .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=days)))
+    for serial, when in sorted(entries.items()):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
+    crl = builder.sign(ca_key, hashes.SHA256())
+    path = ca_dir / "crl.pem"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp, path)
+    return path
+
+
+def revoke(ca_dir: Path, cert_path: Path) -> int:
+    """Put the certificate at cert_path on the CA's CRL; returns its serial number."""
+    serial = load_cert(cert_path).serial_number
+    entries = revoked_serials(ca_dir)
+    entries.setdefault(serial, _now())
+    write_crl(ca_dir, entries)
+    return serial
+
+
+@dataclass(frozen=True)
+class GatePki:
+    """The files of one gate's PKI folder (what `smartgate pki init` writes).
+
+    `ca.crt`/`ca.key` the gate CA, `crl.pem` its revocation list, `broker/broker.crt|.key` the broker's
+    server certificate, `clients/<identity>.crt|.key` one client certificate per identity.
+    """
+
+    dir: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def crl(self) -> Path:
+        return self.dir / "crl.pem"
+
+    @property
+    def server(self) -> Issued:
+        return Issued(self.dir / "broker" / "broker.crt", self.dir / "broker" / "broker.key")
+
+    def client(self, identity: str) -> Issued:
+        """Where the client certificate of an identity lives (whether or not it exists yet)."""
+        if not identity or "/" in identity or identity.startswith("."):
+            raise PkiError(f"{identity!r} cannot be an identity (a file name without '/')")
+        return Issued(self.dir / "clients" / f"{identity}.crt", self.dir / "clients" / f"{identity}.key")
+
+    def init(self, name: str, hosts: tuple[str, ...]) -> None:
+        """A new CA with an empty CRL and the broker's server certificate for hosts."""
+        make_ca(self.dir, name)
+        write_crl(self.dir, {})
+        issue(self.dir, self.dir / "broker", "broker", server=True, hosts=hosts)
+
+    def enrol(self, identity: str) -> Issued:
+        """Issue (or re-issue: key rotation) the client certificate of an identity; the old one is revoked."""
+        target = self.client(identity)
+        if target.cert.exists():
+            revoke(self.dir, target.cert)
+        else:
+            write_crl(self.dir)  # re-signed: a fresh next-update date
+        return issue(self.dir, target.cert.parent, identity)
+
+    def revoke(self, identity: str) -> int:
+        """Revoke the identity's certificate and delete its files; returns the serial number revoked."""
+        target = self.client(identity)
+        if not target.cert.exists():
+            raise PkiError(f"{target.cert}: {identity} has no certificate to revoke")
+        serial = revoke(self.dir, target.cert)
+        target.cert.unlink()
+        target.key.unlink(missing_ok=True)
+        return serial

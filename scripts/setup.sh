@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+# Mosquitto's own client: an independent judge in the device-bus security tests (tests/security/).
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # Headless Chromium for the kiosk's browser tests (driven by Playwright; never a downloaded browser).

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 
 from devices.protocols.anpr_json import AnprFields, AnprResult, encode_anpr_message
+from devices.transports.mqtt import MqttTls
 from simulators.mqtt_device import MqttDeviceSimulator
 
 
 class AnprCameraSimulator(MqttDeviceSimulator):
     """One camera publishing to one topic."""
 
-    def __init__(self, host: str, port: int, topic: str, camera_id: str, fields: AnprFields | None = None):
-        super().__init__(host, port, topic, camera_id)
+    def __init__(self, host: str, port: int, topic: str, camera_id: str, fields: AnprFields | None = None,
+                 tls: MqttTls | None = None):
+        super().__init__(host, port, topic, camera_id, tls)
         self.camera_id = camera_id
         self.fields = fields or AnprFields()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.broker_policy import CENTRAL_IDENTITY
 from edge.config import LoadedSite, site_from_mapping
 from simulators.broker import PrivateBroker
 from sync.central.server import CentralServer
@@ -20,9 +21,16 @@ def start_central(workdir: Path, broker: PrivateBroker, gate: str) -> tuple[Cent
     token, token_file = new_token(), workdir / f"{gate}.token"
     write_token_file(token_file, token)
     server = CentralServer(f"sqlite:///{workdir / 'central.sqlite'}", private, port=0,
-                           mqtt=(broker.host, broker.port), tokens={gate: token}).start()
+                           mqtt=central_mqtt(broker), tokens={gate: token}).start()
     return server, {"url": server.url, "public_key": str(public), "token_file": str(token_file),
                     "feed_poll_s": 5.0, "down_after_s": 10.0}
+
+
+def central_mqtt(broker: PrivateBroker) -> tuple:
+    """CentralServer's `mqtt=` for this broker: central's own identity and certificate (plaintext broker: none)."""
+    if not broker.secure:
+        return broker.host, broker.port
+    return broker.host, broker.port, CENTRAL_IDENTITY, broker.credentials(CENTRAL_IDENTITY)
 
 
 def with_central(loaded: LoadedSite, central: dict[str, Any]) -> LoadedSite:

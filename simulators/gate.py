@@ -2,6 +2,8 @@
 
 The site config's device endpoints are re-pointed at the simulators (free loopback ports, pty
 links, the private broker); everything else — profiles, lanes, policies — is the site's own.
+The broker is secured as at a gate: the site's ACL is put in force, the node connects with its two
+certificates (device bus and uplink) and every MQTT simulator with its device's own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devices.protocols.anpr_json import AnprFields
+from devices.transports.mqtt import MqttTls
 from edge.app import GateNode, NodeOptions
 from edge.config import AnprProfile, BarrierProfile, LoadedSite, WeighbridgeProfile, site_from_mapping
 from simulators.anpr_camera import AnprCameraSimulator
@@ -45,10 +48,23 @@ class LaneRig:
                 "scanner": self.scanner, "camera": self.video}
 
 
-def bind_site(loaded: LoadedSite, workdir: Path, broker_port: int) -> tuple[LoadedSite, dict]:
-    """Copy of the site with every device pointed at a simulator; returns (site, endpoints)."""
+def bind_site(loaded: LoadedSite, workdir: Path, broker: PrivateBroker) -> tuple[LoadedSite, dict]:
+    """Copy of the site with every device pointed at a simulator; returns (site, endpoints).
+
+    The node's TLS files are the broker's credentials for its two identities; a plaintext broker
+    (`PrivateBroker(secure=False)`) makes the site say `insecure: true`.
+    """
     data = copy.deepcopy(loaded.site.model_dump())
-    data["mqtt"]["host"], data["mqtt"]["port"] = "127.0.0.1", broker_port
+    mqtt = data["mqtt"]
+    mqtt["host"], mqtt["port"] = broker.host, broker.port
+    if broker.secure:
+        bus = broker.credentials(loaded.site.mqtt.client_id)
+        uplink = broker.credentials(loaded.site.mqtt.session_client_id(loaded.site.gate))
+        mqtt["tls"] = {"ca": str(bus.ca), "cert": str(bus.cert), "key": str(bus.key),
+                       "uplink_cert": str(uplink.cert), "uplink_key": str(uplink.key)}
+        mqtt["insecure"] = False
+    else:
+        mqtt["insecure"] = True
     endpoints: dict[str, dict] = {}
     for lane in data["lanes"]:
         for device in lane["devices"]:
@@ -104,7 +120,9 @@ class SimulatedGate:
         """
         if self.broker is None:
             self.broker = await asyncio.to_thread(PrivateBroker().start)
-        self.site, _ = bind_site(self.original, self.workdir, self.broker.port)
+        self.site, _ = await asyncio.to_thread(bind_site, self.original, self.workdir, self.broker)
+        if self.broker.secure:
+            await asyncio.to_thread(self.broker.load_site, self.site.site)
         for lane in self.site.site.lanes:
             self.rigs[lane.id] = await self._start_lane(lane)
         if node:
@@ -142,17 +160,23 @@ class SimulatedGate:
             elif device.kind == "anpr":
                 assert isinstance(profile, AnprProfile)
                 camera = AnprCameraSimulator(self.broker.host, self.broker.port, transport.topic, device.id,
-                                             AnprFields(**profile.fields.model_dump()))
+                                             AnprFields(**profile.fields.model_dump()), tls=self._tls(device.id))
                 await asyncio.to_thread(camera.start)
                 rig["camera"] = camera
             elif device.kind == "scanner":
-                scanner = ScannerSimulator(self.broker.host, self.broker.port, transport.topic, lane.id, device.id)
+                scanner = ScannerSimulator(self.broker.host, self.broker.port, transport.topic, lane.id, device.id,
+                                           tls=self._tls(device.id))
                 await asyncio.to_thread(scanner.start)
                 rig["scanner"] = scanner
             elif device.kind == "camera":
                 port = int(transport.source.rsplit(":", 1)[1].split("/", 1)[0])
                 rig["video"] = VideoCameraSimulator(port=port, fps=profile.max_fps).start()
         return LaneRig(lane.id, **rig)
+
+    def _tls(self, device_id: str) -> MqttTls | None:
+        """The device's own client certificate (None on a plaintext broker)."""
+        assert self.broker is not None
+        return self.broker.credentials(device_id) if self.broker.secure else None
 
     async def start_node(self) -> GateNode:
         """(Re)start only the node, against the running simulators (restart tests)."""

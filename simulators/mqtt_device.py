@@ -1,18 +1,23 @@
-"""Base of the simulators that publish over MQTT: connection, "online"/"offline" status, faults."""
+"""Base of the simulators that publish over MQTT: connection, "online"/"offline" status, faults.
+
+Like a real device at the gate, a simulator connects over TLS with its own client certificate
+(`tls`, e.g. `PrivateBroker.credentials(device_id)`); `tls=None` is plaintext (a broker of your own).
+"""
 
 from __future__ import annotations
 
 import time
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.transports.mqtt import MqttTls, new_client
 
 
 class MqttDeviceSimulator:
     """A device publishing on `topic`, announcing itself on `<topic>/status` (will: "offline")."""
 
-    def __init__(self, host: str, port: int, topic: str, client_id: str):
-        self.host, self.port, self.topic, self.client_id = host, port, topic, client_id
+    def __init__(self, host: str, port: int, topic: str, client_id: str, tls: MqttTls | None = None):
+        self.host, self.port, self.topic, self.client_id, self.tls = host, port, topic, client_id, tls
         self._client = self._new_client()
         self.published = 0
         self.lost = 0
@@ -22,7 +27,7 @@ class MqttDeviceSimulator:
         return f"{self.topic}/status"
 
     def _new_client(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{self.client_id}")
+        client = new_client(f"sim-{self.client_id}", self.tls)  # the broker replaces the id by the cert's CN
         client.reconnect_delay_set(min_delay=0.2, max_delay=1)
         client.on_connect = self._on_connect
         return client

@@ -7,14 +7,15 @@ from datetime import UTC, datetime
 
 from devices.protocols.scanner_json import ScanEvent, ScanMessage, encode_scanner_message
 from devices.readings import ScanVerdict
+from devices.transports.mqtt import MqttTls
 from simulators.mqtt_device import MqttDeviceSimulator
 
 
 class ScannerSimulator(MqttDeviceSimulator):
     """One scanner on one lane."""
 
-    def __init__(self, host: str, port: int, topic: str, lane: str, scanner_id: str):
-        super().__init__(host, port, topic, scanner_id)
+    def __init__(self, host: str, port: int, topic: str, lane: str, scanner_id: str, tls: MqttTls | None = None):
+        super().__init__(host, port, topic, scanner_id, tls)
         self.lane, self.scanner_id = lane, scanner_id
         self._counter = 0
 

@@ -88,6 +88,8 @@ def add_parsers(sub: Any) -> None:
 
     p = kinds.add_parser("anpr", help="number-plate camera publishing JSON over MQTT")
     p.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the MQTT broker")
+    p.add_argument("--tls", nargs=3, metavar=("CA", "CERT", "KEY"),
+                   help="connect over TLS with this device certificate (smartgate pki enrol); default: plaintext")
     p.add_argument("--topic", required=True)
     p.add_argument("--plate", action="append", default=[], help="plate to publish, in turn; repeatable")
     p.add_argument("--confidence", type=float, default=0.95)
@@ -103,6 +105,8 @@ def add_parsers(sub: Any) -> None:
 
     p = kinds.add_parser("scanner", help="container X-ray scanner publishing scans over MQTT")
     p.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the MQTT broker")
+    p.add_argument("--tls", nargs=3, metavar=("CA", "CERT", "KEY"),
+                   help="connect over TLS with this device certificate (smartgate pki enrol); default: plaintext")
     p.add_argument("--topic", required=True)
     p.add_argument("--lane", default="IMP-1")
     p.add_argument("--verdict", choices=["clear", "suspect", "pending"], default="clear")
@@ -277,10 +281,17 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         return sim, truck, stop
 
     host, port = _broker(args.broker)
+    from devices.transports.mqtt import MqttTls
+
+    tls = MqttTls(*(Path(f) for f in args.tls)) if args.tls else None
     if args.kind == "anpr":
+        from edge.pki import common_name
         from simulators.anpr_camera import AnprCameraSimulator
 
-        sim = AnprCameraSimulator(host, port, args.topic, "sim-camera")
+        # The node believes a plate only from the camera the topic belongs to: with a certificate, the
+        # camera names itself by the identity it was enrolled as (the site's device id).
+        camera_id = common_name(tls.cert) if tls else "sim-camera"
+        sim = AnprCameraSimulator(host, port, args.topic, camera_id, tls=tls)
         await asyncio.to_thread(sim.start)
         plates = args.plate or ["29C-123.45"]
         say(f"camera publishing to {args.topic} on {host}:{port}")
@@ -299,7 +310,7 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     from devices.readings import ScanVerdict
     from simulators.scanner import ScannerSimulator
 
-    sim = ScannerSimulator(host, port, args.topic, args.lane, "sim-scanner")
+    sim = ScannerSimulator(host, port, args.topic, args.lane, "sim-scanner", tls=tls)
     await asyncio.to_thread(sim.start)
     say(f"scanner publishing to {args.topic} on {host}:{port}")
 

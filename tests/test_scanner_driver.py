@@ -1,4 +1,4 @@
-"""The container scanner driver against its simulator through a real broker."""
+"""The container scanner driver against its simulator through a real broker (TLS, a certificate each, ACL)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,17 @@ def scans(events):
 
 async def start(broker, topic):
     events: list = []
-    bus = MqttBus(broker.host, broker.port, f"test-{topic}")
+    topics = (topic, f"{topic}/status")
+    node = f"test-node-{topic.replace('/', '-')}"
+    node_tls = await asyncio.to_thread(broker.allow, node, subscribe=topics)
+    scanner_tls = await asyncio.to_thread(broker.allow, "xray-1", publish=topics)
+    bus = MqttBus(broker.host, broker.port, node, tls=node_tls)
     driver = ScannerDriver("IMP-1-xray", MqttTransport(type="mqtt", topic=topic), load_profile("generic-nii-scanner"),
                            bus, events.append, lane="IMP-1")
     driver.start()
     await bus.start()
     await asyncio.wait_for(bus.connected.wait(), 10)
-    scanner = ScannerSimulator(broker.host, broker.port, topic, "IMP-1", "xray-1")
+    scanner = ScannerSimulator(broker.host, broker.port, topic, "IMP-1", "xray-1", tls=scanner_tls)
     await asyncio.to_thread(scanner.start)
     return bus, driver, scanner, events
 
@@ -69,7 +73,8 @@ def test_malformed_scan_message_is_counted_not_read(broker):
 def test_a_scan_naming_another_lane_is_refused_counted_and_shown_as_last_error(broker):
     async def scenario():
         bus, driver, scanner, events = await start(broker, "gate/T/xray/d")
-        other_lane = ScannerSimulator(broker.host, broker.port, "gate/T/xray/d", "EXP-1", "xray-2")
+        other_tls = await asyncio.to_thread(broker.allow, "xray-2", publish=("gate/T/xray/d",))
+        other_lane = ScannerSimulator(broker.host, broker.port, "gate/T/xray/d", "EXP-1", "xray-2", tls=other_tls)
         await asyncio.to_thread(other_lane.start)
         try:
             await asyncio.to_thread(other_lane.publish, ScanEvent.COMPLETED, "F1", ["CSQU3054383"], ScanVerdict.CLEAR)

@@ -151,4 +151,6 @@ def status_view(node: GateNode, cache_stats: dict[str, Any] | None = None) -> di
             "stale": age is None or (max_age is not None and age > max_age),
         },
         "lanes": {lane_id: c.state.value for lane_id, c in node.lanes.items()},
+        # The site runs its device bus plaintext and anonymous (`mqtt.insecure: true`): shown on every page.
+        "mqtt_insecure": bool(getattr(node, "mqtt_insecure", False)),
     }

@@ -12,7 +12,8 @@ nothing of the request is stored, not even the contact):
   GET  /api/v1/gates/{gate}/events?lane=&after=&limit=   stored events in arrival order
   GET  /healthz
 
-MQTT (optional, `mqtt=(host, port)`; a persistent session): subscribes to `smartgate/+/status`
+MQTT (optional, `mqtt=(host, port[, client_id, tls])`, TLS with central's own client certificate
+from the gate CA (`tls`, a devices.transports.mqtt.MqttTls); a persistent session): subscribes to `smartgate/+/status`
 (birth / death with bdSeq, see sync/telemetry.py) and `smartgate/+/telemetry/#`, and publishes
 `smartgate/<gate>/feed/notify` (QoS 1) whenever that gate's declarations change, so the gate pulls
 at once.
@@ -27,6 +28,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
 
+from devices.transports.mqtt import MqttTls, new_client
 from edge.declarations import DeclarationError, declaration_from_mapping, declaration_to_mapping
 from sync.central.store import CentralStore, VersionConflict
 from sync.keys import sign
@@ -44,12 +46,11 @@ class CentralMqtt:
     would show only the latest state).
     """
 
-    def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central"):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
+    def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central",
+                 tls: MqttTls | None = None):
+        """`tls=None` is plaintext: only against a broker the site runs `insecure: true`."""
         self.store = store
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client = new_client(client_id, tls, clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 5)

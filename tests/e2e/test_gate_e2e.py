@@ -291,9 +291,8 @@ def test_reasons_scenario_stops_each_truck_for_its_reason():
 
 
 def test_device_health_is_published_as_telemetry(site, tmp_path: Path):
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
+    from devices.transports.mqtt import new_client
+    from edge.broker_policy import CENTRAL_IDENTITY
     from sync.telemetry import telemetry_topics
 
     async def scenario():
@@ -301,12 +300,12 @@ def test_device_health_is_published_as_telemetry(site, tmp_path: Path):
         await gate.start()
         received: dict[str, dict] = {}
         topics = telemetry_topics(site.site.gate)
-        monitor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-monitor")
+        monitor = new_client("test-monitor", gate.broker.credentials(CENTRAL_IDENTITY))  # monitoring is central's
         monitor.on_message = lambda c, u, m: received.__setitem__(
             m.topic, json.loads(m.payload))
         try:
             monitor.connect(gate.broker.host, gate.broker.port)
-            monitor.subscribe("smartgate/#", qos=1)
+            monitor.subscribe([("smartgate/+/status", 1), ("smartgate/+/telemetry/#", 1)])
             monitor.loop_start()
             await wait_until(lambda: topics["devices"] in received, what="device telemetry")
             assert received[topics["status"]]["state"] == "online"  # the birth, with its bdSeq

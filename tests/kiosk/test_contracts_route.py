@@ -34,7 +34,9 @@ def test_an_integrator_with_a_session_fetches_every_contract(gate: GateThread):
 def test_a_scan_naming_another_lane_shows_as_last_error_in_api_devices(gate: GateThread):
     rig = gate.gate.rigs["IMP-1"]
     broker = gate.gate.broker
-    forger = ScannerSimulator(broker.host, broker.port, rig.scanner.topic, "EXP-1", "laptop")
+    # A scanner whose certificate may publish here (e.g. an ACL written too widely) but names another lane.
+    laptop = broker.allow("laptop", publish=(rig.scanner.topic,))
+    forger = ScannerSimulator(broker.host, broker.port, rig.scanner.topic, "EXP-1", "laptop", tls=laptop)
     forger.start()
     try:
         forger.publish(ScanEvent.COMPLETED, "F-1", ["CSQU3054383"], ScanVerdict.CLEAR)

@@ -26,11 +26,16 @@ def write_site(site: LoadedSite | dict[str, Any], path: Path) -> Path:
     return path
 
 
-def small_site(gate: str, broker_port: int, central: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One lane whose PLC nobody serves (a free port): enough for a node to start and publish telemetry."""
+def small_site(gate: str, broker_port: int, central: dict[str, Any] | None = None, *,
+               tls: dict[str, str] | None = None) -> dict[str, Any]:
+    """One lane whose PLC nobody serves (a free port): enough for a node to start and publish telemetry.
+
+    `tls`: the site's `mqtt.tls` files (see secure_small_site); without it the site says `insecure: true`."""
+    mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": broker_port, "client_id": f"test-{gate}-devices"}
+    mqtt.update({"tls": tls} if tls is not None else {"insecure": True})
     site: dict[str, Any] = {
         "gate": gate,
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "client_id": f"test-{gate}-devices"},
+        "mqtt": mqtt,
         "kiosk": {"host": "127.0.0.1", "port": 0},
         "lanes": [{
             "id": "L1", "direction": "import", "policy": {"required_readings": ["plate"]},
@@ -103,3 +108,17 @@ class NodeProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+def secure_small_site(gate: str, broker, central: dict[str, Any] | None = None) -> dict[str, Any]:
+    """small_site on a secured PrivateBroker: the node's two certificates, the site's ACL in force."""
+    from edge.config import site_from_mapping
+
+    site = small_site(gate, broker.port, central)
+    bus = broker.credentials(site["mqtt"]["client_id"])
+    uplink = broker.credentials(f"smartgate-{gate}-node")
+    site["mqtt"] = {**site["mqtt"], "insecure": False, "tls": {
+        "ca": str(bus.ca), "cert": str(bus.cert), "key": str(bus.key),
+        "uplink_cert": str(uplink.cert), "uplink_key": str(uplink.key)}}
+    broker.load_site(site_from_mapping(site).site)
+    return site

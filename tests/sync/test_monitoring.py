@@ -8,21 +8,21 @@ import json
 import time
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.transports.mqtt import MqttBus
+from devices.transports.mqtt import MqttBus, new_client
+from edge.broker_policy import CENTRAL_IDENTITY
 from edge.cache import DeclarationCache
 from edge.declarations import DeclarationStatus
 from edge.journal import Journal
+from simulators.central_sim import central_mqtt
 from simulators.link_proxy import LinkProxy
 from sync.central.app import CentralMqtt
 from sync.central.server import CentralServer
 from sync.client import SyncService
 from sync.telemetry import parse_status
 from tests.sync.helpers import TOKENS, fast_config
-from tests.sync.node_process import NodeProcess, small_site, write_site
+from tests.sync.node_process import NodeProcess, secure_small_site, write_site
 from tests.sync.test_outbox_feed import _decl
 
 
@@ -45,9 +45,9 @@ def _log(central: CentralServer, gate: str = "HN") -> list[tuple[str, int | None
 def test_birth_and_death_share_a_bd_seq_and_central_sees_the_node_go_offline_and_back(tmp_path, own_broker,
                                                                                      keypair):
     broker = own_broker
-    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=("127.0.0.1", broker.port),
+    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=central_mqtt(broker),
                             tokens=TOKENS).start()
-    node = NodeProcess(write_site(small_site("HN", broker.port), tmp_path / "site.yaml"), tmp_path / "node",
+    node = NodeProcess(write_site(secure_small_site("HN", broker), tmp_path / "site.yaml"), tmp_path / "node",
                        tmp_path / "node.log")
     try:
         node.start()
@@ -62,7 +62,8 @@ def test_birth_and_death_share_a_bd_seq_and_central_sees_the_node_go_offline_and
         assert second == (first + 1) % 256  # the restarted node did not reuse its previous life's bdSeq
 
         # The will of an earlier connection, delivered late, must not mark the live node offline.
-        probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-late-will")
+        probe = new_client("test-late-will", broker.allow(
+            "test-late-will", publish=("smartgate/HN/status", "smartgate/HN/telemetry/probe")))
         probe.connect("127.0.0.1", broker.port)
         probe.loop_start()
         late_will = json.dumps({"state": "offline", "bd_seq": first})
@@ -92,16 +93,16 @@ def test_central_monitor_learns_of_an_outage_that_happened_while_it_was_away(tmp
     """Central's persistent session: the death and birth published while central was down are queued
     for it, so after its restart its log shows the outage (the retained status alone says only 'online')."""
     broker = own_broker
-    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=("127.0.0.1", broker.port),
+    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=central_mqtt(broker),
                             tokens=TOKENS).start()
-    node = NodeProcess(write_site(small_site("HN", broker.port), tmp_path / "site.yaml"), tmp_path / "node",
+    node = NodeProcess(write_site(secure_small_site("HN", broker), tmp_path / "site.yaml"), tmp_path / "node",
                        tmp_path / "node.log")
     try:
         node.start()
         _wait(lambda: _gate(central).get("online") is True, 30, "the birth")
         first = _gate(central)["bd_seq"]
         seen: list[tuple[str, int | None]] = []  # what a bystander sees on the status topic
-        bystander = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-bystander")
+        bystander = new_client("test-bystander", broker.allow("test-bystander", subscribe=("smartgate/HN/status",)))
         bystander.on_message = lambda _c, _u, m: seen.append(parse_status(m.payload))
         bystander.connect("127.0.0.1", broker.port)
         bystander.subscribe("smartgate/HN/status", qos=1)
@@ -113,7 +114,8 @@ def test_central_monitor_learns_of_an_outage_that_happened_while_it_was_away(tmp
         bystander.loop_stop()
         bystander.disconnect()
         assert _log(central) == [("online", first)]  # central missed both so far
-        central.mqtt = CentralMqtt(central.store, "127.0.0.1", broker.port)  # same client id, same session
+        central.mqtt = CentralMqtt(central.store, "127.0.0.1", broker.port, CENTRAL_IDENTITY,  # same identity, session
+                                   broker.credentials(CENTRAL_IDENTITY))
         central.mqtt.start()
         _wait(lambda: len(_log(central)) >= 3, 15, "the messages queued for central's session")
         assert _log(central) == [("online", first), ("offline", first), ("online", (first + 1) % 256)]
@@ -133,9 +135,11 @@ async def _notify_after_reconnect(tmp_path, broker, keypair):
     broker is cut: the notification of a revocation is delivered on reconnect and the node pulls at once
     (the feed's own poll is 60 s away, and the HTTP link to central never went down)."""
     central = await asyncio.to_thread(CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0],
-                                                    mqtt=("127.0.0.1", broker.port), tokens=TOKENS).start)
+                                                    mqtt=central_mqtt(broker), tokens=TOKENS).start)
+    await asyncio.to_thread(secure_small_site, "HN", broker)  # the ACL of gate HN
     proxy = await LinkProxy("127.0.0.1", broker.port).start()
-    bus = MqttBus("127.0.0.1", proxy.port, "smartgate-HN-node", clean_session=False)
+    bus = MqttBus("127.0.0.1", proxy.port, "smartgate-HN-node", clean_session=False,
+                  tls=broker.credentials("smartgate-HN-node"))
     journal = Journal.open(tmp_path / "journal.sqlite")
     cache = DeclarationCache.open(tmp_path / "declarations.sqlite")
     sync = SyncService("HN", fast_config(central.url, keypair[1], feed_poll_s=60.0), journal, cache,

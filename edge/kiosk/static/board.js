@@ -476,6 +476,9 @@
   function renderBanners() {
     const banners = [];
     if (!S.live) banners.push(h("div", { class: "banner bad", text: t("banner.offline") }));
+    if (S.status && S.status.mqtt_insecure) {
+      banners.push(h("div", { class: "banner bad", id: "banner-insecure", text: t("banner.mqtt_insecure") }));
+    }
     const cache = S.status && S.status.cache;
     if (cache && cache.stale) {
       banners.push(h("div", { class: "banner warn", id: "banner-cache",

@@ -39,7 +39,9 @@ from edge.config import (
 )
 from edge.journal import Journal
 from edge.lane_control import LaneController
+from edge.metrics import NodeMetrics
 from models import load_plate_reader
+from sync.sparkplug import SparkplugPublisher, node_snapshot
 from sync.telemetry import TelemetryPublisher
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,8 @@ class GateNode:
         mqtt = self.site.mqtt
         host, port = options.mqtt_host or mqtt.host, options.mqtt_port or mqtt.port
         paths = mqtt.tls_paths(self.site.gate, loaded.path.parent, options.data_dir)
-        bus_tls, uplink_tls = (None, None) if paths is None else (MqttTls(p.ca, p.cert, p.key) for p in paths)
+        tls = [None, None, None] if paths is None else [MqttTls(p.ca, p.cert, p.key) for p in paths] + [None]
+        bus_tls, uplink_tls, sparkplug_tls = tls[:3]
         self.mqtt_insecure = paths is None
         if self.mqtt_insecure:
             log.warning("%s: mqtt.insecure is true: the device bus is plaintext and anonymous; any client on the "
@@ -89,6 +92,11 @@ class GateNode:
         self.bus = MqttBus(host, port, mqtt.client_id, username=mqtt.username, password=mqtt.password, tls=bus_tls)
         self.uplink = MqttBus(host, port, mqtt.session_client_id(self.site.gate), username=mqtt.username,
                               password=mqtt.password, clean_session=False, tls=uplink_tls)
+        # Sparkplug B (sync/sparkplug.py): a connection of its own, whose will is its NDEATH.
+        self.sparkplug_bus = (MqttBus(host, port, mqtt.sparkplug_id(self.site.gate), username=mqtt.username,
+                                      password=mqtt.password, tls=sparkplug_tls) if mqtt.sparkplug else None)
+        self.sparkplug: SparkplugPublisher | None = None
+        self.metrics: NodeMetrics | None = None
         self.lanes: dict[str, LaneController] = {}
         self.drivers: dict[str, Any] = {}
         self.device_lane: dict[str, str] = {}
@@ -165,6 +173,15 @@ class GateNode:
         self._build()
         self.telemetry = TelemetryPublisher(self, self.options.telemetry_period_s)
         self.telemetry.prepare()
+        self.metrics = NodeMetrics(self)
+        self.metrics.attach()
+        if self.sparkplug_bus is not None:
+            self.sparkplug = SparkplugPublisher(self.sparkplug_bus, self.site.gate, lambda: node_snapshot(self),
+                                                self.options.data_dir / "sparkplug_bd_seq",
+                                                group=self.site.mqtt.sparkplug_group,
+                                                period_s=self.options.telemetry_period_s)
+            for controller in self.lanes.values():
+                controller.listeners.append(self._wake_sparkplug)
         for driver in self.drivers.values():
             if isinstance(driver, AnprCameraDriver | ScannerDriver):
                 driver.start()
@@ -175,6 +192,8 @@ class GateNode:
                                     config_dir=self.loaded.path.parent)
         await self.bus.start()
         await self.uplink.start()
+        if self.sparkplug_bus is not None:
+            await self.sparkplug_bus.start()
         if self.sync is not None:
             self.sync.start()
         for driver in self.drivers.values():
@@ -184,6 +203,8 @@ class GateNode:
                 self._tasks.append(asyncio.create_task(driver.run(), name=f"{driver.device_id}"))
         await asyncio.gather(*(c.start(restore=self.options.restore) for c in self.lanes.values()))
         self.telemetry.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
         if self.options.kiosk:
             await self._start_kiosk()
         log.info("node for %s running with lanes %s", self.site.gate, ", ".join(self.lanes))
@@ -215,6 +236,8 @@ class GateNode:
             self._server.should_exit = True
         if self.telemetry is not None:
             await self.telemetry.stop()
+        if self.sparkplug is not None:
+            await self.sparkplug.stop()
         for controller in self.lanes.values():
             await controller.stop()
         for driver in self.drivers.values():
@@ -229,8 +252,14 @@ class GateNode:
             await self.sync.stop()
         await self.bus.stop()
         await self.uplink.stop()
+        if self.sparkplug_bus is not None:
+            await self.sparkplug_bus.stop()
         self.journal.close()
         self.cache.close()
+
+    def _wake_sparkplug(self, _lane_id: str, kind: str, _payload: dict[str, Any]) -> None:
+        if kind in ("lane", "device") and self.sparkplug is not None:
+            self.sparkplug.wake()
 
     # ------------------------------------------------------------ views
 

@@ -50,10 +50,15 @@ class BusIdentities:
     node_uplink: str
     central: str
     devices: tuple[DeviceGrant, ...]
+    node_sparkplug: str | None = None  # the node's Sparkplug B connection, when the site publishes it
+
+    def node_identities(self) -> tuple[str, ...]:
+        """The node's own identities: device bus, uplink, and Sparkplug B where enabled."""
+        return (self.node_bus, self.node_uplink, *((self.node_sparkplug,) if self.node_sparkplug else ()))
 
     def all(self) -> tuple[str, ...]:
-        """Every identity: the node's two, central's, then the devices'."""
-        return (self.node_bus, self.node_uplink, self.central, *(d.identity for d in self.devices))
+        """Every identity: the node's, central's, then the devices'."""
+        return (*self.node_identities(), self.central, *(d.identity for d in self.devices))
 
     def device(self, device_id: str) -> DeviceGrant | None:
         """The MQTT device with this id, or None."""
@@ -71,8 +76,9 @@ def bus_identities(site: SiteConfig, central: str = CENTRAL_IDENTITY) -> BusIden
                     raise PolicyError(f"device {device.id}: topic {topic!r} has a wildcard, a space or a leading $; "
                                       "give the device a plain topic in the site file")
                 devices.append(DeviceGrant(device.id, lane.id, device.kind, topic))
+    sparkplug = site.mqtt.sparkplug_id(site.gate) if site.mqtt.sparkplug else None
     return BusIdentities(site.gate, site.mqtt.client_id, site.mqtt.session_client_id(site.gate), central,
-                         tuple(devices))
+                         tuple(devices), sparkplug)
 
 
 def uplink_topics(gate: str) -> dict[str, tuple[str, ...]]:
@@ -98,8 +104,14 @@ def acl_text(site: SiteConfig, central: str = CENTRAL_IDENTITY) -> str:
               *(f"topic read {t}" for t in uplink["read"]), "",
               "# central: every gate's status and telemetry; feed notifications to the gates",
               f"user {ids.central}", "topic read smartgate/+/status", "topic read smartgate/+/telemetry/#",
-              "topic write smartgate/+/feed/notify", ""]
-    return "\n".join(lines)
+              "topic write smartgate/+/feed/notify"]
+    group = site.mqtt.sparkplug_group
+    if ids.node_sparkplug:
+        lines += [f"topic read spBv1.0/{group}/#", f"topic write spBv1.0/{group}/NCMD/+", "",
+                  "# the node's Sparkplug B connection: its births, data and death; rebirth commands",
+                  f"user {ids.node_sparkplug}", f"topic write spBv1.0/{group}/+/{site.gate}",
+                  f"topic write spBv1.0/{group}/+/{site.gate}/+", f"topic read spBv1.0/{group}/NCMD/{site.gate}"]
+    return "\n".join(lines) + "\n"
 
 
 def mosquitto_conf(*, port: int, bind: str, ca: Path, cert: Path, key: Path, crl: Path, acl: Path,
@@ -150,12 +162,12 @@ def default_pki_dir(data_dir: Path) -> Path:
 
 def init_site_pki(site: SiteConfig, pki_dir: Path, extra_hosts: tuple[str, ...] = ()) -> list[Issued]:
     """A new gate CA, its CRL, the broker's server certificate and the client certificates of the node
-    (device bus and uplink) and central; returns the client certificates issued."""
+    (device bus, uplink, Sparkplug B) and central; returns the client certificates issued."""
     ids = bus_identities(site)
     pki = GatePki(pki_dir)
     hosts = tuple(dict.fromkeys((site.mqtt.host, "localhost", "127.0.0.1", "::1", *extra_hosts)))
     pki.init(f"smartgate gate CA {site.gate}", hosts)
-    return [pki.enrol(identity) for identity in (ids.node_bus, ids.node_uplink, ids.central)]
+    return [pki.enrol(identity) for identity in (*ids.node_identities(), ids.central)]
 
 
 def enrol_identity(site: SiteConfig, pki_dir: Path, identity: str) -> Issued:

@@ -295,6 +295,8 @@ class MqttTlsFiles(_Strict):
     key: str | None = Field(default=None, min_length=1)
     uplink_cert: str | None = Field(default=None, min_length=1)  # the uplink's identity (CN = node_client_id)
     uplink_key: str | None = Field(default=None, min_length=1)
+    sparkplug_cert: str | None = Field(default=None, min_length=1)  # Sparkplug B's (CN = sparkplug_client_id)
+    sparkplug_key: str | None = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,12 @@ class MqttBroker(_Strict):
     # The node's own persistent session (telemetry, birth/death, feed notifications); default
     # smartgate-<gate>-node. Set it only when several nodes serve one gate (one per lane group).
     node_client_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    # Sparkplug B telemetry (sync/sparkplug.py) on a connection of its own (its will is the NDEATH);
+    # default smartgate-<gate>-sparkplug. `sparkplug: false` publishes only the JSON telemetry.
+    sparkplug: bool = True
+    sparkplug_client_id: str | None = Field(default=None, min_length=1, max_length=128,
+                                            pattern=r"^[A-Za-z0-9_.\-]+$")
+    sparkplug_group: str = Field(default="smartgate", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     username: str | None = None
     password: str | None = None
     # TLS with a client certificate per identity (the default, files from `smartgate pki init`).
@@ -327,8 +335,12 @@ class MqttBroker(_Strict):
         """The stable client id of the node's persistent session."""
         return self.node_client_id or f"smartgate-{gate}-node"
 
-    def tls_paths(self, gate: str, site_dir: Path, data_dir: Path) -> tuple[MqttTlsPaths, MqttTlsPaths] | None:
-        """(device bus, uplink) TLS files, resolved; None when the site says `insecure: true`."""
+    def sparkplug_id(self, gate: str) -> str:
+        """The client id (and TLS identity) of the node's Sparkplug B connection."""
+        return self.sparkplug_client_id or f"smartgate-{gate}-sparkplug"
+
+    def tls_paths(self, gate: str, site_dir: Path, data_dir: Path) -> tuple[MqttTlsPaths, ...] | None:
+        """(device bus, uplink[, Sparkplug]) TLS files, resolved; None when the site says `insecure: true`."""
         if self.insecure:
             return None
         tls = self.tls
@@ -348,7 +360,13 @@ class MqttBroker(_Strict):
         up = MqttTlsPaths(uplink, ca, resolve(tls.uplink_cert, base / "clients" / f"{uplink}.crt"),
                           resolve(tls.uplink_key, base / "clients" / f"{uplink}.key"),
                           ("mqtt.tls.ca", "mqtt.tls.uplink_cert", "mqtt.tls.uplink_key"))
-        return bus, up
+        if not self.sparkplug:
+            return bus, up
+        spb = self.sparkplug_id(gate)
+        sparkplug = MqttTlsPaths(spb, ca, resolve(tls.sparkplug_cert, base / "clients" / f"{spb}.crt"),
+                                 resolve(tls.sparkplug_key, base / "clients" / f"{spb}.key"),
+                                 ("mqtt.tls.ca", "mqtt.tls.sparkplug_cert", "mqtt.tls.sparkplug_key"))
+        return bus, up, sparkplug
 
 
 def mqtt_tls_problems(loaded: LoadedSite, data_dir: Path) -> list[ConfigProblem]:

@@ -136,14 +136,29 @@ class HttpMetrics:
                                   ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=registry)
 
     def instrument(self, app: FastAPI) -> None:
-        """Time every request of `app` (streams such as SSE are timed to their first response)."""
+        """Time every request of `app` from its start to its response's headers (pure ASGI: streams such as
+        SSE are not buffered). Call before other middleware is added, so that it times the routes."""
+        app.add_middleware(_TimingMiddleware, histogram=self.duration)
 
-        @app.middleware("http")
-        async def _timed(request, call_next):
-            started = time.perf_counter()
-            response = await call_next(request)
-            route = request.scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.duration.labels(request.method, template, str(response.status_code)).observe(
-                time.perf_counter() - started)
-            return response
+
+class _TimingMiddleware:
+    def __init__(self, app, histogram: Histogram):
+        self.app, self.histogram = app, histogram
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                self.histogram.labels(scope.get("method", ""), template, str(status["code"])).observe(
+                    time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

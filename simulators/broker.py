@@ -204,10 +204,32 @@ class PrivateBroker:
                 raise RuntimeError(f"mosquitto exited at start; see {self.log_file}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
+                    pass
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
+                continue
+            # Listening is not ready: until its main loop runs, a SIGHUP (an ACL reload) would end
+            # Mosquitto (seen as 'connection refused' in a test's first grant). A CONNACK shows the loop runs.
+            if self._answers_connect(max(0.5, deadline - time.monotonic())):
+                return self
+        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout_s} s; see {self.log_file}")
+
+    def _answers_connect(self, timeout_s: float) -> bool:
+        """True once an MQTT client (the probe identity, over TLS when secure) gets its CONNACK."""
+        if self.pki is None:
+            return True
+        connected = threading.Event()
+        client = new_client(f"{PROBE_IDENTITY}-start", self.credentials(PROBE_IDENTITY))
+        client.on_connect = lambda *_args: connected.set()
+        try:
+            client.connect(self.host, self.port, keepalive=5)
+            client.loop_start()
+            return connected.wait(timeout_s)
+        except OSError:
+            return False
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def stop(self) -> None:
         """Stop the broker (used by tests to simulate a broker outage)."""

@@ -51,7 +51,7 @@ class LaneRig:
 def bind_site(loaded: LoadedSite, workdir: Path, broker: PrivateBroker) -> tuple[LoadedSite, dict]:
     """Copy of the site with every device pointed at a simulator; returns (site, endpoints).
 
-    The node's TLS files are the broker's credentials for its two identities; a plaintext broker
+    The node's TLS files are the broker's credentials for its identities; a plaintext broker
     (`PrivateBroker(secure=False)`) makes the site say `insecure: true`.
     """
     data = copy.deepcopy(loaded.site.model_dump())
@@ -62,6 +62,9 @@ def bind_site(loaded: LoadedSite, workdir: Path, broker: PrivateBroker) -> tuple
         uplink = broker.credentials(loaded.site.mqtt.session_client_id(loaded.site.gate))
         mqtt["tls"] = {"ca": str(bus.ca), "cert": str(bus.cert), "key": str(bus.key),
                        "uplink_cert": str(uplink.cert), "uplink_key": str(uplink.key)}
+        if loaded.site.mqtt.sparkplug:
+            sparkplug = broker.credentials(loaded.site.mqtt.sparkplug_id(loaded.site.gate))
+            mqtt["tls"].update(sparkplug_cert=str(sparkplug.cert), sparkplug_key=str(sparkplug.key))
         mqtt["insecure"] = False
     else:
         mqtt["insecure"] = True

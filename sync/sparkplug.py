@@ -168,8 +168,10 @@ class SparkplugMessage:
     metrics: dict[str, Scalar]
 
 
-def decode_message(topic_text: str, payload: bytes) -> SparkplugMessage:
-    """Decode a Sparkplug B message with pysparkplug; ValueError when the topic or payload is not Sparkplug B."""
+def decode_message(topic_text: str, payload: bytes, birth: Any = None) -> SparkplugMessage:
+    """Decode a Sparkplug B message with pysparkplug; ValueError when the topic or payload is not Sparkplug B.
+
+    `birth` (a pysparkplug NBirth/DBirth) supplies the datatypes of metrics sent without one."""
     parts = topic_text.split("/")
     if len(parts) not in (4, 5) or parts[0] != NAMESPACE:
         raise ValueError(f"not a Sparkplug B topic: {topic_text!r}")
@@ -179,7 +181,7 @@ def decode_message(topic_text: str, payload: bytes) -> SparkplugMessage:
     if kind is None:
         raise ValueError(f"unknown Sparkplug message type {parts[2]!r}")
     try:
-        decoded = kind.decode(payload)
+        decoded = kind.decode(payload, birth=birth)
     except Exception as exc:  # protobuf raises its own DecodeError
         raise ValueError(f"bad Sparkplug payload on {topic_text}: {exc}") from exc
     if isinstance(decoded, spb.NDeath):
@@ -211,6 +213,10 @@ def node_snapshot(node: GateNode) -> Snapshot:
             "Reconnects": int(health["reconnects"]), "Last Error": health.get("last_error"),
         }
     return Snapshot(values, devices)
+
+
+_COMMAND_BIRTH = spb.NBirth(timestamp=0, seq=0, metrics=(
+    spb.Metric(timestamp=0, name=REBIRTH, datatype=spb.DataType.BOOLEAN, value=False),))
 
 
 class SparkplugPublisher:
@@ -253,8 +259,8 @@ class SparkplugPublisher:
             self._wake.set()
 
     def _on_command(self, _topic: str, payload: bytes) -> None:
-        try:
-            command = decode_message(_topic, payload)
+        try:  # a host may leave out the metric's datatype: ours (from the birth) then applies
+            command = decode_message(_topic, payload, birth=_COMMAND_BIRTH)
         except ValueError as exc:
             log.warning("ignored a bad Sparkplug command: %s", exc)
             return

@@ -150,6 +150,9 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     app.state.login_guard = guard
     started = time.time()
     Authed = Annotated[Principal, Depends(auth)]
+    node_metrics = getattr(node, "metrics", None)
+    if node_metrics is not None:
+        node_metrics.http.instrument(app)  # added first, so innermost: times the routes
     install_guards(app, max_body=MAX_BODY)
     app.add_middleware(CredentialsFirst, auth=auth, public=frozenset({"/api/login"}))
     app.add_middleware(SecurityHeaders)  # added last: outermost, so 401s and 413s carry the headers too
@@ -178,6 +181,14 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
         """Liveness only (no gate data without a session)."""
         return {"status": "ok", "gate": node.site.gate, "uptime_s": round(time.time() - started, 1),
                 "lanes": len(node.lanes)}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(principal: Authed) -> Response:
+        """Prometheus exposition (scrape with an API token: `Authorization: Bearer ...`)."""
+        if node_metrics is None:
+            raise problem(503, "no_metrics", "metrics are not collected on this node")
+        body, content_type = node_metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(request: Request):

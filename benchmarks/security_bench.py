@@ -110,7 +110,7 @@ async def _run(trucks: int, connects: int, messages: int) -> dict:
                         _submit(event)
 
                 ScannerDriver(scanner_cfg.id, MqttTransport(type="mqtt", topic=topic),
-                              loaded.profile_for(scanner_cfg), buses[mode], sink).start()
+                              loaded.profile_for(scanner_cfg), buses[mode], sink, lane=lane.id).start()
                 await buses[mode].start()
                 await asyncio.wait_for(buses[mode].connected.wait(), 10)
                 scanners[mode] = ScannerSimulator(broker.host, broker.port, topic, lane.id, scanner_cfg.id,

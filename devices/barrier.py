@@ -113,10 +113,10 @@ class BarrierDriver:
         """
         async with self._command_lock:
             await self._end_pulse()
-            if self._coil_state[other] is not False:
-                await self._write_command_coil(other, False)
-            if self._coil_state[coil] is not False:
-                await self._write_command_coil(coil, False)  # so that this command is a rising edge
+            # Both coils are released whatever we last wrote: another master on the PLC's segment may
+            # have set one (an intruder's open left set would make our close a "both set" no-op).
+            await self._write_command_coil(other, False)
+            await self._write_command_coil(coil, False)  # so that this command is a rising edge
             await self._write_command_coil(coil, True)
             if self.regmap.command_mode == "pulse":
                 self._cut_pulse.clear()

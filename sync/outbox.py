@@ -7,7 +7,8 @@ Design (and why):
   journal row is committed, whoever appended it; no listener or second database can miss one.
   A row holds only (seq, event_id, lane, bytes): the event itself is read from the journal by seq
   when it is sent, so an event is stored once and enqueueing costs one small insert.
-* Rows are sent in seq order, one batch at a time, and deleted only after central acknowledged
+* Rows are sent in seq order, one batch at a time, each with its `prev_hash` and `hash` (central
+  checks that they continue the chain it holds), and deleted only after central acknowledged
   their event ids. Central stores events keyed by event_id (ON CONFLICT DO NOTHING), so a batch
   re-sent after a lost answer or a restart has no second effect: at-least-once transport with
   idempotency keys gives an exactly-once effect, and central's arrival order follows seq order,
@@ -123,10 +124,11 @@ class Outbox:
         """The oldest `limit` queued events, in seq order, as central receives them."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT j.seq, j.event_id, j.at, j.lane, j.kind, j.payload, j.hash FROM outbox o "
+                "SELECT j.seq, j.event_id, j.at, j.lane, j.kind, j.payload, j.prev_hash, j.hash FROM outbox o "
                 "JOIN journal j ON j.seq = o.seq ORDER BY o.seq LIMIT ?", (limit,)).fetchall()
         return [{"seq": seq, "event_id": event_id, "at": at, "lane": lane, "kind": kind, "payload": payload,
-                 "hash": hash_} for seq, event_id, at, lane, kind, payload, hash_ in rows]
+                 "prev_hash": prev_hash, "hash": hash_}
+                for seq, event_id, at, lane, kind, payload, prev_hash, hash_ in rows]
 
     def ack(self, event_ids: list[str]) -> int:
         """Delete the rows central acknowledged; return how many were deleted."""

@@ -2,7 +2,8 @@
 
 - Request bodies are capped *before* they are read: a declared Content-Length over the cap is
   answered 413 at once, and a chunked body is counted as it streams and cut off at the cap, so a
-  100 MiB POST costs neither memory nor the event loop's time.
+  100 MiB POST costs neither memory nor the event loop's time. A 413 closes the connection
+  (`Connection: close`), so the server does not drain the rest of the body either.
 - Validation errors never echo the input back (FastAPI's default 422 copies the whole offending
   value into the response): the error names the field and what is wrong, nothing more.
 - Integers beyond 64 bits are refused with 422 (SQLite and PostgreSQL cannot hold them; they used
@@ -29,7 +30,9 @@ class BodyTooLarge(Exception):
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"detail": {"code": code, "message": message}}, status_code=status)
+    # A refused body is never read: closing the connection stops the server draining the rest of it.
+    headers = {"Connection": "close"} if status == 413 else None
+    return JSONResponse({"detail": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 class BodyLimitMiddleware:

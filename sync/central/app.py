@@ -147,7 +147,10 @@ def required_right(method: str, path: str) -> tuple[str | None, str | None]:
 
 
 def _deny(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="smartgate-central"'} if status == 401 else None
+    # The body of a refused request is never read; closing the connection keeps the server from draining it.
+    headers = {"Connection": "close"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="smartgate-central"'
     return JSONResponse({"detail": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 

@@ -155,7 +155,16 @@ class CentralStore:
 
     def _exec(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         cur = self._conn.execute(self._sql(sql), params)
-        return cur.fetchall() if cur.description else []
+        try:
+            return cur.fetchall() if cur.description else []
+        finally:
+            # Reset the statement now: an SQLite statement left open (UPDATE ... RETURNING) pins this
+            # connection's read snapshot, and changes made by another process (the CLI) go unseen.
+            cur.close()
+
+    def _exec_count(self, sql: str, params: tuple | list = ()) -> int:
+        """Run a write statement; return how many rows it changed."""
+        return int(self._conn.execute(self._sql(sql), params).rowcount)
 
     def _add_column(self, table: str, column: str, kind: str) -> None:
         if self.kind == "postgresql":
@@ -381,7 +390,7 @@ class CentralStore:
     def revoke_gate(self, gate: str) -> bool:
         """Withdraw the gate's token (it is refused from now on); False when it had none."""
         with self._lock:
-            return bool(self._exec("DELETE FROM gate_tokens WHERE gate = ? RETURNING gate", (gate,)))
+            return self._exec_count("DELETE FROM gate_tokens WHERE gate = ?", (gate,)) > 0
 
     def set_api_token(self, name: str, role: str, token: str) -> None:
         """Make `token` the credential called `name` with `role` (replacing that name's earlier token)."""
@@ -400,7 +409,7 @@ class CentralStore:
     def revoke_api_token(self, name: str) -> bool:
         """Withdraw the credential called `name`; False when there is none."""
         with self._lock:
-            return bool(self._exec("DELETE FROM api_tokens WHERE name = ? RETURNING name", (name,)))
+            return self._exec_count("DELETE FROM api_tokens WHERE name = ?", (name,)) > 0
 
     def api_tokens(self) -> list[dict[str, Any]]:
         """Issued role credentials (name, role, issued_at), never the tokens."""

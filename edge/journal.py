@@ -665,7 +665,7 @@ def load_or_create_head_key(data_dir: str | Path, *, create: bool = True):
                                            serialization.NoEncryption()))
         finally:
             os.close(fd)
-        log.warning("made a new journal-head key %s: register it at central (smartgate central enrol-gate)", path)
+        log.info("made a new journal-head key %s", path)
         return key
     if path.stat().st_mode & 0o077:
         raise PermissionError(f"{path}: the journal-head key is readable by others; chmod 600 it (or make a new one "

@@ -32,7 +32,7 @@ import httpx
 
 from edge.cache import DeclarationCache
 from edge.config import CentralConfig
-from edge.journal import Journal, load_or_create_head_key, signed_head
+from edge.journal import HEAD_KEY_FILE, Journal, load_or_create_head_key, signed_head
 from sync.feed import FeedRejected, apply_batch, check_batch, feed_position
 from sync.keys import load_public_key, parse_public_key
 from sync.link import Backoff, LinkState
@@ -96,6 +96,10 @@ class SyncService:
         self.public_key = public_key or central_keys(config, config_dir)
         self._token = resolve_token(config, config_dir)
         self._verify = tls_verify(config, config_dir)
+        if head_key is None and not (journal.path.parent / HEAD_KEY_FILE).exists():
+            log.warning("no journal-head key in %s: making one; central refuses this node's uploads until it is "
+                        "enrolled (smartgate central node-key, then smartgate central enrol-gate on central)",
+                        journal.path.parent)
         self._head_key = head_key or load_or_create_head_key(journal.path.parent)
         self.auth_refused = False  # central answered 401/403 to the last request (wrong or revoked token)
         self.upload_refused: str | None = None  # central's code for the last refused upload (409/422)

@@ -214,17 +214,28 @@ class CentralStore:
             self._check_head_history(gate, claimed)
             tip = self._exec("SELECT seq, hash FROM events WHERE gate = ? ORDER BY seq DESC LIMIT 1", (gate,))
             tip_seq, tip_hash = (int(tip[0][0]), tip[0][1]) if tip else (None, None)
+            lo, hi = min((r[3] for r in rows), default=0), max((r[3] for r in rows), default=0)
+            held = {int(seq): (event_id, hash_, prev) for seq, event_id, hash_, prev in self._exec(
+                "SELECT seq, event_id, hash, prev_hash FROM events WHERE gate = ? AND seq >= ? AND seq <= ?",
+                (gate, lo, hi))}
+            signed_at = {int(seq): hash_ for seq, hash_ in self._exec(
+                "SELECT seq, hash FROM gate_heads WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi))}
+            new_ids = [r[0] for r in rows if r[3] not in held]
+            taken: set[str] = set()
+            for start in range(0, len(new_ids), 500):
+                chunk = new_ids[start:start + 500]
+                taken.update(r[0] for r in self._exec(
+                    f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk))
             fresh = []
             for row in rows:
                 event_id, _, _, seq, _, _, _, hash_, prev_hash = row
-                held = self._exec("SELECT event_id, hash, prev_hash FROM events WHERE gate = ? AND seq = ?",
-                                  (gate, seq))
-                if held:
-                    if (held[0][0], held[0][1]) != (event_id, hash_) or held[0][2] not in (None, prev_hash):
+                if seq in held:
+                    had_id, had_hash, had_prev = held[seq]
+                    if (had_id, had_hash) != (event_id, hash_) or had_prev not in (None, prev_hash):
                         raise UploadRefused("EVENT_CONFLICT", f"seq {seq} differs from the row central already "
                                                               "holds for it (journal rewritten or forged row)")
                     continue
-                if self._exec("SELECT 1 FROM events WHERE event_id = ?", (event_id,)):
+                if event_id in taken:
                     raise UploadRefused("EVENT_CONFLICT", f"seq {seq}: its event id is held at another seq or gate")
                 if tip_seq is not None and seq != tip_seq + 1:
                     if seq < tip_seq:
@@ -235,8 +246,7 @@ class CentralStore:
                 if tip_seq is not None and prev_hash != (tip_hash or GENESIS_HASH):
                     raise UploadRefused("CHAIN_BROKEN", f"seq {seq}: prev_hash is not the hash of seq {tip_seq} "
                                                         "central holds (forged or re-chained journal)")
-                signed = self._exec("SELECT hash FROM gate_heads WHERE gate = ? AND seq = ?", (gate, seq))
-                if signed and signed[0][0] != hash_:
+                if seq in signed_at and signed_at[seq] != hash_:
                     raise UploadRefused("JOURNAL_REWRITTEN", f"seq {seq} differs from the head the node signed for "
                                                              "it earlier (journal rewritten)")
                 fresh.append(row)

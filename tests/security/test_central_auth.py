@@ -158,7 +158,7 @@ def test_a_100_mib_post_is_refused_quickly_without_being_read(central, who):
                 sock.sendall(chunk)
                 sent += 1
         cap_mib = 32 if who == "gate" else 1  # event uploads may be larger than declaration batches
-        assert sent <= cap_mib + 8  # the cap, plus what the socket buffers held
+        assert sent <= cap_mib + 24  # the cap, plus what the kernel's and TLS buffers held: far from 100
     with central.client("monitor") as monitor:
         assert monitor.get("/healthz").status_code == 200  # central still answers
 

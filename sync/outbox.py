@@ -20,6 +20,9 @@ Design (and why):
   skipping until `backfill()` (called by the uploader once central has taken rows) has re-queued
   every skipped row from the append-only journal, in seq order, so nothing is lost and order holds;
   what overflow costs is delay, not events.
+* A journal that already has rows when its outbox is first made (a node that ran before central
+  was configured) starts in that same backfill from its first row: central accepts a gate's chain
+  only from seq 1, without gaps.
 """
 
 from __future__ import annotations
@@ -52,8 +55,17 @@ class Outbox:
         self._conn = sqlite3.connect(str(journal.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA busy_timeout = 30000")
         self._conn.execute("PRAGMA synchronous = FULL")
+        fresh = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone() \
+            is None
         for statement in _SCHEMA:
             self._conn.execute(statement)
+        if fresh:
+            # A journal that grew before this node synced (central configured later): its rows were never
+            # queued. Central takes a gate's chain only from seq 1, so they are backfilled first, in order.
+            first = self._conn.execute("SELECT min(seq) FROM journal").fetchone()[0]
+            if first is not None:
+                self._conn.execute("INSERT OR REPLACE INTO outbox_meta (key, value) VALUES ('overflow_from', ?)",
+                                   (first,))
         self._lock = threading.Lock()  # guards self._conn (never taken inside the journal's transaction)
         rows, size = self._conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM outbox").fetchone()
         self.rows, self.bytes = int(rows), int(size)

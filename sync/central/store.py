@@ -237,6 +237,9 @@ class CentralStore:
                     continue
                 if event_id in taken:
                     raise UploadRefused("EVENT_CONFLICT", f"seq {seq}: its event id is held at another seq or gate")
+                if tip_seq is None and (seq != 1 or prev_hash != GENESIS_HASH):
+                    raise UploadRefused("SEQ_GAP", f"central holds nothing of gate {gate} yet: its chain must start "
+                                                   f"at seq 1 from the genesis hash, not at seq {seq}")
                 if tip_seq is not None and seq != tip_seq + 1:
                     if seq < tip_seq:
                         raise UploadRefused("EVENT_CONFLICT", f"seq {seq} is new to central but below its last "

@@ -33,14 +33,14 @@ def central(tmp_path):
         yield running
 
 
-def _rows(node_dir: Path, count: int) -> tuple[list[dict], dict]:
-    """`count` real journal rows as the outbox uploads them, and the node's signed head."""
+def _rows(node_dir: Path, count: int, gate: str = GATE, key=None) -> tuple[list[dict], dict]:
+    """`count` real journal rows as the outbox uploads them, and the head signed by the node's key (or `key`)."""
     journal = Journal.open(node_dir / "journal.sqlite")
     outbox = Outbox(journal)
     for i in range(count):
         journal.append("decision", {"tx": i, "outcome": "hold"}, lane="IMP-1")
     rows = outbox.peek(count)
-    head = signed_head(journal, load_or_create_head_key(node_dir), GATE)
+    head = signed_head(journal, key or load_or_create_head_key(node_dir), gate)
     outbox.close()
     journal.close()
     return rows, head
@@ -198,3 +198,40 @@ def test_an_intact_journal_matches_central(central, tmp_path):
     anchored = _verify(tmp_path, central, "--against-central")
     assert anchored.returncode == 0, anchored.stdout + anchored.stderr
     assert "matches central: signed head seq 5" in anchored.stdout
+
+
+@pytest.mark.timeout(90)
+def test_enrolment_registers_the_nodes_key_so_only_its_heads_are_believed(central, tmp_path):
+    """`central node-key` on the node, `central enrol-gate` on central: the new node uploads, an impostor cannot."""
+    new_node = tmp_path / "node-2"
+    site = site_file(tmp_path, central)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge.cli", "central", *args], capture_output=True, text=True,
+                              timeout=60)
+
+    made = cli("node-key", "--site", str(site), "--data-dir", str(new_node))
+    assert made.returncode == 0, made.stderr
+    assert (new_node / "journal-head.key").stat().st_mode & 0o077 == 0
+    public = made.stdout.strip()
+    token_file = tmp_path / "node-2.token"
+    db = f"sqlite:///{tmp_path / 'central' / 'central.sqlite'}"
+    enrolled = cli("enrol-gate", "--gate", "LB", "--node-key", public, "--db", db, "--out", str(token_file))
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert central.server.store.head_key("LB") == public
+    token = token_file.read_text(encoding="utf-8").strip()
+    rows, head = _rows(new_node, 3, "LB")
+    _, impostor = _rows(tmp_path / "impostor", 3, "LB", key=generate_keypair()[0])
+    with central.client() as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        refused = client.post("/api/v1/gates/LB/events", json={"events": rows, **impostor}, headers=headers)
+        assert refused.status_code == 422 and refused.json()["detail"]["code"] == "HEAD_BAD_SIGNATURE"
+        assert client.post("/api/v1/gates/LB/events", json={"events": rows, **head}, headers=headers).status_code == 200
+        # the same over the API, by an admin: a re-enrolment replaces the token; withdrawing it shuts the gate out
+        again = client.post("/api/v1/gates/LB/enrol", json={"head_key": public}, headers=central.headers("admin"))
+        assert again.status_code == 200 and again.json()["token"] != token
+        assert client.get("/api/v1/gates/LB/anchor", headers=headers).status_code == 401
+        fresh = {"Authorization": f"Bearer {again.json()['token']}"}
+        assert client.get("/api/v1/gates/LB/anchor", headers=fresh).json()["head"]["seq"] == 3
+        assert client.delete("/api/v1/gates/LB/token", headers=central.headers("admin")).status_code == 200
+        assert client.get("/api/v1/gates/LB/anchor", headers=fresh).status_code == 401

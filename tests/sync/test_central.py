@@ -102,3 +102,21 @@ def test_a_gate_request_without_the_gates_token_is_refused_and_stored_nowhere(ce
         central.store.set_gate_token("HN", "hn-gate-token-reissued-000000000003")
         assert client.get("/api/v1/gates/HN/feed", params={"cursor": 0, "nonce": NONCE},
                           headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
+
+
+def test_a_refused_upload_is_stored_as_an_alarm_and_the_signed_head_is_anchored(central, tmp_path):
+    events, head = _journal_upload(tmp_path / "node", 4)
+    gate = httpx.Client(base_url=central.url, headers={"Authorization": f"Bearer {TOKEN}"})
+    monitor = httpx.Client(base_url=central.url, headers=AS_MONITOR)
+    not_from_the_start = gate.post("/api/v1/gates/HN/events", json={"events": events[1:], **head})
+    assert not_from_the_start.status_code == 409 and not_from_the_start.json()["detail"]["code"] == "SEQ_GAP"
+    assert gate.post("/api/v1/gates/HN/events", json={"events": events[:1], **head}).status_code == 200
+    gap = gate.post("/api/v1/gates/HN/events", json={"events": events[2:], **head})
+    assert gap.status_code == 409 and gap.json()["detail"]["code"] == "SEQ_GAP"
+    assert gate.post("/api/v1/gates/HN/events", json={"events": events, **head}).status_code == 200
+    alarms = monitor.get("/api/v1/alarms", params={"gate": "HN"}).json()
+    assert [a["code"] for a in alarms] == ["SEQ_GAP", "SEQ_GAP"]
+    assert "seq 1" in alarms[0]["message"] and "seq 2..2 missing" in alarms[1]["message"]
+    anchor = gate.get("/api/v1/gates/HN/anchor").json()
+    assert anchor["head"]["seq"] == anchor["last_event"]["seq"] == 4
+    assert anchor["head"]["hash"] == events[-1]["hash"] == anchor["last_event"]["hash"]

@@ -82,6 +82,30 @@ def test_bound_warns_then_overflows_without_blocking_and_backfills_in_order(tmp_
     journal.close()
 
 
+def test_a_journal_older_than_its_outbox_is_queued_from_its_first_row(tmp_path):
+    """A node that journaled before central was configured: central takes a chain only from seq 1."""
+    journal = Journal.open(tmp_path / "j.sqlite")
+    for i in range(5):
+        journal.append("reading", {"i": i}, lane="L1")
+    outbox = Outbox(journal)
+    journal.append("reading", {"i": 5}, lane="L1")
+    assert outbox.backlog() == 6
+    seen = []
+    while True:
+        outbox.backfill()
+        rows = outbox.peek(4)
+        if not rows:
+            break
+        seen += [r["seq"] for r in rows]
+        outbox.ack([r["event_id"] for r in rows])
+    assert seen == [1, 2, 3, 4, 5, 6]
+    outbox.close()
+    outbox = Outbox(journal)  # an outbox that exists already does not queue anything again
+    assert outbox.backlog() == 0 and outbox.peek(10) == []
+    outbox.close()
+    journal.close()
+
+
 def test_keys_round_trip_pem_and_base64():
     private, public = generate_keypair()
     for text in (public_pem(public), public_b64(public)):

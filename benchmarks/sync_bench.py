@@ -14,7 +14,7 @@ import httpx
 from edge.cache import DeclarationCache
 from edge.config import CentralConfig
 from edge.declarations import DeclarationStatus
-from edge.journal import Journal
+from edge.journal import Journal, head_public_b64, load_or_create_head_key
 from simulators.link_proxy import LinkProxy
 from sync.central.server import CentralServer
 from sync.client import SyncService
@@ -24,6 +24,13 @@ from sync.outbox import Outbox
 from sync.tokens import new_token
 
 TOKEN = new_token()  # the bench gate's credential at central
+PUBLISHER = new_token()  # the bench's publisher at central
+
+
+def _enrolled(data_dir: Path) -> dict:
+    """CentralServer arguments: gate HN with its token and the bench node's journal-head key, and a publisher."""
+    return {"tokens": {"HN": TOKEN}, "head_keys": {"HN": head_public_b64(load_or_create_head_key(data_dir))},
+            "api_tokens": {"bench-publisher": ("publisher", PUBLISHER)}}
 
 
 def _decl(number: str, gate: str = "HN", version: int = 1) -> dict:
@@ -36,7 +43,7 @@ def _decl(number: str, gate: str = "HN", version: int = 1) -> dict:
 
 def _config(url: str, public, **kw) -> CentralConfig:
     values = dict(url=url, public_key=public_b64(public), token=TOKEN, upload_batch=2000, backoff_initial_s=0.05,
-                  backoff_max_s=0.5, request_timeout_s=2.0, down_after_s=3.0, feed_poll_s=30.0)
+                  backoff_max_s=0.5, request_timeout_s=2.0, down_after_s=3.0, feed_poll_s=30.0, insecure_http=True)
     values.update(kw)
     return CentralConfig(**values)
 
@@ -96,7 +103,7 @@ async def _within(step, timeout_s: float, what: str) -> None:
 
 async def bench_drain(tmp: Path, n: int, db_url: str) -> dict:
     private, public = generate_keypair()
-    central = await asyncio.to_thread(CentralServer(db_url, private, tokens={"HN": TOKEN}).start)
+    central = await asyncio.to_thread(CentralServer(db_url, private, **_enrolled(tmp)).start)
     journal = Journal.open(tmp / "drain.sqlite")
     cache = DeclarationCache.open(tmp / "drain-cache.sqlite")
     sync = SyncService("HN", _config(central.url, public), journal, cache, public_key=public)
@@ -118,7 +125,7 @@ async def bench_drain(tmp: Path, n: int, db_url: str) -> dict:
 
 def bench_apply(tmp: Path, n: int) -> dict:
     cache = DeclarationCache.open(tmp / "apply.sqlite")
-    batch = {"gate": "HN", "cursor_from": 0, "cursor_to": n, "issued_at": time.time(),
+    batch = {"gate": "HN", "cursor_from": 0, "cursor_to": n, "issued_at": time.time(), "nonce": "bench-nonce",
              "declarations": [_decl(f"D{i:07d}") for i in range(n)], "revocations": []}
     started = time.perf_counter()
     apply_batch(cache, batch, "HN")
@@ -136,13 +143,13 @@ def bench_apply(tmp: Path, n: int) -> dict:
 async def bench_revocation(tmp: Path, runs: int) -> dict:
     private, public = generate_keypair()
     central = await asyncio.to_thread(CentralServer(f"sqlite:///{tmp / 'rev.sqlite'}", private,
-                                                          tokens={"HN": TOKEN}).start)
+                                                    **_enrolled(tmp)).start)
     proxy = await LinkProxy("127.0.0.1", central.port).start()
     journal = Journal.open(tmp / "rev-journal.sqlite")
     cache = DeclarationCache.open(tmp / "rev-cache.sqlite")
     sync = SyncService("HN", _config(f"http://127.0.0.1:{proxy.port}", public, backoff_max_s=2.0,
                                      request_timeout_s=1.0, feed_poll_s=1.0), journal, cache, public_key=public)
-    admin = httpx.Client(base_url=central.url)
+    admin = httpx.Client(base_url=central.url, headers={"Authorization": f"Bearer {PUBLISHER}"})
     sync.start()
     times = []
     for run in range(runs):

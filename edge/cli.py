@@ -76,18 +76,37 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
-    from edge.journal import Journal, format_verify_report
+    from edge.journal import Journal, format_verify_report, verify_against_anchor
 
     path = Path(args.db) if args.db else _data_dir(args) / "journal.sqlite"
     if not path.exists():
         print(f"no journal at {path}", file=sys.stderr)
         return 2
+    anchor = None
+    if args.against_central:
+        import httpx
+
+        from sync.client import fetch_anchor
+
+        loaded = load_site(args.site)
+        if loaded.site.central is None:
+            print(f"{args.site}: no central: section, nothing to verify against", file=sys.stderr)
+            return 2
+        try:
+            anchor = fetch_anchor(loaded.site.gate, loaded.site.central, loaded.path.parent)
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            print(f"cannot fetch the journal anchor from central: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
     journal = Journal.open(path)
     try:
-        report = journal.verify()
+        report = journal.verify() if anchor is None else verify_against_anchor(journal, anchor)
     finally:
         journal.close()
     print(format_verify_report(report))
+    if anchor is not None and report.ok:
+        head = anchor.get("head") or {}
+        print(f"matches central: signed head seq {head.get('seq', 0)}, "
+              f"last event seq {(anchor.get('last_event') or {}).get('seq', 0)}")
     return 0 if report.ok else 1
 
 
@@ -182,10 +201,11 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     await gate.start()
     # The declarations reach the gate the way they do in service: published at central, then
     # pulled by the node through the signed feed.
-    await publish_declarations(central.url, scenario.declarations, gate.node)
+    await publish_declarations(central, scenario.declarations, gate.node)
     print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
-    print(f"central: {central.url}/api/v1/gates (events, backlog, last contact)")
+    print(f"central: {central.url}/api/v1/gates (events, backlog, last contact; HTTPS, CA {central.ca_file}, "
+          f"monitor token {central.monitor_token})")
     print("kiosk log-ins (demo only): " + ", ".join(f"{role} {name}/{password}" for name, password, role in demo_users))
     print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")
     play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate))
@@ -324,8 +344,17 @@ def cmd_central_serve(args: argparse.Namespace) -> int:
             pki = GatePki(Path(args.mqtt_tls_dir))
             issued = pki.client(CENTRAL_IDENTITY)
             mqtt = (*mqtt, CENTRAL_IDENTITY, MqttTls(pki.ca_cert, issued.cert, issued.key))
-    server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt)
-    print(f"smartgate central on http://{args.host}:{args.port} (db {server.store.kind})", flush=True)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("give both --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    if not args.tls_cert and not args.insecure_http:
+        print("central serves HTTPS only: give --tls-cert and --tls-key (make them with `smartgate central "
+              "tls`), or --insecure-http for a loopback test", file=sys.stderr)
+        return 2
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
+    scheme = "https" if tls else "http"
+    print(f"smartgate central on {scheme}://{args.host}:{args.port} (db {server.store.kind})", flush=True)
     server.serve_forever()
     return 0
 
@@ -342,44 +371,158 @@ def cmd_central_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hand_out(token: str, out: str | None, what: str) -> None:
+    """Print a new token, or write it to a file (mode 600)."""
+    from sync.tokens import write_token_file
+
+    if out:
+        write_token_file(Path(out), token)
+        print(f"new token for {what} written to {out}")
+    else:
+        print(token)
+
+
 def cmd_central_token(args: argparse.Namespace) -> int:
     from sync.central.store import CentralStore
-    from sync.tokens import new_token, write_token_file
+    from sync.tokens import new_token
 
+    if bool(args.gate) == bool(args.role):
+        print("give either --gate G (a gate's token) or --role R --name N (an operator's token)", file=sys.stderr)
+        return 2
+    if args.role and not args.name:
+        print("--role needs --name (who holds the token; it names it for revoking)", file=sys.stderr)
+        return 2
     token = new_token()
     store = CentralStore(args.db)
     try:
-        store.set_gate_token(args.gate, token)
+        if args.gate:
+            store.set_gate_token(args.gate, token)
+        else:
+            store.set_api_token(args.name, args.role, token)
     finally:
         store.close()
-    if args.out:
-        out = Path(args.out)
-        write_token_file(out, token)
-        print(f"new token for gate {args.gate} written to {out}; in the site file: central: {{token_file: {out}}}")
-    else:
-        print(token)
-    print(f"the previous token of gate {args.gate}, if any, is no longer accepted", file=sys.stderr)
+    what = f"gate {args.gate}" if args.gate else f"{args.role} {args.name}"
+    _hand_out(token, args.out, what)
+    if args.gate and args.out:
+        print(f"in the site file: central: {{token_file: {args.out}}}")
+    print(f"the previous token of {what}, if any, is no longer accepted", file=sys.stderr)
+    return 0
+
+
+def cmd_central_revoke(args: argparse.Namespace) -> int:
+    from sync.central.store import CentralStore
+
+    if bool(args.gate) == bool(args.name):
+        print("give either --gate G or --name N", file=sys.stderr)
+        return 2
+    store = CentralStore(args.db)
+    try:
+        done = store.revoke_gate(args.gate) if args.gate else store.revoke_api_token(args.name)
+    finally:
+        store.close()
+    what = f"gate {args.gate}" if args.gate else f"token {args.name}"
+    if not done:
+        print(f"{what}: no such token", file=sys.stderr)
+        return 1
+    print(f"{what}: revoked; central refuses it from now on")
+    return 0
+
+
+def cmd_central_node_key(args: argparse.Namespace) -> int:
+    from edge.journal import HEAD_KEY_FILE, head_public_b64, load_or_create_head_key
+
+    data_dir = _data_dir(args)
+    key = load_or_create_head_key(data_dir)
+    print(f"journal-head key: {data_dir / HEAD_KEY_FILE} (mode 600; stays on this node)", file=sys.stderr)
+    print(head_public_b64(key))
+    return 0
+
+
+def cmd_central_enrol_gate(args: argparse.Namespace) -> int:
+    from sync.central.store import CentralStore
+    from sync.keys import KeyError_, parse_public_key
+    from sync.tokens import new_token
+
+    text = args.node_key
+    if Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8").strip()
+    try:
+        parse_public_key(text)
+    except (KeyError_, ValueError) as exc:
+        print(f"--node-key: {exc}; give what `smartgate central node-key` printed on the node", file=sys.stderr)
+        return 2
+    token = new_token()
+    store = CentralStore(args.db)
+    try:
+        store.enrol_gate(args.gate, token, text)
+    finally:
+        store.close()
+    _hand_out(token, args.out, f"gate {args.gate}")
+    print(f"gate {args.gate} enrolled: its journal heads verify with the key given; its previous token, if any, "
+          "is no longer accepted", file=sys.stderr)
+    return 0
+
+
+def cmd_central_tls(args: argparse.Namespace) -> int:
+    from edge.pki import issue, make_ca
+
+    ca_dir, out = Path(args.ca_dir), Path(args.out)
+    if not (ca_dir / "ca.crt").exists():
+        make_ca(ca_dir, args.ca_name)
+        print(f"made CA {ca_dir / 'ca.crt'} (give it to the sites as central.ca_file)")
+    issued = issue(ca_dir, out, "central", server=True, hosts=tuple(args.host))
+    print(f"server certificate {issued.cert} and key {issued.key} for {', '.join(args.host)}")
+    print(f"serve with: smartgate central serve --tls-cert {issued.cert} --tls-key {issued.key} ...")
     return 0
 
 
 def _add_central_parser(sub) -> None:
+    db_help = "central's database: sqlite:///PATH (default var/central/central.sqlite) or postgresql://..."
+    db_default = "sqlite:///var/central/central.sqlite"
     central = sub.add_parser("central", help="the reference central service").add_subparsers(
         dest="central_cmd", required=True)
-    p = central.add_parser("serve", help="serve events in, signed declaration feed out, gate monitoring")
-    p.add_argument("--db", default="sqlite:///var/central/central.sqlite",
-                   help="sqlite:///PATH (default var/central/central.sqlite) or postgresql://user@host:port/db")
+    p = central.add_parser("serve", help="serve events in, signed declaration feed out, gate monitoring (HTTPS)")
+    p.add_argument("--db", default=db_default, help=db_help)
     p.add_argument("--key", required=True, help="central's Ed25519 private key (smartgate central keygen)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8400)
     p.add_argument("--mqtt", help="HOST:PORT of the broker for gate status/telemetry and feed notifications")
     p.add_argument("--mqtt-tls-dir", help="the gate's PKI folder (smartgate pki init): connect over TLS as "
                                           "smartgate-central (without it: plaintext, for an insecure broker)")
+    p.add_argument("--tls-cert", help="central's TLS server certificate (PEM; smartgate central tls)")
+    p.add_argument("--tls-key", help="its private key (PEM)")
+    p.add_argument("--insecure-http", action="store_true", help="serve plain HTTP (loopback tests only)")
     p.set_defaults(func=cmd_central_serve)
-    p = central.add_parser("token", help="issue a gate's token (replaces its old one); central keeps only a digest")
-    p.add_argument("--gate", required=True, help="gate id, as in the site file (e.g. HUUNGHI)")
-    p.add_argument("--db", default="sqlite:///var/central/central.sqlite", help="central's database (as for serve)")
+    p = central.add_parser("token", help="issue a token: a gate's (--gate) or an operator's (--role --name); "
+                                         "replaces the holder's old one; central keeps only a digest")
+    p.add_argument("--gate", help="gate id, as in the site file (e.g. HUUNGHI): the gate's upload/feed token")
+    p.add_argument("--role", choices=["publisher", "monitor", "admin"],
+                   help="publisher: declarations; monitor: events, gates, alarms; admin: tokens and keys")
+    p.add_argument("--name", help="who holds the role token (names it for revoking)")
+    p.add_argument("--db", default=db_default, help=db_help)
     p.add_argument("--out", help="write the token to this file (mode 600) instead of printing it")
     p.set_defaults(func=cmd_central_token)
+    p = central.add_parser("revoke", help="withdraw a gate's token (--gate) or an operator's (--name)")
+    p.add_argument("--gate")
+    p.add_argument("--name")
+    p.add_argument("--db", default=db_default, help=db_help)
+    p.set_defaults(func=cmd_central_revoke)
+    p = central.add_parser("node-key", help="on the node: make (if absent) its journal-head key, print the public key")
+    p.add_argument("--site", default=str(DEFAULT_SITE), help="site config (default: Huu Nghi)")
+    p.add_argument("--data-dir", help="node data directory (default: the site's data_dir)")
+    p.set_defaults(func=cmd_central_node_key)
+    p = central.add_parser("enrol-gate", help="on central: register a gate's journal-head key and issue its token")
+    p.add_argument("--gate", required=True)
+    p.add_argument("--node-key", required=True, help="what `smartgate central node-key` printed (or a file of it)")
+    p.add_argument("--db", default=db_default, help=db_help)
+    p.add_argument("--out", help="write the gate's token to this file (mode 600) instead of printing it")
+    p.set_defaults(func=cmd_central_enrol_gate)
+    p = central.add_parser("tls", help="make a CA (if absent) and central's TLS server certificate")
+    p.add_argument("--ca-dir", default="var/central/ca", help="CA directory (ca.crt, ca.key)")
+    p.add_argument("--ca-name", default="smartgate central CA")
+    p.add_argument("--out", default="var/central/tls", help="where central.crt and central.key go")
+    p.add_argument("--host", action="append", default=[], help="DNS name or IP of central (repeat); default loopback")
+    p.set_defaults(func=cmd_central_tls)
     p = central.add_parser("keygen", help="write a new Ed25519 key pair for central")
     p.add_argument("--out", default="central.key", help="private key file (default central.key)")
     p.add_argument("--public", help="public key PEM file (default: <out>.pub.pem)")
@@ -426,6 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     journal = sub.add_parser("journal", help="the node's journal").add_subparsers(dest="journal_cmd", required=True)
     p = journal.add_parser("verify", help="check the hash chain: detects edited or deleted rows")
     p.add_argument("--db", help="journal file (default: <data-dir>/journal.sqlite)")
+    p.add_argument("--against-central", action="store_true",
+                   help="also compare with the head central holds: detects a truncated or re-chained journal")
     site_args(p)
     p.set_defaults(func=cmd_journal_verify)
 

@@ -404,6 +404,13 @@ class CentralConfig(_Strict):
 
     url: str = Field(min_length=1, pattern=r"^https?://")
     public_key: str = Field(min_length=1)  # central's Ed25519 key: a PEM/base64 file path, or base64 inline
+    # During a rotation of central's signing key: the new key, accepted as well as public_key.
+    next_public_key: str | None = Field(default=None, min_length=1)
+    # The CA certificate (PEM) that signed central's TLS server certificate (relative to the site
+    # file); absent: the system's trusted CAs.
+    ca_file: str | None = Field(default=None, min_length=1)
+    # Plain http:// to central is refused unless this is set (a loopback test of the plumbing only).
+    insecure_http: bool = False
     # This gate's credential at central, sent as `Authorization: Bearer`: inline, or a file that holds
     # it (relative paths are relative to the site file). Exactly one of the two.
     token: str | None = None
@@ -434,10 +441,20 @@ class CentralConfig(_Strict):
         path = Path(self.token_file)
         return path if path.is_absolute() else base / path
 
+    def ca_path(self, base: Path) -> Path | None:
+        """The CA file resolved against the site file's folder (None: the system's CAs)."""
+        if self.ca_file is None:
+            return None
+        path = Path(self.ca_file)
+        return path if path.is_absolute() else base / path
+
     @model_validator(mode="after")
     def _backoff_order(self) -> CentralConfig:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        if self.url.startswith("http://") and not self.insecure_http:
+            raise ValueError("central.url is plain http: use https:// with ca_file (the CA of central's "
+                             "certificate), or set insecure_http: true for a loopback test only")
         return self
 
 
@@ -708,6 +725,10 @@ def _central_problems(path: Path, central: CentralConfig, tree: yaml.Node | None
                         "or token: <the token>")]
     if central.token is not None and central.token_file is not None:
         return [problem("token_file", "both token and token_file are given", "keep only one of them")]
+    ca_path = central.ca_path(path.parent)
+    if ca_path is not None and not ca_path.is_file():
+        return [problem("ca_file", f"cannot read {ca_path}", "name the PEM file of the CA that signed central's "
+                                                             "certificate (e.g. the gate CA's ca.crt)")]
     token_path = central.token_path(path.parent)
     if token_path is not None:
         try:

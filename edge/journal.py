@@ -14,9 +14,12 @@ Integrity, in three layers:
   as each append, so deleting the newest rows (which leaves no gap in the chain) is still seen.
 
 `verify` re-checks all of it from the stored rows, so tampering by someone who dropped the
-triggers is reported by seq. It cannot defend against someone who rewrites the whole chain and the
-head anchor consistently; that needs an external anchor (e.g. the head hash sent to the central
-system), which the sync outbox can provide through `extra_statements` and listeners.
+triggers is reported by seq. Someone who rewrites the whole chain and the head anchor consistently
+is caught only from outside: the node signs its head (seq, hash) with its own Ed25519 key
+(`load_or_create_head_key`, `<data_dir>/journal-head.key`, mode 0600, registered at central at
+enrolment) and sends it with every upload; `verify_against_anchor` compares the local journal with
+what central holds (`smartgate journal verify --against-central`), so a journal truncated, or
+rewritten and re-chained, after central saw it is reported.
 
 Appends from the outbox feature: `append(..., extra_statements=fn)` runs `fn(conn, entry)` inside
 the same transaction before the commit, so an outbox row is enqueued atomically with its journal row.
@@ -32,11 +35,13 @@ is not blocked by the fsync.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -51,6 +56,7 @@ log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 SCHEMA_VERSION = 1
+HEAD_KEY_FILE = "journal-head.key"
 
 ExtraStatements = Callable[[sqlite3.Connection, "JournalEntry"], None]
 Listener = Callable[["JournalEntry"], None]
@@ -497,6 +503,11 @@ class Journal:
             row = self._db().execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
         return None if row is None else _row_to_entry(row)
 
+    def head_anchor(self) -> tuple[int, str]:
+        """(seq, hash) of the head anchor: what the next row chains from (genesis for an empty journal)."""
+        with self._lock:
+            return self._chain_tip(self._db())
+
     def count(self) -> int:
         """Number of rows in the journal."""
         with self._lock:
@@ -629,3 +640,88 @@ def _verify_rows(rows: Iterable[Sequence[Any]], anchor: Sequence[Any] | None) ->
         elif anchor_hash != last_hash:
             problems.append(f"head anchor hash does not match seq {last_seq} (last row replaced)")
     return VerifyReport(ok=not problems, checked=checked, problems=problems)
+
+
+# ---------------------------------------------------------------------- the head, signed and anchored at central
+
+
+def load_or_create_head_key(data_dir: str | Path, *, create: bool = True):
+    """The node's Ed25519 journal-head key at `<data_dir>/journal-head.key`, made (mode 0600) when absent.
+
+    Refuses a key file that others may read (someone could sign heads for this node).
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = Path(data_dir) / HEAD_KEY_FILE
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(f"{path}: no journal-head key; make one with `smartgate central node-key`")
+        key = Ed25519PrivateKey.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        finally:
+            os.close(fd)
+        log.info("made a new journal-head key %s", path)
+        return key
+    if path.stat().st_mode & 0o077:
+        raise PermissionError(f"{path}: the journal-head key is readable by others; chmod 600 it (or make a new one "
+                              "and enrol it again)")
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: not an Ed25519 key")
+    return key
+
+
+def head_public_b64(key) -> str:
+    """The public half of a journal-head key as base64 of its 32 raw bytes (what central registers)."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def signed_head(journal: Journal, key, gate: str) -> dict[str, Any]:
+    """`{"head": {gate, seq, hash}, "head_signature": base64}`: the journal's newest row, signed by the node.
+
+    The head is read from the `journal_head` anchor (genesis for an empty journal); the signature is
+    Ed25519 over the head's canonical JSON, the same bytes central verifies.
+    """
+    seq, hash_ = journal.head_anchor()
+    head = {"gate": gate, "seq": seq, "hash": hash_}
+    signature = base64.b64encode(key.sign(canonical_json(head).encode("utf-8"))).decode("ascii")
+    return {"head": head, "head_signature": signature}
+
+
+def verify_against_anchor(journal: Journal, anchor: dict[str, Any]) -> VerifyReport:
+    """Check the local journal against what central holds of it (`GET /api/v1/gates/{gate}/anchor`).
+
+    Every point central holds — the newest head the node signed and the last event it stored — must
+    be in the local journal with the same hash: a point past the local end means the journal was
+    truncated; another hash means it was rewritten (and re-chained). The local chain is checked too.
+    """
+    report = journal.verify()
+    problems = list(report.problems)
+    local_head = journal.head()
+    local_last = 0 if local_head is None else local_head.seq
+    points = [("the head this node signed", anchor.get("head")), ("the last event central stored",
+                                                                   anchor.get("last_event"))]
+    for what, point in points:
+        if not isinstance(point, dict):
+            continue
+        seq, hash_ = int(point["seq"]), str(point["hash"])
+        if seq == 0:
+            continue
+        if seq > local_last:
+            problems.append(f"journal truncated: central holds {what} at seq {seq}, the local journal ends at "
+                            f"seq {local_last}")
+            continue
+        rows = journal.entries(after_seq=seq - 1, limit=1)
+        if not rows or rows[0].seq != seq:
+            problems.append(f"journal truncated: seq {seq} ({what} at central) is missing locally")
+        elif rows[0].hash != hash_:
+            problems.append(f"journal rewritten: seq {seq} has another hash than {what} at central")
+    return VerifyReport(ok=not problems, checked=report.checked, problems=problems)

@@ -6,6 +6,14 @@ on any failure it backs off (exponential, full jitter) and re-sends the same row
 ignores if it already has them. The feed puller pulls at `feed_poll_s`, at once on an MQTT
 `smartgate/<gate>/feed/notify`, and at once when the link comes back (so a revocation made while
 the link was down reaches the cache within a second or two of the link returning).
+
+Zero trust on the WAN: central is reached over HTTPS and its certificate checked against the site's
+`central.ca_file`; every feed pull sends a fresh random nonce that central must sign into the
+batch (a replayed batch is refused as `FEED_REPLAY`, counted in `status()["feed"]["replays"]`);
+every upload carries the journal head signed with the node's own key (`<data_dir>/journal-head.key`),
+so central can tell a truncated or rewritten journal. An upload central refuses (409/422: a gap, a
+broken chain, a rewritten journal) is raised once as an alarm and retried with backoff; nothing is
+dropped from the outbox.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +32,7 @@ import httpx
 
 from edge.cache import DeclarationCache
 from edge.config import CentralConfig
-from edge.journal import Journal
+from edge.journal import HEAD_KEY_FILE, Journal, load_or_create_head_key, signed_head
 from sync.feed import FeedRejected, apply_batch, check_batch, feed_position
 from sync.keys import load_public_key, parse_public_key
 from sync.link import Backoff, LinkState
@@ -42,6 +52,32 @@ def resolve_public_key(value: str, base: Path | None = None):
     return parse_public_key(value)
 
 
+def central_keys(config: CentralConfig, base: Path | None = None) -> list:
+    """Central's public key(s) the feed must verify with: `public_key`, and `next_public_key` during a rotation."""
+    keys = [resolve_public_key(config.public_key, base)]
+    if config.next_public_key is not None:
+        keys.append(resolve_public_key(config.next_public_key, base))
+    return keys
+
+
+def tls_verify(config: CentralConfig, base: Path | None = None) -> ssl.SSLContext | bool:
+    """What httpx verifies central's certificate with: the site's CA file, else the system's CAs."""
+    path = config.ca_path(base or Path.cwd())
+    if path is None:
+        return True
+    return ssl.create_default_context(cafile=str(path))
+
+
+def fetch_anchor(gate: str, config: CentralConfig, base: Path | None = None) -> dict[str, Any]:
+    """Central's copy of this gate's journal head and last event (`GET /api/v1/gates/{gate}/anchor`)."""
+    token = resolve_token(config, base)
+    with httpx.Client(base_url=config.url.rstrip("/"), verify=tls_verify(config, base),
+                      headers={"Authorization": f"Bearer {token}"}, timeout=config.request_timeout_s) as client:
+        response = client.get(f"/api/v1/gates/{gate}/anchor")
+        response.raise_for_status()
+        return response.json()
+
+
 def resolve_token(config: CentralConfig, base: Path | None = None) -> str:
     """The gate's token: inline, or read from `token_file` (relative to `base`, the site file's folder)."""
     if config.token is not None:
@@ -55,11 +91,19 @@ def resolve_token(config: CentralConfig, base: Path | None = None) -> str:
 class SyncService:
     def __init__(self, gate: str, config: CentralConfig, journal: Journal, cache: DeclarationCache, *,
                  public_key=None, bus=None, alarm: Callable[[str, str], None] | None = None,
-                 config_dir: Path | None = None):
+                 config_dir: Path | None = None, head_key=None):
         self.gate, self.config, self.journal, self.cache, self.bus = gate, config, journal, cache, bus
-        self.public_key = public_key or resolve_public_key(config.public_key, config_dir)
+        self.public_key = public_key or central_keys(config, config_dir)
         self._token = resolve_token(config, config_dir)
-        self.auth_refused = False  # central answered 401 to the last request (wrong or revoked token)
+        self._verify = tls_verify(config, config_dir)
+        if head_key is None and not (journal.path.parent / HEAD_KEY_FILE).exists():
+            log.warning("no journal-head key in %s: making one; central refuses this node's uploads until it is "
+                        "enrolled (smartgate central node-key, then smartgate central enrol-gate on central)",
+                        journal.path.parent)
+        self._head_key = head_key or load_or_create_head_key(journal.path.parent)
+        self.auth_refused = False  # central answered 401/403 to the last request (wrong or revoked token)
+        self.upload_refused: str | None = None  # central's code for the last refused upload (409/422)
+        self.feed_replays = 0  # batches refused as FEED_REPLAY (not the nonce this node sent)
         self._alarm = alarm or self._journal_alarm
         self.outbox = Outbox(journal, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes,
                              on_alarm=self._alarm)
@@ -84,7 +128,7 @@ class SyncService:
         self._loop = asyncio.get_running_loop()
         headers = {"Authorization": f"Bearer {self._token}"}
         self._client = httpx.AsyncClient(base_url=self.config.url.rstrip("/"), headers=headers,
-                                         timeout=self.config.request_timeout_s)
+                                         timeout=self.config.request_timeout_s, verify=self._verify)
         if self.bus is not None:
             self.bus.subscribe(f"smartgate/{self.gate}/feed/notify", lambda _t, _p: self.pull_now())
         self._tasks = [asyncio.create_task(self._upload_loop(), name="sync-upload"),
@@ -137,12 +181,13 @@ class SyncService:
             log.exception("could not journal alarm %s", code)
 
     def _check(self, response: httpx.Response) -> None:
-        """Raise for an error answer; a 401 (central refuses this gate's token) is alarmed once."""
-        if response.status_code == 401:
+        """Raise for an error answer; a 401/403 (central refuses this gate's token) is alarmed once."""
+        if response.status_code in (401, 403) and _code(response) in ("UNAUTHORIZED", "FORBIDDEN"):
             if not self.auth_refused:
                 self.auth_refused = True
-                text = (f"central refuses gate {self.gate}'s token (HTTP 401): nothing is uploaded or pulled "
-                        "until the site's central.token / central.token_file holds the token central issued")
+                text = (f"central refuses gate {self.gate}'s token (HTTP {response.status_code}): nothing is "
+                        "uploaded or pulled until the site's central.token / central.token_file holds the token "
+                        "central issued")
                 log.error("%s", text)
                 self._alarm("CENTRAL_AUTH_REFUSED", text)
         elif response.is_success:
@@ -160,15 +205,28 @@ class SyncService:
         if not rows:
             return 0
         started = time.monotonic()
+        head = await asyncio.to_thread(signed_head, self.journal, self._head_key, self.gate)  # after the peek
         response = await self._client.post(f"/api/v1/gates/{self.gate}/events",
-                                           json={"events": rows, "backlog": self.outbox.backlog()})
+                                           json={"events": rows, "backlog": self.outbox.backlog(), **head})
+        if response.status_code in (403, 409, 422) and _code(response) not in ("UNAUTHORIZED", "FORBIDDEN"):
+            self._upload_refused(response)
         self._check(response)
+        self.upload_refused = None
         acked = response.json().get("acked", [])
         self.link.record_ok(time.monotonic() - started)
         sent = {row["event_id"] for row in rows}
         deleted = await asyncio.to_thread(self.outbox.ack, [e for e in acked if e in sent])
         self.uploaded += deleted
         return deleted
+
+    def _upload_refused(self, response: httpx.Response) -> None:
+        """Central refused the batch itself (a gap, a broken chain, a rewritten journal): alarm once per code."""
+        code = _code(response) or f"HTTP_{response.status_code}"
+        if code != self.upload_refused:
+            self.upload_refused = code
+            text = f"central refused an event upload: {code} (HTTP {response.status_code}); events stay queued"
+            log.error("%s", text)
+            self._alarm("CENTRAL_UPLOAD_REFUSED", f"{text}: {_message(response)}")
 
     async def _upload_loop(self) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
@@ -195,28 +253,36 @@ class SyncService:
         applied = 0
         while True:
             cursor, last_issued = await asyncio.to_thread(feed_position, self.cache)
+            nonce = secrets.token_urlsafe(24)  # fresh for this request only: central signs it into the batch
             started = time.monotonic()
             response = await self._client.get(f"/api/v1/gates/{self.gate}/feed",
-                                              params={"cursor": cursor, "limit": self.config.feed_batch})
+                                              params={"cursor": cursor, "limit": self.config.feed_batch,
+                                                      "nonce": nonce})
             self._check(response)
             self.link.record_ok(time.monotonic() - started)
             message = response.json()
-            if not await self.accept(message, cursor, last_issued):
+            if not await self.accept(message, cursor, last_issued, nonce=nonce):
                 return applied
             applied += 1
             batch = message["batch"]
             if batch["cursor_to"] == batch["cursor_from"]:
                 return applied
 
-    async def accept(self, message: Any, cursor: int | None = None, last_issued: float | None = None) -> bool:
-        """Check and apply one feed answer; on refusal log, count, alarm, and return False."""
+    async def accept(self, message: Any, cursor: int | None = None, last_issued: float | None = None, *,
+                     nonce: str | None = None) -> bool:
+        """Check and apply one feed answer to the pull that sent `nonce`; on refusal log, count, alarm, return False.
+
+        A message with no pull of ours behind it (`nonce` None) is refused as FEED_REPLAY.
+        """
         if cursor is None or last_issued is None:
             cursor, last_issued = await asyncio.to_thread(feed_position, self.cache)
         try:
-            batch = check_batch(message, self.gate, self.public_key, cursor, last_issued)
+            batch = check_batch(message, self.gate, self.public_key, cursor, last_issued, nonce=nonce)
             await asyncio.to_thread(apply_batch, self.cache, batch, self.gate)
         except FeedRejected as exc:
             self.feed_rejected += 1
+            if exc.code == "FEED_REPLAY":
+                self.feed_replays += 1
             self.feed_last_error = f"{exc.code}: {exc}"
             log.error("declaration feed batch refused: %s: %s", exc.code, exc)
             self._alarm(exc.code, f"declaration feed batch refused: {exc}")
@@ -259,9 +325,27 @@ class SyncService:
             "outbox_backlog": outbox["backlog"],
             "outbox": outbox,
             "feed": {"cursor": cursor, "issued_at": issued or None, "applied_batches": self.feed_applied_batches,
-                     "rejected": self.feed_rejected, "last_error": self.feed_last_error},
+                     "rejected": self.feed_rejected, "replays": self.feed_replays, "last_error": self.feed_last_error},
             "uploaded": self.uploaded,
             "upload_errors": self.upload_errors,
+            "upload_refused": self.upload_refused,
             "auth_refused": self.auth_refused,
             "warning": outbox["warning"],
         }
+
+
+def _code(response: httpx.Response) -> str | None:
+    """The machine-readable code of central's error answer (`{"detail": {"code"}}`), if any."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return None
+    return detail.get("code") if isinstance(detail, dict) else None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return ""
+    return str(detail.get("message", ""))[:300] if isinstance(detail, dict) else ""

@@ -7,7 +7,8 @@ Design (and why):
   journal row is committed, whoever appended it; no listener or second database can miss one.
   A row holds only (seq, event_id, lane, bytes): the event itself is read from the journal by seq
   when it is sent, so an event is stored once and enqueueing costs one small insert.
-* Rows are sent in seq order, one batch at a time, and deleted only after central acknowledged
+* Rows are sent in seq order, one batch at a time, each with its `prev_hash` and `hash` (central
+  checks that they continue the chain it holds), and deleted only after central acknowledged
   their event ids. Central stores events keyed by event_id (ON CONFLICT DO NOTHING), so a batch
   re-sent after a lost answer or a restart has no second effect: at-least-once transport with
   idempotency keys gives an exactly-once effect, and central's arrival order follows seq order,
@@ -19,6 +20,9 @@ Design (and why):
   skipping until `backfill()` (called by the uploader once central has taken rows) has re-queued
   every skipped row from the append-only journal, in seq order, so nothing is lost and order holds;
   what overflow costs is delay, not events.
+* A journal that already has rows when its outbox is first made (a node that ran before central
+  was configured) starts in that same backfill from its first row: central accepts a gate's chain
+  only from seq 1, without gaps.
 """
 
 from __future__ import annotations
@@ -51,8 +55,17 @@ class Outbox:
         self._conn = sqlite3.connect(str(journal.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA busy_timeout = 30000")
         self._conn.execute("PRAGMA synchronous = FULL")
+        fresh = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone() \
+            is None
         for statement in _SCHEMA:
             self._conn.execute(statement)
+        if fresh:
+            # A journal that grew before this node synced (central configured later): its rows were never
+            # queued. Central takes a gate's chain only from seq 1, so they are backfilled first, in order.
+            first = self._conn.execute("SELECT min(seq) FROM journal").fetchone()[0]
+            if first is not None:
+                self._conn.execute("INSERT OR REPLACE INTO outbox_meta (key, value) VALUES ('overflow_from', ?)",
+                                   (first,))
         self._lock = threading.Lock()  # guards self._conn (never taken inside the journal's transaction)
         rows, size = self._conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM outbox").fetchone()
         self.rows, self.bytes = int(rows), int(size)
@@ -123,10 +136,11 @@ class Outbox:
         """The oldest `limit` queued events, in seq order, as central receives them."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT j.seq, j.event_id, j.at, j.lane, j.kind, j.payload, j.hash FROM outbox o "
+                "SELECT j.seq, j.event_id, j.at, j.lane, j.kind, j.payload, j.prev_hash, j.hash FROM outbox o "
                 "JOIN journal j ON j.seq = o.seq ORDER BY o.seq LIMIT ?", (limit,)).fetchall()
         return [{"seq": seq, "event_id": event_id, "at": at, "lane": lane, "kind": kind, "payload": payload,
-                 "hash": hash_} for seq, event_id, at, lane, kind, payload, hash_ in rows]
+                 "prev_hash": prev_hash, "hash": hash_}
+                for seq, event_id, at, lane, kind, payload, prev_hash, hash_ in rows]
 
     def ack(self, event_ids: list[str]) -> int:
         """Delete the rows central acknowledged; return how many were deleted."""

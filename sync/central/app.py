@@ -1,16 +1,33 @@
 """The reference central service (FastAPI): gate events in, signed declaration feed out, monitoring.
 
-Routes (JSON); the two gate routes need `Authorization: Bearer <the gate's token>` (else 401, and
-nothing of the request is stored, not even the contact):
-  POST /api/v1/gates/{gate}/events        {"events": [...], "backlog": n} -> {"acked": [event ids]}
-  GET  /api/v1/gates/{gate}/feed?cursor=&limit=   -> {"batch": {...}, "signature": base64 Ed25519}
-  POST /api/v1/declarations               {"declarations": [...]} publish / amend -> {"cursor"}
-  POST /api/v1/declarations/{number}/revoke  {"reason"} -> the revocation
-  GET  /api/v1/gates                      every gate: last contact, backlog, online + bd_seq (birth/death),
-                                          telemetry
-  GET  /api/v1/gates/{gate}/status-log     the gate's online/offline changes, oldest first
-  GET  /api/v1/gates/{gate}/events?lane=&after=&limit=   stored events in arrival order
-  GET  /healthz
+Every route but `/healthz` needs `Authorization: Bearer <token>`, checked before the request body is
+read (an ASGI middleware in front of everything, `CentralAuth`): no token or an unknown one is 401,
+a known token without the right is 403, and nothing of a refused request is stored. Who may do what:
+
+  gate token (its own gate only)
+    POST /api/v1/gates/{gate}/events   {"events": [...], "backlog": n, "head": {gate, seq, hash},
+                                        "head_signature": b64}  -> {"acked": [event ids]}
+    GET  /api/v1/gates/{gate}/feed?cursor=&limit=&nonce=  -> {"batch": {..., "nonce", "issued_at"},
+                                                              "signature": base64 Ed25519}
+    GET  /api/v1/gates/{gate}/anchor   central's copy of the gate's journal head (also monitor)
+  publisher
+    POST /api/v1/declarations               {"declarations": [...]} publish / amend -> {"cursor"}
+    POST /api/v1/declarations/{number}/revoke  {"reason"} -> the revocation
+  monitor
+    GET  /api/v1/gates                      every gate: last contact, backlog, online + bd_seq, telemetry
+    GET  /api/v1/gates/{gate}/status-log    the gate's online/offline changes, oldest first
+    GET  /api/v1/gates/{gate}/events?lane=&after=&limit=   stored events in arrival order
+    GET  /api/v1/alarms?gate=&after=&limit= refused uploads and other alarms, oldest first
+  admin
+    POST   /api/v1/tokens {"name", "role"} -> {"token"} (shown once);  GET /api/v1/tokens;
+    DELETE /api/v1/tokens/{name}
+    POST   /api/v1/gates/{gate}/enrol {"head_key": base64} -> {"token"}: a gate's token and journal key
+    DELETE /api/v1/gates/{gate}/token       withdraw a gate's token
+  GET /healthz (anyone)
+
+Bodies are capped before they are read, 422s never echo the input and integers beyond 64 bits are
+refused (edge/http_guard.py). Refused event uploads (gap, forged row, rewritten journal) answer
+409/422 with a code and are stored as alarms.
 
 MQTT (optional, `mqtt=(host, port[, client_id, tls])`, TLS with central's own client certificate
 from the gate CA (`tls`, a devices.transports.mqtt.MqttTls); a persistent session): subscribes to `smartgate/+/status`
@@ -23,16 +40,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Body, FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from devices.transports.mqtt import MqttTls, new_client
 from edge.declarations import DeclarationError, declaration_from_mapping, declaration_to_mapping
-from sync.central.store import CentralStore, VersionConflict
-from sync.keys import sign
+from edge.http_guard import INT64_MAX, install_guards
+from sync.central.store import ROLES, CentralStore, UploadRefused, VersionConflict
+from sync.keys import KeyError_, sign
 from sync.telemetry import parse_status
+from sync.tokens import new_token
 
 log = logging.getLogger(__name__)
 
@@ -91,60 +113,155 @@ class CentralMqtt:
         self.client.publish(f"smartgate/{gate}/feed/notify", json.dumps({"cursor": cursor}), qos=1)
 
 
+MAX_BODY = 1024 * 1024  # declarations, tokens: 1 MiB
+MAX_UPLOAD = 32 * 1024 * 1024  # an event batch (upload_batch rows of journal payloads)
+NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_GATE = r"(?P<gate>[A-Z0-9_-]{1,64})"
+
+# (method, path pattern) -> who may call it: a role name, "gate" (that gate's own token) or "gate|monitor".
+ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(rf"/api/v1/gates/{_GATE}/events"), "gate"),
+    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/feed"), "gate"),
+    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/anchor"), "gate|monitor"),
+    ("POST", re.compile(r"/api/v1/declarations"), "publisher"),
+    ("POST", re.compile(r"/api/v1/declarations/[^/]+/revoke"), "publisher"),
+    ("GET", re.compile(r"/api/v1/gates"), "monitor"),
+    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/status-log"), "monitor"),
+    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/events"), "monitor"),
+    ("GET", re.compile(r"/api/v1/alarms"), "monitor"),
+    ("GET", re.compile(r"/api/v1/tokens"), "admin"),
+    ("POST", re.compile(r"/api/v1/tokens"), "admin"),
+    ("DELETE", re.compile(r"/api/v1/tokens/[^/]+"), "admin"),
+    ("POST", re.compile(rf"/api/v1/gates/{_GATE}/enrol"), "admin"),
+    ("DELETE", re.compile(rf"/api/v1/gates/{_GATE}/token"), "admin"),
+]
+OPEN_PATHS = {"/healthz"}
+
+
+def required_right(method: str, path: str) -> tuple[str | None, str | None]:
+    """(who may call, gate named in the path) for a request; (None, None) for a route we do not serve."""
+    for route_method, pattern, who in ROUTES:
+        match = pattern.fullmatch(path)
+        if match is not None and route_method == method:
+            return who, match.groupdict().get("gate")
+    return None, None
+
+
+def _deny(status: int, code: str, message: str) -> JSONResponse:
+    # The body of a refused request is never read; closing the connection keeps the server from draining it.
+    headers = {"Connection": "close"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="smartgate-central"'
+    return JSONResponse({"detail": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+class CentralAuth:
+    """ASGI middleware: authenticates and authorises every request from its headers alone, before any body is read.
+
+    A gate token may call only its own gate's routes; a role token only its role's. Unknown routes
+    also need a valid credential (so probing the API anonymously learns nothing but 401).
+    """
+
+    def __init__(self, app, store: CentralStore, refused: dict[str, int]):
+        self.app, self.store, self.refused = app, store, refused
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        method, path = scope.get("method", "GET"), scope.get("path", "")
+        who, gate = required_right(method, path)
+        token = None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, rest = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and rest.strip():
+                    token = rest.strip()
+        identity = await run_in_threadpool(self.store.identify, token) if token is not None else None
+        denial = None
+        if identity is None:
+            denial = _deny(401, "UNAUTHORIZED", "a valid bearer token is required")
+        elif who is not None and not _allowed(identity, who, gate):
+            denial = _deny(403, "FORBIDDEN", "this credential may not use this route")
+        if denial is not None:
+            if gate is not None and who is not None and "gate" in who:
+                self.refused[gate] = self.refused.get(gate, 0) + 1
+            log.warning("refused %s %s: %s", method, path[:80], "no or unknown token" if identity is None
+                        else f"{identity[0]} {identity[1]} lacks the right")
+            await denial(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _allowed(identity: tuple[str, str], who: str, gate: str | None) -> bool:
+    kind, name = identity
+    rights = who.split("|")
+    if kind == "gate":
+        return "gate" in rights and name == gate
+    return name in rights
+
+
 def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | None = None,
                        silent_after_s: float = 60.0) -> FastAPI:
-    app = FastAPI(title="smartgate central (reference)")
+    """The central app on `store`, signing feed batches with `private_key` (Ed25519)."""
+    app = FastAPI(title="smartgate central (reference)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.mqtt = store, mqtt
     app.state.refused = {}  # gate -> requests refused for a missing or wrong token
-
-    def gate_credentials(gate: str, authorization: Annotated[str | None, Header()] = None) -> None:
-        """401 unless the request carries this gate's token (checked before the body is used)."""
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip() and store.gate_token_ok(gate, token.strip()):
-            return
-        app.state.refused[gate] = app.state.refused.get(gate, 0) + 1
-        log.warning("refused a request for gate %s: %s", gate, "wrong token" if authorization else "no token")
-        raise HTTPException(401, {"code": "UNAUTHORIZED", "message": f"missing or wrong token for gate {gate}"},
-                            headers={"WWW-Authenticate": 'Bearer realm="smartgate-central"'})
+    install_guards(app, max_body=MAX_BODY, limits={"/api/v1/gates/": MAX_UPLOAD})
+    app.add_middleware(CentralAuth, store=store, refused=app.state.refused)  # outermost: before any body
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "db": store.kind}
 
-    @app.post("/api/v1/gates/{gate}/events", dependencies=[Depends(gate_credentials)])
+    @app.post("/api/v1/gates/{gate}/events")
     def receive_events(gate: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        events = body.get("events")
-        if not isinstance(events, list):
-            raise HTTPException(422, {"code": "BAD_BATCH", "message": "events must be a list"})
         try:
-            acked = store.store_events(gate, events, backlog=body.get("backlog"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise HTTPException(422, {"code": "BAD_EVENT", "message": str(exc)}) from exc
+            acked = store.store_events(gate, body.get("events"), backlog=body.get("backlog"),
+                                       head=body.get("head"), head_signature=body.get("head_signature"))
+        except UploadRefused as exc:
+            store.raise_alarm(gate, exc.code, str(exc))
+            log.error("refused an upload from gate %s: %s: %s", gate, exc.code, exc)
+            raise HTTPException(exc.status, {"code": exc.code, "message": str(exc)}) from exc
         return {"acked": acked}
 
-    @app.get("/api/v1/gates/{gate}/feed", dependencies=[Depends(gate_credentials)])
-    def feed(gate: str, cursor: int = Query(0, ge=0), limit: int = Query(5000, ge=1, le=100000)) -> dict[str, Any]:
+    @app.get("/api/v1/gates/{gate}/feed")
+    def feed(gate: str, nonce: str, cursor: int = Query(0, ge=0, le=INT64_MAX),
+             limit: int = Query(5000, ge=1, le=100000)) -> dict[str, Any]:
+        if not NONCE.fullmatch(nonce):
+            raise HTTPException(422, {"code": "INVALID_REQUEST", "message": "nonce must be 16 to 128 characters of "
+                                                                            "A-Z a-z 0-9 - _"})
         declarations, revocations, cursor_to = store.feed(gate, cursor, limit)
         batch = {"gate": gate, "cursor_from": cursor, "cursor_to": cursor_to, "issued_at": time.time(),
-                 "declarations": declarations, "revocations": revocations}
+                 "nonce": nonce, "declarations": declarations, "revocations": revocations}
         store.touch(gate)
         return {"batch": batch, "signature": sign(private_key, batch)}
+
+    @app.get("/api/v1/gates/{gate}/anchor")
+    def anchor(gate: str) -> dict[str, Any]:
+        return store.anchor(gate)
 
     @app.post("/api/v1/declarations")
     def publish(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         rows = body.get("declarations")
         if not isinstance(rows, list):
             raise HTTPException(422, {"code": "BAD_BATCH", "message": "declarations must be a list"})
-        try:
-            normalised = []
-            for row in rows:
+        normalised = []
+        for index, row in enumerate(rows):
+            try:
                 mapping = declaration_to_mapping(declaration_from_mapping(row))
-                if row.get("version") in (None, ""):
-                    mapping["version"] = None
-                normalised.append(mapping)
+            except DeclarationError as exc:
+                field = str(exc).split(":", 1)[0] if ":" in str(exc) else "the row"
+                raise HTTPException(422, {"code": "BAD_DECLARATION",
+                                          "message": f"declaration #{index}: {field[:40]} is invalid"}) from exc
+            if row.get("version") in (None, ""):
+                mapping["version"] = None
+            elif not 0 <= int(mapping["version"]) <= INT64_MAX:
+                raise HTTPException(422, {"code": "BAD_DECLARATION",
+                                          "message": f"declaration #{index}: version is out of range (64-bit)"})
+            normalised.append(mapping)
+        try:
             cursor = store.publish(normalised)
-        except DeclarationError as exc:
-            raise HTTPException(422, {"code": "BAD_DECLARATION", "message": str(exc)}) from exc
         except VersionConflict as exc:
             raise HTTPException(409, {"code": "VERSION_CONFLICT", "message": str(exc)}) from exc
         if mqtt is not None:
@@ -155,9 +272,9 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
     @app.post("/api/v1/declarations/{number}/revoke")
     def revoke(number: str, body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
         try:
-            revocation = store.revoke(number, str((body or {}).get("reason", "")))
+            revocation = store.revoke(number, str((body or {}).get("reason", ""))[:500])
         except KeyError as exc:
-            raise HTTPException(404, {"code": "UNKNOWN_DECLARATION", "message": f"no declaration {number}"}) from exc
+            raise HTTPException(404, {"code": "UNKNOWN_DECLARATION", "message": "no such declaration"}) from exc
         if mqtt is not None:
             mqtt.notify(revocation["gate"], revocation["change_id"])
         return revocation
@@ -171,8 +288,56 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
         return store.status_log(gate, limit)
 
     @app.get("/api/v1/gates/{gate}/events")
-    def gate_events(gate: str, lane: str | None = None, after: int = 0,
+    def gate_events(gate: str, lane: str | None = None, after: int = Query(0, ge=0, le=INT64_MAX),
                     limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
         return store.events(gate, lane, after, limit)
+
+    @app.get("/api/v1/alarms")
+    def alarms(gate: str | None = None, after: int = Query(0, ge=0, le=INT64_MAX),
+               limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
+        return store.alarms(gate, after, limit)
+
+    @app.get("/api/v1/tokens")
+    def tokens() -> list[dict[str, Any]]:
+        return store.api_tokens()
+
+    @app.post("/api/v1/tokens")
+    def issue_token(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        name, role = body.get("name"), body.get("role")
+        if role not in ROLES or not isinstance(name, str):
+            raise HTTPException(422, {"code": "INVALID_REQUEST",
+                                      "message": f"give a name and a role ({', '.join(ROLES)})"})
+        token = new_token()
+        try:
+            store.set_api_token(name, role, token)
+        except ValueError as exc:
+            raise HTTPException(422, {"code": "INVALID_REQUEST", "message": "a token name is 1 to 100 printable "
+                                                                            "characters"}) from exc
+        return {"name": name, "role": role, "token": token}
+
+    @app.delete("/api/v1/tokens/{name}")
+    def revoke_token(name: str) -> dict[str, Any]:
+        if not store.revoke_api_token(name):
+            raise HTTPException(404, {"code": "UNKNOWN_TOKEN", "message": "no token of that name"})
+        return {"revoked": name}
+
+    @app.post("/api/v1/gates/{gate}/enrol")
+    def enrol(gate: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        head_key = body.get("head_key")
+        token = new_token()
+        try:
+            if not isinstance(head_key, str):
+                raise KeyError_("head_key missing")
+            store.enrol_gate(gate, token, head_key)
+        except (KeyError_, ValueError) as exc:
+            raise HTTPException(422, {"code": "INVALID_REQUEST", "message": "head_key must be the node's Ed25519 "
+                                                                            "public key (base64 of 32 bytes)"}) from exc
+        return {"gate": gate, "token": token}
+
+    @app.delete("/api/v1/gates/{gate}/token")
+    def revoke_gate(gate: str) -> dict[str, Any]:
+        if not store.revoke_gate(gate):
+            raise HTTPException(404, {"code": "UNKNOWN_GATE", "message": "that gate holds no token"})
+        return {"revoked": gate}
 
     return app

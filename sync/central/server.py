@@ -14,20 +14,31 @@ from sync.keys import load_private_key
 
 
 class CentralServer:
-    """Central on a store, optionally with its MQTT side; `tokens` registers gate credentials at start."""
+    """Central on a store, optionally with its MQTT side and TLS.
+
+    At start it registers `tokens` (gate -> token), `head_keys` (gate -> the node's journal-head
+    public key, base64) and `api_tokens` (name -> (role, token)). With `tls=(cert, key)` it serves
+    HTTPS (a server certificate from edge/pki.py); without, plain HTTP (tests of the plumbing only).
+    """
 
     def __init__(self, db_url: str, private_key, *, host: str = "127.0.0.1", port: int = 0,
                  mqtt: tuple[str, int] | None = None, silent_after_s: float = 60.0,
-                 tokens: dict[str, str] | None = None):
+                 tokens: dict[str, str] | None = None, head_keys: dict[str, str] | None = None,
+                 api_tokens: dict[str, tuple[str, str]] | None = None,
+                 tls: tuple[str | Path, str | Path] | None = None):
         if isinstance(private_key, str | Path):
             private_key = load_private_key(private_key)
         self.store = CentralStore(db_url)
         for gate, token in (tokens or {}).items():
-            self.store.set_gate_token(gate, token)
+            self.store.enrol_gate(gate, token, (head_keys or {}).get(gate))
+        for name, (role, token) in (api_tokens or {}).items():
+            self.store.set_api_token(name, role, token)
         self.mqtt = CentralMqtt(self.store, *mqtt) if mqtt else None
         self.app = create_central_app(self.store, private_key, mqtt=self.mqtt, silent_after_s=silent_after_s)
+        ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+        self.tls = tls is not None
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning",
-                                                     lifespan="off"))
+                                                     lifespan="off", **ssl))
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread: threading.Thread | None = None
         self.port: int | None = None
@@ -35,7 +46,7 @@ class CentralServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> CentralServer:
         if self.mqtt is not None:

@@ -10,6 +10,15 @@ service favours obviously-correct over concurrent.
 * declarations: the current version of each declaration with `change_id`, a global counter bumped
   on every publish, amendment or revocation. A gate's feed is "rows of my gate with change_id >
   cursor, in change_id order", so a cursor is just the last change_id seen.
+* event uploads are checked before anything is stored (`UploadRefused`, the whole batch refused):
+  each row's hash must match its contents (edge/journal.py's chain), seqs continue the gate's
+  chain without a gap and `prev_hash` is the hash of the row central holds before it; a row that
+  repeats one central holds must be identical (at-least-once delivery re-sends are fine). Every
+  upload carries the node's journal head signed with the node's own Ed25519 key (registered at
+  enrolment); a head behind one the node signed before (journal truncated) or with another hash
+  at a seq central knows (journal rewritten) is refused. Refusals are stored as alarms.
+* credentials: gate tokens (one per gate, with the gate's journal-head key) and role tokens
+  (publisher, monitor, admin), all stored as SHA-256 digests only.
 """
 
 from __future__ import annotations
@@ -21,7 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.journal import GENESIS_HASH, entry_hash
+from sync.keys import parse_public_key, verify
 from sync.tokens import digest_matches, token_digest, token_problem
+
+ROLES = ("publisher", "monitor", "admin")
+INT64_MAX = 2**63 - 1
 
 _TABLES = {
     "events": "CREATE TABLE IF NOT EXISTS events (rid {serial}, event_id TEXT NOT NULL UNIQUE, gate TEXT NOT NULL, "
@@ -41,11 +55,67 @@ _TABLES = {
     "status_log_idx": "CREATE INDEX IF NOT EXISTS gate_status_log_gate ON gate_status_log (gate, rid)",
     "gate_tokens": "CREATE TABLE IF NOT EXISTS gate_tokens (gate TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, "
                    "issued_at DOUBLE PRECISION NOT NULL)",
+    "api_tokens": "CREATE TABLE IF NOT EXISTS api_tokens (name TEXT PRIMARY KEY, role TEXT NOT NULL, "
+                  "token_sha256 TEXT NOT NULL UNIQUE, issued_at DOUBLE PRECISION NOT NULL)",
+    "alarms": "CREATE TABLE IF NOT EXISTS alarms (rid {serial}, gate TEXT, code TEXT NOT NULL, message TEXT NOT NULL, "
+              "at DOUBLE PRECISION NOT NULL)",
+    "gate_heads": "CREATE TABLE IF NOT EXISTS gate_heads (gate TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL, "
+                  "signature TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, PRIMARY KEY (gate, seq))",
 }
 
 
 class VersionConflict(ValueError):
     """A declaration version not newer than the stored one."""
+
+
+class UploadRefused(ValueError):
+    """An event upload central must not store: `code` is machine-readable, `status` the HTTP answer."""
+
+    def __init__(self, code: str, message: str, status: int = 409):
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+def _event_row(gate: str, event: Any, index: int) -> tuple:
+    """One uploaded event as a row to store, its types checked (UploadRefused 422 names what is wrong)."""
+
+    def bad(what: str) -> UploadRefused:
+        return UploadRefused("BAD_EVENT", f"event #{index}: {what}", 422)
+
+    if not isinstance(event, dict):
+        raise bad("not an object")
+    seq, at, payload = event.get("seq"), event.get("at"), event.get("payload")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= INT64_MAX:
+        raise bad("seq must be a whole number from 1")
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        raise bad("at must be a number")
+    for key in ("event_id", "kind", "hash", "prev_hash"):
+        if not isinstance(event.get(key), str) or not event[key] or len(event[key]) > 200:
+            raise bad(f"{key} must be a non-empty text")
+    if event.get("lane") is not None and not isinstance(event["lane"], str):
+        raise bad("lane must be text or null")
+    if isinstance(payload, str):
+        text = payload
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise bad("payload is not JSON") from None
+    elif isinstance(payload, dict):
+        parsed, text = payload, json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    else:
+        raise bad("payload must be a JSON object")
+    if not isinstance(parsed, dict):
+        raise bad("payload must be a JSON object")
+    try:
+        computed = entry_hash(event["prev_hash"], seq, event["event_id"], float(at), event.get("lane"),
+                              event["kind"], parsed)
+    except (TypeError, ValueError):
+        raise bad("payload cannot be hashed") from None
+    if computed != event["hash"]:
+        raise UploadRefused("EVENT_FORGED", f"event seq {seq}: its hash does not match its contents "
+                                            "(forged or altered row)", 422)
+    return (event["event_id"], gate, event.get("lane"), seq, event["kind"], float(at), text, event["hash"],
+            event["prev_hash"])
 
 
 class CentralStore:
@@ -72,6 +142,10 @@ class CentralStore:
         for sql in _TABLES.values():
             self._exec(sql.format(serial=serial))
         self._add_column("gates", "bd_seq", "BIGINT")  # databases made before birth/death
+        self._add_column("events", "prev_hash", "TEXT")  # databases made before chain checks
+        self._add_column("gate_tokens", "head_key", "TEXT")  # the gate's journal-head key (base64)
+        self._exec("CREATE INDEX IF NOT EXISTS events_gate_seq ON events (gate, seq)")
+        self._exec("CREATE INDEX IF NOT EXISTS gate_tokens_digest ON gate_tokens (token_sha256)")
         self._exec("INSERT INTO counters (name, value) VALUES ('change_id', 0) ON CONFLICT (name) DO NOTHING")
 
     # ------------------------------------------------------------ plumbing
@@ -81,7 +155,16 @@ class CentralStore:
 
     def _exec(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         cur = self._conn.execute(self._sql(sql), params)
-        return cur.fetchall() if cur.description else []
+        try:
+            return cur.fetchall() if cur.description else []
+        finally:
+            # Reset the statement now: an SQLite statement left open (UPDATE ... RETURNING) pins this
+            # connection's read snapshot, and changes made by another process (the CLI) go unseen.
+            cur.close()
+
+    def _exec_count(self, sql: str, params: tuple | list = ()) -> int:
+        """Run a write statement; return how many rows it changed."""
+        return int(self._conn.execute(self._sql(sql), params).rowcount)
 
     def _add_column(self, table: str, column: str, kind: str) -> None:
         if self.kind == "postgresql":
@@ -109,24 +192,151 @@ class CentralStore:
 
     # ------------------------------------------------------------ events
 
-    def store_events(self, gate: str, events: list[dict[str, Any]], backlog: int | None = None) -> list[str]:
-        """Store a batch in one transaction (duplicates ignored); return every event id of it (acknowledged)."""
+    def store_events(self, gate: str, events: list[Any], backlog: int | None = None,
+                     head: Any = None, head_signature: Any = None) -> list[str]:
+        """Check and store a batch in one transaction; return every event id of it (acknowledged).
+
+        Raises UploadRefused (nothing stored) for a forged row, a gap, a broken chain, a re-sent row
+        that differs from the one held, or a journal head that is unsigned, badly signed, behind one
+        the node signed before or with another hash than central holds for that seq. Repeats of
+        rows central holds unchanged are accepted (at-least-once delivery).
+        """
         now = time.time()
-        rows = [(e["event_id"], gate, e.get("lane"), int(e["seq"]), e["kind"], float(e["at"]),
-                 e["payload"] if isinstance(e["payload"], str) else json.dumps(e["payload"]), e.get("hash"), now)
-                for e in events]
+        if not isinstance(events, list):
+            raise UploadRefused("BAD_BATCH", "events must be a list", 422)
+        rows = [_event_row(gate, event, i) for i, event in enumerate(events)]
+        if backlog is not None and (not isinstance(backlog, int) or isinstance(backlog, bool)
+                                    or not 0 <= backlog <= INT64_MAX):
+            raise UploadRefused("BAD_BATCH", "backlog must be a whole number from 0", 422)
+        claimed = self._checked_head(gate, head, head_signature, rows)
 
         def work() -> list[str]:
-            if rows:
+            self._check_head_history(gate, claimed)
+            tip = self._exec("SELECT seq, hash FROM events WHERE gate = ? ORDER BY seq DESC LIMIT 1", (gate,))
+            tip_seq, tip_hash = (int(tip[0][0]), tip[0][1]) if tip else (None, None)
+            lo, hi = min((r[3] for r in rows), default=0), max((r[3] for r in rows), default=0)
+            held = {int(seq): (event_id, hash_, prev) for seq, event_id, hash_, prev in self._exec(
+                "SELECT seq, event_id, hash, prev_hash FROM events WHERE gate = ? AND seq >= ? AND seq <= ?",
+                (gate, lo, hi))}
+            signed_at = {int(seq): hash_ for seq, hash_ in self._exec(
+                "SELECT seq, hash FROM gate_heads WHERE gate = ? AND seq >= ? AND seq <= ?", (gate, lo, hi))}
+            new_ids = [r[0] for r in rows if r[3] not in held]
+            taken: set[str] = set()
+            for start in range(0, len(new_ids), 500):
+                chunk = new_ids[start:start + 500]
+                taken.update(r[0] for r in self._exec(
+                    f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk))
+            fresh = []
+            for row in rows:
+                event_id, _, _, seq, _, _, _, hash_, prev_hash = row
+                if seq in held:
+                    had_id, had_hash, had_prev = held[seq]
+                    if (had_id, had_hash) != (event_id, hash_) or had_prev not in (None, prev_hash):
+                        raise UploadRefused("EVENT_CONFLICT", f"seq {seq} differs from the row central already "
+                                                              "holds for it (journal rewritten or forged row)")
+                    continue
+                if event_id in taken:
+                    raise UploadRefused("EVENT_CONFLICT", f"seq {seq}: its event id is held at another seq or gate")
+                if tip_seq is None and (seq != 1 or prev_hash != GENESIS_HASH):
+                    raise UploadRefused("SEQ_GAP", f"central holds nothing of gate {gate} yet: its chain must start "
+                                                   f"at seq 1 from the genesis hash, not at seq {seq}")
+                if tip_seq is not None and seq != tip_seq + 1:
+                    if seq < tip_seq:
+                        raise UploadRefused("EVENT_CONFLICT", f"seq {seq} is new to central but below its last "
+                                                              f"seq {tip_seq}")
+                    raise UploadRefused("SEQ_GAP", f"seq {seq} does not follow seq {tip_seq} (seq "
+                                                   f"{tip_seq + 1}..{seq - 1} missing)")
+                if tip_seq is not None and prev_hash != (tip_hash or GENESIS_HASH):
+                    raise UploadRefused("CHAIN_BROKEN", f"seq {seq}: prev_hash is not the hash of seq {tip_seq} "
+                                                        "central holds (forged or re-chained journal)")
+                if seq in signed_at and signed_at[seq] != hash_:
+                    raise UploadRefused("JOURNAL_REWRITTEN", f"seq {seq} differs from the head the node signed for "
+                                                             "it earlier (journal rewritten)")
+                fresh.append(row)
+                tip_seq, tip_hash = seq, hash_
+            if claimed[0] <= (tip_seq or 0):
+                at_head = self._exec("SELECT hash FROM events WHERE gate = ? AND seq = ?", (gate, claimed[0]))
+                if at_head and at_head[0][0] != claimed[1]:
+                    raise UploadRefused("JOURNAL_REWRITTEN", f"the signed head seq {claimed[0]} has another hash "
+                                                             "than the row central holds (journal rewritten)")
+            if fresh:
                 cur = self._conn.cursor()
                 cur.executemany(self._sql(
-                    "INSERT INTO events (event_id, gate, lane, seq, kind, at, payload, hash, received_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"), rows)
-            last_seq = max((r[3] for r in rows), default=None)
-            self._touch(gate, now, backlog=backlog, last_seq=last_seq)
+                    "INSERT INTO events (event_id, gate, lane, seq, kind, at, payload, hash, prev_hash, received_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), [(*r, now) for r in fresh])
+            self._exec("INSERT INTO gate_heads (gate, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (gate, seq) DO NOTHING", (gate, claimed[0], claimed[1], claimed[2], now))
+            self._touch(gate, now, backlog=backlog, last_seq=tip_seq)
             return [r[0] for r in rows]
 
         return self._tx(work)
+
+    def _checked_head(self, gate: str, head: Any, signature: Any, rows: list[tuple]) -> tuple[int, str, str]:
+        """(seq, hash, signature) of the upload's signed journal head; UploadRefused when it cannot be believed."""
+        key_text = self.head_key(gate)
+        if key_text is None:
+            raise UploadRefused("HEAD_KEY_NOT_ENROLLED", f"gate {gate} has no journal-head key at central; enrol "
+                                                         "it with `smartgate central enrol-gate`", 403)
+        if not isinstance(head, dict) or not isinstance(signature, str):
+            raise UploadRefused("HEAD_MISSING", "the upload carries no signed journal head", 422)
+        seq, hash_ = head.get("seq"), head.get("hash")
+        if (head.get("gate") != gate or not isinstance(seq, int) or isinstance(seq, bool)
+                or not 0 <= seq <= INT64_MAX or not isinstance(hash_, str) or set(head) != {"gate", "seq", "hash"}):
+            raise UploadRefused("HEAD_MALFORMED", "the journal head must be {gate, seq, hash} for this gate", 422)
+        if not verify(parse_public_key(key_text), head, signature):
+            raise UploadRefused("HEAD_BAD_SIGNATURE", "the journal head's signature does not verify with the gate's "
+                                                      "enrolled key (forged head)", 422)
+        last = max((r[3] for r in rows), default=0)
+        if seq < last:
+            raise UploadRefused("HEAD_BEHIND_BATCH", f"the signed head seq {seq} is behind the batch's last seq "
+                                                     f"{last}", 422)
+        for row in rows:
+            if row[3] == seq and row[7] != hash_:
+                raise UploadRefused("JOURNAL_REWRITTEN", f"the signed head's hash differs from row seq {seq} "
+                                                         "in the same upload", 422)
+        return seq, hash_, signature
+
+    def _check_head_history(self, gate: str, claimed: tuple[int, str, str]) -> None:
+        """Inside the upload's transaction: the head must not go back or change at a signed seq."""
+        seq, hash_, _ = claimed
+        top = self._exec("SELECT seq FROM gate_heads WHERE gate = ? ORDER BY seq DESC LIMIT 1", (gate,))
+        if top and int(top[0][0]) > seq:
+            raise UploadRefused("JOURNAL_TRUNCATED", f"the node's journal head is seq {seq}, behind seq {top[0][0]} "
+                                                     "it signed earlier (journal truncated)")
+        same = self._exec("SELECT hash FROM gate_heads WHERE gate = ? AND seq = ?", (gate, seq))
+        if same and same[0][0] != hash_:
+            raise UploadRefused("JOURNAL_REWRITTEN", f"the node signed seq {seq} earlier with another hash "
+                                                     "(journal rewritten)")
+
+    def anchor(self, gate: str) -> dict[str, Any]:
+        """What central holds of a gate's journal: its newest signed head and its last stored event."""
+        with self._lock:
+            head = self._exec("SELECT seq, hash, signature, at FROM gate_heads WHERE gate = ? ORDER BY seq DESC "
+                              "LIMIT 1", (gate,))
+            last = self._exec("SELECT seq, hash FROM events WHERE gate = ? ORDER BY seq DESC LIMIT 1", (gate,))
+        return {"gate": gate,
+                "head": {"seq": int(head[0][0]), "hash": head[0][1], "signature": head[0][2], "at": head[0][3]}
+                if head else None,
+                "last_event": {"seq": int(last[0][0]), "hash": last[0][1]} if last else None}
+
+    # ------------------------------------------------------------ alarms
+
+    def raise_alarm(self, gate: str | None, code: str, message: str) -> None:
+        """Store an alarm for monitors (its own transaction: it outlives the refused request's)."""
+        with self._lock:
+            self._exec("INSERT INTO alarms (gate, code, message, at) VALUES (?, ?, ?, ?)",
+                       (gate, code, message, time.time()))
+
+    def alarms(self, gate: str | None = None, after_rid: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Stored alarms, oldest first."""
+        where, params = "rid > ?", [after_rid]
+        if gate is not None:
+            where += " AND gate = ?"
+            params.append(gate)
+        with self._lock:
+            rows = self._exec(f"SELECT rid, gate, code, message, at FROM alarms WHERE {where} ORDER BY rid LIMIT ?",
+                              [*params, limit])
+        return [{"rid": r[0], "gate": r[1], "code": r[2], "message": r[3], "at": r[4]} for r in rows]
 
     def touch(self, gate: str) -> None:
         """Record contact from a gate (a feed pull)."""
@@ -146,10 +356,10 @@ class CentralStore:
             where += " AND lane = ?"
             params.append(lane)
         with self._lock:
-            rows = self._exec(f"SELECT rid, event_id, lane, seq, kind, at, payload FROM events WHERE {where} "
+            rows = self._exec(f"SELECT rid, event_id, lane, seq, kind, at, payload, hash FROM events WHERE {where} "
                               "ORDER BY rid LIMIT ?", [*params, limit])
         return [{"rid": r[0], "event_id": r[1], "lane": r[2], "seq": r[3], "kind": r[4], "at": r[5],
-                 "payload": json.loads(r[6])} for r in rows]
+                 "payload": json.loads(r[6]), "hash": r[7]} for r in rows]
 
     def event_count(self, gate: str | None = None) -> int:
         with self._lock:
@@ -174,6 +384,65 @@ class CentralStore:
         with self._lock:
             rows = self._exec("SELECT token_sha256 FROM gate_tokens WHERE gate = ?", (gate,))
         return bool(rows) and digest_matches(rows[0][0], token)
+
+    def enrol_gate(self, gate: str, token: str, head_key: str | None) -> None:
+        """Make `token` the gate's credential and `head_key` (base64 Ed25519) the key its journal heads verify with."""
+        if head_key is not None:
+            parse_public_key(head_key)  # KeyError_ for a key that is not one
+        self.set_gate_token(gate, token)
+        if head_key is not None:
+            with self._lock:
+                self._exec("UPDATE gate_tokens SET head_key = ? WHERE gate = ?", (head_key, gate))
+
+    def head_key(self, gate: str) -> str | None:
+        """The gate's enrolled journal-head key (base64), or None."""
+        with self._lock:
+            rows = self._exec("SELECT head_key FROM gate_tokens WHERE gate = ?", (gate,))
+        return rows[0][0] if rows else None
+
+    def revoke_gate(self, gate: str) -> bool:
+        """Withdraw the gate's token (it is refused from now on); False when it had none."""
+        with self._lock:
+            return self._exec_count("DELETE FROM gate_tokens WHERE gate = ?", (gate,)) > 0
+
+    def set_api_token(self, name: str, role: str, token: str) -> None:
+        """Make `token` the credential called `name` with `role` (replacing that name's earlier token)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        problem = token_problem(token)
+        if problem is not None:
+            raise ValueError(problem)
+        if not name or len(name) > 100 or not name.isprintable():
+            raise ValueError("a token name is 1 to 100 printable characters")
+        with self._lock:
+            self._exec("INSERT INTO api_tokens (name, role, token_sha256, issued_at) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (name) DO UPDATE SET role = excluded.role, token_sha256 = excluded.token_sha256, "
+                       "issued_at = excluded.issued_at", (name, role, token_digest(token), time.time()))
+
+    def revoke_api_token(self, name: str) -> bool:
+        """Withdraw the credential called `name`; False when there is none."""
+        with self._lock:
+            return self._exec_count("DELETE FROM api_tokens WHERE name = ?", (name,)) > 0
+
+    def api_tokens(self) -> list[dict[str, Any]]:
+        """Issued role credentials (name, role, issued_at), never the tokens."""
+        with self._lock:
+            rows = self._exec("SELECT name, role, issued_at FROM api_tokens ORDER BY name")
+        return [{"name": n, "role": r, "issued_at": at} for n, r, at in rows]
+
+    def identify(self, token: str) -> tuple[str, str] | None:
+        """Who presents `token`: ("role", role) or ("gate", gate), or None when it is nobody's."""
+        if token_problem(token) is not None:
+            return None
+        digest = token_digest(token)
+        with self._lock:
+            role = self._exec("SELECT role, token_sha256 FROM api_tokens WHERE token_sha256 = ?", (digest,))
+            gate = self._exec("SELECT gate, token_sha256 FROM gate_tokens WHERE token_sha256 = ?", (digest,))
+        if role and digest_matches(role[0][1], token):
+            return "role", role[0][0]
+        if gate and digest_matches(gate[0][1], token):
+            return "gate", gate[0][0]
+        return None
 
     # ------------------------------------------------------------ gates (monitoring)
 

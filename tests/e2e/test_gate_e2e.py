@@ -363,7 +363,7 @@ def test_officer_sees_a_pulled_weighbridge_cable_and_its_recovery(site, tmp_path
 
 def test_node_syncs_with_central_declarations_in_events_out(site, tmp_path: Path):
     from simulators.broker import PrivateBroker
-    from simulators.central_sim import publish_declarations, start_central, with_central
+    from simulators.central_sim import central_client, publish_declarations, start_central, with_central
 
     async def scenario():
         broker = await asyncio.to_thread(PrivateBroker().start)
@@ -373,7 +373,7 @@ def test_node_syncs_with_central_declarations_in_events_out(site, tmp_path: Path
         try:
             await gate.start()
             assert gate.node.cache.get(DECLARATION.number) is None
-            assert await publish_declarations(central.url, [DECLARATION], gate.node), "feed never applied"
+            assert await publish_declarations(central, [DECLARATION], gate.node), "feed never applied"
             await _present(gate, "IMP-1", "桂F·54321", "SEAL-777")
             plc = gate.rigs["IMP-1"].plc
             await wait_until(lambda: plc.boom_open, what="released on a declaration that came through the feed")
@@ -383,7 +383,7 @@ def test_node_syncs_with_central_declarations_in_events_out(site, tmp_path: Path
             await wait_until(lambda: controller.machine.loops["safety"], what="truck under the boom")
             plc.set_loop("safety", False)
             await wait_until(lambda: controller.machine.tx is None, timeout_s=10, what="truck through")
-            async with httpx.AsyncClient(base_url=central.url, timeout=5) as client:
+            async with central_client(central, "monitor") as client:
                 async def central_kinds() -> list[str]:
                     events = (await client.get("/api/v1/gates/HUUNGHI/events", params={"lane": "IMP-1"})).json()
                     return [e.get("kind") for e in events]

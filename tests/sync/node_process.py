@@ -111,14 +111,16 @@ class NodeProcess:
 
 
 def secure_small_site(gate: str, broker, central: dict[str, Any] | None = None) -> dict[str, Any]:
-    """small_site on a secured PrivateBroker: the node's two certificates, the site's ACL in force."""
+    """small_site on a secured PrivateBroker: the node's certificates, the site's ACL in force."""
     from edge.config import site_from_mapping
 
     site = small_site(gate, broker.port, central)
     bus = broker.credentials(site["mqtt"]["client_id"])
     uplink = broker.credentials(f"smartgate-{gate}-node")
+    sparkplug = broker.credentials(f"smartgate-{gate}-sparkplug")
     site["mqtt"] = {**site["mqtt"], "insecure": False, "tls": {
         "ca": str(bus.ca), "cert": str(bus.cert), "key": str(bus.key),
-        "uplink_cert": str(uplink.cert), "uplink_key": str(uplink.key)}}
+        "uplink_cert": str(uplink.cert), "uplink_key": str(uplink.key),
+        "sparkplug_cert": str(sparkplug.cert), "sparkplug_key": str(sparkplug.key)}}
     broker.load_site(site_from_mapping(site).site)
     return site

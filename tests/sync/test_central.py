@@ -5,78 +5,118 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from edge.journal import Journal, load_or_create_head_key, signed_head
 from sync.central.server import CentralServer
 from sync.keys import verify
-from tests.sync.helpers import TOKEN, TOKENS
+from sync.outbox import Outbox
+from tests.sync.helpers import AS_MONITOR, AS_PUBLISHER, TOKEN, enrolled
 from tests.sync.test_outbox_feed import _decl
+
+NONCE = "a-fresh-nonce-for-this-pull"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def central(request, tmp_path, keypair):
     url = f"sqlite:///{tmp_path / 'central.sqlite'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    server = CentralServer(url, keypair[0], tokens=TOKENS).start()
+    server = CentralServer(url, keypair[0], **enrolled(tmp_path / "node")).start()
     yield server
     server.stop()
 
 
-def test_events_are_idempotent_and_feed_is_incremental_and_signed(central, keypair):
-    client = httpx.Client(base_url=central.url, headers={"Authorization": f"Bearer {TOKEN}"})
-    events = [{"event_id": f"e{i}", "seq": i, "lane": "L1", "kind": "reading", "at": 1.0, "payload": "{}"}
-              for i in range(1, 6)]
-    assert client.post("/api/v1/gates/HN/events", json={"events": events[:3], "backlog": 5}).json()["acked"] == \
-        ["e1", "e2", "e3"]
-    assert client.post("/api/v1/gates/HN/events", json={"events": events, "backlog": 0}).status_code == 200
-    stored = client.get("/api/v1/gates/HN/events").json()
-    assert [e["event_id"] for e in stored] == ["e1", "e2", "e3", "e4", "e5"]
+def _journal_upload(data_dir, rows: int) -> tuple[list[dict], dict]:
+    """`rows` real journal rows as the outbox sends them, and the node's signed head."""
+    journal = Journal.open(data_dir / "journal.sqlite")
+    outbox = Outbox(journal)
+    for i in range(rows):
+        journal.append("reading", {"i": i}, lane="L1")
+    events = outbox.peek(rows)
+    head = signed_head(journal, load_or_create_head_key(data_dir), "HN")
+    outbox.close()
+    journal.close()
+    return events, head
 
-    assert client.post("/api/v1/declarations", json={"declarations": [_decl("D1"), _decl("D2"),
-                                                                        _decl("X1", gate="LB")]}).status_code == 200
-    answer = client.get("/api/v1/gates/HN/feed", params={"cursor": 0}).json()
+
+def test_events_are_idempotent_and_feed_is_incremental_and_signed(central, keypair, tmp_path):
+    gate = httpx.Client(base_url=central.url, headers={"Authorization": f"Bearer {TOKEN}"})
+    publisher = httpx.Client(base_url=central.url, headers=AS_PUBLISHER)
+    monitor = httpx.Client(base_url=central.url, headers=AS_MONITOR)
+    events, head = _journal_upload(tmp_path / "node", 5)
+    ids = [e["event_id"] for e in events]
+    assert gate.post("/api/v1/gates/HN/events", json={"events": events[:3], "backlog": 5, **head}).json()["acked"] \
+        == ids[:3]
+    assert gate.post("/api/v1/gates/HN/events", json={"events": events, "backlog": 0, **head}).status_code == 200
+    stored = monitor.get("/api/v1/gates/HN/events").json()
+    assert [e["event_id"] for e in stored] == ids
+
+    assert publisher.post("/api/v1/declarations", json={"declarations": [_decl("D1"), _decl("D2"),
+                                                                           _decl("X1", gate="LB")]}).status_code == 200
+    answer = gate.get("/api/v1/gates/HN/feed", params={"cursor": 0, "nonce": NONCE}).json()
     assert verify(keypair[1], answer["batch"], answer["signature"])
     batch = answer["batch"]
     assert [d["number"] for d in batch["declarations"]] == ["D1", "D2"] and batch["cursor_from"] == 0
+    assert batch["nonce"] == NONCE
     cursor = batch["cursor_to"]
-    revocation = client.post("/api/v1/declarations/D1/revoke", json={"reason": "cancelled by customs"}).json()
+    revocation = publisher.post("/api/v1/declarations/D1/revoke", json={"reason": "cancelled by customs"}).json()
     assert revocation["version"] == 2
     amended = _decl("D2", version=5)
-    assert client.post("/api/v1/declarations", json={"declarations": [amended]}).status_code == 200
-    assert client.post("/api/v1/declarations", json={"declarations": [_decl("D2", version=3)]}).status_code == 409
-    batch = client.get("/api/v1/gates/HN/feed", params={"cursor": cursor}).json()["batch"]
+    assert publisher.post("/api/v1/declarations", json={"declarations": [amended]}).status_code == 200
+    assert publisher.post("/api/v1/declarations", json={"declarations": [_decl("D2", version=3)]}).status_code == 409
+    batch = gate.get("/api/v1/gates/HN/feed", params={"cursor": cursor, "nonce": NONCE}).json()["batch"]
     assert batch["revocations"] == [{"number": "D1", "version": 2}]
     assert [(d["number"], d["version"]) for d in batch["declarations"]] == [("D2", 5)]
-    empty = client.get("/api/v1/gates/HN/feed", params={"cursor": batch["cursor_to"]}).json()["batch"]
+    empty = gate.get("/api/v1/gates/HN/feed", params={"cursor": batch["cursor_to"], "nonce": NONCE}).json()["batch"]
     assert empty["cursor_to"] == empty["cursor_from"] and not empty["declarations"]
-    gates = {g["gate"]: g for g in client.get("/api/v1/gates").json()}
+    gates = {g["gate"]: g for g in monitor.get("/api/v1/gates").json()}
     assert gates["HN"]["backlog"] == 0 and gates["HN"]["last_seq"] == 5 and not gates["HN"]["silent"]
 
 
-def test_a_gate_request_without_the_gates_token_gets_401_and_is_stored_nowhere(central):
-    events = [{"event_id": "forged-1", "seq": 1, "lane": "L1", "kind": "decision", "at": 1.0,
-               "payload": '{"outcome":"release"}'}]
+def test_a_gate_request_without_the_gates_token_is_refused_and_stored_nowhere(central, tmp_path):
+    events, head = _journal_upload(tmp_path / "node", 1)
     other_gate = "lb-gate-token-for-the-sync-tests-0002"
     central.store.set_gate_token("LB", other_gate)
     attempts = {
-        "no token": {},
-        "wrong token": {"Authorization": "Bearer " + "x" * 40},
-        "another gate's token": {"Authorization": f"Bearer {other_gate}"},
-        "not a bearer token": {"Authorization": f"Basic {TOKEN}"},
+        "no token": ({}, 401),
+        "wrong token": ({"Authorization": "Bearer " + "x" * 40}, 401),
+        "not a bearer token": ({"Authorization": f"Basic {TOKEN}"}, 401),
+        "another gate's token": ({"Authorization": f"Bearer {other_gate}"}, 403),
+        "a monitor's token": (AS_MONITOR, 403),
     }
+    body = {"events": events, "backlog": 7, **head}
     with httpx.Client(base_url=central.url) as client:
-        for what, headers in attempts.items():
-            upload = client.post("/api/v1/gates/HN/events", json={"events": events, "backlog": 7}, headers=headers)
-            assert upload.status_code == 401, what
-            assert upload.headers["WWW-Authenticate"].startswith("Bearer") and upload.json()["detail"]["code"] == \
-                "UNAUTHORIZED"
-            assert client.get("/api/v1/gates/HN/feed", params={"cursor": 0}, headers=headers).status_code == 401, what
-        assert client.get("/api/v1/gates/HN/events").json() == []  # no event stored
-        assert "HN" not in {g["gate"] for g in client.get("/api/v1/gates").json()}  # not even a contact
-        # a gate with no token issued accepts nothing either
-        assert client.post("/api/v1/gates/XX/events", json={"events": events},
-                           headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
-        good = client.post("/api/v1/gates/HN/events", json={"events": events, "backlog": 0},
-                           headers={"Authorization": f"Bearer {TOKEN}"})
-        assert good.status_code == 200 and good.json()["acked"] == ["forged-1"]
+        for what, (headers, status) in attempts.items():
+            upload = client.post("/api/v1/gates/HN/events", json=body, headers=headers)
+            assert upload.status_code == status, what
+            assert upload.json()["detail"]["code"] == ("UNAUTHORIZED" if status == 401 else "FORBIDDEN")
+            if status == 401:
+                assert upload.headers["WWW-Authenticate"].startswith("Bearer")
+            pull = client.get("/api/v1/gates/HN/feed", params={"cursor": 0, "nonce": NONCE}, headers=headers)
+            assert pull.status_code == status, what
+        assert client.get("/api/v1/gates/HN/events", headers=AS_MONITOR).json() == []  # no event stored
+        assert "HN" not in {g["gate"] for g in client.get("/api/v1/gates", headers=AS_MONITOR).json()}  # no contact
+        # a gate with no token issued accepts nothing: HN's token is not XX's
+        assert client.post("/api/v1/gates/XX/events", json=body,
+                           headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 403
+        good = client.post("/api/v1/gates/HN/events", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert good.status_code == 200 and good.json()["acked"] == [events[0]["event_id"]]
         # a re-issued token replaces the old one
         central.store.set_gate_token("HN", "hn-gate-token-reissued-000000000003")
-        assert client.get("/api/v1/gates/HN/feed", params={"cursor": 0},
+        assert client.get("/api/v1/gates/HN/feed", params={"cursor": 0, "nonce": NONCE},
                           headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
+
+
+def test_a_refused_upload_is_stored_as_an_alarm_and_the_signed_head_is_anchored(central, tmp_path):
+    events, head = _journal_upload(tmp_path / "node", 4)
+    gate = httpx.Client(base_url=central.url, headers={"Authorization": f"Bearer {TOKEN}"})
+    monitor = httpx.Client(base_url=central.url, headers=AS_MONITOR)
+    not_from_the_start = gate.post("/api/v1/gates/HN/events", json={"events": events[1:], **head})
+    assert not_from_the_start.status_code == 409 and not_from_the_start.json()["detail"]["code"] == "SEQ_GAP"
+    assert gate.post("/api/v1/gates/HN/events", json={"events": events[:1], **head}).status_code == 200
+    gap = gate.post("/api/v1/gates/HN/events", json={"events": events[2:], **head})
+    assert gap.status_code == 409 and gap.json()["detail"]["code"] == "SEQ_GAP"
+    assert gate.post("/api/v1/gates/HN/events", json={"events": events, **head}).status_code == 200
+    alarms = monitor.get("/api/v1/alarms", params={"gate": "HN"}).json()
+    assert [a["code"] for a in alarms] == ["SEQ_GAP", "SEQ_GAP"]
+    assert "seq 1" in alarms[0]["message"] and "seq 2..2 missing" in alarms[1]["message"]
+    anchor = gate.get("/api/v1/gates/HN/anchor").json()
+    assert anchor["head"]["seq"] == anchor["last_event"]["seq"] == 4
+    assert anchor["head"]["hash"] == events[-1]["hash"] == anchor["last_event"]["hash"]

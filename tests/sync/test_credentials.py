@@ -16,13 +16,13 @@ from edge.journal import Journal
 from sync.central.server import CentralServer
 from sync.client import SyncService
 from tests.conftest import wait_until
-from tests.sync.helpers import TOKEN, TOKENS, fast_config
+from tests.sync.helpers import TOKEN, enrolled, fast_config
 
 
 def _site_with(tmp_path: Path, central_lines: str) -> Path:
     """The shipped site with a `central:` section (the lines given, indented under it)."""
     text = DEFAULT_SITE.read_text(encoding="utf-8").replace(
-        "lanes:\n", "central:\n  url: http://127.0.0.1:8400\n  public_key: central.pub.pem\n"
+        "lanes:\n", "central:\n  url: https://127.0.0.1:8400\n  public_key: central.pub.pem\n"
         + "".join(f"  {line}\n" for line in central_lines.splitlines()) + "lanes:\n", 1)
     path = tmp_path / "site.yaml"
     path.write_text(text, encoding="utf-8")
@@ -92,7 +92,7 @@ def test_a_node_with_a_wrong_token_is_refused_alarms_once_and_central_stores_not
 
 async def _wrong_token(tmp_path, keypair):
     central = await asyncio.to_thread(
-        CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], tokens=TOKENS).start)
+        CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], **enrolled(tmp_path)).start)
     journal = Journal.open(tmp_path / "journal.sqlite")
     cache = DeclarationCache.open(tmp_path / "declarations.sqlite")
     stale = "hn-old-token-revoked-at-central-0000"

@@ -21,7 +21,7 @@ from edge.journal import Journal
 from simulators.link_proxy import LinkProxy, ScheduleStep
 from sync.central.server import CentralServer
 from sync.client import SyncService
-from tests.sync.helpers import TOKENS, assert_exactly_once_in_order, fast_config
+from tests.sync.helpers import AS_PUBLISHER, assert_exactly_once_in_order, enrolled, fast_config
 from tests.sync.test_outbox_feed import _decl
 
 LANES = ["IMP-1", "IMP-2", "EXP-1", "EXP-2"]
@@ -49,11 +49,11 @@ def test_thousand_transactions_through_a_60s_cut_and_flapping(tmp_path, pg_url, 
 
 
 async def _scenario(tmp_path, pg_url, keypair, *, cut_at, cut_s, flap_s, n_tx):
-    central = await asyncio.to_thread(CentralServer(pg_url, keypair[0], tokens=TOKENS).start)
+    central = await asyncio.to_thread(CentralServer(pg_url, keypair[0], **enrolled(tmp_path)).start)
     proxy = await LinkProxy("127.0.0.1", central.port).start()
     journal = Journal.open(tmp_path / "journal.sqlite")
     cache = DeclarationCache.open(tmp_path / "declarations.sqlite")
-    admin = httpx.Client(base_url=central.url)
+    admin = httpx.Client(base_url=central.url, headers=AS_PUBLISHER)
     admin.post("/api/v1/declarations", json={"declarations": [_decl("D-REVOKE")]}).raise_for_status()
     sync = SyncService("HN", fast_config(f"http://127.0.0.1:{proxy.port}", keypair[1]), journal, cache,
                        public_key=keypair[1])
@@ -115,7 +115,7 @@ def test_uploader_in_a_long_backoff_sends_as_soon_as_the_link_returns(tmp_path, 
 
 async def _early_wake(tmp_path, keypair):
     central = await asyncio.to_thread(
-        CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], tokens=TOKENS).start)
+        CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], **enrolled(tmp_path)).start)
     proxy = await LinkProxy("127.0.0.1", central.port).start()
     journal = Journal.open(tmp_path / "journal.sqlite")
     cache = DeclarationCache.open(tmp_path / "declarations.sqlite")

@@ -21,7 +21,7 @@ from sync.central.app import CentralMqtt
 from sync.central.server import CentralServer
 from sync.client import SyncService
 from sync.telemetry import parse_status
-from tests.sync.helpers import TOKENS, fast_config
+from tests.sync.helpers import AS_MONITOR, AS_PUBLISHER, enrolled, fast_config
 from tests.sync.node_process import NodeProcess, secure_small_site, write_site
 from tests.sync.test_outbox_feed import _decl
 
@@ -46,7 +46,7 @@ def test_birth_and_death_share_a_bd_seq_and_central_sees_the_node_go_offline_and
                                                                                      keypair):
     broker = own_broker
     central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=central_mqtt(broker),
-                            tokens=TOKENS).start()
+                            **enrolled(tmp_path)).start()
     node = NodeProcess(write_site(secure_small_site("HN", broker), tmp_path / "site.yaml"), tmp_path / "node",
                        tmp_path / "node.log")
     try:
@@ -78,7 +78,7 @@ def test_birth_and_death_share_a_bd_seq_and_central_sees_the_node_go_offline_and
         assert node.stop() == 0
         _wait(lambda: _gate(central).get("online") is False, 15, "the death a clean stop publishes")
         assert _log(central) == [("online", first), ("offline", first), ("online", second), ("offline", second)]
-        with httpx.Client(base_url=central.url) as client:
+        with httpx.Client(base_url=central.url, headers=AS_MONITOR) as client:
             shown = {g["gate"]: g for g in client.get("/api/v1/gates").json()}["HN"]
             assert shown["online"] is False and shown["bd_seq"] == second
             assert [r["state"] for r in client.get("/api/v1/gates/HN/status-log").json()] == \
@@ -94,7 +94,7 @@ def test_central_monitor_learns_of_an_outage_that_happened_while_it_was_away(tmp
     for it, so after its restart its log shows the outage (the retained status alone says only 'online')."""
     broker = own_broker
     central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=central_mqtt(broker),
-                            tokens=TOKENS).start()
+                            **enrolled(tmp_path)).start()
     node = NodeProcess(write_site(secure_small_site("HN", broker), tmp_path / "site.yaml"), tmp_path / "node",
                        tmp_path / "node.log")
     try:
@@ -135,7 +135,7 @@ async def _notify_after_reconnect(tmp_path, broker, keypair):
     broker is cut: the notification of a revocation is delivered on reconnect and the node pulls at once
     (the feed's own poll is 60 s away, and the HTTP link to central never went down)."""
     central = await asyncio.to_thread(CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0],
-                                                    mqtt=central_mqtt(broker), tokens=TOKENS).start)
+                                                    mqtt=central_mqtt(broker), **enrolled(tmp_path)).start)
     await asyncio.to_thread(secure_small_site, "HN", broker)  # the ACL of gate HN
     proxy = await LinkProxy("127.0.0.1", broker.port).start()
     bus = MqttBus("127.0.0.1", proxy.port, "smartgate-HN-node", clean_session=False,
@@ -144,7 +144,7 @@ async def _notify_after_reconnect(tmp_path, broker, keypair):
     cache = DeclarationCache.open(tmp_path / "declarations.sqlite")
     sync = SyncService("HN", fast_config(central.url, keypair[1], feed_poll_s=60.0), journal, cache,
                        public_key=keypair[1], bus=bus)
-    admin = httpx.AsyncClient(base_url=central.url)
+    admin = httpx.AsyncClient(base_url=central.url, headers=AS_PUBLISHER)
 
     async def until(predicate, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s

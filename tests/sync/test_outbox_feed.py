@@ -82,6 +82,30 @@ def test_bound_warns_then_overflows_without_blocking_and_backfills_in_order(tmp_
     journal.close()
 
 
+def test_a_journal_older_than_its_outbox_is_queued_from_its_first_row(tmp_path):
+    """A node that journaled before central was configured: central takes a chain only from seq 1."""
+    journal = Journal.open(tmp_path / "j.sqlite")
+    for i in range(5):
+        journal.append("reading", {"i": i}, lane="L1")
+    outbox = Outbox(journal)
+    journal.append("reading", {"i": 5}, lane="L1")
+    assert outbox.backlog() == 6
+    seen = []
+    while True:
+        outbox.backfill()
+        rows = outbox.peek(4)
+        if not rows:
+            break
+        seen += [r["seq"] for r in rows]
+        outbox.ack([r["event_id"] for r in rows])
+    assert seen == [1, 2, 3, 4, 5, 6]
+    outbox.close()
+    outbox = Outbox(journal)  # an outbox that exists already does not queue anything again
+    assert outbox.backlog() == 0 and outbox.peek(10) == []
+    outbox.close()
+    journal.close()
+
+
 def test_keys_round_trip_pem_and_base64():
     private, public = generate_keypair()
     for text in (public_pem(public), public_b64(public)):
@@ -99,13 +123,13 @@ def cache(tmp_path):
 def test_forged_tampered_replayed_out_of_order_and_wrong_gate_are_refused(cache):
     central, central_pub = generate_keypair()
     forger, _ = generate_keypair()
-    first = {"gate": "HN", "cursor_from": 0, "cursor_to": 1, "issued_at": time.time(),
+    first = {"gate": "HN", "cursor_from": 0, "cursor_to": 1, "issued_at": time.time(), "nonce": "n1",
              "declarations": [_decl("D1")], "revocations": []}
     good = _signed(central, first)
-    apply_batch(cache, check_batch(good, "HN", central_pub, 0, 0.0), "HN")
+    apply_batch(cache, check_batch(good, "HN", central_pub, 0, 0.0, nonce="n1"), "HN")
     assert feed_position(cache)[0] == 1
     cursor, issued = feed_position(cache)
-    second = {"gate": "HN", "cursor_from": 1, "cursor_to": 2, "issued_at": time.time() + 1,
+    second = {"gate": "HN", "cursor_from": 1, "cursor_to": 2, "issued_at": time.time() + 1, "nonce": "n2",
               "declarations": [_decl("D2")], "revocations": [{"number": "D1", "version": 2}]}
     tampered = copy.deepcopy(_signed(central, second))
     tampered["batch"]["declarations"][0]["status"] = "cleared"
@@ -113,27 +137,28 @@ def test_forged_tampered_replayed_out_of_order_and_wrong_gate_are_refused(cache)
     cases = {
         "FEED_UNSIGNED": {"batch": second},
         "FEED_BAD_SIGNATURE": _signed(forger, second),
-        "FEED_OUT_OF_ORDER": good,  # replay of the first batch
+        "FEED_REPLAY": good,  # replay of the first batch: not this pull's nonce
+        "FEED_OUT_OF_ORDER": _signed(central, {**first, "nonce": "n2"}),
         "FEED_WRONG_GATE": _signed(central, {**second, "gate": "LB"}),
         "FEED_REPLAYED": _signed(central, {**second, "issued_at": issued - 10}),
     }
     for code, message in [*cases.items(), ("FEED_BAD_SIGNATURE", tampered)]:
         with pytest.raises(FeedRejected) as info:
-            check_batch(message, "HN", central_pub, cursor, issued)
+            check_batch(message, "HN", central_pub, cursor, issued, nonce="n2")
         assert info.value.code == code
     assert cache.get("D2") is None and cache.get("D1").status == DeclarationStatus.CLEARED
     # the genuine second batch: the revocation and the new declaration apply together
-    apply_batch(cache, check_batch(_signed(central, second), "HN", central_pub, cursor, issued), "HN")
+    apply_batch(cache, check_batch(_signed(central, second), "HN", central_pub, cursor, issued, nonce="n2"), "HN")
     assert cache.get("D1").status == DeclarationStatus.CANCELLED and cache.get("D1").version == 2
     assert cache.get("D2") is not None and feed_position(cache)[0] == 2
 
 
 def test_a_bad_row_applies_nothing(cache):
     central, pub = generate_keypair()
-    batch = {"gate": "HN", "cursor_from": 0, "cursor_to": 5, "issued_at": time.time(),
+    batch = {"gate": "HN", "cursor_from": 0, "cursor_to": 5, "issued_at": time.time(), "nonce": "n1",
              "declarations": [_decl("D1"), {"number": "BROKEN"}], "revocations": []}
     with pytest.raises(FeedRejected):
-        apply_batch(cache, check_batch(_signed(central, batch), "HN", pub, 0, 0.0), "HN")
+        apply_batch(cache, check_batch(_signed(central, batch), "HN", pub, 0, 0.0, nonce="n1"), "HN")
     assert cache.get("D1") is None and feed_position(cache)[0] == 0
 
 

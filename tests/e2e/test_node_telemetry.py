@@ -78,11 +78,22 @@ def test_metrics_count_decisions_by_outcome_for_a_scraper_with_a_token(site, tmp
                 await wait_until(lambda: gate.node.lanes[LANE].machine.tx is not None
                                  and gate.node.lanes[LANE].machine.tx.decision is not None, 15, "the decision")
                 outcome = gate.node.lanes[LANE].machine.tx.decision.outcome.value
-                reply = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
-            assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
-            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                       for family in text_string_to_metric_families(reply.text) for s in family.samples}
-            assert samples[("smartgate_decisions_total", (("lane", LANE), ("outcome", outcome)))] == 1
+                counted = ("smartgate_decisions_total", (("lane", LANE), ("outcome", outcome)))
+                samples: dict = {}
+
+                async def scrape() -> bool:  # the counter moves once the decision's journal row is written
+                    reply = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+                    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+                    samples.clear()
+                    samples.update({(s.name, tuple(sorted(s.labels.items()))): s.value
+                                    for family in text_string_to_metric_families(reply.text) for s in family.samples})
+                    return counted in samples
+
+                deadline = asyncio.get_running_loop().time() + 15
+                while not await scrape():
+                    assert asyncio.get_running_loop().time() < deadline, "the decision was never counted"
+                    await asyncio.sleep(0.05)
+            assert samples[counted] == 1
             assert samples[("smartgate_decision_latency_seconds_count", (("lane", LANE),))] == 1
             assert samples[("smartgate_device_up", (("device", "IMP-1-anpr"), ("kind", "anpr"), ("lane", LANE)))] == 1
             assert samples[("smartgate_journal_rows", ())] > 0

@@ -186,7 +186,6 @@ class LaneReplay:
     released_by: str | None = None  # who released it (as that command says)
     used_declarations: set[str] = field(default_factory=set)  # declarations a truck passed on
     latched_alarm: dict[str, Any] | None = None  # the tamper alarm raised since the last acknowledgement
-    closed: list[dict[str, Any]] = field(default_factory=list)  # tx_closed summaries, oldest first
     device_changes: list[dict[str, Any]] = field(default_factory=list)  # {device, event, at, error}
 
 
@@ -201,7 +200,6 @@ def replay(entries: Iterable[Entry]) -> LaneReplay:
             out.open_tx = Transaction(entry.lane or "", opened_at=entry.at, id=payload["transaction"])
             out.open_commanded, out.released_by = False, None
         elif kind == JournalKind.TX_CLOSED:
-            out.closed.append({"seq": entry.seq, "lane": entry.lane, "at": entry.at, **payload})
             if payload.get("result") == TxResult.PASSED and payload.get("declaration"):
                 out.used_declarations.add(payload["declaration"])
             if out.open_tx is not None and payload.get("transaction") == out.open_tx.id:

@@ -59,6 +59,8 @@ from edge.transaction import Transaction
 
 
 class LaneState(StrEnum):
+    """Where the lane is with the current truck."""
+
     IDLE = "IDLE"
     ARRIVED = "ARRIVED"
     COLLECTING = "COLLECTING"
@@ -88,6 +90,8 @@ class LoopEvent:
 
 @dataclass(frozen=True)
 class BoomEvent:
+    """The boom reached its open or closed limit switch."""
+
     opened: bool
 
     @property
@@ -97,12 +101,16 @@ class BoomEvent:
 
 @dataclass(frozen=True)
 class ReadingEvent:
+    """A device reading (plate, seal, container, weight, scan)."""
+
     reading: Reading
     key: str = "reading"
 
 
 @dataclass(frozen=True)
 class CollectTimeout:
+    """The collect timer of a transaction ran out."""
+
     transaction_id: str
     key: str = "timeout"
 
@@ -142,6 +150,8 @@ class OfficerAction:
 
 @dataclass(frozen=True)
 class DeviceFailed:
+    """A device of the lane failed (is_barrier: the PLC itself)."""
+
     device_id: str
     error: str
     is_barrier: bool = False
@@ -162,6 +172,8 @@ class OpenFailed:
 
 @dataclass(frozen=True)
 class DeviceRestored:
+    """A failed device answers again."""
+
     device_id: str
     key: str = "recovered"
 
@@ -204,6 +216,8 @@ class StartTimer:
 
 @dataclass(frozen=True)
 class CancelTimer:
+    """Cancel the transaction's collect timer."""
+
     kind: ClassVar[str] = "cancel_timer"
     transaction: str
 
@@ -219,6 +233,8 @@ class Evaluate:
 
 @dataclass(frozen=True)
 class RecordDecision:
+    """Journal the decision with the facts it was made on."""
+
     kind: ClassVar[str] = "record_decision"
     transaction: str
     decision: Decision
@@ -255,6 +271,8 @@ class OpenBarrier:
 
 @dataclass(frozen=True)
 class CloseBarrier:
+    """Close the boom (refused by the barrier while the safety loop is occupied: an alarm then)."""
+
     kind: ClassVar[str] = "close_barrier"
     transaction: str | None
     why: str
@@ -271,6 +289,7 @@ class CloseTransaction:
 
     @property
     def transaction(self) -> str:
+        """The id of the transaction that ends."""
         return self.tx.id
 
 
@@ -482,6 +501,7 @@ class LaneMachine:
         return bool(self.faulty)
 
     def no_transaction(self, now: float) -> bool:
+        """No truck's transaction is open at the lane."""
         return self.tx is None
 
     def truck_released(self, now: float) -> bool:
@@ -501,6 +521,7 @@ class LaneMachine:
         return self.tx is not None and self.passage.open_pending and not self.faulty
 
     def decided(self, now: float) -> bool:
+        """The truck at the lane has a decision (the rules', or a hold recorded during a fault)."""
         return self.tx is not None and self.tx.decision is not None
 
     def boom_up(self, now: float) -> bool:
@@ -532,9 +553,11 @@ class LaneMachine:
         return self.passage.vehicle_entered
 
     def no_vehicle_entered(self, now: float) -> bool:
+        """Nothing went onto the safety loop under the released boom."""
         return not self.passage.vehicle_entered
 
     def next_truck_waiting(self, now: float) -> bool:
+        """The arrival loop is occupied: the next truck is already there."""
         return self.loops["arrival"]
 
     def early_readings_held(self, now: float) -> bool:
@@ -542,6 +565,7 @@ class LaneMachine:
         return bool(self._early(now))
 
     def no_alarm(self, now: float) -> bool:
+        """No alarm is latched."""
         return self.alarm is None
 
     # ------------------------------------------------------------ effects: loops

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import random
+
 import pytest
 
 from devices.readings import PlateRead, ScanRead, ScanVerdict, SealRead, SealStatus
 from edge.config import LanePolicy
 from edge.lane import (
+    OFFICER_ACTIONS,
+    TRANSITIONS,
     BoomEvent,
     CollectTimeout,
     Decided,
@@ -18,6 +24,7 @@ from edge.lane import (
     LoopEvent,
     OfficerAction,
     ReadingEvent,
+    Refuse,
     transition_table_text,
 )
 from edge.rules import Decision, Finding, Outcome
@@ -528,3 +535,38 @@ def test_the_same_forged_clear_repeated_is_no_news():
     assert tx.add(scan(ScanVerdict.CLEAR).reading)
     assert not tx.add(scan(ScanVerdict.CLEAR).reading)
     assert len(tx.scan_conflicts) == 1 and tx.facts().scan_verdict == "suspect"
+
+
+def test_every_transition_row_names_one_next_state_and_the_last_row_always_applies():
+    for state, events in TRANSITIONS.items():
+        for key, rows in events.items():
+            assert rows and not rows[-1].when and not isinstance(rows[-1], Refuse), (state, key)
+            assert all(row.when for row in rows[:-1]), (state, key)  # every earlier row says when it applies
+            assert all(isinstance(row, Refuse) or isinstance(row.to, LaneState) for row in rows), (state, key)
+
+
+def test_kiosk_offers_exactly_the_officer_actions_the_lane_accepts():
+    rng = random.Random(25)
+    pool = [LoopEvent("arrival", True), LoopEvent("arrival", False), LoopEvent("safety", True),
+            LoopEvent("safety", False), BoomEvent(opened=True), BoomEvent(opened=False), plate(),
+            Decided(RELEASE), Decided(HOLD), DeviceFailed("IMP-1-eseal", "gone"), DeviceRestored("IMP-1-eseal"),
+            *(OfficerAction(action, "sup-1", "checked") for action in OFFICER_ACTIONS)]
+    lane, now, seen = LaneMachine("IMP-1", POLICY), 100.0, set()
+    for _ in range(600):
+        now += 0.5
+        event = rng.choice(pool)
+        if isinstance(event, Decided) and lane.tx is None:
+            continue  # the rules are only asked about a truck
+        with contextlib.suppress(LaneError):  # an event the lane does not expect now changes nothing
+            lane.handle(event, now)
+        offered = lane.officer_actions()
+        seen.add((lane.state, tuple(offered)))
+        for action in OFFICER_ACTIONS:
+            trial = copy.deepcopy(lane)
+            try:
+                trial.handle(OfficerAction(action, "sup-1", "checked"), now)
+                accepted = True
+            except LaneError:
+                accepted = False
+            assert accepted == (action in offered), (lane.state, action, offered)
+    assert len({state for state, _ in seen}) == len(LaneState)  # every state was visited

@@ -78,7 +78,6 @@ from edge.records import (
     TxResult,
     reading_payload,
     replay,
-    tx_closed_payload,
 )
 from edge.rules import Decision, DecisionContext, Outcome, decide
 from edge.transaction import Transaction
@@ -336,7 +335,7 @@ class LaneController:
                                                    "text": f"close: {exc}"})
 
     async def _close_transaction(self, action: CloseTransaction) -> None:
-        summary = tx_closed_payload(action.tx, action.result, self.clock(), action.released_by)
+        summary = action.tx.closing_summary(action.result, self.clock(), action.released_by)
         await self._append(JournalKind.TX_CLOSED, summary)
         if action.result == TxResult.PASSED and summary["declaration"]:
             self.used_declarations.add(summary["declaration"])
@@ -389,16 +388,20 @@ class LaneController:
 
     async def _restore(self, history: LaneReplay) -> None:
         """Resume the transaction a restart interrupted, held for an officer unless its truck was passing."""
-        tx = history.open_tx
-        if tx is None:
+        interrupted = history.open_transaction
+        if interrupted is None:
             return
+        tx = Transaction(self.lane.id, opened_at=interrupted.opened_at, id=interrupted.id)
+        for reading in interrupted.readings:
+            tx.add(reading)
+        tx.decision = interrupted.decision
         inputs = self.barrier.inputs
         boom_open = bool(inputs and inputs.boom_opened)
         if inputs is not None:
             self.machine.loops.update(arrival=inputs.arrival, safety=inputs.safety, exit=inputs.exit)
         await self._append(JournalKind.ALARM, {"code": AlarmCode.NODE_RESTARTED.value,
                                                "text": f"transaction {tx.id} was open at restart"})
-        released_by = history.released_by if history.open_commanded else None
+        released_by = interrupted.released_by if interrupted.open_commanded else None
         for action in self.machine.restore(tx, boom_open, released_by=released_by):
             await self._carry_out(action)
         await self._append(JournalKind.LANE_STATE, {"from": "RESTART", "to": self.machine.state.value})

@@ -14,13 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from devices.readings import ContainerRead, PlateRead, Reading, ScanRead, ScanVerdict, SealRead, SealStatus, WeightRead
 from edge.rules import Decision, Finding, Outcome
-
-if TYPE_CHECKING:
-    from edge.transaction import Transaction
 
 
 class JournalKind(StrEnum):
@@ -147,24 +144,6 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
     )
 
 
-def tx_closed_payload(tx: Transaction, result: str, closed_at: float, released_by: str | None) -> dict[str, Any]:
-    """The summary journaled when a transaction ends (and shown in the kiosk's recent list)."""
-    return {
-        "transaction": tx.id,
-        "result": str(result),
-        "opened_at": tx.opened_at,
-        "closed_at": closed_at,
-        "plates": list(tx.plates),
-        "containers": tx.container_numbers(),
-        "seals": list(tx.seals),
-        "outcome": tx.decision.outcome.value if tx.decision else None,
-        "reasons": tx.decision.reasons if tx.decision else [],
-        "declaration": tx.decision.declaration if tx.decision else None,
-        "released_by": released_by,
-        "decision_ms": tx.decision_ms,
-    }
-
-
 def history_line(entry: Entry) -> dict[str, Any]:
     """A journal row as one line of a lane's history (decisions without the bulky facts)."""
     payload = dict(entry.payload)
@@ -178,12 +157,23 @@ def history_line(entry: Entry) -> dict[str, Any]:
 
 
 @dataclass
+class ReplayedTransaction:
+    """The transaction a restart interrupted, as its rows tell it."""
+
+    id: str
+    lane: str | None
+    opened_at: float
+    readings: list[Reading] = field(default_factory=list)  # what its decision was (or will be) made on
+    decision: Decision | None = None
+    open_commanded: bool = False  # its release was journaled as an open command
+    released_by: str | None = None  # who released it (as that command says)
+
+
+@dataclass
 class LaneReplay:
     """What a lane's journal rows say, folded oldest first."""
 
-    open_tx: Transaction | None = None  # the transaction opened and never closed (a restart interrupted it)
-    open_commanded: bool = False  # the open transaction's release was journaled as an open command
-    released_by: str | None = None  # who released it (as that command says)
+    open_transaction: ReplayedTransaction | None = None  # opened and never closed
     used_declarations: set[str] = field(default_factory=set)  # declarations a truck passed on
     latched_alarm: dict[str, Any] | None = None  # the tamper alarm raised since the last acknowledgement
     device_changes: list[dict[str, Any]] = field(default_factory=list)  # {device, event, at, error}
@@ -191,30 +181,25 @@ class LaneReplay:
 
 def replay(entries: Iterable[Entry]) -> LaneReplay:
     """Fold one lane's journal rows (oldest first, any subset by kind) into a LaneReplay. Pure."""
-    from edge.transaction import Transaction  # the transaction module uses this vocabulary too
-
     out = LaneReplay()
     for entry in entries:
-        kind, payload = entry.kind, entry.payload
+        kind, payload, tx = entry.kind, entry.payload, out.open_transaction
         if kind == JournalKind.TX_OPENED:
-            out.open_tx = Transaction(entry.lane or "", opened_at=entry.at, id=payload["transaction"])
-            out.open_commanded, out.released_by = False, None
+            out.open_transaction = ReplayedTransaction(payload["transaction"], entry.lane, entry.at)
         elif kind == JournalKind.TX_CLOSED:
             if payload.get("result") == TxResult.PASSED and payload.get("declaration"):
                 out.used_declarations.add(payload["declaration"])
-            if out.open_tx is not None and payload.get("transaction") == out.open_tx.id:
-                out.open_tx, out.open_commanded, out.released_by = None, False, None
+            if tx is not None and payload.get("transaction") == tx.id:
+                out.open_transaction = None
         elif kind in (JournalKind.READING, JournalKind.READING_ATTACHED):
-            tx = out.open_tx
-            if tx is not None and not tx.decided and not out.open_commanded:
-                tx.add(reading_from_payload(payload))
+            if tx is not None and tx.decision is None and not tx.open_commanded:  # later ones are late
+                tx.readings.append(reading_from_payload(payload))
         elif kind == JournalKind.DECISION:
-            if out.open_tx is not None and payload.get("transaction") == out.open_tx.id:
-                out.open_tx.decision = decision_from_dict(payload)
+            if tx is not None and payload.get("transaction") == tx.id:
+                tx.decision = decision_from_dict(payload)
         elif kind == JournalKind.BARRIER_COMMAND:
-            if (out.open_tx is not None and payload.get("transaction") == out.open_tx.id
-                    and payload.get("command") == "open"):
-                out.open_commanded, out.released_by = True, payload.get("released_by")
+            if tx is not None and payload.get("transaction") == tx.id and payload.get("command") == "open":
+                tx.open_commanded, tx.released_by = True, payload.get("released_by")
         elif kind == JournalKind.ALARM and payload.get("code") in LATCHED_ALARMS:
             if out.latched_alarm is None:
                 out.latched_alarm = {"code": payload["code"], "since": entry.at, "openings": 0, "text": TAMPER_TEXT}

@@ -236,6 +236,24 @@ class Transaction:
         }
 
 
+    def closing_summary(self, result: str, closed_at: float, released_by: str | None) -> dict[str, Any]:
+        """The summary journaled when the transaction ends (tx_closed), and shown as a recent truck."""
+        return {
+            "transaction": self.id,
+            "result": str(result),
+            "opened_at": self.opened_at,
+            "closed_at": closed_at,
+            "plates": list(self.plates),
+            "containers": self.container_numbers(),
+            "seals": list(self.seals),
+            "outcome": self.decision.outcome.value if self.decision else None,
+            "reasons": self.decision.reasons if self.decision else [],
+            "declaration": self.decision.declaration if self.decision else None,
+            "released_by": released_by,
+            "decision_ms": self.decision_ms,
+        }
+
+
 def _scan_view(shown: ScanRead | None, decided: ScanRead | None, conflicts: list[str]) -> dict[str, Any] | None:
     """The worst scan verdict seen for the truck, with the conflicts and the verdict the decision used."""
     if shown is None:

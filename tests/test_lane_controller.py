@@ -10,6 +10,7 @@ import asyncio
 import json
 import sqlite3
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, R
 from edge.journal import Journal
 from edge.lane import LaneState
 from edge.lane_control import LaneController
-from edge.records import AlarmCode, JournalKind
+from edge.records import AlarmCode, JournalKind, reading_payload, replay
 from tests.conftest import wait_until
 
 NOW = datetime.now(UTC)
@@ -225,3 +226,40 @@ def test_restart_resumes_the_open_transaction_held_for_review_and_never_opens(tm
             restarted.journal.close()
 
     asyncio.run(scenario())
+
+
+@dataclass
+class Row:
+    """A journal row as replay reads it."""
+
+    seq: int
+    kind: str
+    payload: dict = field(default_factory=dict)
+    at: float = 100.0
+    lane: str | None = "IMP-1"
+
+
+def test_replay_rebuilds_the_interrupted_truck_from_what_its_decision_was_made_on():
+    plate, seal = _readings(100.0)
+    late = SealRead("IMP-1-eseal", "SEAL999", SealStatus.TAMPERED, 90, None, 101.0, 101.0)
+    rows = [Row(1, "tx_opened", {"transaction": "T1"}), Row(2, "reading_attached", {"transaction": "T1",
+                                                                                     **reading_payload(plate)}),
+            Row(3, "reading", reading_payload(seal)),
+            Row(4, "decision", {"transaction": "T1", "outcome": "hold", "findings": [{"code": "SEAL_MISSING"}]}),
+            Row(5, "reading", reading_payload(late)),
+            Row(6, "barrier_command", {"command": "open", "transaction": "T1", "released_by": "officer-12"})]
+    history = replay(rows)
+    tx = history.open_transaction
+    assert tx is not None and tx.id == "T1" and tx.readings == [plate, seal]  # the late seal is not one of them
+    assert tx.decision.reasons == ["SEAL_MISSING"] and tx.open_commanded and tx.released_by == "officer-12"
+    assert replay([*rows, Row(7, "tx_closed", {"transaction": "T1", "result": "passed",
+                                               "declaration": "105000000321"})]).open_transaction is None
+
+
+def test_replay_counts_tamper_openings_since_the_last_acknowledgement():
+    tamper = {"code": AlarmCode.BOOM_OPEN_WITHOUT_RELEASE.value, "text": "boom opened"}
+    rows = [Row(1, "alarm", tamper, at=10.0), Row(2, "officer_action", {"action": "acknowledge_alarm"}),
+            Row(3, "alarm", tamper, at=30.0), Row(4, "alarm", {"code": "TAILGATING"}), Row(5, "alarm", tamper, at=50.0)]
+    latched = replay(rows).latched_alarm
+    assert latched is not None and latched["openings"] == 2 and latched["since"] == 30.0
+    assert replay([*rows, Row(6, "officer_action", {"action": "acknowledge_alarm"})]).latched_alarm is None

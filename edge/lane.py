@@ -23,26 +23,44 @@ onto a vehicle), and again every time it opens. A vehicle that goes under the un
 journaled as an unauthorised passage; a held truck that drives through closes its transaction as
 `unauthorised_passage`, never `left_lane`. None of this is a release: the truck stays held.
 
-Everything that affects states and transitions lives in this file. TRANSITIONS lists, for each
-state, the events it accepts and the states they may lead to; an event a state does not list is a
-LaneError. The machine returns Actions; the controller (edge/lane_control.py) journals and carries
-them out, and feeds the results back as events.
+How the machine moves. Everything that affects states and transitions lives in this file, and as
+much as possible in the table TRANSITIONS: {state: {event key: rows}}. An event first updates what
+the lane senses (loops, boom, faulty devices); then the first row whose guards all hold is taken:
+a `Go` row names exactly one next state and the effects that produce the actions, a `Refuse` row
+says why the event is refused now (LaneError). An event a state does not list is a LaneError too.
+The machine moves to the row's state before its effects run, so an effect sees where it is going;
+effects never choose the state. What the machine knows about the truck's way through the boom
+(released, open commanded, under the boom...) is its Passage, one per transaction; the
+Transaction holds the readings and the decision. The machine returns typed actions; the
+controller (edge/lane_control.py) journals and carries them out, and feeds results back as events.
+`transition_table_text()` prints the table.
+
+Invariants the rows rely on (and leave out rows that could never be taken): IDLE has no
+transaction; ARRIVED and COLLECTING have an unreleased truck and no device down (a fault moves
+them to FAULT); DECIDED and PASSING have a truck, PASSING's is released; FAULT has a device down
+(the last recovery leaves FAULT). So a transaction that ends goes to IDLE from ARRIVED and
+COLLECTING, stays in FAULT, and from DECIDED or PASSING goes to FAULT only while a device that
+failed meanwhile is still down.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from devices.protocols.plates import normalise_plate
 from devices.readings import PlateRead, Reading
 from edge.config import LanePolicy
-from edge.rules import Decision, Outcome, decision_for_restart
+from edge.records import TAMPER_TEXT, AlarmCode, TxResult
+from edge.rules import Decision, decision_for_restart
 from edge.transaction import Transaction
 
 
 class LaneState(StrEnum):
+    """Where the lane is with the current truck."""
+
     IDLE = "IDLE"
     ARRIVED = "ARRIVED"
     COLLECTING = "COLLECTING"
@@ -72,6 +90,8 @@ class LoopEvent:
 
 @dataclass(frozen=True)
 class BoomEvent:
+    """The boom reached its open or closed limit switch."""
+
     opened: bool
 
     @property
@@ -81,12 +101,16 @@ class BoomEvent:
 
 @dataclass(frozen=True)
 class ReadingEvent:
+    """A device reading (plate, seal, container, weight, scan)."""
+
     reading: Reading
     key: str = "reading"
 
 
 @dataclass(frozen=True)
 class CollectTimeout:
+    """The collect timer of a transaction ran out."""
+
     transaction_id: str
     key: str = "timeout"
 
@@ -126,6 +150,8 @@ class OfficerAction:
 
 @dataclass(frozen=True)
 class DeviceFailed:
+    """A device of the lane failed (is_barrier: the PLC itself)."""
+
     device_id: str
     error: str
     is_barrier: bool = False
@@ -146,6 +172,8 @@ class OpenFailed:
 
 @dataclass(frozen=True)
 class DeviceRestored:
+    """A failed device answers again."""
+
     device_id: str
     key: str = "recovered"
 
@@ -156,135 +184,210 @@ LaneEvent = (
 )
 
 # ---------------------------------------------------------------- actions (outputs)
+# What the controller must do, in order. `kind` names each for the table text and for logs.
 
 
 @dataclass(frozen=True)
-class Action:
-    """Something the controller must do. kind names it; data carries the specifics."""
+class OpenTransaction:
+    """Journal tx_opened for a new transaction (manual: a vehicle let through by hand)."""
 
-    kind: str  # open_transaction, evaluate, start_timer, cancel_timer, open_barrier,
-    # close_barrier, record_decision, record_officer_action, close_transaction, alarm, state,
-    # attach_early_reading, late_reading, unauthorised_passage
-    data: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "open_transaction"
+    transaction: str
+    manual: bool = False
 
 
-# ---------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class AttachEarlyReading:
+    """Journal that a reading held from before the arrival loop joined the transaction."""
 
-S = LaneState
-_ALWAYS = {"safety_on", "safety_off", "exit_on", "exit_off", "officer_acknowledge_alarm"}
-TAMPER_ALARM = "BOOM_OPEN_WITHOUT_RELEASE"
+    kind: ClassVar[str] = "attach_early_reading"
+    transaction: str
+    reading: Reading
 
-TRANSITIONS: dict[LaneState, dict[str, tuple[LaneState, ...]]] = {
-    S.IDLE: {
-        "officer_manual_open": (S.DECIDED, S.PASSING),
-        "officer_manual_close": (),
-        "arrival_on": (S.ARRIVED, S.COLLECTING),
-        "arrival_off": (S.IDLE,),
-        "reading": (S.IDLE,),
-        "boom_open": (S.IDLE,),
-        "boom_closed": (S.IDLE,),
-        "timeout": (S.IDLE,),
-        "fault": (S.FAULT,),
-        "barrier_fault": (S.FAULT,),
-        "recovered": (S.IDLE,),
-    },
-    S.ARRIVED: {
-        "officer_release": (S.DECIDED, S.PASSING),
-        "officer_refuse": (S.DECIDED,),
-        "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED, S.PASSING),
-        "officer_manual_close": (),
-        "reading": (S.COLLECTING,),
-        "timeout": (S.ARRIVED,),
-        "decided_release": (S.DECIDED, S.PASSING),
-        "decided_hold": (S.DECIDED,),
-        "decided_refuse": (S.DECIDED,),
-        "arrival_on": (S.ARRIVED,),
-        "arrival_off": (S.ARRIVED, S.IDLE, S.FAULT),
-        "boom_open": (S.ARRIVED,),
-        "boom_closed": (S.ARRIVED, S.IDLE, S.FAULT),
-        "fault": (S.FAULT,),
-        "barrier_fault": (S.FAULT,),
-        "recovered": (S.ARRIVED,),
-    },
-    S.COLLECTING: {
-        "officer_release": (S.DECIDED, S.PASSING),
-        "officer_refuse": (S.DECIDED,),
-        "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED, S.PASSING),
-        "officer_manual_close": (),
-        "reading": (S.COLLECTING,),
-        "timeout": (S.COLLECTING,),
-        "decided_release": (S.DECIDED, S.PASSING),
-        "decided_hold": (S.DECIDED,),
-        "decided_refuse": (S.DECIDED,),
-        "arrival_on": (S.COLLECTING,),
-        "arrival_off": (S.COLLECTING, S.IDLE, S.FAULT),
-        "boom_open": (S.COLLECTING,),
-        "boom_closed": (S.COLLECTING, S.IDLE, S.FAULT),
-        "fault": (S.FAULT,),
-        "barrier_fault": (S.FAULT,),
-        "recovered": (S.COLLECTING,),
-    },
-    S.DECIDED: {
-        "reading": (S.DECIDED,),
-        "timeout": (S.DECIDED,),
-        "officer_release": (S.DECIDED, S.PASSING),
-        "officer_refuse": (S.DECIDED,),
-        "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED, S.PASSING),
-        "officer_manual_close": (),
-        "open_failed": (S.DECIDED,),
-        "boom_open": (S.DECIDED, S.PASSING),
-        "boom_closed": (S.DECIDED, S.IDLE, S.FAULT),
-        "arrival_on": (S.DECIDED,),
-        "arrival_off": (S.DECIDED, S.IDLE, S.FAULT),
-        "fault": (S.DECIDED,),
-        "barrier_fault": (S.FAULT,),
-        "recovered": (S.DECIDED, S.PASSING),
-    },
-    S.PASSING: {
-        "officer_manual_close": (),
-        "reading": (S.PASSING,),
-        "timeout": (S.PASSING,),
-        "arrival_on": (S.PASSING,),
-        "arrival_off": (S.PASSING,),
-        "boom_open": (S.PASSING,),
-        "boom_closed": (S.PASSING, S.IDLE, S.ARRIVED, S.COLLECTING, S.FAULT),
-        "fault": (S.PASSING,),
-        "barrier_fault": (S.FAULT,),
-        "recovered": (S.PASSING,),
-    },
-    S.FAULT: {
-        "reading": (S.FAULT,),
-        "timeout": (S.FAULT,),
-        "arrival_on": (S.FAULT,),
-        "arrival_off": (S.FAULT, S.IDLE),
-        "boom_open": (S.FAULT,),
-        "boom_closed": (S.FAULT, S.IDLE),
-        "decided_release": (S.FAULT,),
-        "decided_hold": (S.FAULT,),
-        "decided_refuse": (S.FAULT,),
-        "officer_release": (S.DECIDED, S.PASSING),
-        "officer_refuse": (S.DECIDED,),
-        "officer_inspect": (S.DECIDED,),
-        "officer_manual_open": (S.DECIDED, S.PASSING),
-        "officer_manual_close": (),
-        "open_failed": (S.FAULT,),
-        "fault": (S.FAULT,),
-        "barrier_fault": (S.FAULT,),
-        "recovered": (S.FAULT, S.IDLE, S.COLLECTING, S.DECIDED, S.PASSING),
-    },
-}
-# A vehicle leaving the safety loop under a boom opened with no release may end the held truck's
-# transaction (it drove through): an unauthorised passage.
-for _state, _targets in {S.IDLE: (S.IDLE,), S.ARRIVED: (S.ARRIVED, S.IDLE, S.FAULT),
-                         S.COLLECTING: (S.COLLECTING, S.IDLE, S.FAULT), S.DECIDED: (S.DECIDED, S.IDLE, S.FAULT),
-                         S.PASSING: (), S.FAULT: (S.FAULT, S.IDLE)}.items():
-    TRANSITIONS[_state]["safety_off"] = _targets
-for _state in TRANSITIONS.values():
-    for _key in _ALWAYS:
-        _state.setdefault(_key, ())  # loops never change the state by themselves (handled below)
+
+@dataclass(frozen=True)
+class StartTimer:
+    """Feed CollectTimeout(transaction) back after `seconds`."""
+
+    kind: ClassVar[str] = "start_timer"
+    transaction: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    """Cancel the transaction's collect timer."""
+
+    kind: ClassVar[str] = "cancel_timer"
+    transaction: str
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Run the rules on the transaction; feed back Decided when final or no longer waiting for readings."""
+
+    kind: ClassVar[str] = "evaluate"
+    transaction: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class RecordDecision:
+    """Journal the decision with the facts it was made on."""
+
+    kind: ClassVar[str] = "record_decision"
+    transaction: str
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class RecordOfficerAction:
+    """Journal an officer's action (an acknowledgement also names the alarm it clears)."""
+
+    kind: ClassVar[str] = "record_officer_action"
+    transaction: str | None
+    action: str
+    officer: str
+    reason: str
+    alarm: dict[str, Any] | None = None  # the acknowledged alarm: {code, openings, since}
+
+    def payload(self) -> dict[str, Any]:
+        """The officer_action row."""
+        body: dict[str, Any] = {"transaction": self.transaction, "action": self.action, "officer": self.officer,
+                                "reason": self.reason}
+        if self.alarm is not None:
+            body.update(alarm=str(self.alarm["code"]), openings=self.alarm["openings"], alarm_since=self.alarm["since"])
+        return body
+
+
+@dataclass(frozen=True)
+class OpenBarrier:
+    """Open the boom for a journaled release (the command row is committed first)."""
+
+    kind: ClassVar[str] = "open_barrier"
+    transaction: str
+    released_by: str
+
+
+@dataclass(frozen=True)
+class CloseBarrier:
+    """Close the boom (refused by the barrier while the safety loop is occupied: an alarm then)."""
+
+    kind: ClassVar[str] = "close_barrier"
+    transaction: str | None
+    why: str
+
+
+@dataclass(frozen=True)
+class CloseTransaction:
+    """Journal the summary of a finished transaction."""
+
+    kind: ClassVar[str] = "close_transaction"
+    tx: Transaction
+    result: TxResult
+    released_by: str | None
+
+    @property
+    def transaction(self) -> str:
+        """The id of the transaction that ends."""
+        return self.tx.id
+
+
+@dataclass(frozen=True)
+class RaiseAlarm:
+    """Journal and show an alarm: {code, **details, text}."""
+
+    kind: ClassVar[str] = "alarm"
+    code: AlarmCode
+    text: str
+    details: dict[str, Any] = field(default_factory=dict)  # transaction, detail, openings... as the code needs
+
+    def payload(self) -> dict[str, Any]:
+        """The alarm row."""
+        return {"code": self.code.value, **self.details, "text": self.text}
+
+
+@dataclass(frozen=True)
+class RecordLateReading:
+    """Journal a reading that came after the decision (not used by it)."""
+
+    kind: ClassVar[str] = "late_reading"
+    transaction: str
+    reading: Reading
+
+
+@dataclass(frozen=True)
+class RecordUnauthorisedPassage:
+    """Journal that a vehicle went under a boom opened with no release (transaction: the held truck, if any)."""
+
+    kind: ClassVar[str] = "unauthorised_passage"
+    transaction: str | None
+    text: str = "A vehicle went under a boom that was opened with no release"
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """Journal that the lane moved from one state to another."""
+
+    kind: ClassVar[str] = "state"
+    before: LaneState
+    after: LaneState
+
+
+Action = (
+    OpenTransaction | AttachEarlyReading | StartTimer | CancelTimer | Evaluate | RecordDecision
+    | RecordOfficerAction | OpenBarrier | CloseBarrier | CloseTransaction | RaiseAlarm | RecordLateReading
+    | RecordUnauthorisedPassage | RecordState
+)
+
+
+# ---------------------------------------------------------------- the passage
+
+
+@dataclass
+class Passage:
+    """How far the current truck got towards and under the boom; a new one with each transaction."""
+
+    released_by: str | None = None  # "auto" or the officer who released it
+    open_commanded: bool = False  # the open command was journaled and sent
+    open_pending: bool = False  # released, but the open command has not reached the PLC yet
+    vehicle_entered: bool = False  # a vehicle went onto the safety loop under the released boom
+    closing: bool = False  # the boom was asked to close behind it (or by hand)
+    manual: bool = False  # a vehicle let through by hand, with no truck transaction before it
+    inspection_by: str | None = None  # the officer who sent it to inspection
+    entered_without_release: bool = False  # a vehicle went under a boom that was opened with no release
+    left_arrival: bool = False  # left the arrival loop while the boom stood open unreleased: went where?
+
+    def view(self) -> dict[str, Any]:
+        """The part of the passage shown with the transaction (kiosk, decision facts)."""
+        return {"released_by": self.released_by, "barrier_open_commanded": self.open_commanded,
+                "manual": self.manual, "inspection_by": self.inspection_by}
+
+
+# ---------------------------------------------------------------- the machine
+
+Guard = Callable[["LaneMachine", float], bool]
+Effect = Callable[["LaneMachine", Any, float], list[Action]]
+
+
+@dataclass(frozen=True)
+class Go:
+    """A table row: when every guard holds, move to `to` and run the effects in order."""
+
+    to: LaneState
+    do: tuple[Effect, ...] = ()
+    when: tuple[Guard, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """A table row: when every guard holds, the event is refused now (LaneError, nothing changes)."""
+
+    why: str  # may name the officer's action as {action}
+    when: tuple[Guard, ...] = ()
+
+
+Row = Go | Refuse
 
 
 @dataclass
@@ -295,420 +398,76 @@ class LaneMachine:
     policy: LanePolicy
     state: LaneState = LaneState.IDLE
     tx: Transaction | None = None
+    passage: Passage = field(default_factory=Passage)
     buffered: list[Reading] = field(default_factory=list)
     loops: dict[str, bool] = field(
         default_factory=lambda: {"arrival": False, "safety": False, "exit": False}
     )
     boom_open: bool = False
     faulty: dict[str, str] = field(default_factory=dict)
-    state_before_fault: LaneState = LaneState.IDLE
     alarm: dict[str, Any] | None = None  # latched until acknowledged: {code, text, since, openings}
     reclose_pending: bool = False  # the boom opened with no release: close it once the safety loop is clear
     intruder: bool = False  # a vehicle is under a boom that was opened with no release
     intruder_tx: str | None = None  # the transaction of the held truck that drove through, if it was one
 
-    # ------------------------------------------------------------ entry point
+    # ------------------------------------------------------------ entry points
 
     def handle(self, event: LaneEvent, now: float) -> list[Action]:
         """Apply one event; return the actions the controller must carry out, in order."""
-        allowed = TRANSITIONS[self.state].get(event.key)
-        if allowed is None:
+        rows = TRANSITIONS[self.state].get(event.key)
+        if rows is None:
             raise LaneError(f"lane {self.lane_id}: {event.key} is not expected in state {self.state}")
-        before = self.state
-        actions = getattr(self, f"_on_{event.key}")(event, now)
-        if allowed and self.state not in allowed:
-            raise AssertionError(f"{before} --{event.key}--> {self.state} is not in the table")
-        if not allowed:
-            self.state = before
+        self._sense(event)
+        row = self._row(rows, now)
+        if isinstance(row, Refuse):
+            raise LaneError(f"lane {self.lane_id}: " + row.why.format(action=getattr(event, "action", event.key)))
+        before, self.state = self.state, row.to
+        actions: list[Action] = []
+        for effect in row.do:
+            actions += effect(self, event, now)
         if self.state != before:
-            actions.append(Action("state", {"from": before.value, "to": self.state.value}))
+            actions.append(RecordState(before, self.state))
         return actions
 
-    # ------------------------------------------------------------ loops
+    def officer_actions(self) -> list[str]:
+        """The officer actions the lane accepts now, in OFFICER_ACTIONS order (roles are checked apart)."""
+        allowed = []
+        for action in OFFICER_ACTIONS:
+            rows = TRANSITIONS[self.state].get(f"officer_{action}")
+            if rows is not None and isinstance(self._row(rows, 0.0), Go):
+                allowed.append(action)
+        return allowed
 
-    def _on_arrival_on(self, event: LoopEvent, now: float) -> list[Action]:
-        self.loops["arrival"] = True
-        if self.tx is not None:
-            self.tx.left_arrival = False  # it came back (or never went)
-        if self.state == S.IDLE:
-            return self._open_transaction(now)
-        if self.state == S.FAULT and self.tx is None:
-            return self._open_transaction(now, evaluate=False)
-        return []
-
-    def _on_arrival_off(self, event: LoopEvent, now: float) -> list[Action]:
-        self.loops["arrival"] = False
-        tx = self.tx
-        if tx is not None and not tx.open_commanded and self.state != S.PASSING:
-            if tx.entered_without_release:
-                self.intruder_tx = tx.id
-                return self._close_transaction("unauthorised_passage", now)
-            if self._open_without_release():
-                # Backing away or driving through the boom someone opened? The safety loop will tell;
-                # if the boom closes with nobody under it, the truck left the lane.
-                tx.left_arrival = True
-                return []
-        if self.state in (S.ARRIVED, S.COLLECTING) or (
-            self.state in (S.DECIDED, S.FAULT) and self.tx and not self.tx.open_commanded
-        ):
-            return self._close_transaction("left_lane", now)
-        return []
-
-    def _on_safety_on(self, event: LoopEvent, now: float) -> list[Action]:
-        self.loops["safety"] = True
-        actions: list[Action] = []
-        # DECIDED too: the loop and the boom's limit switch can change within one PLC poll.
-        if self.tx and self.tx.open_commanded and self.state in (S.PASSING, S.DECIDED):
-            if self.tx.closing:
-                actions.append(Action("alarm", {"code": "TAILGATING",
-                                                "text": "Safety loop occupied again while closing"}))
-                self.tx.closing = False
-            self.tx.vehicle_entered = True
-        if self._open_without_release():
-            self.intruder = True
-            if self.tx is not None:
-                self.tx.entered_without_release = True
-        return actions
-
-    def _on_safety_off(self, event: LoopEvent, now: float) -> list[Action]:
-        self.loops["safety"] = False
-        if self.state == S.PASSING and self.tx and self.tx.vehicle_entered:
-            self.tx.closing = True
-            return [Action("close_barrier", {"transaction": self.tx.id, "why": "vehicle passed"})]
-        actions: list[Action] = []
-        if self.intruder:
-            self.intruder = False
-            tx = self.tx
-            if tx is not None and tx.entered_without_release and not tx.open_commanded and not self.loops["arrival"]:
-                self.intruder_tx = tx.id
-                actions += self._close_transaction("unauthorised_passage", now)
-            actions.append(Action("unauthorised_passage", {
-                "transaction": self.intruder_tx, "alarm": TAMPER_ALARM,
-                "text": "A vehicle went under a boom that was opened with no release"}))
-            self.intruder_tx = None
-        if self.reclose_pending and self.boom_open:
-            actions.append(Action("close_barrier", {"transaction": self.tx.id if self.tx else None,
-                                                    "why": "boom opened without a release: lane clear"}))
-        return actions
-
-    def _on_exit_on(self, event: LoopEvent, now: float) -> list[Action]:
-        self.loops["exit"] = True
-        return []
-
-    def _on_exit_off(self, event: LoopEvent, now: float) -> list[Action]:
-        self.loops["exit"] = False
-        return []
-
-    # ------------------------------------------------------------ boom
-
-    def _on_boom_open(self, event: BoomEvent, now: float) -> list[Action]:
-        self.boom_open = True
-        if self.tx is not None and self.tx.open_pending:
-            # The open command whose answer was lost did reach the PLC: it is the journaled release.
-            self.tx.open_pending, self.tx.open_commanded = False, True
-        if self.state == S.DECIDED and self.tx and self.tx.open_commanded:
-            self.state = S.PASSING
-            return []
-        if self.state == S.PASSING or (self.tx is not None and self.tx.open_commanded):
-            return []
-        return self._tamper(now)
-
-    def _open_without_release(self) -> bool:
-        """The boom stands open (or is still coming down) and no release was journaled for it."""
-        return self.boom_open and self.state != S.PASSING and not (self.tx is not None and self.tx.open_commanded)
-
-    def _tamper(self, now: float) -> list[Action]:
-        """The boom opened with no release: latch the alarm and close it, never onto a vehicle."""
-        if self.alarm is None:
-            self.alarm = {"code": TAMPER_ALARM, "since": now, "openings": 0,
-                          "text": "Boom opened without a recorded release: closed by the node"}
-        self.alarm["openings"] += 1
-        self.alarm["last_at"] = now
-        self.reclose_pending = True
-        transaction = self.tx.id if self.tx else None
-        actions = [Action("alarm", {"code": TAMPER_ALARM, "transaction": transaction,
-                                    "openings": self.alarm["openings"],
-                                    "text": "Boom opened without a recorded release; closing it"})]
-        if self.loops["safety"]:
-            self.intruder = True
-            if self.tx is not None:
-                self.tx.entered_without_release = True
-        else:
-            actions.append(Action("close_barrier", {"transaction": transaction,
-                                                    "why": "boom opened without a release"}))
-        return actions
-
-    def _on_boom_closed(self, event: BoomEvent, now: float) -> list[Action]:
-        self.boom_open = False
-        self.reclose_pending = False
-        if self.tx is not None and self.tx.left_arrival and not self.loops["arrival"] and not self.tx.open_commanded:
-            return self._close_transaction("left_lane", now)  # nobody went under the boom: it backed away
-        if self.state == S.DECIDED and self.tx and self.tx.open_commanded and self.tx.closing:
-            return self._close_transaction("closed_before_passage", now)  # closed by hand before it went
-        if self.state != S.PASSING or self.tx is None:
-            return []
-        if not self.tx.vehicle_entered:
-            # Closed before the truck went through (PLC heartbeat safety, manual close).
-            return [Action("alarm", {"code": "BOOM_CLOSED_BEFORE_PASSAGE",
-                                     "text": "Boom closed before the truck passed"})] + \
-                self._close_transaction("closed_before_passage", now)
-        actions = self._close_transaction("passed", now)
-        if self.loops["arrival"]:
-            actions += self._open_transaction(now)
-        return actions
-
-    # ------------------------------------------------------------ readings and decisions
-
-    def _on_reading(self, event: ReadingEvent, now: float) -> list[Action]:
-        reading = event.reading
-        if self.tx is None or self.state == S.PASSING:
-            self._buffer(reading, now)
-            return []
-        if self.tx.decided:
-            return self._late_reading(reading, now)
-        changed = self.tx.add(reading)
-        if self.state == S.ARRIVED:
-            self.state = S.COLLECTING
-        if self.state == S.COLLECTING and changed:
-            return [Action("evaluate", {"transaction": self.tx.id, "final": False})]
-        return []
-
-    def _late_reading(self, reading: Reading, now: float) -> list[Action]:
-        """A reading for a truck already decided: journaled and shown as late, never merged."""
-        tx = self.tx
-        assert tx is not None
-        if tx.open_commanded:
-            self._buffer(reading, now)  # the released truck is leaving: it may be the next truck's
-        news, conflicts = tx.add_late(reading)
-        if not news:
-            return []
-        actions = [Action("late_reading", {"transaction": tx.id, "reading": reading})]
-        for conflict in conflicts:
-            text = f"scanner verdicts disagree after the decision: {conflict['detail']}"
-            actions.append(Action("alarm", {"transaction": tx.id, **conflict, "text": text}))
-        if (isinstance(reading, PlateRead) and reading.confidence >= self.policy.min_plate_confidence
-                and normalise_plate(reading.plate) not in tx.plates and not tx.open_commanded):
-            detail = f"{reading.plate} ({reading.confidence:.2f}) after the decision on {', '.join(tx.plates) or '-'}"
-            tx.late_conflicts.append({"code": "PLATE_CONFLICT", "detail": detail})
-            actions.append(Action("alarm", {"transaction": tx.id, "code": "PLATE_CONFLICT", "detail": detail,
-                                            "text": f"another plate read for the decided truck: {detail}"}))
-        return actions
-
-    def _on_timeout(self, event: CollectTimeout, now: float) -> list[Action]:
-        if self.tx is None or event.transaction_id != self.tx.id:
-            return []
-        if self.state in (S.ARRIVED, S.COLLECTING) or (self.state == S.FAULT and self.tx.decision is None):
-            return [Action("evaluate", {"transaction": self.tx.id, "final": True})]
-        return []
-
-    def _on_decided_release(self, event: Decided, now: float) -> list[Action]:
-        return self._decide(event.decision, now)
-
-    _on_decided_hold = _on_decided_release
-    _on_decided_refuse = _on_decided_release
-
-    def _decide(self, decision: Decision, now: float) -> list[Action]:
-        assert self.tx is not None
-        if self.state == S.FAULT:
-            if decision.outcome == Outcome.RELEASE:
-                # Computed just before the fault: never act on a release while a device is down.
-                return [Action("alarm", {"code": "DECISION_DURING_FAULT",
-                                         "text": "Release arrived while the lane is in FAULT; not acted on"})]
-            # A hold during a fault (DEVICE_FAULT) is recorded so the officer sees why the truck waits.
-            self.tx.decision = decision
-            self.tx.decided_at = now
-            return [Action("cancel_timer", {"transaction": self.tx.id}),
-                    Action("record_decision", {"transaction": self.tx.id, "decision": decision})]
-        self.tx.decision = decision
-        self.tx.decided_at = now
-        self.state = S.DECIDED
-        actions = [Action("cancel_timer", {"transaction": self.tx.id}),
-                   Action("record_decision", {"transaction": self.tx.id, "decision": decision})]
-        if decision.outcome == Outcome.RELEASE:
-            actions += self._release("auto")
-        return actions
-
-    def _on_officer_release(self, event: OfficerAction, now: float) -> list[Action]:
-        return self._officer(event, now)
-
-    _on_officer_refuse = _on_officer_release
-    _on_officer_inspect = _on_officer_release
-
-    def _on_officer_manual_open(self, event: OfficerAction, now: float) -> list[Action]:
-        if self.tx is None:
-            # A vehicle with no transaction (ambulance, maintenance): a transaction of its own.
-            self.tx = Transaction(self.lane_id, opened_at=now)
-            self.tx.manual = True
-            opened = [Action("open_transaction", {"transaction": self.tx.id, "manual": True})]
-            return opened + self._officer(event, now)
-        return self._officer(event, now)
-
-    def _on_officer_manual_close(self, event: OfficerAction, now: float) -> list[Action]:
-        transaction = self.tx.id if self.tx else None
-        if self.tx is not None and self.tx.open_commanded:
-            self.tx.closing = True
-        return [Action("record_officer_action", {"transaction": transaction, "action": event.action,
-                                                 "officer": event.officer, "reason": event.reason}),
-                Action("close_barrier", {"transaction": transaction, "why": f"manual close by {event.officer}"})]
-
-    def _on_officer_acknowledge_alarm(self, event: OfficerAction, now: float) -> list[Action]:
-        if self.alarm is None:
-            raise LaneError(f"lane {self.lane_id}: no alarm to acknowledge")
-        alarm, self.alarm = self.alarm, None
-        return [Action("record_officer_action", {
-            "transaction": self.tx.id if self.tx else None, "action": event.action, "officer": event.officer,
-            "reason": event.reason, "alarm": alarm["code"], "openings": alarm["openings"],
-            "alarm_since": alarm["since"]})]
-
-    def _officer(self, event: OfficerAction, now: float) -> list[Action]:
-        if self.tx is None:
-            raise LaneError(f"lane {self.lane_id}: no truck to {event.action}")
-        if self.tx.open_commanded:
-            raise LaneError(f"lane {self.lane_id}: the truck is already released")
-        self.state = S.DECIDED
-        actions = [Action("cancel_timer", {"transaction": self.tx.id}),
-                   Action("record_officer_action", {"transaction": self.tx.id, "action": event.action,
-                                                    "officer": event.officer, "reason": event.reason})]
-        self.tx.officer_actions.append({"action": event.action, "officer": event.officer,
-                                        "reason": event.reason, "at": now})
-        if event.action in ("release", "manual_open"):
-            actions += self._release(event.officer)
-        elif event.action == "inspect":
-            self.tx.inspection_by = event.officer
-        return actions
-
-    def _release(self, by: str) -> list[Action]:
-        assert self.tx is not None
-        self.tx.released_by = by
-        self.tx.open_commanded = True
-        self.reclose_pending = False  # the boom is now open on purpose (an alarm stays latched)
-        self.intruder = False
-        if self.boom_open:
-            # Already up (opened with no release, not yet closed again): no boom_open will come, the
-            # truck may go now; the boom closes behind it as after any release.
-            self.state = S.PASSING
-            self.tx.vehicle_entered = self.loops["safety"]
-        return [Action("open_barrier", {"transaction": self.tx.id, "released_by": by})]
-
-    # ------------------------------------------------------------ faults
-
-    def _on_fault(self, event: DeviceFailed, now: float) -> list[Action]:
-        new = event.device_id not in self.faulty
-        self.faulty[event.device_id] = event.error
-        if self.state in (S.IDLE, S.ARRIVED, S.COLLECTING):
-            self.state_before_fault = self.state
-            self.state = S.FAULT
-        return [Action("alarm", {"code": "DEVICE_FAULT", "text": f"{event.device_id}: {event.error}"})] if new else []
-
-    def _on_barrier_fault(self, event: DeviceFailed, now: float) -> list[Action]:
-        new = event.device_id not in self.faulty
-        self.faulty[event.device_id] = event.error
-        if self.state != S.FAULT:
-            self.state_before_fault = self.state
-        self.state = S.FAULT
-        return [Action("alarm", {"code": "DEVICE_FAULT", "text": f"{event.device_id}: {event.error}"})] if new else []
-
-    def _on_open_failed(self, event: OpenFailed, now: float) -> list[Action]:
-        if self.tx is None or self.tx.id != event.transaction_id:
-            return []
-        # The release stands (it is journaled); the open is retried when the barrier answers again,
-        # as long as the truck is still there. An officer may also release again.
-        self.tx.open_commanded = False
-        self.tx.open_pending = True
-        return [Action("alarm", {"code": "BARRIER_OPEN_FAILED",
-                                 "text": f"open command did not reach the PLC ({event.error}); retried on recovery"})]
-
-    def _on_recovered(self, event: DeviceRestored, now: float) -> list[Action]:
-        self.faulty.pop(event.device_id, None)
-        actions = self._on_recovered_state(now)
-        if self.reclose_pending and self.boom_open and not self.loops["safety"]:
-            # The PLC answers again and the boom someone opened is still up: close it now.
-            actions.insert(0, Action("close_barrier", {"transaction": self.tx.id if self.tx else None,
-                                                       "why": "boom opened without a release: PLC answers again"}))
-        return actions
-
-    def _on_recovered_state(self, now: float) -> list[Action]:
-        if self.tx is not None and self.tx.open_pending and not self.faulty and self.state in (S.DECIDED, S.FAULT):
-            self.state = S.DECIDED
-            self.tx.open_pending = False
-            return self._release(self.tx.released_by or "auto")
-        if self.state != S.FAULT or self.faulty:
-            return []
-        if self.tx is None:
-            self.state = S.IDLE
-            return []
-        if self.tx.open_commanded:
-            self.state = S.PASSING if self.boom_open else S.DECIDED
-            return []
-        if self.tx.decision is not None:
-            self.state = S.DECIDED
-            return []
-        self.state = S.COLLECTING
-        return [Action("evaluate", {"transaction": self.tx.id, "final": False})]
-
-    # ------------------------------------------------------------ helpers
-
-    def _buffer(self, reading: Reading, now: float) -> None:
-        horizon = now - self.policy.pre_arrival_window_s
-        self.buffered = [r for r in self.buffered if (r.received_at or r.observed_at) >= horizon]
-        self.buffered.append(reading)
-
-    def _open_transaction(self, now: float, evaluate: bool = True) -> list[Action]:
-        self.tx = Transaction(self.lane_id, opened_at=now)
-        if self.state == S.IDLE or self.state == S.PASSING:
-            self.state = S.ARRIVED
-        horizon = now - self.policy.pre_arrival_window_s
-        early = [r for r in self.buffered if (r.received_at or r.observed_at) >= horizon]
-        self.buffered = []
-        actions = [Action("open_transaction", {"transaction": self.tx.id}),
-                   Action("start_timer", {"transaction": self.tx.id,
-                                          "seconds": self.policy.collect_timeout_s})]
-        changed = False
-        for reading in early:
-            changed = self.tx.add(reading) or changed
-            actions.append(Action("attach_early_reading", {"transaction": self.tx.id, "reading": reading}))
-        if early and self.state == S.ARRIVED:
-            self.state = S.COLLECTING
-        if changed and evaluate and self.state == S.COLLECTING:
-            actions.append(Action("evaluate", {"transaction": self.tx.id, "final": False}))
-        return actions
-
-    def _close_transaction(self, result: str, now: float) -> list[Action]:
-        assert self.tx is not None
-        tx = self.tx
-        self.tx = None
-        # A device that failed while this truck was being served still blocks the next one.
-        self.state = S.FAULT if self.faulty else S.IDLE
-        return [Action("cancel_timer", {"transaction": tx.id}),
-                Action("close_transaction", {"transaction": tx.id, "result": result, "tx": tx})]
-
-    # ------------------------------------------------------------ restart
-
-    def restore(self, tx: Transaction, boom_open: bool) -> list[Action]:
+    def restore(self, tx: Transaction, boom_open: bool, released_by: str | None = None) -> list[Action]:
         """Resume after a restart with the transaction that was open; never re-open the barrier.
 
+        released_by: the journaled release of that transaction, if its open command was recorded.
         A truck whose release was acted on keeps PASSING if the boom is still open (it will close
         once the safety loop is clear); anything else is held for an officer to review.
         """
         self.tx = tx
         self.boom_open = boom_open
-        if tx.open_commanded and boom_open:
-            tx.vehicle_entered = True  # unknown: assume a vehicle may be there, close only when clear
+        if released_by is not None and boom_open:
+            # unknown whether a vehicle is there: assume one may be, close only when clear
+            self.passage = Passage(released_by=released_by, open_commanded=True, vehicle_entered=True)
             self.state = S.PASSING
-            return [Action("close_barrier", {"transaction": tx.id, "why": "restart, lane clear"})]
-        tx.open_commanded = False
-        tx.released_by = None
+            return [CloseBarrier(tx.id, "restart, lane clear")]
+        self.passage = Passage()
         decision = decision_for_restart(tx.decision.declaration if tx.decision else None)
         tx.decision = decision
         self.state = S.DECIDED
-        return [Action("record_decision", {"transaction": tx.id, "decision": decision})]
+        return [RecordDecision(tx.id, decision)]
+
+    def transaction_view(self) -> dict[str, Any] | None:
+        """The current transaction as the kiosk and the decision row show it, with its passage."""
+        return self.tx.to_dict(self.passage.view()) if self.tx else None
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-friendly view of the lane for the kiosk."""
         return {
             "lane": self.lane_id,
             "state": self.state.value,
-            "transaction": self.tx.to_dict() if self.tx else None,
+            "transaction": self.transaction_view(),
             "loops": dict(self.loops),
             "boom_open": self.boom_open,
             "faults": dict(self.faulty),
@@ -717,11 +476,542 @@ class LaneMachine:
             "closing_unreleased_boom": self.reclose_pending,
         }
 
+    def _sense(self, event: LaneEvent) -> None:
+        """What the event says about the lane itself, before a row is chosen."""
+        match event:
+            case LoopEvent(loop=loop, occupied=occupied):
+                self.loops[loop] = occupied
+            case BoomEvent(opened=opened):
+                self.boom_open = opened
+                if not opened:
+                    self.reclose_pending = False
+            case DeviceRestored(device_id=device_id):
+                self.faulty.pop(device_id, None)
+
+    def _row(self, rows: tuple[Row, ...], now: float) -> Row:
+        for row in rows:
+            if all(guard(self, now) for guard in row.when):
+                return row
+        raise AssertionError(f"lane {self.lane_id}: no row for state {self.state}")  # every list ends unguarded
+
+    # ------------------------------------------------------------ guards (named in the table)
+
+    def device_down(self, now: float) -> bool:
+        """A device is faulty: a lane that closes its transaction goes to FAULT, not IDLE."""
+        return bool(self.faulty)
+
+    def no_transaction(self, now: float) -> bool:
+        """No truck's transaction is open at the lane."""
+        return self.tx is None
+
+    def truck_released(self, now: float) -> bool:
+        """The current truck's open command was journaled and sent."""
+        return self.tx is not None and self.passage.open_commanded
+
+    def truck_unreleased(self, now: float) -> bool:
+        """A truck is at the lane and its open command was not sent."""
+        return self.tx is not None and not self.passage.open_commanded
+
+    def release_recorded(self, now: float) -> bool:
+        """The truck was released, whether or not the open command reached the PLC."""
+        return self.tx is not None and (self.passage.open_commanded or self.passage.open_pending)
+
+    def release_waiting(self, now: float) -> bool:
+        """A journaled release whose open command never reached the PLC, and no device is down now."""
+        return self.tx is not None and self.passage.open_pending and not self.faulty
+
+    def decided(self, now: float) -> bool:
+        """The truck at the lane has a decision (the rules', or a hold recorded during a fault)."""
+        return self.tx is not None and self.tx.decision is not None
+
+    def boom_up(self, now: float) -> bool:
+        """The boom stands open (a release needs no open event to let the truck go)."""
+        return self.boom_open
+
+    def boom_up_unreleased(self, now: float) -> bool:
+        """A truck is at the lane, the boom stands open and nobody released it."""
+        return self.tx is not None and self._open_without_release()
+
+    def drove_through(self, now: float) -> bool:
+        """The truck at the lane, never released, went under a boom opened with no release."""
+        return self.truck_unreleased(now) and self.state != S.PASSING and self.passage.entered_without_release
+
+    def intruder_drove_through(self, now: float) -> bool:
+        """The vehicle under the unreleased boom left the safety loop, and it was the held truck."""
+        return (self.intruder and self.drove_through(now) and not self.loops["arrival"])
+
+    def backed_away(self, now: float) -> bool:
+        """The unreleased truck left the arrival loop under an open boom, and the boom closed with nobody under it."""
+        return self.truck_unreleased(now) and self.passage.left_arrival and not self.loops["arrival"]
+
+    def closed_by_hand(self, now: float) -> bool:
+        """The released truck's boom was closed (by hand) before it went."""
+        return self.truck_released(now) and self.passage.closing
+
+    def vehicle_entered(self, now: float) -> bool:
+        """A vehicle went onto the safety loop under the released boom."""
+        return self.passage.vehicle_entered
+
+    def no_vehicle_entered(self, now: float) -> bool:
+        """Nothing went onto the safety loop under the released boom."""
+        return not self.passage.vehicle_entered
+
+    def next_truck_waiting(self, now: float) -> bool:
+        """The arrival loop is occupied: the next truck is already there."""
+        return self.loops["arrival"]
+
+    def early_readings_held(self, now: float) -> bool:
+        """Readings held from before the arrival loop, within the pre-arrival window."""
+        return bool(self._early(now))
+
+    def no_alarm(self, now: float) -> bool:
+        """No alarm is latched."""
+        return self.alarm is None
+
+    # ------------------------------------------------------------ effects: loops
+
+    def _nothing(self, event: LaneEvent, now: float) -> list[Action]:
+        return []
+
+    def _back_on_arrival(self, event: LoopEvent, now: float) -> list[Action]:
+        self.passage.left_arrival = False  # it came back (or never went)
+        return []
+
+    def _watch_where_it_goes(self, event: LoopEvent, now: float) -> list[Action]:
+        # Backing away or driving through the boom someone opened? The safety loop will tell;
+        # if the boom closes with nobody under it, the truck left the lane.
+        self.passage.left_arrival = True
+        return []
+
+    def _close_left_lane(self, event: LaneEvent, now: float) -> list[Action]:
+        return self._close_transaction(TxResult.LEFT_LANE)
+
+    def _close_driven_through(self, event: LoopEvent, now: float) -> list[Action]:
+        assert self.tx is not None
+        self.intruder_tx = self.tx.id
+        return self._close_transaction(TxResult.UNAUTHORISED_PASSAGE)
+
+    def _vehicle_on_safety_loop(self, event: LoopEvent, now: float) -> list[Action]:
+        actions: list[Action] = []
+        # DECIDED too: the loop and the boom's limit switch can change within one PLC poll.
+        if self.tx and self.passage.open_commanded and self.state in (S.PASSING, S.DECIDED):
+            if self.passage.closing:
+                actions.append(RaiseAlarm(AlarmCode.TAILGATING, "Safety loop occupied again while closing"))
+                self.passage.closing = False
+            self.passage.vehicle_entered = True
+        if self._open_without_release():
+            self.intruder = True
+            if self.tx is not None:
+                self.passage.entered_without_release = True
+        return actions
+
+    def _close_behind_vehicle(self, event: LoopEvent, now: float) -> list[Action]:
+        assert self.tx is not None
+        self.passage.closing = True
+        return [CloseBarrier(self.tx.id, "vehicle passed")]
+
+    def _intruder_left(self, event: LoopEvent, now: float) -> list[Action]:
+        """The safety loop cleared: report a vehicle that went under the unreleased boom, then close it."""
+        actions: list[Action] = []
+        if self.intruder:
+            self.intruder = False
+            actions.append(RecordUnauthorisedPassage(self.intruder_tx))
+            self.intruder_tx = None
+        if self.reclose_pending and self.boom_open:
+            actions.append(CloseBarrier(self.tx.id if self.tx else None, "boom opened without a release: lane clear"))
+        return actions
+
+    # ------------------------------------------------------------ effects: boom
+
+    def _boom_opened(self, event: BoomEvent, now: float) -> list[Action]:
+        if self.tx is not None and self.passage.open_pending:
+            # The open command whose answer was lost did reach the PLC: it is the journaled release.
+            self.passage.open_pending, self.passage.open_commanded = False, True
+        if self.state == S.PASSING or (self.tx is not None and self.passage.open_commanded):
+            return []
+        return self._tamper(now)
+
+    def _tamper(self, now: float) -> list[Action]:
+        """The boom opened with no release: latch the alarm and close it, never onto a vehicle."""
+        if self.alarm is None:
+            self.alarm = {"code": AlarmCode.BOOM_OPEN_WITHOUT_RELEASE.value, "since": now, "openings": 0,
+                          "text": TAMPER_TEXT}
+        self.alarm["openings"] += 1
+        self.alarm["last_at"] = now
+        self.reclose_pending = True
+        transaction = self.tx.id if self.tx else None
+        actions: list[Action] = [RaiseAlarm(AlarmCode.BOOM_OPEN_WITHOUT_RELEASE,
+                                            "Boom opened without a recorded release; closing it",
+                                            {"transaction": transaction, "openings": self.alarm["openings"]})]
+        if self.loops["safety"]:
+            self.intruder = True
+            if self.tx is not None:
+                self.passage.entered_without_release = True
+        else:
+            actions.append(CloseBarrier(transaction, "boom opened without a release"))
+        return actions
+
+    def _close_before_passage(self, event: BoomEvent, now: float) -> list[Action]:
+        return self._close_transaction(TxResult.CLOSED_BEFORE_PASSAGE)  # closed by hand before it went
+
+    def _boom_down_before_passage(self, event: BoomEvent, now: float) -> list[Action]:
+        # Closed before the truck went through (PLC heartbeat safety, manual close).
+        return [RaiseAlarm(AlarmCode.BOOM_CLOSED_BEFORE_PASSAGE, "Boom closed before the truck passed"),
+                *self._close_transaction(TxResult.CLOSED_BEFORE_PASSAGE)]
+
+    def _close_passed(self, event: BoomEvent, now: float) -> list[Action]:
+        return self._close_transaction(TxResult.PASSED)
+
+    def _open_transaction(self, event: LaneEvent, now: float) -> list[Action]:
+        """A truck on the arrival loop: a new transaction, with the readings held for it."""
+        self.tx = Transaction(self.lane_id, opened_at=now)
+        self.passage = Passage()
+        early = self._early(now)
+        self.buffered = []
+        actions: list[Action] = [OpenTransaction(self.tx.id), StartTimer(self.tx.id, self.policy.collect_timeout_s)]
+        changed = False
+        for reading in early:
+            changed = self.tx.add(reading) or changed
+            actions.append(AttachEarlyReading(self.tx.id, reading))
+        if changed and self.state == S.COLLECTING:
+            actions.append(Evaluate(self.tx.id, final=False))
+        return actions
+
+    # ------------------------------------------------------------ effects: readings and decisions
+
+    def _take_reading(self, event: ReadingEvent, now: float) -> list[Action]:
+        reading = event.reading
+        if self.tx is None or self.state == S.PASSING:
+            self._buffer(reading, now)
+            return []
+        if self.tx.decided or self.passage.open_commanded:
+            return self._late_reading(reading, now)
+        changed = self.tx.add(reading)
+        if self.state == S.COLLECTING and changed:
+            return [Evaluate(self.tx.id, final=False)]
+        return []
+
+    def _late_reading(self, reading: Reading, now: float) -> list[Action]:
+        """A reading for a truck already decided: journaled and shown as late, never merged."""
+        tx = self.tx
+        assert tx is not None
+        if self.passage.open_commanded:
+            self._buffer(reading, now)  # the released truck is leaving: it may be the next truck's
+        news, conflicts = tx.add_late(reading)
+        if not news:
+            return []
+        actions: list[Action] = [RecordLateReading(tx.id, reading)]
+        for conflict in conflicts:
+            text = f"scanner verdicts disagree after the decision: {conflict['detail']}"
+            actions.append(RaiseAlarm(AlarmCode(conflict["code"]), text,
+                                      {"transaction": tx.id, "detail": conflict["detail"]}))
+        if (isinstance(reading, PlateRead) and reading.confidence >= self.policy.min_plate_confidence
+                and normalise_plate(reading.plate) not in tx.plates and not self.passage.open_commanded):
+            detail = f"{reading.plate} ({reading.confidence:.2f}) after the decision on {', '.join(tx.plates) or '-'}"
+            tx.late_conflicts.append({"code": AlarmCode.PLATE_CONFLICT.value, "detail": detail})
+            actions.append(RaiseAlarm(AlarmCode.PLATE_CONFLICT, f"another plate read for the decided truck: {detail}",
+                                      {"transaction": tx.id, "detail": detail}))
+        return actions
+
+    def _collect_timed_out(self, event: CollectTimeout, now: float) -> list[Action]:
+        if self.tx is None or event.transaction_id != self.tx.id:
+            return []
+        if self.state in (S.ARRIVED, S.COLLECTING) or (self.state == S.FAULT and self.tx.decision is None):
+            return [Evaluate(self.tx.id, final=True)]
+        return []
+
+    def _record_decision(self, event: Decided, now: float) -> list[Action]:
+        assert self.tx is not None
+        self.tx.decision = event.decision
+        self.tx.decided_at = now
+        return [CancelTimer(self.tx.id), RecordDecision(self.tx.id, event.decision)]
+
+    def _release_auto(self, event: Decided, now: float) -> list[Action]:
+        return self._release("auto")
+
+    def _ignore_release_during_fault(self, event: Decided, now: float) -> list[Action]:
+        # Computed just before the fault: never act on a release while a device is down.
+        # (A hold during a fault, DEVICE_FAULT, is recorded so the officer sees why the truck waits.)
+        return [RaiseAlarm(AlarmCode.DECISION_DURING_FAULT, "Release arrived while the lane is in FAULT; not acted on")]
+
+    def _open_manual_transaction(self, event: OfficerAction, now: float) -> list[Action]:
+        # A vehicle with no transaction (ambulance, maintenance): a transaction of its own.
+        self.tx = Transaction(self.lane_id, opened_at=now)
+        self.passage = Passage(manual=True)
+        return [OpenTransaction(self.tx.id, manual=True)]
+
+    def _officer_decides(self, event: OfficerAction, now: float) -> list[Action]:
+        assert self.tx is not None
+        actions: list[Action] = [CancelTimer(self.tx.id),
+                                 RecordOfficerAction(self.tx.id, event.action, event.officer, event.reason)]
+        self.tx.officer_actions.append({"action": event.action, "officer": event.officer,
+                                        "reason": event.reason, "at": now})
+        if event.action in ("release", "manual_open"):
+            actions += self._release(event.officer)
+        elif event.action == "inspect":
+            self.passage.inspection_by = event.officer
+        return actions
+
+    def _manual_close(self, event: OfficerAction, now: float) -> list[Action]:
+        transaction = self.tx.id if self.tx else None
+        if self.tx is not None and self.passage.open_commanded:
+            self.passage.closing = True
+        return [RecordOfficerAction(transaction, event.action, event.officer, event.reason),
+                CloseBarrier(transaction, f"manual close by {event.officer}")]
+
+    def _acknowledge_alarm(self, event: OfficerAction, now: float) -> list[Action]:
+        assert self.alarm is not None
+        alarm, self.alarm = self.alarm, None
+        return [RecordOfficerAction(self.tx.id if self.tx else None, event.action, event.officer, event.reason,
+                                    alarm={"code": alarm["code"], "openings": alarm["openings"],
+                                           "since": alarm["since"]})]
+
+    def _release(self, by: str) -> list[Action]:
+        assert self.tx is not None
+        self.passage.released_by = by
+        self.passage.open_commanded = True
+        self.reclose_pending = False  # the boom is now open on purpose (an alarm stays latched)
+        self.intruder = False
+        if self.boom_open:
+            # Already up (opened with no release, not yet closed again): no boom_open will come, the
+            # truck may go now (the row moved the lane to PASSING); the boom closes behind it.
+            self.passage.vehicle_entered = self.loops["safety"]
+        return [OpenBarrier(self.tx.id, by)]
+
+    # ------------------------------------------------------------ effects: faults
+
+    def _device_failed(self, event: DeviceFailed, now: float) -> list[Action]:
+        new = event.device_id not in self.faulty
+        self.faulty[event.device_id] = event.error
+        return [RaiseAlarm(AlarmCode.DEVICE_FAULT, f"{event.device_id}: {event.error}")] if new else []
+
+    def _open_failed(self, event: OpenFailed, now: float) -> list[Action]:
+        if self.tx is None or self.tx.id != event.transaction_id:
+            return []
+        # The release stands (it is journaled); the open is retried when the barrier answers again,
+        # as long as the truck is still there. An officer may also release again.
+        self.passage.open_commanded = False
+        self.passage.open_pending = True
+        return [RaiseAlarm(AlarmCode.BARRIER_OPEN_FAILED,
+                           f"open command did not reach the PLC ({event.error}); retried on recovery")]
+
+    def _resend_open(self, event: DeviceRestored, now: float) -> list[Action]:
+        self.passage.open_pending = False
+        return self._release(self.passage.released_by or "auto")
+
+    def _reclose_unreleased_boom(self, event: DeviceRestored, now: float) -> list[Action]:
+        if self.reclose_pending and self.boom_open and not self.loops["safety"]:
+            # The PLC answers again and the boom someone opened is still up: close it now.
+            return [CloseBarrier(self.tx.id if self.tx else None, "boom opened without a release: PLC answers again")]
+        return []
+
+    def _evaluate_again(self, event: DeviceRestored, now: float) -> list[Action]:
+        assert self.tx is not None
+        return [Evaluate(self.tx.id, final=False)]
+
+    # ------------------------------------------------------------ helpers
+
+    def _open_without_release(self) -> bool:
+        """The boom stands open (or is still coming down) and no release was journaled for it."""
+        return self.boom_open and self.state != S.PASSING and not (self.tx is not None and self.passage.open_commanded)
+
+    def _early(self, now: float) -> list[Reading]:
+        horizon = now - self.policy.pre_arrival_window_s
+        return [r for r in self.buffered if (r.received_at or r.observed_at) >= horizon]
+
+    def _buffer(self, reading: Reading, now: float) -> None:
+        self.buffered = self._early(now)
+        self.buffered.append(reading)
+
+    def _close_transaction(self, result: TxResult) -> list[Action]:
+        """End the transaction (the row chose IDLE, or FAULT while a device that failed meanwhile is down)."""
+        assert self.tx is not None
+        tx, released_by = self.tx, self.passage.released_by
+        self.tx, self.passage = None, Passage()
+        return [CancelTimer(tx.id), CloseTransaction(tx, result, released_by)]
+
+
+# ---------------------------------------------------------------- the table
+
+S = LaneState
+M = LaneMachine
+
+
+def _go(to: LaneState, *do: Effect, when: Guard | tuple[Guard, ...] = ()) -> Go:
+    return Go(to, do, when if isinstance(when, tuple) else (when,))
+
+
+def _closing(*do: Effect, when: Guard | tuple[Guard, ...] = ()) -> tuple[Go, Go]:
+    """The transaction ends: FAULT while a device that failed meanwhile is down, IDLE otherwise."""
+    when = when if isinstance(when, tuple) else (when,)
+    return _go(S.FAULT, *do, when=(*when, M.device_down)), _go(S.IDLE, *do, when=when)
+
+
+_WAITING = (S.ARRIVED, S.COLLECTING)
+
+
+def _ends(state: LaneState, *do: Effect, when: Guard | tuple[Guard, ...] = ()) -> tuple[Go, ...]:
+    """The transaction ends from `state` (see the invariants: where a device may be down, FAULT is a choice)."""
+    if state in _WAITING:
+        return (_go(S.IDLE, *do, when=when),)
+    if state == S.FAULT:
+        return (_go(S.FAULT, *do, when=when),)
+    return _closing(*do, when=when)
+
+
+_NO_TRUCK = Refuse("no truck to {action}", (M.no_transaction,))
+_RELEASED = Refuse("the truck is already released", (M.truck_released,))
+_NO_ALARM = Refuse("no alarm to acknowledge", (M.no_alarm,))
+
+
+def _officer_rows(state: LaneState) -> dict[str, tuple[Row, ...]]:
+    """An officer decides on the truck at the lane (ARRIVED, COLLECTING, DECIDED, FAULT)."""
+    refusals: tuple[Refuse, ...] = () if state in _WAITING else (_RELEASED,)
+    release = (*refusals, _go(S.PASSING, M._officer_decides, when=M.boom_up), _go(S.DECIDED, M._officer_decides))
+    manual_open = release
+    if state == S.FAULT:  # the lane may have no truck; a vehicle may still be let through by hand
+        new_vehicle = (M._open_manual_transaction, M._officer_decides)
+        manual_open = (_go(S.PASSING, *new_vehicle, when=(M.no_transaction, M.boom_up)),
+                       _go(S.DECIDED, *new_vehicle, when=M.no_transaction), *manual_open)
+        refusals = (_NO_TRUCK, *refusals)
+        release = (_NO_TRUCK, *release)
+    return {
+        "officer_release": release,
+        "officer_refuse": (*refusals, _go(S.DECIDED, M._officer_decides)),
+        "officer_inspect": (*refusals, _go(S.DECIDED, M._officer_decides)),
+        "officer_manual_open": manual_open,
+    }
+
+
+def _everywhere(state: LaneState) -> dict[str, tuple[Row, ...]]:
+    """Events every state accepts; a state's own rows below replace these where it differs."""
+    same = _go(state, M._nothing)
+    return {
+        "safety_on": (_go(state, M._vehicle_on_safety_loop),),
+        "safety_off": (*_ends(state, M._close_driven_through, M._intruder_left, when=M.intruder_drove_through),
+                       _go(state, M._intruder_left)),
+        "exit_on": (same,),
+        "exit_off": (same,),
+        "officer_manual_close": (_go(state, M._manual_close),),
+        "officer_acknowledge_alarm": (_NO_ALARM, _go(state, M._acknowledge_alarm)),
+        "boom_open": (_go(state, M._boom_opened),),
+        "boom_closed": (*_ends(state, M._close_left_lane, when=M.backed_away), same),
+        "reading": (_go(state, M._take_reading),),
+        "timeout": (_go(state, M._collect_timed_out),),
+        "fault": (_go(state, M._device_failed),),
+        "barrier_fault": (_go(S.FAULT, M._device_failed),),
+        "recovered": (_go(state, M._reclose_unreleased_boom),),
+    }
+
+
+def _truck_leaves_arrival(state: LaneState) -> tuple[Row, ...]:
+    """The arrival loop cleared while a truck waits unreleased: it drove through, may be driving, or left."""
+    rows = (*_ends(state, M._close_driven_through, when=M.drove_through),
+            _go(state, M._watch_where_it_goes, when=M.boom_up_unreleased))
+    if state in _WAITING:
+        return (*rows, *_ends(state, M._close_left_lane))
+    return (*rows, *_ends(state, M._close_left_lane, when=M.truck_unreleased), _go(state, M._nothing))
+
+
+def _waiting(state: LaneState) -> dict[str, tuple[Row, ...]]:
+    """ARRIVED and COLLECTING: a truck on the arrival loop, readings coming in, no decision yet."""
+    return {
+        **_everywhere(state),
+        **_officer_rows(state),
+        "reading": (_go(S.COLLECTING, M._take_reading),),
+        "decided_release": (_go(S.PASSING, M._record_decision, M._release_auto, when=M.boom_up),
+                            _go(S.DECIDED, M._record_decision, M._release_auto)),
+        "decided_hold": (_go(S.DECIDED, M._record_decision),),
+        "decided_refuse": (_go(S.DECIDED, M._record_decision),),
+        "arrival_on": (_go(state, M._back_on_arrival),),
+        "arrival_off": _truck_leaves_arrival(state),
+        "fault": (_go(S.FAULT, M._device_failed),),
+    }
+
+
+TRANSITIONS: dict[LaneState, dict[str, tuple[Row, ...]]] = {
+    S.IDLE: {
+        **_everywhere(S.IDLE),
+        "officer_manual_open": (_go(S.PASSING, M._open_manual_transaction, M._officer_decides, when=M.boom_up),
+                                _go(S.DECIDED, M._open_manual_transaction, M._officer_decides)),
+        "arrival_on": (_go(S.COLLECTING, M._open_transaction, when=M.early_readings_held),
+                       _go(S.ARRIVED, M._open_transaction)),
+        "safety_off": (_go(S.IDLE, M._intruder_left),),
+        "arrival_off": (_go(S.IDLE, M._nothing),),
+        "boom_closed": (_go(S.IDLE, M._nothing),),
+        "fault": (_go(S.FAULT, M._device_failed),),
+    },
+    S.ARRIVED: _waiting(S.ARRIVED),
+    S.COLLECTING: _waiting(S.COLLECTING),
+    S.DECIDED: {
+        **_everywhere(S.DECIDED),
+        **_officer_rows(S.DECIDED),
+        "open_failed": (_go(S.DECIDED, M._open_failed),),
+        "boom_open": (_go(S.PASSING, M._boom_opened, when=M.release_recorded), _go(S.DECIDED, M._boom_opened)),
+        "boom_closed": (*_closing(M._close_left_lane, when=M.backed_away),
+                        *_closing(M._close_before_passage, when=M.closed_by_hand),
+                        _go(S.DECIDED, M._nothing)),
+        "arrival_on": (_go(S.DECIDED, M._back_on_arrival),),
+        "arrival_off": _truck_leaves_arrival(S.DECIDED),
+        "recovered": (_go(S.PASSING, M._resend_open, when=(M.release_waiting, M.boom_up)),
+                      _go(S.DECIDED, M._resend_open, when=M.release_waiting),
+                      _go(S.DECIDED, M._reclose_unreleased_boom)),
+    },
+    S.PASSING: {
+        **_everywhere(S.PASSING),
+        "safety_off": (_go(S.PASSING, M._close_behind_vehicle, when=M.vehicle_entered),
+                       _go(S.PASSING, M._intruder_left)),
+        "arrival_on": (_go(S.PASSING, M._back_on_arrival),),
+        "arrival_off": (_go(S.PASSING, M._nothing),),
+        "boom_closed": (
+            _go(S.FAULT, M._boom_down_before_passage, when=(M.no_vehicle_entered, M.device_down)),
+            _go(S.IDLE, M._boom_down_before_passage, when=M.no_vehicle_entered),
+            _go(S.FAULT, M._close_passed, M._open_transaction, when=(M.next_truck_waiting, M.device_down)),
+            _go(S.COLLECTING, M._close_passed, M._open_transaction, when=(M.next_truck_waiting, M.early_readings_held)),
+            _go(S.ARRIVED, M._close_passed, M._open_transaction, when=M.next_truck_waiting),
+            *_closing(M._close_passed),
+        ),
+    },
+    S.FAULT: {
+        **_everywhere(S.FAULT),
+        **_officer_rows(S.FAULT),
+        "decided_release": (_go(S.FAULT, M._ignore_release_during_fault),),
+        "decided_hold": (_go(S.FAULT, M._record_decision),),
+        "decided_refuse": (_go(S.FAULT, M._record_decision),),
+        "open_failed": (_go(S.FAULT, M._open_failed),),
+        "arrival_on": (_go(S.FAULT, M._back_on_arrival, M._open_transaction, when=M.no_transaction),
+                       _go(S.FAULT, M._back_on_arrival)),
+        "arrival_off": _truck_leaves_arrival(S.FAULT),
+        "recovered": (
+            _go(S.PASSING, M._resend_open, when=(M.release_waiting, M.boom_up)),
+            _go(S.DECIDED, M._resend_open, when=M.release_waiting),
+            _go(S.FAULT, M._reclose_unreleased_boom, when=M.device_down),
+            _go(S.IDLE, M._reclose_unreleased_boom, when=M.no_transaction),
+            _go(S.PASSING, M._reclose_unreleased_boom, when=(M.truck_released, M.boom_up)),
+            _go(S.DECIDED, M._reclose_unreleased_boom, when=M.truck_released),
+            _go(S.DECIDED, M._reclose_unreleased_boom, when=M.decided),
+            _go(S.COLLECTING, M._reclose_unreleased_boom, M._evaluate_again),
+        ),
+    },
+}
+
+
+def _name(function: Callable[..., Any]) -> str:
+    return function.__name__.lstrip("_")
+
 
 def transition_table_text() -> str:
-    """The transition table as text, one `STATE --event--> NEXT` per line (for docs/diagrams)."""
+    """The transition table as text: `STATE --event--> NEXT|NEXT` per event, then one line per row."""
     lines = []
     for state, events in TRANSITIONS.items():
-        for key, targets in sorted(events.items()):
-            lines.append(f"{state.value} --{key}--> {'|'.join(t.value for t in targets) or state.value}")
+        for key, rows in sorted(events.items()):
+            targets = sorted({row.to for row in rows if isinstance(row, Go)}, key=list(LaneState).index)
+            lines.append(f"{state.value} --{key}--> {'|'.join(t.value for t in targets) or 'error'}")
+            if len(rows) == 1 and isinstance(rows[0], Go) and not rows[0].when:
+                continue
+            for row in rows:
+                guards = " and ".join(_name(g) for g in row.when) or "otherwise"
+                then = (f"{row.to.value}: {', '.join(_name(d) for d in row.do)}" if isinstance(row, Go)
+                        else f"error: {row.why.format(action='<action>')}")
+                lines.append(f"    [{guards}] {then}")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Carries out the lane machine's actions: journal first, then the barrier; rules; timers.
+"""The lane's I/O: an event queue, journal appends, barrier calls and timers around the lane machine.
 
 One controller per lane. Events (device readings, loop changes, officer actions, timeouts) are
 queued and handled one at a time, so the lane machine never sees two events at once. Every
@@ -6,10 +6,14 @@ reading, decision, officer action and barrier command is journaled before anythi
 `await journal.append_async(...)` returns only once the row is committed (in one transaction with
 whatever other lanes appended meanwhile: group commit), and the fsync does not block the loop.
 
-Journal kinds written here besides readings and decisions: `late_reading` (a reading for a truck
-already decided, not used by its decision), `unauthorised_passage` (a vehicle went under a boom
-opened with no release) and the `alarm` rows, among them the latched BOOM_OPEN_WITHOUT_RELEASE
-that a supervisor's `acknowledge_alarm` (an `officer_action` row with the user's name) clears.
+An event's consequences come after it. The machine returns typed actions (edge/lane.py); the
+controller carries them out in order. An action can have a consequence for the machine (the rules
+decided: `Decided`); it is handled once the event's own actions are all done, never in the middle
+of them, so the journal rows follow the order of events (the lane moved IDLE→COLLECTING before
+COLLECTING→DECIDED). A failed open command is fed back through the queue like a device event.
+
+Record kinds and alarm codes are edge/records.py's; so is `replay`, which rebuilds the lane from
+its journal at start-up (the open transaction, used declarations, a latched alarm).
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,86 +30,61 @@ from devices.barrier import BarrierDriver, SafetyInterlock
 from devices.readings import (
     BoomChanged,
     BoomPosition,
-    ContainerRead,
     DeviceEvent,
     DeviceFault,
     DeviceRecovered,
     LoopChanged,
-    PlateRead,
     Reading,
-    ScanRead,
-    ScanVerdict,
-    SealRead,
-    SealStatus,
-    WeightRead,
 )
 from devices.transports.modbus import ModbusIOError
 from edge.cache import DeclarationCache
 from edge.config import LaneConfig
 from edge.journal import Journal
 from edge.lane import (
-    TAMPER_ALARM,
     Action,
+    AttachEarlyReading,
     BoomEvent,
+    CancelTimer,
+    CloseBarrier,
+    CloseTransaction,
     CollectTimeout,
     Decided,
     DeviceFailed,
     DeviceRestored,
+    Evaluate,
     LaneError,
     LaneEvent,
     LaneMachine,
     LaneState,
     LoopEvent,
     OfficerAction,
+    OpenBarrier,
     OpenFailed,
+    OpenTransaction,
+    RaiseAlarm,
     ReadingEvent,
+    RecordDecision,
+    RecordLateReading,
+    RecordOfficerAction,
+    RecordState,
+    RecordUnauthorisedPassage,
+    StartTimer,
 )
-from edge.rules import Decision, DecisionContext, Finding, Outcome, decide
+from edge.records import (
+    AlarmCode,
+    JournalKind,
+    LaneReplay,
+    Notice,
+    TxResult,
+    reading_payload,
+    replay,
+)
+from edge.rules import Decision, DecisionContext, Outcome, decide
 from edge.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, str, dict[str, Any]], None]
-
-
-_READING_TYPES = {cls.__name__: cls for cls in (PlateRead, SealRead, ContainerRead, WeightRead, ScanRead)}
-
-
-def reading_payload(reading: Reading) -> dict[str, Any]:
-    """JSON-friendly form of a reading, with its type."""
-    data = asdict(reading)
-    if isinstance(reading, SealRead):
-        data["status"] = reading.status.value
-    elif isinstance(reading, ScanRead):
-        data["verdict"] = reading.verdict.value
-        data["containers"] = list(reading.containers)
-    data["type"] = type(reading).__name__
-    return data
-
-
-def reading_from_payload(data: dict[str, Any]) -> Reading:
-    """Inverse of reading_payload (for rebuilding a transaction from the journal)."""
-    data = dict(data)
-    kind = data.pop("type")
-    data.pop("transaction", None)
-    if kind == "SealRead":
-        data["status"] = SealStatus(data["status"])
-    elif kind == "ScanRead":
-        data["verdict"] = ScanVerdict(data["verdict"])
-        data["containers"] = tuple(data["containers"])
-    return _READING_TYPES[kind](**data)
-
-
-def decision_from_dict(data: dict[str, Any]) -> Decision:
-    """Rebuild a Decision from its journaled form."""
-    return Decision(
-        outcome=Outcome(data["outcome"]),
-        findings=tuple(Finding(f["code"], f.get("detail", "")) for f in data.get("findings", [])),
-        declaration=data.get("declaration"),
-        ruleset_version=data.get("ruleset_version", ""),
-        awaiting_readings=data.get("awaiting_readings", False),
-    )
-
 
 class LaneController:
     """The I/O façade of one lane."""
@@ -145,18 +123,20 @@ class LaneController:
 
     async def start(self, restore: bool = True) -> None:
         """Rebuild state from the journal (after the first barrier poll) and start handling events."""
-        self.used_declarations = self._used_declarations_from_journal()
-        self.machine.alarm = self._latched_alarm_from_journal()
+        history = self._history_from_journal()
+        self.used_declarations = history.used_declarations
+        self.machine.alarm = history.latched_alarm
         if restore:
             try:
                 async with asyncio.timeout(3.0):
                     await self.barrier.first_poll.wait()
             except TimeoutError:
                 log.warning("lane %s: barrier did not answer at start-up", self.lane.id)
-            await self._restore_from_journal()
+            await self._restore(history)
         self._task = asyncio.create_task(self._run(), name=f"lane-{self.lane.id}")
 
     async def stop(self) -> None:
+        """Cancel the timers and stop handling events."""
         for handle in self._timers.values():
             handle.cancel()
         if self._task:
@@ -185,8 +165,7 @@ class LaneController:
                     continue
                 self.anomalies += 1
                 log.warning("%s", exc)
-                await self.journal.append_async("alarm", {"code": "UNEXPECTED_EVENT", "text": str(exc)},
-                                    lane=self.lane.id)
+                await self._append(JournalKind.ALARM, {"code": AlarmCode.UNEXPECTED_EVENT.value, "text": str(exc)})
             except Exception as exc:  # keep the lane alive; the event is journaled as an anomaly
                 log.exception("lane %s failed handling %r", self.lane.id, event)
                 self.anomalies += 1
@@ -199,72 +178,100 @@ class LaneController:
     # ------------------------------------------------------------ events
 
     async def _handle(self, event: LaneEvent | DeviceEvent) -> None:
+        """Journal the event, let the machine move, carry out its actions, then their consequences."""
         now = self.clock()
         lane_event = await self._to_lane_event(event, now)
         if lane_event is None:
             return
-        actions = self.machine.handle(lane_event, now)
-        await self._carry_out(actions)
-        self._notify("lane", self.machine.snapshot())
+        consequences: deque[LaneEvent] = deque()
+        while True:
+            for action in self.machine.handle(lane_event, now):
+                consequence = await self._carry_out(action)
+                if consequence is not None:
+                    consequences.append(consequence)
+            if not consequences:
+                break
+            lane_event, now = consequences.popleft(), self.clock()
+        self._notify(Notice.LANE, self.machine.snapshot())
 
     async def _to_lane_event(self, event: LaneEvent | DeviceEvent, now: float) -> LaneEvent | None:
         if isinstance(event, Reading):
-            entry = await self.journal.append_async("reading", reading_payload(event), lane=self.lane.id, at=now)
-            self._notify("reading", {"seq": entry.seq, **reading_payload(event)})
+            payload = reading_payload(event)
+            entry = await self._append(JournalKind.READING, payload, at=now)
+            self._notify(Notice.READING, {"seq": entry.seq, **payload})
             return ReadingEvent(event)
         if isinstance(event, LoopChanged):
-            await self.journal.append_async("loop", {"loop": event.loop.value, "occupied": event.occupied},
-                                lane=self.lane.id, at=now)
+            await self._append(JournalKind.LOOP, {"loop": event.loop.value, "occupied": event.occupied}, at=now)
             return LoopEvent(event.loop.value, event.occupied)
         if isinstance(event, BoomChanged):
             if event.position in (BoomPosition.OPEN, BoomPosition.CLOSED):
-                await self.journal.append_async("boom", {"position": event.position.value}, lane=self.lane.id, at=now)
+                await self._append(JournalKind.BOOM, {"position": event.position.value}, at=now)
                 return BoomEvent(event.position == BoomPosition.OPEN)
             return None
         if isinstance(event, DeviceFault):
-            await self.journal.append_async("device_fault", {"device": event.device_id, "error": event.error},
-                                lane=self.lane.id, at=now)
-            self._notify("device", {"device": event.device_id, "connected": False, "error": event.error})
+            await self._append(JournalKind.DEVICE_FAULT, {"device": event.device_id, "error": event.error}, at=now)
+            self._notify(Notice.DEVICE, {"device": event.device_id, "connected": False, "error": event.error})
             return DeviceFailed(event.device_id, event.error,
                                 is_barrier=self.device_kinds.get(event.device_id) == "barrier")
         if isinstance(event, DeviceRecovered):
-            await self.journal.append_async("device_recovered", {"device": event.device_id}, lane=self.lane.id, at=now)
-            self._notify("device", {"device": event.device_id, "connected": True})
+            await self._append(JournalKind.DEVICE_RECOVERED, {"device": event.device_id}, at=now)
+            self._notify(Notice.DEVICE, {"device": event.device_id, "connected": True})
             return DeviceRestored(event.device_id)
         return event
 
-    async def _carry_out(self, actions: Iterable[Action]) -> None:
-        for action in actions:
-            await getattr(self, f"_do_{action.kind}")(action.data)
-
     # ------------------------------------------------------------ actions
 
-    async def _do_open_transaction(self, data: dict[str, Any]) -> None:
-        await self.journal.append_async("tx_opened", {"transaction": data["transaction"]}, lane=self.lane.id)
+    async def _carry_out(self, action: Action) -> LaneEvent | None:
+        """Do what one action says; return the event it leads to for the machine, if any."""
+        match action:
+            case OpenTransaction(transaction=tx_id):
+                await self._append(JournalKind.TX_OPENED, {"transaction": tx_id})
+            case AttachEarlyReading(transaction=tx_id, reading=reading):
+                await self._append(JournalKind.READING_ATTACHED, {"transaction": tx_id, **reading_payload(reading)})
+            case StartTimer(transaction=tx_id, seconds=seconds):
+                loop = asyncio.get_running_loop()
+                self._timers[tx_id] = loop.call_later(seconds, self.submit, CollectTimeout(tx_id))
+            case CancelTimer(transaction=tx_id):
+                handle = self._timers.pop(tx_id, None)
+                if handle:
+                    handle.cancel()
+            case Evaluate(transaction=tx_id, final=final):
+                return self._evaluated(tx_id, final)
+            case RecordDecision():
+                await self._record_decision(action)
+            case RecordOfficerAction():
+                payload = action.payload()
+                await self._append(JournalKind.OFFICER_ACTION, payload)
+                self._notify(Notice.OFFICER_ACTION, dict(payload))
+            case OpenBarrier():
+                await self._open_barrier(action)
+            case CloseBarrier():
+                await self._close_barrier(action)
+            case CloseTransaction():
+                await self._close_transaction(action)
+            case RaiseAlarm():
+                payload = action.payload()
+                await self._append(JournalKind.ALARM, payload)
+                self._notify(Notice.ALARM, dict(payload))
+            case RecordLateReading(transaction=tx_id, reading=reading):
+                payload = {"transaction": tx_id, **reading_payload(reading)}
+                await self._append(JournalKind.LATE_READING, payload)
+                self._notify(Notice.LATE_READING, payload)
+            case RecordUnauthorisedPassage():
+                await self._unauthorised_passage(action)
+            case RecordState(before=before, after=after):
+                await self._append(JournalKind.LANE_STATE, {"from": before.value, "to": after.value})
+        return None
 
-    async def _do_attach_early_reading(self, data: dict[str, Any]) -> None:
-        await self.journal.append_async("reading_attached",
-                            {"transaction": data["transaction"], **reading_payload(data["reading"])},
-                            lane=self.lane.id)
-
-    async def _do_start_timer(self, data: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
-        tx_id = data["transaction"]
-        self._timers[tx_id] = loop.call_later(data["seconds"], self.submit, CollectTimeout(tx_id))
-
-    async def _do_cancel_timer(self, data: dict[str, Any]) -> None:
-        handle = self._timers.pop(data["transaction"], None)
-        if handle:
-            handle.cancel()
-
-    async def _do_evaluate(self, data: dict[str, Any]) -> None:
+    def _evaluated(self, tx_id: str, final: bool) -> Decided | None:
+        """The rules' decision for the transaction, when it is final or waits for no reading."""
         tx = self.machine.tx
-        if tx is None or tx.id != data["transaction"]:
-            return
+        if tx is None or tx.id != tx_id:
+            return None
         decision = self.evaluate(tx)
-        if data["final"] or not decision.awaiting_readings:
-            actions = self.machine.handle(Decided(decision), self.clock())
-            await self._carry_out(actions)
+        if final or not decision.awaiting_readings:
+            return Decided(decision)
+        return None
 
     def evaluate(self, tx: Transaction) -> Decision:
         """Run the rules on a transaction with the cache's candidates (pure apart from lookups)."""
@@ -286,95 +293,69 @@ class LaneController:
         )
         return decide(tx.facts(), list(candidates.values()), self.lane.policy, context)
 
-    async def _do_record_decision(self, data: dict[str, Any]) -> None:
-        decision: Decision = data["decision"]
+    async def _record_decision(self, action: RecordDecision) -> None:
         tx = self.machine.tx
-        payload = {"transaction": data["transaction"], **decision.to_dict()}
+        payload = {"transaction": action.transaction, **action.decision.to_dict()}
         if tx is not None:
-            payload["facts"] = tx.to_dict()
-        await self.journal.append_async("decision", payload, lane=self.lane.id)
-        if tx is not None and decision.outcome != Outcome.RELEASE:
+            payload["facts"] = self.machine.transaction_view()
+        await self._append(JournalKind.DECISION, payload)
+        if tx is not None and action.decision.outcome != Outcome.RELEASE:
             self._record_latency(tx)
-        self._notify("decision", payload)
+        self._notify(Notice.DECISION, payload)
 
-    async def _do_record_officer_action(self, data: dict[str, Any]) -> None:
-        await self.journal.append_async("officer_action", dict(data), lane=self.lane.id)
-        self._notify("officer_action", dict(data))
-
-    async def _do_open_barrier(self, data: dict[str, Any]) -> None:
+    async def _open_barrier(self, action: OpenBarrier) -> None:
+        data = {"transaction": action.transaction, "released_by": action.released_by}
         # The journal row is committed (fsync) before the PLC is told anything.
-        await self.journal.append_async("barrier_command", {"command": "open", **data}, lane=self.lane.id)
+        await self._append(JournalKind.BARRIER_COMMAND, {"command": "open", **data})
         try:
             await self.barrier.open()
         except ModbusIOError as exc:
-            self.submit(OpenFailed(data["transaction"], str(exc)))
+            self.submit(OpenFailed(action.transaction, str(exc)))
             return
         tx = self.machine.tx
-        if tx is not None and tx.released_by == "auto":
+        if tx is not None and action.released_by == "auto":
             self._record_latency(tx)
-        self._notify("barrier", {"command": "open", **data})
+        self._notify(Notice.BARRIER, {"command": "open", **data})
         try:
             await self.barrier.set_lights(green=True)
         except ModbusIOError as exc:
-            await self.journal.append_async("alarm", {"code": "BARRIER_COMMAND_FAILED", "text": f"lights: {exc}"},
-                                lane=self.lane.id)
+            await self._append(JournalKind.ALARM, {"code": AlarmCode.BARRIER_COMMAND_FAILED.value,
+                                                   "text": f"lights: {exc}"})
 
-    async def _do_close_barrier(self, data: dict[str, Any]) -> None:
-        await self.journal.append_async("barrier_command", {"command": "close", **data}, lane=self.lane.id)
+    async def _close_barrier(self, action: CloseBarrier) -> None:
+        await self._append(JournalKind.BARRIER_COMMAND,
+                           {"command": "close", "transaction": action.transaction, "why": action.why})
         try:
             await self.barrier.close()
         except SafetyInterlock:
-            await self.journal.append_async("alarm", {"code": "CLOSE_REFUSED_SAFETY_LOOP",
-                                          "text": "close refused: safety loop occupied"},
-                                lane=self.lane.id)
+            await self._append(JournalKind.ALARM, {"code": AlarmCode.CLOSE_REFUSED_SAFETY_LOOP.value,
+                                                   "text": "close refused: safety loop occupied"})
         except ModbusIOError as exc:
-            await self.journal.append_async("alarm", {"code": "BARRIER_COMMAND_FAILED", "text": f"close: {exc}"},
-                                lane=self.lane.id)
+            await self._append(JournalKind.ALARM, {"code": AlarmCode.BARRIER_COMMAND_FAILED.value,
+                                                   "text": f"close: {exc}"})
 
-    async def _do_close_transaction(self, data: dict[str, Any]) -> None:
-        tx: Transaction = data["tx"]
-        summary = {
-            "transaction": tx.id,
-            "result": data["result"],
-            "opened_at": tx.opened_at,
-            "closed_at": self.clock(),
-            "plates": list(tx.plates),
-            "containers": tx.container_numbers(),
-            "seals": list(tx.seals),
-            "outcome": tx.decision.outcome.value if tx.decision else None,
-            "reasons": tx.decision.reasons if tx.decision else [],
-            "declaration": tx.decision.declaration if tx.decision else None,
-            "released_by": tx.released_by,
-            "decision_ms": tx.decision_ms,
-        }
-        await self.journal.append_async("tx_closed", summary, lane=self.lane.id)
-        if data["result"] == "passed" and summary["declaration"]:
+    async def _close_transaction(self, action: CloseTransaction) -> None:
+        summary = action.tx.closing_summary(action.result, self.clock(), action.released_by)
+        await self._append(JournalKind.TX_CLOSED, summary)
+        if action.result == TxResult.PASSED and summary["declaration"]:
             self.used_declarations.add(summary["declaration"])
         self.recent.appendleft(summary)
-        self._notify("tx_closed", summary)
+        self._notify(Notice.TX_CLOSED, summary)
 
-    async def _do_late_reading(self, data: dict[str, Any]) -> None:
-        payload = {"transaction": data["transaction"], **reading_payload(data["reading"])}
-        await self.journal.append_async("late_reading", payload, lane=self.lane.id)
-        self._notify("late_reading", payload)
-
-    async def _do_unauthorised_passage(self, data: dict[str, Any]) -> None:
-        payload = dict(data)
-        closed = next((r for r in self.recent if r["transaction"] == data.get("transaction")), None)
+    async def _unauthorised_passage(self, action: RecordUnauthorisedPassage) -> None:
+        payload: dict[str, Any] = {"transaction": action.transaction,
+                                   "alarm": AlarmCode.BOOM_OPEN_WITHOUT_RELEASE.value, "text": action.text}
+        closed = next((r for r in self.recent if r["transaction"] == action.transaction), None)
         if closed is not None:  # the held truck that drove through: say who it was
             payload.update(plates=closed["plates"], outcome=closed["outcome"], reasons=closed["reasons"],
                            declaration=closed["declaration"])
-        await self.journal.append_async("unauthorised_passage", payload, lane=self.lane.id)
-        self._notify("unauthorised_passage", payload)
-
-    async def _do_alarm(self, data: dict[str, Any]) -> None:
-        await self.journal.append_async("alarm", dict(data), lane=self.lane.id)
-        self._notify("alarm", dict(data))
-
-    async def _do_state(self, data: dict[str, Any]) -> None:
-        await self.journal.append_async("lane_state", dict(data), lane=self.lane.id)
+        await self._append(JournalKind.UNAUTHORISED_PASSAGE, payload)
+        self._notify(Notice.UNAUTHORISED_PASSAGE, payload)
 
     # ------------------------------------------------------------ helpers
+
+    async def _append(self, kind: JournalKind, payload: dict[str, Any], *, at: float | None = None) -> Any:
+        return await self.journal.append_async(kind.value, payload, lane=self.lane.id, at=at)
 
     def _record_latency(self, tx: Transaction) -> None:
         if tx.last_reading_at is None:
@@ -383,59 +364,49 @@ class LaneController:
         tx.decision_ms = latency_ms
         self.decision_latencies_ms.append(latency_ms)
 
-    def _notify(self, kind: str, payload: dict[str, Any]) -> None:
+    def _notify(self, kind: Notice, payload: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             try:
-                listener(self.lane.id, kind, payload)
+                listener(self.lane.id, kind.value, payload)
             except Exception:
                 log.exception("listener failed")
 
-    def _latched_alarm_from_journal(self) -> dict[str, Any] | None:
-        """The boom-tamper alarm if it was raised and no supervisor acknowledged it (it survives restarts)."""
-        openings, latched = 0, None
-        for entry in self.journal.latest(self.lane.id, kinds=["alarm", "officer_action"], limit=1000):
-            if entry.kind == "officer_action" and entry.payload.get("action") == "acknowledge_alarm":
-                break
-            if entry.kind == "alarm" and entry.payload.get("code") == TAMPER_ALARM:
-                openings += 1
-                latched = {"code": TAMPER_ALARM, "since": entry.at, "openings": openings,
-                           "text": "Boom opened without a recorded release: closed by the node"}
-        return latched
+    # ------------------------------------------------------------ restart
 
-    def _used_declarations_from_journal(self) -> set[str]:
-        return {
-            e.payload["declaration"]
-            for e in self.journal.entries(lane=self.lane.id, kinds=["tx_closed"])
-            if e.payload.get("result") == "passed" and e.payload.get("declaration")
-        }
+    def _history_from_journal(self) -> LaneReplay:
+        """Replay the rows a restart needs: every tx_closed, the latest alarms and acknowledgements,
+        and everything since the last transaction was opened if it was never closed."""
+        lane = self.lane.id
+        watched = (JournalKind.ALARM, JournalKind.OFFICER_ACTION)
+        rows = {e.seq: e for e in self.journal.entries(lane=lane, kinds=[JournalKind.TX_CLOSED])}
+        rows.update((e.seq, e) for e in self.journal.latest(lane, kinds=watched, limit=1000))
+        last = self.journal.latest(lane, kinds=[JournalKind.TX_OPENED, JournalKind.TX_CLOSED], limit=1)
+        if last and last[0].kind == JournalKind.TX_OPENED:
+            rows.update((e.seq, e) for e in self.journal.entries(lane=lane, after_seq=last[0].seq - 1)
+                        if e.kind not in watched)
+        return replay(rows[seq] for seq in sorted(rows))
 
-    async def _restore_from_journal(self) -> None:
-        entries = self.journal.latest(self.lane.id, kinds=["tx_opened", "tx_closed"], limit=1)
-        if not entries or entries[0].kind != "tx_opened":
+    async def _restore(self, history: LaneReplay) -> None:
+        """Resume the transaction a restart interrupted, held for an officer unless its truck was passing."""
+        interrupted = history.open_transaction
+        if interrupted is None:
             return
-        opened = entries[0]
-        tx = Transaction(self.lane.id, opened_at=opened.at, id=opened.payload["transaction"])
-        for entry in self.journal.entries(lane=self.lane.id, after_seq=opened.seq - 1):
-            if entry.kind in ("reading", "reading_attached") and not tx.decided:
-                tx.add(reading_from_payload(entry.payload))
-            elif entry.kind == "decision" and entry.payload.get("transaction") == tx.id:
-                tx.decision = decision_from_dict(entry.payload)
-            elif (entry.kind == "barrier_command" and entry.payload.get("transaction") == tx.id
-                  and entry.payload.get("command") == "open"):
-                tx.open_commanded = True
-                tx.released_by = entry.payload.get("released_by")
+        tx = Transaction(self.lane.id, opened_at=interrupted.opened_at, id=interrupted.id)
+        for reading in interrupted.readings:
+            tx.add(reading)
+        tx.decision = interrupted.decision
         inputs = self.barrier.inputs
         boom_open = bool(inputs and inputs.boom_opened)
         if inputs is not None:
             self.machine.loops.update(arrival=inputs.arrival, safety=inputs.safety, exit=inputs.exit)
-        await self.journal.append_async("alarm", {"code": "NODE_RESTARTED",
-                                      "text": f"transaction {tx.id} was open at restart"},
-                            lane=self.lane.id)
-        actions = self.machine.restore(tx, boom_open)
-        await self._carry_out(actions)
-        await self.journal.append_async("lane_state", {"from": "RESTART", "to": self.machine.state.value},
-                            lane=self.lane.id)
+        await self._append(JournalKind.ALARM, {"code": AlarmCode.NODE_RESTARTED.value,
+                                               "text": f"transaction {tx.id} was open at restart"})
+        released_by = interrupted.released_by if interrupted.open_commanded else None
+        for action in self.machine.restore(tx, boom_open, released_by=released_by):
+            await self._carry_out(action)
+        await self._append(JournalKind.LANE_STATE, {"from": "RESTART", "to": self.machine.state.value})
 
     @property
     def state(self) -> LaneState:
+        """The lane machine's state."""
         return self.machine.state

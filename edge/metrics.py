@@ -17,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from edge.records import Notice
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -108,7 +110,7 @@ class NodeMetrics:
 
     def on_lane_event(self, lane_id: str, kind: str, payload: dict[str, Any]) -> None:
         """Count one lane notification (a controller listener)."""
-        if kind == "decision":
+        if kind == Notice.DECISION:
             self.decisions.labels(lane_id, str(payload.get("outcome", "unknown"))).inc()
             for reason in payload.get("reasons") or ():
                 code = reason.get("code") if isinstance(reason, dict) else reason
@@ -118,9 +120,9 @@ class NodeMetrics:
             last = getattr(tx, "last_reading_at", None)
             if last is not None:
                 self.latency.labels(lane_id).observe(max(0.0, controller.clock() - last))
-        elif kind == "alarm":
+        elif kind == Notice.ALARM:
             self.alarms.labels(lane_id, str(payload.get("code", "unknown"))).inc()
-        elif kind == "barrier":
+        elif kind == Notice.BARRIER:
             self.barrier_commands.labels(lane_id, str(payload.get("command", "unknown"))).inc()
 
     def exposition(self) -> tuple[bytes, str]:

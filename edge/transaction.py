@@ -5,12 +5,17 @@ is kept; a different final verdict for the same truck (a clear after a suspect, 
 clear, or a verdict for a scan that is not the one in progress) is a conflict, and the worst
 verdict stands. Readings that arrive after the truck was decided are kept apart as late readings
 (see `add_late`): they are shown, never merged into what the decision was made on.
+
+A transaction holds what is known about the truck and what was decided; how far the truck got
+towards and under the boom (released, open commanded, under the boom...) is the lane machine's
+(`edge/lane.py`, Passage).
 """
 
 from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,7 @@ from devices.readings import (
     SealStatus,
     WeightRead,
 )
+from edge.records import AlarmCode
 from edge.rules import Decision, SealSeen, TransactionFacts
 
 _SEAL_SEVERITY = {SealStatus.INTACT: 0, SealStatus.OPENED: 1, SealStatus.TAMPERED: 2}
@@ -57,17 +63,8 @@ class Transaction:
     last_reading_at: float | None = None
     decision: Decision | None = None
     decided_at: float | None = None
-    released_by: str | None = None
-    open_commanded: bool = False
-    open_pending: bool = False  # released, but the open command has not reached the PLC yet
-    vehicle_entered: bool = False
-    closing: bool = False
     decision_ms: float | None = None
-    manual: bool = False
-    inspection_by: str | None = None
     officer_actions: list[dict[str, Any]] = field(default_factory=list)
-    entered_without_release: bool = False  # a vehicle went under a boom that was opened with no release
-    left_arrival: bool = False  # left the arrival loop while the boom stood open unreleased: went where?
     late: list[Reading] = field(default_factory=list)  # readings after the decision, not used by it
     late_count: int = 0
     late_conflicts: list[dict[str, str]] = field(default_factory=list)  # {code, detail} raised after the decision
@@ -76,7 +73,7 @@ class Transaction:
     @property
     def decided(self) -> bool:
         """True once the rules or an officer decided: later readings are late, never merged."""
-        return self.decision is not None or bool(self.officer_actions) or self.open_commanded
+        return self.decision is not None or bool(self.officer_actions)
 
     def add(self, reading: Reading) -> bool:
         """Add a reading; return True when it changed what the truck is known to carry."""
@@ -161,7 +158,7 @@ class Transaction:
         self.late.append(reading)
         del self.late[:-MAX_LATE_READINGS]
         self.seen_scan = shadow.scan
-        conflicts = [{"code": "SCAN_CONFLICT", "detail": detail}
+        conflicts = [{"code": AlarmCode.SCAN_CONFLICT.value, "detail": detail}
                      for detail in shadow.scan_conflicts[conflicts_before:]]
         self.late_conflicts.extend(conflicts)
         return True, conflicts
@@ -195,8 +192,13 @@ class Transaction:
                 seen.setdefault(normalise_container(seal.container))
         return list(seen)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly view for the kiosk and the journal."""
+    def to_dict(self, passage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """JSON-friendly view for the kiosk and the journal.
+
+        passage: how far the truck got towards the boom, as the lane machine knows it
+        (`released_by`, `barrier_open_commanded`, `manual`, `inspection_by`; see edge/lane.py Passage).
+        """
+        passage = passage or {}
         return {
             "id": self.id,
             "lane": self.lane_id,
@@ -219,18 +221,36 @@ class Transaction:
                                [*self.scan_conflicts, *(c["detail"] for c in self.late_conflicts)]),
             "late_readings": [_late_view(r) for r in self.late],
             "late_count": self.late_count,
-            "conflicts": [*({"code": "SCAN_CONFLICT", "detail": d} for d in self.scan_conflicts),
+            "conflicts": [*({"code": AlarmCode.SCAN_CONFLICT.value, "detail": d} for d in self.scan_conflicts),
                           *self.late_conflicts],
             "readings": self.readings,
             "duplicates": self.duplicates,
             "decision": self.decision.to_dict() if self.decision else None,
             "decided_at": self.decided_at,
-            "released_by": self.released_by,
-            "barrier_open_commanded": self.open_commanded,
+            "released_by": passage.get("released_by"),
+            "barrier_open_commanded": passage.get("barrier_open_commanded", False),
             "decision_ms": self.decision_ms,
-            "manual": self.manual,
-            "inspection_by": self.inspection_by,
+            "manual": passage.get("manual", False),
+            "inspection_by": passage.get("inspection_by"),
             "officer_actions": list(self.officer_actions),
+        }
+
+
+    def closing_summary(self, result: str, closed_at: float, released_by: str | None) -> dict[str, Any]:
+        """The summary journaled when the transaction ends (tx_closed), and shown as a recent truck."""
+        return {
+            "transaction": self.id,
+            "result": str(result),
+            "opened_at": self.opened_at,
+            "closed_at": closed_at,
+            "plates": list(self.plates),
+            "containers": self.container_numbers(),
+            "seals": list(self.seals),
+            "outcome": self.decision.outcome.value if self.decision else None,
+            "reasons": self.decision.reasons if self.decision else [],
+            "declaration": self.decision.declaration if self.decision else None,
+            "released_by": released_by,
+            "decision_ms": self.decision_ms,
         }
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.config import CONFIG_ROOT, ConfigError, ConfigProblem, load_site, site_from_mapping
 from edge.declarations import DeclarationError, declaration_from_mapping
+from edge.records import JournalKind, Notice, replay
 from simulators.faults import FaultSpec, inject_fault
 from simulators.gate import LaneRig, SimulatedGate
 
@@ -189,7 +190,7 @@ class _LaneWatcher:
         self.events: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
 
     def __call__(self, lane_id: str, kind: str, payload: dict) -> None:
-        if kind in ("decision", "tx_closed"):
+        if kind in (Notice.DECISION, Notice.TX_CLOSED):
             self.events.put_nowait((kind, payload))
 
 
@@ -245,10 +246,10 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
                 kind, payload = await watcher.events.get()
         except TimeoutError:
             kind, payload = "", {}
-        if kind == "tx_closed":
+        if kind == Notice.TX_CLOSED:
             summary = payload
             break
-        if kind == "decision":
+        if kind == Notice.DECISION:
             result["outcome"] = payload["outcome"]
             result["reasons"] = payload["reasons"]
             if payload["outcome"] != "release" and truck.officer and not officer_done:
@@ -382,10 +383,10 @@ async def play_scenario(scenario: Scenario, workdir: Path, *, kiosk_port: int | 
         done = {id(truck): result for pairs in lane_results for truck, result in pairs}
         trucks = [done[id(truck)] for truck in scenario.spec.trucks]
         verdict = await asyncio.to_thread(node.journal.verify)
+        changes = replay(node.journal.entries(kinds=[JournalKind.DEVICE_FAULT, JournalKind.DEVICE_RECOVERED]))
         device_events = [
-            {"device": e.payload["device"], "event": "fault" if e.kind == "device_fault" else "recovered",
-             "at_s": round(e.at - wall_start, 3), "error": e.payload.get("error")}
-            for e in node.journal.entries(kinds=["device_fault", "device_recovered"]) if e.at >= wall_start
+            {"device": c["device"], "event": c["event"], "at_s": round(c["at"] - wall_start, 3), "error": c["error"]}
+            for c in changes.device_changes if c["at"] >= wall_start
         ]
     finally:
         if own_gate:

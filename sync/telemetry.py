@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.records import AlarmCode, Notice
+
 if TYPE_CHECKING:
     from devices.transports.mqtt import MqttBus
     from edge.app import GateNode
@@ -129,7 +131,7 @@ class TelemetryPublisher:
             controller.listeners.append(self._on_lane_event)
 
     def _on_lane_event(self, lane_id: str, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "alarm" and payload.get("code") == "DEVICE_FAULT" or kind == "device":
+        if kind == Notice.ALARM and payload.get("code") == AlarmCode.DEVICE_FAULT or kind == Notice.DEVICE:
             self._wake.set()
 
     def start(self) -> None:

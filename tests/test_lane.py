@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import random
+
 import pytest
 
 from devices.readings import PlateRead, ScanRead, ScanVerdict, SealRead, SealStatus
 from edge.config import LanePolicy
 from edge.lane import (
+    OFFICER_ACTIONS,
+    TRANSITIONS,
     BoomEvent,
     CollectTimeout,
     Decided,
@@ -18,6 +24,7 @@ from edge.lane import (
     LoopEvent,
     OfficerAction,
     ReadingEvent,
+    Refuse,
     transition_table_text,
 )
 from edge.rules import Decision, Finding, Outcome
@@ -62,7 +69,7 @@ def test_cleared_truck_goes_from_arrival_to_closed_boom():
     actions = lane.handle(BoomEvent(opened=False), 103.0)
     assert lane.state == LaneState.IDLE
     closing = next(a for a in actions if a.kind == "close_transaction")
-    assert closing.data["result"] == "passed"
+    assert closing.result == "passed"
 
 
 def test_held_truck_gets_no_open_command_until_an_officer_releases():
@@ -73,7 +80,7 @@ def test_held_truck_gets_no_open_command_until_an_officer_releases():
     assert lane.state == LaneState.DECIDED
     actions = lane.handle(OfficerAction("release", "officer-7", "documents checked"), 130.0)
     assert kinds(actions).index("record_officer_action") < kinds(actions).index("open_barrier")
-    assert next(a for a in actions if a.kind == "open_barrier").data["released_by"] == "officer-7"
+    assert next(a for a in actions if a.kind == "open_barrier").released_by == "officer-7"
 
 
 def test_refused_truck_that_backs_away_closes_the_transaction():
@@ -83,7 +90,7 @@ def test_refused_truck_that_backs_away_closes_the_transaction():
     lane.handle(OfficerAction("refuse", "officer-7", "wrong documents"), 110.0)
     actions = lane.handle(LoopEvent("arrival", False), 120.0)
     assert lane.state == LaneState.IDLE
-    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "left_lane"
+    assert next(a for a in actions if a.kind == "close_transaction").result == "left_lane"
 
 
 def test_plate_read_just_before_the_arrival_loop_belongs_to_the_truck():
@@ -120,7 +127,7 @@ def test_worse_seal_status_replaces_an_intact_one():
 def test_collect_timeout_asks_for_a_final_decision():
     lane = arrived_lane()
     actions = lane.handle(CollectTimeout(lane.tx.id), 120.0)
-    assert actions[0].kind == "evaluate" and actions[0].data["final"] is True
+    assert actions[0].kind == "evaluate" and actions[0].final is True
 
 
 def test_timeout_of_an_old_transaction_is_ignored():
@@ -154,7 +161,7 @@ def test_vehicle_under_the_boom_while_closing_raises_tailgating_alarm():
     lane.handle(LoopEvent("safety", True), 101.5)
     lane.handle(LoopEvent("safety", False), 102.0)
     actions = lane.handle(LoopEvent("safety", True), 102.2)
-    assert any(a.kind == "alarm" and a.data["code"] == "TAILGATING" for a in actions)
+    assert any(a.kind == "alarm" and a.code == "TAILGATING" for a in actions)
     assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 103.0))
 
 
@@ -199,14 +206,14 @@ def test_decision_for_an_idle_lane_is_an_error():
 def test_boom_opening_without_release_raises_an_alarm():
     lane = arrived_lane()
     actions = lane.handle(BoomEvent(opened=True), 100.5)
-    assert any(a.data.get("code") == "BOOM_OPEN_WITHOUT_RELEASE" for a in actions)
+    assert any(getattr(a, "code", None) == "BOOM_OPEN_WITHOUT_RELEASE" for a in actions)
 
 
 def test_restart_with_recorded_release_and_closed_boom_holds_for_review():
     lane = LaneMachine("IMP-1", POLICY)
     tx = Transaction("IMP-1", 100.0)
-    tx.decision, tx.open_commanded, tx.released_by = RELEASE, True, "auto"
-    actions = lane.restore(tx, boom_open=False)
+    tx.decision = RELEASE
+    actions = lane.restore(tx, boom_open=False, released_by="auto")
     assert "open_barrier" not in kinds(actions)
     assert lane.state == LaneState.DECIDED
     assert lane.tx.decision.reasons == ["NODE_RESTARTED"]
@@ -215,8 +222,8 @@ def test_restart_with_recorded_release_and_closed_boom_holds_for_review():
 def test_restart_with_boom_open_waits_to_close_and_never_opens():
     lane = LaneMachine("IMP-1", POLICY)
     tx = Transaction("IMP-1", 100.0)
-    tx.decision, tx.open_commanded = RELEASE, True
-    actions = lane.restore(tx, boom_open=True)
+    tx.decision = RELEASE
+    actions = lane.restore(tx, boom_open=True, released_by="auto")
     assert "open_barrier" not in kinds(actions)
     assert lane.state == LaneState.PASSING
 
@@ -240,14 +247,14 @@ def test_send_to_inspection_keeps_the_boom_closed_and_records_who():
     lane.handle(Decided(HOLD), 100.2)
     actions = lane.handle(OfficerAction("inspect", "officer-7", "X-ray image unclear"), 101.0)
     assert "open_barrier" not in kinds(actions)
-    assert lane.tx.inspection_by == "officer-7" and lane.state == LaneState.DECIDED
+    assert lane.passage.inspection_by == "officer-7" and lane.state == LaneState.DECIDED
 
 
 def test_manual_open_for_a_vehicle_without_transaction_is_recorded_and_closes_after_it():
     lane = LaneMachine("IMP-1", POLICY)
     actions = lane.handle(OfficerAction("manual_open", "sup-1", "ambulance"), 100.0)
     assert kinds(actions).index("record_officer_action") < kinds(actions).index("open_barrier")
-    assert lane.tx.manual and lane.tx.released_by == "sup-1"
+    assert lane.passage.manual and lane.passage.released_by == "sup-1"
     lane.handle(BoomEvent(opened=True), 101.0)
     lane.handle(LoopEvent("safety", True), 101.5)
     assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 102.0))
@@ -262,7 +269,7 @@ def test_manual_close_before_the_truck_moves_ends_the_transaction():
     actions = lane.handle(OfficerAction("manual_close", "sup-1", "truck stalled"), 100.5)
     assert "close_barrier" in kinds(actions)
     actions = lane.handle(BoomEvent(opened=False), 101.0)
-    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "closed_before_passage"
+    assert next(a for a in actions if a.kind == "close_transaction").result == "closed_before_passage"
     assert lane.state == LaneState.IDLE
 
 
@@ -271,7 +278,7 @@ def test_truck_waiting_during_a_fault_is_held_with_the_fault_as_reason_at_timeou
     lane.handle(plate(), 100.1)
     lane.handle(DeviceFailed("IMP-1-eseal", "read failed"), 100.2)
     actions = lane.handle(CollectTimeout(lane.tx.id), 120.0)
-    assert actions[0].kind == "evaluate" and actions[0].data["final"]
+    assert actions[0].kind == "evaluate" and actions[0].final
     held = Decision(Outcome.HOLD, (Finding("DEVICE_FAULT", "IMP-1-eseal"),), None)
     actions = lane.handle(Decided(held), 120.1)
     assert "record_decision" in kinds(actions) and "open_barrier" not in kinds(actions)
@@ -304,7 +311,7 @@ def test_open_command_lost_to_a_silent_plc_is_retried_when_it_answers_again():
     lane.handle(plate(), 100.1)
     lane.handle(Decided(RELEASE), 100.2)
     actions = lane.handle(OpenFailed(lane.tx.id, "no response"), 100.3)
-    assert any(a.data.get("code") == "BARRIER_OPEN_FAILED" for a in actions)
+    assert any(getattr(a, "code", None) == "BARRIER_OPEN_FAILED" for a in actions)
     lane.handle(DeviceFailed("IMP-1-plc", "no response", is_barrier=True), 100.4)
     assert lane.state == LaneState.FAULT
     actions = lane.handle(DeviceRestored("IMP-1-plc"), 102.0)
@@ -392,7 +399,7 @@ def test_forged_clear_after_the_suspect_decision_alarms_and_the_officer_still_se
     lane.handle(scan(ScanVerdict.SUSPECT), 100.2)
     lane.handle(Decided(Decision(Outcome.HOLD, (Finding("SCANNER_SUSPECT"),), None)), 100.3)
     actions = lane.handle(scan(ScanVerdict.CLEAR), 101.0)
-    assert kinds(actions) == ["late_reading", "alarm"] and actions[1].data["code"] == "SCAN_CONFLICT"
+    assert kinds(actions) == ["late_reading", "alarm"] and actions[1].code == "SCAN_CONFLICT"
     shown = lane.snapshot()["transaction"]["scan"]
     assert shown["verdict"] == "suspect" and shown["conflicts"]
     assert lane.tx.facts().scan_verdict == "suspect"
@@ -411,7 +418,7 @@ def test_late_suspect_for_a_truck_decided_on_a_pending_scan_is_shown_as_the_wors
 def test_another_confident_plate_after_the_decision_raises_a_plate_conflict_alarm():
     lane = held_lane()
     actions = lane.handle(plate("51D-678.90", at=101.0), 101.0)
-    assert [a.data.get("code") for a in actions if a.kind == "alarm"] == ["PLATE_CONFLICT"]
+    assert [getattr(a, "code", None) for a in actions if a.kind == "alarm"] == ["PLATE_CONFLICT"]
     assert list(lane.tx.plates) == ["29C12345"]
 
 
@@ -438,7 +445,7 @@ def test_boom_opened_without_release_is_closed_at_once_and_the_alarm_latches():
     assert kinds(actions) == ["alarm", "close_barrier"]
     assert lane.alarm["code"] == "BOOM_OPEN_WITHOUT_RELEASE" and lane.state == LaneState.DECIDED
     lane.handle(BoomEvent(opened=False), 111.0)
-    assert lane.alarm is not None and lane.tx.decision == HOLD and not lane.tx.open_commanded
+    assert lane.alarm is not None and lane.tx.decision == HOLD and not lane.passage.open_commanded
     assert "close_barrier" in kinds(lane.handle(BoomEvent(opened=True), 120.0))  # opened again: closed again
     assert lane.alarm["openings"] == 2
 
@@ -456,10 +463,10 @@ def test_held_truck_driving_through_an_unreleased_boom_is_an_unauthorised_passag
     lane.handle(BoomEvent(opened=True), 110.0)
     lane.handle(LoopEvent("safety", True), 110.5)
     closing = lane.handle(LoopEvent("arrival", False), 110.6)
-    assert next(a for a in closing if a.kind == "close_transaction").data["result"] == "unauthorised_passage"
+    assert next(a for a in closing if a.kind == "close_transaction").result == "unauthorised_passage"
     actions = lane.handle(LoopEvent("safety", False), 111.0)
     passage = next(a for a in actions if a.kind == "unauthorised_passage")
-    assert passage.data["transaction"] == held
+    assert passage.transaction == held
     assert "close_barrier" in kinds(actions) and "open_barrier" not in kinds(closing + actions)
     assert lane.alarm is not None
 
@@ -470,7 +477,7 @@ def test_truck_leaving_the_arrival_loop_first_is_judged_by_the_safety_loop():
     assert lane.handle(LoopEvent("arrival", False), 110.2) == []  # forward or back? not known yet
     lane.handle(LoopEvent("safety", True), 110.4)
     actions = lane.handle(LoopEvent("safety", False), 111.0)
-    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "unauthorised_passage"
+    assert next(a for a in actions if a.kind == "close_transaction").result == "unauthorised_passage"
 
 
 def test_truck_backing_away_from_an_unreleased_boom_left_the_lane():
@@ -478,14 +485,14 @@ def test_truck_backing_away_from_an_unreleased_boom_left_the_lane():
     lane.handle(BoomEvent(opened=True), 110.0)
     lane.handle(LoopEvent("arrival", False), 110.2)
     actions = lane.handle(BoomEvent(opened=False), 111.0)
-    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "left_lane"
+    assert next(a for a in actions if a.kind == "close_transaction").result == "left_lane"
 
 
 def test_supervisor_acknowledges_the_latched_alarm_with_their_name():
     lane = held_lane()
     lane.handle(BoomEvent(opened=True), 110.0)
     actions = lane.handle(OfficerAction("acknowledge_alarm", "sup-1", "PLC port locked"), 120.0)
-    recorded = next(a for a in actions if a.kind == "record_officer_action").data
+    recorded = next(a for a in actions if a.kind == "record_officer_action").payload()
     assert recorded["officer"] == "sup-1" and recorded["alarm"] == "BOOM_OPEN_WITHOUT_RELEASE"
     assert lane.alarm is None and lane.state == LaneState.DECIDED
     with pytest.raises(LaneError):
@@ -509,7 +516,7 @@ def test_officer_releasing_a_truck_under_a_boom_someone_opened_lets_it_pass_and_
     lane.handle(LoopEvent("arrival", False), 111.5)
     assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 112.0))
     actions = lane.handle(BoomEvent(opened=False), 113.0)
-    assert next(a for a in actions if a.kind == "close_transaction").data["result"] == "passed"
+    assert next(a for a in actions if a.kind == "close_transaction").result == "passed"
     assert lane.alarm is not None  # released or not, the opening itself still needs acknowledging
 
 
@@ -528,3 +535,38 @@ def test_the_same_forged_clear_repeated_is_no_news():
     assert tx.add(scan(ScanVerdict.CLEAR).reading)
     assert not tx.add(scan(ScanVerdict.CLEAR).reading)
     assert len(tx.scan_conflicts) == 1 and tx.facts().scan_verdict == "suspect"
+
+
+def test_every_transition_row_names_one_next_state_and_the_last_row_always_applies():
+    for state, events in TRANSITIONS.items():
+        for key, rows in events.items():
+            assert rows and not rows[-1].when and not isinstance(rows[-1], Refuse), (state, key)
+            assert all(row.when for row in rows[:-1]), (state, key)  # every earlier row says when it applies
+            assert all(isinstance(row, Refuse) or isinstance(row.to, LaneState) for row in rows), (state, key)
+
+
+def test_kiosk_offers_exactly_the_officer_actions_the_lane_accepts():
+    rng = random.Random(25)
+    pool = [LoopEvent("arrival", True), LoopEvent("arrival", False), LoopEvent("safety", True),
+            LoopEvent("safety", False), BoomEvent(opened=True), BoomEvent(opened=False), plate(),
+            Decided(RELEASE), Decided(HOLD), DeviceFailed("IMP-1-eseal", "gone"), DeviceRestored("IMP-1-eseal"),
+            *(OfficerAction(action, "sup-1", "checked") for action in OFFICER_ACTIONS)]
+    lane, now, seen = LaneMachine("IMP-1", POLICY), 100.0, set()
+    for _ in range(600):
+        now += 0.5
+        event = rng.choice(pool)
+        if isinstance(event, Decided) and lane.tx is None:
+            continue  # the rules are only asked about a truck
+        with contextlib.suppress(LaneError):  # an event the lane does not expect now changes nothing
+            lane.handle(event, now)
+        offered = lane.officer_actions()
+        seen.add((lane.state, tuple(offered)))
+        for action in OFFICER_ACTIONS:
+            trial = copy.deepcopy(lane)
+            try:
+                trial.handle(OfficerAction(action, "sup-1", "checked"), now)
+                accepted = True
+            except LaneError:
+                accepted = False
+            assert accepted == (action in offered), (lane.state, action, offered)
+    assert len({state for state, _ in seen}) == len(LaneState)  # every state was visited

@@ -39,6 +39,7 @@ from edge.kiosk.contracts import router as contracts_router
 from edge.kiosk.live import LiveHub, sse
 from edge.kiosk.views import lane_history, lane_view, lane_views, status_view, was_refused
 from edge.lane import LaneError
+from edge.records import JournalKind
 from edge.users import MIN_PASSWORD_LENGTH, USERNAME_RE, AuthSettings, LoginResult, Role, UserError, UserStore
 
 if TYPE_CHECKING:
@@ -304,7 +305,7 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     def transactions(principal: Authed, lane: str | None = Query(None, max_length=64),
                      limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
         """Finished transactions, newest first, from the journal."""
-        entries = node.journal.latest(lane, kinds=["tx_closed"], limit=limit)  # type: ignore[arg-type]
+        entries = node.journal.latest(lane, kinds=[JournalKind.TX_CLOSED], limit=limit)  # type: ignore[arg-type]
         return [{"seq": e.seq, "lane": e.lane, "at": e.at, **e.payload} for e in entries]
 
     # ------------------------------------------------------------ status and look-ups

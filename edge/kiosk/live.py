@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from edge.kiosk.views import lane_view, lane_views, status_view
+from edge.records import HISTORY_NOTICES, Notice
 
 if TYPE_CHECKING:
     from edge.app import GateNode
 
 log = logging.getLogger(__name__)
 
-# Controller event kinds after which a lane's history has a new line.
-HISTORY_EVENTS = {"decision", "officer_action", "barrier", "tx_closed", "alarm", "late_reading", "unauthorised_passage"}
+# Controller notices after which a lane's history has a new line.
+HISTORY_EVENTS = HISTORY_NOTICES
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -71,13 +72,13 @@ class LiveHub:
     def _on_lane_event(self, lane_id: str, kind: str, payload: dict[str, Any]) -> None:
         if not self.subscribers:
             return
-        if kind in ("lane", "device"):
+        if kind in (Notice.LANE, Notice.DEVICE):
             self.publish(sse("lane", lane_view(self.node, lane_id)))
-            if kind == "device":
+            if kind == Notice.DEVICE:
                 self.publish(sse("status", status_view(self.node)))
         elif kind in HISTORY_EVENTS:
             self.publish(sse("history", {"lane": lane_id, "kind": kind}))
-            if kind == "alarm":
+            if kind == Notice.ALARM:
                 self.publish(sse("alarm", {"lane": lane_id, **payload}))
 
     def publish(self, message: bytes) -> None:

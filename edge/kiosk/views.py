@@ -12,18 +12,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edge.declarations import declaration_to_mapping
-from edge.lane import LaneState
+from edge.records import HISTORY_KINDS, history_line
 
 if TYPE_CHECKING:
     from edge.app import GateNode
-    from edge.lane_control import LaneController
-
-# Journal kinds shown in a lane's history, newest first.
-HISTORY_KINDS = ("officer_action", "decision", "barrier_command", "tx_closed", "alarm", "device_fault",
-                 "device_recovered", "late_reading", "unauthorised_passage")
-
-# Lane states in which the truck at the lane may be decided on by an officer.
-_DECIDABLE = {LaneState.ARRIVED, LaneState.COLLECTING, LaneState.DECIDED, LaneState.FAULT}
 
 
 def declaration_view(node: GateNode, number: str | None) -> dict[str, Any] | None:
@@ -46,21 +38,6 @@ def was_refused(tx: dict[str, Any] | None) -> bool:
     return any(a.get("action") == "refuse" for a in tx.get("officer_actions") or [])
 
 
-def available_actions(controller: LaneController) -> list[str]:
-    """Officer actions the lane accepts now (roles are checked separately)."""
-    machine = controller.machine
-    tx = machine.tx
-    actions: list[str] = []
-    if tx is not None and not tx.open_commanded and machine.state in _DECIDABLE:
-        actions += ["release", "refuse", "inspect"]
-    if (tx is None or not tx.open_commanded) and machine.state != LaneState.PASSING:
-        actions.append("manual_open")
-    actions.append("manual_close")
-    if machine.alarm is not None:
-        actions.append("acknowledge_alarm")  # a latched alarm (boom opened with no release): supervisors
-    return actions
-
-
 def lane_view(node: GateNode, lane_id: str, devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One lane for the board: the machine's snapshot plus name, devices, policy and declaration."""
     controller = node.lanes[lane_id]
@@ -77,7 +54,7 @@ def lane_view(node: GateNode, lane_id: str, devices: list[dict[str, Any]] | None
     decision = (tx or {}).get("decision") or {}
     view["declaration"] = declaration_view(node, decision.get("declaration"))
     view["refused"] = was_refused(tx)
-    view["available_actions"] = available_actions(controller)
+    view["available_actions"] = controller.machine.officer_actions()  # roles are checked by the API
     view["updated_at"] = time.time()
     return view
 
@@ -87,18 +64,9 @@ def lane_views(node: GateNode) -> list[dict[str, Any]]:
     return [lane_view(node, lane_id, health) for lane_id in node.lanes]
 
 
-def history_item(entry: Any) -> dict[str, Any]:
-    """A journal entry as one line of a lane's history (decisions without the bulky facts)."""
-    payload = dict(entry.payload)
-    payload.pop("facts", None)
-    if entry.kind == "decision":
-        payload = {k: payload.get(k) for k in ("transaction", "outcome", "reasons", "declaration")}
-    return {"seq": entry.seq, "at": entry.at, "lane": entry.lane, "kind": entry.kind, **payload}
-
-
 def lane_history(node: GateNode, lane_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """The lane's latest decisions, officer actions, barrier commands and alarms, newest first."""
-    return [history_item(e) for e in node.journal.latest(lane_id, kinds=HISTORY_KINDS, limit=limit)]
+    return [history_line(e) for e in node.journal.latest(lane_id, kinds=HISTORY_KINDS, limit=limit)]
 
 
 SyncStatusProvider = Callable[[], dict[str, Any]]

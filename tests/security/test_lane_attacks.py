@@ -96,7 +96,7 @@ def test_stray_modbus_master_opening_the_boom_over_a_held_truck_is_closed_alarme
             await wait_until(lambda: controller.machine.alarm is not None, what="the tamper alarm")
             await wait_until(lambda: plc.boom_closed and not controller.machine.boom_open, what="boom closed again")
             assert controller.state == LaneState.DECIDED and controller.machine.tx is held
-            assert not held.open_commanded and _opens(gate) == []
+            assert not controller.machine.passage.open_commanded and _opens(gate) == []
             closes = [e.payload for e in _journal(gate, "barrier_command") if e.payload["command"] == "close"]
             assert any("without a release" in c["why"] for c in closes)
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 from devices.availability import Availability
 from devices.health import DeviceHealth
+from devices.profiles import EsealProfile, SerialTransport
 from devices.protocols.eseal_ascii import EsealAsciiDecoder, SealFrame, seal_frame_to_read
 from devices.protocols.eseal_binary import EsealBinaryDecoder, SealErrorReport
 from devices.readings import DeviceEvent
 from devices.transports.serial_port import SerialLink
-from edge.config import EsealProfile, SerialTransport
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 from devices.availability import Availability
 from devices.health import DeviceHealth
+from devices.profiles import SerialTransport, WeighbridgeProfile
 from devices.protocols.stable_weight import StableWeightDetector, WeightFrame
 from devices.protocols.weighbridge_rinstrum import RinstrumDecoder
 from devices.protocols.weighbridge_sma import SmaDecoder, encode_sma_command
 from devices.protocols.weighbridge_toledo import ToledoDecoder
 from devices.readings import DeviceEvent, WeightRead
 from devices.transports.serial_port import SerialLink
-from edge.config import SerialTransport, WeighbridgeProfile
 
 log = logging.getLogger(__name__)
 

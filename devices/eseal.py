@@ -47,11 +47,7 @@ class EsealReaderDriver:
 
     def _on_bytes(self, data: bytes) -> None:
         now = time.time()
-        if isinstance(self._decoder, EsealBinaryDecoder):
-            items = self._decoder.feed(data, datetime.fromtimestamp(now, UTC))
-        else:
-            items = self._decoder.feed(data)
-        for item in items:
+        for item in self._decoder.feed(data, datetime.fromtimestamp(now, UTC)):
             if isinstance(item, SealFrame):
                 self.health.frames_good += 1
                 self.health.last_reading_at = now

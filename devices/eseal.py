@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from devices.availability import Availability
+from devices.driver import RunsInBackground
 from devices.health import DeviceHealth
 from devices.profiles import EsealProfile, SerialTransport
 from devices.protocols.eseal_ascii import EsealAsciiDecoder, SealFrame, seal_frame_to_read
@@ -18,7 +19,7 @@ from devices.transports.serial_port import SerialLink
 log = logging.getLogger(__name__)
 
 
-class EsealReaderDriver:
+class EsealReaderDriver(RunsInBackground):
     """Owns one e-seal reader on a serial port."""
 
     def __init__(self, device_id: str, transport: SerialTransport, profile: EsealProfile,
@@ -73,4 +74,6 @@ class EsealReaderDriver:
         await self.link.run()
 
     async def stop(self) -> None:
+        """Close the port and end the task `start()` made."""
         await self.link.stop()
+        await self._end_run()

@@ -32,8 +32,7 @@ from devices.readings import (
 )
 from devices.transports.modbus import tcp_hub
 from edge.cache import DeclarationCache
-from edge.cli import DEFAULT_SITE
-from edge.config import load_site
+from edge.config import CONFIG_ROOT, load_site
 from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
 from edge.journal import Journal
 from edge.lane_control import LaneController
@@ -55,7 +54,7 @@ def _declarations(n: int, gate: str) -> list[Declaration]:
 
 
 async def _run(trucks: int, hold_share: float, seed: int) -> dict:
-    loaded = load_site(DEFAULT_SITE)
+    loaded = load_site(CONFIG_ROOT / "sites" / "huu-nghi.yaml")  # the CLI's default site
     lane_cfg = loaded.site.lanes[0]  # IMP-1: plate, seal, weight and scan required
     barrier_cfg = lane_cfg.device("barrier")
     profile = loaded.profile_for(barrier_cfg)

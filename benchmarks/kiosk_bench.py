@@ -286,10 +286,9 @@ def run_login_flood_bench(concurrency: int = 64, addresses: int = 32, seconds: f
 
 def _bench_site(lanes: int):
     """A site with `lanes` lanes like Huu Nghi's IMP-1: barrier PLC, e-seal reader, plate camera."""
-    from edge.cli import DEFAULT_SITE
-    from edge.config import load_site, site_from_mapping
+    from edge.config import CONFIG_ROOT, load_site, site_from_mapping
 
-    base = load_site(DEFAULT_SITE).site.model_dump()
+    base = load_site(CONFIG_ROOT / "sites" / "huu-nghi.yaml").site.model_dump()  # the CLI's default site
     template = next(lane for lane in base["lanes"] if lane["id"] == "IMP-1")
     keep = {"barrier": "modbus_tcp", "eseal": "serial", "anpr": "mqtt"}
     built = []

@@ -40,8 +40,7 @@ from devices.scanner import ScannerDriver
 from devices.transports.modbus import tcp_hub
 from devices.transports.mqtt import MqttBus, new_client
 from edge.cache import DeclarationCache
-from edge.cli import DEFAULT_SITE
-from edge.config import MqttTransport, load_site
+from edge.config import CONFIG_ROOT, MqttTransport, load_site
 from edge.journal import Journal
 from edge.lane_control import LaneController
 from simulators.barrier_plc import BarrierPlcSimulator
@@ -66,7 +65,7 @@ def _connect_ms(broker: PrivateBroker, tls, n: int) -> list[float]:
 
 
 async def _run(trucks: int, connects: int, messages: int) -> dict:
-    loaded = load_site(DEFAULT_SITE)
+    loaded = load_site(CONFIG_ROOT / "sites" / "huu-nghi.yaml")  # the CLI's default site
     lane = loaded.site.lanes[0]
     barrier_cfg, scanner_cfg = lane.device("barrier"), lane.device("scanner")
     profile = loaded.profile_for(barrier_cfg)

@@ -97,9 +97,9 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
     The rapidocr baseline reads the first `baseline_per_class` crops of each class and a fifth of
     the frames; `real_limit` caps the labelled real crops read (None: all of them).
     """
-    from models.training.dataset import held_out
-    from models.training.legibility import LEGIBLE_DPRIME
-    from models.training.scenes import scene
+    from models.synth.dataset import held_out
+    from models.synth.legibility import LEGIBLE_DPRIME
+    from models.synth.scenes import scene
     from models.vision.reader import VisionReader
 
     cv2.setNumThreads(1)
@@ -206,7 +206,7 @@ def _by_legibility(outcomes: list[tuple[bool, str]]) -> dict:
 
 def _by_damage(outcomes: list[tuple[tuple[str, ...], bool]]) -> dict:
     """Exact match of the crops by camera harm: those without night or glare, and those with each harm."""
-    from models.training.augment import DAMAGE
+    from models.synth.augment import DAMAGE
 
     def share(rows: list[bool]) -> dict:
         return {"n": len(rows), "exact_match": round(sum(rows) / len(rows), 4) if rows else None}

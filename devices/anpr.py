@@ -14,10 +14,10 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from devices.availability import MqttDeviceDriver
+from devices.profiles import AnprProfile, MqttTransport
 from devices.protocols.anpr_json import AnprFields, AnprResult, decode_anpr_message
 from devices.readings import DeviceEvent, PlateRead
 from devices.transports.mqtt import MqttBus
-from edge.config import AnprProfile, MqttTransport
 
 log = logging.getLogger(__name__)
 

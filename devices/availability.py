@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from devices.driver import Started
 from devices.health import DeviceHealth
 from devices.readings import DeviceEvent, DeviceFault, DeviceRecovered
 from devices.transports.mqtt import MqttBus
@@ -74,12 +75,27 @@ class MqttDeviceDriver:
         self.device_id, self.topic, self.bus, self.sink = device_id, topic, bus, sink
         self.health = DeviceHealth(device_id, self.kind)
         self.availability = MqttAvailability(device_id, self.health, sink, self.what)
+        self._stopped = False
 
-    def start(self) -> None:
-        """Subscribe to results and status; the broker's state is the device's too."""
-        self.bus.subscribe(self.topic, self._on_message)
+    def start(self) -> Started:
+        """Subscribe to results and status at once; the broker's state is the device's too.
+
+        Call it before the bus connects, or the driver misses the broker's first "up". It returns
+        an awaitable that is already done, so `await driver.start()` works as for every driver.
+        """
+        self._stopped = False
+        self.bus.subscribe(self.topic, self._deliver)
         self.bus.subscribe(f"{self.topic}/status", self.availability.on_status, retained=True)  # a will is retained
         self.bus.on_state(self._on_broker_state)
+        return Started()
+
+    async def stop(self) -> None:
+        """Stop passing this device's messages on; the shared bus itself is stopped by its owner."""
+        self._stopped = True
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        if not self._stopped:
+            self._on_message(topic, payload)
 
     def _on_broker_state(self, up: bool, error: str | None) -> None:
         self.health.reconnects = self.bus.health.reconnects

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from devices.availability import Availability
 from devices.health import DeviceHealth
+from devices.profiles import BarrierModbusMap
 from devices.protocols.barrier_map import (
     FAULT_HEARTBEAT_LOST,
     FAULT_NONE,
@@ -35,7 +36,6 @@ from devices.protocols.barrier_map import (
 )
 from devices.readings import DeviceEvent
 from devices.transports.modbus import ModbusHub, ModbusIOError
-from edge.config import BarrierModbusMap
 
 log = logging.getLogger(__name__)
 

@@ -8,17 +8,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from devices.availability import Availability
+from devices.driver import RunsInBackground
 from devices.health import DeviceHealth
+from devices.profiles import EsealProfile, SerialTransport
 from devices.protocols.eseal_ascii import EsealAsciiDecoder, SealFrame, seal_frame_to_read
 from devices.protocols.eseal_binary import EsealBinaryDecoder, SealErrorReport
 from devices.readings import DeviceEvent
 from devices.transports.serial_port import SerialLink
-from edge.config import EsealProfile, SerialTransport
 
 log = logging.getLogger(__name__)
 
 
-class EsealReaderDriver:
+class EsealReaderDriver(RunsInBackground):
     """Owns one e-seal reader on a serial port."""
 
     def __init__(self, device_id: str, transport: SerialTransport, profile: EsealProfile,
@@ -47,11 +48,7 @@ class EsealReaderDriver:
 
     def _on_bytes(self, data: bytes) -> None:
         now = time.time()
-        if isinstance(self._decoder, EsealBinaryDecoder):
-            items = self._decoder.feed(data, datetime.fromtimestamp(now, UTC))
-        else:
-            items = self._decoder.feed(data)
-        for item in items:
+        for item in self._decoder.feed(data, datetime.fromtimestamp(now, UTC)):
             if isinstance(item, SealFrame):
                 self.health.frames_good += 1
                 self.health.last_reading_at = now
@@ -77,4 +74,6 @@ class EsealReaderDriver:
         await self.link.run()
 
     async def stop(self) -> None:
+        """Close the port and end the task `start()` made."""
         await self.link.stop()
+        await self._end_run()

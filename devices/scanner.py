@@ -17,10 +17,10 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from devices.availability import MqttDeviceDriver
+from devices.profiles import MqttTransport, ScannerProfile
 from devices.protocols.scanner_json import ScanMessage, decode_scanner_message, scan_message_to_read
 from devices.readings import DeviceEvent
 from devices.transports.mqtt import MqttBus
-from edge.config import MqttTransport, ScannerProfile
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from devices.availability import Availability
+from devices.driver import RunsInBackground
 from devices.health import DeviceHealth
 from devices.readings import ContainerRead, DeviceEvent, PlateRead
 from devices.transports.video import LatestFrameSource
@@ -40,7 +41,7 @@ class FrameReader(Protocol):
     def read_container_codes(self, frame: np.ndarray) -> list[ReadingLike]: ...
 
 
-class VideoCameraDriver:
+class VideoCameraDriver(RunsInBackground):
     """Owns one video stream and turns what the reader sees, agreed over frames, into readings."""
 
     def __init__(self, device_id: str, source: LatestFrameSource, sink: Callable[[DeviceEvent], None], *,
@@ -120,4 +121,6 @@ class VideoCameraDriver:
                 self.sink(PlateRead(self.device_id, vote.text, vote.confidence, now, now))
 
     async def stop(self) -> None:
+        """Stop the reader thread and end the task `start()` made."""
         await asyncio.to_thread(self.source.stop)
+        await self._end_run()

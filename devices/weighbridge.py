@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable
 
 from devices.availability import Availability
+from devices.driver import RunsInBackground
 from devices.health import DeviceHealth
+from devices.profiles import SerialTransport, WeighbridgeProfile
 from devices.protocols.stable_weight import StableWeightDetector, WeightFrame
 from devices.protocols.weighbridge_rinstrum import RinstrumDecoder
 from devices.protocols.weighbridge_sma import SmaDecoder, encode_sma_command
 from devices.protocols.weighbridge_toledo import ToledoDecoder
 from devices.readings import DeviceEvent, WeightRead
 from devices.transports.serial_port import SerialLink
-from edge.config import SerialTransport, WeighbridgeProfile
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def weight_decoder(profile: WeighbridgeProfile) -> ToledoDecoder | SmaDecoder | 
     return RinstrumDecoder()
 
 
-class WeighbridgeDriver:
+class WeighbridgeDriver(RunsInBackground):
     """Owns one weighbridge indicator on a serial port."""
 
     def __init__(self, device_id: str, transport: SerialTransport, profile: WeighbridgeProfile,
@@ -97,6 +98,8 @@ class WeighbridgeDriver:
         await self.link.run()
 
     async def stop(self) -> None:
+        """Stop polling, close the port and end the task `start()` made."""
         for task in self._tasks:
             task.cancel()
         await self.link.stop()
+        await self._end_run()

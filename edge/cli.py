@@ -237,7 +237,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.run import run_benchmarks
+    from benchmarks.run import run_benchmarks  # benchmarks sit above the node: imported only when asked for
 
     result = run_benchmarks(args.which, quick=args.quick, baseline=not args.no_baseline)
     text = json.dumps(result, indent=2)

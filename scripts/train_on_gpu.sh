@@ -3,7 +3,7 @@
 # the Debian fonts the synthetic crops are lettered in.
 #
 # Here, once:   bash scripts/train_on_gpu.sh pack
-#               (copies the font files models/training/fonts.py names into .cache/fonts, ~45 MB)
+#               (copies the font files models/synth/fonts.py names into .cache/fonts, ~45 MB)
 # There:        bash scripts/train_on_gpu.sh run containers --out "$OUT/container_reader_second.onnx" --seed 3 ...
 #               with .cache/fonts carried; puts the fonts in place, renders on every core, trains on
 #               the GPU (`--device auto`), and writes the model, its .training.json, the torch checkpoint and
@@ -17,7 +17,7 @@ FONTS=.cache/fonts
 PY=${PYTHON:-python3}
 
 font_files() {
-    "$PY" -c 'from models.training.fonts import LATIN_FONTS, CJK_FONTS
+    "$PY" -c 'from models.synth.fonts import LATIN_FONTS, CJK_FONTS
 for path, _ in LATIN_FONTS + CJK_FONTS: print(path)'
 }
 

@@ -2,7 +2,7 @@
 
 OpenCV opens `http://127.0.0.1:<port>/video.mjpg` through the same FFmpeg path as a real
 camera's stream, so the node's video camera driver and its plate reader run unchanged against it.
-Frames are drawn with the synthetic plate renderer (models/training) at 960x540.
+Frames are drawn with the synthetic plate renderer (models/synth) at 960x540.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class VideoCameraSimulator:
 
     def show_container(self, code: str, layout: str = "h1") -> None:
         """Show a container's doors with this code (e.g. CSQU3054383) painted in `layout` (h1, h2, v)."""
-        from models.training.scenes import container_at_gate
+        from models.synth.scenes import container_at_gate
 
         normal = code.replace(" ", "").upper()
         frame = _jpeg(container_at_gate(normal, layout, seed=sum(map(ord, normal))).frame)
@@ -92,7 +92,7 @@ class VideoCameraSimulator:
 
     @staticmethod
     def _draw(plate: str | None) -> np.ndarray:
-        from models.training.scenes import truck_at_gate
+        from models.synth.scenes import truck_at_gate
 
         return truck_at_gate(plate, seed=sum(map(ord, plate or ""))).frame
 

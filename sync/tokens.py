@@ -4,7 +4,8 @@ Central issues one random token per gate (`smartgate central token --gate G`), k
 SHA-256 digest, and answers 401 to a gate request whose token is missing or not that gate's. The
 node reads its token from the site file (`central.token`) or from a file (`central.token_file`).
 Tokens are random (256 bits from `secrets`), so a plain SHA-256 digest is enough to store them:
-there is no password to brute-force.
+there is no password to brute-force. The token's form (`token_problem`, `read_token_file`) is
+checked by the site loader, so it lives in `edge/token_format.py` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -12,48 +13,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import secrets
 from pathlib import Path
 
-TOKEN_CHARS = "A-Z a-z 0-9 - . _ ~ + / ="
-_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{24,512}")
+from edge.token_format import TOKEN_CHARS, TokenError, read_token_file, token_problem
 
-
-class TokenError(ValueError):
-    """A token (or token file) that cannot be used; the message says what is wrong."""
+__all__ = ["TOKEN_CHARS", "TokenError", "digest_matches", "new_token", "read_token_file", "token_digest",
+           "token_problem", "write_token_file"]
 
 
 def new_token() -> str:
     """A fresh random gate token (43 URL-safe characters)."""
     return secrets.token_urlsafe(32)
-
-
-def token_problem(token: str) -> str | None:
-    """What is wrong with a token's form, or None when it is well formed."""
-    if not isinstance(token, str) or not token:
-        return "the token is empty"
-    if any(ch.isspace() for ch in token):
-        return "the token contains spaces or line breaks"
-    if len(token) < 24:
-        return f"the token is {len(token)} characters long; gate tokens have at least 24"
-    if not _TOKEN.fullmatch(token):
-        return f"the token may only contain {TOKEN_CHARS} (at most 512 characters)"
-    return None
-
-
-def read_token_file(path: Path) -> str:
-    """The token held in a file (one line; a trailing newline is fine). TokenError says why not."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise TokenError(f"cannot read {path} ({reason})") from exc
-    token = text.removesuffix("\n").removesuffix("\r")
-    problem = token_problem(token)
-    if problem is not None:
-        raise TokenError(f"{path}: {problem}")
-    return token
 
 
 def write_token_file(path: Path, token: str) -> None:

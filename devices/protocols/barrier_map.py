@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from devices.profiles import BarrierModbusMap
 from devices.readings import BoomChanged, BoomPosition, Loop, LoopChanged
-from edge.config import BarrierModbusMap
 
 # Values of the PLC's fault_code holding register.
 FAULT_NONE = 0

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from devices.protocols.framing import LineDecoder
 from devices.protocols.identifiers import check_device_text, normalise_container, normalise_seal
 from devices.readings import FrameRejected, SealRead, SealStatus
 
@@ -35,13 +36,10 @@ _STATUS_BY_LETTER: dict[str, SealStatus] = {
 _LETTER_BY_STATUS: dict[SealStatus, str] = {status: letter for letter, status in _STATUS_BY_LETTER.items()}
 
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
-_LINE_END = b"\r\n"
-_IN_FRAME_STOP = re.compile(rb"[\r\n$]")  # what ends (or tears) the line being collected
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _TIMESTAMP = re.compile(r"\d{14}")
 _BATTERY = re.compile(r"\d{1,3}")
 _FORBIDDEN_IN_FIELD = re.compile(r"[^\x20-\x7e]|[,*$]")
-_RAW_SAMPLE = 64  # bytes of garbage kept in a FrameRejected
 
 
 @dataclass(frozen=True)
@@ -64,88 +62,29 @@ def xor_checksum(body: bytes) -> int:
     return value
 
 
-class EsealAsciiDecoder:
+class EsealAsciiDecoder(LineDecoder[SealFrame]):
     """Incremental decoder: `feed(bytes)` returns the frames (and rejections) completed so far.
 
     Frames may be split across feeds at any byte and several may arrive in one feed. Bytes outside
     a frame are skipped until the next `$` (line ends between frames are idle, not garbage); each
     run of garbage is reported once. A new `$` inside a line tears the line (reported) and starts
     a new frame. Lines end at LF, CR or CRLF. A line longer than `max_line` is dropped and
-    reported. `frames_ok` and `frames_bad` count what `feed` returned.
+    reported. `frames_ok` and `frames_bad` count what `feed` returned. The buffering and resync
+    loop is `devices.protocols.framing.LineDecoder`; `now`, if given, is not used (lines carry
+    their own time).
     """
 
+    start_byte = 0x24  # `$`
+    resync_at = "'$'"
+
     def __init__(self, max_line: int = MAX_LINE):
-        self.max_line = max_line
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self._line = bytearray()  # bytes after `$` of the frame being collected
-        self._in_frame = False
-        self._garbage_reported = False  # the current run of garbage was already reported
+        super().__init__(max_line)
 
-    def feed(self, data: bytes) -> list[SealFrame | FrameRejected]:
-        """Consume `data` (any bytes-like) and return what completed, in order. Never raises."""
-        out: list[SealFrame | FrameRejected] = []
-        try:
-            self._feed(bytes(data), out)
-        except Exception as exc:  # a decoder bug must not kill the driver's read loop
-            self._line.clear()
-            self._in_frame = False
-            self._garbage_reported = True
-            out.append(FrameRejected(f"internal decoder error: {type(exc).__name__}: {exc}"))
-        for item in out:
-            if isinstance(item, SealFrame):
-                self.frames_ok += 1
-            else:
-                self.frames_bad += 1
-        return out
+    def decode(self, line: bytes, now: datetime | None) -> SealFrame | FrameRejected:
+        return decode_line(line)
 
-    def _feed(self, data: bytes, out: list[SealFrame | FrameRejected]) -> None:
-        position, end = 0, len(data)
-        while position < end:
-            if not self._in_frame:
-                start = data.find(b"$", position)
-                skipped = data[position:] if start < 0 else data[position:start]
-                self._skip(skipped, out)
-                if start < 0:
-                    return
-                self._in_frame = True
-                self._garbage_reported = False
-                self._line.clear()
-                position = start + 1
-                continue
-            match = _IN_FRAME_STOP.search(data, position)
-            stop = end if match is None else match.start()
-            room = self.max_line + 1 - len(self._line)  # one byte over the bound is enough to know
-            self._line += data[position:min(stop, position + room)]
-            if len(self._line) > self.max_line:
-                out.append(FrameRejected(f"line too long: more than {self.max_line} bytes without a line end",
-                                         bytes(self._line[:_RAW_SAMPLE])))
-                self._line.clear()
-                self._in_frame = False
-                self._garbage_reported = True  # the rest of the long line is part of this report
-                position = stop
-                continue
-            if match is None:
-                return
-            line = bytes(self._line)
-            self._line.clear()
-            if data[stop] == 0x24:  # `$`: the reader restarted a frame before ending this line
-                out.append(FrameRejected("torn frame: '$' before the end of the line", b"$" + line))
-                position = stop + 1  # stay in frame: this `$` starts the next one
-                continue
-            self._in_frame = False
-            out.append(decode_line(line))
-            position = stop + 1
-
-    def _skip(self, skipped: bytes, out: list[FrameRejected | SealFrame]) -> None:
-        """Account for bytes outside any frame: line ends are idle, anything else is garbage."""
-        if self._garbage_reported or not skipped:
-            return
-        garbage = skipped.strip(_LINE_END)
-        if garbage:
-            self._garbage_reported = True
-            out.append(FrameRejected(f"garbage outside a frame (resync at '$'): {garbage[:24]!r}",
-                                     garbage[:_RAW_SAMPLE]))
+    def torn(self, line: bytes) -> FrameRejected:
+        return FrameRejected("torn frame: '$' before the end of the line", b"$" + line)
 
 
 def decode_line(line: bytes) -> SealFrame | FrameRejected:

@@ -38,10 +38,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from devices.protocols.eseal_ascii import SealFrame
+from devices.protocols.framing import STX, StxDecoder
 from devices.protocols.identifiers import check_device_text, normalise_container
 from devices.readings import FrameRejected, SealStatus
 
-STX, ETX = 0x02, 0x03
+ETX = 0x03
 LEN_WITHOUT_CONTAINER = 13
 LEN_WITH_CONTAINER = 24
 FRAME_OVERHEAD = 5  # STX, LEN, CRC (2), ETX
@@ -153,105 +154,37 @@ def decode_binary_frame(frame: bytes, now: datetime) -> SealFrame | SealErrorRep
     return SealFrame(reader_id, seal_id, status, battery, container, when)
 
 
-def _complete_frame(buffer: bytes, start: int) -> int:
-    """Length of a complete frame at `start` with LEN, ETX and CRC in place, else 0."""
-    if len(buffer) - start < 2:
-        return 0
-    length = buffer[start + 1]
-    total = length + FRAME_OVERHEAD
-    if length not in _LENGTHS or len(buffer) - start < total or buffer[start + total - 1] != ETX:
-        return 0
-    given = int.from_bytes(buffer[start + total - 3:start + total - 1], "big")
-    return total if crc16_ccitt(buffer[start + 1:start + total - 3]) == given else 0
-
-
-class EsealBinaryDecoder:
+class EsealBinaryDecoder(StxDecoder[SealFrame | SealErrorReport]):
     """Incremental decoder: `feed(bytes, now)` returns the frames, error reports and rejections completed.
 
     Frames may be split across feeds at any byte and several may arrive in one feed. At most one
     frame's worth of bytes (29) is held between feeds. `frames_ok` counts seal frames and error
-    reports (frames whose CRC holds), `frames_bad` the rejections.
+    reports (frames whose CRC holds), `frames_bad` the rejections. The buffering and resync loop is
+    `devices.protocols.framing.StxDecoder`; this class only reads LEN, finds ETX and checks the CRC.
     """
 
-    def __init__(self) -> None:
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self._pending = b""
-        self._garbage_reported = False
+    header_size = 2  # STX, LEN
+    idle = b""  # a binary line has no idle bytes: anything between frames is garbage
 
-    def feed(self, data: bytes, now: datetime) -> list[SealFrame | SealErrorReport | FrameRejected]:
-        """Consume `data` received at `now` (timezone-aware) and return what completed, in order."""
-        when = _utc(now)
-        out: list[SealFrame | SealErrorReport | FrameRejected] = []
-        try:
-            self._feed(bytes(data), when, out)
-        except Exception as exc:  # a decoder bug must not kill the driver's read loop
-            self._pending = b""
-            self._garbage_reported = True
-            out.append(FrameRejected(f"internal decoder error: {type(exc).__name__}: {exc}"))
-        for item in out:
-            if isinstance(item, FrameRejected):
-                self.frames_bad += 1
-            else:
-                self.frames_ok += 1
-        return out
+    def receive_time(self, now: datetime | None) -> datetime:
+        """The format carries no time: `now` (timezone-aware) is required and frames are stamped in UTC."""
+        if now is None:
+            raise TypeError("EsealBinaryDecoder.feed() needs `now`, the receive time: the format carries none")
+        return _utc(now)
 
-    def _feed(self, data: bytes, when: datetime, out: list) -> None:
-        buffer = self._pending + data if self._pending else data
-        position, end = 0, len(buffer)
-        while position < end:
-            start = buffer.find(STX, position)
-            if start < 0:
-                self._skip(buffer[position:], out)
-                position = end
-                break
-            if start > position:
-                self._skip(buffer[position:start], out)
-            if end - start < 2:
-                position = start
-                break
-            length = buffer[start + 1]
-            total = length + FRAME_OVERHEAD
-            if length not in _LENGTHS:
-                self._skip(buffer[start:start + 1], out)
-                position = start + 1
-                continue
-            if end - start < total:
-                if self._a_frame_starts_inside(buffer, start):
-                    self._skip(buffer[start:start + 1], out)
-                    position = start + 1
-                    continue
-                position = start  # wait for the rest of this frame
-                break
-            if buffer[start + total - 1] != ETX:
-                self._skip(buffer[start:start + 1], out)
-                position = start + 1
-                continue
-            decoded = decode_binary_frame(buffer[start:start + total], when)
-            out.append(decoded)
-            if isinstance(decoded, FrameRejected):
-                self._garbage_reported = True  # the rest of this damaged frame is covered by its report
-                position = start + 1
-            else:
-                self._garbage_reported = False
-                position = start + total
-        self._pending = buffer[position:]
+    def length_at(self, buffer: bytes, start: int) -> int | None:
+        length = buffer[start + 1]
+        return length + FRAME_OVERHEAD if length in _LENGTHS else None
 
-    @staticmethod
-    def _a_frame_starts_inside(buffer: bytes, start: int) -> bool:
-        following = buffer.find(STX, start + 1)
-        while following >= 0:
-            if _complete_frame(buffer, following):
-                return True
-            following = buffer.find(STX, following + 1)
-        return False
+    def marker_in_place(self, buffer: bytes, start: int, total: int) -> bool:
+        return buffer[start + total - 1] == ETX
 
-    def _skip(self, skipped: bytes, out: list) -> None:
-        if self._garbage_reported or not skipped:
-            return
-        self._garbage_reported = True
-        out.append(FrameRejected(f"garbage outside a frame (resync at STX): {skipped[:24]!r}",
-                                 skipped[:_RAW_SAMPLE]))
+    def intact(self, frame: bytes) -> bool:
+        return crc16_ccitt(frame[1:-3]) == int.from_bytes(frame[-3:-1], "big")
+
+    def decode(self, frame: bytes, now: datetime | None) -> SealFrame | SealErrorReport | FrameRejected:
+        assert now is not None  # receive_time made sure
+        return decode_binary_frame(frame, now)
 
 
 def encode_binary_record(reader_id: int, msg_type: int, seal_id: int, flags: int = 0, tamper_count: int = 0,

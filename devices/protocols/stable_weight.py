@@ -10,19 +10,14 @@ state (the display shows dashes), or units left blank. The flags tell why. A fra
 is still only a *frame*: a truck rolling onto the bridge sends many of them. `StableWeightDetector`
 turns that stream into the one stable gross weight per truck that the lane wants.
 
-`StxFrameDecoder` is the shared scanner of the fixed-length formats that start with STX (Toledo,
-Rinstrum): it finds STX, waits for the fixed frame length, checks the end marker, and lets the
-format validate the rest. A candidate that fails is dropped one byte at a time (resync), so a real
-frame that starts inside a damaged one is still found. It never raises and buffers at most one
-frame length between feeds.
+The shared scanner of the fixed-length formats that start with STX (Toledo, Rinstrum) is
+`devices.protocols.framing.FixedStxDecoder`, the one stream-decoder loop of every serial codec.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-
-from devices.readings import FrameRejected
 
 KG_PER_UNIT: dict[str, Decimal] = {
     "kg": Decimal(1),
@@ -34,9 +29,6 @@ KG_PER_UNIT: dict[str, Decimal] = {
 KG_PER_OUNCE = Decimal("0.028349523125")
 """The avoirdupois ounce (1/16 lb): only the SMA `cardinal` variant accepts `oz`."""
 
-STX = 0x02
-_RAW_SAMPLE = 64  # bytes of garbage kept in a FrameRejected
-_IDLE = frozenset(b"\r\n")  # line ends some indicators put between frames: idle, not garbage
 
 
 @dataclass(frozen=True)
@@ -91,86 +83,6 @@ def as_decimal(weight: Decimal | int | str) -> Decimal:
     if not value.is_finite():
         raise ValueError(f"weight {weight!r} is not finite")
     return value
-
-
-class StxFrameDecoder:
-    """Incremental scanner for a fixed-length frame that starts with STX and ends with a fixed byte.
-
-    Subclasses set `frame_length`, `end_at` (index of the end marker in the frame) and `end_byte`,
-    and implement `decode_frame(frame) -> WeightFrame | FrameRejected` for a candidate whose end
-    marker is in place. Bytes outside a frame are garbage (CR and LF are idle), each run reported
-    once; a candidate without its end marker is garbage too; a candidate with its end marker that
-    fails validation is reported with the reason. Either way the scan resumes one byte after the
-    failed STX. `frames_ok` and `frames_bad` count what `feed` returned.
-    """
-
-    frame_length: int
-    end_at: int
-    end_byte: int
-
-    def __init__(self) -> None:
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self._pending = b""  # the start of a frame still waiting for its remaining bytes
-        self._garbage_reported = False  # the current run of garbage was already reported
-
-    def decode_frame(self, frame: bytes) -> WeightFrame | FrameRejected:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def feed(self, data: bytes) -> list[WeightFrame | FrameRejected]:
-        """Consume `data` (any bytes-like) and return what completed, in order. Never raises."""
-        out: list[WeightFrame | FrameRejected] = []
-        try:
-            self._feed(bytes(data), out)
-        except Exception as exc:  # a decoder bug must not kill the driver's read loop
-            self._pending = b""
-            self._garbage_reported = True
-            out.append(FrameRejected(f"internal decoder error: {type(exc).__name__}: {exc}"))
-        for item in out:
-            if isinstance(item, WeightFrame):
-                self.frames_ok += 1
-            else:
-                self.frames_bad += 1
-        return out
-
-    def _feed(self, data: bytes, out: list[WeightFrame | FrameRejected]) -> None:
-        buffer = self._pending + data if self._pending else data
-        length, end_at, end_byte = self.frame_length, self.end_at, self.end_byte
-        position, end = 0, len(buffer)
-        while position < end:
-            start = buffer.find(STX, position)
-            if start < 0:
-                self._skip(buffer[position:], out)
-                position = end
-                break
-            if start > position:
-                self._skip(buffer[position:start], out)
-            if end - start < length:
-                position = start  # wait for the rest of this frame
-                break
-            if buffer[start + end_at] != end_byte:
-                self._skip(buffer[start:start + 1], out)  # a stray STX: garbage
-                position = start + 1
-                continue
-            candidate = buffer[start:start + length]
-            decoded = self.decode_frame(candidate)
-            out.append(decoded)
-            if isinstance(decoded, WeightFrame):
-                self._garbage_reported = False
-                position = start + length
-            else:
-                self._garbage_reported = True  # the rest of this damaged frame is covered by its report
-                position = start + 1
-        self._pending = buffer[position:]
-
-    def _skip(self, skipped: bytes, out: list[WeightFrame | FrameRejected]) -> None:
-        if self._garbage_reported or not skipped:
-            return
-        garbage = skipped.strip(b"\r\n")
-        if garbage:
-            self._garbage_reported = True
-            out.append(FrameRejected(f"garbage outside a frame (resync at STX): {garbage[:24]!r}",
-                                     garbage[:_RAW_SAMPLE]))
 
 
 class StableWeightDetector:

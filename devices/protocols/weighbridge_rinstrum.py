@@ -19,9 +19,11 @@ the decoder any chunking of the serial stream; it never raises.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 
-from devices.protocols.stable_weight import STX, StxFrameDecoder, WeightFrame, as_decimal, to_kg
+from devices.protocols.framing import STX, FixedStxDecoder
+from devices.protocols.stable_weight import WeightFrame, as_decimal, to_kg
 from devices.readings import FrameRejected
 
 FORMAT = "rinstrum"
@@ -81,7 +83,7 @@ def decode_rinstrum_frame(frame: bytes) -> WeightFrame | FrameRejected:
     )
 
 
-class RinstrumDecoder(StxFrameDecoder):
+class RinstrumDecoder(FixedStxDecoder[WeightFrame]):
     """Incremental decoder of the Rinstrum automatic output (STX ... ETX, 17 bytes).
 
     Frames may be split across feeds at any byte. Bytes outside a frame are skipped until the next
@@ -93,7 +95,7 @@ class RinstrumDecoder(StxFrameDecoder):
     end_at = FRAME_LENGTH - 1
     end_byte = ETX
 
-    def decode_frame(self, frame: bytes) -> WeightFrame | FrameRejected:
+    def decode(self, frame: bytes, now: datetime | None) -> WeightFrame | FrameRejected:
         return decode_rinstrum_frame(frame)
 
 

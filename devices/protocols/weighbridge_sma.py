@@ -32,8 +32,10 @@ Lines end at CR; an LF inside a line tears it (the new LF starts the next reply)
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 
+from devices.protocols.framing import LineDecoder
 from devices.protocols.stable_weight import WeightFrame, as_decimal, to_kg
 from devices.readings import FrameRejected
 
@@ -46,7 +48,6 @@ MAX_LINE = 64
 COMMANDS = frozenset("WHZTMRS")
 """Host commands `encode_sma_command` sends: weight, high-res weight, zero, tare, tare weight, repeat, stop."""
 
-_IN_LINE_STOP = re.compile(rb"[\r\n]")
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _NUMBER = re.compile(r" *(-?) *([0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _DASHES = re.compile(r" *-[ -]*")
@@ -55,7 +56,6 @@ _UNITS = frozenset({"kg", "lb", "t", "g"})
 VARIANTS = ("standard", "cardinal", "fairbanks")
 _STABILITY_TIMEOUT = "-" * 10
 _MODES = frozenset("GNTgn")
-_RAW_SAMPLE = 64
 
 
 def decode_sma_line(line: bytes, variant: str = "standard") -> WeightFrame | FrameRejected:
@@ -112,87 +112,29 @@ def decode_sma_line(line: bytes, variant: str = "standard") -> WeightFrame | Fra
     )
 
 
-class SmaDecoder:
+class SmaDecoder(LineDecoder[WeightFrame]):
     """Incremental decoder of SMA replies: `feed(bytes)` returns the replies (and rejections) completed.
 
     Bytes outside a reply are skipped until the next LF (a CR there is idle); each run of garbage
     is reported once. A line longer than `max_line` is dropped and reported. `frames_ok` and
-    `frames_bad` count what `feed` returned.
+    `frames_bad` count what `feed` returned. The buffering and resync loop is
+    `devices.protocols.framing.LineDecoder`.
     """
+
+    start_byte = LF
+    unit, resync_at, line_end_name = "reply", "LF", "CR"
 
     def __init__(self, max_line: int = MAX_LINE, variant: str = "standard"):
         if variant not in VARIANTS:
             raise ValueError(f"unknown SMA variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-        self.max_line, self.variant = max_line, variant
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self._line = bytearray()  # bytes after LF of the reply being collected
-        self._in_line = False
-        self._garbage_reported = False
+        super().__init__(max_line)
+        self.variant = variant
 
-    def feed(self, data: bytes) -> list[WeightFrame | FrameRejected]:
-        """Consume `data` (any bytes-like) and return what completed, in order. Never raises."""
-        out: list[WeightFrame | FrameRejected] = []
-        try:
-            self._feed(bytes(data), out)
-        except Exception as exc:  # a decoder bug must not kill the driver's read loop
-            self._line.clear()
-            self._in_line = False
-            self._garbage_reported = True
-            out.append(FrameRejected(f"internal decoder error: {type(exc).__name__}: {exc}"))
-        for item in out:
-            if isinstance(item, WeightFrame):
-                self.frames_ok += 1
-            else:
-                self.frames_bad += 1
-        return out
+    def decode(self, line: bytes, now: datetime | None) -> WeightFrame | FrameRejected | None:
+        return decode_sma_line(line, self.variant) if line else None  # LF CR with nothing between is idle
 
-    def _feed(self, data: bytes, out: list[WeightFrame | FrameRejected]) -> None:
-        position, end = 0, len(data)
-        while position < end:
-            if not self._in_line:
-                start = data.find(b"\n", position)
-                self._skip(data[position:] if start < 0 else data[position:start], out)
-                if start < 0:
-                    return
-                self._in_line = True
-                self._garbage_reported = False
-                self._line.clear()
-                position = start + 1
-                continue
-            match = _IN_LINE_STOP.search(data, position)
-            stop = end if match is None else match.start()
-            room = self.max_line + 1 - len(self._line)  # one byte over the bound is enough to know
-            self._line += data[position:min(stop, position + room)]
-            if len(self._line) > self.max_line:
-                out.append(FrameRejected(f"line too long: more than {self.max_line} bytes without CR",
-                                         bytes(self._line[:_RAW_SAMPLE])))
-                self._line.clear()
-                self._in_line = False
-                self._garbage_reported = True  # the rest of the long line is part of this report
-                position = stop
-                continue
-            if match is None:
-                return
-            line = bytes(self._line)
-            self._line.clear()
-            position = stop + 1
-            if data[stop] == LF:  # a new reply began before this one ended
-                if line:
-                    out.append(FrameRejected("torn reply: LF before CR", b"\n" + line))
-                continue  # stay in line: this LF starts the next reply (an empty line is idle)
-            self._in_line = False
-            if line:  # LF CR with nothing between is idle
-                out.append(decode_sma_line(line, self.variant))
-
-    def _skip(self, skipped: bytes, out: list[WeightFrame | FrameRejected]) -> None:
-        if self._garbage_reported or not skipped:
-            return
-        garbage = skipped.strip(b"\r\n")
-        if garbage:
-            self._garbage_reported = True
-            out.append(FrameRejected(f"garbage outside a reply (resync at LF): {garbage[:24]!r}",
-                                     garbage[:_RAW_SAMPLE]))
+    def torn(self, line: bytes) -> FrameRejected | None:
+        return FrameRejected("torn reply: LF before CR", b"\n" + line) if line else None  # an empty line is idle
 
 
 def encode_sma_command(command: str) -> bytes:

@@ -43,9 +43,11 @@ that completed and a `FrameRejected` for everything refused, and never raises.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 
-from devices.protocols.stable_weight import STX, StxFrameDecoder, WeightFrame, as_decimal, to_kg
+from devices.protocols.framing import STX, FixedStxDecoder
+from devices.protocols.stable_weight import WeightFrame, as_decimal, to_kg
 from devices.readings import FrameRejected
 
 FORMAT = "toledo"
@@ -139,7 +141,7 @@ def decode_toledo_frame(frame: bytes, checksum: bool, *, blank_tare: bool = Fals
     )
 
 
-class ToledoDecoder(StxFrameDecoder):
+class ToledoDecoder(FixedStxDecoder[WeightFrame]):
     """Incremental decoder of Toledo continuous output; `checksum` says whether frames end with CHK.
 
     Frames may be split across feeds at any byte. Bytes outside a frame are skipped until the next
@@ -158,7 +160,7 @@ class ToledoDecoder(StxFrameDecoder):
         self.end_at = body_length - 1
         self.frame_length = body_length + self.checksum
 
-    def decode_frame(self, frame: bytes) -> WeightFrame | FrameRejected:
+    def decode(self, frame: bytes, now: datetime | None) -> WeightFrame | FrameRejected:
         return decode_toledo_frame(frame, self.checksum, **self.options)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.dataset import CALIBRATION_SEED, CONTAINER_CLASSES, PLATE_CLASSES, held_out
+from models.synth.dataset import CALIBRATION_SEED, CONTAINER_CLASSES, PLATE_CLASSES, held_out
 from models.vision.calibration import calibration_path, fit_isotonic
 from models.vision.reader import (
     CONTAINER_MODEL,

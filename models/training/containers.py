@@ -16,7 +16,7 @@ against 96.7, vertical 96.3 against 96.6) with 26 wrong readings against 32, but
 2911 legible codes against 2876: not shipped, the difference is within the sets' noise.
 
 The shipped model leaves out of training the 3% of crops that no one could read (a character's
-ink/paper d' under 1.5, `models.training.legibility`: glare or night noise over it, or cut off),
+ink/paper d' under 1.5, `models.synth.legibility`: glare or night noise over it, or cut off),
 whose labels only taught the network to guess, and jitters each batch a little (shift, scale,
 shear, contrast). Against the same recipe without either (same seed, 8 epochs, 34 min of epochs
 on 2 vCPU) it read 2907 of the 3000 held-out codes against 2901 (one line 97.8 against 97.6,

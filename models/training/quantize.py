@@ -58,7 +58,7 @@ def _load(path: Path):
 
 def calibration_inputs(task: str, per_class: int = PER_CLASS) -> list[np.ndarray]:
     """Model inputs (1, 1, 32, W) float32 of `per_class` calibration-seed crops of every class of `task`."""
-    from models.training.dataset import CALIBRATION_SEED, CONTAINER_CLASSES, PLATE_CLASSES, held_out
+    from models.synth.dataset import CALIBRATION_SEED, CONTAINER_CLASSES, PLATE_CLASSES, held_out
     from models.vision import preprocess
 
     plates = task == "plates"

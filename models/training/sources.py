@@ -13,7 +13,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
 PROJECT_PACKAGES = ("models", "devices", "edge", "sync", "simulators")
-RENDERER_ROOT = "models.training.dataset"
+RENDERER_ROOT = "models.synth.dataset"
 
 
 def _module_file(name: str) -> Path | None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.training.dataset import held_out_labels, training_set
+from models.synth.dataset import held_out_labels, training_set
 from models.training.net import CRNN, ExportWrapper, widths_for
 from models.training.sources import renderer_version
 from models.vision.charsets import encode
@@ -72,7 +72,7 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
     parser.add_argument("--held-out", type=int, default=1000, help="held-out crops per class excluded from training")
     parser.add_argument("--min-legibility", type=float, default=task.min_legibility,
                         help="leave out crops whose least legible character has a lower d' (0: keep all; "
-                             "models.training.legibility)")
+                             "models.synth.legibility)")
     parser.add_argument("--jitter", type=float, default=task.jitter,
                         help="per-batch shift/scale/shear/contrast jitter of the rendered inputs "
                              "(0: none, 1: standard)")

@@ -160,8 +160,8 @@ def test_the_training_cache_key_covers_every_module_that_renders_a_crop():
 
     sources = {path.relative_to(PROJECT).as_posix() for path in renderer_sources()}
     # the renderers, the damage and the legibility measure, and the grammars in devices/ they draw from
-    assert {"models/training/plate_synth.py", "models/training/container_synth.py", "models/training/augment.py",
-            "models/training/legibility.py", "models/vision/preprocess.py", "devices/protocols/plates.py",
+    assert {"models/synth/plate_synth.py", "models/synth/container_synth.py", "models/synth/augment.py",
+            "models/synth/legibility.py", "models/vision/preprocess.py", "devices/protocols/plates.py",
             "devices/protocols/iso6346.py"} <= sources
     # code that does not change a crop does not throw a rendered set away
     assert not sources & {"models/training/train.py", "models/training/card.py", "models/training/net.py"}

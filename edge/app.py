@@ -17,6 +17,7 @@ import uvicorn
 
 from devices.anpr import AnprCameraDriver
 from devices.barrier import BarrierDriver
+from devices.driver import Driver
 from devices.eseal import EsealReaderDriver
 from devices.scanner import ScannerDriver
 from devices.transports.modbus import ModbusHub, rtu_hub, tcp_hub
@@ -98,7 +99,7 @@ class GateNode:
         self.sparkplug: SparkplugPublisher | None = None
         self.metrics: NodeMetrics | None = None
         self.lanes: dict[str, LaneController] = {}
-        self.drivers: dict[str, Any] = {}
+        self.drivers: dict[str, Driver] = {}
         self.device_lane: dict[str, str] = {}
         self._tasks: list[asyncio.Task] = []
         self._server: uvicorn.Server | None = None
@@ -182,9 +183,8 @@ class GateNode:
                                                 period_s=self.options.telemetry_period_s)
             for controller in self.lanes.values():
                 controller.listeners.append(self._wake_sparkplug)
-        for driver in self.drivers.values():
-            if isinstance(driver, AnprCameraDriver | ScannerDriver):
-                driver.start()
+        for driver in self.drivers.values():  # before the buses connect: MQTT drivers must see the first "up"
+            await driver.start()
         if self.site.central is not None:
             from sync.client import SyncService
 
@@ -196,11 +196,6 @@ class GateNode:
             await self.sparkplug_bus.start()
         if self.sync is not None:
             self.sync.start()
-        for driver in self.drivers.values():
-            if isinstance(driver, BarrierDriver):
-                await driver.start()
-            elif isinstance(driver, EsealReaderDriver | WeighbridgeDriver | VideoCameraDriver):
-                self._tasks.append(asyncio.create_task(driver.run(), name=f"{driver.device_id}"))
         await asyncio.gather(*(c.start(restore=self.options.restore) for c in self.lanes.values()))
         self.telemetry.start()
         if self.sparkplug is not None:
@@ -241,8 +236,7 @@ class GateNode:
         for controller in self.lanes.values():
             await controller.stop()
         for driver in self.drivers.values():
-            if isinstance(driver, BarrierDriver | EsealReaderDriver | WeighbridgeDriver | VideoCameraDriver):
-                await driver.stop()
+            await driver.stop()
         for task in self._tasks:
             if task.get_name() != "kiosk":
                 task.cancel()

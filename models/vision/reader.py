@@ -14,14 +14,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from devices.protocols.plates import CN_PROVINCES
 from models.vision import preprocess
 from models.vision.calibration import Calibration, load_calibration
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
-from models.vision.ctc import decode
+from models.vision.ctc import decode, label_probability, reading_mass
 from models.vision.formatting import display_container, display_plate
 from models.vision.grammar import ISO6346, PLATES, AnyOf, Grammar
 from models.vision.localise import code_regions, overlap_area, plate_regions
 from models.vision.recogniser import Recogniser
+from models.vision.strong import (
+    CONTAINER_ALIAS,
+    PLATE_ALIAS,
+    REC_NAME,
+    StrongRecogniser,
+    find_model,
+    stack_to_line,
+)
+from models.vision.strong import OTHER as STRONG_OTHER
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,9 @@ MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
 AGREE = 2  # looks that must give an unsure reading before it counts
 SURE = 0.9  # a reading this sure is neither read the other layout's way nor looked at again
 CONSULT = 0.99  # a first reading less sure than this is read again with the second model's opinion
+# The cascade: a crop whose fast reading is less sure than this (calibrated: fewer than 1 in 100 of
+# readings that sure are wrong) is also read by the strong general recogniser, and the two vote.
+CASCADE = 0.99
 
 
 @dataclass(frozen=True)
@@ -98,11 +111,14 @@ class VisionReader:
                  plate_second: Path | None = PLATE_SECOND_MODEL,
                  container_second: Path | None = CONTAINER_SECOND_MODEL,
                  plate_third: Path | None = PLATE_THIRD_MODEL,
-                 container_third: Path | None = CONTAINER_THIRD_MODEL):
+                 container_third: Path | None = CONTAINER_THIRD_MODEL,
+                 strong: Path | None | bool = True):
         """`min_confidence` applies to the reported confidence; `calibrated=False` reports the raw one;
         `second_looks` reads crops the first look left unsure three more ways and lets the looks vote;
         `plate_second` / `container_second`: the second-opinion models (None, or a missing file: none);
-        `plate_third` / `container_third`: third opinions, used only beside a second one."""
+        `plate_third` / `container_third`: third opinions, used only beside a second one;
+        `strong`: the strong general recogniser of the cascade (True: found as `find_model` says;
+        a path; False or None: none, the fast models read alone)."""
         self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
         self.plate_second = _optional(plate_second, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
@@ -122,6 +138,11 @@ class VisionReader:
                                  if self.containers is not None else None)
         self.container_third = (_optional(container_third, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
                                 if self.container_second is not None else None)
+        strong_path = find_model(REC_NAME) if strong is True else (Path(strong) if strong else None)
+        if strong is True and strong_path is None:
+            log.warning("vision: %s not found in models/ nor in the %s wheel; crops the fast models are unsure "
+                        "of are not read again by the strong recogniser", REC_NAME, "rapidocr_onnxruntime")
+        self.strong = StrongRecogniser(strong_path, threads) if strong_path is not None else None
 
     # -- crops --------------------------------------------------------------------------------
     def read_plate_crop(self, crop: object) -> Reading | None:
@@ -141,7 +162,7 @@ class VisionReader:
                 return None
             image, scale = _bounded(image)
             box = (0, 0, int(image.shape[1] / scale), int(image.shape[0] / scale))
-            return self._read_crops([image], [box], plate, known_text=True)[0]
+            return self._read_crops([image], [box], plate, known_text=True, cascade=self.strong is not None)[0]
         except Exception:  # a reader must never take the camera driver down
             log.exception("vision: reading a crop failed; treated as no reading")
             return None
@@ -177,8 +198,9 @@ class VisionReader:
             return []
 
     def _read_crops(self, crops: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
-                    plate: bool, known_text: bool = False) -> list[Reading | None]:
-        """Read each crop; `known_text`: the crops surely hold a plate or code (not a localiser's guess)."""
+                    plate: bool, known_text: bool = False, cascade: bool = False) -> list[Reading | None]:
+        """Read each crop; `known_text`: the crops surely hold a plate or code (not a localiser's guess);
+        `cascade`: crops the fast models leave unsure go to the strong recogniser (instead of more looks)."""
         if not crops:
             return []
         to_lines = preprocess.plate_lines if plate else preprocess.container_lines
@@ -193,8 +215,13 @@ class VisionReader:
         first: dict[int, list[np.ndarray]] = {}  # the first model's probabilities for each way read
         consulted: set[int] = set()  # crops both models read, their probabilities averaged
 
+        matrices: list[list[np.ndarray]] = [[] for _ in crops]  # what each crop's readings were decoded from
+
         def hear(jobs: list[tuple[int, np.ndarray]], probs: np.ndarray | list[np.ndarray]) -> None:
             for (owner, _), p in zip(jobs, probs, strict=True):
+                if plate:
+                    p = _flat_province_prior(p)
+                matrices[owner].append(p)
                 candidate = decode(p, model.charset, language)
                 if candidate is not None:
                     heard[owner].append((candidate.text, candidate.probability))
@@ -238,6 +265,10 @@ class VisionReader:
                     heard[i] = []
                 consulted.update(ask)
                 hear(jobs, opinion(ours, [preprocess.model_input(line, width) for _, line in jobs]))
+        if cascade:
+            return [self._cascade(heard[i], matrices[i], crops[i], lines[i], boxes[i], plate)
+                    if certainty(i) < CASCADE
+                    else self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
         if self.second_looks:
             look([(i, seen) for i, ways in enumerate(lines) if worth_more(i, SURE)
                   for line in ways for seen in preprocess.second_looks(line)])
@@ -247,6 +278,53 @@ class VisionReader:
             look([(i, line) for i, crop in enumerate(crops) if certainty(i) < SURE
                   for line in preprocess.fallback_lines(crop, plate)])
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
+
+    def _cascade(self, heard: list[tuple[str, float]], matrices: list[np.ndarray], crop: np.ndarray,
+                 lines: list[np.ndarray], box: tuple[int, int, int, int], plate: bool) -> Reading | None:
+        """The fast models and the strong recogniser vote on a crop the fast models left unsure.
+
+        The candidates are the fast reading and the strong one. Each model scores each candidate:
+        its share of that model's probability mass (the CTC sum over alignments, over the model's
+        likeliest readings), mapped by that model's calibration to a chance of being right. The two
+        chances are combined as independent evidence, odds multiplied (a product of experts):
+        p = f s / (f s + (1 - f)(1 - s)); the candidate with the higher p wins, at that confidence.
+        A model that gives a candidate no mass puts it at 0.
+        """
+        calibration = self.plate_calibration if plate else self.container_calibration
+        language = PLATES if plate else ISO6346
+        fast_charset = PLATE_CHARS if plate else CONTAINER_CHARS
+        strong = self.strong
+        if plate:
+            ways = lines
+            charset, alias, strong_calibration = PLATE_CHARS, PLATE_ALIAS, strong.plate_calibration
+        else:
+            vertical = crop.shape[0] > preprocess.VERTICAL_MIN_ASPECT * crop.shape[1]
+            ways = [stack_to_line(crop)] if vertical else lines
+            charset, alias, strong_calibration = CONTAINER_CHARS, CONTAINER_ALIAS, strong.container_calibration
+        folded = [strong.folded(strong.probabilities(way), charset) for way in ways]
+        strong_charset = charset + STRONG_OTHER
+        texts = {text for text, _ in heard}
+        for probs in folded:
+            candidate = decode(probs, strong_charset, language, alias=alias)
+            if candidate is not None:
+                texts.add(candidate.text)
+        if not texts:
+            return None
+
+        def share(all_probs: list[np.ndarray], chars: str, text: str, look_alike: dict | None) -> float:
+            return max((label_probability(p, chars, text, look_alike) / max(reading_mass(p, chars), 1e-300)
+                        for p in all_probs), default=0.0)
+
+        scored = []
+        for text in texts:
+            f = calibration(min(1.0, share(matrices, fast_charset, text, None)))
+            s = strong_calibration(min(1.0, share(folded, strong_charset, text, alias)))
+            both, neither = f * s, (1.0 - f) * (1.0 - s)
+            scored.append((both / (both + neither) if both + neither > 0 else 0.0, text))
+        confidence, text = max(scored)
+        if confidence < self.min_confidence:
+            return None
+        return Reading(text, round(confidence, 4), box, language.kind_of(text) or "")
 
     def _verdict(self, heard: list[tuple[str, float]], box: tuple[int, int, int, int], calibration: Calibration,
                  language: Grammar | AnyOf) -> Reading | None:
@@ -268,6 +346,23 @@ class VisionReader:
         if reported < self.min_confidence:
             return None
         return Reading(text, round(reported, 4), box, language.kind_of(text) or "")
+
+
+# The synthesis draws 桂 for 35 % of Chinese plates (Huu Nghi's share) and the other 30 provinces
+# evenly, so the fast models learnt that prior: they read a small unclear province as 桂. Their
+# province probabilities are divided by that prior and multiplied by a flat one (a label-shift
+# correction from the synthesis's known distribution; nothing is fitted on real plates).
+_TRAINING_PRIOR = {char: 0.65 / len(CN_PROVINCES) + (0.35 if char == "桂" else 0.0) for char in CN_PROVINCES}
+_PROVINCE_COLUMNS = np.array([PLATE_CHARS.index(char) + 1 for char in CN_PROVINCES])
+_PROVINCE_WEIGHTS = np.array([(1.0 / len(CN_PROVINCES)) / _TRAINING_PRIOR[char] for char in CN_PROVINCES],
+                             np.float32)
+
+
+def _flat_province_prior(probs: np.ndarray) -> np.ndarray:
+    """A plate model's per-step probabilities with the synthesis's province prior swapped for a flat one."""
+    out = probs.copy()
+    out[..., _PROVINCE_COLUMNS] *= _PROVINCE_WEIGHTS
+    return out / out.sum(axis=-1, keepdims=True)
 
 
 def _optional(path: Path | None, charset: str, width: int, threads: int) -> Recogniser | None:

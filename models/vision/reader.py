@@ -19,12 +19,14 @@ from models.vision import preprocess
 from models.vision.calibration import Calibration, load_calibration
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
 from models.vision.ctc import decode, label_probability, reading_mass
+from models.vision.doors import DoorReader
 from models.vision.formatting import display_container, display_plate
 from models.vision.grammar import ISO6346, PLATES, AnyOf, Grammar
-from models.vision.localise import code_regions, overlap_area, plate_regions
+from models.vision.localise import code_regions, overlap_area, plate_regions, vertical_regions
 from models.vision.recogniser import Recogniser
 from models.vision.strong import (
     CONTAINER_ALIAS,
+    DET_NAME,
     PLATE_ALIAS,
     REC_NAME,
     StrongRecogniser,
@@ -53,6 +55,9 @@ CONSULT = 0.99  # a first reading less sure than this is read again with the sec
 # The cascade: a crop whose fast reading is less sure than this (calibrated: fewer than 1 in 100 of
 # readings that sure are wrong) is also read by the strong general recogniser, and the two vote.
 CASCADE = 0.99
+TRUST = 0.98  # in a vote, no model's chance of being right is taken above this or below 1 - this
+CASCADE_FRAMES = False
+VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,12 @@ class VisionReader:
             log.warning("vision: %s not found in models/ nor in the %s wheel; crops the fast models are unsure "
                         "of are not read again by the strong recogniser", REC_NAME, "rapidocr_onnxruntime")
         self.strong = StrongRecogniser(strong_path, threads) if strong_path is not None else None
+        # Container numbers in whole frames: the text detector beside the strong recogniser, where both are.
+        detector = None
+        if self.strong is not None:
+            detector = find_model(DET_NAME) if strong is True else strong_path.with_name(DET_NAME)
+        self.doors = (DoorReader(detector, self.strong, threads) if detector is not None and detector.is_file()
+                      and self.containers is not None else None)
 
     # -- crops --------------------------------------------------------------------------------
     def read_plate_crop(self, crop: object) -> Reading | None:
@@ -184,6 +195,8 @@ class VisionReader:
             if image is None or _is_flat(image):
                 return []
             image, scale = _bounded(image)
+            if not plate and self.doors is not None:
+                return self._read_doors(image, scale)
             regions = plate_regions(image) if plate else code_regions(image)
             crops, boxes = [], []
             for region in regions:
@@ -196,6 +209,23 @@ class VisionReader:
         except Exception:  # a reader must never take the camera driver down
             log.exception("vision: reading a frame failed; treated as no reading")
             return []
+
+    def _read_doors(self, image: np.ndarray, scale: float) -> list[Reading]:
+        """Container numbers in a frame: the text detector's lines and stacks (`models.vision.doors`), and
+        the OpenCV localiser's vertical columns read by the cascade (the detector misses most of those)."""
+        codes = self.doors.read(image, self.min_confidence)
+        found = [Reading(code.text, code.confidence, tuple(int(v / scale) for v in code.box), "ISO6346")
+                 for code in codes]
+        if any(code.size_type_near and code.confidence >= SURE for code in codes):
+            return found  # a sure code beside its size/type code: the painted code of this view
+        crops, boxes = [], []
+        for region in vertical_regions(image, VERTICAL_REGIONS):
+            x, y, w, h = region.box
+            if w >= MIN_SIDE and h >= MIN_SIDE:
+                crops.append(image[y:y + h, x:x + w])
+                boxes.append(tuple(int(v / scale) for v in region.box))
+        found += [r for r in self._read_crops(crops, boxes, False, cascade=CASCADE_FRAMES) if r is not None]
+        return _one_per_place(_best_per_text(found))
 
     def _read_crops(self, crops: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
                     plate: bool, known_text: bool = False, cascade: bool = False) -> list[Reading | None]:
@@ -265,13 +295,15 @@ class VisionReader:
                     heard[i] = []
                 consulted.update(ask)
                 hear(jobs, opinion(ours, [preprocess.model_input(line, width) for _, line in jobs]))
-        if cascade:
-            return [self._cascade(heard[i], matrices[i], crops[i], lines[i], boxes[i], plate)
-                    if certainty(i) < CASCADE
-                    else self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
         if self.second_looks:
             look([(i, seen) for i, ways in enumerate(lines) if worth_more(i, SURE)
                   for line in ways for seen in preprocess.second_looks(line)])
+        if cascade:
+            # The strong recogniser instead of the fallback layouts, on crops still unsure; in a frame,
+            # only on regions the fast models read something in (most regions hold no code).
+            return [self._cascade(heard[i], matrices[i], crops[i], lines[i], boxes[i], plate)
+                    if certainty(i) < CASCADE and (known_text or heard[i])
+                    else self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
         if known_text:
             # A crop that surely holds text and is still unsure after every look may have been
             # cut into lines at the wrong row: it is read laid out every other way too.
@@ -288,7 +320,8 @@ class VisionReader:
         likeliest readings), mapped by that model's calibration to a chance of being right. The two
         chances are combined as independent evidence, odds multiplied (a product of experts):
         p = f s / (f s + (1 - f)(1 - s)); the candidate with the higher p wins, at that confidence.
-        A model that gives a candidate no mass puts it at 0.
+        Neither model is trusted beyond TRUST against the other: a reading one model is sure of and
+        the other gives no mass comes out near even, not at 0 or 1.
         """
         calibration = self.plate_calibration if plate else self.container_calibration
         language = PLATES if plate else ISO6346
@@ -317,8 +350,8 @@ class VisionReader:
 
         scored = []
         for text in texts:
-            f = calibration(min(1.0, share(matrices, fast_charset, text, None)))
-            s = strong_calibration(min(1.0, share(folded, strong_charset, text, alias)))
+            f = _trusted(calibration(min(1.0, share(matrices, fast_charset, text, None))))
+            s = _trusted(strong_calibration(min(1.0, share(folded, strong_charset, text, alias))))
             both, neither = f * s, (1.0 - f) * (1.0 - s)
             scored.append((both / (both + neither) if both + neither > 0 else 0.0, text))
         confidence, text = max(scored)
@@ -363,6 +396,11 @@ def _flat_province_prior(probs: np.ndarray) -> np.ndarray:
     out = probs.copy()
     out[..., _PROVINCE_COLUMNS] *= _PROVINCE_WEIGHTS
     return out / out.sum(axis=-1, keepdims=True)
+
+
+def _trusted(probability: float) -> float:
+    """A model's calibrated chance kept within TRUST of certainty, so one model alone never settles a vote."""
+    return min(TRUST, max(1.0 - TRUST, probability))
 
 
 def _optional(path: Path | None, charset: str, width: int, threads: int) -> Recogniser | None:

@@ -47,7 +47,7 @@ SHA256 = {REC_NAME: "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c3738400548
 PLATE_CALIBRATION = MODELS_DIR / "strong_plates.onnx"  # the map's path is `strong_plates.calibration.json`
 CONTAINER_CALIBRATION = MODELS_DIR / "strong_containers.onnx"
 HEIGHT = 48  # the recogniser's input height
-SEPARATORS = " ·•・‧-－—_.．,，:：'\"|"  # painted separators: the grammar's readings have none
+SEPARATORS = " ·•・‧-－—_.．,，:：'\"|[]()【】「」"  # separators, and the box round a check digit
 OTHER = "\x00"  # the folded class for every character no grammar uses
 PLATE_ALIAS = {"O": "0", "I": "1", "0": "O", "1": "I"}
 CONTAINER_ALIAS = {"O": "0", "0": "O", "I": "1", "1": "I"}
@@ -191,7 +191,9 @@ def stack_to_line(gray: np.ndarray) -> np.ndarray:
     profile = gradient.mean(axis=1)
     kernel = max(1, width // 12)
     profile = np.convolve(profile, np.ones(kernel, np.float32) / kernel, mode="same")
-    threshold = 0.25 * float(np.percentile(profile, 90))
+    # ribs and seams give every row some energy: the gaps are rows near the quietest, not at zero
+    quiet, busy = float(np.percentile(profile, 10)), float(np.percentile(profile, 90))
+    threshold = quiet + 0.3 * (busy - quiet)
     inked = profile > threshold
     runs, start = [], None
     for row, flag in enumerate(np.append(inked, False)):

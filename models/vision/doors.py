@@ -110,7 +110,6 @@ class DoorReader:
         boxes = [b for b in _columns(self.detect(frame)) if min(b.w, b.h) >= MIN_HEIGHT]
         boxes.sort(key=_code_likeness, reverse=True)
         boxes = [self._look(frame, box) for box in boxes[:MAX_BOXES]]
-        self._last = boxes
         size_types = [b for b in boxes if SIZE_TYPE.match(_plain(b.text))]
         found: dict[str, DoorCode] = {}
         for group in _groups([b for b in boxes if not b.weight and b not in size_types]):
@@ -236,8 +235,10 @@ def _groups(boxes: list[Box]) -> list[list[Box]]:
         same_line = min(a.y + a.h, b.y + b.h) - max(a.y, b.y) > 0.5 * min(a.h, b.h)
         if same_line:
             return 0 <= b.x - (a.x + a.w) < 2.0 * a.h and 0.5 < b.h / a.h < 2.0
-        below = -0.5 * a.h <= b.y - (a.y + a.h) < 1.0 * a.h and abs(b.x - a.x) < 1.5 * a.h and 0.6 < b.h / a.h < 1.6
-        return below
+        # the line below: left-aligned, or under it (an owner code is often centred or right-aligned over the serial)
+        overlap = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+        under = abs(b.x - a.x) < 1.5 * a.h or overlap > 0.5 * min(a.w, b.w)
+        return -0.5 * a.h <= b.y - (a.y + a.h) < 1.0 * a.h and under and 0.6 < b.h / a.h < 1.6
 
     out = [[b] for b in boxes]
     for a in boxes:

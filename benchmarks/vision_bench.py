@@ -356,10 +356,13 @@ def _real_sets(reader, limit: int | None, with_baseline: bool) -> dict:
 def _real_frames(reader, fast, frames: list, with_baseline: bool) -> dict:
     """Hit: the labelled code is among the frame's readings; other readings (a parked container behind,
     or a wrong reading) are counted apart, since other containers in view are not labelled."""
+    from models.vision.reader import vote_container_codes
+
     def run(read) -> dict:
         hits = other = 0
         ms: list[float] = []
         cpu_ms: list[float] = []
+        trucks: dict[str, tuple[set[str], list]] = {}  # one truck's frames share the name before "-OCR-"
         for row, frame in frames:
             if frame is None:
                 continue
@@ -370,9 +373,21 @@ def _real_frames(reader, fast, frames: list, with_baseline: bool) -> dict:
             texts = {r.text for r in readings}
             hits += bool(labels & texts)
             other += len(texts - labels)
+            truck = trucks.setdefault(Path(row["file"]).name.split("-OCR-")[0], (set(), []))
+            truck[0].update(labels)
+            truck[1].append(readings)
         n = max(1, len(ms))
+        # voted across each truck's views: every labelled code of the truck among the votes
+        labelled = found = extra = 0
+        for labels, per_frame in trucks.values():
+            voted = {r.text for r in vote_container_codes(per_frame)}
+            labelled += len(labels)
+            found += len(labels & voted)
+            extra += len(voted - labels)
         return {"n": len(ms), "hit_rate": round(hits / n, 4), "other_readings": other, "ms": percentiles(ms),
-                "cpu_ms": percentiles(cpu_ms)}
+                "cpu_ms": percentiles(cpu_ms),
+                "per_truck_voted": {"trucks": len(trucks), "codes": labelled,
+                                    "found": round(found / max(1, labelled), 4), "other_readings": extra}}
 
     out = {"n": len(frames), "ours": run(reader.read_container_codes),
            "ours_without_detector": run(fast.read_container_codes)}

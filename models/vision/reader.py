@@ -187,6 +187,11 @@ class VisionReader:
         """Every valid container number read in a frame, best first; [] when none."""
         return self._read_frame(frame, plate=False)
 
+    def read_container_codes_of_vehicle(self, frames: list[object]) -> list[Reading]:
+        """The container numbers of one vehicle from several frames (its camera views, or moments), voted
+        (`vote_container_codes`); best first."""
+        return vote_container_codes([self.read_container_codes(frame) for frame in frames])
+
     def _read_frame(self, frame: object, plate: bool) -> list[Reading]:
         if not plate and self.containers is None:
             return []
@@ -422,6 +427,34 @@ def _flat_province_prior(probs: np.ndarray) -> np.ndarray:
     out = probs.copy()
     out[..., _PROVINCE_COLUMNS] *= _PROVINCE_WEIGHTS
     return out / out.sum(axis=-1, keepdims=True)
+
+
+def vote_container_codes(per_frame: list[list[Reading]]) -> list[Reading]:
+    """One vehicle's container numbers from the readings of each of its frames.
+
+    Each frame's readings are votes. A number that differs in one or two characters from one with
+    more votes (summed confidence) is dropped: the H/R and M/W swaps the check digit cannot see
+    rarely repeat in every view. The confidence of a number read in several frames is the chance
+    not every one of them is wrong, 1 - (1 - c1)(1 - c2)...; best first.
+    """
+    weight: dict[str, float] = {}
+    doubt: dict[str, float] = {}
+    where: dict[str, Reading] = {}
+    for readings in per_frame:
+        for reading in {r.text: r for r in readings}.values():  # one vote per frame
+            weight[reading.text] = weight.get(reading.text, 0.0) + reading.confidence
+            doubt[reading.text] = doubt.get(reading.text, 1.0) * (1.0 - reading.confidence)
+            if reading.text not in where or reading.confidence > where[reading.text].confidence:
+                where[reading.text] = reading
+    kept = [text for text in weight if not any(
+        other != text and weight[other] > weight[text] and _differences(text, other) <= 2 for other in weight)]
+    return sorted((Reading(text, round(1.0 - doubt[text], 4), where[text].box, where[text].kind) for text in kept),
+                  key=lambda r: -r.confidence)
+
+
+def _differences(a: str, b: str) -> int:
+    """Characters that differ between two texts of one length (their length apart otherwise)."""
+    return sum(x != y for x, y in zip(a, b, strict=True)) if len(a) == len(b) else max(len(a), len(b))
 
 
 def _trusted(probability: float) -> float:

@@ -213,3 +213,17 @@ def test_the_bench_reports_every_real_set_for_ours_and_rapidocrs_recogniser_alon
     assert frames_figures["ours"]["n"] == 1 and frames_figures["ours"]["hit_rate"] == 1.0
     assert {"p50", "p90", "p99"} <= set(frames_figures["ours"]["ms"])
     assert "rapidocr_det_rec" in frames_figures and "ours_without_detector" in frames_figures
+
+
+def test_a_trucks_views_vote_out_a_swap_the_check_digit_cannot_see():
+    from models.vision.reader import Reading, vote_container_codes
+
+    right = "TRHU1700369"
+    swapped = "TRRU1700369"  # H and R weigh 18 and 29 in ISO 6346: this swap keeps the check digit
+    assert check_digit(swapped[:10]) == int(swapped[10])
+    box = (0, 0, 10, 10)
+    per_frame = [[Reading(right, 0.8, box, "ISO6346")], [Reading(swapped, 0.9, box, "ISO6346")],
+                 [Reading(right, 0.7, box, "ISO6346"), Reading("MSKU3605161", 0.6, box, "ISO6346")], []]
+    voted = vote_container_codes(per_frame)
+    assert [r.text for r in voted] == [right, "MSKU3605161"]
+    assert voted[0].confidence == pytest.approx(1 - 0.2 * 0.3)

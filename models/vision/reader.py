@@ -327,7 +327,8 @@ class VisionReader:
         evidence, odds multiplied (a product of experts): p = f s / (f s + (1 - f)(1 - s)); the
         candidate with the higher p wins, at that confidence.
         Neither model is trusted beyond TRUST against the other: a reading one model is sure of and
-        the other gives no mass comes out near even, not at 0 or 1.
+        the other gives no mass comes out near even, not at 0 or 1. Where the strong model reads
+        nothing the grammar accepts, it abstains and the fast models' verdict stands.
         """
         calibration = self.plate_calibration if plate else self.container_calibration
         language = PLATES if plate else ISO6346
@@ -358,9 +359,9 @@ class VisionReader:
             candidate = decode(probs, strong_charset, language, alias=alias)
             if candidate is not None and candidate.probability > sure:
                 strong_text, sure = candidate.text, candidate.probability
-        sure = strong_calibration(sure) if strong_text is not None else 0.0
-        if fast_text is None and strong_text is None:
-            return None
+        if strong_text is None:  # it abstains (nothing it reads fits the grammar): the fast models' verdict stands
+            return self._verdict(heard, box, calibration, language)
+        sure = strong_calibration(sure)
         masses: dict[int, float] = {}
 
         def share(all_probs: list[np.ndarray], chars: str, text: str, look_alike: dict | None) -> float:

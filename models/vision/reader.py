@@ -300,13 +300,18 @@ class VisionReader:
                     heard[i] = []
                 consulted.update(ask)
                 hear(jobs, opinion(ours, [preprocess.model_input(line, width) for _, line in jobs]))
+        # A one-line plate crop the cascade will show the strong recogniser gets no more looks of the fast
+        # models: on real crops (nearly all unsure) those looks cost more than the strong read and added
+        # no right reading. Two-line plates and container codes keep them (their other layouts).
+        skip = {i for i, crop in enumerate(crops) if cascade and known_text and plate
+                and crop.shape[0] < (preprocess.TWO_LINE_MIN_ASPECT - 0.08) * crop.shape[1]}
         if self.second_looks:
-            look([(i, seen) for i, ways in enumerate(lines) if worth_more(i, SURE)
+            look([(i, seen) for i, ways in enumerate(lines) if i not in skip and worth_more(i, SURE)
                   for line in ways for seen in preprocess.second_looks(line)])
         if known_text:
             # A crop that surely holds text and is still unsure after every look may have been
             # cut into lines at the wrong row: it is read laid out every other way too.
-            look([(i, line) for i, crop in enumerate(crops) if certainty(i) < SURE
+            look([(i, line) for i, crop in enumerate(crops) if i not in skip and certainty(i) < SURE
                   for line in preprocess.fallback_lines(crop, plate)])
         if cascade:
             # The strong recogniser on crops still unsure after every look; in a frame,

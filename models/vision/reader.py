@@ -56,7 +56,7 @@ CONSULT = 0.99  # a first reading less sure than this is read again with the sec
 # readings that sure are wrong) is also read by the strong general recogniser, and the two vote.
 CASCADE = 0.99
 TRUST = 0.98  # in a vote, no model's chance of being right is taken above this or below 1 - this
-CASCADE_FRAMES = False
+CASCADE_FRAMES = True  # the vertical columns of a frame the fast models read something in go to the cascade too
 VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
 

@@ -41,7 +41,7 @@ SIZE_TYPE = re.compile(r"^[1-9LMN]?[0-9][A-Z][0-9]$")  # 22G1, 45G1, L5G1; its f
 NEAR_SIZE_TYPE = 0.75  # a code with no size/type code near it keeps this share of its confidence
 
 
-@dataclass
+@dataclass(eq=False)  # boxes are compared by identity: two boxes at one place are still two
 class Box:
     """One detected text box (frame pixels), what the strong recogniser read in it, and its folded steps."""
 

@@ -41,7 +41,7 @@ def fit(task: str, per_class: int, threads: int = 1) -> Path:
 
 
 def _fit_once(task: str, per_class: int, threads: int) -> Path:
-    reader = VisionReader(threads=threads, min_confidence=0.0, calibrated=False)
+    reader = VisionReader(threads=threads, min_confidence=0.0, calibrated=False, strong=False)
     model = PLATE_MODEL if task == "plates" else CONTAINER_MODEL
     read = reader.read_plate_crop if task == "plates" else reader.read_container_crop
     raw, correct = [], []

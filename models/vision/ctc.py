@@ -9,6 +9,7 @@ alignments, character by character, and returns the likeliest valid ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -69,9 +70,16 @@ def _informative_steps(probs: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~sure_blank | ~after_sure_blank)
 
 
-def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int = 12) -> list[Candidate]:
-    """Likeliest complete readings that `language` accepts, best first (may be empty)."""
+def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int = 12,
+                alias: Mapping[str, str] | None = None) -> list[Candidate]:
+    """Likeliest complete readings that `language` accepts, best first (may be empty).
+
+    `alias` (a general recogniser's look-alikes, O→0, 0→O, I→1, 1→I): a character the grammar
+    rules out at a place is read as its alias there when that is viable. Where an alias is used,
+    the pair is one symbol: the step's mass on either continues the character before.
+    """
     index = _char_index(charset)
+    into = _alias_into(charset, tuple(sorted(alias.items()))) if alias else {}
     viable: dict[str, bool] = {}  # a prefix is met again at many steps: ask the grammar once
     ruled = language is not ANYTHING
     beams: dict[str, tuple[float, float]] = {"": (1.0, 0.0)}  # prefix → (ends in blank, ends in char)
@@ -88,6 +96,9 @@ def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int =
             either = p_blank + p_char
             last = index[prefix[-1]] if prefix else -1
             stay = p_char * row[last] if last > 0 else 0.0
+            if into and prefix:
+                for source in into.get(prefix[-1], ()):
+                    stay += p_char * row[source]
             slot = following.get(prefix)
             if slot is None:
                 following[prefix] = [either * blank, stay]
@@ -104,7 +115,22 @@ def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int =
                         if allowed is None:
                             allowed = viable[extended] = language.viable(extended)
                         if not allowed:
-                            continue
+                            if not alias or char not in alias:
+                                continue
+                            extended = prefix + alias[char]
+                            allowed = viable.get(extended)
+                            if allowed is None:
+                                allowed = viable[extended] = language.viable(extended)
+                            if not allowed:
+                                continue
+                            if prefix and alias[char] == prefix[-1]:
+                                gained = p_blank * char_p  # the same symbol again needs a blank between
+                                slot = following.get(extended)
+                                if slot is None:
+                                    following[extended] = [0.0, gained]
+                                else:
+                                    slot[1] += gained
+                                continue
                     gained = either * char_p
                 slot = following.get(extended)
                 if slot is None:
@@ -124,13 +150,34 @@ def beam_search(probs: np.ndarray, charset: str, language: Language, beam: int =
 
 
 @lru_cache(maxsize=8)
+def _alias_into(charset: str, pairs: tuple[tuple[str, str], ...]) -> dict[str, tuple[int, ...]]:
+    """For each character, the classes of the characters that may be read as it."""
+    index = _char_index(charset)
+    into: dict[str, list[int]] = {}
+    for source, target in pairs:
+        if source in index:
+            into.setdefault(target, []).append(index[source])
+    return {char: tuple(classes) for char, classes in into.items()}
+
+
+def aliased(text: str, language: Language, alias: Mapping[str, str]) -> str:
+    """`text` with each character the grammar rules out at its place replaced by its alias, where that fits."""
+    out = ""
+    for char in text:
+        if not language.viable(out + char) and char in alias and language.viable(out + alias[char]):
+            char = alias[char]
+        out += char
+    return out
+
+
+@lru_cache(maxsize=8)
 def _char_index(charset: str) -> dict[str, int]:
     """Each character's class in the model's output (0 is the blank)."""
     return {char: k + 1 for k, char in enumerate(charset)}
 
 
 def decode(probs: np.ndarray, charset: str, language: Language, beam: int = 12,
-           sure: float = 0.97) -> Candidate | None:
+           sure: float = 0.97, alias: Mapping[str, str] | None = None) -> Candidate | None:
     """The likeliest valid reading, or None when no valid reading is in the beam.
 
     Its probability is its share of all the mass the model put on any reading (valid or not), so
@@ -138,11 +185,55 @@ def decode(probs: np.ndarray, charset: str, language: Language, beam: int = 12,
     reading that is valid and sure of every character is returned without a search.
     """
     text, lowest = greedy(probs, charset)
+    if alias:
+        text = aliased(text, language, alias)
     if lowest >= sure and language.valid(text):
         return Candidate(text, lowest, True)
-    best = next((c for c in beam_search(probs, charset, language, beam) if c.valid), None)
+    best = next((c for c in beam_search(probs, charset, language, beam, alias) if c.valid), None)
     if best is None:
         return None
     everything = sum(c.probability for c in beam_search(probs, charset, ANYTHING, beam))
     share = best.probability / max(everything, best.probability, 1e-300)
     return Candidate(best.text, share, True)
+
+
+def label_probability(probs: np.ndarray, charset: str, text: str,
+                      alias: Mapping[str, str] | None = None) -> float:
+    """P(text | probs): the CTC forward sum over every alignment of `text` (0.0 for a character not in
+    `charset`). With `alias`, a character's look-alikes count as it (O as 0 and 0 as O, say)."""
+    index = _char_index(charset)
+    if not text:
+        return float(np.prod(probs[:, 0]))
+    if any(char not in index for char in text):
+        return 0.0
+    into = _alias_into(charset, tuple(sorted(alias.items()))) if alias else {}
+    columns = np.stack([probs[:, index[char]] + sum((probs[:, k] for k in into.get(char, ())), 0.0)
+                        for char in text], axis=1)  # (T, L)
+    steps, length = probs.shape[0], len(text)
+    states = 2 * length + 1
+    emit = np.empty((steps, states), np.float64)
+    emit[:, 0::2] = probs[:, :1]
+    emit[:, 1::2] = columns
+    # a state may skip the blank before it when its character differs from the one two states back
+    skip = np.zeros(states, bool)
+    skip[3::2] = [text[i] != text[i - 1] for i in range(1, length)]
+    alpha = np.zeros(states, np.float64)
+    alpha[0], alpha[1] = emit[0, 0], emit[0, 1]
+    log_scale = 0.0
+    for t in range(1, steps):
+        following = alpha.copy()
+        following[1:] += alpha[:-1]
+        following[2:] += np.where(skip[2:], alpha[:-2], 0.0)
+        alpha = following * emit[t]
+        total = alpha.sum()
+        if total <= 0.0:
+            return 0.0
+        log_scale += math.log(total)
+        alpha /= total
+    end = alpha[-1] + (alpha[-2] if states > 1 else 0.0)
+    return math.exp(log_scale + math.log(max(end, 1e-300))) if end > 0 else 0.0
+
+
+def reading_mass(probs: np.ndarray, charset: str, beam: int = 12) -> float:
+    """The probability mass of the likeliest readings of any kind (grammar or not): a share's denominator."""
+    return sum(c.probability for c in beam_search(probs, charset, ANYTHING, beam))

@@ -243,3 +243,19 @@ def code_regions(frame: np.ndarray, limit: int = 10) -> list[Region]:
                 box = _to_frame((x, y, w, h), scale, 0.05, 0.2, frame.shape)
             regions.append(Region(box, vertical, density * min(1.0, max(w, h) / 60)))
     return _suppress(regions, limit)
+
+
+def vertical_regions(frame: np.ndarray, limit: int = 3) -> list[Region]:
+    """Candidate vertical container codes alone (one character per row), best first: the part of
+    `code_regions` a text detector trained on horizontal lines misses."""
+    gray, scale = _scale_frame(frame)
+    strokes = _stroke_map(gray, long_line=45)
+    blobs = _blobs(strokes, (5, 15))
+    blobs += _join_column([b for b in blobs if b[3] > b[2]])
+    regions = []
+    for x, y, w, h, density in blobs:
+        if density < 0.1 or min(w, h) < 7 or not (h / w >= 4.0 and h >= 80):
+            continue
+        box = _to_frame((x, y, w, h), scale, 0.25, 0.04, frame.shape)
+        regions.append(Region(box, True, density * min(1.0, h / 60)))
+    return _suppress(regions, limit)

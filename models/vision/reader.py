@@ -14,14 +14,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from devices.protocols.plates import CN_PROVINCES
 from models.vision import preprocess
-from models.vision.calibration import Calibration, load_calibration
+from models.vision.calibration import IDENTITY, Calibration, load_calibration
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
-from models.vision.ctc import decode
+from models.vision.ctc import decode, label_probability, reading_mass
+from models.vision.doors import DoorReader
 from models.vision.formatting import display_container, display_plate
 from models.vision.grammar import ISO6346, PLATES, AnyOf, Grammar
-from models.vision.localise import code_regions, overlap_area, plate_regions
+from models.vision.localise import code_regions, overlap_area, plate_regions, vertical_regions
 from models.vision.recogniser import Recogniser
+from models.vision.strong import (
+    CONTAINER_ALIAS,
+    DET_NAME,
+    PLATE_ALIAS,
+    REC_NAME,
+    StrongRecogniser,
+    find_model,
+    stack_to_line,
+)
+from models.vision.strong import OTHER as STRONG_OTHER
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +52,12 @@ MAX_PIXELS = 40_000_000  # larger frames are scaled down before localisation
 AGREE = 2  # looks that must give an unsure reading before it counts
 SURE = 0.9  # a reading this sure is neither read the other layout's way nor looked at again
 CONSULT = 0.99  # a first reading less sure than this is read again with the second model's opinion
+# The cascade: a crop whose fast reading is less sure than this (calibrated: fewer than 1 in 100 of
+# readings that sure are wrong) is also read by the strong general recogniser, and the two vote.
+CASCADE = 0.99
+TRUST = 0.98  # in a vote, no model's chance of being right is taken above this or below 1 - this
+CASCADE_FRAMES = True  # the vertical columns of a frame the fast models read something in go to the cascade too
+VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
 
 @dataclass(frozen=True)
@@ -98,11 +116,14 @@ class VisionReader:
                  plate_second: Path | None = PLATE_SECOND_MODEL,
                  container_second: Path | None = CONTAINER_SECOND_MODEL,
                  plate_third: Path | None = PLATE_THIRD_MODEL,
-                 container_third: Path | None = CONTAINER_THIRD_MODEL):
+                 container_third: Path | None = CONTAINER_THIRD_MODEL,
+                 strong: Path | None | bool = True):
         """`min_confidence` applies to the reported confidence; `calibrated=False` reports the raw one;
         `second_looks` reads crops the first look left unsure three more ways and lets the looks vote;
         `plate_second` / `container_second`: the second-opinion models (None, or a missing file: none);
-        `plate_third` / `container_third`: third opinions, used only beside a second one."""
+        `plate_third` / `container_third`: third opinions, used only beside a second one;
+        `strong`: the strong general recogniser of the cascade (True: found as `find_model` says;
+        a path; False or None: none, the fast models read alone)."""
         self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
         self.plate_second = _optional(plate_second, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
@@ -122,6 +143,17 @@ class VisionReader:
                                  if self.containers is not None else None)
         self.container_third = (_optional(container_third, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
                                 if self.container_second is not None else None)
+        strong_path = find_model(REC_NAME) if strong is True else (Path(strong) if strong else None)
+        if strong is True and strong_path is None:
+            log.warning("vision: %s not found in models/ nor in the %s wheel; crops the fast models are unsure "
+                        "of are not read again by the strong recogniser", REC_NAME, "rapidocr_onnxruntime")
+        self.strong = StrongRecogniser(strong_path, threads) if strong_path is not None else None
+        # Container numbers in whole frames: the text detector beside the strong recogniser, where both are.
+        detector = None
+        if self.strong is not None:
+            detector = find_model(DET_NAME) if strong is True else strong_path.with_name(DET_NAME)
+        self.doors = (DoorReader(detector, self.strong, threads) if detector is not None and detector.is_file()
+                      and self.containers is not None else None)
 
     # -- crops --------------------------------------------------------------------------------
     def read_plate_crop(self, crop: object) -> Reading | None:
@@ -141,7 +173,7 @@ class VisionReader:
                 return None
             image, scale = _bounded(image)
             box = (0, 0, int(image.shape[1] / scale), int(image.shape[0] / scale))
-            return self._read_crops([image], [box], plate, known_text=True)[0]
+            return self._read_crops([image], [box], plate, known_text=True, cascade=self.strong is not None)[0]
         except Exception:  # a reader must never take the camera driver down
             log.exception("vision: reading a crop failed; treated as no reading")
             return None
@@ -155,6 +187,11 @@ class VisionReader:
         """Every valid container number read in a frame, best first; [] when none."""
         return self._read_frame(frame, plate=False)
 
+    def read_container_codes_of_vehicle(self, frames: list[object]) -> list[Reading]:
+        """The container numbers of one vehicle from several frames (its camera views, or moments), voted
+        (`vote_container_codes`); best first."""
+        return vote_container_codes([self.read_container_codes(frame) for frame in frames])
+
     def _read_frame(self, frame: object, plate: bool) -> list[Reading]:
         if not plate and self.containers is None:
             return []
@@ -163,6 +200,8 @@ class VisionReader:
             if image is None or _is_flat(image):
                 return []
             image, scale = _bounded(image)
+            if not plate and self.doors is not None:
+                return self._read_doors(image, scale)
             regions = plate_regions(image) if plate else code_regions(image)
             crops, boxes = [], []
             for region in regions:
@@ -176,9 +215,27 @@ class VisionReader:
             log.exception("vision: reading a frame failed; treated as no reading")
             return []
 
+    def _read_doors(self, image: np.ndarray, scale: float) -> list[Reading]:
+        """Container numbers in a frame: the text detector's lines and stacks (`models.vision.doors`), and
+        the OpenCV localiser's vertical columns read by the cascade (the detector misses most of those)."""
+        codes = self.doors.read(image, self.min_confidence)
+        found = [Reading(code.text, code.confidence, tuple(int(v / scale) for v in code.box), "ISO6346")
+                 for code in codes]
+        if any(code.size_type_near and code.confidence >= SURE for code in codes):
+            return found  # a sure code beside its size/type code: the painted code of this view
+        crops, boxes = [], []
+        for region in vertical_regions(image, VERTICAL_REGIONS):
+            x, y, w, h = region.box
+            if w >= MIN_SIDE and h >= MIN_SIDE:
+                crops.append(image[y:y + h, x:x + w])
+                boxes.append(tuple(int(v / scale) for v in region.box))
+        found += [r for r in self._read_crops(crops, boxes, False, cascade=CASCADE_FRAMES) if r is not None]
+        return _one_per_place(_best_per_text(found))
+
     def _read_crops(self, crops: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
-                    plate: bool, known_text: bool = False) -> list[Reading | None]:
-        """Read each crop; `known_text`: the crops surely hold a plate or code (not a localiser's guess)."""
+                    plate: bool, known_text: bool = False, cascade: bool = False) -> list[Reading | None]:
+        """Read each crop; `known_text`: the crops surely hold a plate or code (not a localiser's guess);
+        `cascade`: crops the fast models leave unsure go to the strong recogniser (instead of more looks)."""
         if not crops:
             return []
         to_lines = preprocess.plate_lines if plate else preprocess.container_lines
@@ -193,8 +250,13 @@ class VisionReader:
         first: dict[int, list[np.ndarray]] = {}  # the first model's probabilities for each way read
         consulted: set[int] = set()  # crops both models read, their probabilities averaged
 
+        matrices: list[list[np.ndarray]] = [[] for _ in crops]  # what each crop's readings were decoded from
+
         def hear(jobs: list[tuple[int, np.ndarray]], probs: np.ndarray | list[np.ndarray]) -> None:
             for (owner, _), p in zip(jobs, probs, strict=True):
+                if plate:
+                    p = _flat_province_prior(p)
+                matrices[owner].append(p)
                 candidate = decode(p, model.charset, language)
                 if candidate is not None:
                     heard[owner].append((candidate.text, candidate.probability))
@@ -238,15 +300,101 @@ class VisionReader:
                     heard[i] = []
                 consulted.update(ask)
                 hear(jobs, opinion(ours, [preprocess.model_input(line, width) for _, line in jobs]))
+        # A one-line plate crop the cascade will show the strong recogniser gets no more looks of the fast
+        # models: on real crops (nearly all unsure) those looks cost more than the strong read and added
+        # no right reading. Two-line plates and container codes keep them (their other layouts).
+        skip = {i for i, crop in enumerate(crops) if cascade and known_text and plate
+                and crop.shape[0] < (preprocess.TWO_LINE_MIN_ASPECT - 0.08) * crop.shape[1]}
         if self.second_looks:
-            look([(i, seen) for i, ways in enumerate(lines) if worth_more(i, SURE)
+            look([(i, seen) for i, ways in enumerate(lines) if i not in skip and worth_more(i, SURE)
                   for line in ways for seen in preprocess.second_looks(line)])
         if known_text:
             # A crop that surely holds text and is still unsure after every look may have been
             # cut into lines at the wrong row: it is read laid out every other way too.
-            look([(i, line) for i, crop in enumerate(crops) if certainty(i) < SURE
+            look([(i, line) for i, crop in enumerate(crops) if i not in skip and certainty(i) < SURE
                   for line in preprocess.fallback_lines(crop, plate)])
+        if cascade:
+            # The strong recogniser on crops still unsure after every look; in a frame,
+            # only on regions the fast models read something in (most regions hold no code).
+            return [self._cascade(heard[i], matrices[i], crops[i], lines[i], boxes[i], plate)
+                    if certainty(i) < CASCADE and (known_text or heard[i])
+                    else self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
+
+    def _cascade(self, heard: list[tuple[str, float]], matrices: list[np.ndarray], crop: np.ndarray,
+                 lines: list[np.ndarray], box: tuple[int, int, int, int], plate: bool) -> Reading | None:
+        """The fast models and the strong recogniser vote on a crop the fast models left unsure.
+
+        The candidates are the fast models' reading (voted over their looks) and the strong one's.
+        Each model scores each candidate: its own reading at its calibrated confidence, the other's
+        at its share of the model's probability mass (the CTC sum over alignments, over the model's
+        likeliest readings) mapped by its calibration. The two chances are combined as independent
+        evidence, odds multiplied (a product of experts): p = f s / (f s + (1 - f)(1 - s)); the
+        candidate with the higher p wins, at that confidence.
+        Neither model is trusted beyond TRUST against the other: a reading one model is sure of and
+        the other gives no mass comes out near even, not at 0 or 1. Where the strong model reads
+        nothing the grammar accepts, it abstains and the fast models' verdict stands.
+        """
+        calibration = self.plate_calibration if plate else self.container_calibration
+        language = PLATES if plate else ISO6346
+        fast_charset = PLATE_CHARS if plate else CONTAINER_CHARS
+        strong = self.strong
+        if plate:
+            ways = lines
+            charset, alias = PLATE_CHARS, PLATE_ALIAS
+        else:
+            vertical = crop.shape[0] > preprocess.VERTICAL_MIN_ASPECT * crop.shape[1]
+            ways = [stack_to_line(crop)] if vertical else lines
+            charset, alias = CONTAINER_CHARS, CONTAINER_ALIAS
+        # In the vote the strong model speaks with its raw share, not a map fitted on synthetic crops: with
+        # the maps (which raise it) the vote chose its valid-but-wrong readings over the fast models' right
+        # ones (synthetic two-line and vertical codes: 3-4 wrong per 100 against 0; see the card).
+        strong_calibration = IDENTITY
+        folded = [strong.folded(strong.probabilities(way), charset) for way in ways]
+        strong_charset = charset + STRONG_OTHER
+        fast_text, fast = None, 0.0
+        if heard:  # the fast models' choice over all their looks, at the confidence of its surest look
+            mass: dict[str, float] = {}
+            for text, raw in heard:
+                mass[text] = mass.get(text, 0.0) + raw
+            fast_text = max(mass, key=mass.__getitem__)
+            fast = calibration(max(raw for text, raw in heard if text == fast_text))
+        strong_text, sure = None, 0.0
+        for probs in folded:
+            candidate = decode(probs, strong_charset, language, alias=alias)
+            if candidate is not None and candidate.probability > sure:
+                strong_text, sure = candidate.text, candidate.probability
+        if strong_text is None:  # it abstains (nothing it reads fits the grammar): the fast models' verdict stands
+            return self._verdict(heard, box, calibration, language)
+        sure = strong_calibration(sure)
+        masses: dict[int, float] = {}
+
+        def share(all_probs: list[np.ndarray], chars: str, text: str, look_alike: dict | None) -> float:
+            best = 0.0
+            for p in all_probs:
+                if id(p) not in masses:
+                    masses[id(p)] = max(reading_mass(p, chars), 1e-300)
+                best = max(best, label_probability(p, chars, text, look_alike) / masses[id(p)])
+            return best
+
+        def combined(f: float, s: float) -> float:
+            f, s = _trusted(f), _trusted(s)
+            return f * s / (f * s + (1.0 - f) * (1.0 - s))
+
+        if fast_text == strong_text:
+            scored = [(combined(fast, sure), fast_text)]
+        else:
+            scored = []
+            if fast_text is not None:
+                scored.append((combined(fast, strong_calibration(min(1.0, share(folded, strong_charset, fast_text,
+                                                                                 alias)))), fast_text))
+            if strong_text is not None:
+                scored.append((combined(calibration(min(1.0, share(matrices, fast_charset, strong_text, None))), sure),
+                               strong_text))
+        confidence, text = max(scored)
+        if confidence < self.min_confidence:
+            return None
+        return Reading(text, round(confidence, 4), box, language.kind_of(text) or "")
 
     def _verdict(self, heard: list[tuple[str, float]], box: tuple[int, int, int, int], calibration: Calibration,
                  language: Grammar | AnyOf) -> Reading | None:
@@ -268,6 +416,56 @@ class VisionReader:
         if reported < self.min_confidence:
             return None
         return Reading(text, round(reported, 4), box, language.kind_of(text) or "")
+
+
+# The synthesis draws 桂 for 35 % of Chinese plates (Huu Nghi's share) and the other 30 provinces
+# evenly, so the fast models learnt that prior: they read a small unclear province as 桂. Their
+# province probabilities are divided by that prior and multiplied by a flat one (a label-shift
+# correction from the synthesis's known distribution; nothing is fitted on real plates).
+_TRAINING_PRIOR = {char: 0.65 / len(CN_PROVINCES) + (0.35 if char == "桂" else 0.0) for char in CN_PROVINCES}
+_PROVINCE_COLUMNS = np.array([PLATE_CHARS.index(char) + 1 for char in CN_PROVINCES])
+_PROVINCE_WEIGHTS = np.array([(1.0 / len(CN_PROVINCES)) / _TRAINING_PRIOR[char] for char in CN_PROVINCES],
+                             np.float32)
+
+
+def _flat_province_prior(probs: np.ndarray) -> np.ndarray:
+    """A plate model's per-step probabilities with the synthesis's province prior swapped for a flat one."""
+    out = probs.copy()
+    out[..., _PROVINCE_COLUMNS] *= _PROVINCE_WEIGHTS
+    return out / out.sum(axis=-1, keepdims=True)
+
+
+def vote_container_codes(per_frame: list[list[Reading]]) -> list[Reading]:
+    """One vehicle's container numbers from the readings of each of its frames.
+
+    Each frame's readings are votes. A number that differs in one or two characters from one with
+    more votes (summed confidence) is dropped: the H/R and M/W swaps the check digit cannot see
+    rarely repeat in every view. The confidence of a number read in several frames is the chance
+    not every one of them is wrong, 1 - (1 - c1)(1 - c2)...; best first.
+    """
+    weight: dict[str, float] = {}
+    doubt: dict[str, float] = {}
+    where: dict[str, Reading] = {}
+    for readings in per_frame:
+        for reading in {r.text: r for r in readings}.values():  # one vote per frame
+            weight[reading.text] = weight.get(reading.text, 0.0) + reading.confidence
+            doubt[reading.text] = doubt.get(reading.text, 1.0) * (1.0 - reading.confidence)
+            if reading.text not in where or reading.confidence > where[reading.text].confidence:
+                where[reading.text] = reading
+    kept = [text for text in weight if not any(
+        other != text and weight[other] > weight[text] and _differences(text, other) <= 2 for other in weight)]
+    return sorted((Reading(text, round(1.0 - doubt[text], 4), where[text].box, where[text].kind) for text in kept),
+                  key=lambda r: -r.confidence)
+
+
+def _differences(a: str, b: str) -> int:
+    """Characters that differ between two texts of one length (their length apart otherwise)."""
+    return sum(x != y for x, y in zip(a, b, strict=True)) if len(a) == len(b) else max(len(a), len(b))
+
+
+def _trusted(probability: float) -> float:
+    """A model's calibrated chance kept within TRUST of certainty, so one model alone never settles a vote."""
+    return min(TRUST, max(1.0 - TRUST, probability))
 
 
 def _optional(path: Path | None, charset: str, width: int, threads: int) -> Recogniser | None:

@@ -1,0 +1,231 @@
+"""The cascade (fast models, then PP-OCRv4's recogniser on unsure crops), the strong model's grammar
+decoding, the door reader's weight-table rule, and the bench's real-set figures.
+
+The strong recogniser and the text detector come from the rapidocr_onnxruntime wheel, which
+scripts/setup.sh installs; these tests need it and fail (never skip) without it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from devices.protocols.iso6346 import check_digit
+from models.training.dataset import CALIBRATION_SEED, held_out
+from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
+from models.vision.ctc import decode, label_probability
+from models.vision.doors import WEIGHT
+from models.vision.grammar import ISO6346, PLATES
+from models.vision.reader import CASCADE, VisionReader
+from models.vision.strong import CONTAINER_ALIAS, OTHER, PLATE_ALIAS, REC_NAME, find_model, stack_to_line
+
+
+@pytest.fixture(scope="module")
+def reader() -> VisionReader:
+    return VisionReader(threads=1)
+
+
+@pytest.fixture(scope="module")
+def fast() -> VisionReader:
+    return VisionReader(threads=1, strong=False)
+
+
+def test_the_strong_recogniser_and_the_detector_ship_with_the_installed_wheel(reader):
+    assert find_model(REC_NAME) is not None, "pip install --no-deps rapidocr_onnxruntime==1.4.4"
+    assert reader.strong is not None and reader.doors is not None
+
+
+def _unsure_crops(fast: VisionReader, task: str, kinds: tuple[str, ...], per_kind: int, wanted: int):
+    """Calibration-seed crops the fast models alone read wrong, not at all, or less surely than the cascade's bar."""
+    read = fast.read_plate_crop if task == "plates" else fast.read_container_crop
+    out = []
+    for kind in kinds:
+        for sample in held_out(task, kind, per_kind, seed=CALIBRATION_SEED):
+            reading = read(sample.crop)
+            if reading is None or reading.confidence < CASCADE or reading.text != sample.label:
+                out.append((sample, reading))
+            if len(out) == wanted:
+                return out
+    return out
+
+
+def test_the_cascade_reads_plates_the_fast_models_are_unsure_of(reader, fast):
+    unsure = _unsure_crops(fast, "plates", ("cn1", "vn1"), 150, 8)
+    assert len(unsure) >= 4
+    readings = [reader.read_plate_crop(s.crop) for s, _ in unsure]
+    right = sum(r is not None and r.text == s.label for (s, _), r in zip(unsure, readings, strict=True))
+    wrong = sum(r is not None and r.text != s.label for (s, _), r in zip(unsure, readings, strict=True))
+    fast_wrong = sum(r is not None and r.text != s.label for s, r in unsure)
+    assert right >= len(unsure) // 2 and wrong <= fast_wrong
+    # the ones the fast models read nothing in, the strong recogniser reads
+    unread = [(s, r) for (s, f), r in zip(unsure, readings, strict=True) if f is None]
+    assert unread and all(r is not None and r.text == s.label for s, r in unread)
+
+
+def test_a_crop_the_fast_model_is_sure_of_is_answered_without_the_strong_model(reader, monkeypatch):
+    sample = next(s for s in held_out("plates", "vn1", 20, seed=CALIBRATION_SEED)
+                  if (r := reader.read_plate_crop(s.crop)) is not None and r.confidence >= CASCADE)
+
+    def refuse(*_):
+        raise AssertionError("the strong model ran on a sure crop")
+
+    monkeypatch.setattr(reader.strong, "probabilities", refuse)
+    assert reader.read_plate_crop(sample.crop).text == sample.label
+
+
+def _spelled(classes: tuple[str, ...], text: str, sure: float = 0.97) -> np.ndarray:
+    """(T, classes) probabilities of PP-OCR's output spelling `text`, a blank after each character."""
+    index = {c: k for k, c in enumerate(classes)}
+    rows = []
+    for char in text:
+        row = np.full(len(classes), (1 - sure) / (len(classes) - 1), np.float32)
+        row[index[char]] = sure
+        rows.append(row)
+        blank = np.full(len(classes), 0.01 / (len(classes) - 1), np.float32)
+        blank[0] = 0.99
+        rows.append(blank)
+    return np.stack(rows)
+
+
+def _strong_reading(reader, text: str, plate: bool):
+    strong = reader.strong
+    charset = PLATE_CHARS if plate else CONTAINER_CHARS
+    folded = strong.folded(_spelled(strong.classes, text), charset)
+    return decode(folded, charset + OTHER, PLATES if plate else ISO6346, alias=PLATE_ALIAS if plate
+                  else CONTAINER_ALIAS)
+
+
+@pytest.mark.parametrize("said, meant", [("29C-123.45", "29C12345"), ("皖A·12345", "皖A12345"),
+                                         ("桂A 1234挂", "桂A1234挂"), ("29c12345", "29C12345")])
+def test_the_strong_models_plate_readings_are_mapped_to_the_plate_grammar(reader, said, meant):
+    reading = _strong_reading(reader, said, plate=True)
+    assert reading is not None and reading.text == meant and reading.probability > 0.8
+
+
+@pytest.mark.parametrize("said", ["HELLO123", "30.480KG", "1234567", "京京12345", "ABCDEFGH"])
+def test_the_strong_models_plate_readings_outside_the_grammar_are_refused(reader, said):
+    reading = _strong_reading(reader, said, plate=True)
+    assert reading is None or reading.probability < 0.05
+
+
+def test_a_container_code_with_letters_for_digits_is_read_by_the_grammar(reader):
+    code = "CSQU305438" + str(check_digit("CSQU305438"))
+    reading = _strong_reading(reader, code.replace("0", "O").replace("1", "I"), plate=False)
+    assert reading is not None and reading.text == code and reading.probability > 0.8
+
+
+def test_a_container_code_whose_check_digit_fails_is_never_read_as_painted(reader):
+    painted = "CSQU305438" + str((check_digit("CSQU305438") + 1) % 10)
+    reading = _strong_reading(reader, painted, plate=False)
+    assert reading is None or (reading.text != painted and reading.probability < 0.05)
+
+
+def test_label_probability_is_the_sum_over_every_alignment():
+    rng = np.random.default_rng(7)
+    probs = rng.random((6, 4))
+    probs /= probs.sum(axis=1, keepdims=True)
+    totals: dict[str, float] = {}
+    for path in itertools.product(range(4), repeat=6):  # every path, collapsed as CTC collapses it
+        text, last = "", 0
+        for k in path:
+            if k and k != last:
+                text += "abc"[k - 1]
+            last = k
+        totals[text] = totals.get(text, 0.0) + float(np.prod([probs[t, k] for t, k in enumerate(path)]))
+    for text in ("ab", "aa", "abc", "cab", "a", ""):
+        assert label_probability(probs, "abc", text) == pytest.approx(totals.get(text, 0.0))
+    assert label_probability(probs, "abc", "abd") == 0.0
+
+
+@pytest.mark.parametrize("text", ["30.480 KG", "67,200 LBS", "MAX GROSS", "TARE 2.210KGS", "33.2 CU.M", "PAYLOAD"])
+def test_weight_and_volume_lines_are_recognised_as_such(text):
+    assert WEIGHT.search(text)
+
+
+@pytest.mark.parametrize("text", ["MSKU", "3605161", "22G1", "TGHU 073732 0", "45G1"])
+def test_code_lines_are_not_weight_lines(text):
+    assert not WEIGHT.search(text)
+
+
+def _door(lines: list[tuple[str, tuple[int, int], float]]) -> np.ndarray:
+    """A 1920x1080 frame: a plain blue door with white lettering at the given places and scales."""
+    frame = np.full((1080, 1920, 3), (110, 60, 20), np.uint8)
+    for x in range(0, 1920, 60):  # corrugation
+        cv2.line(frame, (x, 0), (x, 1079), (90, 50, 15), 6)
+    for text, (x, y), scale in lines:
+        cv2.putText(frame, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), max(2, int(scale * 2.5)),
+                    cv2.LINE_AA)
+    return frame
+
+
+def test_a_code_made_from_a_weight_table_is_never_reported(reader):
+    owner, serial = "MSKU", "304805"
+    made_up = owner + serial + str(check_digit(owner + serial))  # valid, if the weight line were read as a code
+    real = "TGHU073732" + str(check_digit("TGHU073732"))
+    frame = _door([(owner, (300, 400), 2.4), (f"{serial[:2]}.{serial[2:]}{made_up[-1]} KG", (300, 480), 2.4),
+                   ("67.200 LBS", (300, 560), 2.4),
+                   (f"{real[:4]} {real[4:10]} {real[10]}", (1000, 300), 2.4), ("22G1", (1000, 380), 2.4)])
+    texts = [r.text for r in reader.read_container_codes(frame)]
+    assert made_up not in texts
+    assert real in texts
+
+
+def test_a_vertical_code_is_laid_out_as_one_line_in_reading_order(reader):
+    code = "TGHU073732" + str(check_digit("TGHU073732"))
+    column = np.full((11 * 70 + 40, 90, 3), (30, 30, 140), np.uint8)
+    for i, char in enumerate(code):
+        cv2.putText(column, char, (22, 70 + i * 70), cv2.FONT_HERSHEY_SIMPLEX, 1.8, (240, 240, 240), 4, cv2.LINE_AA)
+    line = stack_to_line(column)
+    assert line.shape[0] == 48 and line.shape[1] > 5 * line.shape[0]
+    reading = reader.read_container_crop(column)
+    assert reading is not None and reading.text == code
+
+
+def test_the_bench_reports_every_real_set_for_ours_and_rapidocrs_recogniser_alone(tmp_path, monkeypatch, reader):
+    from benchmarks.vision_bench import _real_sets
+    from models.training.dataset import plate_sample
+
+    crops = tmp_path / "cn-real"
+    crops.mkdir()
+    for i in range(3):
+        sample = plate_sample(CALIBRATION_SEED, i, "cn1")
+        ok, data = cv2.imencode(".jpg", cv2.resize(sample.crop, (94, 24)))
+        (crops / f"{sample.label}.jpg").write_bytes(data.tobytes())
+    frames = tmp_path / "real-frames"
+    (frames / "images").mkdir(parents=True)
+    code = "TGHU073732" + str(check_digit("TGHU073732"))
+    cv2.imwrite(str(frames / "images" / "a.jpg"), _door([(f"{code[:4]} {code[4:10]} {code[10]}", (800, 400), 2.4),
+                                                       ("22G1", (800, 480), 2.4)]))
+    (frames / "labels.jsonl").write_text(json.dumps({"file": "images/a.jpg", "view": "AS", "codes": [
+        {"code": code, "box": [780, 330, 1500, 420], "layout": "one-line"}]}) + "\n")
+    monkeypatch.setenv("SMARTGATE_REAL_CROPS", str(crops))
+    monkeypatch.setenv("SMARTGATE_REAL_FRAMES", str(frames))
+    real = _real_sets(reader, None, with_baseline=True)
+    for name in ("cn_crops", "container_crops"):
+        assert real[name]["n"] == (3 if name == "cn_crops" else 1)
+        for who in ("ours", "ours_fast_alone", "rapidocr_rec_alone"):
+            figures = real[name][who]
+            assert figures["exact_match"] + figures["wrong_reading"] + figures["no_reading"] == pytest.approx(1.0)
+            assert {"p50", "p90", "p99"} <= set(figures["ms"]) and figures["cpu_ms"]["n"] == figures["n"]
+    frames_figures = real["container_frames"]
+    assert frames_figures["ours"]["n"] == 1 and frames_figures["ours"]["hit_rate"] == 1.0
+    assert {"p50", "p90", "p99"} <= set(frames_figures["ours"]["ms"])
+    assert "rapidocr_det_rec" in frames_figures and "ours_without_detector" in frames_figures
+
+
+def test_a_trucks_views_vote_out_a_swap_the_check_digit_cannot_see():
+    from models.vision.reader import Reading, vote_container_codes
+
+    right = "TRHU1700369"
+    swapped = "TRRU1700369"  # H and R weigh 18 and 29 in ISO 6346: this swap keeps the check digit
+    assert check_digit(swapped[:10]) == int(swapped[10])
+    box = (0, 0, 10, 10)
+    per_frame = [[Reading(right, 0.8, box, "ISO6346")], [Reading(swapped, 0.9, box, "ISO6346")],
+                 [Reading(right, 0.7, box, "ISO6346"), Reading("MSKU3605161", 0.6, box, "ISO6346")], []]
+    voted = vote_container_codes(per_frame)
+    assert [r.text for r in voted] == [right, "MSKU3605161"]
+    assert voted[0].confidence == pytest.approx(1 - 0.2 * 0.3)

@@ -143,7 +143,10 @@
     if (!raw) return null;
     const box = h("details", { class: "raw", open: S.openDetails.has(raw) },
       h("summary", { text: t("details") }), h("code", { text: raw }));
-    box.addEventListener("toggle", () => { if (box.open) S.openDetails.add(raw); else S.openDetails.delete(raw); });
+    box.addEventListener("toggle", () => {
+      if (box.open) S.openDetails.add(raw); else S.openDetails.delete(raw);
+      if (box.closest("#banners")) layoutLanes();  // the lanes below keep to the screen
+    });
     return box;
   }
 
@@ -670,7 +673,8 @@
       const state = linkState(link);
       if (state === "down" || state === "degraded") {
         banners.push(banner(state === "down" ? "bad" : "warn", "banner-link",
-          t("banner.link_" + state, { since: I.time(link.since) }), link.last_error || link.error));
+          state === "down" ? t("banner.link_down", { since: I.time(link.since) })
+            : t("banner.link_degraded", { since: I.time(link.since) }), link.last_error || link.error));
       }
       for (const d of (s.devices && s.devices.faulty) || []) {
         banners.push(banner("bad fault", "banner-fault-" + d.device_id, t("banner.device_fault", {

@@ -13,36 +13,45 @@ WALL_PASSWORD = "wall-board-pass-1"
 WRONG_SEAL = "0077A1B2"  # 8 hex digits: the export lanes' binary readers take no other
 
 
-def four_lane_site(loaded: LoadedSite, *, video: bool = False) -> LoadedSite:
-    """The site with IMP-2 and EXP-2 added (copies of IMP-1 and EXP-1 with their own devices and topics).
+def four_lane_site(loaded: LoadedSite) -> LoadedSite:
+    """The site with IMP-2 and EXP-2 added (copies of IMP-1 and EXP-1 with their own devices and topics)."""
+    return many_lane_site(loaded, 2)
 
-    video=False leaves out the lanes' video cameras: the board does not show them, and four MJPEG
+
+def many_lane_site(loaded: LoadedSite, pairs: int, *, video: bool = False) -> LoadedSite:
+    """The site's two lanes copied to IMP-1 .. IMP-<pairs> and EXP-1 .. EXP-<pairs>, each copy with its own
+    devices, topics and ports.
+
+    video=False leaves out the lanes' video cameras: the board does not show them, and many MJPEG
     streams would only cost the test machine CPU.
     """
     data = copy.deepcopy(loaded.site.model_dump())
-    lanes = []
+    originals = []
     for lane in data["lanes"]:
         if not video:
             lane["devices"] = [d for d in lane["devices"] if d["kind"] != "camera"]
-        lanes.append(lane)
-    for lane in list(lanes):
-        twin = copy.deepcopy(lane)
-        old, new = lane["id"], lane["id"].replace("-1", "-2")
-        twin["id"] = new
-        twin["name"] = lane["name"].replace("1", "2")
-        twin["name_vi"] = lane["name_vi"].replace("1", "2")
-        for device in twin["devices"]:
-            device["id"] = device["id"].replace(old, new)
-            transport = device["transport"]
-            if "topic" in transport:
-                transport["topic"] = transport["topic"].replace(old, new)
-            if transport["type"] in ("serial", "modbus_rtu"):  # one cable per device (the gate re-points them)
-                transport["port"] += "-2"
-            elif transport["type"] == "modbus_tcp":
-                transport["port"] += 100
-        lanes.append(twin)
-    order = {"IMP-1": 0, "EXP-1": 1, "IMP-2": 2, "EXP-2": 3}
-    data["lanes"] = sorted(lanes, key=lambda lane: order[lane["id"]])
+        originals.append(lane)
+    lanes = []
+    for number in range(1, pairs + 1):
+        for lane in originals:
+            twin = copy.deepcopy(lane)
+            old, new = lane["id"], lane["id"].replace("-1", f"-{number}")
+            twin["id"] = new
+            twin["name"] = lane["name"].replace("1", str(number))
+            twin["name_vi"] = lane["name_vi"].replace("1", str(number))
+            for device in twin["devices"]:
+                device["id"] = device["id"].replace(old, new)
+                transport = device["transport"]
+                if "topic" in transport:
+                    transport["topic"] = transport["topic"].replace(old, new)
+                if number == 1:
+                    continue
+                if transport["type"] in ("serial", "modbus_rtu"):  # one cable per device (the gate re-points them)
+                    transport["port"] += f"-{number}"
+                elif transport["type"] == "modbus_tcp":
+                    transport["port"] += 100 * number
+            lanes.append(twin)
+    data["lanes"] = lanes
     return site_from_mapping(data, origin=str(loaded.path))
 
 

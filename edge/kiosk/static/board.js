@@ -764,18 +764,18 @@
   function renderUsers() {
     const box = document.getElementById("users-list");
     box.replaceChildren(h("table", { class: "users-table" },
-      h("thead", {}, h("tr", {}, ["users.username", "users.role", "users.gate", "users.state", ""]
-        .map((key) => h("th", { text: key ? t(key) : "" })))),
+      h("thead", {}, h("tr", {}, ["users.username", "users.role", "users.gate", "users.state"]
+        .map((key) => h("th", { text: t(key) })))),
       h("tbody", {}, S.users.map((u) => h("tr", { class: u.disabled ? "disabled" : "" },
         h("td", {}, h("span", { class: "strong", text: u.username }), u.display_name !== u.username
           ? h("span", { class: "muted", text: " " + u.display_name }) : null),
         h("td", { text: tr("role", u.role) }),
         h("td", { text: u.gate }),
-        h("td", { text: u.disabled ? t("users.disabled") : t("users.active") }),
-        h("td", {}, u.username === S.me.username ? null : h("button", {
-          type: "button", class: "ghost small", text: u.disabled ? t("users.enable") : t("users.disable"),
-          onclick: () => toggleUser(u),
-        })))))));
+        h("td", {}, h("div", { text: u.disabled ? t("users.disabled") : t("users.active") }),
+          u.username === S.me.username ? null : h("button", {  // under the state: the side column is narrow
+            type: "button", class: "ghost small", text: u.disabled ? t("users.enable") : t("users.disable"),
+            onclick: () => toggleUser(u),
+          })))))));
   }
 
   async function loadUsers() {

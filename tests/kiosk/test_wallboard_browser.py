@@ -20,7 +20,7 @@ from edge.kiosk import i18n
 from tests.conftest import wait_until
 from tests.kiosk.conftest import GateThread
 from tests.kiosk.test_browser import _log_in, _save, browser  # noqa: F401  (the browser fixture)
-from tests.kiosk.wallboard import WALL_PASSWORD, WRONG_SEAL, add_wall_board, four_lane_site, many_lane_site
+from tests.kiosk.wallboard import WALL_PASSWORD, WRONG_SEAL, add_wall_board, four_lane_site
 
 pytestmark = pytest.mark.browser
 
@@ -181,28 +181,3 @@ def test_sound_is_off_until_switched_on_and_stays_as_chosen(browser, four_lanes:
     assert json.loads(page.evaluate("JSON.stringify(localStorage.getItem('sg_sound'))")) == "1"
     assert errors == []
 
-
-def test_eight_lanes_with_six_held_fit_a_1280x720_screen(browser, broker, tmp_path: Path):  # noqa: F811
-    from edge.cli import DEFAULT_SITE
-    from edge.config import load_site
-
-    held = ("IMP-2", "EXP-2", "IMP-3", "EXP-3", "IMP-4", "EXP-4")
-    gate = GateThread(many_lane_site(load_site(DEFAULT_SITE), 4), tmp_path, broker).start()
-    try:
-        for lane in held:
-            gate.present(lane, "29C-123.45", WRONG_SEAL)
-        context = browser.new_context(viewport={"width": 1280, "height": 720}, locale="vi-VN")
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(gate.base + "/login")
-        _log_in(page, "officer1")
-        for lane in held:
-            page.wait_for_selector(f"#lane-{lane}.needs-officer .waiting")
-        expect(page.locator(".lane-card.flash")).to_have_count(0, timeout=10_000)
-        assert page.locator(".lane-card").count() == 8
-        for lane in held:
-            for part in (".lane-head", ".outcome-banner", ".waiting", "button[data-action=release]"):
-                assert _visible_without_scrolling(page, f"#lane-{lane} {part}"), f"{lane} {part} below the fold"
-        _save(page, tmp_path, "wallboard-8-lanes-1280x720-vi.png")
-    finally:
-        gate.stop()

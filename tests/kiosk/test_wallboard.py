@@ -186,3 +186,22 @@ def test_look_up_by_the_end_of_a_plate(gate: GateThread):
         assert numbers("29c 123 45") == ["105000000888"]  # the whole plate, however written
         assert numbers("345") == []  # three characters match too many plates to be useful
         assert numbers("5%") == [] and numbers("1_45") == []  # LIKE's wildcards are plain characters
+
+
+def test_gate_alarms_are_the_journal_s_alarms_of_no_lane_read_forward(tmp_path: Path):
+    from edge.journal import Journal
+    from edge.kiosk.board import GateAlarms
+
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    try:
+        journal.append("alarm", {"code": "OUTBOX_FULL", "text": "outbox full"})  # before the kiosk started
+        alarms = GateAlarms(journal)
+        journal.append("alarm", {"code": "TAILGATING", "text": "second vehicle"}, lane="IMP-1")
+        journal.append("reading", {"plate": "29C12345"}, lane="IMP-1")
+        assert [a["code"] for a in alarms.poll()] == ["OUTBOX_FULL"]
+        for code in ("FEED_BAD_SIGNATURE", "CENTRAL_AUTH_REFUSED"):
+            journal.append("alarm", {"code": code, "text": "..."})
+        assert [a["code"] for a in alarms.poll()] == ["CENTRAL_AUTH_REFUSED", "FEED_BAD_SIGNATURE", "OUTBOX_FULL"]
+        assert len(alarms.poll()) == 3  # nothing new: nothing read twice
+    finally:
+        journal.close()

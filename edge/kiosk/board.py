@@ -128,6 +128,10 @@ def board_status_view(node: GateNode, cache_stats: dict[str, Any] | None = None,
 # ---------------------------------------------------------------- recent trucks
 
 
+FINAL_CODES = ("manual_open", "released_auto", "released_by", "refused_by", "inspect_by", "refused_rules", "held",
+               "unauthorised_passage")
+
+
 def final_result(closed: dict[str, Any], actions: list[dict[str, Any]]) -> dict[str, Any]:
     """What finally happened to a truck and who did it: {"code", "by"} from its tx_closed row and the
     officer actions journaled for it (oldest first).

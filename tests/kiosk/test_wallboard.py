@@ -205,3 +205,23 @@ def test_gate_alarms_are_the_journal_s_alarms_of_no_lane_read_forward(tmp_path: 
         assert len(alarms.poll()) == 3  # nothing new: nothing read twice
     finally:
         journal.close()
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_every_fault_final_result_and_sync_alarm_has_words(lang: str):
+    import re
+
+    from edge.kiosk import i18n
+    from edge.kiosk.board import FAULT_PATTERNS, FINAL_CODES
+
+    messages = i18n.catalogue(lang)
+    keys = [f"fault.{code}" for code, _ in FAULT_PATTERNS] + ["fault.unknown", "alarm.unknown"]
+    keys += [f"final.{code}" for code in FINAL_CODES]
+    sync = Path(__file__).resolve().parents[2] / "sync"
+    raised = set()
+    for source in [*sync.glob("*.py")]:  # every alarm the node's sync side raises, by its code
+        raised |= set(re.findall(r'(?:FeedRejected|_alarm|on_alarm)\(\s*"([A-Z_]+)"', source.read_text()))
+    assert {"CENTRAL_AUTH_REFUSED", "OUTBOX_FULL", "FEED_BAD_SIGNATURE"} <= raised
+    keys += [f"alarm.{code}" for code in raised]
+    missing = [key for key in keys if key not in messages]
+    assert not missing, f"add to edge/kiosk/i18n/{lang}.json: {missing}"

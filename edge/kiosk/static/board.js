@@ -471,6 +471,10 @@
     const top = box.getBoundingClientRect().top + window.scrollY;
     const available = window.innerHeight - top - 10;
     box.style.height = narrow ? "" : Math.max(available, rows * 230) + "px";
+    // Beside the lanes (wide screens) the side panels scroll on their own: the page itself never does.
+    const side = document.querySelector(".side");
+    const beside = side.getBoundingClientRect().left > box.getBoundingClientRect().right;
+    side.style.maxHeight = beside && !narrow ? Math.max(available, 300) + "px" : "";
     laneOrder().forEach((lane, i) => {
       const card = document.getElementById("lane-" + lane.lane);
       if (card) card.style.order = String(i);

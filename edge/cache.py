@@ -381,6 +381,22 @@ class DeclarationCache:
             rows = self._conn.execute(_BY_PLATE, (normalise_plate(plate),)).fetchall()
         return [_declaration(row) for row in rows]
 
+    def by_plate_end(self, end: str, limit: int = 50) -> list[Declaration]:
+        """Declarations naming a plate that ends with `end` (normalised first: `123.45` finds `29C12345`).
+
+        For an officer's look-up with part of a plate; it reads the whole plate table (no index helps
+        a suffix), about 10 ms per 100k plates, so callers keep it off the event loop.
+        """
+        folded = normalise_plate(end)
+        if not folded:
+            return []
+        pattern = "%" + folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._lock:
+            rows = self._conn.execute(
+                f"{_SELECT} WHERE d.number IN (SELECT number FROM declaration_plates WHERE plate LIKE ? ESCAPE '\\' "
+                "LIMIT ?) ORDER BY d.number", (pattern, limit)).fetchall()
+        return [_declaration(row) for row in rows]
+
     def by_container(self, container: str) -> list[Declaration]:
         """All stored declarations naming this container number (normalised first), by number."""
         with self._lock:

@@ -94,6 +94,7 @@ class LanePolicy(_Strict):
 class LaneConfig(_Strict):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
     name: str = ""
+    name_vi: str = ""  # the name in Vietnamese, for the kiosk in Vietnamese (falls back to `name`)
     direction: Literal["import", "export"]
     policy: LanePolicy = LanePolicy()
     devices: list[DeviceConfig] = Field(min_length=1)
@@ -280,6 +281,7 @@ class CentralConfig(_Strict):
 class SiteConfig(_Strict):
     gate: str = Field(min_length=1, pattern=r"^[A-Z0-9_\-]+$")
     name: str = ""
+    name_vi: str = ""  # the name in Vietnamese, for the kiosk in Vietnamese (falls back to `name`)
     data_dir: str = "var/site"
     mqtt: MqttBroker = MqttBroker()
     kiosk: KioskConfig = KioskConfig()

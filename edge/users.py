@@ -10,8 +10,10 @@ not log out an officer who is logged in. Wrong passwords never lock a name out: 
 guessing down with growing delays per address, name and (address, name) pair
 (edge/login_throttle.py); `smartgate users unlock` clears a name's delays in a running node.
 
-Roles, lowest first: officer (release, refuse and send to inspection at their gate's lanes),
-supervisor (also overrides a refusal and drives a barrier by hand), admin (also manages users).
+Roles, lowest first: display (a wall board: sees the board, cannot act, and its session never
+ends for want of input — only `display_timeout_s` after log-in, or when the user is disabled),
+officer (release, refuse and send to inspection at their gate's lanes), supervisor (also
+overrides a refusal and drives a barrier by hand), admin (also manages users).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 class Role(StrEnum):
+    DISPLAY = "display"  # a wall board: reads only
     OFFICER = "officer"
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
@@ -46,7 +49,7 @@ class Role(StrEnum):
         return self.rank >= other.rank
 
 
-_RANK = {Role.OFFICER: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
+_RANK = {Role.DISPLAY: 0, Role.OFFICER: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 ALL_GATES = "*"
@@ -88,6 +91,7 @@ class AuthSettings:
     hash_queue: int = 8  # password checks that may wait for a thread; more are answered 503 at once
     hash_reserve: int = 4  # more places, served first, for addresses someone logged in from before
     activity_flush_s: float = 60.0  # how often session activity is written back (lazily, off the request path)
+    display_timeout_s: float = 365 * 24 * 3600  # a wall board's session: no idle limit, this long after log-in
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,8 @@ class User:
                 "created_at": self.created_at}
 
     def may_act_at(self, gate: str) -> bool:
-        return self.gate == ALL_GATES or self.gate == gate
+        """True when the user may act on lanes at this gate (a display never may)."""
+        return self.role != Role.DISPLAY and (self.gate == ALL_GATES or self.gate == gate)
 
 
 @dataclass(frozen=True)
@@ -348,13 +353,20 @@ class UserStore:
         token_hash = _sha256(token)
         with self._lock:
             # Old sessions are swept here, so the table never grows without bound.
-            self._conn.execute("DELETE FROM sessions WHERE created_at < ? OR last_seen < ?",
-                               (now - self.settings.absolute_timeout_s, now - self.settings.idle_timeout_s))
+            self._conn.execute(
+                "DELETE FROM sessions WHERE token_hash IN (SELECT s.token_hash FROM sessions s "
+                "JOIN users u ON u.username = s.username WHERE CASE WHEN u.role = 'display' "
+                "THEN s.created_at < ? ELSE s.created_at < ? OR s.last_seen < ? END)",
+                (now - self.settings.display_timeout_s, now - self.settings.absolute_timeout_s,
+                 now - self.settings.idle_timeout_s))
             self._conn.execute("INSERT INTO sessions (token_hash, username, csrf, created_at, last_seen, client) "
                                "VALUES (?, ?, ?, ?, ?, ?)", (token_hash, user.username, csrf, now, now, client[:200]))
-        return token, Session(user, token_hash, csrf, now, now, self._expiry(now, now))
+        return token, Session(user, token_hash, csrf, now, now, self._expiry(user, now, now))
 
-    def _expiry(self, created_at: float, last_seen: float) -> float:
+    def _expiry(self, user: User, created_at: float, last_seen: float) -> float:
+        """When a session ends: a display's only `display_timeout_s` after log-in (a wall board has no input)."""
+        if user.role == Role.DISPLAY:
+            return created_at + self.settings.display_timeout_s
         return min(created_at + self.settings.absolute_timeout_s, last_seen + self.settings.idle_timeout_s)
 
     def session(self, token: str | None, touch: bool = False) -> Session | None:
@@ -375,14 +387,14 @@ class UserStore:
         csrf, created_at = row[0], row[1]
         last_seen = max(row[2], self._seen.get(token_hash, 0.0))
         user = _user(row[3:])
-        if user.disabled or now >= self._expiry(created_at, last_seen):
+        if user.disabled or now >= self._expiry(user, created_at, last_seen):
             return None  # expired rows are swept at the next login
         if touch:
             last_seen = now
             with self._activity_lock:
                 self._seen[token_hash] = now
                 self._dirty.add(token_hash)
-        return Session(user, token_hash, csrf, created_at, last_seen, self._expiry(created_at, last_seen))
+        return Session(user, token_hash, csrf, created_at, last_seen, self._expiry(user, created_at, last_seen))
 
     def flush_due(self) -> bool:
         """True when there is activity older than `activity_flush_s` not yet written back."""
@@ -505,7 +517,8 @@ def create_demo_users(data_dir: str | Path) -> list[tuple[str, str, str]]:
 
 def add_users_parser(sub: Any, site_args: Callable[[Any], None]) -> None:
     """The `smartgate users ...` subcommands (wired in edge/cli.py)."""
-    users = sub.add_parser("users", help="kiosk users: add, disable, enable, list, passwd, token, unlock")
+    users = sub.add_parser("users", help="kiosk users: add (--role display for a wall board), disable, enable, "
+                                          "list, passwd, token, unlock")
     commands = users.add_subparsers(dest="users_cmd", required=True)
 
     def command(name: str, help_text: str, with_user: bool = True) -> Any:
@@ -517,7 +530,9 @@ def add_users_parser(sub: Any, site_args: Callable[[Any], None]) -> None:
         return p
 
     p = command("add", "create a user (asks for the password, or reads it from stdin with --password-stdin)")
-    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--role", required=True, choices=[r.value for r in Role],
+                   help="display: a wall board that shows the lanes, never acts and is never logged out for "
+                        "idleness; officer, supervisor, admin: people")
     p.add_argument("--gate", help="gate code the user acts at, or * for every gate (default: the site's gate)")
     p.add_argument("--name", default="", help="full name shown on the kiosk")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

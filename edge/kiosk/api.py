@@ -35,11 +35,18 @@ from edge.kiosk.auth import (
     new_login_csrf,
     problem,
 )
+from edge.kiosk.board import (
+    GateAlarms,
+    board_lane_view,
+    board_lane_views,
+    board_status_view,
+    plate_query,
+    recent_trucks,
+)
 from edge.kiosk.contracts import router as contracts_router
 from edge.kiosk.live import LiveHub, sse
-from edge.kiosk.views import lane_history, lane_view, lane_views, status_view, was_refused
+from edge.kiosk.views import lane_history, was_refused
 from edge.lane import LaneError
-from edge.records import JournalKind
 from edge.users import MIN_PASSWORD_LENGTH, USERNAME_RE, AuthSettings, LoginResult, Role, UserError, UserStore
 
 if TYPE_CHECKING:
@@ -131,7 +138,7 @@ class LoginRequest(_Body):
 class NewUserRequest(_Body):
     username: str = Field(min_length=1, max_length=64, pattern=USERNAME_RE.pattern)
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
-    role: Literal["officer", "supervisor", "admin"]
+    role: Literal["display", "officer", "supervisor", "admin"]
     gate: str | None = Field(default=None, max_length=32, pattern=r"^(\*|[A-Z0-9_\-]+)$")
     display_name: str = Field(default="", max_length=100)
 
@@ -143,7 +150,8 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     store = users or UserStore(Path(node.options.data_dir) / "users.sqlite", settings)
     auth = Authenticator(store)
     guard = LoginGuard(store, settings)
-    hub = LiveHub(node)
+    alarms = GateAlarms(node.journal)
+    hub = LiveHub(node, alarms=alarms)
     app = FastAPI(title=f"smartgate kiosk — {node.site.gate}", version="0.2.0",
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.users = store
@@ -165,7 +173,9 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
         return i18n.choose_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
     def page_values(lang: str, **extra: str) -> dict[str, str]:
-        return {"lang": lang, "gate_name": node.site.name or node.site.gate, "gate": node.site.gate,
+        names = {"en": node.site.name or node.site.gate, "vi": node.site.name_vi or node.site.name or node.site.gate}
+        return {"lang": lang, "gate_name": names.get(lang, names["en"]), "gate": node.site.gate,
+                "gate_name_en": names["en"], "gate_name_vi": names["vi"],
                 "i18n_json": i18n.script_json({code: i18n.catalogue(code) for code in i18n.LANGUAGES}),
                 **extra}
 
@@ -226,8 +236,9 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
         if attempt.result != LoginResult.OK or user is None:
             raise problem(401, "bad_credentials", "wrong user name or password")
         token, session = await run_in_threadpool(store.create_session, user, host or "")
+        # A wall board's (display) session outlives the officers' twelve hours: the cookie too.
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=settings.cookie_secure,
-                            path="/", max_age=int(settings.absolute_timeout_s))
+                            path="/", max_age=int(max(session.expires_at - time.time(), 0)))
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
         return {"user": user.to_dict(), "csrf": session.csrf, "expires_at": session.expires_at}
 
@@ -254,26 +265,27 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
 
     @app.get("/api/session", tags=["session"])
     def session_info(principal: Authed) -> dict:
-        """Who is logged in, their CSRF token, and when the session ends if left idle."""
+        """Who is logged in, their CSRF token, and when the session ends if left idle (a display: never)."""
         session = principal.session
+        display = principal.user.role == Role.DISPLAY
         return {"user": principal.user.to_dict(), "via": principal.via, "gate": node.site.gate,
-                "may_act": principal.user.may_act_at(node.site.gate),
+                "may_act": principal.user.may_act_at(node.site.gate), "display": display,
                 "csrf": session.csrf if session else None,
                 "expires_at": session.expires_at if session else None,
-                "idle_timeout_s": settings.idle_timeout_s}
+                "idle_timeout_s": None if display else settings.idle_timeout_s}
 
     # ------------------------------------------------------------ lanes
 
     @app.get("/api/lanes", tags=["lanes"])
     async def lanes(principal: Authed) -> list[dict]:
         """Every lane: state, transaction with readings, decision with reasons, declaration, devices."""
-        return lane_views(node)
+        return board_lane_views(node)
 
     @app.get("/api/lanes/{lane_id}", tags=["lanes"])
     async def lane(lane_id: str, principal: Authed) -> dict:
         """One lane."""
         lane_or_404(lane_id)
-        return lane_view(node, lane_id)
+        return board_lane_view(node, lane_id)
 
     @app.get("/api/lanes/{lane_id}/history", tags=["lanes"])
     async def history(lane_id: str, principal: Authed, limit: int = Query(20, ge=1, le=200)) -> list[dict]:
@@ -284,7 +296,9 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     @app.post("/api/lanes/{lane_id}/actions", tags=["lanes"])
     async def act(lane_id: str, request: OfficerActionRequest, principal: Authed) -> dict:
         """Release, refuse or send to inspection the truck at a lane; supervisors also open or close the
-        barrier by hand and release a refused truck. Journaled with the user's name before it acts."""
+        barrier by hand and release a refused truck. Journaled with the user's name before it acts.
+        A wall board (display) never acts: 403."""
+        principal.require(Role.OFFICER)
         controller = lane_or_404(lane_id)
         user = principal.user
         if not user.may_act_at(node.site.gate):
@@ -299,14 +313,23 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
             await controller.officer_action(request.action, user.username, request.reason)
         except LaneError as exc:
             raise problem(409, "lane_refused", str(exc)) from exc
-        return {"ok": True, "action": request.action, "officer": user.username, "lane": lane_view(node, lane_id)}
+        return {"ok": True, "action": request.action, "officer": user.username,
+                "lane": board_lane_view(node, lane_id)}
 
     @app.get("/api/transactions", tags=["lanes"])
     def transactions(principal: Authed, lane: str | None = Query(None, max_length=64),
                      limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
-        """Finished transactions, newest first, from the journal."""
-        entries = node.journal.latest(lane, kinds=[JournalKind.TX_CLOSED], limit=limit)  # type: ignore[arg-type]
-        return [{"seq": e.seq, "lane": e.lane, "at": e.at, **e.payload} for e in entries]
+        """Finished transactions, newest first, from the journal; `final` says what happened and who did it
+        (released by an officer, automatically, refused, a supervisor's manual opening of an empty lane ...)."""
+        names: dict[str, str] = {}
+
+        def display_name(username: str) -> str:
+            if username not in names:
+                user = store.get_user(username)
+                names[username] = (user.display_name or user.username) if user else username
+            return names[username]
+
+        return recent_trucks(node, lane, limit, display_name)
 
     # ------------------------------------------------------------ status and look-ups
 
@@ -324,11 +347,12 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     async def status(principal: Authed) -> dict:
         """The status strip: device health, link to central, declaration cache age against policy, outbox."""
         stats = await run_in_threadpool(node.cache.stats)
-        return status_view(node, stats)
+        return board_status_view(node, stats, alarms)
 
     @app.get("/api/declarations", tags=["status"])
     def declarations(principal: Authed, q: str = Query(min_length=2, max_length=64)) -> dict:
-        """Look up declarations by plate, container number or declaration number."""
+        """Look up declarations by plate (the whole plate, or its last 4 or more characters: `123.45`),
+        container number or declaration number."""
         q = q.strip()
         found: dict[str, Any] = {}
         direct = node.cache.get(q)
@@ -338,6 +362,10 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
             found.setdefault(declaration.number, declaration)
         if len(normalise_container(q)) == 11:
             for declaration in node.cache.by_container(q)[:50]:
+                found.setdefault(declaration.number, declaration)
+        end = plate_query(q)
+        if end is not None and len(found) < 50:
+            for declaration in node.cache.by_plate_end(end, limit=50):
                 found.setdefault(declaration.number, declaration)
         return {"query": q, "results": [declaration_to_mapping(d) for d in list(found.values())[:50]]}
 
@@ -356,7 +384,8 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
             return store.session(token) is not None
 
         stats = await run_in_threadpool(node.cache.stats)
-        first = [sse("session", {"user": principal.user.to_dict()}), sse("status", status_view(node, stats))]
+        first = [sse("session", {"user": principal.user.to_dict()}),
+                 sse("status", board_status_view(node, stats, alarms))]
         return StreamingResponse(hub.stream(still_allowed, recheck_s=recheck_s, first=first),
                                  media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})

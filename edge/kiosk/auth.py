@@ -60,7 +60,8 @@ class Principal:
 
     def require(self, role: Role) -> None:
         if not self.user.role.at_least(role):
-            raise problem(403, f"{role.value}_required", f"only a {role.value} may do this")
+            article = "an" if role.value[0] in "aeiou" else "a"
+            raise problem(403, f"{role.value}_required", f"only {article} {role.value} may do this")
 
 
 def bearer_token(request: Request) -> str | None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from edge.kiosk.views import lane_view, lane_views, status_view
+from edge.kiosk.board import GateAlarms, board_lane_view, board_lane_views, board_status_view
 from edge.records import HISTORY_NOTICES, Notice
 
 if TYPE_CHECKING:
@@ -55,8 +55,9 @@ class LiveHub:
     """Fans lane events out to the open streams."""
 
     def __init__(self, node: GateNode, *, queue_size: int = 256, keepalive_s: float = 15.0,
-                 status_interval_s: float = 5.0):
+                 status_interval_s: float = 5.0, alarms: GateAlarms | None = None):
         self.node = node
+        self.alarms = alarms
         self.queue_size = queue_size
         self.keepalive_s = keepalive_s
         self.status_interval_s = status_interval_s
@@ -73,9 +74,9 @@ class LiveHub:
         if not self.subscribers:
             return
         if kind in (Notice.LANE, Notice.DEVICE):
-            self.publish(sse("lane", lane_view(self.node, lane_id)))
+            self.publish(sse("lane", board_lane_view(self.node, lane_id)))
             if kind == Notice.DEVICE:
-                self.publish(sse("status", status_view(self.node)))
+                self.publish(sse("status", board_status_view(self.node, alarms=self.alarms)))
         elif kind in HISTORY_EVENTS:
             self.publish(sse("history", {"lane": lane_id, "kind": kind}))
             if kind == Notice.ALARM:
@@ -93,7 +94,7 @@ class LiveHub:
                 break
             try:
                 stats = await asyncio.to_thread(self.node.cache.stats)
-                self.publish(sse("status", status_view(self.node, stats)))
+                self.publish(sse("status", board_status_view(self.node, stats, self.alarms)))
             except Exception:  # the status strip is informative; never kill the streams over it
                 log.exception("status update failed")
         self._status_task = None
@@ -132,7 +133,7 @@ class LiveHub:
             yield b"retry: 2000\n\n"
             for message in first or []:
                 yield message
-            for view in lane_views(self.node):
+            for view in board_lane_views(self.node):
                 yield sse("lane", view)
             last_sent = last_check = time.monotonic()
             while not self._stopping():

@@ -139,8 +139,13 @@ def test_supervisor_overrides_a_refusal_in_vietnamese(browser, gate: GateThread,
     page.locator("#lane-EXP-1 .boom.open").wait_for()
     page.locator("#lane-EXP-1 .hist-officer_action", has_text="super1: Release").wait_for()
 
-    # Manual barrier control is there for a supervisor.
-    assert page.locator("#lane-IMP-1 button[data-action=manual_open]").count() == 1
+    # Manual barrier control is there for a supervisor; opening an empty lane by hand is shown as such,
+    # not as a truck passing.
+    page.locator("#lane-IMP-1 button[data-action=manual_open]").click()
+    page.fill("#action-reason", "Ambulance")
+    page.click("#action-confirm")
+    page.locator("#lane-IMP-1[data-tone=manual] .outcome-title", has_text="BARRIER OPENED BY HAND").wait_for()
+    assert "super1, no truck at the lane" in page.inner_text("#lane-IMP-1 .outcome-sub")
     assert errors == []
 
 

@@ -100,5 +100,7 @@ def test_language_is_chosen_by_cookie_then_browser_then_vietnamese():
     assert i18n.choose_language(None, "fr-FR,en;q=0.8") == "en"
     assert i18n.choose_language("de", None) == "vi"
     page = i18n.render("login.html", "vi", {"lang": "vi", "gate_name": "<b>Huu Nghi</b>", "login_csrf": "t",
+                                            "gate_name_en": "<b>Huu Nghi</b>", "gate_name_vi": "\"Hữu Nghị",
                                             "i18n_json": i18n.script_json({"x": "</script>"})})
     assert "Đăng nhập" in page and "&lt;b&gt;Huu Nghi" in page and "<\\/script>" in page
+    assert 'data-name-vi="&quot;Hữu Nghị"' in page  # names in attributes are escaped too

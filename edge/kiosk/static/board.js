@@ -1,16 +1,20 @@
 // The lane board: live lane cards (Server-Sent Events), officer actions with a reason, per-lane
 // history, the status strip, declaration look-up and (for admins) users. No words live here:
 // every text comes from the message catalogue through SGI18N.t.
+// On the wall: every lane fits the screen (held lanes first), a truck waiting for an officer turns
+// the title and the icon, its card blinks once and stays marked, its waiting time counts up, and
+// a sound plays if the sound is switched on. A display (wall board) log-in never acts.
 (function () {
   "use strict";
   const I = window.SGI18N;
   const t = I.t;
-  const RANK = { officer: 1, supervisor: 2, admin: 3 };
+  const RANK = { display: 0, officer: 1, supervisor: 2, admin: 3 };
   const SUPERVISOR_ACTIONS = ["acknowledge_alarm", "manual_open", "manual_close"];
   const S = {
     me: null, csrf: null, mayAct: false, idleTimeout: 1800,
     lanes: new Map(), history: new Map(), status: null, recent: [], users: [], lookup: null,
     es: null, live: false, dialog: null, lastTouch: 0, timers: new Map(),
+    display: false, offset: 0, openDetails: new Set(), alerted: new Set(), sound: false, audio: null, waiting: 0,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -96,6 +100,7 @@
     const tx = lane.transaction;
     if (lane.state === "FAULT") return "fault";
     if (!tx) return "idle";
+    if (tx.manual && !(tx.plates || []).length) return "manual";
     if (tx.barrier_open_commanded || lane.state === "PASSING") return "release";
     const last = (tx.officer_actions || []).slice(-1)[0];
     if (last && last.action === "refuse") return "refuse";
@@ -120,6 +125,10 @@
         return [t("headline.refused"), last.action === "refuse"
           ? t("headline.refused_by", { officer: last.officer }) : t("headline.refused_rules")];
       case "inspect": return [t("headline.inspect"), t("headline.inspect_by", { officer: last.officer })];
+      case "manual": {
+        const opener = (tx.officer_actions || []).find((a) => a.action === "manual_open") || last;
+        return [t("headline.manual"), t("headline.manual_by", { officer: opener.officer || tx.released_by || "" })];
+      }
       default: return [kind, ""];
     }
   }
@@ -128,6 +137,20 @@
     if (typeof value !== "string") return null;
     return value.startsWith("data:image/") || (value.startsWith("/") && !value.startsWith("//")) ? value : null;
   }
+
+  function detailsBox(raw) {
+    // The raw text (a device's error, the rules' detail) is for the technician: behind a toggle.
+    if (!raw) return null;
+    const box = h("details", { class: "raw", open: S.openDetails.has(raw) },
+      h("summary", { text: t("details") }), h("code", { text: raw }));
+    box.addEventListener("toggle", () => {
+      if (box.open) S.openDetails.add(raw); else S.openDetails.delete(raw);
+      if (box.closest("#banners")) layoutLanes();  // the lanes below keep to the screen
+    });
+    return box;
+  }
+
+  function laneName(lane) { return I.name(lane.name, lane.name_vi); }
 
   function row(labelKey, ...content) {
     return h("div", { class: "row" }, h("div", { class: "row-label", text: t(labelKey) }),
@@ -216,9 +239,14 @@
     const alarm = lane.alarm;
     if (!alarm) return null;
     return h("div", { class: "lane-alarm", role: "alert" },
-      h("div", { text: t("alarm.latched", { text: tr("alarm", alarm.code, alarm.text), n: alarm.openings }) }),
+      h("div", { text: t("alarm.latched", { text: alarmText(alarm.code), n: alarm.openings }) }),
+      detailsBox(alarm.text),
       lane.closing_unreleased_boom ? h("div", { class: "lane-alarm-sub", text: t("alarm.closing") }) : null);
   }
+
+  function alarmText(code) { return I.has("alarm." + code) ? t("alarm." + code) : t("alarm.unknown"); }
+
+  function faultText(fault) { return t("fault." + (I.has("fault." + fault) ? fault : "unknown")); }
 
   function declarationRow(tx, declaration) {
     const decided = tx.decision;
@@ -248,11 +276,12 @@
     return h("div", { class: "reasons " + d.outcome },
       h("div", { class: "reasons-title", text: t("reasons.title") }),
       h("ul", {}, d.findings.map((f) => h("li", {},
-        h("span", { class: "reason-text", text: tr("reason", f.code, f.text) }),
-        f.detail ? h("span", { class: "reason-detail", text: f.detail }) : null))));
+        h("span", { class: "reason-text", text: I.has("reason." + f.code) ? t("reason." + f.code) : t("alarm.unknown") }),
+        detailsBox(f.detail)))));
   }
 
   function actionButtons(lane) {
+    if (S.display) return null;  // a wall board shows, never acts
     const available = lane.available_actions || [];
     const buttons = [];
     const officerActions = ["release", "refuse", "inspect"];
@@ -286,9 +315,9 @@
       h("span", { class: "loop " + (occupied ? "on" : "off"), title: t(occupied ? "loop.occupied" : "loop.clear") },
         tr("loop", loop)));
     const devices = (lane.devices || []).map((d) => h("span", {
-      class: "device " + (d.connected ? "ok" : "bad"),
-      title: d.connected ? t("device.ok") : (d.last_error || t("device.down")),
-    }, tr("device_kind", d.kind, d.kind) + (d.connected ? "" : " — " + t("device.down"))));
+      class: "device " + (d.connected ? "ok" : "bad"), dataset: { device: d.device_id },
+    }, tr("device_kind", d.kind, d.kind) + (d.connected ? "" : " — " + faultText(d.fault)),
+    d.connected ? null : detailsBox(d.last_error)));
     return h("div", { class: "lane-foot" },
       h("span", { class: "boom " + (lane.boom_open ? "open" : "closed"),
         text: lane.boom_open ? t("boom.open") : t("boom.closed") }),
@@ -299,6 +328,7 @@
   function historyLine(item) {
     let text;
     let note = null;
+    let raw = null;
     switch (item.kind) {
       case "officer_action":
         text = t("history.officer_action", { officer: item.officer, action: tr("action", item.action) });
@@ -317,11 +347,12 @@
         text = t("history.tx_closed", { plates: (item.plates || []).join(", ") || "—", result: tr("result", item.result) });
         break;
       case "alarm":
-        text = t("history.alarm", { text: tr("alarm", item.code, item.text) });
+        text = t("history.alarm", { text: alarmText(item.code) });
+        raw = item.text;
         break;
       case "device_fault":
         text = t("history.device_fault", { device: item.device });
-        note = item.error;
+        raw = item.error;
         break;
       case "device_recovered":
         text = t("history.device_recovered", { device: item.device });
@@ -339,7 +370,8 @@
     return h("li", { class: "hist hist-" + item.kind },
       h("span", { class: "hist-time", text: I.time(item.at) }),
       h("span", { class: "hist-text", text }),
-      note ? h("span", { class: "hist-note", text: note }) : null);
+      note ? h("span", { class: "hist-note", text: note }) : null,
+      raw ? h("span", { class: "hist-note" }, detailsBox(raw)) : null);
   }
 
   function historyBox(laneId) {
@@ -359,36 +391,177 @@
     const kind = tone(lane);
     const [title, sub] = headline(lane, kind);
     const tx = lane.transaction;
-    card.className = "lane-card tone-" + kind;
+    const scrolled = card.querySelector(".card-body");
+    const scrollTop = scrolled ? scrolled.scrollTop : 0;
+    card.className = "lane-card tone-" + kind + (lane.needs_officer ? " needs-officer" : "")
+      + (card.classList.contains("flash") ? " flash" : "");
     card.dataset.state = lane.state;
     card.dataset.tone = kind;
+    card.dataset.waiting = lane.needs_officer ? "1" : "0";
     const body = [];
     if (tx) {
       body.push(plateRow(tx), containersRow(tx, lane.declaration), sealsRow(tx, lane.declaration),
         weightRow(tx, lane.declaration, lane.policy), scanRow(tx), lateRow(tx), declarationRow(tx, lane.declaration));
     }
+    const waiting = lane.needs_officer && lane.waiting_since
+      ? h("div", { class: "waiting", dataset: { since: lane.waiting_since } }) : null;
+    const plates = tx && (tx.plates || []).length ? tx.plates.map((p) => p.plate).join(" · ") : null;
     card.replaceChildren(...[
       h("header", { class: "lane-head" },
         h("span", { class: "lane-id", text: lane.lane }),
-        h("span", { class: "lane-name", text: lane.name || "" }),
+        h("span", { class: "lane-name", text: laneName(lane) }),
         h("span", { class: "tag dir", text: tr("direction", lane.direction) }),
         h("span", { class: "state-badge", text: tr("state", lane.state) })),
       h("div", { class: "outcome-banner" },
-        h("div", { class: "outcome-title", text: title }),
-        sub ? h("div", { class: "outcome-sub", text: sub }) : null),
+        h("div", { class: "outcome-line" },
+          h("div", { class: "outcome-title", text: title }),
+          plates && kind !== "idle" ? h("span", { class: "banner-plate", text: plates }) : null),
+        sub || waiting ? h("div", { class: "outcome-line" },
+          sub ? h("div", { class: "outcome-sub", text: sub }) : null, waiting) : null),
       alarmBox(lane),
-      tx ? h("div", { class: "truck" }, body) : null,
-      tx ? reasonsBox(tx) : null,
       actionButtons(lane),
-      laneFooter(lane),
-      historyBox(lane.lane)].filter(Boolean));
+      h("div", { class: "card-body" },
+        tx ? h("div", { class: "truck" }, body) : null,
+        tx ? reasonsBox(tx) : null,
+        laneFooter(lane),
+        historyBox(lane.lane))].filter(Boolean));
+    card.querySelector(".card-body").scrollTop = scrollTop;
+    updateWaiting(card);
+  }
+
+  // ---------------------------------------------------------------- the wall: layout and alerts
+
+  function serverNow() { return Date.now() / 1000 + S.offset; }
+
+  function waitText(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    if (s < 60) return t("unit.s", { n: s });
+    if (s < 3600) return t("unit.min_s", { m: Math.floor(s / 60), s: String(s % 60).padStart(2, "0") });
+    return I.duration(s);
+  }
+
+  function updateWaiting(root) {
+    (root || document).querySelectorAll(".waiting[data-since]").forEach((el) => {
+      el.textContent = t("alert.waiting", { time: waitText(serverNow() - Number(el.dataset.since)) });
+    });
+  }
+
+  function laneOrder() {
+    // Lanes with a truck waiting for an officer first (the longest waiting first), then the site's order.
+    const lanes = [...S.lanes.values()];
+    const index = new Map(lanes.map((lane, i) => [lane.lane, i]));
+    return lanes.sort((a, b) => (b.needs_officer - a.needs_officer)
+      || (a.needs_officer ? (a.waiting_since || 0) - (b.waiting_since || 0) : 0)
+      || index.get(a.lane) - index.get(b.lane));
+  }
+
+  function layoutLanes() {
+    // Every lane on one screen from 1280x720 up: a grid of n lanes in one or two rows that fills the
+    // height below the strip; each card scrolls its details inside. Below 900 px wide: one column.
+    const box = document.getElementById("lanes");
+    const n = Math.max(1, S.lanes.size);
+    const width = box.clientWidth;
+    let rows = n <= 2 ? 1 : (n === 3 && width >= 1500 ? 1 : Math.ceil(n / 4) > 2 ? Math.ceil(n / 4) : 2);
+    let cols = Math.ceil(n / rows);
+    const narrow = width < 900;
+    if (narrow) { cols = 1; rows = n; }
+    box.style.setProperty("--cols", String(cols));
+    box.style.setProperty("--rows", String(rows));
+    box.classList.toggle("narrow", narrow);
+    const top = box.getBoundingClientRect().top + window.scrollY;
+    const available = window.innerHeight - top - 10;
+    box.style.height = narrow ? "" : Math.max(available, rows * 230) + "px";
+    // Beside the lanes (wide screens) the side panels scroll on their own: the page itself never does.
+    const side = document.querySelector(".side");
+    const beside = side.getBoundingClientRect().left > box.getBoundingClientRect().right;
+    side.style.maxHeight = beside && !narrow ? Math.max(available, 300) + "px" : "";
+    laneOrder().forEach((lane, i) => {
+      const card = document.getElementById("lane-" + lane.lane);
+      if (card) card.style.order = String(i);
+    });
+  }
+
+  function favicon(alert, dim) {
+    const colour = alert ? (dim ? "#7f1d1d" : "#ef4444") : "#16a34a";
+    const mark = alert ? "<text x='16' y='23' font-size='20' font-weight='bold' text-anchor='middle' fill='#fff'>!</text>" : "";
+    const svg = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'><circle cx='16' cy='16' r='15' fill='"
+      + colour + "'/>" + mark + "</svg>";
+    document.getElementById("favicon").href = "data:image/svg+xml," + encodeURIComponent(svg);
+  }
+
+  function pageTitle() {
+    const gate = document.getElementById("gate-name").textContent;
+    document.title = S.waiting
+      ? "(" + S.waiting + ") " + t("alert.title", { n: S.waiting }) + " · " + gate
+      : t("app.title") + " · " + gate;
+  }
+
+  function beep() {
+    try {
+      S.audio = S.audio || new (window.AudioContext || window.webkitAudioContext)();
+      const ctx = S.audio;
+      const now = ctx.currentTime;
+      for (const delay of [0, 0.35, 0.7]) {
+        const osc = ctx.createOscillator();
+        const gain = ctx.createGain();
+        osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.0001, now + delay);
+        gain.gain.exponentialRampToValueAtTime(0.4, now + delay + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, now + delay + 0.28);
+        osc.connect(gain).connect(ctx.destination);
+        osc.start(now + delay);
+        osc.stop(now + delay + 0.3);
+      }
+    } catch (e) { /* no audio on this machine: the board still shows it */ }
+  }
+
+  function updateAlerts() {
+    const waiting = [...S.lanes.values()].filter((lane) => lane.needs_officer);
+    S.waiting = waiting.length;
+    let fresh = false;
+    for (const lane of waiting) {
+      const key = lane.lane + ":" + ((lane.transaction && lane.transaction.id) || "");
+      if (S.alerted.has(key)) continue;
+      S.alerted.add(key);
+      fresh = true;
+      const card = document.getElementById("lane-" + lane.lane);
+      if (card) {  // blinks, then stays marked while the truck waits
+        card.classList.remove("flash");
+        void card.offsetWidth;
+        card.classList.add("flash");
+        setTimeout(() => card.classList.remove("flash"), 2600);
+      }
+    }
+    if (fresh && S.sound) beep();
+    document.body.classList.toggle("has-waiting", S.waiting > 0);
+    favicon(S.waiting > 0, false);
+    pageTitle();
+    layoutLanes();
+  }
+
+  function setupSound() {
+    const button = document.getElementById("sound-toggle");
+    const show = () => {
+      button.textContent = t(S.sound ? "alert.sound_on" : "alert.sound_off");
+      button.setAttribute("aria-pressed", String(S.sound));
+      button.classList.toggle("on", S.sound);
+    };
+    try { S.sound = window.localStorage.getItem("sg_sound") === "1"; } catch (e) { S.sound = false; }
+    button.addEventListener("click", () => {
+      S.sound = !S.sound;
+      try { window.localStorage.setItem("sg_sound", S.sound ? "1" : "0"); } catch (e) { /* private mode */ }
+      if (S.sound) beep();  // a click allows the browser to play sound, and tells the officer what it sounds like
+      show();
+    });
+    I.onChange(show);
+    show();
   }
 
   function renderAllLanes() { for (const lane of S.lanes.values()) renderLane(lane); }
 
   async function loadHistory(laneId) {
     try {
-      S.history.set(laneId, await api("/api/lanes/" + encodeURIComponent(laneId) + "/history?limit=8",
+      S.history.set(laneId, await api("/api/lanes/" + encodeURIComponent(laneId) + "/history?limit=30",
         { background: true }));
       const lane = S.lanes.get(laneId);
       if (lane) renderLane(lane);
@@ -417,7 +590,7 @@
     try {
       const result = await api("/api/lanes/" + encodeURIComponent(laneId) + "/actions",
         { method: "POST", body: { action, reason } });
-      if (result && result.lane) { S.lanes.set(result.lane.lane, result.lane); renderLane(result.lane); }
+      if (result && result.lane) { S.lanes.set(result.lane.lane, result.lane); renderLane(result.lane); updateAlerts(); }
       toast(t("toast.action_done", { action: t("action." + action), lane: laneId }), "ok");
       return { ok: true, status: 200 };
     } catch (e) {
@@ -457,12 +630,15 @@
     const s = S.status;
     if (!s) return;
     const faulty = s.devices.faulty || [];
+    if (typeof s.now === "number") S.offset = s.now - Date.now() / 1000;
     setItem("st-devices", faulty.length ? t("status.devices_faulty", { n: faulty.length, total: s.devices.total })
-      : t("status.devices_ok", { n: s.devices.ok, total: s.devices.total }), faulty.length ? "bad" : "ok",
-    faulty.map((d) => d.device_id + ": " + (d.last_error || t("device.down"))).join("\n"));
+      : t("status.devices_ok", { n: s.devices.ok, total: s.devices.total }), faulty.length ? "bad" : "ok");
     const link = s.link || {};
-    if (!link.configured) setItem("st-link", t("status.link_not_configured"), "neutral");
-    else if (link.up) setItem("st-link", t("status.link_up", { since: I.time(link.since) }), "ok");
+    const state = linkState(link);
+    if (state === "not_configured") setItem("st-link", t("status.link_not_configured"), "neutral");
+    else if (state === "up") setItem("st-link", t("status.link_up", { since: I.time(link.since) }), "ok");
+    else if (state === "degraded") setItem("st-link", t("status.link_degraded", { since: I.time(link.since) }), "warn");
+    else if (state === "unknown") setItem("st-link", t("status.link_unknown"), "warn");
     else setItem("st-link", t("status.link_down", { since: I.time(link.since) }), "bad");
     const cache = s.cache;
     if (cache.age_s === null) setItem("st-cache", t("status.cache_never"), "bad");
@@ -471,6 +647,16 @@
     setItem("st-outbox", s.outbox_backlog === null || s.outbox_backlog === undefined ? "—"
       : t("status.outbox_items", { n: I.number(s.outbox_backlog) }), s.outbox_backlog > 0 ? "warn" : "neutral");
     renderBanners();
+  }
+
+  function linkState(link) {
+    if (!link.configured) return "not_configured";
+    if (link.state) return link.state;
+    return link.up ? "up" : (link.up === false ? "down" : "unknown");
+  }
+
+  function banner(level, id, text, raw) {
+    return h("div", { class: "banner " + level, id }, h("span", { text }), detailsBox(raw));
   }
 
   function renderBanners() {
@@ -485,7 +671,27 @@
         text: cache.age_s === null ? t("banner.cache_never")
           : t("banner.cache_stale", { age: I.duration(cache.age_s), max: I.duration(cache.max_age_s) }) }));
     }
+    const s = S.status;
+    if (s) {
+      const link = s.link || {};
+      const state = linkState(link);
+      if (state === "down" || state === "degraded") {
+        banners.push(banner(state === "down" ? "bad" : "warn", "banner-link",
+          state === "down" ? t("banner.link_down", { since: I.time(link.since) })
+            : t("banner.link_degraded", { since: I.time(link.since) }), link.last_error || link.error));
+      }
+      for (const d of (s.devices && s.devices.faulty) || []) {
+        banners.push(banner("bad fault", "banner-fault-" + d.device_id, t("banner.device_fault", {
+          lane: d.lane || s.gate, device: tr("device_kind", d.kind, d.kind), fault: faultText(d.fault) }), d.last_error));
+      }
+      const recent = serverNow() - 30 * 60;
+      for (const alarm of (s.gate_alarms || []).filter((a) => a.at >= recent).slice(0, 3)) {
+        banners.push(banner("bad", "banner-alarm-" + alarm.seq, t("banner.gate_alarm", {
+          time: I.time(alarm.at), text: alarmText(alarm.code) }), alarm.text));
+      }
+    }
     document.getElementById("banners").replaceChildren(...banners);
+    if (S.lanes.size) layoutLanes();
   }
 
   function setLive(up) {
@@ -501,16 +707,18 @@
     const box = document.getElementById("recent");
     if (!S.recent.length) { box.replaceChildren(h("p", { class: "muted", text: t("recent.empty") })); return; }
     box.replaceChildren(h("table", { class: "recent-table" },
-      h("thead", {}, h("tr", {}, ["recent.time", "recent.lane", "recent.plates", "recent.outcome", "recent.by"]
+      h("thead", {}, h("tr", {}, ["recent.time", "recent.lane", "recent.plates", "recent.outcome"]
         .map((key) => h("th", { text: t(key) })))),
-      h("tbody", {}, S.recent.map((r) => h("tr", {},
-        h("td", { text: I.time(r.closed_at || r.at) }),
-        h("td", { text: r.lane }),
-        h("td", { class: "mono", text: (r.plates || []).join(", ") || "—" }),
-        h("td", {}, h("span", { class: "tag outcome-" + (r.outcome || "none"),
-          text: r.outcome ? tr("outcome", r.outcome) : "—" }), " ", h("span", { class: "muted",
-          text: tr("result", r.result) })),
-        h("td", { text: r.released_by === "auto" ? t("history.auto") : (r.released_by || "—") }))))));
+      h("tbody", {}, S.recent.map((r) => {
+        const final = r.final || { code: "held" };
+        return h("tr", { dataset: { final: final.code } },
+          h("td", { text: I.time(r.closed_at || r.at) }),
+          h("td", { text: r.lane }),
+          h("td", { class: "mono", text: (r.plates || []).join(", ") || "—" }),
+          h("td", {}, h("span", { class: "final final-" + final.code,
+            text: t("final." + final.code, { by: final.by_name || final.by || "" }) }),
+          final.code === "manual_open" ? null : h("span", { class: "muted", text: " · " + tr("result", r.result) })));
+      }))));
   }
 
   async function loadRecent() {
@@ -560,18 +768,18 @@
   function renderUsers() {
     const box = document.getElementById("users-list");
     box.replaceChildren(h("table", { class: "users-table" },
-      h("thead", {}, h("tr", {}, ["users.username", "users.role", "users.gate", "users.state", ""]
-        .map((key) => h("th", { text: key ? t(key) : "" })))),
+      h("thead", {}, h("tr", {}, ["users.username", "users.role", "users.gate", "users.state"]
+        .map((key) => h("th", { text: t(key) })))),
       h("tbody", {}, S.users.map((u) => h("tr", { class: u.disabled ? "disabled" : "" },
         h("td", {}, h("span", { class: "strong", text: u.username }), u.display_name !== u.username
           ? h("span", { class: "muted", text: " " + u.display_name }) : null),
         h("td", { text: tr("role", u.role) }),
         h("td", { text: u.gate }),
-        h("td", { text: u.disabled ? t("users.disabled") : t("users.active") }),
-        h("td", {}, u.username === S.me.username ? null : h("button", {
-          type: "button", class: "ghost small", text: u.disabled ? t("users.enable") : t("users.disable"),
-          onclick: () => toggleUser(u),
-        })))))));
+        h("td", {}, h("div", { text: u.disabled ? t("users.disabled") : t("users.active") }),
+          u.username === S.me.username ? null : h("button", {  // under the state: the side column is narrow
+            type: "button", class: "ghost small", text: u.disabled ? t("users.enable") : t("users.disable"),
+            onclick: () => toggleUser(u),
+          })))))));
   }
 
   async function loadUsers() {
@@ -624,8 +832,14 @@
       const lane = JSON.parse(event.data);
       const first = !S.lanes.has(lane.lane);
       S.lanes.set(lane.lane, lane);
+      if (typeof lane.updated_at === "number") S.offset = lane.updated_at - Date.now() / 1000;
       renderLane(lane);
+      updateAlerts();
       if (first) loadHistory(lane.lane);
+    });
+    es.addEventListener("alarm", (event) => {
+      const alarm = JSON.parse(event.data);
+      toast(t("alarm.toast", { lane: alarm.lane, text: alarmText(alarm.code) }), "error");
     });
     es.addEventListener("status", (event) => { S.status = JSON.parse(event.data); renderStatus(); });
     es.addEventListener("history", (event) => {
@@ -640,7 +854,7 @@
 
   function renderUser() {
     document.getElementById("user-name").textContent = S.me.display_name || S.me.username;
-    document.getElementById("user-role").textContent = tr("role", S.me.role);
+    document.getElementById("user-role").textContent = S.display ? t("display.badge") : tr("role", S.me.role);
   }
 
   function trackActivity() {
@@ -662,6 +876,8 @@
 
   function tick() {
     document.getElementById("clock").textContent = I.time(Date.now() / 1000, true);
+    updateWaiting();
+    if (S.waiting) favicon(true, Math.floor(Date.now() / 1000) % 2 === 1);  // the tab's icon blinks
   }
 
   async function init() {
@@ -670,20 +886,27 @@
     S.csrf = session.csrf;
     S.mayAct = session.may_act;
     S.idleTimeout = session.idle_timeout_s;
+    S.display = Boolean(session.display);
     S.lastTouch = Date.now();
+    document.body.classList.toggle("display-mode", S.display);
     renderUser();
     setLive(false);
     setupDialog();
-    setupLookup();
+    setupSound();
+    favicon(false);
+    pageTitle();
+    if (S.display) document.getElementById("lookup-panel").classList.add("hidden");
+    else setupLookup();
     if (atLeast("admin")) setupUsers();
     document.getElementById("logout").addEventListener("click", logout);
-    trackActivity();
+    if (!S.display) trackActivity();  // a wall board's session has no idle limit
+    window.addEventListener("resize", () => debounce("layout", layoutLanes, 100));
     tick();
     setInterval(tick, 1000);
     connect();
     loadRecent();
     I.onChange(() => {
-      renderUser(); renderAllLanes(); renderStatus(); setLive(S.live); renderRecent(); renderLookup();
+      renderUser(); renderAllLanes(); renderStatus(); setLive(S.live); renderRecent(); renderLookup(); pageTitle();
       if (atLeast("admin")) renderUsers();
       tick();
     });

@@ -25,6 +25,10 @@
     (root || document).querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
       el.placeholder = t(el.dataset.i18nPlaceholder);
     });
+    // Names from the site file (gate, lanes) in both languages: `name_vi` where the site gives one.
+    (root || document).querySelectorAll("[data-name-en]").forEach((el) => {
+      el.textContent = name(el.dataset.nameEn, el.dataset.nameVi);
+    });
     document.documentElement.lang = lang;
     document.querySelectorAll("button.lang").forEach((button) => {
       const active = button.dataset.lang === lang;
@@ -32,6 +36,8 @@
       button.setAttribute("aria-pressed", String(active));
     });
   }
+
+  function name(en, vi) { return (lang === "vi" && vi) ? vi : (en || vi || ""); }
 
   function setLang(code) {
     if (!all[code]) return;
@@ -70,7 +76,7 @@
   apply();
 
   window.SGI18N = {
-    t, has, apply, setLang, time, duration, number, locale,
+    t, has, apply, setLang, time, duration, number, locale, name,
     onChange: (fn) => listeners.push(fn),
     get lang() { return lang; },
   };

@@ -862,6 +862,9 @@ def _ends(state: LaneState, *do: Effect, when: Guard | tuple[Guard, ...] = ()) -
 _NO_TRUCK = Refuse("no truck to {action}", (M.no_transaction,))
 _RELEASED = Refuse("the truck is already released", (M.truck_released,))
 _NO_ALARM = Refuse("no alarm to acknowledge", (M.no_alarm,))
+# Officers decide on what the rules decided: a release while the truck is still being read would pass over
+# readings still to come (an X-ray verdict, a seal), so the kiosk offers no decision until then.
+_BEING_READ = Refuse("the truck is still being read: decide once the lane has decided")
 
 
 def _officer_rows(state: LaneState) -> dict[str, tuple[Row, ...]]:
@@ -918,6 +921,9 @@ def _waiting(state: LaneState) -> dict[str, tuple[Row, ...]]:
     return {
         **_everywhere(state),
         **_officer_rows(state),
+        "officer_release": (_BEING_READ,),
+        "officer_refuse": (_BEING_READ,),
+        "officer_inspect": (_BEING_READ,),
         "reading": (_go(S.COLLECTING, M._take_reading),),
         "decided_release": (_go(S.PASSING, M._record_decision, M._release_auto, when=M.boom_up),
                             _go(S.DECIDED, M._record_decision, M._release_auto)),

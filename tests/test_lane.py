@@ -234,11 +234,18 @@ def test_transition_table_prints_as_a_diagram():
     assert "PASSING --boom_closed-->" in text
 
 
-def test_officer_can_release_while_readings_are_still_being_collected():
+def test_officers_decide_only_once_the_truck_has_been_read():
+    """Release, refuse and inspect wait for the lane's decision: a release while the truck is still being read
+    would pass over an X-ray verdict or a seal still to come (the kiosk offers no button until then)."""
     lane = arrived_lane()
     lane.handle(plate(), 100.1)
-    actions = lane.handle(OfficerAction("release", "officer-7", "seal checked by hand"), 101.0)
-    assert "open_barrier" in kinds(actions) and lane.state == LaneState.DECIDED
+    assert not {"release", "refuse", "inspect"} & set(lane.officer_actions())
+    for action in ("release", "refuse", "inspect"):
+        with pytest.raises(LaneError, match="still being read"):
+            lane.handle(OfficerAction(action, "officer-7", "seal checked by hand"), 101.0)
+    assert lane.state == LaneState.COLLECTING and lane.passage.released_by is None
+    lane.handle(Decided(HOLD), 101.5)
+    assert "open_barrier" in kinds(lane.handle(OfficerAction("release", "officer-7", "seal checked by hand"), 102.0))
 
 
 def test_send_to_inspection_keeps_the_boom_closed_and_records_who():
@@ -540,7 +547,8 @@ def test_the_same_forged_clear_repeated_is_no_news():
 def test_every_transition_row_names_one_next_state_and_the_last_row_always_applies():
     for state, events in TRANSITIONS.items():
         for key, rows in events.items():
-            assert rows and not rows[-1].when and not isinstance(rows[-1], Refuse), (state, key)
+            # the last row always applies (a Go, or a refusal that says why, e.g. "still being read")
+            assert rows and not rows[-1].when, (state, key)
             assert all(row.when for row in rows[:-1]), (state, key)  # every earlier row says when it applies
             assert all(isinstance(row, Refuse) or isinstance(row.to, LaneState) for row in rows), (state, key)
 

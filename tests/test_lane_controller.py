@@ -158,9 +158,10 @@ def test_officer_release_is_journaled_with_the_officer_before_the_open(tmp_path)
         try:
             now = time.time()
             controller.submit(LoopChanged(PLC, Loop.ARRIVAL, True, now))
-            controller.submit(_readings(now)[0])  # the plate only: the seal is missing, the truck waits
-            await wait_until(lambda: controller.machine.tx is not None and controller.machine.tx.plates,
-                             what="the plate attached")
+            controller.submit(_readings(now)[0])
+            controller.submit(SealRead("IMP-1-eseal", "SEAL999", SealStatus.INTACT, 90, None, now, now))  # not declared
+            await wait_until(lambda: controller.machine.tx is not None and controller.machine.tx.decision is not None,
+                             what="the truck held for its seal")
             assert barrier.opens() == []
             await controller.officer_action("release", "officer-12", "seal checked by hand")
             seen = barrier.opens()[0]

@@ -33,7 +33,8 @@ MQTT (optional, `mqtt=(host, port[, client_id, tls])`, TLS with central's own cl
 from the gate CA (`tls`, a devices.transports.mqtt.MqttTls); a persistent session): subscribes to `smartgate/+/status`
 (birth / death with bdSeq, see sync/telemetry.py) and `smartgate/+/telemetry/#`, and publishes
 `smartgate/<gate>/feed/notify` (QoS 1) whenever that gate's declarations change, so the gate pulls
-at once.
+at once. It is also a Sparkplug B host application (`spBv1.0/smartgate/#`, sync/sparkplug.py): each
+gate's node and device metrics are kept as its `sparkplug` telemetry (see `SparkplugHost`).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
+import pysparkplug as spb
 from fastapi import Body, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -53,10 +56,70 @@ from edge.declarations import DeclarationError, declaration_from_mapping, declar
 from edge.http_guard import INT64_MAX, install_guards
 from sync.central.store import ROLES, CentralStore, UploadRefused, VersionConflict
 from sync.keys import KeyError_, sign
+from sync.sparkplug import REBIRTH, decode_message, metrics_of, status_from_sparkplug
+from sync.sparkplug import topic as topic_of
 from sync.telemetry import parse_status
 from sync.tokens import new_token
 
 log = logging.getLogger(__name__)
+
+
+class SparkplugHost:
+    """Central as a Sparkplug B host application: each gate's node and device metrics, kept as the gate's
+    `sparkplug` telemetry (online from NBIRTH/NDEATH with its own bdSeq, metrics, devices).
+
+    Data from a node whose birth central has not seen (central started later, or a seq gap) makes it
+    send that node `Node Control/Rebirth`, as the specification asks of a host.
+    """
+
+    def __init__(self, group: str, store: CentralStore, publish: Callable[[str, bytes], None]):
+        self.group, self.store, self.publish = group, store, publish
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.rebirths_asked = 0
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """Apply one Sparkplug message (paho's thread); a bad one is logged and dropped."""
+        try:
+            message = decode_message(topic, payload)
+        except ValueError as exc:
+            log.warning("ignored a Sparkplug message: %s", exc)
+            return
+        if message.message_type in ("NCMD", "DCMD"):
+            return
+        gate = message.edge_node
+        node = self.nodes.get(gate)
+        status = status_from_sparkplug(message)
+        if message.message_type == "NBIRTH":
+            node = self.nodes[gate] = {"online": True, "bd_seq": status[1] if status else None, "seq": message.seq,
+                                       "metrics": metrics_of(message), "devices": {}, "at": time.time()}
+        elif message.message_type == "NDEATH":
+            if node is None or (status and node.get("bd_seq") != status[1]):
+                return  # the death of an earlier session (its birth was replaced): not this node's state
+            node["online"] = False
+        elif node is None or not node["online"] or not self._in_sequence(node, message.seq):
+            self._ask_for_birth(gate)
+            return
+        elif message.message_type == "NDATA":
+            node["metrics"].update(metrics_of(message))
+        elif message.message_type in ("DBIRTH", "DDATA") and message.device:
+            node["devices"].setdefault(message.device, {}).update(metrics_of(message))
+        elif message.message_type == "DDEATH" and message.device:
+            node["devices"].setdefault(message.device, {})["online"] = False
+        node["at"] = time.time()
+        self.store.set_telemetry(gate, "sparkplug", node)
+
+    @staticmethod
+    def _in_sequence(node: dict[str, Any], seq: int | None) -> bool:
+        expected = (node["seq"] + 1) % 256 if node.get("seq") is not None else None
+        node["seq"] = seq
+        return seq is None or expected is None or seq == expected
+
+    def _ask_for_birth(self, gate: str) -> None:
+        now = spb.get_current_timestamp()
+        command = spb.NCmd(timestamp=now, metrics=(spb.Metric(timestamp=now, name=REBIRTH,
+                                                              datatype=spb.DataType.BOOLEAN, value=True),))
+        self.rebirths_asked += 1
+        self.publish(topic_of(self.group, "NCMD", gate), command.encode(include_dtypes=True))
 
 
 class CentralMqtt:
@@ -69,9 +132,10 @@ class CentralMqtt:
     """
 
     def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central",
-                 tls: MqttTls | None = None):
+                 tls: MqttTls | None = None, sparkplug_group: str = "smartgate"):
         """`tls=None` is plaintext: only against a broker the site runs `insecure: true`."""
         self.store = store
+        self.sparkplug = SparkplugHost(sparkplug_group, store, self._ask_rebirth)
         self.client = new_client(client_id, tls, clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -90,8 +154,15 @@ class CentralMqtt:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         client.subscribe("smartgate/+/status", qos=1)
         client.subscribe("smartgate/+/telemetry/#", qos=1)
+        client.subscribe(f"spBv1.0/{self.sparkplug.group}/#", qos=1)
+
+    def _ask_rebirth(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic.startswith("spBv1.0/"):
+            self.sparkplug.on_message(message.topic, bytes(message.payload))
+            return
         parts = message.topic.split("/")
         try:
             gate = parts[1]

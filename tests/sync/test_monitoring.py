@@ -190,3 +190,33 @@ def test_sync_bench_quick_reports_every_figure():
                 "link_up_to_revocation_s_median"):
         assert figures[key] > 0, key
     assert figures["central_events"] == figures["drain_events"]
+
+
+@pytest.mark.timeout(120)
+def test_central_takes_the_nodes_sparkplug_births_data_and_death(tmp_path, own_broker, keypair):
+    """Central as a Sparkplug B host: the node's NBIRTH and DBIRTHs make it online with its lane and device
+    metrics; the NDEATH (its will, after a SIGKILL) with the same bdSeq makes it offline."""
+    broker = own_broker
+    central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], mqtt=central_mqtt(broker),
+                            **enrolled(tmp_path)).start()
+    node = NodeProcess(write_site(secure_small_site("HN", broker), tmp_path / "site.yaml"), tmp_path / "node",
+                       tmp_path / "node.log")
+
+    def sparkplug() -> dict:
+        return (_gate(central).get("telemetry") or {}).get("sparkplug") or {}
+
+    try:
+        node.start()
+        _wait(lambda: sparkplug().get("online") is True and "L1-anpr" in sparkplug().get("devices", {}), 30,
+              "the node's Sparkplug births at central")
+        # nobody serves the lane's PLC: the lane's fault reaches central as Sparkplug data
+        _wait(lambda: sparkplug()["metrics"].get("Lanes/L1/State") == "FAULT", 20, "the lane's FAULT as NDATA")
+        state = sparkplug()
+        assert state["metrics"]["Lanes/L1/Faulty"] is True and state["devices"]["L1-plc"]["Connected"] is False
+        assert set(state["devices"]) >= {"L1-anpr", "L1-plc"} and "Connected" in state["devices"]["L1-anpr"]
+        node.kill()
+        _wait(lambda: sparkplug().get("online") is False, 20, "the NDEATH (the will) after SIGKILL")
+        assert sparkplug()["bd_seq"] == state["bd_seq"]
+    finally:
+        node.kill()
+        central.stop()

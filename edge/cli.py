@@ -206,6 +206,10 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.standalone import run_simulator
 
+    if args.kind == "gate":
+        from simulators.hand_gate import run_hand_gate
+
+        return asyncio.run(run_hand_gate(args))
     if args.kind == "link":
         from simulators.link_proxy import run_proxy
 

@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from edge.config import load_profile
+from edge.config import CONFIG_ROOT, load_profile
 from simulators.faults import FAULT_HELP, FaultSpec, inject_fault, supported_faults
 
-KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner", "video")
+KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner", "video", "gate")
 LOOPS = ("arrival", "safety", "exit")
+SIM_SITE = CONFIG_ROOT / "sites" / "simulated-gate.yaml"  # a site whose devices are the simulators
 
 
 def parse_fault(text: str) -> FaultSpec:
@@ -52,6 +53,24 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
         p.add_argument("--fault", type=parse_fault, action="append", default=[],
                        metavar="AT_S:NAME[:DURATION_S]", help=f"inject a fault ({fault_help})")
+
+    p = kinds.add_parser(
+        "gate", help="every simulator of a site on one clock, driven by hand (console, HTTP API), for `smartgate run`",
+        description="Runs the MQTT broker (TLS) and a simulator for every device of the site, writes the "
+                    "certificates (and, for a site with real device addresses, a site file) that `smartgate run` "
+                    "needs to run the real node against them, then takes commands: `truck 29C-123.45 arrives at "
+                    "IMP-1 seal SEAL-777 weight 28000 scan clear`, `clear IMP-1`, `fault IMP-1-anpr disconnect "
+                    "10`, `help`.")
+    p.add_argument("--site", default=str(SIM_SITE), help=f"site file (default: {SIM_SITE.name}, made for this)")
+    p.add_argument("--data-dir", help="the node's data directory: certificates go to <data-dir>/pki (default: "
+                                      "the site's data_dir; <data_dir>-sim for a site with real device addresses)")
+    p.add_argument("--rebind", action="store_true",
+                   help="move every endpoint to a free loopback port and write <data-dir>/simulated-site.yaml "
+                        "(the default for a site whose devices are not on loopback)")
+    p.add_argument("--http", type=int, metavar="PORT", help="also take commands over HTTP on 127.0.0.1:PORT "
+                                                            "(0: a free port)")
+    p.add_argument("--no-console", action="store_true", help="do not read commands from standard input")
+    p.add_argument("--travel", type=float, default=1.0, help="boom travel time in seconds (default 1)")
 
     p = kinds.add_parser("barrier", help="barrier PLC on Modbus TCP (or RTU on a pty)")
     p.add_argument("--host", default="127.0.0.1")

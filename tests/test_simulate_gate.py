@@ -1,0 +1,139 @@
+"""`smartgate simulate gate`: a tester drives trucks by hand through the real node (`smartgate run`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from edge.config import CONFIG_ROOT
+from simulators.broker import free_port
+
+SMARTGATE = [sys.executable, "-m", "edge.cli"]
+EXAMPLE = CONFIG_ROOT / "sites" / "simulated-gate.yaml"
+
+
+class Output:
+    """A subprocess's output lines, read as they come (never a sleep for luck)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+
+    def wait_for(self, text: str, timeout_s: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        for line in self.lines:
+            if text in line:
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no {text!r} within {timeout_s} s; output:\n{''.join(self.lines)}")
+
+
+def example_site_on_free_ports(tmp_path: Path) -> Path:
+    """The shipped simulated-gate site, with ports nobody else holds (tests run side by side)."""
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["mqtt"]["port"] = free_port()
+    for lane in data["lanes"]:
+        for device in lane["devices"]:
+            if device["transport"]["type"] == "modbus_tcp":
+                device["transport"]["port"] = free_port()
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return site
+
+
+def start(*args: str, cwd: Path, stdin: bool = False) -> tuple[subprocess.Popen, Output]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    process = subprocess.Popen([*SMARTGATE, *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
+    return process, Output(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_cleared_truck_driven_by_hand_opens_the_boom_of_the_real_node(tmp_path: Path):
+    site = example_site_on_free_ports(tmp_path)
+    (tmp_path / "declarations.csv").write_text(
+        "number,kind,gate,plates,containers,seals,gross_weight_kg,channel,status,valid_from,valid_until,version\n"
+        "105000000001,import,HUUNGHI,29C-123.45,,SEAL-777,28000,green,cleared,2026-01-01,2099-12-31,1\n",
+        encoding="utf-8")
+    simulator, sim_out = start("simulate", "gate", "--site", str(site), "--http", "0", cwd=tmp_path, stdin=True)
+    node = None
+    try:
+        ready = sim_out.wait_for("ready:", 60)
+        assert f"smartgate run --site {site}" in ready
+        api = sim_out.wait_for("HTTP API on")
+        imported = subprocess.run([*SMARTGATE, "cache", "import", "declarations.csv", "--site", str(site)],
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert imported.returncode == 0, imported.stderr
+        node, node_out = start("run", "--site", str(site), "--port", "0", cwd=tmp_path)
+        node_out.wait_for("running", 60)
+
+        simulator.stdin.write("truck 29C-123.45 arrives at IMP-1 seal SEAL-777 weight 28000 scan clear\n")
+        simulator.stdin.flush()
+        sim_out.wait_for("IMP-1: boom open", 30)
+        sim_out.wait_for("IMP-1: truck 29C-123.45 drove through", 15)
+
+        # The same gate over the HTTP API: an unknown plate is held, the boom stays shut until it backs away.
+        base = re.search(r"http://127\.0\.0\.1:\d+", api).group(0)
+        body = json.dumps({"command": "truck 51D-999.99 arrives at IMP-1 seal SEAL-1 weight 20000 scan clear"})
+        request = urllib.request.Request(f"{base}/commands", body.encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.load(answer)["ok"] is True
+        sim_out.wait_for("IMP-1: truck 51D-999.99 waits for the boom", 15)
+        with urllib.request.urlopen(f"{base}/lanes", timeout=10) as answer:
+            assert "truck 51D-999.99" in json.load(answer)["IMP-1"]
+        simulator.stdin.write("clear IMP-1\n")
+        simulator.stdin.flush()
+        sim_out.wait_for("IMP-1: truck 51D-999.99 backed away", 15)
+        assert sum(line.rstrip().endswith("IMP-1: boom open") for line in sim_out.lines) == 1  # never for 51D
+    finally:
+        if node is not None:
+            stop(node)
+        stop(simulator)
+
+
+def test_console_says_what_is_wrong_with_a_command_and_logs_a_fault_start_and_end(tmp_path: Path):
+    site = example_site_on_free_ports(tmp_path)
+    simulator, out = start("simulate", "gate", "--site", str(site), cwd=tmp_path, stdin=True)
+    try:
+        out.wait_for("ready:", 60)
+        simulator.stdin.write("truck 29C-123.45 arrives at IMP-9\nfault IMP-1-anpr disconnect 0.5\n")
+        simulator.stdin.flush()
+        assert "the lanes are IMP-1, EXP-1" in out.wait_for("no lane 'IMP-9'")
+        out.wait_for("IMP-1-anpr: fault disconnect starts for 0.5 s")
+        out.wait_for("IMP-1-anpr: fault disconnect ended")
+        simulator.stdin.write("quit\n")
+        simulator.stdin.flush()
+        assert simulator.wait(30) == 0
+    finally:
+        stop(simulator)

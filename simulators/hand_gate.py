@@ -472,12 +472,9 @@ async def run_hand_gate(args: argparse.Namespace) -> int:
         await gate.start(node=False)
         for identity in (gate.site.site.mqtt.client_id, gate.site.site.mqtt.session_client_id(gate.site.site.gate)):
             broker.credentials(identity)  # the node's two certificates, in <data_dir>/pki/clients
-        if as_is:
-            site_file = loaded.path
-        else:
-            site_file = write_node_site(gate.site, data_dir, data_dir / "simulated-site.yaml")
+        site_file = loaded.path if as_is else write_node_site(gate.site, data_dir, data_dir / "simulated-site.yaml")
         driver = HandDrivenGate(gate)
-        _print_endpoints(gate, broker, driver.say)
+        print_endpoints(gate, broker, driver.say)
         run = f"smartgate run --site {site_file}"
         if as_is and args.data_dir:
             run += f" --data-dir {data_dir}"
@@ -510,14 +507,22 @@ async def run_hand_gate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_endpoints(gate: Any, broker: Any, say) -> None:
+def endpoint_text(transport: Any) -> str:
+    """Where a device's simulator listens or writes, in words (`Modbus TCP 127.0.0.1:15020`)."""
+    if transport.type == "modbus_tcp":
+        return f"Modbus TCP {transport.host}:{transport.port}"
+    if transport.type == "modbus_rtu":
+        return f"Modbus RTU on {transport.port}"
+    if transport.type == "serial":
+        return f"serial port {transport.port}"
+    if transport.type == "mqtt":
+        return f"MQTT topic {transport.topic}"
+    return f"video {transport.source}"
+
+
+def print_endpoints(gate: Any, broker: Any, say) -> None:
+    """Every port and path the simulated gate opened, one line each."""
     say(f"MQTT broker (TLS) on {broker.host}:{broker.port}, gate CA {broker.pki.ca_cert}")
     for lane in gate.site.site.lanes:
         for device in lane.devices:
-            t = device.transport
-            where = {"modbus_tcp": lambda: f"Modbus TCP {t.host}:{t.port}",
-                     "modbus_rtu": lambda: f"Modbus RTU on {t.port}",
-                     "serial": lambda: f"serial port {t.port}",
-                     "mqtt": lambda: f"MQTT topic {t.topic}",
-                     "video": lambda: f"video {t.source}"}[t.type]()
-            say(f"{lane.id}: {device.id} ({device.kind}) on {where}")
+            say(f"{lane.id}: {device.id} ({device.kind}) on {endpoint_text(device.transport)}")

@@ -207,9 +207,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.standalone import run_simulator
 
     if args.kind == "gate":
-        from simulators.hand_gate import run_hand_gate
+        from simulators.hand_gate import SimulatorError, run_hand_gate
 
-        return asyncio.run(run_hand_gate(args))
+        try:
+            return asyncio.run(run_hand_gate(args))
+        except (SimulatorError, RuntimeError, OSError) as exc:  # a busy port, no mosquitto, a real CA there
+            print(f"smartgate simulate gate: {exc}", file=sys.stderr)
+            return 1
     if args.kind == "link":
         from simulators.link_proxy import run_proxy
 

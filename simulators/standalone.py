@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -39,6 +40,20 @@ def parse_fault(text: str) -> FaultSpec:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"{text!r}: {exc.__class__.__name__}; faults are {', '.join(FAULT_HELP)}") from exc
+
+
+SEAL_STATUSES = ("intact", "opened", "tampered")
+
+
+def parse_seal(text: str) -> tuple[str, str, str | None]:
+    """`ID[:STATUS[:CONTAINER]]` → (id, status, container) (argparse type); a wrong status is refused."""
+    parts = text.split(":")
+    if not parts[0] or len(parts) > 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: write ID[:STATUS[:CONTAINER]], e.g. 5E0000A1:tampered")
+    status = parts[1] if len(parts) > 1 and parts[1] else "intact"
+    if status not in SEAL_STATUSES:
+        raise argparse.ArgumentTypeError(f"{text!r}: seal status '{status}' is not one of {', '.join(SEAL_STATUSES)}")
+    return parts[0], status, parts[2] if len(parts) > 2 and parts[2] else None
 
 
 def add_parsers(sub: Any) -> None:
@@ -90,7 +105,7 @@ def add_parsers(sub: Any) -> None:
     p = kinds.add_parser("eseal", help="e-seal reader on a serial line (pty)")
     p.add_argument("--link", required=True, help="path the node opens as its serial port (a symlink to a pty)")
     p.add_argument("--format", choices=["eseal-ascii", "eseal-binary"], default="eseal-ascii")
-    p.add_argument("--seal", action="append", default=[], metavar="ID[:STATUS[:CONTAINER]]",
+    p.add_argument("--seal", type=parse_seal, action="append", default=[], metavar="ID[:STATUS[:CONTAINER]]",
                    help="seal to report each time (status intact|opened|tampered); repeatable")
     common(p)
 
@@ -191,7 +206,24 @@ def _read_loop_commands(sim: Any) -> None:
 
 def _broker(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return host or "127.0.0.1", int(port)
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError:
+        raise SimulatorError(f"--broker {text}: write HOST:PORT, e.g. 127.0.0.1:8883") from None
+
+
+async def _connect(sim: Any, host: str, port: int) -> None:
+    """Connect an MQTT simulator; a broker that is not there (or refuses it) is one line, not a traceback."""
+    try:
+        await asyncio.to_thread(sim.start, 5.0)
+    except ConnectionRefusedError:
+        raise SimulatorError(f"no MQTT broker at {host}:{port} (connection refused): start it, or give --broker "
+                             "HOST:PORT") from None
+    except OSError as exc:  # TLS refused, host unknown, unreachable
+        raise SimulatorError(f"cannot connect to the MQTT broker at {host}:{port}: {exc}") from None
+    except RuntimeError as exc:  # connected at TCP level, but the broker never accepted us
+        raise SimulatorError(f"the MQTT broker at {host}:{port} did not accept the connection ({exc}); with a "
+                             "TLS broker give --tls CA CERT KEY") from None
 
 
 def say(text: str) -> None:
@@ -201,8 +233,24 @@ def say(text: str) -> None:
 Step = Callable[[int], Awaitable[None]]
 
 
+class SimulatorError(RuntimeError):
+    """A simulator cannot start; the message is one line that says why and what to do."""
+
+
+def _check_link(option: str, link: str) -> None:
+    """The folder of a --link path must exist (a typo must not make a port nobody opens)."""
+    folder = Path(link).parent
+    if not folder.is_dir():
+        raise SimulatorError(f"{option} {link}: the folder {folder} does not exist; create it or give another path")
+    if Path(link).exists() and not Path(link).is_symlink():
+        raise SimulatorError(f"{option} {link}: a file is already there (the simulator makes a link of its own)")
+
+
 async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awaitable[None]]]:
     """The simulator, what it does for truck n, and how it stops."""
+    for option in ("link", "rtu_link"):
+        if getattr(args, option, None):
+            _check_link("--" + option.replace("_", "-"), getattr(args, option))
     if args.kind == "barrier":
         from simulators.barrier_plc import BarrierPlcRtuSimulator, BarrierPlcSimulator
 
@@ -217,8 +265,9 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         else:
             wire = None
             sim = BarrierPlcSimulator(regmap, args.host, args.port, travel_s=args.travel)
-            say(f"barrier PLC on Modbus TCP {args.host}:{args.port} (device id {regmap.device_id})")
         await sim.start()
+        if not args.rtu_link:
+            say(f"barrier PLC on Modbus TCP {args.host}:{args.port} (device id {regmap.device_id})")
         say("heartbeat watchdog armed from power-up: until the node writes a heartbeat the boom stays closed-safe")
         for loop in args.occupy:
             set_loop(sim, loop, True)
@@ -245,13 +294,12 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         sim = EsealReaderSimulator(args.link, reader_id="SIM-READER", frame_format=args.format)
         sim.start()
         say(f"e-seal reader ({args.format}): the node opens {args.link}")
-        seals = [s.split(":") for s in (args.seal or ["5E0000A1:intact"])]
+        seals = args.seal or [("5E0000A1", "intact", None)]
 
         async def truck(n: int) -> None:
-            for parts in seals:
-                status = parts[1] if len(parts) > 1 else "intact"
-                sim.present_seal(parts[0], status, parts[2] if len(parts) > 2 else None)
-                say(f"seal {parts[0]} {status}")
+            for seal_id, status, container in seals:
+                if sim.present_seal(seal_id, status, container):
+                    say(f"seal {seal_id} {status}")
 
         async def stop() -> None:
             sim.stop()
@@ -302,6 +350,11 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     host, port = _broker(args.broker)
     from devices.transports.mqtt import MqttTls
 
+    if args.tls:
+        for name in args.tls:
+            if not Path(name).is_file():
+                raise SimulatorError(f"--tls: {name} does not exist")
+
     tls = MqttTls(*(Path(f) for f in args.tls)) if args.tls else None
     if args.kind == "anpr":
         from edge.pki import common_name
@@ -311,7 +364,7 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         # camera names itself by the identity it was enrolled as (the site's device id).
         camera_id = common_name(tls.cert) if tls else "sim-camera"
         sim = AnprCameraSimulator(host, port, args.topic, camera_id, tls=tls)
-        await asyncio.to_thread(sim.start)
+        await _connect(sim, host, port)
         plates = args.plate or ["29C-123.45"]
         say(f"camera publishing to {args.topic} on {host}:{port}")
 
@@ -330,7 +383,7 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     from simulators.scanner import ScannerSimulator
 
     sim = ScannerSimulator(host, port, args.topic, args.lane, "sim-scanner", tls=tls)
-    await asyncio.to_thread(sim.start)
+    await _connect(sim, host, port)
     say(f"scanner publishing to {args.topic} on {host}:{port}")
 
     async def truck(n: int) -> None:
@@ -350,8 +403,21 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
 
 
 async def run_simulator(args: argparse.Namespace) -> int:
-    """Run one simulator until Ctrl-C or --duration; returns the exit code."""
-    sim, truck, stop = await _build(args)
+    """Run one simulator until Ctrl-C or --duration; returns the exit code.
+
+    A simulator that cannot start (a busy port, a broker that is not there, a link in a folder that does
+    not exist) says why in one line on stderr and exits 1.
+    """
+    try:
+        sim, truck, stop = await _build(args)
+    except SimulatorError as exc:
+        print(f"smartgate simulate {args.kind}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        why = "the port is in use: stop what holds it or give another --port" if exc.errno == errno.EADDRINUSE \
+            else str(exc)
+        print(f"smartgate simulate {args.kind}: cannot start: {why}", file=sys.stderr)
+        return 1
     offered = supported_faults(sim)
     for spec in args.fault:
         if spec.fault not in offered:
@@ -364,18 +430,30 @@ async def run_simulator(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stopping.set)
+    down: set[str] = set()  # lasting faults under way that silence the device (disconnect)
+
+    async def one_fault(spec: FaultSpec) -> None:
+        if spec.fault == "disconnect":
+            down.add(spec.fault)
+        try:
+            await inject_fault(sim, spec.fault, spec.duration_s, log=say)
+        finally:
+            down.discard(spec.fault)
 
     async def faults() -> None:
+        running = []
         for spec in sorted(args.fault, key=lambda f: f.at_s):
             await asyncio.sleep(max(0.0, spec.at_s - (time.monotonic() - started)))
-            say(f"fault: {spec.fault}" + (f" for {spec.duration_s:g} s" if hasattr(sim, f"recover_{spec.fault}")
-                                          else ""))
-            asyncio.create_task(inject_fault(sim, spec.fault, spec.duration_s))
+            running.append(asyncio.create_task(one_fault(spec)))
+        await asyncio.gather(*running)
 
     async def traffic() -> None:
         n = 0
         while True:
-            await truck(n)
+            if down:
+                say(f"truck {n + 1}: nothing sent (the device is disconnected)")
+            else:
+                await truck(n)
             n += 1
             await asyncio.sleep(args.every)
 

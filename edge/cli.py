@@ -7,22 +7,117 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from edge.config import CONFIG_ROOT, ConfigError, load_site
+from edge.config import CONFIG_ROOT, PROFILE_DIR, ConfigError, load_site
 
 DEFAULT_SITE = CONFIG_ROOT / "sites" / "huu-nghi.yaml"
 DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
+NODE_FILES = ("journal.sqlite", "declarations.sqlite", "users.sqlite", "pki", "mqtt_bd_seq")  # a node's data dir
+QUIET_LIBRARIES = {"pymodbus": logging.ERROR, "paho": logging.WARNING, "uvicorn": logging.WARNING,
+                   "uvicorn.error": logging.WARNING, "uvicorn.access": logging.WARNING, "httpx": logging.WARNING,
+                   "httpcore": logging.WARNING, "PIL": logging.WARNING, "onnxruntime": logging.WARNING}
+
+
+class DataDirError(Exception):
+    """A --data-dir (or the site's data_dir) that cannot be the node's data folder; the message says why."""
+
+
+def check_data_dir(path: Path, *, given: bool, must_exist: bool = False, needs: str | None = None,
+                   writes: bool = False) -> Path:
+    """The data folder, refused with a message when it is a file, someone else's folder, missing or read-only.
+
+    `given`: named by --data-dir (else the site's data_dir, for the message); `must_exist`: a command that
+    only reads; `needs`: a file the command reads (`declarations.sqlite`); `writes`: it must be writable.
+    """
+    what = f"--data-dir {path}" if given else f"the site's data_dir {path}"
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"{what} is a file, not a folder: give the node's data folder")
+    if not path.exists():
+        if must_exist:
+            raise DataDirError(f"{what} does not exist: nothing to read there (a typo? the node's folder is the "
+                               "site's data_dir, or the --data-dir it runs with)")
+        return path
+    names = {entry.name for entry in path.iterdir()}
+    if names and not names & set(NODE_FILES):
+        raise DataDirError(f"{what} is not a node's data folder (it holds {len(names)} other entries and none of "
+                           f"{', '.join(NODE_FILES[:3])}): give the node's data folder, or an empty or new one")
+    if needs and needs not in names:
+        raise DataDirError(f"{what} has no {needs} yet: is it the right node's folder?")
+    if writes and not os.access(path, os.W_OK | os.X_OK):
+        raise DataDirError(f"{what} is not writable by this user: run as the node's user, or fix its permissions")
+    return path
+
+
+def _data_dir(args: argparse.Namespace, **checks) -> Path:
     if args.data_dir:
-        return Path(args.data_dir)
-    return Path(load_site(args.site).site.data_dir)
+        return check_data_dir(Path(args.data_dir), given=True, **checks)
+    return check_data_dir(Path(load_site(args.site).site.data_dir), given=False, **checks)
+
+
+class _NoBar:
+    """Stands in for a progress bar where tqdm is missing."""
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to draw."""
+
+    def set_postfix_str(self, text: str) -> None:
+        """Nothing to draw."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def progress_bar(total: int | None, desc: str, unit: str) -> Any:
+    """A progress bar on stderr for long work (tqdm); drawn only on a terminal, so pipes and logs stay clean."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    import shutil
+
+    size = shutil.get_terminal_size((100, 24))  # a terminal that reports no size (0 x 0) would hide the bar
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, ncols=min(size.columns, 120),
+                nrows=max(size.lines, 2),
+                unit_scale=total is not None and total > 10_000)
+
+
+class _CountingCache:
+    """A declaration cache whose bulk upsert advances a progress bar (one step per declaration)."""
+
+    def __init__(self, cache: Any, bar: Any):
+        self._cache, self._bar = cache, bar
+
+    def upsert_many(self, declarations):
+        def counted():
+            for declaration in declarations:
+                self._bar.update(1)
+                yield declaration
+
+        return self._cache.upsert_many(counted())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
+
+
+def _rows_in(path: Path) -> int | None:
+    """About how many records a declarations file holds (for the progress bar), or None."""
+    if path.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+        return None
+    try:
+        with path.open("rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None
+    return max(0, lines - 1) if path.suffix.lower() == ".csv" else lines
 
 
 # ---------------------------------------------------------------- commands
@@ -39,6 +134,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     site = loaded.site
     print(f"{args.path}: OK — gate {site.gate}, {len(site.lanes)} lanes, "
           f"{sum(len(lane.devices) for lane in site.lanes)} devices, profiles: {', '.join(loaded.profiles)}")
+    for name, path in loaded.profile_files.items():
+        if path.parent.resolve() != PROFILE_DIR.resolve():
+            print(f"  profile {name} from {path} (beside the site: it takes precedence over a shipped one)")
     return 0
 
 
@@ -47,15 +145,18 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
     from edge.declaration_import import format_import_report, import_declarations
     from edge.declarations import DeclarationError
 
-    data_dir = _data_dir(args)
+    data_dir = _data_dir(args, writes=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     cache = DeclarationCache.open(data_dir / "declarations.sqlite")
+    bar = progress_bar(_rows_in(Path(args.file)), "importing", "declarations")
     try:
-        report = import_declarations(cache, Path(args.file))
+        report = import_declarations(_CountingCache(cache, bar), Path(args.file))
     except DeclarationError as exc:
+        bar.close()
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
     finally:
+        bar.close()
         cache.close()
     print(format_import_report(report))
     return 0 if not report.errors else 1
@@ -64,7 +165,8 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
 def cmd_cache_stats(args: argparse.Namespace) -> int:
     from edge.cache import DeclarationCache
 
-    cache = DeclarationCache.open(_data_dir(args) / "declarations.sqlite")
+    cache = DeclarationCache.open(_data_dir(args, must_exist=True, needs="declarations.sqlite")
+                                  / "declarations.sqlite")
     try:
         stats = cache.stats()
         age = cache.age_seconds(datetime.now(UTC))
@@ -78,7 +180,7 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     from edge.journal import Journal, format_verify_report
 
-    path = Path(args.db) if args.db else _data_dir(args) / "journal.sqlite"
+    path = Path(args.db) if args.db else _data_dir(args, must_exist=True) / "journal.sqlite"
     if not path.exists():
         print(f"no journal at {path}", file=sys.stderr)
         return 2
@@ -100,7 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    options = NodeOptions(data_dir=Path(args.data_dir or loaded.site.data_dir),
+    options = NodeOptions(data_dir=check_data_dir(Path(args.data_dir or loaded.site.data_dir),
+                                                  given=bool(args.data_dir), writes=True),
                           kiosk_port=args.port)
     problems = mqtt_tls_problems(loaded, options.data_dir)
     if problems:  # a plaintext or anonymous device bus is refused unless the site says `insecure: true`
@@ -146,7 +249,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.scenario:
         if args.kiosk:
             _demo_users(workdir)
-        result = asyncio.run(play_scenario(scenario, workdir, kiosk_port=args.port if args.kiosk else None))
+        bar = progress_bar(len(scenario.spec.trucks), f"scenario {scenario.spec.name or scenario.path.stem}",
+                           "trucks")
+
+        def truck_done(truck: dict) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{truck['lane']} {truck['plate']} {truck['outcome']}")
+
+        try:
+            result = asyncio.run(play_scenario(scenario, workdir, kiosk_port=args.port if args.kiosk else None,
+                                               on_truck=truck_done))
+        finally:
+            bar.close()
         if args.json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         else:
@@ -473,16 +587,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: bool) -> None:
+    """WARNING and up (device libraries' chatter included) unless -v, then INFO for everyone."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for name, quiet in QUIET_LIBRARIES.items():
+        # The drivers report device faults themselves; the libraries' own retries and frame dumps would only
+        # repeat them (pymodbus: not even its warnings).
+        logging.getLogger(name).setLevel(logging.INFO if verbose else quiet)
+    if not verbose:  # FFmpeg's and OpenCV's own messages (a camera stream that drops) go to stderr directly
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+
+def _quiet_closed_pipe() -> int:
+    """stdout's reader went away (`smartgate cache stats | head`): stop quietly, as a SIGPIPE would."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `smartgate` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # The drivers report device faults themselves; pymodbus's own retries would only repeat them.
-        logging.getLogger("pymodbus").setLevel(logging.ERROR)
+    configure_logging(args.verbose)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_closed_pipe()
+    except KeyboardInterrupt:
+        return 130
+    except DataDirError as exc:
+        print(f"smartgate: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

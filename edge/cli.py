@@ -285,6 +285,7 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     from simulators.broker import PrivateBroker
     from simulators.central_sim import publish_declarations, start_central, with_central
     from simulators.gate import SimulatedGate
+    from simulators.hand_gate import print_endpoints
     from simulators.scenario import play_scenario
 
     broker = await asyncio.to_thread(PrivateBroker().start)
@@ -300,14 +301,20 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
     print(f"central: {central.url}/api/v1/gates (events, backlog, last contact)")
+    print_endpoints(gate, broker, lambda line: print(f"  {line}"))
     print("kiosk log-ins (demo only): " + ", ".join(f"{role} {name}/{password}" for name, password, role in demo_users))
     print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")
-    play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate))
+    finished = []
+
+    def truck_done(truck: dict) -> None:
+        finished.append(truck)
+        print(f"{truck['lane']:6} {truck['plate']:14} {str(truck['outcome']):8} {','.join(truck['reasons']) or '-'}"
+              f"  ({len(finished)}/{len(scenario.spec.trucks)} trucks)", flush=True)
+
+    play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate, on_truck=truck_done))
     stop = asyncio.create_task(_until_interrupted())
     await asyncio.wait({play, stop}, return_when=asyncio.FIRST_COMPLETED)
     if play.done() and not play.cancelled() and play.exception() is None:
-        for truck in play.result()["trucks"]:
-            print(f"{truck['lane']:6} {truck['plate']:14} {truck['outcome']:8} {','.join(truck['reasons']) or '-'}")
         print("All trucks done; the gate keeps running. Ctrl-C stops.")
         await stop
     play.cancel()

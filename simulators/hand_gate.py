@@ -512,7 +512,7 @@ def endpoint_text(transport: Any) -> str:
     if transport.type == "modbus_tcp":
         return f"Modbus TCP {transport.host}:{transport.port}"
     if transport.type == "modbus_rtu":
-        return f"Modbus RTU on {transport.port}"
+        return f"Modbus RTU, serial port {transport.port}"
     if transport.type == "serial":
         return f"serial port {transport.port}"
     if transport.type == "mqtt":

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
-from edge.config import LoadedSite, load_site
+from edge.config import PROFILE_DIR, LoadedSite, load_site
 from simulators.faults import FAULT_HELP, inject_fault, supported_faults
 
 HELP = """commands (one a line):
@@ -359,6 +359,10 @@ def write_node_site(site: LoadedSite, data_dir: Path, out: Path) -> Path:
     data["data_dir"] = str(data_dir.resolve())
     data["mqtt"].pop("tls", None)  # the node finds its certificates in <data_dir>/pki, where the broker's CA is
     out.parent.mkdir(parents=True, exist_ok=True)
+    for name, path in site.profile_files.items():  # profiles that lived beside the original site go with it
+        if path.parent.resolve() != PROFILE_DIR.resolve():
+            (out.parent / "devices").mkdir(exist_ok=True)
+            (out.parent / "devices" / f"{name}.yaml").write_bytes(path.read_bytes())
     header = (f"# Written by `smartgate simulate gate --site {site.path}`: the node's view of the simulated gate.\n"
               f"# Run the node against it: smartgate run --site {out}\n")
     out.write_text(header + yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -464,7 +468,7 @@ async def run_hand_gate(args: argparse.Namespace) -> int:
         _check_ports_free(loaded)
     broker = PrivateBroker(port=loaded.site.mqtt.port if as_is else None, pki_dir=data_dir / "pki")
     await asyncio.to_thread(broker.start)
-    gate = SimulatedGate(loaded, data_dir / "sim", kiosk_port=None, boom_travel_s=args.travel, broker=broker,
+    gate = SimulatedGate(loaded, data_dir.resolve() / "sim", kiosk_port=None, boom_travel_s=args.travel, broker=broker,
                          rebind=not as_is)
     driver: HandDrivenGate | None = None
     server = None

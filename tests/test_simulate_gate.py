@@ -137,3 +137,37 @@ def test_console_says_what_is_wrong_with_a_command_and_logs_a_fault_start_and_en
         assert simulator.wait(30) == 0
     finally:
         stop(simulator)
+
+
+def test_site_with_real_device_addresses_is_moved_to_loopback_for_the_node(tmp_path: Path):
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["mqtt"]["port"] = 8883
+    imp = data["lanes"][0]["devices"]
+    imp[0]["transport"] = {"type": "modbus_tcp", "host": "10.1.1.20", "port": 502}
+    imp[1]["transport"] = {"type": "serial", "port": "/dev/ttyUSB0"}
+    imp[1]["profile"] = "our-eseal-reader"  # a profile of the site's own, beside it
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "devices").mkdir()
+    shipped = (CONFIG_ROOT / "devices" / "ascii-eseal-reader.yaml").read_text(encoding="utf-8")
+    (tmp_path / "gate" / "devices" / "our-eseal-reader.yaml").write_text(
+        shipped.replace("id: ascii-eseal-reader", "id: our-eseal-reader"), encoding="utf-8")
+    data["data_dir"] = str(tmp_path / "var" / "real")
+    site = tmp_path / "gate" / "site.yaml"
+    site.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    simulator, out = start("simulate", "gate", "--site", str(site), cwd=tmp_path, stdin=True)
+    try:
+        ready = out.wait_for("ready:", 60)
+        written = tmp_path / "var" / "real-sim" / "simulated-site.yaml"
+        assert f"smartgate run --site {written}" in ready
+        node_site = yaml.safe_load(written.read_text(encoding="utf-8"))
+        plc = node_site["lanes"][0]["devices"][0]["transport"]
+        assert plc["host"] == "127.0.0.1" and plc["port"] != 502
+        assert not node_site["lanes"][0]["devices"][1]["transport"]["port"].startswith("/dev/")
+        assert (tmp_path / "var" / "real-sim" / "pki" / "clients" / "smartgate-huunghi-edge.crt").exists()
+        checked = subprocess.run([*SMARTGATE, "check-config", str(written)], capture_output=True, text=True,
+                                 timeout=60, cwd=tmp_path)
+        assert checked.returncode == 0, checked.stderr
+        assert "profile our-eseal-reader from" in checked.stdout
+        assert not (tmp_path / "var" / "real" / "pki").exists(), "the real gate's data folder is left alone"
+    finally:
+        stop(simulator)

@@ -198,9 +198,17 @@ def test_cache_import_shows_progress_on_a_terminal_only(tmp_path: Path):
             "2026-12-31,1" for i in range(2000)]
     csv_file.write_text("number,kind,gate,plates,containers,seals,gross_weight_kg,channel,status,valid_from,"
                         "valid_until,version\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    master, slave = pty.openpty()  # stderr on a real terminal
-    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "cache", "import", str(csv_file), "--data-dir",
-                                str(tmp_path / "a")], stdout=subprocess.PIPE, stderr=slave)
+    code, terminal = on_a_terminal("cache", "import", str(csv_file), "--data-dir", str(tmp_path / "a"))
+    assert code == 0
+    assert b"importing: 100%" in terminal and b"2000/2000" in terminal
+    piped = smartgate("cache", "import", str(csv_file), "--data-dir", str(tmp_path / "b"))
+    assert piped.returncode == 0 and "importing" not in piped.stderr and "imported 2000" in piped.stdout
+
+
+def on_a_terminal(*args: str) -> tuple[int, bytes]:
+    """Run smartgate with stderr on a real terminal (a pty); its exit code and what the terminal showed."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "edge.cli", *args], stdout=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
     terminal = b""
     while True:
@@ -212,7 +220,11 @@ def test_cache_import_shows_progress_on_a_terminal_only(tmp_path: Path):
             break
         terminal += chunk
     os.close(master)
-    assert process.wait(120) == 0
-    assert b"importing: 100%" in terminal and b"2000/2000" in terminal
-    piped = smartgate("cache", "import", str(csv_file), "--data-dir", str(tmp_path / "b"))
-    assert piped.returncode == 0 and "importing" not in piped.stderr and "imported 2000" in piped.stdout
+    return process.wait(120), terminal
+
+
+def test_scenario_run_shows_its_trucks_progress_on_a_terminal(tmp_path: Path):
+    code, terminal = on_a_terminal("demo", "--scenario", str(DEFAULT_SITE.parent.parent / "scenarios" / "basic.yaml"),
+                                   "--data-dir", str(tmp_path / "demo"))
+    assert code == 0
+    assert b"scenario basic: 100%" in terminal and b"4/4" in terminal

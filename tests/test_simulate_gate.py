@@ -171,3 +171,16 @@ def test_site_with_real_device_addresses_is_moved_to_loopback_for_the_node(tmp_p
         assert not (tmp_path / "var" / "real" / "pki").exists(), "the real gate's data folder is left alone"
     finally:
         stop(simulator)
+
+
+def test_simulators_never_mix_their_certificates_into_a_real_gates_pki(tmp_path: Path):
+    site = example_site_on_free_ports(tmp_path)
+    made = subprocess.run([*SMARTGATE, "pki", "init", "--site", str(site)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    before = sorted(p.name for p in (tmp_path / "var" / "simulated-gate" / "pki").rglob("*"))
+    result = subprocess.run([*SMARTGATE, "simulate", "gate", "--site", str(site), "--no-console"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "holds a real gate CA" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "var" / "simulated-gate" / "pki").rglob("*")) == before

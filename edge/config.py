@@ -9,6 +9,7 @@ start-up; every problem is reported with the file, the key path, the line and a 
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -651,6 +652,13 @@ def _validation_problems(
             message = "unknown key"
             if root is not None and loc:
                 fix = _unknown_key_fix(str(loc[-1]), _allowed_keys(root, loc[:-1], data))
+        elif error["type"] in ("literal_error", "union_tag_invalid"):
+            ctx = error.get("ctx") or {}
+            given = ctx.get("tag") if error["type"] == "union_tag_invalid" else error.get("input")
+            choices = re.findall(r"'([^']*)'", str(ctx.get("expected") or ctx.get("expected_tags") or ""))
+            guess = did_you_mean(given, choices) if isinstance(given, str) else None
+            if guess:
+                fix = f"did you mean '{guess}'? ({_fix_for(error)})"
         fix = fix or _KEY_FIXES.get(tuple(full[-2:])) or _fix_for(error)
         problems.append(ConfigProblem(str(path), _key_path(full), message, fix, _yaml_line(tree, full)))
     return problems

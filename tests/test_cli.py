@@ -110,7 +110,7 @@ def test_journal_verify_detects_an_edited_row(tmp_path: Path):
 
 def test_check_config_names_every_mistake_in_one_run_with_did_you_mean(tmp_path: Path):
     text = DEFAULT_SITE.read_text(encoding="utf-8")
-    text = text.replace("port: 5020", "port: 99999").replace("direction: export", "direction: outbound")
+    text = text.replace("port: 5020", "port: 99999").replace("direction: export", "direction: exprot")
     text = text.replace("weight_tolerance_pct: 3.0", "weight_tolerence_pct: 3.0", 1)
     text = text.replace("profile: ascii-eseal-reader", "profile: ascii-eseal-raeder", 1)
     bad = tmp_path / "site.yaml"
@@ -122,6 +122,7 @@ def test_check_config_names_every_mistake_in_one_run_with_did_you_mean(tmp_path:
     assert "lanes[0].policy.weight_tolerence_pct: unknown key. Fix: did you mean 'weight_tolerance_pct'?" in err
     assert "lanes[0].devices[1].profile: no device profile 'ascii-eseal-raeder'" in err
     assert "did you mean 'ascii-eseal-reader'?" in err
+    assert "did you mean 'export'?" in err  # a misspelt value too
     assert "4 problem(s)" in err
 
 

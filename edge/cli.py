@@ -219,12 +219,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         node = GateNode(loaded, options)
         await node.start()
-        print(f"node {loaded.site.gate} running; kiosk on http://{loaded.site.kiosk.host}:{node.kiosk_port}")
+        print(f"node {loaded.site.gate} running; kiosk on http://{loaded.site.kiosk.host}:{node.kiosk_port}",
+              flush=True)
+        systemd_notify(f"READY=1\nSTATUS=gate {loaded.site.gate}, {len(loaded.site.lanes)} lanes")
+        watchdog = asyncio.create_task(_systemd_watchdog())
         await _until_interrupted()
+        systemd_notify("STOPPING=1")
+        watchdog.cancel()
         await node.stop()
 
     asyncio.run(main())
     return 0
+
+
+def systemd_notify(message: str) -> bool:
+    """Tell systemd (a `Type=notify` unit) about the node: READY=1, WATCHDOG=1, STOPPING=1; False outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    import socket
+
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+        return True
+    return False
+
+
+async def _systemd_watchdog() -> None:
+    """Ping systemd's watchdog (`WatchdogSec=`) from the event loop: a hung loop stops the pings and gets the
+    node restarted. Nothing to do when the unit has no watchdog."""
+    try:
+        period_s = int(os.environ.get("WATCHDOG_USEC", "0")) / 1e6 / 2
+    except ValueError:
+        return
+    if period_s <= 0 or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+        return
+    while True:
+        systemd_notify("WATCHDOG=1")
+        await asyncio.sleep(period_s)
 
 
 async def _until_interrupted() -> None:

@@ -33,6 +33,7 @@ def test_the_service_runs_the_node_as_its_own_user_on_a_read_only_system():
     assert unit["NoNewPrivileges"] == ["yes"] and unit["CapabilityBoundingSet"] == [""]
     assert unit["Restart"] == ["always"] and unit["StartLimitIntervalSec"] == ["0"]
     assert "char-ttyUSB rw" in unit["DeviceAllow"]
+    assert unit["Type"] == ["notify"] and unit["WatchdogSec"] == ["30"]  # the node pings from its event loop
 
 
 def test_the_service_commands_are_ones_the_cli_takes():

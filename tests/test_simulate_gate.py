@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -63,8 +64,9 @@ def example_site_on_free_ports(tmp_path: Path) -> Path:
     return site
 
 
-def start(*args: str, cwd: Path, stdin: bool = False) -> tuple[subprocess.Popen, Output]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+def start(*args: str, cwd: Path, stdin: bool = False, env: dict[str, str] | None = None
+          ) -> tuple[subprocess.Popen, Output]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **(env or {})}
     process = subprocess.Popen([*SMARTGATE, *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
     return process, Output(process)
@@ -95,8 +97,15 @@ def test_cleared_truck_driven_by_hand_opens_the_boom_of_the_real_node(tmp_path: 
         imported = subprocess.run([*SMARTGATE, "cache", "import", "declarations.csv", "--site", str(site)],
                                   cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert imported.returncode == 0, imported.stderr
-        node, node_out = start("run", "--site", str(site), "--port", "0", cwd=tmp_path)
+        systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # as systemd listens for a Type=notify unit
+        systemd.bind(str(tmp_path / "notify"))
+        systemd.settimeout(30)
+        node, node_out = start("run", "--site", str(site), "--port", "0", cwd=tmp_path,
+                               env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})
         node_out.wait_for("running", 60)
+        assert systemd.recv(4096).startswith(b"READY=1")
+        assert systemd.recv(4096) == b"WATCHDOG=1" and systemd.recv(4096) == b"WATCHDOG=1"
+        systemd.close()
 
         simulator.stdin.write("truck 29C-123.45 arrives at IMP-1 seal SEAL-777 weight 28000 scan clear\n")
         simulator.stdin.flush()

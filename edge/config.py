@@ -9,6 +9,7 @@ start-up; every problem is reported with the file, the key path, the line and a 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 from collections.abc import Iterable
@@ -882,3 +883,38 @@ def site_from_mapping(data: dict[str, Any], origin: str = "<scenario>", profile_
     if problems:
         raise ConfigError(problems)
     return LoadedSite(path=Path(origin), site=site, profiles=profiles, profile_files=files)
+
+
+# ---------------------------------------------------------------- the node's data folder
+
+NODE_FILES = ("journal.sqlite", "declarations.sqlite", "users.sqlite", "pki", "mqtt_bd_seq")  # a node's data dir
+
+
+class DataDirError(Exception):
+    """A --data-dir (or the site's data_dir) that cannot be the node's data folder; the message says why."""
+
+
+def check_data_dir(path: Path, *, given: bool, must_exist: bool = False, needs: str | None = None,
+                   writes: bool = False) -> Path:
+    """The data folder, refused with a message when it is a file, someone else's folder, missing or read-only.
+
+    `given`: named by --data-dir (else the site's data_dir, for the message); `must_exist`: a command that
+    only reads; `needs`: a file the command reads (`declarations.sqlite`); `writes`: it must be writable.
+    """
+    what = f"--data-dir {path}" if given else f"the site's data_dir {path}"
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"{what} is a file, not a folder: give the node's data folder")
+    if not path.exists():
+        if must_exist:
+            raise DataDirError(f"{what} does not exist: nothing to read there (a typo? the node's folder is the "
+                               "site's data_dir, or the --data-dir it runs with)")
+        return path
+    names = {entry.name for entry in path.iterdir()}
+    if names and not names & set(NODE_FILES):
+        raise DataDirError(f"{what} is not a node's data folder (it holds {len(names)} other entries and none of "
+                           f"{', '.join(NODE_FILES[:3])}): give the node's data folder, or an empty or new one")
+    if needs and needs not in names:
+        raise DataDirError(f"{what} has no {needs} yet: is it the right node's folder?")
+    if writes and not os.access(path, os.W_OK | os.X_OK):
+        raise DataDirError(f"{what} is not writable by this user: run as the node's user, or fix its permissions")
+    return path

@@ -160,6 +160,11 @@ def test_wrong_data_dir_is_refused_with_a_message_and_creates_nothing(tmp_path: 
     assert not (someone_elses / "declarations.sqlite").exists()
     result = smartgate("journal", "verify", "--data-dir", str(someone_elses))
     assert result.returncode == 2 and "Traceback" not in result.stderr
+    first_admin = subprocess.run([sys.executable, "-m", "edge.cli", "users", "add", "admin", "--role", "admin",
+                                  "--password-stdin", "--data-dir", str(someone_elses)], input="a long passphrase\n",
+                                 capture_output=True, text=True, timeout=120)
+    assert first_admin.returncode == 2 and "is not a node's data folder" in first_admin.stderr
+    assert not (someone_elses / "users.sqlite").exists()
 
 
 def test_closed_pipe_ends_quietly(tmp_path: Path):

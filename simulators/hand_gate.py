@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from edge.config import PROFILE_DIR, LoadedSite, load_site
 from simulators.faults import FAULT_HELP, inject_fault, supported_faults
+from simulators.standalone import SimulatorError
 
 HELP = """commands (one a line):
   truck PLATE arrives at LANE [seal ID[:intact|opened|tampered]]... [container NUMBER]... [weight KG]
@@ -434,24 +435,18 @@ async def _serve_http(driver: HandDrivenGate, port: int) -> Any:
     return server, task
 
 
-def _check_ports_free(loaded: LoadedSite) -> None:
-    """A one-line error when a port the site gives the simulators is taken (another gate still running?)."""
+def _check_ports_free(ports: list[tuple[str, int]]) -> None:
+    """A one-line error when a port the simulators need is taken (another gate still running?)."""
     import socket
 
-    ports = [("MQTT broker", loaded.site.mqtt.port)]
-    ports += [(d.id, d.transport.port) for lane in loaded.site.lanes for d in lane.devices
-              if d.transport.type == "modbus_tcp"]
     for who, port in ports:
+        fix = "give another --http PORT (0: a free one)" if who == "HTTP API" else \
+            "is another simulated gate running? Stop it, or change the port in the site file"
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
-                raise SimulatorError(f"port {port} ({who}) is in use: is another simulated gate running? "
-                                     "Stop it, or change the port in the site file") from None
-
-
-class SimulatorError(RuntimeError):
-    """A simulator cannot start; the message is one line that says why."""
+                raise SimulatorError(f"port {port} ({who}) is in use: {fix}") from None
 
 
 async def run_hand_gate(args: argparse.Namespace) -> int:
@@ -464,8 +459,12 @@ async def run_hand_gate(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or (loaded.site.data_dir if as_is else f"{loaded.site.data_dir}-sim"))
     if data_dir.exists() and not data_dir.is_dir():
         raise SimulatorError(f"--data-dir {data_dir} is a file, not a folder")
+    ports = [("HTTP API", args.http)] if args.http else []
     if as_is:
-        _check_ports_free(loaded)
+        ports += [("MQTT broker", loaded.site.mqtt.port)]
+        ports += [(d.id, d.transport.port) for lane in loaded.site.lanes for d in lane.devices
+                  if d.transport.type == "modbus_tcp"]
+    _check_ports_free(ports)
     broker = PrivateBroker(port=loaded.site.mqtt.port if as_is else None, pki_dir=data_dir / "pki")
     await asyncio.to_thread(broker.start)
     gate = SimulatedGate(loaded, data_dir.resolve() / "sim", kiosk_port=None, boom_travel_s=args.travel, broker=broker,

@@ -674,7 +674,7 @@ def profile_dirs(site_path: Path | None = None) -> list[Path]:
     """Where a site's device profiles are looked for, in order: a `devices/` folder beside the site file,
     then the shipped profiles (`firmware_configs/devices`)."""
     dirs: list[Path] = []
-    if site_path is not None:
+    if site_path is not None and Path(site_path).is_file():  # not for a site built in memory ('<scenario>')
         local = Path(site_path).parent / "devices"
         if local.is_dir():
             dirs.append(local)

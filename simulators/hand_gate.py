@@ -25,7 +25,6 @@ import shlex
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from pydantic import BaseModel, Field
 
 from edge.config import PROFILE_DIR, LoadedSite, load_site
 from simulators.faults import FAULT_HELP, inject_fault, supported_faults
-from simulators.standalone import SimulatorError
+from simulators.standalone import SimulatorError, say
 
 HELP = """commands (one a line):
   truck PLATE arrives at LANE [seal ID[:intact|opened|tampered]]... [container NUMBER]... [weight KG]
@@ -322,7 +321,7 @@ def _boom(plc: Any) -> str:
 
 
 def _say(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    say(text)
 
 
 # ---------------------------------------------------------------- the node's side

@@ -227,7 +227,13 @@ async def _connect(sim: Any, host: str, port: int) -> None:
 
 
 def say(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    """One timestamped line on stdout; when its reader has gone (`| head`), the simulator stops cleanly."""
+    try:
+        print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # later lines go nowhere
+        os.kill(os.getpid(), signal.SIGTERM)  # the same clean stop as Ctrl-C
 
 
 Step = Callable[[int], Awaitable[None]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -169,3 +170,19 @@ def test_disconnected_reader_logs_the_fault_and_sends_no_seals_until_it_ends(tmp
     assert not any("seal 5E0000A1" in line for line in lines[start + 1:end])
     assert any("nothing sent (the device is disconnected)" in line for line in lines[start + 1:end])
     assert any("seal 5E0000A1" in line for line in lines[end:]), "seals resume once the cable is back"
+
+
+def test_simulator_piped_into_head_stops_when_head_has_read_enough():
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen([*SIMULATE, "barrier", "--port", str(free_port()), "--trucks", "--every", "0.1"],
+                               stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as head:  # `| head -2`
+        head.readline()
+        head.readline()
+    try:
+        assert process.wait(30) in (0, 141)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in process.stderr.read()

@@ -19,6 +19,7 @@ from edge.config import CONFIG_ROOT, PROFILE_DIR, ConfigError, DataDirError, che
 
 DEFAULT_SITE = CONFIG_ROOT / "sites" / "huu-nghi.yaml"
 DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
+ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
 
 
 QUIET_LIBRARIES = {"pymodbus": logging.ERROR, "paho": logging.WARNING, "uvicorn": logging.WARNING,
@@ -351,7 +352,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.run import run_benchmarks
 
-    result = run_benchmarks(args.which, quick=args.quick, baseline=not args.no_baseline)
+    names = ALL_BENCHMARKS if "all" in args.which else args.which
+    result: dict = {}
+    bar = progress_bar(len(names), "bench", "benchmarks")
+    try:
+        for name in names:  # one at a time, so that the bar (and its clock) says which one is running
+            bar.set_postfix_str(name)
+            figures = run_benchmarks([name], quick=args.quick, baseline=not args.no_baseline)
+            result = result or {key: figures[key] for key in ("started_at", "machine", "quick")}
+            result[name] = figures[name]
+            bar.update(1)
+    finally:
+        bar.close()
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

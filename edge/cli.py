@@ -22,7 +22,7 @@ DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
 ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
 
 
-QUIET_LIBRARIES = {"pymodbus": logging.ERROR, "paho": logging.WARNING, "uvicorn": logging.WARNING,
+QUIET_LIBRARIES = {"pymodbus": logging.CRITICAL, "paho": logging.WARNING, "uvicorn": logging.WARNING,
                    "uvicorn.error": logging.WARNING, "uvicorn.access": logging.WARNING, "httpx": logging.WARNING,
                    "httpcore": logging.WARNING, "PIL": logging.WARNING, "onnxruntime": logging.WARNING}
 
@@ -615,7 +615,7 @@ def configure_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for name, quiet in QUIET_LIBRARIES.items():
         # The drivers report device faults themselves; the libraries' own retries and frame dumps would only
-        # repeat them (pymodbus: not even its warnings).
+        # repeat them (pymodbus: not even its errors, which carry a dump of the last frames).
         logging.getLogger(name).setLevel(logging.INFO if verbose else quiet)
     if not verbose:  # FFmpeg's and OpenCV's own messages (a camera stream that drops) go to stderr directly
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

@@ -7,22 +7,87 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from edge.config import CONFIG_ROOT, ConfigError, load_site
+from edge.config import CONFIG_ROOT, PROFILE_DIR, ConfigError, DataDirError, check_data_dir, load_site
 
 DEFAULT_SITE = CONFIG_ROOT / "sites" / "huu-nghi.yaml"
 DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
+ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
+QUIET_LIBRARIES = {"pymodbus": logging.CRITICAL, "paho": logging.WARNING, "uvicorn": logging.WARNING,
+                   "uvicorn.error": logging.WARNING, "uvicorn.access": logging.WARNING, "httpx": logging.WARNING,
+                   "httpcore": logging.WARNING, "PIL": logging.WARNING, "onnxruntime": logging.WARNING}
+
+
+def _data_dir(args: argparse.Namespace, **checks) -> Path:
     if args.data_dir:
-        return Path(args.data_dir)
-    return Path(load_site(args.site).site.data_dir)
+        return check_data_dir(Path(args.data_dir), given=True, **checks)
+    return check_data_dir(Path(load_site(args.site).site.data_dir), given=False, **checks)
+
+
+class _NoBar:
+    """Stands in for a progress bar where tqdm is missing."""
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to draw."""
+
+    def set_postfix_str(self, text: str) -> None:
+        """Nothing to draw."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def progress_bar(total: int | None, desc: str, unit: str) -> Any:
+    """A progress bar on stderr for long work (tqdm); drawn only on a terminal, so pipes and logs stay clean."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    import shutil
+
+    size = shutil.get_terminal_size((100, 24))  # a terminal that reports no size (0 x 0) would hide the bar
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, ncols=min(size.columns, 120),
+                nrows=max(size.lines, 2),
+                unit_scale=total is not None and total > 10_000)
+
+
+class _CountingCache:
+    """A declaration cache whose bulk upsert advances a progress bar (one step per declaration)."""
+
+    def __init__(self, cache: Any, bar: Any):
+        self._cache, self._bar = cache, bar
+
+    def upsert_many(self, declarations):
+        def counted():
+            for declaration in declarations:
+                self._bar.update(1)
+                yield declaration
+
+        return self._cache.upsert_many(counted())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
+
+
+def _rows_in(path: Path) -> int | None:
+    """About how many records a declarations file holds (for the progress bar), or None."""
+    if path.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+        return None
+    try:
+        with path.open("rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None
+    return max(0, lines - 1) if path.suffix.lower() == ".csv" else lines
 
 
 # ---------------------------------------------------------------- commands
@@ -39,6 +104,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     site = loaded.site
     print(f"{args.path}: OK — gate {site.gate}, {len(site.lanes)} lanes, "
           f"{sum(len(lane.devices) for lane in site.lanes)} devices, profiles: {', '.join(loaded.profiles)}")
+    for name, path in loaded.profile_files.items():
+        if path.parent.resolve() != PROFILE_DIR.resolve():
+            print(f"  profile {name} from {path} (beside the site: it takes precedence over a shipped one)")
     return 0
 
 
@@ -47,15 +115,18 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
     from edge.declaration_import import format_import_report, import_declarations
     from edge.declarations import DeclarationError
 
-    data_dir = _data_dir(args)
+    data_dir = _data_dir(args, writes=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     cache = DeclarationCache.open(data_dir / "declarations.sqlite")
+    bar = progress_bar(_rows_in(Path(args.file)), "importing", "declarations")
     try:
-        report = import_declarations(cache, Path(args.file))
+        report = import_declarations(_CountingCache(cache, bar), Path(args.file))
     except DeclarationError as exc:
+        bar.close()
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
     finally:
+        bar.close()
         cache.close()
     print(format_import_report(report))
     return 0 if not report.errors else 1
@@ -64,7 +135,8 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
 def cmd_cache_stats(args: argparse.Namespace) -> int:
     from edge.cache import DeclarationCache
 
-    cache = DeclarationCache.open(_data_dir(args) / "declarations.sqlite")
+    cache = DeclarationCache.open(_data_dir(args, must_exist=True, needs="declarations.sqlite")
+                                  / "declarations.sqlite")
     try:
         stats = cache.stats()
         age = cache.age_seconds(datetime.now(UTC))
@@ -78,7 +150,7 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     from edge.journal import Journal, format_verify_report, verify_against_anchor
 
-    path = Path(args.db) if args.db else _data_dir(args) / "journal.sqlite"
+    path = Path(args.db) if args.db else _data_dir(args, must_exist=True) / "journal.sqlite"
     if not path.exists():
         print(f"no journal at {path}", file=sys.stderr)
         return 2
@@ -119,7 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    options = NodeOptions(data_dir=Path(args.data_dir or loaded.site.data_dir),
+    options = NodeOptions(data_dir=check_data_dir(Path(args.data_dir or loaded.site.data_dir),
+                                                  given=bool(args.data_dir), writes=True),
                           kiosk_port=args.port)
     problems = mqtt_tls_problems(loaded, options.data_dir)
     if problems:  # a plaintext or anonymous device bus is refused unless the site says `insecure: true`
@@ -135,12 +208,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         node = GateNode(loaded, options)
         await node.start()
-        print(f"node {loaded.site.gate} running; kiosk on http://{loaded.site.kiosk.host}:{node.kiosk_port}")
+        print(f"node {loaded.site.gate} running; kiosk on http://{loaded.site.kiosk.host}:{node.kiosk_port}",
+              flush=True)
+        systemd_notify(f"READY=1\nSTATUS=gate {loaded.site.gate}, {len(loaded.site.lanes)} lanes")
+        watchdog = asyncio.create_task(_systemd_watchdog())
         await _until_interrupted()
+        systemd_notify("STOPPING=1")
+        watchdog.cancel()
         await node.stop()
 
     asyncio.run(main())
     return 0
+
+
+def systemd_notify(message: str) -> bool:
+    """Tell systemd (a `Type=notify` unit) about the node: READY=1, WATCHDOG=1, STOPPING=1; False outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    import socket
+
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+        return True
+    return False
+
+
+async def _systemd_watchdog() -> None:
+    """Ping systemd's watchdog (`WatchdogSec=`) from the event loop: a hung loop stops the pings and gets the
+    node restarted. Nothing to do when the unit has no watchdog."""
+    try:
+        period_s = int(os.environ.get("WATCHDOG_USEC", "0")) / 1e6 / 2
+    except ValueError:
+        return
+    if period_s <= 0 or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+        return
+    while True:
+        systemd_notify("WATCHDOG=1")
+        await asyncio.sleep(period_s)
 
 
 async def _until_interrupted() -> None:
@@ -165,7 +272,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.scenario:
         if args.kiosk:
             _demo_users(workdir)
-        result = asyncio.run(play_scenario(scenario, workdir, kiosk_port=args.port if args.kiosk else None))
+        bar = progress_bar(len(scenario.spec.trucks), f"scenario {scenario.spec.name or scenario.path.stem}",
+                           "trucks")
+
+        def truck_done(truck: dict) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{truck['lane']} {truck['plate']} {truck['outcome']}")
+
+        try:
+            result = asyncio.run(play_scenario(scenario, workdir, kiosk_port=args.port if args.kiosk else None,
+                                               on_truck=truck_done))
+        finally:
+            bar.close()
         if args.json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         else:
@@ -190,6 +308,7 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     from simulators.broker import PrivateBroker
     from simulators.central_sim import publish_declarations, start_central, with_central
     from simulators.gate import SimulatedGate
+    from simulators.hand_gate import print_endpoints
     from simulators.scenario import play_scenario
 
     broker = await asyncio.to_thread(PrivateBroker().start)
@@ -206,14 +325,20 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
     print(f"central: {central.url}/api/v1/gates (events, backlog, last contact; HTTPS, CA {central.ca_file}, "
           f"monitor token {central.monitor_token})")
+    print_endpoints(gate, broker, lambda line: print(f"  {line}"))
     print("kiosk log-ins (demo only): " + ", ".join(f"{role} {name}/{password}" for name, password, role in demo_users))
     print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")
-    play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate))
+    finished = []
+
+    def truck_done(truck: dict) -> None:
+        finished.append(truck)
+        print(f"{truck['lane']:6} {truck['plate']:14} {str(truck['outcome']):8} {','.join(truck['reasons']) or '-'}"
+              f"  ({len(finished)}/{len(scenario.spec.trucks)} trucks)", flush=True)
+
+    play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate, on_truck=truck_done))
     stop = asyncio.create_task(_until_interrupted())
     await asyncio.wait({play, stop}, return_when=asyncio.FIRST_COMPLETED)
     if play.done() and not play.cancelled() and play.exception() is None:
-        for truck in play.result()["trucks"]:
-            print(f"{truck['lane']:6} {truck['plate']:14} {truck['outcome']:8} {','.join(truck['reasons']) or '-'}")
         print("All trucks done; the gate keeps running. Ctrl-C stops.")
         await stop
     play.cancel()
@@ -226,6 +351,14 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.standalone import run_simulator
 
+    if args.kind == "gate":
+        from simulators.hand_gate import SimulatorError, run_hand_gate
+
+        try:
+            return asyncio.run(run_hand_gate(args))
+        except (SimulatorError, RuntimeError, OSError) as exc:  # a busy port, no mosquitto, a real CA there
+            print(f"smartgate simulate gate: {exc}", file=sys.stderr)
+            return 1
     if args.kind == "link":
         from simulators.link_proxy import run_proxy
 
@@ -239,7 +372,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.run import run_benchmarks  # benchmarks sit above the node: imported only when asked for
 
-    result = run_benchmarks(args.which, quick=args.quick, baseline=not args.no_baseline)
+    names = ALL_BENCHMARKS if "all" in args.which else args.which
+    result: dict = {}
+    bar = progress_bar(len(names), "bench", "benchmarks")
+    try:
+        for name in names:  # one at a time, so that the bar (and its clock) says which one is running
+            bar.set_postfix_str(name)
+            figures = run_benchmarks([name], quick=args.quick, baseline=not args.no_baseline)
+            result = result or {key: figures[key] for key in ("started_at", "machine", "quick")}
+            result[name] = figures[name]
+            bar.update(1)
+    finally:
+        bar.close()
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -610,16 +754,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: bool) -> None:
+    """WARNING and up (device libraries' chatter included) unless -v, then INFO for everyone."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for name, quiet in QUIET_LIBRARIES.items():
+        # The drivers report device faults themselves; the libraries' own retries and frame dumps would only
+        # repeat them (pymodbus: not even its errors, which carry a dump of the last frames).
+        logging.getLogger(name).setLevel(logging.INFO if verbose else quiet)
+    if not verbose:  # FFmpeg's and OpenCV's own messages (a camera stream that drops) go to stderr directly
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+
+def _quiet_closed_pipe() -> int:
+    """stdout's reader went away (`smartgate cache stats | head`): stop quietly, as a SIGPIPE would."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `smartgate` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # The drivers report device faults themselves; pymodbus's own retries would only repeat them.
-        logging.getLogger("pymodbus").setLevel(logging.ERROR)
+    configure_logging(args.verbose)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_closed_pipe()
+    except KeyboardInterrupt:
+        return 130
+    except DataDirError as exc:
+        print(f"smartgate: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -8,10 +8,14 @@ start-up; every problem is reported with the file, the key path, the line and a 
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+import types
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -329,6 +333,7 @@ class LoadedSite:
     path: Path
     site: SiteConfig
     profiles: dict[str, AnyProfile]
+    profile_files: dict[str, Path] = field(default_factory=dict)  # profile id → the file it was read from
 
     def profile_for(self, device: DeviceConfig) -> Any:
         """Return the resolved profile of a device."""
@@ -422,31 +427,96 @@ _UNION_TAGS = {"modbus_tcp", "modbus_rtu", "serial", "mqtt", "video", "barrier",
                "scanner", "camera"}
 
 
-def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop the tag pydantic inserts after a discriminated union's key ('transport.serial.port')."""
+def _without_union_tags(loc: tuple[Any, ...], first_is_tag: bool = True) -> tuple[Any, ...]:
+    """Drop the tag pydantic inserts after a discriminated union's key ('transport.serial.port'), and at the
+    start of a profile's errors (its `kind`); a site's own top-level keys (`mqtt`) are kept."""
     cleaned: list[Any] = []
     for index, part in enumerate(loc):
         previous = loc[index - 1] if index else None
-        if part in _UNION_TAGS and (previous == "transport" or index == 0):
+        if part in _UNION_TAGS and (previous == "transport" or (index == 0 and first_is_tag)):
             continue
         cleaned.append(part)
     return tuple(cleaned)
 
 
+def _unwrap(annotation: Any, data: Any) -> Any:
+    """The model an annotation stands for at this place of the file (Optional, Annotated, tagged unions)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0], data)
+    if origin in (Union, types.UnionType):
+        models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) == 1:
+            return models[0]
+        for model in models:  # a tagged union: the member whose Literal tag the file's mapping carries
+            for name, info in model.model_fields.items():
+                if get_origin(info.annotation) is Literal and isinstance(data, dict) \
+                        and data.get(name) in get_args(info.annotation):
+                    return model
+        return None
+    return annotation
+
+
+def _allowed_keys(root: Any, loc: tuple[Any, ...], data: Any) -> list[str]:
+    """The keys a mapping at `loc` may have (the model's fields), or [] when that is not known."""
+    annotation = root
+    for part in loc:
+        annotation = _unwrap(annotation, data)
+        if isinstance(part, int):
+            args = get_args(annotation)
+            annotation = args[0] if args else None
+            data = data[part] if isinstance(data, list) and part < len(data) else None
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
+            annotation = annotation.model_fields[part].annotation
+            data = data.get(part) if isinstance(data, dict) else None
+        else:
+            return []
+    model = _unwrap(annotation, data)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to a misspelt word (difflib), or None when none is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _unknown_key_fix(key: str, allowed: list[str]) -> str:
+    guess = did_you_mean(key, allowed)
+    if guess:
+        return f"did you mean '{guess}'? Otherwise remove this key"
+    if allowed:
+        return f"remove this key or correct its spelling; the keys here are {', '.join(allowed)}"
+    return "remove this key or correct its spelling"
+
+
 def _validation_problems(
-    path: Path, exc: ValidationError, tree: yaml.Node | None, prefix: tuple[Any, ...] = ()
+    path: Path, exc: ValidationError, tree: yaml.Node | None, prefix: tuple[Any, ...] = (),
+    root: Any = None, data: Any = None,
 ) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors():
         # Discriminated unions add the tag to the location; drop it so the key path is the file's.
-        loc = _without_union_tags(error["loc"])
+        loc = _without_union_tags(error["loc"], first_is_tag=root is None or get_origin(root) is Annotated)
         full = prefix + loc
         message = error["msg"].removeprefix("Value error, ")
+        fix = None
         if error["type"] == "missing":
             message = "required key is missing"
         elif error["type"] == "extra_forbidden":
             message = "unknown key"
-        fix = _KEY_FIXES.get(tuple(full[-2:])) or _fix_for(error)
+            if root is not None and loc:
+                fix = _unknown_key_fix(str(loc[-1]), _allowed_keys(root, loc[:-1], data))
+        elif error["type"] in ("literal_error", "union_tag_invalid"):
+            ctx = error.get("ctx") or {}
+            given = ctx.get("tag") if error["type"] == "union_tag_invalid" else error.get("input")
+            choices = re.findall(r"'([^']*)'", str(ctx.get("expected") or ctx.get("expected_tags") or ""))
+            guess = did_you_mean(given, choices) if isinstance(given, str) else None
+            if guess:
+                fix = f"did you mean '{guess}'? ({_fix_for(error)})"
+        fix = fix or _KEY_FIXES.get(tuple(full[-2:])) or _fix_for(error)
         problems.append(ConfigProblem(str(path), _key_path(full), message, fix, _yaml_line(tree, full)))
     return problems
 
@@ -456,31 +526,95 @@ _TOKEN_FIX = ("paste the gate's token exactly as `smartgate central token --gate
 _KEY_FIXES: dict[tuple[str, ...], str] = {("central", "token"): _TOKEN_FIX}
 
 
-def load_profile(profile_id: str, profile_dir: Path = PROFILE_DIR) -> AnyProfile:
-    """Load and validate one device profile by id (the file `<id>.yaml` in profile_dir)."""
-    path = profile_dir / f"{profile_id}.yaml"
+def profile_dirs(site_path: Path | None = None) -> list[Path]:
+    """Where a site's device profiles are looked for, in order: a `devices/` folder beside the site file,
+    then the shipped profiles (`firmware_configs/devices`)."""
+    dirs: list[Path] = []
+    if site_path is not None and Path(site_path).is_file():  # not for a site built in memory ('<scenario>')
+        local = Path(site_path).parent / "devices"
+        if local.is_dir():
+            dirs.append(local)
+    if PROFILE_DIR.resolve() not in [d.resolve() for d in dirs]:
+        dirs.append(PROFILE_DIR)
+    return dirs
+
+
+def find_profile(profile_id: str, dirs: Iterable[Path]) -> Path | None:
+    """The first `<id>.yaml` in dirs, or None."""
+    if not profile_id or "/" in profile_id or profile_id.startswith("."):
+        return None
+    for directory in dirs:
+        candidate = Path(directory) / f"{profile_id}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_profile(profile_id: str, profile_dir: Path | Iterable[Path] = PROFILE_DIR) -> AnyProfile:
+    """Load and validate one device profile by id (the file `<id>.yaml` in profile_dir, or the first of
+    several folders that has it)."""
+    dirs = [profile_dir] if isinstance(profile_dir, Path | str) else list(profile_dir)
+    path = find_profile(profile_id, dirs) or Path(dirs[0]) / f"{profile_id}.yaml"
     data, tree = _read_yaml(path)
     from pydantic import TypeAdapter
 
     try:
         profile = TypeAdapter(DeviceProfile).validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_problems(path, exc, tree)) from exc
+        raise ConfigError(_validation_problems(path, exc, tree, root=DeviceProfile, data=data)) from exc
     if profile.id != profile_id:
         raise ConfigError([ConfigProblem(str(path), "id", f"id '{profile.id}' differs from the file name",
                                          f"set id: {profile_id} or rename the file", _yaml_line(tree, ("id",)))])
     return profile
 
 
+def _available_profiles(dirs: Iterable[Path]) -> list[str]:
+    return sorted({p.stem for d in dirs for p in Path(d).glob("*.yaml")})
+
+
+def _unknown_profile(profile: str, dirs: list[Path]) -> tuple[str, str]:
+    """(message, fix) for a profile no folder has, with the closest known name."""
+    available = _available_profiles(dirs)
+    where = " or ".join(str(d) for d in dirs)
+    guess = did_you_mean(profile, available)
+    fix = f"did you mean '{guess}'? " if guess else ""
+    fix += f"Use one of {', '.join(available)} or add {profile}.yaml to {dirs[0]}"
+    return f"no device profile '{profile}' in {where}", fix
+
+
+def _raw_profile_problems(path: Path, data: Any, tree: yaml.Node | None, dirs: list[Path]) -> list[ConfigProblem]:
+    """Profile problems found in a site that failed validation, so that one run reports them too."""
+    problems: list[ConfigProblem] = []
+    checked: set[str] = set()
+    lanes = data.get("lanes") if isinstance(data, dict) else None
+    for li, lane in enumerate(lanes if isinstance(lanes, list) else []):
+        devices = lane.get("devices") if isinstance(lane, dict) else None
+        for di, device in enumerate(devices if isinstance(devices, list) else []):
+            profile = device.get("profile") if isinstance(device, dict) else None
+            if not isinstance(profile, str):
+                continue
+            loc = ("lanes", li, "devices", di, "profile")
+            if find_profile(profile, dirs) is None:
+                message, fix = _unknown_profile(profile, dirs)
+                problems.append(ConfigProblem(str(path), _key_path(loc), message, fix, _yaml_line(tree, loc)))
+            elif profile not in checked:
+                checked.add(profile)
+                try:
+                    load_profile(profile, dirs)
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
+    return problems
+
+
 def _cross_check(
-    path: Path, site: SiteConfig, tree: yaml.Node | None, profile_dir: Path
-) -> tuple[list[ConfigProblem], dict[str, Any]]:
+    path: Path, site: SiteConfig, tree: yaml.Node | None, dirs: list[Path]
+) -> tuple[list[ConfigProblem], dict[str, Any], dict[str, Path]]:
     problems: list[ConfigProblem] = []
     profiles: dict[str, Any] = {}
+    files: dict[str, Path] = {}
     seen_devices: dict[str, str] = {}
     seen_endpoints: dict[str, str] = {}
     lane_ids: set[str] = set()
-    available = sorted(p.stem for p in profile_dir.glob("*.yaml"))
 
     def problem(loc: tuple[Any, ...], message: str, fix: str) -> None:
         problems.append(ConfigProblem(str(path), _key_path(loc), message, fix, _yaml_line(tree, loc)))
@@ -516,20 +650,21 @@ def _cross_check(
                         "give each device its own port or topic")
             seen_endpoints[endpoint] = device.id
             if device.profile not in profiles:
+                found = find_profile(device.profile, dirs)
+                if found is None:
+                    problem(loc + ("profile",), *_unknown_profile(device.profile, dirs))
+                    continue
                 try:
-                    profiles[device.profile] = load_profile(device.profile, profile_dir)
+                    profiles[device.profile] = load_profile(device.profile, dirs)
+                    files[device.profile] = found
                 except ConfigError as exc:
-                    if not (profile_dir / f"{device.profile}.yaml").exists():
-                        problem(loc + ("profile",), f"no device profile '{device.profile}' in {profile_dir}",
-                                f"use one of {', '.join(available)} or add {device.profile}.yaml there")
-                    else:
-                        problems.extend(exc.problems)
+                    problems.extend(p for p in exc.problems if p not in problems)
                     continue
             if profiles[device.profile].kind != device.kind:
                 problem(loc + ("profile",),
                         f"profile '{device.profile}' is for a {profiles[device.profile].kind}, not a {device.kind}",
                         f"choose a {device.kind} profile")
-    return problems, profiles
+    return problems, profiles, files
 
 
 def _central_problems(path: Path, central: CentralConfig, tree: yaml.Node | None, gate: str) -> list[ConfigProblem]:
@@ -571,27 +706,75 @@ def _endpoint(device: DeviceConfig) -> str:
     return f"mqtt topic {transport.topic}"
 
 
-def load_site(path: str | Path, profile_dir: Path = PROFILE_DIR) -> LoadedSite:
-    """Load, validate and cross-check a site file; raise ConfigError listing every problem."""
+def _search_dirs(path: Path, profile_dir: Path | None) -> list[Path]:
+    return [profile_dir] if profile_dir is not None else profile_dirs(path)
+
+
+def load_site(path: str | Path, profile_dir: Path | None = None) -> LoadedSite:
+    """Load, validate and cross-check a site file; raise ConfigError listing every problem.
+
+    Profiles come from `profile_dir` when given, else from a `devices/` folder beside the site file and
+    then the shipped ones. A site that fails validation still has its profiles checked, so that one run
+    names every problem.
+    """
     path = Path(path)
+    dirs = _search_dirs(path, profile_dir)
     data, tree = _read_yaml(path)
     try:
         site = SiteConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_problems(path, exc, tree)) from exc
-    problems, profiles = _cross_check(path, site, tree, profile_dir)
+        problems = _validation_problems(path, exc, tree, root=SiteConfig, data=data)
+        raise ConfigError(problems + _raw_profile_problems(path, data, tree, dirs)) from exc
+    problems, profiles, files = _cross_check(path, site, tree, dirs)
     if problems:
         raise ConfigError(problems)
-    return LoadedSite(path=path, site=site, profiles=profiles)
+    return LoadedSite(path=path, site=site, profiles=profiles, profile_files=files)
 
 
-def site_from_mapping(data: dict[str, Any], origin: str = "<scenario>", profile_dir: Path = PROFILE_DIR) -> LoadedSite:
+def site_from_mapping(data: dict[str, Any], origin: str = "<scenario>", profile_dir: Path | None = None) -> LoadedSite:
     """Validate a site given as a mapping (scenarios, tests); same checks as load_site."""
+    dirs = _search_dirs(Path(origin), profile_dir)
     try:
         site = SiteConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_problems(Path(origin), exc, None)) from exc
-    problems, profiles = _cross_check(Path(origin), site, None, profile_dir)
+        raise ConfigError(_validation_problems(Path(origin), exc, None, root=SiteConfig, data=data)
+                          + _raw_profile_problems(Path(origin), data, None, dirs)) from exc
+    problems, profiles, files = _cross_check(Path(origin), site, None, dirs)
     if problems:
         raise ConfigError(problems)
-    return LoadedSite(path=Path(origin), site=site, profiles=profiles)
+    return LoadedSite(path=Path(origin), site=site, profiles=profiles, profile_files=files)
+
+
+# ---------------------------------------------------------------- the node's data folder
+
+NODE_FILES = ("journal.sqlite", "declarations.sqlite", "users.sqlite", "pki", "mqtt_bd_seq")  # a node's data dir
+
+
+class DataDirError(Exception):
+    """A --data-dir (or the site's data_dir) that cannot be the node's data folder; the message says why."""
+
+
+def check_data_dir(path: Path, *, given: bool, must_exist: bool = False, needs: str | None = None,
+                   writes: bool = False) -> Path:
+    """The data folder, refused with a message when it is a file, someone else's folder, missing or read-only.
+
+    `given`: named by --data-dir (else the site's data_dir, for the message); `must_exist`: a command that
+    only reads; `needs`: a file the command reads (`declarations.sqlite`); `writes`: it must be writable.
+    """
+    what = f"--data-dir {path}" if given else f"the site's data_dir {path}"
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"{what} is a file, not a folder: give the node's data folder")
+    if not path.exists():
+        if must_exist:
+            raise DataDirError(f"{what} does not exist: nothing to read there (a typo? the node's folder is the "
+                               "site's data_dir, or the --data-dir it runs with)")
+        return path
+    names = {entry.name for entry in path.iterdir()}
+    if names and not names & set(NODE_FILES):
+        raise DataDirError(f"{what} is not a node's data folder (it holds {len(names)} other entries and none of "
+                           f"{', '.join(NODE_FILES[:3])}): give the node's data folder, or an empty or new one")
+    if needs and needs not in names:
+        raise DataDirError(f"{what} has no {needs} yet: is it the right node's folder?")
+    if writes and not os.access(path, os.W_OK | os.X_OK):
+        raise DataDirError(f"{what} is not writable by this user: run as the node's user, or fix its permissions")
+    return path

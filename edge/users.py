@@ -565,10 +565,10 @@ def run_users_command(args: Any) -> int:
     import json
     import sys
 
-    from edge.config import load_site
+    from edge.config import check_data_dir, load_site
 
     loaded = load_site(args.site)
-    data_dir = Path(args.data_dir or loaded.site.data_dir)
+    data_dir = check_data_dir(Path(args.data_dir or loaded.site.data_dir), given=bool(args.data_dir), writes=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         with UserStore(data_dir / "users.sqlite") as store:

@@ -71,13 +71,34 @@ def find_mosquitto() -> str:
     raise RuntimeError("mosquitto is not installed: run `sudo apt-get install -y mosquitto`")
 
 
+SIMULATED_MARK = ".simulated"  # in a PKI folder the simulators made (never a real gate's CA)
+
+
+def simulated_pki(directory: Path, hosts: tuple[str, ...]) -> GatePki:
+    """A throwaway gate CA in directory, made there once and used again by later runs.
+
+    A folder that holds a CA the simulators did not make (a real gate's, from `smartgate pki init`) is
+    refused with a RuntimeError: a simulator never mixes its certificates into a real gate's PKI.
+    """
+    pki = GatePki(Path(directory))
+    if pki.ca_cert.exists() and pki.server.cert.exists():
+        if not (pki.dir / SIMULATED_MARK).exists():
+            raise RuntimeError(f"{pki.dir} holds a real gate CA (not made by the simulators): give the simulated "
+                               "gate a data directory of its own (--data-dir)")
+        return pki
+    pki.init("smartgate private broker CA", hosts=hosts)
+    (pki.dir / SIMULATED_MARK).write_text("made by smartgate's simulators: a throwaway CA\n")
+    return pki
+
+
 PROBE_IDENTITY = "smartgate-broker-probe"  # the broker object's own client: proves an ACL reload took effect
 
 
 class PrivateBroker:
     """Runs `mosquitto -c <private config>` listening on 127.0.0.1:<port> (TLS + ACL unless secure=False)."""
 
-    def __init__(self, port: int | None = None, *, secure: bool = True, site: SiteConfig | None = None):
+    def __init__(self, port: int | None = None, *, secure: bool = True, site: SiteConfig | None = None,
+                 pki_dir: Path | None = None):
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.secure = secure
@@ -90,8 +111,7 @@ class PrivateBroker:
         self._probe_topic = "smartgate-probe/0"
         self.pki: GatePki | None = None
         if secure:
-            self.pki = GatePki(self._dir / "pki")
-            self.pki.init("smartgate private broker CA", hosts=(self.host, "localhost", "::1"))
+            self.pki = simulated_pki(pki_dir or self._dir / "pki", (self.host, "localhost", "::1"))
         if site is not None:
             self._site_acl = acl_text(site)
         self._write_acl()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,12 +51,27 @@ async def _call(simulator: Any, method: str) -> None:
         await result
 
 
-async def inject_fault(simulator: Any, fault: str, duration_s: float) -> None:
-    """Apply a fault, and recover from it after duration_s when it is a lasting one."""
+def is_lasting(simulator: Any, fault: str) -> bool:
+    """True when the fault lasts until recovered (a disconnect), False for a one-off (garbage)."""
+    return hasattr(simulator, f"recover_{fault}")
+
+
+async def inject_fault(simulator: Any, fault: str, duration_s: float,
+                       log: Callable[[str], None] | None = None, name: str = "") -> None:
+    """Apply a fault, and recover from it after duration_s when it is a lasting one.
+
+    `log` (with the device's `name`) is told when the fault starts and when it ends.
+    """
     if not hasattr(simulator, f"fault_{fault}"):
         raise ValueError(f"{type(simulator).__name__} cannot simulate '{fault}': "
                          f"it offers {', '.join(supported_faults(simulator))}")
+    who = f"{name}: " if name else ""
+    lasting = is_lasting(simulator, fault)
+    if log:
+        log(f"{who}fault {fault} starts" + (f" for {duration_s:g} s" if lasting else " (one-off)"))
     await _call(simulator, f"fault_{fault}")
-    if hasattr(simulator, f"recover_{fault}"):
+    if lasting:
         await asyncio.sleep(duration_s)
         await _call(simulator, f"recover_{fault}")
+        if log:
+            log(f"{who}fault {fault} ended: the device is back")

@@ -104,8 +104,9 @@ class SimulatedGate:
     """Starts and stops the broker, the simulators and the node together."""
 
     def __init__(self, loaded: LoadedSite, workdir: Path, *, kiosk_port: int | None = 0,
-                 boom_travel_s: float = 0.5, broker: PrivateBroker | None = None):
+                 boom_travel_s: float = 0.5, broker: PrivateBroker | None = None, rebind: bool = True):
         self.original = loaded
+        self.rebind = rebind  # False: the simulators serve the site's own endpoints (a site made for them)
         self.workdir = workdir
         self.kiosk_port = kiosk_port
         self.boom_travel_s = boom_travel_s
@@ -123,7 +124,10 @@ class SimulatedGate:
         """
         if self.broker is None:
             self.broker = await asyncio.to_thread(PrivateBroker().start)
-        self.site, _ = await asyncio.to_thread(bind_site, self.original, self.workdir, self.broker)
+        if self.rebind:
+            self.site, _ = await asyncio.to_thread(bind_site, self.original, self.workdir, self.broker)
+        else:
+            self.site = self.original
         if self.broker.secure:
             await asyncio.to_thread(self.broker.load_site, self.site.site)
         for lane in self.site.site.lanes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -327,8 +328,11 @@ def _check_expectation(result: dict[str, Any], expect: Expectation | None) -> li
 
 
 async def play_scenario(scenario: Scenario, workdir: Path, *, kiosk_port: int | None = None,
-                        interactive: bool = False, gate: SimulatedGate | None = None) -> dict[str, Any]:
-    """Run every truck of the scenario against a simulated gate; return the JSON-ready result."""
+                        interactive: bool = False, gate: SimulatedGate | None = None,
+                        on_truck: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every truck of the scenario against a simulated gate; return the JSON-ready result.
+
+    `on_truck` is told each truck's result as it finishes (progress output)."""
     timing = scenario.spec.timing
     own_gate = gate is None
     if gate is None:
@@ -357,6 +361,8 @@ async def play_scenario(scenario: Scenario, workdir: Path, *, kiosk_port: int | 
                 result["expect_met"] = not failures
                 if failures:
                     result["expect_failures"] = failures
+            if on_truck is not None:
+                on_truck(result)
             return result
 
         # Trucks on one lane go in file order; lanes run side by side.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -18,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from edge.config import load_profile
+from edge.config import CONFIG_ROOT, load_profile
 from simulators.faults import FAULT_HELP, FaultSpec, inject_fault, supported_faults
 
-KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner", "video")
+KINDS = ("barrier", "eseal", "weighbridge", "anpr", "scanner", "video", "gate")
 LOOPS = ("arrival", "safety", "exit")
+SIM_SITE = CONFIG_ROOT / "sites" / "simulated-gate.yaml"  # a site whose devices are the simulators
 
 
 def parse_fault(text: str) -> FaultSpec:
@@ -40,6 +42,20 @@ def parse_fault(text: str) -> FaultSpec:
             f"{text!r}: {exc.__class__.__name__}; faults are {', '.join(FAULT_HELP)}") from exc
 
 
+SEAL_STATUSES = ("intact", "opened", "tampered")
+
+
+def parse_seal(text: str) -> tuple[str, str, str | None]:
+    """`ID[:STATUS[:CONTAINER]]` → (id, status, container) (argparse type); a wrong status is refused."""
+    parts = text.split(":")
+    if not parts[0] or len(parts) > 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: write ID[:STATUS[:CONTAINER]], e.g. 5E0000A1:tampered")
+    status = parts[1] if len(parts) > 1 and parts[1] else "intact"
+    if status not in SEAL_STATUSES:
+        raise argparse.ArgumentTypeError(f"{text!r}: seal status '{status}' is not one of {', '.join(SEAL_STATUSES)}")
+    return parts[0], status, parts[2] if len(parts) > 2 and parts[2] else None
+
+
 def add_parsers(sub: Any) -> None:
     """Add `simulate <kind>` parsers to the CLI."""
     simulate = sub.add_parser("simulate", help="run one device simulator on its own (for testers)",
@@ -52,6 +68,24 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
         p.add_argument("--fault", type=parse_fault, action="append", default=[],
                        metavar="AT_S:NAME[:DURATION_S]", help=f"inject a fault ({fault_help})")
+
+    p = kinds.add_parser(
+        "gate", help="every simulator of a site on one clock, driven by hand (console, HTTP API), for `smartgate run`",
+        description="Runs the MQTT broker (TLS) and a simulator for every device of the site, writes the "
+                    "certificates (and, for a site with real device addresses, a site file) that `smartgate run` "
+                    "needs to run the real node against them, then takes commands: `truck 29C-123.45 arrives at "
+                    "IMP-1 seal SEAL-777 weight 28000 scan clear`, `clear IMP-1`, `fault IMP-1-anpr disconnect "
+                    "10`, `help`.")
+    p.add_argument("--site", default=str(SIM_SITE), help=f"site file (default: {SIM_SITE.name}, made for this)")
+    p.add_argument("--data-dir", help="the node's data directory: certificates go to <data-dir>/pki (default: "
+                                      "the site's data_dir; <data_dir>-sim for a site with real device addresses)")
+    p.add_argument("--rebind", action="store_true",
+                   help="move every endpoint to a free loopback port and write <data-dir>/simulated-site.yaml "
+                        "(the default for a site whose devices are not on loopback)")
+    p.add_argument("--http", type=int, metavar="PORT", help="also take commands over HTTP on 127.0.0.1:PORT "
+                                                            "(0: a free port)")
+    p.add_argument("--no-console", action="store_true", help="do not read commands from standard input")
+    p.add_argument("--travel", type=float, default=1.0, help="boom travel time in seconds (default 1)")
 
     p = kinds.add_parser("barrier", help="barrier PLC on Modbus TCP (or RTU on a pty)")
     p.add_argument("--host", default="127.0.0.1")
@@ -71,7 +105,7 @@ def add_parsers(sub: Any) -> None:
     p = kinds.add_parser("eseal", help="e-seal reader on a serial line (pty)")
     p.add_argument("--link", required=True, help="path the node opens as its serial port (a symlink to a pty)")
     p.add_argument("--format", choices=["eseal-ascii", "eseal-binary"], default="eseal-ascii")
-    p.add_argument("--seal", action="append", default=[], metavar="ID[:STATUS[:CONTAINER]]",
+    p.add_argument("--seal", type=parse_seal, action="append", default=[], metavar="ID[:STATUS[:CONTAINER]]",
                    help="seal to report each time (status intact|opened|tampered); repeatable")
     common(p)
 
@@ -172,18 +206,57 @@ def _read_loop_commands(sim: Any) -> None:
 
 def _broker(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return host or "127.0.0.1", int(port)
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError:
+        raise SimulatorError(f"--broker {text}: write HOST:PORT, e.g. 127.0.0.1:8883") from None
+
+
+async def _connect(sim: Any, host: str, port: int) -> None:
+    """Connect an MQTT simulator; a broker that is not there (or refuses it) is one line, not a traceback."""
+    try:
+        await asyncio.to_thread(sim.start, 5.0)
+    except ConnectionRefusedError:
+        raise SimulatorError(f"no MQTT broker at {host}:{port} (connection refused): start it, or give --broker "
+                             "HOST:PORT") from None
+    except OSError as exc:  # TLS refused, host unknown, unreachable
+        raise SimulatorError(f"cannot connect to the MQTT broker at {host}:{port}: {exc}") from None
+    except RuntimeError as exc:  # connected at TCP level, but the broker never accepted us
+        raise SimulatorError(f"the MQTT broker at {host}:{port} did not accept the connection ({exc}); with a "
+                             "TLS broker give --tls CA CERT KEY") from None
 
 
 def say(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    """One timestamped line on stdout; when its reader has gone (`| head`), the simulator stops cleanly."""
+    try:
+        print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # later lines go nowhere
+        os.kill(os.getpid(), signal.SIGTERM)  # the same clean stop as Ctrl-C
 
 
 Step = Callable[[int], Awaitable[None]]
 
 
+class SimulatorError(RuntimeError):
+    """A simulator cannot start; the message is one line that says why and what to do."""
+
+
+def _check_link(option: str, link: str) -> None:
+    """The folder of a --link path must exist (a typo must not make a port nobody opens)."""
+    folder = Path(link).parent
+    if not folder.is_dir():
+        raise SimulatorError(f"{option} {link}: the folder {folder} does not exist; create it or give another path")
+    if Path(link).exists() and not Path(link).is_symlink():
+        raise SimulatorError(f"{option} {link}: a file is already there (the simulator makes a link of its own)")
+
+
 async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awaitable[None]]]:
     """The simulator, what it does for truck n, and how it stops."""
+    for option in ("link", "rtu_link"):
+        if getattr(args, option, None):
+            _check_link("--" + option.replace("_", "-"), getattr(args, option))
     if args.kind == "barrier":
         from simulators.barrier_plc import BarrierPlcRtuSimulator, BarrierPlcSimulator
 
@@ -198,8 +271,9 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         else:
             wire = None
             sim = BarrierPlcSimulator(regmap, args.host, args.port, travel_s=args.travel)
-            say(f"barrier PLC on Modbus TCP {args.host}:{args.port} (device id {regmap.device_id})")
         await sim.start()
+        if not args.rtu_link:
+            say(f"barrier PLC on Modbus TCP {args.host}:{args.port} (device id {regmap.device_id})")
         say("heartbeat watchdog armed from power-up: until the node writes a heartbeat the boom stays closed-safe")
         for loop in args.occupy:
             set_loop(sim, loop, True)
@@ -226,13 +300,12 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         sim = EsealReaderSimulator(args.link, reader_id="SIM-READER", frame_format=args.format)
         sim.start()
         say(f"e-seal reader ({args.format}): the node opens {args.link}")
-        seals = [s.split(":") for s in (args.seal or ["5E0000A1:intact"])]
+        seals = args.seal or [("5E0000A1", "intact", None)]
 
         async def truck(n: int) -> None:
-            for parts in seals:
-                status = parts[1] if len(parts) > 1 else "intact"
-                sim.present_seal(parts[0], status, parts[2] if len(parts) > 2 else None)
-                say(f"seal {parts[0]} {status}")
+            for seal_id, status, container in seals:
+                if sim.present_seal(seal_id, status, container):
+                    say(f"seal {seal_id} {status}")
 
         async def stop() -> None:
             sim.stop()
@@ -283,6 +356,11 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     host, port = _broker(args.broker)
     from devices.transports.mqtt import MqttTls
 
+    if args.tls:
+        for name in args.tls:
+            if not Path(name).is_file():
+                raise SimulatorError(f"--tls: {name} does not exist")
+
     tls = MqttTls(*(Path(f) for f in args.tls)) if args.tls else None
     if args.kind == "anpr":
         from edge.pki import common_name
@@ -292,7 +370,7 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
         # camera names itself by the identity it was enrolled as (the site's device id).
         camera_id = common_name(tls.cert) if tls else "sim-camera"
         sim = AnprCameraSimulator(host, port, args.topic, camera_id, tls=tls)
-        await asyncio.to_thread(sim.start)
+        await _connect(sim, host, port)
         plates = args.plate or ["29C-123.45"]
         say(f"camera publishing to {args.topic} on {host}:{port}")
 
@@ -311,7 +389,7 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
     from simulators.scanner import ScannerSimulator
 
     sim = ScannerSimulator(host, port, args.topic, args.lane, "sim-scanner", tls=tls)
-    await asyncio.to_thread(sim.start)
+    await _connect(sim, host, port)
     say(f"scanner publishing to {args.topic} on {host}:{port}")
 
     async def truck(n: int) -> None:
@@ -331,8 +409,21 @@ async def _build(args: argparse.Namespace) -> tuple[Any, Step, Callable[[], Awai
 
 
 async def run_simulator(args: argparse.Namespace) -> int:
-    """Run one simulator until Ctrl-C or --duration; returns the exit code."""
-    sim, truck, stop = await _build(args)
+    """Run one simulator until Ctrl-C or --duration; returns the exit code.
+
+    A simulator that cannot start (a busy port, a broker that is not there, a link in a folder that does
+    not exist) says why in one line on stderr and exits 1.
+    """
+    try:
+        sim, truck, stop = await _build(args)
+    except SimulatorError as exc:
+        print(f"smartgate simulate {args.kind}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        why = "the port is in use: stop what holds it or give another --port" if exc.errno == errno.EADDRINUSE \
+            else str(exc)
+        print(f"smartgate simulate {args.kind}: cannot start: {why}", file=sys.stderr)
+        return 1
     offered = supported_faults(sim)
     for spec in args.fault:
         if spec.fault not in offered:
@@ -345,18 +436,30 @@ async def run_simulator(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stopping.set)
+    down: set[str] = set()  # lasting faults under way that silence the device (disconnect)
+
+    async def one_fault(spec: FaultSpec) -> None:
+        if spec.fault == "disconnect":
+            down.add(spec.fault)
+        try:
+            await inject_fault(sim, spec.fault, spec.duration_s, log=say)
+        finally:
+            down.discard(spec.fault)
 
     async def faults() -> None:
+        running = []
         for spec in sorted(args.fault, key=lambda f: f.at_s):
             await asyncio.sleep(max(0.0, spec.at_s - (time.monotonic() - started)))
-            say(f"fault: {spec.fault}" + (f" for {spec.duration_s:g} s" if hasattr(sim, f"recover_{spec.fault}")
-                                          else ""))
-            asyncio.create_task(inject_fault(sim, spec.fault, spec.duration_s))
+            running.append(asyncio.create_task(one_fault(spec)))
+        await asyncio.gather(*running)
 
     async def traffic() -> None:
         n = 0
         while True:
-            await truck(n)
+            if down:
+                say(f"truck {n + 1}: nothing sent (the device is disconnected)")
+            else:
+                await truck(n)
             n += 1
             await asyncio.sleep(args.every)
 

@@ -25,7 +25,6 @@ from devices.availability import Availability
 from devices.health import DeviceHealth
 from devices.profiles import BarrierModbusMap
 from devices.protocols.barrier_map import (
-    FAULT_HEARTBEAT_LOST,
     FAULT_NONE,
     FAULT_TEXT,
     BarrierInputs,
@@ -80,8 +79,9 @@ class BarrierDriver:
 
     async def open(self) -> None:
         """Command the boom open. Call only for a journaled RELEASE; set the lights after."""
-        if self.fault_code == FAULT_HEARTBEAT_LOST:
-            await self._write_heartbeat()  # the PLC refuses to open until it hears from the node again
+        # A heartbeat right before the command, always: a PLC whose watchdog tripped (a slow spell on the
+        # link, seen or not yet seen in fault_code) refuses to open until it hears from the node again.
+        await self._write_heartbeat()
         await self._command(self.regmap.coils.open, self.regmap.coils.close)
 
     async def set_lights(self, green: bool) -> None:

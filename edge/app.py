@@ -42,7 +42,7 @@ from edge.config import (
 from edge.journal import Journal
 from edge.lane_control import LaneController
 from edge.metrics import NodeMetrics
-from edge.node_view import LaneNoticeCallback, LaneStatus, NoticeFanOut, Unsubscribe
+from edge.node_view import LaneNoticeCallback, LaneStatus, NodeView, NoticeFanOut, Unsubscribe
 from models import load_plate_reader
 from sync.sparkplug import SparkplugPublisher, node_snapshot
 from sync.telemetry import TelemetryPublisher
@@ -177,13 +177,14 @@ class GateNode:
     async def start(self) -> None:
         """Connect every device, restore lanes from the journal, serve the kiosk."""
         self._build()
-        self.telemetry = TelemetryPublisher(self, self.uplink, self.options.data_dir / "mqtt_bd_seq",
+        view = self.view()
+        self.telemetry = TelemetryPublisher(view, self.uplink, self.options.data_dir / "mqtt_bd_seq",
                                             self.options.telemetry_period_s)
         self.telemetry.prepare()
-        self.metrics = NodeMetrics(self)
+        self.metrics = NodeMetrics(view)
         self.metrics.attach()
         if self.sparkplug_bus is not None:
-            self.sparkplug = SparkplugPublisher(self.sparkplug_bus, self.site.gate, lambda: node_snapshot(self),
+            self.sparkplug = SparkplugPublisher(self.sparkplug_bus, self.site.gate, lambda: node_snapshot(view),
                                                 self.options.data_dir / "sparkplug_bd_seq",
                                                 group=self.site.mqtt.sparkplug_group,
                                                 period_s=self.options.telemetry_period_s)
@@ -213,7 +214,7 @@ class GateNode:
         from edge.kiosk.api import create_app
 
         config = uvicorn.Config(
-            create_app(self, data_dir=self.options.data_dir, settings=self.options.extra.get("kiosk_auth"),
+            create_app(self.view(), data_dir=self.options.data_dir, settings=self.options.extra.get("kiosk_auth"),
                        metrics=self.metrics, stopping=self._kiosk_stopping),
             host=self.options.kiosk_host or self.site.kiosk.host,
             port=self.options.kiosk_port if self.options.kiosk_port is not None else self.site.kiosk.port,
@@ -265,6 +266,10 @@ class GateNode:
             self.sparkplug.wake()
 
     # ------------------------------------------------------------ views (edge.node_view.NodeView)
+
+    def view(self) -> NodeView:
+        """The node as its readers see it (the node itself, typed narrow: a type checker proves it fits)."""
+        return self
 
     def subscribe(self, callback: LaneNoticeCallback) -> Unsubscribe:
         """Every lane notice from now on, to `callback` (the one fan-out); call the result to stop."""

@@ -30,6 +30,7 @@ from edge.config import (
     BarrierProfile,
     ConfigError,
     DeviceConfig,
+    LaneConfig,
     LoadedSite,
     ModbusRtuTransport,
     ModbusTcpTransport,
@@ -41,6 +42,7 @@ from edge.config import (
 from edge.journal import Journal
 from edge.lane_control import LaneController
 from edge.metrics import NodeMetrics
+from edge.node_view import LaneNoticeCallback, LaneStatus, NodeView, NoticeFanOut, Unsubscribe
 from models import load_plate_reader
 from sync.sparkplug import SparkplugPublisher, node_snapshot
 from sync.telemetry import TelemetryPublisher
@@ -65,7 +67,8 @@ class NodeOptions:
 
 
 class GateNode:
-    """One edge node for one gate."""
+    """One edge node for one gate; it is the `edge.node_view.NodeView` its kiosk, telemetry, metrics and
+    Sparkplug read, and its lane notices reach them all through one fan-out (`subscribe`)."""
 
     def __init__(self, loaded: LoadedSite, options: NodeOptions):
         self.loaded = loaded
@@ -99,6 +102,7 @@ class GateNode:
         self.sparkplug: SparkplugPublisher | None = None
         self.metrics: NodeMetrics | None = None
         self.lanes: dict[str, LaneController] = {}
+        self.notices = NoticeFanOut()  # the one channel of lane notices (NodeView.subscribe)
         self.drivers: dict[str, Driver] = {}
         self.device_lane: dict[str, str] = {}
         self._tasks: list[asyncio.Task] = []
@@ -131,6 +135,7 @@ class GateNode:
                 device_kinds={d.id: d.kind for d in lane.devices},
             )
             controller_ref["controller"] = controller
+            controller.listeners.append(self.notices.publish)
             self.lanes[lane.id] = controller
             self.drivers[barrier_cfg.id] = barrier
             for device in lane.devices:
@@ -172,17 +177,18 @@ class GateNode:
     async def start(self) -> None:
         """Connect every device, restore lanes from the journal, serve the kiosk."""
         self._build()
-        self.telemetry = TelemetryPublisher(self, self.options.telemetry_period_s)
+        view = self.view()
+        self.telemetry = TelemetryPublisher(view, self.uplink, self.options.data_dir / "mqtt_bd_seq",
+                                            self.options.telemetry_period_s)
         self.telemetry.prepare()
-        self.metrics = NodeMetrics(self)
+        self.metrics = NodeMetrics(view)
         self.metrics.attach()
         if self.sparkplug_bus is not None:
-            self.sparkplug = SparkplugPublisher(self.sparkplug_bus, self.site.gate, lambda: node_snapshot(self),
+            self.sparkplug = SparkplugPublisher(self.sparkplug_bus, self.site.gate, lambda: node_snapshot(view),
                                                 self.options.data_dir / "sparkplug_bd_seq",
                                                 group=self.site.mqtt.sparkplug_group,
                                                 period_s=self.options.telemetry_period_s)
-            for controller in self.lanes.values():
-                controller.listeners.append(self._wake_sparkplug)
+            self.subscribe(self._wake_sparkplug)
         for driver in self.drivers.values():  # before the buses connect: MQTT drivers must see the first "up"
             await driver.start()
         if self.site.central is not None:
@@ -208,7 +214,8 @@ class GateNode:
         from edge.kiosk.api import create_app
 
         config = uvicorn.Config(
-            create_app(self),
+            create_app(self.view(), data_dir=self.options.data_dir, settings=self.options.extra.get("kiosk_auth"),
+                       metrics=self.metrics, stopping=self._kiosk_stopping),
             host=self.options.kiosk_host or self.site.kiosk.host,
             port=self.options.kiosk_port if self.options.kiosk_port is not None else self.site.kiosk.port,
             log_level="warning",
@@ -251,11 +258,58 @@ class GateNode:
         self.journal.close()
         self.cache.close()
 
+    def _kiosk_stopping(self) -> bool:
+        return bool(self._server is not None and self._server.should_exit)
+
     def _wake_sparkplug(self, _lane_id: str, kind: str, _payload: dict[str, Any]) -> None:
         if kind in ("lane", "device") and self.sparkplug is not None:
             self.sparkplug.wake()
 
-    # ------------------------------------------------------------ views
+    # ------------------------------------------------------------ views (edge.node_view.NodeView)
+
+    def view(self) -> NodeView:
+        """The node as its readers see it (the node itself, typed narrow: a type checker proves it fits)."""
+        return self
+
+    def subscribe(self, callback: LaneNoticeCallback) -> Unsubscribe:
+        """Every lane notice from now on, to `callback` (the one fan-out); call the result to stop."""
+        return self.notices.subscribe(callback)
+
+    def lane_ids(self) -> list[str]:
+        """The gate's lanes, in configuration order."""
+        return list(self.lanes)
+
+    def lane_config(self, lane_id: str) -> LaneConfig:
+        """A lane's configuration; KeyError for an unknown lane."""
+        return self.lanes[lane_id].lane
+
+    def lane_snapshot(self, lane_id: str) -> dict[str, Any]:
+        """The lane machine's snapshot as plain data."""
+        return self.lanes[lane_id].machine.snapshot()
+
+    def lane_statuses(self) -> list[LaneStatus]:
+        """Every lane's state and faulty devices."""
+        return [LaneStatus(c.lane.id, c.state.value, dict(c.machine.faulty)) for c in self.lanes.values()]
+
+    def available_actions(self, lane_id: str) -> list[str]:
+        """The officer actions the lane accepts now."""
+        return self.lanes[lane_id].machine.officer_actions()
+
+    def open_transaction(self, lane_id: str) -> dict[str, Any] | None:
+        """The lane's open transaction as plain data, or None."""
+        tx = self.lanes[lane_id].machine.tx
+        return None if tx is None else tx.to_dict()
+
+    def reading_age(self, lane_id: str) -> float | None:
+        """Seconds since the last reading of the lane's open transaction (lane clock), or None."""
+        controller = self.lanes.get(lane_id)
+        tx = controller.machine.tx if controller is not None else None
+        last = getattr(tx, "last_reading_at", None)
+        return None if controller is None or last is None else max(0.0, controller.clock() - last)
+
+    async def officer_action(self, lane_id: str, action: str, officer: str, reason: str) -> dict[str, Any]:
+        """An officer's action at a lane (LaneError when the lane refuses it)."""
+        return await self.lanes[lane_id].officer_action(action, officer, reason)
 
     def sync_status(self) -> dict[str, Any]:
         """Link to central, outbox backlog, feed position (the kiosk's status strip and telemetry)."""

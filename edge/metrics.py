@@ -17,12 +17,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from edge.node_view import NodeView
 from edge.records import Notice
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-    from edge.app import GateNode
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -34,7 +33,7 @@ def _number(value: Any) -> float | None:
 class _NodeStateCollector(Collector):
     """Gauges and counters read from the node at scrape time."""
 
-    def __init__(self, node: GateNode):
+    def __init__(self, node: NodeView):
         self.node = node
 
     def collect(self) -> Iterable[Any]:
@@ -56,8 +55,8 @@ class _NodeStateCollector(Collector):
         yield from (up, bad, good, reconnects)
         lanes = GaugeMetricFamily("smartgate_lane_faulty", "1 when the lane is in FAULT or has a faulty device",
                                   labels=["lane", "state"])
-        for lane_id, controller in node.lanes.items():
-            lanes.add_metric([lane_id, controller.state.value], 1.0 if controller.machine.faulty else 0.0)
+        for status in node.lane_statuses():
+            lanes.add_metric([status.lane, status.state], 1.0 if status.faults else 0.0)
         yield lanes
         yield GaugeMetricFamily("smartgate_journal_rows", "Rows in the node's journal", value=node.journal.count())
         yield GaugeMetricFamily("smartgate_cache_declarations", "Declarations in the local cache",
@@ -88,8 +87,9 @@ class _NodeStateCollector(Collector):
 class NodeMetrics:
     """The node's registry: lane counters fed by controller notifications, state read at scrape time."""
 
-    def __init__(self, node: GateNode, clock: Callable[[], float] = time.time):
+    def __init__(self, node: NodeView, clock: Callable[[], float] = time.time):
         self.node, self.clock = node, clock
+        self._unsubscribe: Callable[[], None] | None = None
         self.registry = CollectorRegistry()
         self.decisions = Counter("smartgate_decisions", "Decisions by outcome", ["lane", "outcome"],
                                  registry=self.registry)
@@ -104,22 +104,26 @@ class NodeMetrics:
         self.http = HttpMetrics(self.registry)
 
     def attach(self) -> None:
-        """Listen to every lane controller (call once, after the node has built its lanes)."""
-        for controller in self.node.lanes.values():
-            controller.listeners.append(self.on_lane_event)
+        """Count the node's lane notices from now on (its one subscription; a second call changes nothing)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self.node.subscribe(self.on_lane_event)
+
+    def detach(self) -> None:
+        """Stop counting lane notices."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def on_lane_event(self, lane_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """Count one lane notification (a controller listener)."""
+        """Count one lane notice (the NodeView subscription)."""
         if kind == Notice.DECISION:
             self.decisions.labels(lane_id, str(payload.get("outcome", "unknown"))).inc()
             for reason in payload.get("reasons") or ():
                 code = reason.get("code") if isinstance(reason, dict) else reason
                 self.reasons.labels(lane_id, str(code)).inc()
-            controller = self.node.lanes.get(lane_id)
-            tx = controller.machine.tx if controller is not None else None
-            last = getattr(tx, "last_reading_at", None)
-            if last is not None:
-                self.latency.labels(lane_id).observe(max(0.0, controller.clock() - last))
+            age = self.node.reading_age(lane_id)
+            if age is not None:
+                self.latency.labels(lane_id).observe(age)
         elif kind == Notice.ALARM:
             self.alarms.labels(lane_id, str(payload.get("code", "unknown"))).inc()
         elif kind == Notice.BARRIER:

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import pysparkplug as spb
 
+from edge.node_view import NodeView
+
 if TYPE_CHECKING:
     from devices.transports.mqtt import MqttBus
-    from edge.app import GateNode
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +193,12 @@ def decode_message(topic_text: str, payload: bytes, birth: Any = None) -> Sparkp
                             getattr(decoded, "seq", None), metrics)
 
 
-def node_snapshot(node: GateNode) -> Snapshot:
+def node_snapshot(node: NodeView) -> Snapshot:
     """The metrics of a running node: lanes, link and cache as node metrics, device health as device metrics."""
     values: dict[str, Scalar] = {}
-    for controller in node.lanes.values():
-        values[f"Lanes/{controller.lane.id}/State"] = controller.state.value
-        values[f"Lanes/{controller.lane.id}/Faulty"] = bool(controller.machine.faulty)
+    for lane in node.lane_statuses():
+        values[f"Lanes/{lane.lane}/State"] = lane.state
+        values[f"Lanes/{lane.lane}/Faulty"] = bool(lane.faults)
     status = node.sync_status()
     link = status.get("link") or {}
     values["Sync/Link Configured"] = bool(link.get("configured", True))

@@ -26,14 +26,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.node_view import NodeView
 from edge.records import AlarmCode, Notice
 
 if TYPE_CHECKING:
     from devices.transports.mqtt import MqttBus
-    from edge.app import GateNode
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +116,22 @@ class BirthDeath:
 class TelemetryPublisher:
     """Publishes device health, lane states and sync state periodically and on every fault change."""
 
-    def __init__(self, node: GateNode, period_s: float = 5.0, bus: MqttBus | None = None):
+    def __init__(self, node: NodeView, bus: MqttBus, state_file: Path, period_s: float = 5.0):
+        """Publish `node`'s state on `bus` (the node's uplink); `state_file` keeps the bdSeq across restarts."""
         self.node, self.period_s = node, period_s
-        self.bus = bus or node.uplink
+        self.bus = bus
         self.topics = telemetry_topics(node.site.gate)
         self.published = 0
-        self.session = BirthDeath(self.bus, node.site.gate, node.options.data_dir / "mqtt_bd_seq")
+        self.session = BirthDeath(self.bus, node.site.gate, state_file)
+        self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
     def prepare(self) -> None:
         """Listen for (re)connections and fault changes (before the buses connect)."""
         self.bus.on_state(lambda up, _error: self._wake.set() if up else None)
-        for controller in self.node.lanes.values():
-            controller.listeners.append(self._on_lane_event)
+        if self._unsubscribe is None:
+            self._unsubscribe = self.node.subscribe(self._on_lane_event)
 
     def _on_lane_event(self, lane_id: str, kind: str, payload: dict[str, Any]) -> None:
         if kind == Notice.ALARM and payload.get("code") == AlarmCode.DEVICE_FAULT or kind == Notice.DEVICE:
@@ -141,6 +144,9 @@ class TelemetryPublisher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         await self.session.publish_death()
 
     def publish_now(self) -> None:
@@ -149,8 +155,7 @@ class TelemetryPublisher:
         bus = self.bus
         bus.publish(self.topics["devices"], json.dumps({"at": now, "devices": self.node.device_health()}),
                     qos=1, retain=True)
-        lanes = [{"lane": c.lane.id, "state": c.state.value, "faults": dict(c.machine.faulty)}
-                 for c in self.node.lanes.values()]
+        lanes = [{"lane": s.lane, "state": s.state, "faults": dict(s.faults)} for s in self.node.lane_statuses()]
         bus.publish(self.topics["lanes"], json.dumps({"at": now, "lanes": lanes}), qos=1, retain=True)
         provider = getattr(self.node, "sync_status", None)
         if callable(provider):

@@ -40,19 +40,9 @@ LAZY_UPWARD = {
 
 # Imports that break the layers or close a circle today and are being removed elsewhere. Each entry is
 # (importer, imported): the list may only shrink, and an entry whose import is gone must leave it.
-KNOWN = {
-    # edge/app.py <-> kiosk <-> telemetry: the kiosk views and the telemetry publisher take the whole GateNode
-    # (type hints under TYPE_CHECKING) while edge/app.py builds them. Issue #25 point 4 gives them a narrow
-    # NodeView instead; another helper owns that change (edge/app.py, edge/kiosk/, sync/telemetry.py).
-    ("edge.kiosk.api", "edge.app"),
-    ("edge.kiosk.live", "edge.app"),
-    ("edge.kiosk.views", "edge.app"),
-    ("sync.telemetry", "edge.app"),
-    # The same whole-node reading, without a circle: the Prometheus collector and the Sparkplug snapshot type
-    # their argument as GateNode (TYPE_CHECKING); NodeView is their narrow view too.
-    ("edge.metrics", "edge.app"),
-    ("sync.sparkplug", "edge.app"),
-}
+# Empty since issue #25 point 4: the kiosk, telemetry, metrics and Sparkplug read the node through
+# edge.node_view.NodeView and no longer import edge.app.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

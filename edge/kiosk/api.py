@@ -11,8 +11,9 @@ throttled and their passwords checked off the event loop (LoginGuard in edge/kio
 """
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -47,10 +48,9 @@ from edge.kiosk.contracts import router as contracts_router
 from edge.kiosk.live import LiveHub, sse
 from edge.kiosk.views import lane_history, was_refused
 from edge.lane import LaneError
+from edge.metrics import NodeMetrics
+from edge.node_view import NodeView
 from edge.users import MIN_PASSWORD_LENGTH, USERNAME_RE, AuthSettings, LoginResult, Role, UserError, UserStore
-
-if TYPE_CHECKING:
-    from edge.app import GateNode
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY = 32 * 1024  # the biggest kiosk request (a new user, an action's reason) is well under 4 KiB
@@ -143,15 +143,21 @@ class NewUserRequest(_Body):
     display_name: str = Field(default="", max_length=100)
 
 
-def create_app(node: "GateNode", *, users: UserStore | None = None, settings: AuthSettings | None = None,
-               recheck_s: float = 5.0) -> FastAPI:
-    """The kiosk application for one node (users in <data_dir>/users.sqlite unless given)."""
-    settings = settings or node.options.extra.get("kiosk_auth") or AuthSettings()
-    store = users or UserStore(Path(node.options.data_dir) / "users.sqlite", settings)
+def create_app(node: NodeView, *, data_dir: Path | None = None, users: UserStore | None = None,
+               settings: AuthSettings | None = None, metrics: NodeMetrics | None = None,
+               stopping: Callable[[], bool] | None = None, recheck_s: float = 5.0) -> FastAPI:
+    """The kiosk application for one node's view (users in <data_dir>/users.sqlite unless given; `/metrics`
+    from `metrics` when given; live streams end once `stopping()` says the server is shutting down)."""
+    settings = settings or AuthSettings()
+    if users is None:
+        if data_dir is None:
+            raise ValueError("create_app needs a user store or the data folder to keep one in")
+        users = UserStore(Path(data_dir) / "users.sqlite", settings)
+    store = users
     auth = Authenticator(store)
     guard = LoginGuard(store, settings)
     alarms = GateAlarms(node.journal)
-    hub = LiveHub(node, alarms=alarms)
+    hub = LiveHub(node, alarms=alarms, stopping=stopping)
     app = FastAPI(title=f"smartgate kiosk — {node.site.gate}", version="0.2.0",
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.users = store
@@ -159,7 +165,7 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     app.state.login_guard = guard
     started = time.time()
     Authed = Annotated[Principal, Depends(auth)]
-    node_metrics = getattr(node, "metrics", None)
+    node_metrics = metrics
     if node_metrics is not None:
         node_metrics.http.instrument(app)  # added first, so innermost: times the routes
     install_guards(app, max_body=MAX_BODY)
@@ -179,11 +185,10 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
                 "i18n_json": i18n.script_json({code: i18n.catalogue(code) for code in i18n.LANGUAGES}),
                 **extra}
 
-    def lane_or_404(lane_id: str):
-        controller = node.lanes.get(lane_id)
-        if controller is None:
+    def lane_or_404(lane_id: str) -> str:
+        if lane_id not in node.lane_ids():
             raise problem(404, "no_lane", f"no lane {lane_id}")
-        return controller
+        return lane_id
 
     # ------------------------------------------------------------ public
 
@@ -191,7 +196,7 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
     def healthz() -> dict:
         """Liveness only (no gate data without a session)."""
         return {"status": "ok", "gate": node.site.gate, "uptime_s": round(time.time() - started, 1),
-                "lanes": len(node.lanes)}
+                "lanes": len(node.lane_ids())}
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(principal: Authed) -> Response:
@@ -299,18 +304,18 @@ def create_app(node: "GateNode", *, users: UserStore | None = None, settings: Au
         barrier by hand and release a refused truck. Journaled with the user's name before it acts.
         A wall board (display) never acts: 403."""
         principal.require(Role.OFFICER)
-        controller = lane_or_404(lane_id)
+        lane_or_404(lane_id)
         user = principal.user
         if not user.may_act_at(node.site.gate):
             raise problem(403, "wrong_gate", f"{user.username} acts at gate {user.gate}, not {node.site.gate}")
         if request.action in SUPERVISOR_ACTIONS:
             principal.require(Role.SUPERVISOR)
-        tx = controller.machine.tx
-        if request.action == "release" and tx is not None and was_refused(tx.to_dict()) \
+        tx = node.open_transaction(lane_id)
+        if request.action == "release" and tx is not None and was_refused(tx) \
                 and not user.role.at_least(Role.SUPERVISOR):
             raise problem(403, "override_requires_supervisor", "only a supervisor may release a refused truck")
         try:
-            await controller.officer_action(request.action, user.username, request.reason)
+            await node.officer_action(lane_id, request.action, user.username, request.reason)
         except LaneError as exc:
             raise problem(409, "lane_refused", str(exc)) from exc
         return {"ok": True, "action": request.action, "officer": user.username,

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from devices.protocols.identifiers import normalise_plate
 from edge.kiosk.views import lane_view, status_view
+from edge.node_view import NodeView
 
 if TYPE_CHECKING:
-    from edge.app import GateNode
     from edge.journal import Journal
 
 # Device errors, by what an officer can do about them; the first pattern that matches names the fault.
@@ -64,11 +64,11 @@ def needs_officer(view: dict[str, Any]) -> bool:
     return outcome in _WAITING_OUTCOMES or (view.get("state") == "FAULT" and bool(tx.get("plates")))
 
 
-def board_lane_view(node: GateNode, lane_id: str, devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def board_lane_view(node: NodeView, lane_id: str, devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A lane as the board shows it: the lane view plus `name_vi`, `needs_officer`, `waiting_since` and each
     device's `fault` code."""
     view = lane_view(node, lane_id, devices)
-    lane = node.lanes[lane_id].lane
+    lane = node.lane_config(lane_id)
     view["name_vi"] = lane.name_vi
     view["needs_officer"] = needs_officer(view)
     tx = view.get("transaction") or {}
@@ -78,10 +78,10 @@ def board_lane_view(node: GateNode, lane_id: str, devices: list[dict[str, Any]] 
     return view
 
 
-def board_lane_views(node: GateNode) -> list[dict[str, Any]]:
+def board_lane_views(node: NodeView) -> list[dict[str, Any]]:
     """Every lane as the board shows it (device health read once)."""
     health = node.device_health()
-    return [board_lane_view(node, lane_id, health) for lane_id in node.lanes]
+    return [board_lane_view(node, lane_id, health) for lane_id in node.lane_ids()]
 
 
 class GateAlarms:
@@ -111,7 +111,7 @@ class GateAlarms:
         return list(reversed(self.latest))
 
 
-def board_status_view(node: GateNode, cache_stats: dict[str, Any] | None = None,
+def board_status_view(node: NodeView, cache_stats: dict[str, Any] | None = None,
                       alarms: GateAlarms | None = None) -> dict[str, Any]:
     """The status strip with the gate's Vietnamese name, faults in plain words, the link's state and gate alarms."""
     status = status_view(node, cache_stats)
@@ -161,7 +161,7 @@ def final_result(closed: dict[str, Any], actions: list[dict[str, Any]]) -> dict[
     return {"code": "held", "by": None}
 
 
-def recent_trucks(node: GateNode, lane: str | None, limit: int,
+def recent_trucks(node: NodeView, lane: str | None, limit: int,
                   display_name: Callable[[str], str] = str) -> list[dict[str, Any]]:
     """Finished transactions, newest first, each with `final` ({code, by, by_name}): the result and who."""
     entries = node.journal.latest(lane, kinds=["tx_closed"], limit=limit)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Live updates for the board: lane controller events → Server-Sent Events, one queue per stream.
+"""Live updates for the board: the node's lane notices (NodeView.subscribe) → Server-Sent Events, one queue per stream.
 
 Each lane change is turned into the lane's full view once, serialised once, and the same bytes
 are put on every open stream's queue. Queues are bounded: a stream that does not keep up loses
@@ -13,13 +13,11 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge.kiosk.board import GateAlarms, board_lane_view, board_lane_views, board_status_view
+from edge.node_view import NodeView
 from edge.records import HISTORY_NOTICES, Notice
-
-if TYPE_CHECKING:
-    from edge.app import GateNode
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +52,11 @@ class Subscriber:
 class LiveHub:
     """Fans lane events out to the open streams."""
 
-    def __init__(self, node: GateNode, *, queue_size: int = 256, keepalive_s: float = 15.0,
-                 status_interval_s: float = 5.0, alarms: GateAlarms | None = None):
+    def __init__(self, node: NodeView, *, queue_size: int = 256, keepalive_s: float = 15.0,
+                 status_interval_s: float = 5.0, alarms: GateAlarms | None = None,
+                 stopping: Callable[[], bool] | None = None):
         self.node = node
+        self.stopping = stopping  # True once the server that carries the streams is shutting down
         self.alarms = alarms
         self.queue_size = queue_size
         self.keepalive_s = keepalive_s
@@ -65,8 +65,7 @@ class LiveHub:
         self.published = 0
         self._status_task: asyncio.Task | None = None
         self._closed = False
-        for controller in node.lanes.values():
-            controller.listeners.append(self._on_lane_event)
+        self._unsubscribe = node.subscribe(self._on_lane_event)
 
     # ------------------------------------------------------------ publishing
 
@@ -114,12 +113,12 @@ class LiveHub:
     def close(self) -> None:
         """End every stream (node shutting down)."""
         self._closed = True
+        self._unsubscribe()
 
     def _stopping(self) -> bool:
         if self._closed:
             return True
-        server = getattr(self.node, "_server", None)  # the node's uvicorn server, when it serves the kiosk
-        return bool(server is not None and getattr(server, "should_exit", False))
+        return bool(self.stopping is not None and self.stopping())
 
     async def stream(self, still_allowed: Callable[[], bool], *, recheck_s: float = 5.0,
                      first: list[bytes] | None = None) -> AsyncIterator[bytes]:

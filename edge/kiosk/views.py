@@ -1,4 +1,4 @@
-"""What the kiosk shows, built from the node: lane views, lane history, the status strip.
+"""What the kiosk shows, built from the node's `NodeView`: lane views, lane history, the status strip.
 
 Everything here runs on the node's event loop (the lane machines live there), and only does
 indexed SQLite look-ups, so it is cheap enough to run on every lane change.
@@ -9,16 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge.declarations import declaration_to_mapping
+from edge.node_view import NodeView
 from edge.records import HISTORY_KINDS, history_line
 
-if TYPE_CHECKING:
-    from edge.app import GateNode
 
-
-def declaration_view(node: GateNode, number: str | None) -> dict[str, Any] | None:
+def declaration_view(node: NodeView, number: str | None) -> dict[str, Any] | None:
     """The matched declaration as the officer needs it, or None."""
     if not number:
         return None
@@ -38,11 +36,10 @@ def was_refused(tx: dict[str, Any] | None) -> bool:
     return any(a.get("action") == "refuse" for a in tx.get("officer_actions") or [])
 
 
-def lane_view(node: GateNode, lane_id: str, devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def lane_view(node: NodeView, lane_id: str, devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One lane for the board: the machine's snapshot plus name, devices, policy and declaration."""
-    controller = node.lanes[lane_id]
-    view = controller.machine.snapshot()
-    lane = controller.lane
+    lane = node.lane_config(lane_id)
+    view = node.lane_snapshot(lane_id)
     view["name"] = lane.name
     view["direction"] = lane.direction
     health = devices if devices is not None else node.device_health()
@@ -54,17 +51,17 @@ def lane_view(node: GateNode, lane_id: str, devices: list[dict[str, Any]] | None
     decision = (tx or {}).get("decision") or {}
     view["declaration"] = declaration_view(node, decision.get("declaration"))
     view["refused"] = was_refused(tx)
-    view["available_actions"] = controller.machine.officer_actions()  # roles are checked by the API
+    view["available_actions"] = node.available_actions(lane_id)  # roles are checked by the API
     view["updated_at"] = time.time()
     return view
 
 
-def lane_views(node: GateNode) -> list[dict[str, Any]]:
+def lane_views(node: NodeView) -> list[dict[str, Any]]:
     health = node.device_health()
-    return [lane_view(node, lane_id, health) for lane_id in node.lanes]
+    return [lane_view(node, lane_id, health) for lane_id in node.lane_ids()]
 
 
-def lane_history(node: GateNode, lane_id: str, limit: int = 20) -> list[dict[str, Any]]:
+def lane_history(node: NodeView, lane_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """The lane's latest decisions, officer actions, barrier commands and alarms, newest first."""
     return [history_line(e) for e in node.journal.latest(lane_id, kinds=HISTORY_KINDS, limit=limit)]
 
@@ -72,7 +69,7 @@ def lane_history(node: GateNode, lane_id: str, limit: int = 20) -> list[dict[str
 SyncStatusProvider = Callable[[], dict[str, Any]]
 
 
-def sync_status(node: GateNode) -> dict[str, Any]:
+def sync_status(node: NodeView) -> dict[str, Any]:
     """The link to central and the outbox backlog.
 
     The sync work fills this in by giving the node a `sync_status` callable returning
@@ -92,14 +89,14 @@ def sync_status(node: GateNode) -> dict[str, Any]:
     return {"link": {"configured": False, "up": None, "since": None}, "outbox_backlog": None}
 
 
-def status_view(node: GateNode, cache_stats: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_view(node: NodeView, cache_stats: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status strip: devices, link to central, declaration cache age against policy, outbox."""
     now = datetime.now(UTC)
     health = node.device_health()
     faulty = [{"device_id": h["device_id"], "lane": h.get("lane"), "kind": h.get("kind"),
                "last_error": h.get("last_error")} for h in health if not h.get("connected")]
     age = node.cache.age_seconds(now)
-    max_age = min((c.lane.policy.max_cache_age_s for c in node.lanes.values()), default=None)
+    max_age = min((node.lane_config(lane_id).policy.max_cache_age_s for lane_id in node.lane_ids()), default=None)
     stats = cache_stats or {}
     sync = sync_status(node)
     return {
@@ -118,7 +115,7 @@ def status_view(node: GateNode, cache_stats: dict[str, Any] | None = None) -> di
             # Never refreshed counts as stale: the rules will not auto-release either.
             "stale": age is None or (max_age is not None and age > max_age),
         },
-        "lanes": {lane_id: c.state.value for lane_id, c in node.lanes.items()},
+        "lanes": {status.lane: status.state for status in node.lane_statuses()},
         # The site runs its device bus plaintext and anonymous (`mqtt.insecure: true`): shown on every page.
         "mqtt_insecure": bool(getattr(node, "mqtt_insecure", False)),
     }

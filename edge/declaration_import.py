@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.cache import DeclarationCache
-from edge.declarations import Declaration, DeclarationError, declaration_from_mapping
+from edge.declarations import Declaration, DeclarationError, declaration_from_mapping, publication_problem
 
 SUFFIXES = (".csv", ".json", ".jsonl", ".ndjson")
 _REQUIRED_COLUMNS = ("number", "kind", "gate", "channel", "status", "valid_until")
@@ -74,6 +74,10 @@ def import_declarations(cache: DeclarationCache, path: Path, now: datetime | Non
                         declaration = declaration_from_mapping(row)
                     except DeclarationError as exc:
                         report.errors.append(RowError(line, str(exc)))
+                        continue
+                    problem = publication_problem(declaration)
+                    if problem is not None:
+                        report.errors.append(RowError(line, problem))
                         continue
                     valid += 1
                     yield declaration

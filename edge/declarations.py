@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from devices.protocols.identifiers import device_text_problem, normalise_container, normalise_plate, normalise_seal
+from devices.protocols.iso6346 import CONTAINER_NUMBER, check_digit, is_valid_container
 
 
 class DeclarationKind(StrEnum):
@@ -214,6 +215,26 @@ def declaration_from_mapping(row: Mapping[str, Any]) -> Declaration:
         valid_until=valid_until,
         version=_version(row),
     )
+
+
+def publication_problem(declaration: Declaration) -> str | None:
+    """Why a declaration should not be published or imported as it stands, or None.
+
+    Refused where declarations enter (`smartgate cache import`, central's publish route), not in the
+    feed a node takes from central: a declaration with nothing a gate can match it by, or with a
+    container number that is not ISO 6346 (shape or check digit), cannot be matched to a truck.
+    """
+    if not declaration.plates and not declaration.containers:
+        return ("plates, containers: both empty; give the truck's plate or its container numbers, "
+                "or the gate can never match this declaration")
+    for number in declaration.containers:
+        if not is_valid_container(number):
+            hint = ""
+            if CONTAINER_NUMBER.match(number):
+                hint = f" (its check digit should be {check_digit(number[:10])})"
+            return (f"containers: {number} is not a valid ISO 6346 container number{hint}; "
+                    "correct the number on the declaration")
+    return None
 
 
 def declaration_to_mapping(declaration: Declaration) -> dict[str, Any]:

@@ -366,3 +366,26 @@ def test_report_reads_like_the_cli_prints_it() -> None:
         "imported 3, skipped 2\n"
         "  line 6: channel: 'purple' is not one of green, yellow, red"
     )
+
+
+def test_import_refuses_a_declaration_nothing_can_match_and_a_wrong_container_number(cache, tmp_path: Path) -> None:
+    """A declaration with no plate and no container can never meet a truck, and one whose container number
+    fails ISO 6346 never matches the real box: both are reported with their line; the good row is imported."""
+    path = tmp_path / "decls.csv"
+    path.write_text("\n".join([
+        HEADER,
+        csv_line("100000000001"),
+        "100000000002,import,HUU_NGHI,,,S1,24500,green,cleared,,2025-03-08T00:00:00,1",
+        "100000000003,import,HUU_NGHI,29C12345,CSQU3054384,S1,24500,green,cleared,,2025-03-08T00:00:00,1",
+        "100000000004,import,HUU_NGHI,29C12345,CSQ3054383,S1,24500,green,cleared,,2025-03-08T00:00:00,1",
+    ]) + "\n", encoding="utf-8")
+
+    report = import_declarations(cache, path, now=NOW)
+
+    assert report.imported == 1 and cache.get("100000000001") is not None
+    errors = {error.line: error.message for error in report.errors}
+    assert set(errors) == {3, 4, 5}
+    assert "both empty" in errors[3]
+    assert "CSQU3054384 is not a valid ISO 6346" in errors[4] and "check digit should be 3" in errors[4]
+    assert "CSQ3054383 is not a valid ISO 6346" in errors[5]
+    assert all(cache.get(n) is None for n in ("100000000002", "100000000003", "100000000004"))

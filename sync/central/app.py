@@ -52,7 +52,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from devices.transports.mqtt import MqttTls, new_client
-from edge.declarations import DeclarationError, declaration_from_mapping, declaration_to_mapping
+from edge.declarations import (
+    DeclarationError,
+    declaration_from_mapping,
+    declaration_to_mapping,
+    publication_problem,
+)
 from edge.http_guard import INT64_MAX, install_guards
 from sync.central.store import ROLES, CentralStore, UploadRefused, VersionConflict
 from sync.keys import KeyError_, sign
@@ -320,7 +325,11 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
         normalised = []
         for index, row in enumerate(rows):
             try:
-                mapping = declaration_to_mapping(declaration_from_mapping(row))
+                declaration = declaration_from_mapping(row)
+                problem = publication_problem(declaration)
+                if problem is not None:
+                    raise DeclarationError(problem)
+                mapping = declaration_to_mapping(declaration)
             except DeclarationError as exc:
                 field = str(exc).split(":", 1)[0] if ":" in str(exc) else "the row"
                 raise HTTPException(422, {"code": "BAD_DECLARATION",

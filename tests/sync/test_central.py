@@ -120,3 +120,16 @@ def test_a_refused_upload_is_stored_as_an_alarm_and_the_signed_head_is_anchored(
     anchor = gate.get("/api/v1/gates/HN/anchor").json()
     assert anchor["head"]["seq"] == anchor["last_event"]["seq"] == 4
     assert anchor["head"]["hash"] == events[-1]["hash"] == anchor["last_event"]["hash"]
+
+
+def test_a_declaration_no_gate_can_match_is_refused_at_publication(central):
+    """A publisher's declaration with a container number that fails ISO 6346, or with no plate and no container,
+    is refused with 422 (nothing stored, nothing in any gate's feed) instead of waiting for a truck it cannot meet."""
+    publisher = httpx.Client(base_url=central.url, headers=AS_PUBLISHER)
+    wrong_digit = {**_decl("B1"), "containers": ["CSQU3054384"]}
+    nothing = {**_decl("B2"), "plates": [], "containers": []}
+    for bad in (wrong_digit, nothing):
+        reply = publisher.post("/api/v1/declarations", json={"declarations": [_decl("G1"), bad]})
+        assert reply.status_code == 422 and reply.json()["detail"]["code"] == "BAD_DECLARATION"
+    assert publisher.post("/api/v1/declarations", json={"declarations": [_decl("G1")]}).status_code == 200
+    assert central.store.feed("HN", 0, 100)[0][0]["number"] == "G1" and len(central.store.feed("HN", 0, 100)[0]) == 1

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pysparkplug as spb
 
 from edge.node_view import NodeView
+from sync.telemetry import next_bd_seq
 
 if TYPE_CHECKING:
     from devices.transports.mqtt import MqttBus
@@ -237,20 +237,9 @@ class SparkplugPublisher:
         bus.on_state(lambda up, _error: self._on_state(up))
         bus.subscribe(topic(group, "NCMD", edge_node), self._on_command)
 
-    def _next_bd_seq(self) -> int:
-        try:
-            last = int(self.state_file.read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            last = -1
-        value = (last + 1) % SEQ_MODULO
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(f"{value}\n", encoding="ascii")
-        os.replace(tmp, self.state_file)
-        return value
-
     def _before_connect(self) -> None:  # paho's thread: the will of the coming connection
         with self._lock:
-            self.bd_seq = self._next_bd_seq()
+            self.bd_seq = next_bd_seq(self.state_file)
             will_topic, will = self.encoder.death(self.bd_seq)
             self.bus.set_will(will_topic, will, qos=1, retain=False)
 

@@ -62,6 +62,19 @@ def parse_status(payload: bytes | str) -> tuple[str, int | None]:
     return str(body.get("state", "")), bd_seq if isinstance(bd_seq, int) else None
 
 
+def next_bd_seq(state_file: Path) -> int:
+    """The next birth/death sequence number (0..255), kept in state_file so a restart never reuses one."""
+    try:
+        last = int(state_file.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        last = -1
+    value = (last + 1) % BD_SEQ_MODULO
+    tmp = state_file.with_name(state_file.name + ".tmp")
+    tmp.write_text(f"{value}\n", encoding="ascii")
+    os.replace(tmp, state_file)
+    return value
+
+
 class BirthDeath:
     """Sets each connection's will to its death and publishes its birth, with one bdSeq per connection."""
 
@@ -80,20 +93,9 @@ class BirthDeath:
             body["at"] = time.time()
         return json.dumps(body, separators=(",", ":"))
 
-    def _next_bd_seq(self) -> int:
-        try:
-            last = int(self.state_file.read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            last = -1
-        value = (last + 1) % BD_SEQ_MODULO
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(f"{value}\n", encoding="ascii")
-        os.replace(tmp, self.state_file)
-        return value
-
     def _before_connect(self) -> None:  # paho's thread
         with self._lock:
-            self.bd_seq = self._next_bd_seq()
+            self.bd_seq = next_bd_seq(self.state_file)
             self.bus.set_will(self.topic, self._payload("offline", self.bd_seq), qos=1, retain=True)
 
     def _after_connect(self) -> None:  # paho's thread, first thing on the new connection

@@ -747,7 +747,10 @@ def site_from_mapping(data: dict[str, Any], origin: str = "<scenario>", profile_
 
 # ---------------------------------------------------------------- the node's data folder
 
-NODE_FILES = ("journal.sqlite", "declarations.sqlite", "users.sqlite", "pki", "mqtt_bd_seq")  # a node's data dir
+# What only a node's data dir holds (any one of them marks it): its databases, its gate PKI, its journal-head key
+# (edge/journal.py HEAD_KEY_FILE, made at enrolment before the node's first start), its bdSeq counters.
+NODE_FILES = ("journal.sqlite", "declarations.sqlite", "users.sqlite", "pki", "journal-head.key", "mqtt_bd_seq",
+              "sparkplug_bd_seq")
 
 
 class DataDirError(Exception):

@@ -63,7 +63,8 @@ def test_a_stopped_camera_passes_no_more_readings_to_its_lane(broker, site):
     async def scenario():
         topic, events, seen = "gate/T/iface/anpr", [], []
         node_tls = await asyncio.to_thread(broker.allow, "test-iface", subscribe=(topic, f"{topic}/status"))
-        camera_tls = await asyncio.to_thread(broker.allow, "IMP-1-anpr", publish=(topic, f"{topic}/status"))
+        # an identity of its own: another test's camera holding IMP-1-anpr on the shared broker would be kicked
+        camera_tls = await asyncio.to_thread(broker.allow, "iface-camera", publish=(topic, f"{topic}/status"))
         bus = MqttBus(broker.host, broker.port, "test-iface", tls=node_tls)
         driver = AnprCameraDriver("IMP-1-anpr", MqttTransport(type="mqtt", topic=topic),
                                   site.profiles["generic-anpr-camera"], bus, events.append)

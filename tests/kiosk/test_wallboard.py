@@ -88,7 +88,7 @@ def test_an_admin_adds_a_wall_board_on_the_page_or_with_the_command(gate: GateTh
         assert added.status_code == 201 and added.json()["role"] == "display"
     site = Path(__file__).resolve().parents[2] / "firmware_configs" / "sites" / "huu-nghi.yaml"
     done = subprocess.run([sys.executable, "-m", "edge.cli", "users", "add", "wall-3", "--role", "display",
-                           "--password-stdin", "--site", str(site), "--data-dir", str(tmp_path)],
+                           "--password-stdin", "--site", str(site), "--data-dir", str(tmp_path / "wall-node")],
                           input="wall-pass-33\n", capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "added display wall-3 at gate HUUNGHI" in done.stdout

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusTcpClient
 
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import ScanVerdict
+from tests.helpers import write_open_coil
 from tests.kiosk.conftest import PASSWORDS, GateThread
 
 CHROMIUM = "/usr/bin/chromium"
@@ -65,13 +65,7 @@ def test_supervisor_sees_the_tamper_alarm_and_acknowledges_it_on_the_page(chromi
     gate.present("IMP-1", "29C-123.45", "SEAL-WRONG")
     card = page.locator("#lane-IMP-1[data-tone=hold]")
     card.wait_for()
-    plc = gate.gate.rigs["IMP-1"].plc
-    intruder = ModbusTcpClient(plc.host, port=plc.port, timeout=2)
-    try:
-        assert intruder.connect()
-        assert not intruder.write_coil(plc.regmap.coils.open, True, device_id=plc.regmap.device_id).isError()
-    finally:
-        intruder.close()
+    write_open_coil(gate.gate.rigs["IMP-1"].plc)
     alarm = page.locator("#lane-IMP-1 .lane-alarm", has_text="The boom opened without a recorded release")
     alarm.wait_for()
     assert "A supervisor must acknowledge it" in alarm.inner_text()

@@ -1,17 +1,24 @@
-"""Test helpers shared between test files: a simulated gate with its declarations loaded and an intruder's Modbus
-write."""
+"""Test helpers shared between test files: a simulated gate with its declarations loaded, an intruder's Modbus write
+and headless Chromium for the page tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from pymodbus.client import ModbusTcpClient
 
 from edge.declarations import Declaration
 from simulators.barrier_plc import BarrierPlcSimulator
 from simulators.gate import SimulatedGate
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 async def started_gate(site, tmp_path: Path, declarations: Iterable[Declaration], **options) -> SimulatedGate:
@@ -32,3 +39,19 @@ def write_open_coil(plc: BarrierPlcSimulator) -> None:
         assert not reply.isError(), reply
     finally:
         client.close()
+
+
+@contextmanager
+def chromium_browser() -> Iterator:
+    """Debian's headless Chromium under Playwright; missing, the test fails in CI and is skipped elsewhere."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} missing: scripts/setup.sh installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -7,7 +7,6 @@ card showing SUSPECT with a conflict, never clear.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,25 +14,14 @@ import pytest
 
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import ScanVerdict
-from tests.helpers import write_open_coil
+from tests.helpers import chromium_browser, write_open_coil
 from tests.kiosk.conftest import PASSWORDS, GateThread
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} missing: scripts/setup.sh installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium_browser() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import ScanVerdict
 from tests.helpers import chromium_browser, write_open_coil
-from tests.kiosk.conftest import PASSWORDS, GateThread
+from tests.kiosk.conftest import PASSWORDS, GateThread, running_gate
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +26,7 @@ def chromium():
 
 @pytest.fixture
 def gate(site, broker, tmp_path: Path) -> Iterator[GateThread]:
-    running = GateThread(site, tmp_path, broker).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_gate(site, tmp_path, broker)
 
 
 def _logged_in_page(chromium, gate: GateThread, user: str):

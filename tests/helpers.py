@@ -1,5 +1,5 @@
-"""Test helpers shared between test files: a simulated gate with its declarations loaded, an intruder's Modbus write
-and headless Chromium for the page tests."""
+"""Test helpers shared between test files: a simulated gate with its declarations loaded, an intruder's Modbus write,
+a device topic granted on the private broker and headless Chromium for the page tests."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from pymodbus.client import ModbusTcpClient
 
+from devices.transports.mqtt import MqttTls
 from edge.declarations import Declaration
 from simulators.barrier_plc import BarrierPlcSimulator
+from simulators.broker import PrivateBroker
 from simulators.gate import SimulatedGate
 
 CHROMIUM = "/usr/bin/chromium"
@@ -39,6 +41,14 @@ def write_open_coil(plc: BarrierPlcSimulator) -> None:
         assert not reply.isError(), reply
     finally:
         client.close()
+
+
+def grant_device_topic(broker: PrivateBroker, topic: str, device: str) -> tuple[MqttTls, str, MqttTls]:
+    """The device may publish its topic and `topic/status`, a node identity of the test's own (named after the topic)
+    may read them; returns the node's credentials, its client id and the device's credentials."""
+    node = f"test-node-{topic.replace('/', '-')}"
+    device_tls = broker.allow(device, publish=(topic, f"{topic}/status"))
+    return broker.allow(node, subscribe=(topic, f"{topic}/status")), node, device_tls
 
 
 @contextmanager

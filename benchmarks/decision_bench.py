@@ -63,7 +63,24 @@ class LaneRig:
     controller: LaneController
     journal: Journal
     events: asyncio.Queue
+    barrier_id: str
     journal_rows: int = 0
+
+    async def next_of(self, kind: str) -> dict:
+        """Wait for the lane's next `kind` event and return its payload (the events before it are dropped)."""
+        while True:
+            got, payload = await self.events.get()
+            if got == kind:
+                return payload
+
+    def drive_through(self, t: float) -> None:
+        """The released truck passes as the PLC reports it: boom up, safety loop on, arrival off, safety off, down."""
+        for event in (BoomChanged(self.barrier_id, BoomPosition.OPEN, t),
+                      LoopChanged(self.barrier_id, Loop.SAFETY, True, t),
+                      LoopChanged(self.barrier_id, Loop.ARRIVAL, False, t),
+                      LoopChanged(self.barrier_id, Loop.SAFETY, False, t),
+                      BoomChanged(self.barrier_id, BoomPosition.CLOSED, t)):
+            self.controller.submit(event)
 
 
 @asynccontextmanager
@@ -86,7 +103,7 @@ async def lane_rig(loaded: LoadedSite, lane_cfg: LaneConfig, declarations: int, 
         controller = LaneController(lane_cfg, gate=loaded.site.gate, journal=journal, cache=cache,
                                     barrier=barrier, device_kinds={d.id: d.kind for d in lane_cfg.devices})
         controller.listeners.append(lambda lane, kind, payload: events.put_nowait((kind, payload)))
-        rig = LaneRig(controller, journal, events)
+        rig = LaneRig(controller, journal, events, barrier_cfg.id)
         try:
             yield rig
         finally:
@@ -126,17 +143,10 @@ async def _run(trucks: int, hold_share: float, seed: int) -> dict:
             (hold_ms if hold else release_ms).append(tx.decision_ms)
             t = time.time()
             if not hold:
-                controller.submit(BoomChanged(barrier_cfg.id, BoomPosition.OPEN, t))
-                controller.submit(LoopChanged(barrier_cfg.id, Loop.SAFETY, True, t))
-                controller.submit(LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t))
-                controller.submit(LoopChanged(barrier_cfg.id, Loop.SAFETY, False, t))
-                controller.submit(BoomChanged(barrier_cfg.id, BoomPosition.CLOSED, t))
+                rig.drive_through(t)
             else:
                 controller.submit(LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t))
-            while True:
-                kind, _ = await events.get()
-                if kind == "tx_closed":
-                    break
+            await rig.next_of("tx_closed")
         elapsed = time.perf_counter() - started
     return {
         "decision_release_ms": percentiles(release_ms),

@@ -22,8 +22,6 @@ from benchmarks.decision_bench import lane_rig
 from benchmarks.stats import percentiles
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import (
-    BoomChanged,
-    BoomPosition,
     Loop,
     LoopChanged,
     PlateRead,
@@ -119,21 +117,9 @@ async def _run(trucks: int, connects: int, messages: int) -> dict:
                     raise RuntimeError(f"bench truck {i} was not released: {payload}")
                 samples[mode].append((decided - sent[0]) * 1000)
                 delivery[mode].append((delivered[-1] - sent[0]) * 1000)
-                while True:
-                    kind, _ = await events.get()
-                    if kind == "barrier":
-                        break
-                t = time.time()
-                for event in (BoomChanged(barrier_cfg.id, BoomPosition.OPEN, t),
-                              LoopChanged(barrier_cfg.id, Loop.SAFETY, True, t),
-                              LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t),
-                              LoopChanged(barrier_cfg.id, Loop.SAFETY, False, t),
-                              BoomChanged(barrier_cfg.id, BoomPosition.CLOSED, t)):
-                    controller.submit(event)
-                while True:
-                    kind, _ = await events.get()
-                    if kind == "tx_closed":
-                        break
+                await rig.next_of("barrier")
+                rig.drive_through(time.time())
+                await rig.next_of("tx_closed")
             to_lane[0] = False
             for i in range(messages):
                 mode = MODES[i % 2]

@@ -13,6 +13,9 @@ import json
 import random
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +35,7 @@ from devices.readings import (
 )
 from devices.transports.modbus import tcp_hub
 from edge.cache import DeclarationCache
-from edge.config import CONFIG_ROOT, load_site
+from edge.config import CONFIG_ROOT, LaneConfig, LoadedSite, load_site
 from edge.declarations import Declaration, DeclarationKind, DeclarationStatus, RiskChannel
 from edge.journal import Journal
 from edge.lane_control import LaneController
@@ -53,18 +56,45 @@ def _declarations(n: int, gate: str) -> list[Declaration]:
     ]
 
 
-async def _run(trucks: int, hold_share: float, seed: int) -> dict:
-    loaded = load_site(CONFIG_ROOT / "sites" / "huu-nghi.yaml")  # the CLI's default site
-    lane_cfg = loaded.site.lanes[0]  # IMP-1: plate, seal, weight and scan required
+@dataclass
+class LaneRig:
+    """A lane controller with its journal and the queue of its (kind, payload) events; journal_rows once stopped."""
+
+    controller: LaneController
+    journal: Journal
+    events: asyncio.Queue
+    barrier_id: str
+    journal_rows: int = 0
+
+    async def next_of(self, kind: str) -> dict:
+        """Wait for the lane's next `kind` event and return its payload (the events before it are dropped)."""
+        while True:
+            got, payload = await self.events.get()
+            if got == kind:
+                return payload
+
+    def drive_through(self, t: float) -> None:
+        """The released truck passes as the PLC reports it: boom up, safety loop on, arrival off, safety off, down."""
+        for event in (BoomChanged(self.barrier_id, BoomPosition.OPEN, t),
+                      LoopChanged(self.barrier_id, Loop.SAFETY, True, t),
+                      LoopChanged(self.barrier_id, Loop.ARRIVAL, False, t),
+                      LoopChanged(self.barrier_id, Loop.SAFETY, False, t),
+                      BoomChanged(self.barrier_id, BoomPosition.CLOSED, t)):
+            self.controller.submit(event)
+
+
+@asynccontextmanager
+async def lane_rig(loaded: LoadedSite, lane_cfg: LaneConfig, declarations: int, prefix: str) -> AsyncIterator[LaneRig]:
+    """The lane's real controller, journal and cache (`declarations` cleared ones, fresh) in a temporary folder and
+    its barrier driver on the PLC simulator (no boom travel), the controller not started; on leaving, all stopped."""
     barrier_cfg = lane_cfg.device("barrier")
     profile = loaded.profile_for(barrier_cfg)
-    rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="smartgate-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         port = free_port()
         plc = BarrierPlcSimulator(profile.modbus, port=port, travel_s=0.0)
         await plc.start()
         cache = DeclarationCache.open(Path(tmp) / "declarations.sqlite")
-        cache.upsert_many(_declarations(max(trucks, 1000), loaded.site.gate))
+        cache.upsert_many(_declarations(declarations, loaded.site.gate))
         cache.mark_refreshed(datetime.now(UTC))
         journal = Journal.open(Path(tmp) / "journal.sqlite")
         hub = tcp_hub("127.0.0.1", port, profile.modbus.device_id)
@@ -73,6 +103,25 @@ async def _run(trucks: int, hold_share: float, seed: int) -> dict:
         controller = LaneController(lane_cfg, gate=loaded.site.gate, journal=journal, cache=cache,
                                     barrier=barrier, device_kinds={d.id: d.kind for d in lane_cfg.devices})
         controller.listeners.append(lambda lane, kind, payload: events.put_nowait((kind, payload)))
+        rig = LaneRig(controller, journal, events, barrier_cfg.id)
+        try:
+            yield rig
+        finally:
+            await controller.stop()
+            await hub.close()
+            await plc.stop()
+            rig.journal_rows = journal.count()
+            journal.close()
+            cache.close()
+
+
+async def _run(trucks: int, hold_share: float, seed: int) -> dict:
+    loaded = load_site(CONFIG_ROOT / "sites" / "huu-nghi.yaml")  # the CLI's default site
+    lane_cfg = loaded.site.lanes[0]  # IMP-1: plate, seal, weight and scan required
+    barrier_cfg = lane_cfg.device("barrier")
+    rng = random.Random(seed)
+    async with lane_rig(loaded, lane_cfg, max(trucks, 1000), "smartgate-bench-") as rig:
+        controller, events = rig.controller, rig.events
         await controller.start(restore=False)
         release_ms, hold_ms = [], []
         started = time.perf_counter()
@@ -94,31 +143,18 @@ async def _run(trucks: int, hold_share: float, seed: int) -> dict:
             (hold_ms if hold else release_ms).append(tx.decision_ms)
             t = time.time()
             if not hold:
-                controller.submit(BoomChanged(barrier_cfg.id, BoomPosition.OPEN, t))
-                controller.submit(LoopChanged(barrier_cfg.id, Loop.SAFETY, True, t))
-                controller.submit(LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t))
-                controller.submit(LoopChanged(barrier_cfg.id, Loop.SAFETY, False, t))
-                controller.submit(BoomChanged(barrier_cfg.id, BoomPosition.CLOSED, t))
+                rig.drive_through(t)
             else:
                 controller.submit(LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t))
-            while True:
-                kind, _ = await events.get()
-                if kind == "tx_closed":
-                    break
+            await rig.next_of("tx_closed")
         elapsed = time.perf_counter() - started
-        await controller.stop()
-        await hub.close()
-        await plc.stop()
-        journal_rows = journal.count()
-        journal.close()
-        cache.close()
     return {
         "decision_release_ms": percentiles(release_ms),
         "decision_hold_ms": percentiles(hold_ms),
         "decision_all_ms": percentiles(release_ms + hold_ms),
         "trucks": trucks,
         "trucks_per_s": round(trucks / elapsed, 1),
-        "journal_rows": journal_rows,
+        "journal_rows": rig.journal_rows,
         "target": "decision p99 <= 20 ms",
     }
 

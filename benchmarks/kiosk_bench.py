@@ -200,6 +200,29 @@ def _rss_mib() -> float:
     return 0.0
 
 
+async def _child(*args: str, what: str) -> asyncio.subprocess.Process:
+    """Start `python -m benchmarks.kiosk_bench ARGS` (load from another process) and wait for its `ready` line."""
+    child = await asyncio.create_subprocess_exec(sys.executable, "-m", "benchmarks.kiosk_bench", *args,
+                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        line = await asyncio.wait_for(child.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"{what} did not start: {line!r}")
+    except BaseException:
+        child.kill()
+        await child.wait()
+        raise
+    return child
+
+
+async def _child_result(child: asyncio.subprocess.Process) -> dict:
+    """Tell the child to stop and read the figures it prints (JSON)."""
+    child.stdin.write(b"stop\n")
+    await child.stdin.drain()
+    out, _ = await asyncio.wait_for(child.communicate(), 120)
+    return json.loads(out)
+
+
 async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool: bool = False,
                      healthz: bool = False) -> dict:
     from edge.users import UserStore
@@ -228,24 +251,16 @@ async def _flood_run(concurrency: int, addresses: int, seconds: float, wide_pool
             rss_before = _rss_mib()
             base = f"http://127.0.0.1:{node.kiosk_port}"
             flood_addresses = ",".join(f"127.0.{1 + i // 250}.{2 + i % 250}" for i in range(addresses))
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "benchmarks.kiosk_bench", "--flood", base, flood_addresses,
-                "@healthz" if healthz else "officer1,admin,root,operator,guest", str(concurrency),
-                "127.0.9.9:super1:super-pass-1",
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            line = await asyncio.wait_for(child.stdout.readline(), 60)
-            if line.strip() != b"ready":
-                raise RuntimeError(f"flood did not start: {line!r}")
+            child = await _child("--flood", base, flood_addresses,
+                                 "@healthz" if healthz else "officer1,admin,root,operator,guest", str(concurrency),
+                                 "127.0.9.9:super1:super-pass-1", what="flood")
             rss_peak = rss_before
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
                 rss_peak = max(rss_peak, _rss_mib())
             flooded = list(lag)
-            child.stdin.write(b"stop\n")
-            await child.stdin.drain()
-            out, _ = await asyncio.wait_for(child.communicate(), 120)
-            result = json.loads(out)
+            result = await _child_result(child)
             child = None
             stats = guard.stats()
             heartbeat_lost = sum(1 for rig in gate.rigs.values() for _, what in rig.plc.model.history
@@ -333,12 +348,7 @@ async def _run(lanes: int, streams: int, updates: int, seed: int) -> dict:
         try:
             node = gate.node
             base = f"http://127.0.0.1:{node.kiosk_port}"
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "benchmarks.kiosk_bench", "--clients", base, token, str(streams), str(lanes),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            line = await asyncio.wait_for(child.stdout.readline(), 60)
-            if line.strip() != b"ready":
-                raise RuntimeError(f"stream clients did not start: {line!r}")
+            child = await _child("--clients", base, token, str(streams), str(lanes), what="stream clients")
             sent: dict[str, float] = {}
             started = time.perf_counter()
 
@@ -371,10 +381,7 @@ async def _run(lanes: int, streams: int, updates: int, seed: int) -> dict:
             elapsed = time.perf_counter() - started
             hub = node._server.config.app.state.hub if node._server else None
             dropped = sum(s.dropped for s in hub.subscribers) if hub else None
-            child.stdin.write(b"stop\n")
-            await child.stdin.drain()
-            out, _ = await asyncio.wait_for(child.communicate(), 120)
-            result = json.loads(out)
+            result = await _child_result(child)
             child = None
         finally:
             if child is not None:

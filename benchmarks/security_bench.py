@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
-from benchmarks.decision_bench import _declarations
+from benchmarks.decision_bench import lane_rig
 from benchmarks.stats import percentiles
-from devices.barrier import BarrierDriver
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import (
-    BoomChanged,
-    BoomPosition,
     Loop,
     LoopChanged,
     PlateRead,
@@ -37,14 +31,9 @@ from devices.readings import (
     WeightRead,
 )
 from devices.scanner import ScannerDriver
-from devices.transports.modbus import tcp_hub
 from devices.transports.mqtt import MqttBus, new_client
-from edge.cache import DeclarationCache
 from edge.config import CONFIG_ROOT, MqttTransport, load_site
-from edge.journal import Journal
-from edge.lane_control import LaneController
-from simulators.barrier_plc import BarrierPlcSimulator
-from simulators.broker import PrivateBroker, free_port
+from simulators.broker import PrivateBroker
 from simulators.scanner import ScannerSimulator
 
 MODES = ("plaintext", "tls")
@@ -68,7 +57,6 @@ async def _run(trucks: int, connects: int, messages: int) -> dict:
     loaded = load_site(CONFIG_ROOT / "sites" / "huu-nghi.yaml")  # the CLI's default site
     lane = loaded.site.lanes[0]
     barrier_cfg, scanner_cfg = lane.device("barrier"), lane.device("scanner")
-    profile = loaded.profile_for(barrier_cfg)
     topic = scanner_cfg.transport.topic
     node_id = loaded.site.mqtt.client_id
     brokers = {"plaintext": PrivateBroker(secure=False).start(), "tls": PrivateBroker(site=loaded.site).start()}
@@ -82,20 +70,8 @@ async def _run(trucks: int, connects: int, messages: int) -> dict:
     to_lane = [True]  # False: the bus-only part (readings counted, not handed to the lane)
     arrived = asyncio.Event()
     bus_only: dict[str, list[float]] = {mode: [] for mode in MODES}
-    with tempfile.TemporaryDirectory(prefix="smartgate-security-bench-") as tmp:
-        port = free_port()
-        plc = BarrierPlcSimulator(profile.modbus, port=port, travel_s=0.0)
-        await plc.start()
-        cache = DeclarationCache.open(Path(tmp) / "declarations.sqlite")
-        cache.upsert_many(_declarations(max(trucks, 1000), loaded.site.gate))
-        cache.mark_refreshed(datetime.now(UTC))
-        journal = Journal.open(Path(tmp) / "journal.sqlite")
-        hub = tcp_hub("127.0.0.1", port, profile.modbus.device_id)
-        events: asyncio.Queue = asyncio.Queue()
-        barrier = BarrierDriver(barrier_cfg.id, hub, profile.modbus, lambda e: None)
-        controller = LaneController(lane, gate=loaded.site.gate, journal=journal, cache=cache, barrier=barrier,
-                                    device_kinds={d.id: d.kind for d in lane.devices})
-        controller.listeners.append(lambda _lane, kind, payload: events.put_nowait((kind, payload)))
+    async with lane_rig(loaded, lane, max(trucks, 1000), "smartgate-security-bench-") as rig:
+        controller, events = rig.controller, rig.events
         try:
             for mode in MODES:
                 broker = brokers[mode]
@@ -141,21 +117,9 @@ async def _run(trucks: int, connects: int, messages: int) -> dict:
                     raise RuntimeError(f"bench truck {i} was not released: {payload}")
                 samples[mode].append((decided - sent[0]) * 1000)
                 delivery[mode].append((delivered[-1] - sent[0]) * 1000)
-                while True:
-                    kind, _ = await events.get()
-                    if kind == "barrier":
-                        break
-                t = time.time()
-                for event in (BoomChanged(barrier_cfg.id, BoomPosition.OPEN, t),
-                              LoopChanged(barrier_cfg.id, Loop.SAFETY, True, t),
-                              LoopChanged(barrier_cfg.id, Loop.ARRIVAL, False, t),
-                              LoopChanged(barrier_cfg.id, Loop.SAFETY, False, t),
-                              BoomChanged(barrier_cfg.id, BoomPosition.CLOSED, t)):
-                    controller.submit(event)
-                while True:
-                    kind, _ = await events.get()
-                    if kind == "tx_closed":
-                        break
+                await rig.next_of("barrier")
+                rig.drive_through(time.time())
+                await rig.next_of("tx_closed")
             to_lane[0] = False
             for i in range(messages):
                 mode = MODES[i % 2]
@@ -167,16 +131,11 @@ async def _run(trucks: int, connects: int, messages: int) -> dict:
                 bus_only[mode].append((delivered[-1] - sent_at) * 1000)
             connect = {mode: percentiles(await asyncio.to_thread(_connect_ms, brokers[mode], tls[mode][1], connects))
                        for mode in MODES}
-        finally:
-            await controller.stop()
+        finally:  # the lane rig stops the controller, the Modbus link and the PLC
             for sim in scanners.values():
                 await asyncio.to_thread(sim.stop)
             for bus in buses.values():
                 await bus.stop()
-            await hub.close()
-            await plc.stop()
-            journal.close()
-            cache.close()
             for broker in brokers.values():
                 broker.stop()
     plain, secure = percentiles(samples["plaintext"]), percentiles(samples["tls"])

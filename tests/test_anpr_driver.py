@@ -15,18 +15,12 @@ from edge.config import MqttTransport
 from simulators.anpr_camera import AnprCameraSimulator
 from simulators.broker import PrivateBroker
 from tests.conftest import wait_until
-
-
-def grant(broker, topic: str, camera: str = "IMP-1-anpr"):
-    """The camera may publish its topics, the node's identity (one per test) may read them."""
-    node = f"test-node-{topic.replace('/', '-')}"
-    camera_tls = broker.allow(camera, publish=(topic, f"{topic}/status"))
-    return broker.allow(node, subscribe=(topic, f"{topic}/status")), node, camera_tls
+from tests.helpers import grant_device_topic
 
 
 async def start(broker, site, topic="gate/T/IMP-1/anpr"):
     events: list = []
-    node_tls, node, camera_tls = await asyncio.to_thread(grant, broker, topic)
+    node_tls, node, camera_tls = await asyncio.to_thread(grant_device_topic, broker, topic, "IMP-1-anpr")
     bus = MqttBus(broker.host, broker.port, node, tls=node_tls)
     driver = AnprCameraDriver("IMP-1-anpr", MqttTransport(type="mqtt", topic=topic),
                               site.profiles["generic-anpr-camera"], bus, events.append)
@@ -170,7 +164,7 @@ def test_a_retained_plate_is_never_taken_as_a_reading(broker, site):
     every (re)subscription: the device bus drops it, counts it, and takes only fresh readings."""
     async def scenario():
         topic = "gate/T/d/anpr"
-        node_tls, node, camera_tls = await asyncio.to_thread(grant, broker, topic)
+        node_tls, node, camera_tls = await asyncio.to_thread(grant_device_topic, broker, topic, "IMP-1-anpr")
         camera = AnprCameraSimulator(broker.host, broker.port, topic, "IMP-1-anpr", tls=camera_tls)
         await asyncio.to_thread(camera.start)
         stale = encode_anpr_message(AnprResult("29C-111.11", 0.99, 1.0, "IMP-1-anpr"), AnprFields())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -133,20 +134,33 @@ def test_dead_plc_is_a_fault_and_the_driver_reconnects_when_it_returns(site):
     asyncio.run(scenario())
 
 
-def test_plc_on_modbus_rtu_through_a_pulled_and_replugged_cable(site, tmp_path):
+@asynccontextmanager
+async def rtu_rig(site, tmp_path, **hub_options):
+    """A PLC on Modbus RTU at one end of a pty pair and a started driver at the other; yields (wire, plc, driver, hub,
+    events) and stops driver, PLC and wire."""
     from devices.transports.modbus import rtu_hub
     from simulators.barrier_plc import BarrierPlcRtuSimulator
     from simulators.serial_wire import SerialWire
 
+    wire = SerialWire(tmp_path / "node", tmp_path / "plc")
+    wire.start()
+    plc = BarrierPlcRtuSimulator(regmap(site), str(wire.device_link), travel_s=0.05)
+    await plc.start()
+    events: list = []
+    hub = rtu_hub(str(wire.node_link), **hub_options)
+    driver = BarrierDriver("EXP-1-plc", hub, regmap(site), events.append)
+    await driver.start()
+    try:
+        yield wire, plc, driver, hub, events
+    finally:
+        await driver.stop()
+        await plc.stop()
+        wire.stop()
+
+
+def test_plc_on_modbus_rtu_through_a_pulled_and_replugged_cable(site, tmp_path):
     async def scenario():
-        wire = SerialWire(tmp_path / "node", tmp_path / "plc")
-        wire.start()
-        plc = BarrierPlcRtuSimulator(regmap(site), str(wire.device_link), travel_s=0.05)
-        await plc.start()
-        events: list = []
-        driver = BarrierDriver("EXP-1-plc", rtu_hub(str(wire.node_link), timeout_s=0.3), regmap(site), events.append)
-        await driver.start()
-        try:
+        async with rtu_rig(site, tmp_path, timeout_s=0.3) as (wire, plc, driver, _hub, events):
             await asyncio.wait_for(driver.first_poll.wait(), 5)
             plc.set_loop("arrival", True)
             await wait_until(lambda: driver.inputs.arrival, what="arrival over RTU")
@@ -159,10 +173,6 @@ def test_plc_on_modbus_rtu_through_a_pulled_and_replugged_cable(site, tmp_path):
                              what="recovery within 5 s")
             await driver.open()
             await wait_until(lambda: plc.boom_open, what="boom open after reconnect")
-        finally:
-            await driver.stop()
-            await plc.stop()
-            wire.stop()
 
     asyncio.run(scenario())
 
@@ -274,20 +284,8 @@ def test_plc_watchdog_is_armed_from_power_up_so_a_silent_master_leaves_the_boom_
 
 
 def test_noise_hits_on_rs485_are_retried_and_the_lane_does_not_fault(site, tmp_path):
-    from devices.transports.modbus import rtu_hub
-    from simulators.barrier_plc import BarrierPlcRtuSimulator
-    from simulators.serial_wire import SerialWire
-
     async def scenario():
-        wire = SerialWire(tmp_path / "node", tmp_path / "plc")
-        wire.start()
-        plc = BarrierPlcRtuSimulator(regmap(site), str(wire.device_link), travel_s=0.05)
-        await plc.start()
-        events: list = []
-        hub = rtu_hub(str(wire.node_link), timeout_s=0.2, retries=2)
-        driver = BarrierDriver("EXP-1-plc", hub, regmap(site), events.append)
-        await driver.start()
-        try:
+        async with rtu_rig(site, tmp_path, timeout_s=0.2, retries=2) as (_wire, plc, driver, hub, events):
             await asyncio.wait_for(driver.first_poll.wait(), 5)
             for _ in range(5):
                 plc.fault_bad_checksum()  # one reply lost to noise, five times
@@ -297,10 +295,6 @@ def test_noise_hits_on_rs485_are_retried_and_the_lane_does_not_fault(site, tmp_p
             await wait_until(lambda: plc.boom_open, what="boom open through the noise")
             assert hub.health.retries >= 5
             assert not any(isinstance(e, DeviceFault) for e in events), "a noise hit is not a lane FAULT"
-        finally:
-            await driver.stop()
-            await plc.stop()
-            wire.stop()
 
     asyncio.run(scenario())
 

@@ -11,6 +11,7 @@ from devices.transports.mqtt import MqttBus
 from edge.config import MqttTransport, load_profile
 from simulators.scanner import ScannerSimulator
 from tests.conftest import wait_until
+from tests.helpers import grant_device_topic
 
 
 def scans(events):
@@ -19,10 +20,7 @@ def scans(events):
 
 async def start(broker, topic):
     events: list = []
-    topics = (topic, f"{topic}/status")
-    node = f"test-node-{topic.replace('/', '-')}"
-    node_tls = await asyncio.to_thread(broker.allow, node, subscribe=topics)
-    scanner_tls = await asyncio.to_thread(broker.allow, "xray-1", publish=topics)
+    node_tls, node, scanner_tls = await asyncio.to_thread(grant_device_topic, broker, topic, "xray-1")
     bus = MqttBus(broker.host, broker.port, node, tls=node_tls)
     driver = ScannerDriver("IMP-1-xray", MqttTransport(type="mqtt", topic=topic), load_profile("generic-nii-scanner"),
                            bus, events.append, lane="IMP-1")

@@ -19,17 +19,22 @@ def weights(events):
     return [e.gross_kg for e in events if isinstance(e, WeightRead)]
 
 
-async def start(site, tmp_path, profile_id):
-    from edge.config import load_profile
-
-    profile = site.profiles.get(profile_id) or load_profile(profile_id)
+def run_indicator(tmp_path, profile, settle_s: float = 0.3, variant: str | None = None):
+    """The indicator simulator on a pty and our driver running on the other end: (sim, driver, events, task)."""
     sim = WeighbridgeSimulator(tmp_path / "tty" / "scale", profile.frame_format, checksum=profile.checksum,
-                               settle_s=0.3)
+                               settle_s=settle_s, variant=variant)
     sim.start()
     events: list = []
     driver = WeighbridgeDriver("IMP-1-scale", SerialTransport(type="serial", port=str(sim.link_path)), profile,
                                events.append, retry_s=0.1, silence_s=1.0)
-    task = asyncio.create_task(driver.run())
+    return sim, driver, events, asyncio.create_task(driver.run())
+
+
+async def start(site, tmp_path, profile_id):
+    from edge.config import load_profile
+
+    profile = site.profiles.get(profile_id) or load_profile(profile_id)
+    sim, driver, events, task = run_indicator(tmp_path, profile)
     await wait_until(lambda: driver.health.connected and driver.health.frames_good > 2, what="frames flowing")
     return sim, driver, events, task
 
@@ -122,13 +127,7 @@ def test_a_vendor_variant_weighs_a_truck_once_its_profile_option_is_set(tmp_path
     profile = WeighbridgeProfile.model_validate({**base.model_dump(), **options})
 
     async def scenario():
-        sim = WeighbridgeSimulator(tmp_path / "tty" / "scale", profile.frame_format, checksum=profile.checksum,
-                                   settle_s=0.3, variant=variant)
-        sim.start()
-        events: list = []
-        driver = WeighbridgeDriver("IMP-1-scale", SerialTransport(type="serial", port=str(sim.link_path)), profile,
-                                   events.append, retry_s=0.1, silence_s=1.0)
-        task = asyncio.create_task(driver.run())
+        sim, driver, events, task = run_indicator(tmp_path, profile, variant=variant)
         try:
             await wait_until(lambda: driver.health.frames_good > 2, what="variant frames decoded")
             sim.drive_on(28_430)
@@ -146,13 +145,7 @@ def test_a_vendor_variant_without_its_profile_option_never_gives_a_weight(tmp_pa
     profile = load_profile("toledo-continuous-indicator")
 
     async def scenario():
-        sim = WeighbridgeSimulator(tmp_path / "tty" / "scale", profile.frame_format, checksum=profile.checksum,
-                                   settle_s=0.1, variant="liden")
-        sim.start()
-        events: list = []
-        driver = WeighbridgeDriver("IMP-1-scale", SerialTransport(type="serial", port=str(sim.link_path)), profile,
-                                   events.append, retry_s=0.1, silence_s=1.0)
-        task = asyncio.create_task(driver.run())
+        sim, driver, events, task = run_indicator(tmp_path, profile, settle_s=0.1, variant="liden")
         try:
             sim.drive_on(28_430)
             await wait_until(lambda: driver.health.frames_bad > 10, what="clone frames refused")

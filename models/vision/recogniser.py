@@ -12,6 +12,16 @@ class ModelError(RuntimeError):
     """The model file is missing or does not match what the code expects."""
 
 
+def cpu_session_options(threads: int = 1) -> ort.SessionOptions:
+    """onnxruntime options for one sequential CPU session on `threads` intra-op threads (at least one)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
 class Recogniser:
     """A CRNN exported by models/training: (N, 1, 32, W) → (N, W/4, classes) probabilities."""
 
@@ -20,13 +30,9 @@ class Recogniser:
         if not path.is_file():
             raise ModelError(f"{path}: model file missing; retrain it with `python -m models.training."
                              f"{'plates' if 'plate' in path.name else 'containers'} --out {path}`")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), cpu_session_options(threads),
+                                                providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own errors name neither the fix nor, always, the file
             raise ModelError(f"{path}: not a loadable ONNX model ({error}); restore it from git or retrain it "
                              f"with `python -m models.training.{'plates' if 'plate' in path.name else 'containers'}"

@@ -32,7 +32,7 @@ import onnxruntime as ort
 from models.vision.calibration import IDENTITY, Calibration, load_calibration
 from models.vision.ctc import Candidate, decode
 from models.vision.preprocess import to_gray
-from models.vision.recogniser import ModelError
+from models.vision.recogniser import ModelError, cpu_session_options
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,8 @@ def verified(path: Path) -> bool:
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
     """One single-threaded (by default) CPU session, or a ModelError naming the file and the fix."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), cpu_session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as error:
         raise ModelError(f"{path}: not a loadable ONNX model ({error}); reinstall it with "
                          f"`pip install --no-deps {WHEEL}==1.4.4` or delete it from models/") from error

@@ -7,42 +7,26 @@ card showing SUSPECT with a conflict, never clear.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusTcpClient
 
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import ScanVerdict
-from tests.kiosk.conftest import PASSWORDS, GateThread
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from tests.helpers import chromium_browser, write_open_coil
+from tests.kiosk.conftest import PASSWORDS, GateThread, running_gate
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} missing: scripts/setup.sh installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium_browser() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def gate(site, broker, tmp_path: Path) -> Iterator[GateThread]:
-    running = GateThread(site, tmp_path, broker).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_gate(site, tmp_path, broker)
 
 
 def _logged_in_page(chromium, gate: GateThread, user: str):
@@ -65,13 +49,7 @@ def test_supervisor_sees_the_tamper_alarm_and_acknowledges_it_on_the_page(chromi
     gate.present("IMP-1", "29C-123.45", "SEAL-WRONG")
     card = page.locator("#lane-IMP-1[data-tone=hold]")
     card.wait_for()
-    plc = gate.gate.rigs["IMP-1"].plc
-    intruder = ModbusTcpClient(plc.host, port=plc.port, timeout=2)
-    try:
-        assert intruder.connect()
-        assert not intruder.write_coil(plc.regmap.coils.open, True, device_id=plc.regmap.device_id).isError()
-    finally:
-        intruder.close()
+    write_open_coil(gate.gate.rigs["IMP-1"].plc)
     alarm = page.locator("#lane-IMP-1 .lane-alarm", has_text="The boom opened without a recorded release")
     alarm.wait_for()
     assert "A supervisor must acknowledge it" in alarm.inner_text()

@@ -20,6 +20,7 @@ from edge.lane import LaneState
 from edge.users import UserStore
 from simulators.gate import SimulatedGate
 from tests.conftest import wait_until
+from tests.helpers import started_gate
 
 NOW = datetime.now(UTC)
 DECLARATION = Declaration(
@@ -71,11 +72,7 @@ def test_bad_scenario_names_the_key_and_fails(tmp_path: Path):
 
 
 async def _gate(site, tmp_path: Path) -> SimulatedGate:
-    gate = SimulatedGate(site, tmp_path, kiosk_port=0, boom_travel_s=0.2)
-    await gate.start()
-    gate.node.cache.upsert_many([DECLARATION])
-    gate.node.cache.mark_refreshed(datetime.now(UTC))
-    return gate
+    return await started_gate(site, tmp_path, [DECLARATION], kiosk_port=0, boom_travel_s=0.2)
 
 
 async def _present(gate: SimulatedGate, lane: str, plate: str, seal_id: str, status=SealStatus.INTACT,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import threading
+from contextlib import asynccontextmanager
 
 import pytest
 from pyModbusTCP.client import ModbusClient
@@ -146,6 +147,18 @@ def start_third_party_plc(bank: DataBank) -> tuple[ModbusServer, int]:
     return server, port
 
 
+@asynccontextmanager
+async def our_driver(port: int, modbus):
+    """Our barrier driver, started against the PLC at 127.0.0.1:port; yields (driver, its events) and stops it."""
+    events: list = []
+    driver = BarrierDriver("IMP-1-plc", tcp_hub("127.0.0.1", port, modbus.device_id, 1.0), modbus, events.append)
+    await driver.start()
+    try:
+        yield driver, events
+    finally:
+        await driver.stop()
+
+
 @pytest.mark.parametrize("mode", ["pulse", "level"])
 def test_our_driver_on_a_plc_we_did_not_write_never_sets_both_coils_and_makes_rising_edges(site, mode):
     modbus = regmap(site, command_mode=mode, pulse_ms=50, heartbeat_period_s=0.2, heartbeat_timeout_s=1.0)
@@ -154,11 +167,7 @@ def test_our_driver_on_a_plc_we_did_not_write_never_sets_both_coils_and_makes_ri
     server, port = start_third_party_plc(bank)
 
     async def scenario():
-        events: list = []
-        driver = BarrierDriver("IMP-1-plc", tcp_hub("127.0.0.1", port, modbus.device_id, 1.0), modbus,
-                               events.append)
-        await driver.start()
-        try:
+        async with our_driver(port, modbus) as (driver, events):
             await asyncio.wait_for(driver.first_poll.wait(), 5)
             for _ in range(3):
                 await driver.open()
@@ -166,8 +175,6 @@ def test_our_driver_on_a_plc_we_did_not_write_never_sets_both_coils_and_makes_ri
                 await driver.close()
             await wait_until(lambda: bank.get_holding_registers(modbus.holding_registers.heartbeat)[0] > 0,
                              what="heartbeat written to the third-party PLC")
-        finally:
-            await driver.stop()
         assert bank.both_set == 0, "open and close were set together on the PLC"
         assert bank.rising_edges(coils.open) == 6, "every open() is a rising edge the PLC can act on"
         assert bank.rising_edges(coils.close) == 3
@@ -191,16 +198,10 @@ def test_a_third_party_plc_answering_with_an_exception_is_a_named_fault_not_a_cr
     server, port = start_third_party_plc(bank)
 
     async def scenario():
-        events: list = []
-        driver = BarrierDriver("IMP-1-plc", tcp_hub("127.0.0.1", port, modbus.device_id, 1.0), modbus,
-                               events.append)
-        await driver.start()
-        try:
+        async with our_driver(port, modbus) as (driver, events):
             await wait_until(lambda: any(isinstance(e, DeviceFault) for e in events), what="fault")
             fault = next(e for e in events if isinstance(e, DeviceFault))
             assert "exception reply 2" in fault.error
-        finally:
-            await driver.stop()
 
     try:
         asyncio.run(scenario())

@@ -94,13 +94,18 @@ class GateThread:
             self.thread.join(10)
 
 
-@pytest.fixture
-def gate(site, broker, tmp_path: Path) -> Iterator[GateThread]:
-    running = GateThread(site, tmp_path, broker).start()
+def running_gate(site, workdir: Path, broker=None) -> Iterator[GateThread]:
+    """Start a GateThread, yield it and stop it: the body of every suite's `gate` fixture."""
+    running = GateThread(site, workdir, broker).start()
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def gate(site, broker, tmp_path: Path) -> Iterator[GateThread]:
+    yield from running_gate(site, tmp_path, broker)
 
 
 def login(client: httpx.Client, username: str, password: str | None = None) -> dict:

@@ -16,26 +16,16 @@ from pathlib import Path
 import pytest
 
 from edge.users import AuthSettings
+from tests.helpers import chromium_browser
 from tests.kiosk.conftest import PASSWORDS, GateThread
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} missing: scripts/setup.sh installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium_browser() as launched:
         yield launched
-        launched.close()
 
 
 def _page(browser, gate: GateThread, locale: str = "en-GB"):

@@ -29,6 +29,7 @@ from edge.pki import make_ca
 from simulators.broker import PrivateBroker
 from simulators.gate import SimulatedGate
 from tests.conftest import wait_until
+from tests.helpers import started_gate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,11 +46,7 @@ NODE_CLIENT_ID = "smartgate-huunghi-edge"
 
 
 async def _gate(site, tmp_path: Path) -> SimulatedGate:
-    gate = SimulatedGate(site, tmp_path, kiosk_port=None, boom_travel_s=0.2)
-    await gate.start()
-    gate.node.cache.upsert_many([DECLARATION])
-    gate.node.cache.mark_refreshed(datetime.now(UTC))
-    return gate
+    return await started_gate(site, tmp_path, [DECLARATION], kiosk_port=None, boom_travel_s=0.2)
 
 
 def _try_connect(broker: PrivateBroker, tls: MqttTls | None, client_id: str = "laptop",

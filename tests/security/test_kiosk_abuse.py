@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.kiosk.conftest import GateThread, login
+from tests.kiosk.conftest import GateThread, login, running_gate
 
 MIB = 1024 * 1024
 MARKER = "ZZ-ECHO-7f3a"  # must never come back in any answer
@@ -32,11 +32,7 @@ MARKER = "ZZ-ECHO-7f3a"  # must never come back in any answer
 
 @pytest.fixture
 def kiosk(site, broker, tmp_path: Path) -> Iterator[GateThread]:
-    running = GateThread(site, tmp_path, broker).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_gate(site, tmp_path, broker)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

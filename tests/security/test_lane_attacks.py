@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from pymodbus.client import ModbusTcpClient
 
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import ScanVerdict, SealStatus
@@ -22,6 +21,7 @@ from edge.lane import LaneState
 from edge.users import UserStore
 from simulators.gate import SimulatedGate
 from tests.conftest import wait_until
+from tests.helpers import started_gate, write_open_coil
 
 NOW = datetime.now(UTC)
 CLEARED = Declaration(
@@ -33,11 +33,7 @@ LANE = "IMP-1"
 
 
 async def _gate(site, tmp_path: Path, boom_travel_s: float = 0.3) -> SimulatedGate:
-    gate = SimulatedGate(site, tmp_path, kiosk_port=0, boom_travel_s=boom_travel_s)
-    await gate.start()
-    gate.node.cache.upsert_many([CLEARED])
-    gate.node.cache.mark_refreshed(datetime.now(UTC))
-    return gate
+    return await started_gate(site, tmp_path, [CLEARED], kiosk_port=0, boom_travel_s=boom_travel_s)
 
 
 async def _truck(gate: SimulatedGate, plates: list[str], seal_id: str = "SEAL-777", scan: bool = True) -> None:
@@ -63,14 +59,7 @@ def _opens(gate: SimulatedGate) -> list:
 
 def _write_open_coil(gate: SimulatedGate) -> None:
     """Another Modbus master on the PLC's segment sets the open coil (FC5), as any client can."""
-    plc = gate.rigs[LANE].plc
-    client = ModbusTcpClient(plc.host, port=plc.port, timeout=2)
-    try:
-        assert client.connect(), "the intruder could not reach the PLC"
-        reply = client.write_coil(plc.regmap.coils.open, True, device_id=plc.regmap.device_id)
-        assert not reply.isError(), reply
-    finally:
-        client.close()
+    write_open_coil(gate.rigs[LANE].plc)
 
 
 def _tokens(gate: SimulatedGate) -> dict[str, str]:

@@ -16,14 +16,15 @@ broken chain, a rewritten journal) is raised once as an alarm and retried with b
 dropped from the outbox. A 503 (central's database is restarting) is counted in
 `status()["central_unavailable"]` and retried after at least its `Retry-After`.
 
-A returning link is used within about a second: connections to central are opened with a short
-connect timeout and TCP keepalive (a peer that vanished is noticed in seconds, not at the read
-timeout), and a request that has been waiting longer than `stuck_after_s` is watched by probes
-(`GET /healthz` on a fresh connection every `probe_every_s`): when a probe failed and a later one
-gets through, the link went away and came back while the request waited, so it is stuck on a dead
-connection; it is abandoned (counted in `status()["abandoned"]`) and sent again at once, where
-it would otherwise wait out `request_timeout_s`. A slow central (probes answering all along) is
-never abandoned.
+A returning link is used within about a second: connections to central are opened with a connect
+timeout of half `request_timeout_s` (at least 2 s, TLS included) and TCP keepalive (a peer that
+vanished is noticed in seconds, not at the read timeout), and a request that has been waiting
+longer than `stuck_after_s` is watched by probes (`GET /healthz` on a fresh connection every
+`probe_every_s`): when a probe failed and a later one gets through, the link went away and came
+back while the request waited, so it is stuck on a dead connection; it is abandoned (counted in
+`status()["abandoned"]`) and sent again at once, where it would otherwise wait out
+`request_timeout_s`. A slow central (probes answering all along) is never abandoned, nor is the
+retry of an abandoned request.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def tls_verify(config: CentralConfig, base: Path | None = None) -> ssl.SSLContex
     return ssl.create_default_context(cafile=str(path))
 
 
-CONNECT_TIMEOUT_S = 2.0  # opening a connection to central: longer means the link is not there
+CONNECT_TIMEOUT_S = 2.0  # the shortest budget to open a connection to central (TCP and TLS handshake)
 
 
 def keepalive_options() -> list[tuple[int, int, int]]:
@@ -92,8 +93,13 @@ def keepalive_options() -> list[tuple[int, int, int]]:
 
 
 def http_timeout(request_timeout_s: float) -> httpx.Timeout:
-    """Short connect, `request_timeout_s` to read an answer (central may take a while on a large batch)."""
-    return httpx.Timeout(request_timeout_s, connect=min(CONNECT_TIMEOUT_S, request_timeout_s))
+    """Half `request_timeout_s` (at least 2 s) to connect, TLS included; `request_timeout_s` to read an answer.
+
+    The connect budget stays a share of the request timeout: a site on a slow, high-latency link
+    raises `request_timeout_s`, and its TLS handshake takes several round trips.
+    """
+    connect = min(request_timeout_s, max(CONNECT_TIMEOUT_S, request_timeout_s / 2))
+    return httpx.Timeout(request_timeout_s, connect=connect)
 
 
 class LinkReturned(Exception):
@@ -243,8 +249,11 @@ class SyncService:
 
     # ------------------------------------------------------------ upload
 
-    async def upload_once(self) -> int:
-        """Send one batch; return how many rows central acknowledged (0 when the outbox is empty)."""
+    async def upload_once(self, *, watch: bool = True) -> int:
+        """Send one batch; return how many rows central acknowledged (0 when the outbox is empty).
+
+        `watch`: abandon the request (LinkReturned) if probes see the link go and come back meanwhile.
+        """
         assert self._client is not None
         if self.outbox.overflow_from is not None:
             await asyncio.to_thread(self.outbox.backfill)
@@ -254,7 +263,8 @@ class SyncService:
         started = time.monotonic()
         head = await asyncio.to_thread(signed_head, self.journal, self._head_key, self.gate)  # after the peek
         response = await self._watched(self._client.post(
-            f"/api/v1/gates/{self.gate}/events", json={"events": rows, "backlog": self.outbox.backlog(), **head}))
+            f"/api/v1/gates/{self.gate}/events", json={"events": rows, "backlog": self.outbox.backlog(), **head}),
+            watch)
         if response.status_code in (403, 409, 422) and _code(response) not in ("UNAUTHORIZED", "FORBIDDEN"):
             self._upload_refused(response)
         self._check(response)
@@ -275,8 +285,10 @@ class SyncService:
             log.error("%s", text)
             self._alarm("CENTRAL_UPLOAD_REFUSED", f"{text}: {_message(response)}")
 
-    async def _watched(self, request) -> httpx.Response:
+    async def _watched(self, request, watch: bool = True) -> httpx.Response:
         """Await one request to central; abandon it (LinkReturned) when probes show the link went and came back."""
+        if not watch:
+            return await request
         task = asyncio.ensure_future(request)
         watcher = asyncio.create_task(self._watch_link())
         try:
@@ -296,21 +308,43 @@ class SyncService:
             await asyncio.gather(watcher, return_exceptions=True)
 
     async def _watch_link(self) -> None:
-        """Return once a probe fails and a later one gets through (the link came back); never while all answer."""
+        """Return once a probe fails and a later one gets through (the link came back); never while all answer.
+
+        A probe starts every `probe_every_s`, each on a fresh connection with `probe_timeout_s`, without
+        waiting for the one before (in a black hole each would hang for its whole budget), so a link
+        that returns is seen within about `probe_every_s`.
+        """
         await asyncio.sleep(self.stuck_after_s)
-        failed = False
-        while True:
+        failed, back = False, asyncio.Event()
+
+        async def probe() -> None:
+            nonlocal failed
             started = time.monotonic()
             try:
                 await self._probe_client.get("/healthz")  # any answer, even 503, means the link carries
             except (httpx.HTTPError, OSError) as exc:
+                # Not a link error by itself: on a high-latency link a probe may outlast its budget while
+                # the watched request is progressing (that request records its own outcome).
                 failed = True
-                self.link.record_error(f"probe: {type(exc).__name__}: {exc}")
-            else:
-                self.link.record_ok(time.monotonic() - started)
-                if failed:
-                    return
-            await asyncio.sleep(max(0.0, started + self.probe_every_s - time.monotonic()))
+                log.debug("link probe failed: %s: %s", type(exc).__name__, exc)
+                return
+            self.link.record_ok(time.monotonic() - started)
+            if failed:
+                back.set()
+
+        probes: set[asyncio.Task] = set()
+        try:
+            while not back.is_set():
+                task = asyncio.create_task(probe())
+                probes.add(task)
+                task.add_done_callback(probes.discard)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.probe_every_s):
+                        await back.wait()
+        finally:
+            for task in list(probes):
+                task.cancel()
+            await asyncio.gather(*probes, return_exceptions=True)
 
     def _retry_after(self, exc: Exception) -> float:
         """Seconds central's 503 asks to wait (Retry-After), capped at backoff_max_s; 0 for any other failure."""
@@ -323,13 +357,18 @@ class SyncService:
 
     async def _upload_loop(self) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
+        watch = True
         while True:
             try:
-                sent = await self.upload_once()
+                sent = await self.upload_once(watch=watch)
             except LinkReturned:
                 backoff.reset()
-                continue  # the link is back: send again at once, on a fresh connection
+                # The link is back: send again at once, on a fresh connection. That retry is not
+                # abandoned in turn (a jittery slow link must not abandon a large batch forever).
+                watch = False
+                continue
             except (httpx.HTTPError, OSError, ValueError) as exc:
+                watch = True
                 self.upload_errors += 1
                 wait = self._retry_after(exc)
                 if wait:
@@ -346,13 +385,14 @@ class SyncService:
                 await self._sleep(self._link_back, backoff.next_delay())
                 continue
             backoff.reset()
+            watch = True
             if sent == 0:
                 await self._sleep(self._wake_upload, self.config.feed_poll_s)
 
     # ------------------------------------------------------------ feed
 
-    async def pull_once(self) -> int:
-        """Pull and apply batches until central has nothing newer; return batches applied."""
+    async def pull_once(self, *, watch: bool = True) -> int:
+        """Pull and apply batches until central has nothing newer; return batches applied (`watch`: see upload_once)."""
         assert self._client is not None
         applied = 0
         while True:
@@ -361,7 +401,7 @@ class SyncService:
             started = time.monotonic()
             response = await self._watched(self._client.get(
                 f"/api/v1/gates/{self.gate}/feed",
-                params={"cursor": cursor, "limit": self.config.feed_batch, "nonce": nonce}))
+                params={"cursor": cursor, "limit": self.config.feed_batch, "nonce": nonce}), watch)
             self._check(response)
             self.link.record_ok(time.monotonic() - started)
             message = response.json()
@@ -397,17 +437,21 @@ class SyncService:
     async def _feed_loop(self) -> None:
         # The feed retries at least every 2 s, so a revocation arrives soon after the link returns.
         backoff = Backoff(min(self.config.backoff_initial_s, 2.0), min(self.config.backoff_max_s, 2.0))
+        watch = True
         while True:
             try:
-                await self.pull_once()
+                await self.pull_once(watch=watch)
             except LinkReturned:
                 backoff.reset()
+                watch = False
                 continue
             except (httpx.HTTPError, OSError, ValueError) as exc:
+                watch = True
                 self.link.record_error(f"feed: {type(exc).__name__}: {exc}")
                 await self._sleep(self._wake_feed, max(self._retry_after(exc), backoff.next_delay()))
                 continue
             backoff.reset()
+            watch = True
             await self._sleep(self._wake_feed, self.config.feed_poll_s)
 
     @staticmethod

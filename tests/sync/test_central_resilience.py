@@ -96,6 +96,37 @@ async def _database_restart(tmp_path, keypair, pg):
 
 
 @pytest.mark.timeout(60)
+def test_store_answers_unavailable_in_time_and_uses_the_restarted_database(own_postgres):
+    """No connection kept from before: a call in the outage fails fast, the first after it finds the data."""
+    from sync.central.store import CentralStore, DatabaseUnavailable
+
+    store = CentralStore(f"{own_postgres.url}/central")
+    try:
+        store.set_api_token("ops", "monitor", "monitor-token-for-the-restart-test-01")
+        own_postgres.stop()
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            store.api_tokens()
+        assert time.monotonic() - started < 3.0  # db_timeout_s 1 s, plus the failed check
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            store.identify("monitor-token-for-the-restart-test-01")
+        assert time.monotonic() - started < 3.0
+        own_postgres.start()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert [t["name"] for t in store.api_tokens()] == ["ops"]
+                break
+            except DatabaseUnavailable:
+                assert time.monotonic() < deadline, "the restarted database was never used again"
+                time.sleep(0.1)
+        assert time.monotonic() - started < 10
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(60)
 def test_central_on_sqlite_still_answers_healthz_with_its_kind(tmp_path, keypair):
     central = CentralServer(f"sqlite:///{tmp_path / 'c.sqlite'}", keypair[0], **enrolled(tmp_path)).start()
     try:

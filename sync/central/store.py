@@ -260,9 +260,24 @@ class CentralStore:
             self._conn.close()
 
     def ping(self) -> None:
-        """Raise DatabaseUnavailable when the database cannot answer now."""
-        with self._lock:
-            self._exec("SELECT 1")
+        """Raise DatabaseUnavailable when the database cannot answer now.
+
+        Outside the store's lock, on a spare pooled connection: a health check (or a node's link probe)
+        must not queue behind a long upload.
+        """
+        if self._pool is None:
+            return  # SQLite: a file of this process
+        try:
+            conn = self._pool.getconn(timeout=self.db_timeout_s)
+        except self._db_errors as exc:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        try:
+            conn.execute("SELECT 1")
+        except self._db_errors as exc:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            with contextlib.suppress(*self._db_errors):
+                self._pool.putconn(conn)
 
     # ------------------------------------------------------------ events
 

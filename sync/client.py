@@ -13,7 +13,18 @@ batch (a replayed batch is refused as `FEED_REPLAY`, counted in `status()["feed"
 every upload carries the journal head signed with the node's own key (`<data_dir>/journal-head.key`),
 so central can tell a truncated or rewritten journal. An upload central refuses (409/422: a gap, a
 broken chain, a rewritten journal) is raised once as an alarm and retried with backoff; nothing is
-dropped from the outbox.
+dropped from the outbox. A 503 (central's database is restarting) is counted in
+`status()["central_unavailable"]` and retried after at least its `Retry-After`.
+
+A returning link is used within about a second: connections to central are opened with a connect
+timeout of half `request_timeout_s` (at least 2 s, TLS included) and TCP keepalive (a peer that
+vanished is noticed in seconds, not at the read timeout), and a request that has been waiting
+longer than `stuck_after_s` is watched by probes (`GET /healthz` on a fresh connection every
+`probe_every_s`): when a probe failed and a later one gets through, the link went away and came
+back while the request waited, so it is stuck on a dead connection; it is abandoned (counted in
+`status()["abandoned"]`) and sent again at once, where it would otherwise wait out
+`request_timeout_s`. A slow central (probes answering all along) is never abandoned, nor is the
+retry of an abandoned request.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -68,11 +80,38 @@ def tls_verify(config: CentralConfig, base: Path | None = None) -> ssl.SSLContex
     return ssl.create_default_context(cafile=str(path))
 
 
+CONNECT_TIMEOUT_S = 2.0  # the shortest budget to open a connection to central (TCP and TLS handshake)
+
+
+def keepalive_options() -> list[tuple[int, int, int]]:
+    """TCP keepalive for connections to central: probe after 2 s idle, every 1 s, give up after 3 misses."""
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", 2), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):  # Linux; other systems keep their defaults
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
+
+
+def http_timeout(request_timeout_s: float) -> httpx.Timeout:
+    """Half `request_timeout_s` (at least 2 s) to connect, TLS included; `request_timeout_s` to read an answer.
+
+    The connect budget stays a share of the request timeout: a site on a slow, high-latency link
+    raises `request_timeout_s`, and its TLS handshake takes several round trips.
+    """
+    connect = min(request_timeout_s, max(CONNECT_TIMEOUT_S, request_timeout_s / 2))
+    return httpx.Timeout(request_timeout_s, connect=connect)
+
+
+class LinkReturned(Exception):
+    """A request was abandoned: it waited on a connection from before the link went away and came back."""
+
+
 def fetch_anchor(gate: str, config: CentralConfig, base: Path | None = None) -> dict[str, Any]:
     """Central's copy of this gate's journal head and last event (`GET /api/v1/gates/{gate}/anchor`)."""
     token = resolve_token(config, base)
     with httpx.Client(base_url=config.url.rstrip("/"), verify=tls_verify(config, base),
-                      headers={"Authorization": f"Bearer {token}"}, timeout=config.request_timeout_s) as client:
+                      headers={"Authorization": f"Bearer {token}"},
+                      timeout=http_timeout(config.request_timeout_s)) as client:
         response = client.get(f"/api/v1/gates/{gate}/anchor")
         response.raise_for_status()
         return response.json()
@@ -89,6 +128,10 @@ def resolve_token(config: CentralConfig, base: Path | None = None) -> str:
 
 
 class SyncService:
+    stuck_after_s = 1.0  # a request waiting longer than this is watched by link probes
+    probe_every_s = 0.25  # probe pace while a request is stuck
+    probe_timeout_s = 1.0  # one probe's whole budget
+
     def __init__(self, gate: str, config: CentralConfig, journal: Journal, cache: DeclarationCache, *,
                  public_key=None, bus=None, alarm: Callable[[str, str], None] | None = None,
                  config_dir: Path | None = None, head_key=None):
@@ -113,6 +156,8 @@ class SyncService:
         self.feed_last_error: str | None = None
         self.uploaded = 0
         self.upload_errors = 0  # failed upload attempts since start
+        self.central_unavailable = 0  # 503 answers (central's database away) since start
+        self.abandoned = 0  # requests abandoned because the link came back while they waited
         self._wake_upload = asyncio.Event()
         self._wake_feed = asyncio.Event()
         self._link_back = asyncio.Event()  # ends an upload backoff early: a request got through again
@@ -127,8 +172,15 @@ class SyncService:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         headers = {"Authorization": f"Bearer {self._token}"}
-        self._client = httpx.AsyncClient(base_url=self.config.url.rstrip("/"), headers=headers,
-                                         timeout=self.config.request_timeout_s, verify=self._verify)
+        base = self.config.url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=base, headers=headers, timeout=http_timeout(self.config.request_timeout_s),
+            transport=httpx.AsyncHTTPTransport(verify=self._verify, socket_options=keepalive_options()))
+        # Probes: a fresh connection each time (no keep-alive), so a probe never waits on a dead one.
+        self._probe_client = httpx.AsyncClient(
+            base_url=base, timeout=httpx.Timeout(self.probe_timeout_s),
+            transport=httpx.AsyncHTTPTransport(verify=self._verify, socket_options=keepalive_options(),
+                                               limits=httpx.Limits(max_keepalive_connections=0)))
         if self.bus is not None:
             self.bus.subscribe(f"smartgate/{self.gate}/feed/notify", lambda _t, _p: self.pull_now())
         self._tasks = [asyncio.create_task(self._upload_loop(), name="sync-upload"),
@@ -141,6 +193,7 @@ class SyncService:
         self.journal.remove_listener(self._on_append)
         if self._client is not None:
             await self._client.aclose()
+            await self._probe_client.aclose()
         self.outbox.close()
 
     def _on_append(self, _entry) -> None:
@@ -196,8 +249,11 @@ class SyncService:
 
     # ------------------------------------------------------------ upload
 
-    async def upload_once(self) -> int:
-        """Send one batch; return how many rows central acknowledged (0 when the outbox is empty)."""
+    async def upload_once(self, *, watch: bool = True) -> int:
+        """Send one batch; return how many rows central acknowledged (0 when the outbox is empty).
+
+        `watch`: abandon the request (LinkReturned) if probes see the link go and come back meanwhile.
+        """
         assert self._client is not None
         if self.outbox.overflow_from is not None:
             await asyncio.to_thread(self.outbox.backfill)
@@ -206,8 +262,9 @@ class SyncService:
             return 0
         started = time.monotonic()
         head = await asyncio.to_thread(signed_head, self.journal, self._head_key, self.gate)  # after the peek
-        response = await self._client.post(f"/api/v1/gates/{self.gate}/events",
-                                           json={"events": rows, "backlog": self.outbox.backlog(), **head})
+        response = await self._watched(self._client.post(
+            f"/api/v1/gates/{self.gate}/events", json={"events": rows, "backlog": self.outbox.backlog(), **head}),
+            watch)
         if response.status_code in (403, 409, 422) and _code(response) not in ("UNAUTHORIZED", "FORBIDDEN"):
             self._upload_refused(response)
         self._check(response)
@@ -228,13 +285,99 @@ class SyncService:
             log.error("%s", text)
             self._alarm("CENTRAL_UPLOAD_REFUSED", f"{text}: {_message(response)}")
 
+    async def _watched(self, request, watch: bool = True) -> httpx.Response:
+        """Await one request to central; abandon it (LinkReturned) when probes show the link went and came back."""
+        if not watch:
+            return await request
+        task = asyncio.ensure_future(request)
+        watcher = asyncio.create_task(self._watch_link())
+        try:
+            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                return task.result()
+            task.cancel()  # httpx closes the stuck connection
+            await asyncio.gather(task, return_exceptions=True)
+            self.abandoned += 1
+            log.warning("abandoned a request to central stuck on a connection from before the link came back")
+            raise LinkReturned("the link came back while the request waited on a dead connection")
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _watch_link(self) -> None:
+        """Return once a probe fails and a later one gets through (the link came back); never while all answer.
+
+        A probe starts every `probe_every_s`, each on a fresh connection with `probe_timeout_s`, without
+        waiting for the one before (in a black hole each would hang for its whole budget), so a link
+        that returns is seen within about `probe_every_s`.
+        """
+        await asyncio.sleep(self.stuck_after_s)
+        failed, back = False, asyncio.Event()
+
+        async def probe() -> None:
+            nonlocal failed
+            started = time.monotonic()
+            try:
+                await self._probe_client.get("/healthz")  # any answer, even 503, means the link carries
+            except (httpx.HTTPError, OSError) as exc:
+                # Not a link error by itself: on a high-latency link a probe may outlast its budget while
+                # the watched request is progressing (that request records its own outcome).
+                failed = True
+                log.debug("link probe failed: %s: %s", type(exc).__name__, exc)
+                return
+            self.link.record_ok(time.monotonic() - started)
+            if failed:
+                back.set()
+
+        probes: set[asyncio.Task] = set()
+        try:
+            while not back.is_set():
+                task = asyncio.create_task(probe())
+                probes.add(task)
+                task.add_done_callback(probes.discard)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.probe_every_s):
+                        await back.wait()
+        finally:
+            for task in list(probes):
+                task.cancel()
+            await asyncio.gather(*probes, return_exceptions=True)
+
+    def _retry_after(self, exc: Exception) -> float:
+        """Seconds central's 503 asks to wait (Retry-After), capped at backoff_max_s; 0 for any other failure."""
+        if not isinstance(exc, httpx.HTTPStatusError) or exc.response.status_code != 503:
+            return 0.0
+        try:
+            return min(float(exc.response.headers.get("Retry-After", "1")), self.config.backoff_max_s)
+        except ValueError:
+            return 1.0
+
     async def _upload_loop(self) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
+        watch = True
         while True:
             try:
-                sent = await self.upload_once()
+                sent = await self.upload_once(watch=watch)
+            except LinkReturned:
+                backoff.reset()
+                # The link is back: send again at once, on a fresh connection. That retry is not
+                # abandoned in turn (a jittery slow link must not abandon a large batch forever).
+                watch = False
+                continue
             except (httpx.HTTPError, OSError, ValueError) as exc:
+                watch = True
                 self.upload_errors += 1
+                wait = self._retry_after(exc)
+                if wait:
+                    self.central_unavailable += 1
+                    self.link.record_error(f"upload: central unavailable (HTTP 503, {_code(exc.response)})")
+                    # Central answered: its database is away. Wait at least what it asks; a returning
+                    # link does not end this wait (the link was never the problem).
+                    await asyncio.sleep(max(wait, backoff.next_delay()))
+                    continue
                 self.link.record_error(f"upload: {type(exc).__name__}: {exc}")
                 # New journal rows do not end the backoff (that would hammer a dead link at the
                 # lanes' pace); the link coming back does.
@@ -242,22 +385,23 @@ class SyncService:
                 await self._sleep(self._link_back, backoff.next_delay())
                 continue
             backoff.reset()
+            watch = True
             if sent == 0:
                 await self._sleep(self._wake_upload, self.config.feed_poll_s)
 
     # ------------------------------------------------------------ feed
 
-    async def pull_once(self) -> int:
-        """Pull and apply batches until central has nothing newer; return batches applied."""
+    async def pull_once(self, *, watch: bool = True) -> int:
+        """Pull and apply batches until central has nothing newer; return batches applied (`watch`: see upload_once)."""
         assert self._client is not None
         applied = 0
         while True:
             cursor, last_issued = await asyncio.to_thread(feed_position, self.cache)
             nonce = secrets.token_urlsafe(24)  # fresh for this request only: central signs it into the batch
             started = time.monotonic()
-            response = await self._client.get(f"/api/v1/gates/{self.gate}/feed",
-                                              params={"cursor": cursor, "limit": self.config.feed_batch,
-                                                      "nonce": nonce})
+            response = await self._watched(self._client.get(
+                f"/api/v1/gates/{self.gate}/feed",
+                params={"cursor": cursor, "limit": self.config.feed_batch, "nonce": nonce}), watch)
             self._check(response)
             self.link.record_ok(time.monotonic() - started)
             message = response.json()
@@ -293,14 +437,21 @@ class SyncService:
     async def _feed_loop(self) -> None:
         # The feed retries at least every 2 s, so a revocation arrives soon after the link returns.
         backoff = Backoff(min(self.config.backoff_initial_s, 2.0), min(self.config.backoff_max_s, 2.0))
+        watch = True
         while True:
             try:
-                await self.pull_once()
+                await self.pull_once(watch=watch)
+            except LinkReturned:
+                backoff.reset()
+                watch = False
+                continue
             except (httpx.HTTPError, OSError, ValueError) as exc:
+                watch = True
                 self.link.record_error(f"feed: {type(exc).__name__}: {exc}")
-                await self._sleep(self._wake_feed, backoff.next_delay())
+                await self._sleep(self._wake_feed, max(self._retry_after(exc), backoff.next_delay()))
                 continue
             backoff.reset()
+            watch = True
             await self._sleep(self._wake_feed, self.config.feed_poll_s)
 
     @staticmethod
@@ -328,6 +479,8 @@ class SyncService:
                      "rejected": self.feed_rejected, "replays": self.feed_replays, "last_error": self.feed_last_error},
             "uploaded": self.uploaded,
             "upload_errors": self.upload_errors,
+            "central_unavailable": self.central_unavailable,
+            "abandoned": self.abandoned,
             "upload_refused": self.upload_refused,
             "auth_refused": self.auth_refused,
             "warning": outbox["warning"],

@@ -27,7 +27,9 @@ a known token without the right is 403, and nothing of a refused request is stor
 
 Bodies are capped before they are read, 422s never echo the input and integers beyond 64 bits are
 refused (edge/http_guard.py). Refused event uploads (gap, forged row, rewritten journal) answer
-409/422 with a code and are stored as alarms.
+409/422 with a code and are stored as alarms. While the database cannot be reached (a restart, an
+outage) every request that needs it answers 503 `DATABASE_UNAVAILABLE` with `Retry-After`, never
+500; `/healthz` then answers 503 too.
 
 MQTT (optional, `mqtt=(host, port[, client_id, tls])`, TLS with central's own client certificate
 from the gate CA (`tls`, a devices.transports.mqtt.MqttTls); a persistent session): subscribes to `smartgate/+/status`
@@ -59,7 +61,7 @@ from edge.declarations import (
     publication_problem,
 )
 from edge.http_guard import INT64_MAX, install_guards
-from sync.central.store import ROLES, CentralStore, UploadRefused, VersionConflict
+from sync.central.store import ROLES, CentralStore, DatabaseUnavailable, UploadRefused, VersionConflict
 from sync.keys import KeyError_, sign
 from sync.sparkplug import REBIRTH, decode_message, metrics_of, status_from_sparkplug
 from sync.sparkplug import topic as topic_of
@@ -223,6 +225,28 @@ def required_right(method: str, path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+RETRY_AFTER_S = 1  # what a 503 during a database outage tells the caller to wait
+
+
+def unavailable(exc: DatabaseUnavailable) -> JSONResponse:
+    """The 503 answered while the database cannot be reached (logged once per outage, not per request)."""
+    if not _outage["logged"]:
+        _outage["logged"] = True
+        log.error("database unavailable: answering 503 until it is back (%s)", exc)
+    return JSONResponse({"detail": {"code": "DATABASE_UNAVAILABLE",
+                                    "message": "central's database is unavailable; retry later"}},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+_outage = {"logged": False}
+
+
+def _database_back() -> None:
+    if _outage["logged"]:
+        _outage["logged"] = False
+        log.warning("database reachable again")
+
+
 def _deny(status: int, code: str, message: str) -> JSONResponse:
     # The body of a refused request is never read; closing the connection keeps the server from draining it.
     headers = {"Connection": "close"}
@@ -253,7 +277,12 @@ class CentralAuth:
                 scheme, _, rest = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer" and rest.strip():
                     token = rest.strip()
-        identity = await run_in_threadpool(self.store.identify, token) if token is not None else None
+        try:
+            identity = await run_in_threadpool(self.store.identify, token) if token is not None else None
+        except DatabaseUnavailable as exc:
+            await unavailable(exc)(scope, receive, send)
+            return
+        _database_back()
         denial = None
         if identity is None:
             denial = _deny(401, "UNAUTHORIZED", "a valid bearer token is required")
@@ -286,8 +315,16 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
     install_guards(app, max_body=MAX_BODY, limits={"/api/v1/gates/": MAX_UPLOAD})
     app.add_middleware(CentralAuth, store=store, refused=app.state.refused)  # outermost: before any body
 
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_unavailable(_request, exc: DatabaseUnavailable) -> JSONResponse:
+        return unavailable(exc)
+
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    def healthz() -> Any:
+        try:
+            store.ping()
+        except DatabaseUnavailable as exc:
+            return unavailable(exc)
         return {"status": "ok", "db": store.kind}
 
     @app.post("/api/v1/gates/{gate}/events")

@@ -1,8 +1,13 @@
 """Central's storage: PostgreSQL (psycopg 3) for real use, SQLite as the embedded default for the demo.
 
 One small SQL dialect serves both (`?` placeholders are rewritten to `%s` for psycopg; upserts use
-ON CONFLICT, which both speak). Calls are serialised on one connection by a lock: the reference
-service favours obviously-correct over concurrent.
+ON CONFLICT, which both speak). Calls are serialised by a lock: the reference service favours
+obviously-correct over concurrent.
+
+* PostgreSQL: a small pool (psycopg_pool) that checks each connection before handing it out and
+  reconnects in the background, so a restarted database is used again as soon as it is back. While
+  it is unreachable every call raises `DatabaseUnavailable` within `db_timeout_s` (central answers
+  503 with Retry-After; nothing half-stored: a batch is one transaction, and the node re-sends).
 
 * events: PRIMARY KEY event_id, INSERT ... ON CONFLICT DO NOTHING: a re-sent event has no second
   effect (the edge's idempotency key). `rid` numbers rows in arrival order; the edge sends in seq
@@ -23,6 +28,7 @@ service favours obviously-correct over concurrent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -62,6 +68,10 @@ _TABLES = {
     "gate_heads": "CREATE TABLE IF NOT EXISTS gate_heads (gate TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL, "
                   "signature TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, PRIMARY KEY (gate, seq))",
 }
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached now (restart, outage): try again later; nothing of the call was stored."""
 
 
 class VersionConflict(ValueError):
@@ -118,15 +128,70 @@ def _event_row(gate: str, event: Any, index: int) -> tuple:
             event["prev_hash"])
 
 
+class _Session:
+    """`with store._lock:` — the store's lock, and on PostgreSQL a checked connection from the pool for as long.
+
+    Connection-level failures (database down, connection cut, no connection within `db_timeout_s`)
+    leave as DatabaseUnavailable; a broken connection goes back to the pool, which drops it.
+    """
+
+    def __init__(self, store: CentralStore):
+        self._store, self._mutex, self._held = store, threading.Lock(), None
+
+    def __enter__(self) -> None:
+        store = self._store
+        # While the database is known to be away, waiting for the lock counts in the same budget:
+        # requests queued behind one that waits for a connection answer 503 in time, not one after another.
+        start = time.monotonic()
+        while not self._mutex.acquire(timeout=0.05):
+            if store.db_down and time.monotonic() - start > store.db_timeout_s:
+                raise DatabaseUnavailable("database unavailable: still waiting for a connection")
+        if store._pool is None:
+            return
+        budget = store.db_timeout_s - (time.monotonic() - start if store.db_down else 0.0)
+        try:
+            store._conn = self._held = store._pool.getconn(timeout=max(0.05, budget))
+        except store._db_errors as exc:
+            store.db_down = True
+            self._mutex.release()
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        store, held, self._held = self._store, self._held, None
+        try:
+            if held is not None:
+                store._conn = None
+                with contextlib.suppress(*store._db_errors):
+                    store._pool.putconn(held)  # a broken connection is discarded, an open transaction rolled back
+        finally:
+            self._mutex.release()
+        if held is not None:
+            store.db_down = isinstance(exc, store._db_errors)  # a connection error, a cut or a transient failure
+            if store.db_down:
+                raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        return False
+
+
 class CentralStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, db_timeout_s: float = 1.0):
         self.url = url
-        self._lock = threading.Lock()
+        self.db_timeout_s = db_timeout_s  # longest a call waits for a database connection before 503
+        self.db_down = False  # the last call could not reach the database
+        self._pool = None
+        self._db_errors: tuple[type[BaseException], ...] = ()
+        self._lock = _Session(self)
         if url.startswith(("postgresql://", "postgres://")):
             import psycopg
+            from psycopg_pool import ConnectionPool
 
             self.kind = "postgresql"
-            self._conn = psycopg.connect(url, autocommit=True)
+            self._db_errors = (psycopg.OperationalError, psycopg.InterfaceError)
+            # reconnect_timeout: the pool's retries back off (1 s, 2 s, ...) until it gives up; short, so that
+            # during a long outage each request starts a fresh attempt and a returning database is used at once.
+            self._pool = ConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True, "connect_timeout": 2},
+                                        check=ConnectionPool.check_connection, reconnect_timeout=3.0,
+                                        name="central", open=True)
+            self._conn = None
             serial = "BIGSERIAL PRIMARY KEY"
         elif url.startswith("sqlite:///") or url == "sqlite://":
             self.kind = "sqlite"
@@ -139,14 +204,15 @@ class CentralStore:
             serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
         else:
             raise ValueError(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://...")
-        for sql in _TABLES.values():
-            self._exec(sql.format(serial=serial))
-        self._add_column("gates", "bd_seq", "BIGINT")  # databases made before birth/death
-        self._add_column("events", "prev_hash", "TEXT")  # databases made before chain checks
-        self._add_column("gate_tokens", "head_key", "TEXT")  # the gate's journal-head key (base64)
-        self._exec("CREATE INDEX IF NOT EXISTS events_gate_seq ON events (gate, seq)")
-        self._exec("CREATE INDEX IF NOT EXISTS gate_tokens_digest ON gate_tokens (token_sha256)")
-        self._exec("INSERT INTO counters (name, value) VALUES ('change_id', 0) ON CONFLICT (name) DO NOTHING")
+        with self._lock:
+            for sql in _TABLES.values():
+                self._exec(sql.format(serial=serial))
+            self._add_column("gates", "bd_seq", "BIGINT")  # databases made before birth/death
+            self._add_column("events", "prev_hash", "TEXT")  # databases made before chain checks
+            self._add_column("gate_tokens", "head_key", "TEXT")  # the gate's journal-head key (base64)
+            self._exec("CREATE INDEX IF NOT EXISTS events_gate_seq ON events (gate, seq)")
+            self._exec("CREATE INDEX IF NOT EXISTS gate_tokens_digest ON gate_tokens (token_sha256)")
+            self._exec("INSERT INTO counters (name, value) VALUES ('change_id', 0) ON CONFLICT (name) DO NOTHING")
 
     # ------------------------------------------------------------ plumbing
 
@@ -187,8 +253,31 @@ class CentralStore:
                 raise
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            return
         with self._lock:
             self._conn.close()
+
+    def ping(self) -> None:
+        """Raise DatabaseUnavailable when the database cannot answer now.
+
+        Outside the store's lock, on a spare pooled connection: a health check (or a node's link probe)
+        must not queue behind a long upload.
+        """
+        if self._pool is None:
+            return  # SQLite: a file of this process
+        try:
+            conn = self._pool.getconn(timeout=self.db_timeout_s)
+        except self._db_errors as exc:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        try:
+            conn.execute("SELECT 1")
+        except self._db_errors as exc:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            with contextlib.suppress(*self._db_errors):
+                self._pool.putconn(conn)
 
     # ------------------------------------------------------------ events
 

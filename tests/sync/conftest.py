@@ -30,30 +30,65 @@ def _pg_bin() -> Path | None:
     return None
 
 
+class PrivatePostgres:
+    """A PostgreSQL server this test owns (initdb + pg_ctl on a free port, in a temp dir), so it may stop it."""
+
+    def __init__(self):
+        bindir = _pg_bin()
+        if bindir is None:
+            pytest.skip("no PostgreSQL server running on 127.0.0.1:5432 and none installed "
+                        "(scripts/setup.sh installs it)")
+        self.bindir, self.tmp, self.port = bindir, Path(tempfile.mkdtemp(prefix="sg-pg-")), free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.tmp, "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.data = self.tmp / "data"
+        subprocess.run([*self.prefix, str(bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True)
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), *args], check=check,
+                       capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._ctl("-l", str(self.tmp / "log"), "-w", "-o",
+                  f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (`immediate`: as a crash would; every client connection is cut)."""
+        self._ctl("-m", mode, "-w", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _private_postgres():
     """initdb + pg_ctl on a free port in a temp dir (as the `postgres` user when run as root)."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server running on 127.0.0.1:5432 and none installed (scripts/setup.sh installs it)")
-    tmp = Path(tempfile.mkdtemp(prefix="sg-pg-"))
-    port = free_port()
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data = tmp / "data"
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-o",
-                    f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    server = PrivatePostgres()
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield server.url
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        server.remove()
+
+
+@pytest.fixture
+def own_postgres():
+    """A running PostgreSQL of this test alone, with a `central` database: the test may stop and restart it."""
+    import psycopg
+
+    server = PrivatePostgres()
+    server.start()
+    try:
+        with psycopg.connect(f"{server.url}/postgres", autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "central"')
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture(scope="session")

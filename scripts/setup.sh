@@ -54,7 +54,8 @@ PY
 # with the project's own requirements.
 if [ "$mode" = demo ]; then
   .venv/bin/python -m pip install -q -e .
-  .venv/bin/python -m pip install -q --no-deps 'pysparkplug==0.6.1'
+  # The strong recogniser's ONNX files (models/strong_reader.md) come in rapidocr's wheel; see below.
+  .venv/bin/python -m pip install -q --no-deps 'pysparkplug==0.6.1' 'rapidocr_onnxruntime==1.4.4'
   exit 0
 fi
 .venv/bin/python -m pip install -q -e '.[test,baseline]'

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 
 MODELS = Path(__file__).resolve().parent.parent
@@ -226,6 +227,25 @@ PLATE_NAMES = {"plates:vn1": "VN one-line", "plates:vn2": "VN two-line", "plates
 CONTAINER_NAMES = {"containers:h1": "one line", "containers:h2": "two lines", "containers:v": "vertical"}
 
 
+# Sections measured and written by hand (real-image evaluations): a regenerated card keeps them as they are.
+KEPT_HEADINGS = ("## Real images",)
+
+
+def kept_sections(old_card: str) -> list[str]:
+    """The hand-written sections of a card (headings in KEPT_HEADINGS), each up to the next `## ` heading."""
+    sections = re.split(r"(?m)^(?=## )", old_card)
+    return [section.rstrip("\n") for section in sections if section.startswith(KEPT_HEADINGS)]
+
+
+def _write_card(path: Path, lines: list[str]) -> None:
+    """Write a card from generated lines, then append the hand-written sections the old card had."""
+    kept = kept_sections(path.read_text()) if path.exists() else []
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    for section in kept:
+        text += "\n" + section + "\n"
+    path.write_text(text)
+
+
 def write_cards(bench: dict) -> list[Path]:
     """Write both cards; returns their paths."""
     written = []
@@ -282,7 +302,7 @@ def write_cards(bench: dict) -> list[Path]:
         "- Plates smaller than about 14 px character height in the frame are rarely read.",
     ]
     path = MODELS / "plate_reader.md"
-    path.write_text("\n".join(text) + "\n")
+    _write_card(path, text)
     written.append(path)
 
     codes = MODELS / "container_reader.onnx"
@@ -349,7 +369,7 @@ def write_cards(bench: dict) -> list[Path]:
         + ". Chosen over rapidocr's shipped detector for that speed, at the recall shown.",
     ]
     path = MODELS / "container_reader.md"
-    path.write_text("\n".join(text) + "\n")
+    _write_card(path, text)
     written.append(path)
     return written
 

@@ -170,6 +170,7 @@ async def _drive_truck(play: _Play, truck: TruckSpec, presence: _Presence, turn:
         presence.on_scale = True
     plc.set_loop("arrival", True)
     presence.on_arrival = True
+    result["arrived_at_s"] = round(time.monotonic() - play.started, 3)
     # The truck stops on the arrival loop; the reader reads its seals there, the scanner scans it.
     tx_id = await _own_transaction(play, truck.lane, timing.truck_timeout_s)
     if tx_id is None:
@@ -189,7 +190,7 @@ async def _drive_truck(play: _Play, truck: TruckSpec, presence: _Presence, turn:
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
                       declaration=summary["declaration"], released_by=summary["released_by"],
                       decision_ms=round(summary["decision_ms"], 3) if summary["decision_ms"] else None,
-                      result=summary["result"])
+                      result=summary["result"], closed_at_s=round(time.monotonic() - play.started, 3))
     await _wait_until(lambda: plc.boom_closed, 10)
 
 

@@ -211,7 +211,7 @@ class Scenario:
 
     def __init__(self, path: Path, spec: ScenarioFile, declarations: list[Declaration],
                  rows: dict[str, dict[str, Any]] | None = None, tree: yaml.Node | None = None,
-                 now: datetime | None = None):
+                 now: datetime | None = None, problems: list[ConfigProblem] | None = None):
         self.path, self.spec, self.declarations = path, spec, declarations
         self.now = now or datetime.now(UTC)  # what `now` meant in the declarations' times
         self.rows = rows or {}  # number → the declaration as the scenario wrote it (times resolved), for amends
@@ -222,7 +222,7 @@ class Scenario:
             for lane in data["lanes"]:
                 lane["policy"]["collect_timeout_s"] = spec.timing.collect_timeout_s
             self.site = site_from_mapping(data, origin=str(self.site.path))
-        problems = _cross_check(self)
+        problems = [*(problems or []), *_cross_check(self)]  # the declarations' problems come first
         if problems:
             raise ConfigError(problems)
 
@@ -262,6 +262,8 @@ def lane_cameras(site: LoadedSite, lane_id: str) -> dict[str, str]:
 
 def _choices(fix_for: str, given: str, choices: list[str]) -> str:
     guess = did_you_mean(given, choices)
+    if guess and len(choices) > 12:
+        return f"did you mean '{guess}'?{fix_for}"
     return (f"did you mean '{guess}'? " if guess else "") + f"use one of {', '.join(choices) or '(none)'}{fix_for}"
 
 
@@ -312,8 +314,9 @@ def _feed_problems(scenario: Scenario, loc: tuple[Any, ...], event: FeedChange) 
     numbers = sorted(scenario.rows)
     key = "revoke" if event.revoke is not None else "amend"
     if event.number not in scenario.rows:
-        return [scenario.problem(loc + (key,), f"no declaration {event.number} in this scenario",
-                                 _choices(" (declarations: of this scenario)", event.number, numbers))]
+        fix = (_choices(" (declarations: of this scenario)", event.number, numbers) if numbers
+               else "declare it under declarations: first, or correct the number")
+        return [scenario.problem(loc + (key,), f"no declaration {event.number} in this scenario", fix)]
     if event.amend is None:
         return []
     if "version" in event.amend or "gate" in event.amend:
@@ -361,6 +364,4 @@ def load_scenario(path: str | Path, now: datetime | None = None) -> Scenario:
             problems.append(ConfigProblem(str(origin), key_path(loc), message,
                                           fix or "correct the declaration (see README: Declarations)",
                                           yaml_line(rows_tree, loc)))
-    if problems:
-        raise ConfigError(problems)
-    return Scenario(path, spec, declarations, by_number, tree, now)
+    return Scenario(path, spec, declarations, by_number, tree, now, problems)

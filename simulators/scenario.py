@@ -15,6 +15,7 @@ gate decided.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -67,6 +68,8 @@ class _Turn:
 
     left_arrival: asyncio.Event = field(default_factory=asyncio.Event)  # it drove under the boom or backed away
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # its transaction closed and the boom is down
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # it is on the arrival loop (or never will be)
+    follower: _Turn | None = None  # the next truck of the lane, when it follows closely
 
 
 @dataclass
@@ -170,6 +173,7 @@ async def _drive_truck(play: _Play, truck: TruckSpec, presence: _Presence, turn:
         presence.on_scale = True
     plc.set_loop("arrival", True)
     presence.on_arrival = True
+    turn.arrived.set()
     result["arrived_at_s"] = round(time.monotonic() - play.started, 3)
     # The truck stops on the arrival loop; the reader reads its seals there, the scanner scans it.
     tx_id = await _own_transaction(play, truck.lane, timing.truck_timeout_s)
@@ -264,6 +268,10 @@ async def _drive_through(play: _Play, rig: LaneRig, truck: TruckSpec, presence: 
     plc.set_loop("safety", True)
     _leave_arrival(play, rig, truck, presence, turn)
     await asyncio.sleep(drive_s / 3)
+    if turn.follower is not None:  # a truck following closely rolls on while this one is still under the boom
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(5.0, play.timing.plate_lead_s + 3.0)):
+                await turn.follower.arrived.wait()
     plc.set_loop("safety", False)
     plc.set_loop("exit", True)
     await asyncio.sleep(drive_s / 3)
@@ -353,6 +361,7 @@ async def _play_truck(play: _Play, truck: TruckSpec, turn: _Turn) -> dict[str, A
         _leave_arrival(play, rig, truck, presence, turn)
         if rig.video is not None and presence.shown is not None and rig.video.showing == presence.shown:
             await asyncio.to_thread(rig.video.clear)  # the truck has gone: the camera sees the empty lane
+        turn.arrived.set()
         turn.gone.set()
     failures = _check_expectation(result, truck.expect)
     if truck.expect is not None or not result["played"]:
@@ -422,8 +431,10 @@ async def play_scenario(scenario: Scenario, workdir: Path, *, kiosk_port: int | 
         last: dict[str, _Turn] = {}
         truck_tasks = []
         for truck in scenario.spec.trucks:
-            turn = _Turn()
-            truck_tasks.append(run_truck(truck, last.get(truck.lane), turn))
+            turn, before = _Turn(), last.get(truck.lane)
+            if before is not None and truck.follow_closely:
+                before.follower = turn
+            truck_tasks.append(run_truck(truck, before, turn))
             last[truck.lane] = turn
 
         fault_log: list[dict[str, Any]] = []

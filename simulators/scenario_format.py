@@ -170,6 +170,16 @@ class ScenarioFile(_Strict):
     faults: list[FaultSpec] = []
     feed: list[FeedEvent] = []
 
+    @field_validator("declarations", mode="before")
+    @classmethod
+    def _list_or_file(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(row, dict) for row in value)):
+            return value
+        raise ValueError("give a list of declarations (mappings of their fields) or the name of a YAML/JSON file "
+                         "holding them")
+
 
 _RELATIVE = re.compile(r"^now\s*(?:([+-])\s*(\d+(?:\.\d+)?)\s*([smhd]))?$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

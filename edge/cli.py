@@ -296,6 +296,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 barrier = "opened" if truck["barrier_opened"] else "closed"
                 print(f"{truck['lane']:6} {truck['plate']:14} {str(truck['outcome']):8} "
                       f"{','.join(truck['reasons']) or '-':40} barrier {barrier} {mark}")
+                for step in truck.get("officer_steps", []):
+                    if not step["ok"]:
+                        print(f"{'':21} kiosk refused {step['action']} by {step['officer_id']} ({step['role']}): "
+                              f"{step['code']}")
             print(json.dumps(result["summary"], ensure_ascii=False))
         return 1 if result["summary"]["expectations_failed"] else 0
     return asyncio.run(_interactive_demo(scenario, workdir, args.port))

@@ -371,7 +371,7 @@ def load_scenario(path: str | Path, now: datetime | None = None) -> Scenario:
             field = _declaration_field(exc)
             loc = prefix + (index,) + ((field,) if field else ())
             message, _, fix = str(exc).partition("; ")
-            problems.append(ConfigProblem(str(origin), key_path(loc), message,
+            problems.append(ConfigProblem(str(origin), key_path(("declarations",) + loc[len(prefix):]), message,
                                           fix or "correct the declaration (see README: Declarations)",
                                           yaml_line(rows_tree, loc)))
     return Scenario(path, spec, declarations, by_number, tree, now, problems)

@@ -113,3 +113,12 @@ trucks:
     assert any(p.startswith(f"{path}:3: feed[0]: give exactly one of revoke") for p in problems), problems
     assert any(p.startswith(f"{path}:5: trucks[0]: give either plate") for p in problems), problems
     assert any(p.startswith(f"{path}:6: trucks[1]: give either plate") for p in problems), problems
+
+
+def test_a_declarations_file_is_checked_with_its_own_lines(tmp_path: Path):
+    declarations = tmp_path / "declarations.yaml"
+    declarations.write_text(DECLARATION.format(valid_from="2026-12-06"), encoding="utf-8")
+    path = _write(tmp_path, "site: huu-nghi\ndeclarations: declarations.yaml\ntrucks:\n  - {lane: IMP-1, plate: X}\n")
+    [problem] = _problems(path)
+    assert problem.startswith(f"{declarations}:{_line_of(declarations, 'valid_from')}: declarations[0].valid_from: ")
+    assert "is a date without a time of day" in problem

@@ -277,7 +277,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         def truck_done(truck: dict) -> None:
             bar.update(1)
-            bar.set_postfix_str(f"{truck['lane']} {truck['plate']} {truck['outcome']}")
+            outcome = truck["outcome"] if truck["played"] else "not played"
+            bar.set_postfix_str(f"{truck['lane']} {truck['plate']} {outcome}")
 
         try:
             result = asyncio.run(play_scenario(scenario, workdir, kiosk_port=args.port if args.kiosk else None,
@@ -289,9 +290,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             for truck in result["trucks"]:
                 mark = {True: "ok", False: "UNEXPECTED", None: ""}[truck.get("expect_met")]
+                if not truck["played"]:
+                    print(f"{truck['lane']:6} {truck['plate']:14} NOT PLAYED: {truck['not_played']} {mark}")
+                    continue
                 barrier = "opened" if truck["barrier_opened"] else "closed"
                 print(f"{truck['lane']:6} {truck['plate']:14} {str(truck['outcome']):8} "
                       f"{','.join(truck['reasons']) or '-':40} barrier {barrier} {mark}")
+                for step in truck.get("officer_steps", []):
+                    if not step["ok"]:
+                        print(f"{'':21} kiosk refused {step['action']} by {step['officer_id']} ({step['role']}): "
+                              f"{step['code']}")
             print(json.dumps(result["summary"], ensure_ascii=False))
         return 1 if result["summary"]["expectations_failed"] else 0
     return asyncio.run(_interactive_demo(scenario, workdir, args.port))
@@ -335,7 +343,8 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
         print(f"{truck['lane']:6} {truck['plate']:14} {str(truck['outcome']):8} {','.join(truck['reasons']) or '-'}"
               f"  ({len(finished)}/{len(scenario.spec.trucks)} trucks)", flush=True)
 
-    play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate, on_truck=truck_done))
+    play = asyncio.create_task(play_scenario(scenario, workdir, interactive=True, gate=gate, central=central,
+                                             on_truck=truck_done))
     stop = asyncio.create_task(_until_interrupted())
     await asyncio.wait({play, stop}, return_when=asyncio.FIRST_COMPLETED)
     if play.done() and not play.cancelled() and play.exception() is None:

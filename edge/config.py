@@ -526,6 +526,30 @@ _TOKEN_FIX = ("paste the gate's token exactly as `smartgate central token --gate
 _KEY_FIXES: dict[tuple[str, ...], str] = {("central", "token"): _TOKEN_FIX}
 
 
+# The same checks for other YAML files of ours (scenarios: simulators/scenario.py), under public names.
+
+
+def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """(data, composed tree) of a YAML file; ConfigError naming the line for unreadable or invalid YAML."""
+    return _read_yaml(path)
+
+
+def yaml_line(tree: yaml.Node | None, loc: Iterable[Any]) -> int | None:
+    """The 1-based line of a key path (`("trucks", 2, "lane")`) in a composed YAML tree, or the nearest above it."""
+    return _yaml_line(tree, loc)
+
+
+def key_path(loc: Iterable[Any]) -> str:
+    """A key path as the file reads it: `trucks[2].lane`."""
+    return _key_path(loc)
+
+
+def validation_problems(path: Path, exc: ValidationError, tree: yaml.Node | None, root: Any,
+                        data: Any) -> list[ConfigProblem]:
+    """One ConfigProblem per pydantic error, with the file's line, the key path and a fix."""
+    return _validation_problems(path, exc, tree, root=root, data=data)
+
+
 def profile_dirs(site_path: Path | None = None) -> list[Path]:
     """Where a site's device profiles are looked for, in order: a `devices/` folder beside the site file,
     then the shipped profiles (`firmware_configs/devices`)."""

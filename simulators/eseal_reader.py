@@ -95,6 +95,15 @@ class EsealReaderSimulator:
             return encode_binary_seal_frame(frame)
         return encode_seal_frame(frame)
 
+    def cannot_carry(self, seal_id: str, status: SealStatus | str = SealStatus.INTACT, container: str | None = None,
+                     battery_pct: int | None = 87) -> str | None:
+        """Why this reader's frame format cannot carry the seal (the format's own words), or None when it can."""
+        try:
+            self._encode(self._frame(seal_id, status, container, battery_pct))
+        except ValueError as exc:
+            return f"the {self.frame_format} reader cannot send seal {seal_id!r}: {exc}"
+        return None
+
     def present_seal(self, seal_id: str, status: SealStatus | str = SealStatus.INTACT,
                      container: str | None = None, battery_pct: int | None = 87,
                      when: datetime | None = None) -> bytes:

@@ -37,11 +37,12 @@ class LaneRig:
     lane_id: str
     plc: BarrierPlcSimulator
     eseal: EsealReaderSimulator | None = None
-    camera: AnprCameraSimulator | None = None
+    camera: AnprCameraSimulator | None = None  # the lane's first ANPR camera
     scale: WeighbridgeSimulator | None = None
     scanner: ScannerSimulator | None = None
     video: VideoCameraSimulator | None = None
     wires: dict[str, SerialWire] = field(default_factory=dict)  # device id → cable (RTU)
+    cameras: dict[str, AnprCameraSimulator] = field(default_factory=dict)  # device id → every ANPR camera (front, rear)
 
     def by_kind(self) -> dict[str, object]:
         return {"barrier": self.plc, "eseal": self.eseal, "anpr": self.camera, "weighbridge": self.scale,
@@ -137,7 +138,7 @@ class SimulatedGate:
         return self
 
     async def _start_lane(self, lane) -> LaneRig:
-        rig: dict[str, object] = {"wires": {}}
+        rig: dict[str, object] = {"wires": {}, "cameras": {}}
         for device in lane.devices:
             profile = self.site.profile_for(device)
             transport = device.transport
@@ -169,7 +170,8 @@ class SimulatedGate:
                 camera = AnprCameraSimulator(self.broker.host, self.broker.port, transport.topic, device.id,
                                              AnprFields(**profile.fields.model_dump()), tls=self._tls(device.id))
                 await asyncio.to_thread(camera.start)
-                rig["camera"] = camera
+                rig["cameras"][device.id] = camera
+                rig.setdefault("camera", camera)
             elif device.kind == "scanner":
                 scanner = ScannerSimulator(self.broker.host, self.broker.port, transport.topic, lane.id, device.id,
                                            tls=self._tls(device.id))
@@ -216,6 +218,8 @@ class SimulatedGate:
                 if device.id == device_id:
                     if device.id in rig.wires:
                         return _RtuCable(rig.wires[device.id], rig.plc)
+                    if device.id in rig.cameras:
+                        return rig.cameras[device.id]
                     return rig.by_kind()[device.kind]
         raise KeyError(device_id)
 
@@ -228,7 +232,7 @@ class SimulatedGate:
             for serial_sim in (rig.eseal, rig.scale):
                 if serial_sim is not None:
                     serial_sim.stop()
-            for mqtt_sim in (rig.camera, rig.scanner):
+            for mqtt_sim in (*rig.cameras.values(), rig.scanner):
                 if mqtt_sim is not None:
                     await asyncio.to_thread(mqtt_sim.stop)
             if rig.video is not None:

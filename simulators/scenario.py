@@ -235,6 +235,7 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
 
     deadline = time.monotonic() + timing.truck_timeout_s
     officer_done = False
+    hold_waited = False  # a held truck waits once; later decisions on it (re-decisions) are only recorded
     summary = None
     while summary is None:
         remaining = deadline - time.monotonic()
@@ -258,8 +259,10 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
                 await asyncio.sleep(truck.officer.after_s)
                 await gate.node.lanes[truck.lane].officer_action(
                     truck.officer.action, truck.officer.officer_id, truck.officer.reason)
-            elif payload["outcome"] != "release" and not interactive and not truck.officer:
-                await asyncio.sleep(timing.hold_wait_s)
+            elif payload["outcome"] != "release" and not interactive and not truck.officer and not hold_waited:
+                hold_waited = True
+                # The truck waits; a late reading may still release it (a re-decision opens the boom).
+                await _wait_until(lambda: plc.boom_open, timing.hold_wait_s)
                 if not plc.boom_open:
                     plc.set_loop("arrival", False)  # the truck backs away from the lane
                     if rig.scale is not None:
@@ -278,6 +281,8 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
             plc.set_loop("exit", False)
         if interactive and result["outcome"] == "refuse" and not plc.boom_open:
             plc.set_loop("arrival", False)
+    if rig.video is not None:
+        await asyncio.to_thread(rig.video.clear)  # the truck has gone: the camera sees the empty lane
     if rig.scale is not None:
         rig.scale.drive_off()
         # Let the indicator show the empty bridge before the next truck drives on.
@@ -285,8 +290,6 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
         await _wait_until(lambda: rig.scale.frames_sent >= sent + 3, 3.0)
     if scan_task is not None:
         scan_task.cancel()
-    if rig.video is not None:
-        await asyncio.to_thread(rig.video.clear)  # the truck has gone: the camera sees the empty lane
     if summary is not None:
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
                       declaration=summary["declaration"], released_by=summary["released_by"],

@@ -329,6 +329,41 @@ def test_declaration_cleared_while_the_truck_waits_releases_it_when_the_lane_is_
     asyncio.run(scenario())
 
 
+def test_declaration_feed_batch_that_clears_a_held_trucks_declaration_releases_it(tmp_path):
+    from sync.client import SyncService
+    from sync.keys import generate_keypair, sign
+    from tests.sync.helpers import fast_config
+
+    async def scenario():
+        controller, barrier = await _controller(tmp_path, declared=replace(DECLARED, status=DeclarationStatus.HELD))
+        central, central_public = generate_keypair()
+        sync = SyncService("HUUNGHI", fast_config("http://127.0.0.1:9", central_public), controller.journal,
+                           controller.cache, public_key=central_public,
+                           on_declarations_changed=lambda: controller.reevaluate("declaration feed update"))
+        try:
+            now = time.time()
+            controller.submit(LoopChanged(PLC, Loop.ARRIVAL, True, now))
+            for reading in _readings(now):
+                controller.submit(reading)
+            await wait_until(lambda: _held_for(controller, "DECLARATION_NOT_CLEARED"), what="the hold")
+            cleared = {"number": DECLARED.number, "kind": "import", "gate": "HUUNGHI", "plates": ["29C12345"],
+                       "containers": [], "seals": ["SEAL321"], "channel": "green", "status": "cleared",
+                       "valid_from": DECLARED.valid_from.isoformat(), "valid_until": DECLARED.valid_until.isoformat(),
+                       "version": 2}
+            batch = {"gate": "HUUNGHI", "cursor_from": 0, "cursor_to": 1, "issued_at": time.time(), "nonce": "n1",
+                     "declarations": [cleared], "revocations": []}
+            assert await sync.accept({"batch": batch, "signature": sign(central, batch)}, 0, 0.0, nonce="n1")
+            await wait_until(lambda: barrier.opens(), what="the open command after the feed cleared the declaration")
+            decision = barrier.opens()[0][-2][1]
+            assert decision["redecision"] is True and decision["changed"] == "declaration feed update"
+            assert decision["previous"]["reasons"] == ["DECLARATION_NOT_CLEARED"]
+        finally:
+            await controller.stop()
+            controller.journal.close()
+
+    asyncio.run(scenario())
+
+
 @dataclass
 class Row:
     """A journal row as replay reads it."""

@@ -559,6 +559,21 @@ def test_declaration_update_reevaluates_a_held_truck_within_the_window_only():
     assert LaneMachine("IMP-1", POLICY).handle(Reevaluate("feed"), 100.0) == []  # no truck: nothing to do
 
 
+def test_bad_redecide_window_is_refused_at_start_up_naming_file_key_and_fix(tmp_path):
+    from edge.cli import DEFAULT_SITE
+    from edge.config import ConfigError, load_site
+
+    text = DEFAULT_SITE.read_text(encoding="utf-8")
+    assert "redecide_window_s: 600" in text  # the shipped site shows the key
+    bad = tmp_path / "site.yaml"
+    bad.write_text(text.replace("redecide_window_s: 600", "redecide_window_s: -5", 1), encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_site(bad)
+    message = str(error.value)
+    assert f"{bad}:" in message and "lanes[0].policy.redecide_window_s" in message
+    assert "Fix:" in message and "0 turns it off" in message
+
+
 def test_transition_table_shows_the_redecision_rows():
     text = transition_table_text()
     assert "DECIDED --redecided_release--> DECIDED|PASSING" in text

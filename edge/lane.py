@@ -385,9 +385,8 @@ class RecordState:
 
 Action = (
     OpenTransaction | AttachEarlyReading | AttachLateReading | StartTimer | CancelTimer | Evaluate | EvaluateAgain
-    | RecordDecision
-    | RecordOfficerAction | OpenBarrier | CloseBarrier | CloseTransaction | RaiseAlarm | RecordLateReading
-    | RecordUnauthorisedPassage | RecordState
+    | RecordDecision | RecordOfficerAction | OpenBarrier | CloseBarrier | CloseTransaction | RaiseAlarm
+    | RecordLateReading | RecordUnauthorisedPassage | RecordState
 )
 
 

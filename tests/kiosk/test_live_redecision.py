@@ -97,3 +97,39 @@ def test_board_stream_shows_the_release_after_a_late_x_ray_clear_without_reload(
         line = next(item for item in history if item["kind"] == "decision")  # newest first
         assert line["outcome"] == "release" and line["redecision"] is True
         _wait(lambda: quick_gate.run(lambda: rig.plc.boom_open), what="the boom opening for the re-decided release")
+
+
+@pytest.mark.browser
+def test_officer_page_turns_from_hold_to_release_after_the_late_x_ray_clear(quick_gate: GateThread, tmp_path: Path):
+    from tests.helpers import chromium_browser
+    from tests.kiosk.conftest import PASSWORDS
+
+    rig = quick_gate.gate.rigs["IMP-1"]
+    with chromium_browser() as browser:
+        page = browser.new_context(viewport={"width": 1600, "height": 1200}, locale="en-GB").new_page()
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(quick_gate.base + "/")
+        page.wait_for_selector("#login-form")
+        page.fill("#username", "officer1")
+        page.fill("#password", PASSWORDS["officer1"])
+        page.click("#login-submit")
+        page.wait_for_selector("#lane-IMP-1[data-tone=idle]")
+        page.evaluate("window.__noReload = true")
+        rig.camera.publish_plate("29C-123.45", 0.95)
+        quick_gate.run(rig.scale.drive_on, 28100)
+        quick_gate.run(rig.plc.set_loop, "arrival", True)
+        rig.eseal.present_seal("SEAL-888", SealStatus.INTACT, "CSQU3054383")
+        scan_id = rig.scanner.new_scan_id()
+        rig.scanner.publish(ScanEvent.STARTED, scan_id, ["CSQU3054383"], ScanVerdict.PENDING)
+        page.locator("#lane-IMP-1[data-tone=hold]", has_text="still being analysed").wait_for()
+
+        rig.scanner.publish(ScanEvent.COMPLETED, scan_id, ["CSQU3054383"], ScanVerdict.CLEAR)
+        card = page.locator("#lane-IMP-1[data-tone=release]")
+        card.wait_for()
+        card.locator(".redecided", has_text="Decided again after a late result (before: hold)").wait_for()
+        page.locator("#lane-IMP-1 .hist-decision", has_text="Decided again: release").wait_for()
+        assert page.evaluate("window.__noReload") is True  # no reload: the event stream carried it
+        assert errors == []
+        page.screenshot(path=str(tmp_path / "lane-board-redecided.png"))

@@ -172,6 +172,11 @@ class GateNode:
                        parity=transport.parity, stopbits=transport.stopbits, device_id=modbus.device_id,
                        timeout_s=modbus.request_timeout_s, retries=modbus.retries)
 
+    def _declarations_changed(self) -> None:
+        """The declaration feed changed the cache: each lane runs the rules again on a truck they hold."""
+        for controller in self.lanes.values():
+            controller.reevaluate("declaration feed update")
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -195,7 +200,8 @@ class GateNode:
             from sync.client import SyncService
 
             self.sync = SyncService(self.site.gate, self.site.central, self.journal, self.cache, bus=self.uplink,
-                                    config_dir=self.loaded.path.parent)
+                                    config_dir=self.loaded.path.parent,
+                                    on_declarations_changed=self._declarations_changed)
         await self.bus.start()
         await self.uplink.start()
         if self.sparkplug_bus is not None:

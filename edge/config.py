@@ -93,6 +93,9 @@ class LanePolicy(_Strict):
     pre_arrival_window_s: float = Field(default=5.0, ge=0, le=120)
     max_cache_age_s: float = Field(default=6 * 3600, gt=0)
     min_plate_confidence: float = Field(default=0.7, ge=0, le=1)
+    # A reading that arrives for a truck the rules hold, while it still waits at the barrier, runs the rules
+    # again for this long after the hold (a late X-ray verdict releases it); 0: late readings are only recorded.
+    redecide_window_s: float = Field(default=600.0, ge=0, le=86400)
 
 
 class LaneConfig(_Strict):
@@ -523,7 +526,11 @@ def _validation_problems(
 
 _TOKEN_FIX = ("paste the gate's token exactly as `smartgate central token --gate <GATE>` printed it, or put it "
               "in a file and name that file in central.token_file")
-_KEY_FIXES: dict[tuple[str, ...], str] = {("central", "token"): _TOKEN_FIX}
+_KEY_FIXES: dict[tuple[str, ...], str] = {
+    ("central", "token"): _TOKEN_FIX,
+    ("policy", "redecide_window_s"): ("give the seconds after a hold during which a late reading (an X-ray verdict, a "
+                                      "seal) re-decides the truck still at the barrier: 0 to 86400, 0 turns it off"),
+}
 
 
 # The same checks for other YAML files of ours (scenarios: simulators/scenario.py), under public names.

@@ -16,6 +16,16 @@ contradicts it (another confident plate, another scan verdict). While a released
 leaving (boom opening, PASSING) a reading is more likely the next truck's: it is also held for the
 pre-arrival window, like a reading at an idle lane, and attaches to the next transaction.
 
+Re-decision. One exception: a truck that only the rules hold (no officer has acted, no release,
+not a restart's hold) and that still waits on the arrival loop, within the lane's
+`redecide_window_s` of the hold. A reading that arrives for it then (an X-ray verdict that took
+longer than the collect timeout, a seal read at last) joins its transaction and the rules run
+again (`Redecided`); so do they when the controller says the declarations may have changed
+(`Reevaluate`, after a feed update). A new decision is journaled as a re-decision; a release
+then takes the normal release path (decision row, then the open command), a worse result
+updates the hold, a refusal ends the re-deciding. After the window, once an officer acted, or
+once the truck left the loop, readings are only late.
+
 Boom tamper. A boom that opens with no journaled release (the PLC's open coil written by someone
 else over Modbus) is an attack: the lane latches BOOM_OPEN_WITHOUT_RELEASE until a supervisor
 acknowledges it, commands the boom closed at once, or as soon as the safety loop is clear (never
@@ -54,8 +64,8 @@ from devices.protocols.plates import normalise_plate
 from devices.readings import PlateRead, Reading
 from edge.config import LanePolicy
 from edge.records import TAMPER_TEXT, AlarmCode, TxResult
-from edge.rules import Decision, decision_for_restart
-from edge.transaction import Transaction
+from edge.rules import Decision, Outcome, decision_for_restart
+from edge.transaction import Transaction, reading_said
 
 
 class LaneState(StrEnum):
@@ -126,6 +136,26 @@ class Decided:
         return f"decided_{self.decision.outcome.value}"
 
 
+@dataclass(frozen=True)
+class Reevaluate:
+    """What a held truck was decided on may have changed outside the lane (a declaration amended or revoked)."""
+
+    why: str
+    key: str = "reevaluate"
+
+
+@dataclass(frozen=True)
+class Redecided:
+    """The rules decided again on a truck they hold, because of `changed` (a late reading, a Reevaluate)."""
+
+    decision: Decision
+    changed: str
+
+    @property
+    def key(self) -> str:
+        return f"redecided_{self.decision.outcome.value}"
+
+
 OFFICER_ACTIONS = ("release", "refuse", "inspect", "manual_open", "manual_close", "acknowledge_alarm")
 
 
@@ -180,7 +210,7 @@ class DeviceRestored:
 
 LaneEvent = (
     LoopEvent | BoomEvent | ReadingEvent | CollectTimeout | Decided | OfficerAction | DeviceFailed
-    | DeviceRestored | OpenFailed
+    | DeviceRestored | OpenFailed | Reevaluate | Redecided
 )
 
 # ---------------------------------------------------------------- actions (outputs)
@@ -201,6 +231,15 @@ class AttachEarlyReading:
     """Journal that a reading held from before the arrival loop joined the transaction."""
 
     kind: ClassVar[str] = "attach_early_reading"
+    transaction: str
+    reading: Reading
+
+
+@dataclass(frozen=True)
+class AttachLateReading:
+    """Journal that a reading for a truck the rules hold joined its transaction (the rules run again on it)."""
+
+    kind: ClassVar[str] = "attach_late_reading"
     transaction: str
     reading: Reading
 
@@ -232,12 +271,22 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class EvaluateAgain:
+    """Run the rules again on a held truck's transaction; feed back Redecided (always)."""
+
+    kind: ClassVar[str] = "evaluate_again"
+    transaction: str
+    changed: str  # what made it worth asking again, for the re-decision row
+
+
+@dataclass(frozen=True)
 class RecordDecision:
-    """Journal the decision with the facts it was made on."""
+    """Journal the decision with the facts it was made on (a re-decision also says what changed)."""
 
     kind: ClassVar[str] = "record_decision"
     transaction: str
     decision: Decision
+    redecision: dict[str, Any] | None = None  # {changed, previous: {outcome, reasons}}
 
 
 @dataclass(frozen=True)
@@ -335,9 +384,9 @@ class RecordState:
 
 
 Action = (
-    OpenTransaction | AttachEarlyReading | StartTimer | CancelTimer | Evaluate | RecordDecision
-    | RecordOfficerAction | OpenBarrier | CloseBarrier | CloseTransaction | RaiseAlarm | RecordLateReading
-    | RecordUnauthorisedPassage | RecordState
+    OpenTransaction | AttachEarlyReading | AttachLateReading | StartTimer | CancelTimer | Evaluate | EvaluateAgain
+    | RecordDecision | RecordOfficerAction | OpenBarrier | CloseBarrier | CloseTransaction | RaiseAlarm
+    | RecordLateReading | RecordUnauthorisedPassage | RecordState
 )
 
 
@@ -568,6 +617,20 @@ class LaneMachine:
         """No alarm is latched."""
         return self.alarm is None
 
+    def held_by_rules(self, now: float) -> bool:
+        """The truck waits on the arrival loop, held by the rules alone: no officer acted, no release, no restart."""
+        tx = self.tx
+        return (tx is not None and tx.decision is not None and tx.decision.outcome == Outcome.HOLD
+                and tx.decided_at is not None and not tx.officer_actions
+                and not (self.passage.released_by or self.passage.open_commanded or self.passage.open_pending)
+                and self.loops["arrival"] and not self.passage.left_arrival)
+
+    def within_redecide_window(self, now: float) -> bool:
+        """The hold is no older than the lane's redecide_window_s (0: never re-decide)."""
+        window = self.policy.redecide_window_s
+        return (window > 0 and self.tx is not None and self.tx.decided_at is not None
+                and now - self.tx.decided_at <= window)
+
     # ------------------------------------------------------------ effects: loops
 
     def _nothing(self, event: LaneEvent, now: float) -> list[Action]:
@@ -712,6 +775,38 @@ class LaneMachine:
             actions.append(RaiseAlarm(AlarmCode.PLATE_CONFLICT, f"another plate read for the decided truck: {detail}",
                                       {"transaction": tx.id, "detail": detail}))
         return actions
+
+    def _take_reading_again(self, event: ReadingEvent, now: float) -> list[Action]:
+        """A reading for a truck the rules hold (still at the barrier, within the window): it joins the
+        transaction and the rules run again; a scan verdict that contradicts the ones seen also alarms."""
+        tx, reading = self.tx, event.reading
+        assert tx is not None
+        conflicts_before = len(tx.scan_conflicts)
+        if not tx.add(reading):
+            return []
+        actions: list[Action] = [AttachLateReading(tx.id, reading)]
+        for detail in tx.scan_conflicts[conflicts_before:]:
+            actions.append(RaiseAlarm(AlarmCode.SCAN_CONFLICT, f"scanner verdicts disagree after the hold: {detail}",
+                                      {"transaction": tx.id, "detail": detail}))
+        changed = f"late reading: {type(reading).__name__} {reading.device_id}: {reading_said(reading)}"
+        return [*actions, EvaluateAgain(tx.id, changed)]
+
+    def _reevaluate_held(self, event: Reevaluate, now: float) -> list[Action]:
+        assert self.tx is not None
+        return [EvaluateAgain(self.tx.id, event.why)]
+
+    def _record_redecision(self, event: Redecided, now: float) -> list[Action]:
+        """Journal the new decision on the held truck, unless the rules say exactly what they said before."""
+        tx = self.tx
+        assert tx is not None and tx.decision is not None
+        previous = tx.decision
+        if event.decision == previous:
+            return []
+        tx.decision = event.decision
+        before = {"outcome": previous.outcome.value, "reasons": previous.reasons}
+        tx.redecisions.append({"at": now, "changed": event.changed, "previous": before,
+                               "outcome": event.decision.outcome.value, "reasons": event.decision.reasons})
+        return [RecordDecision(tx.id, event.decision, redecision={"changed": event.changed, "previous": before})]
 
     def _collect_timed_out(self, event: CollectTimeout, now: float) -> list[Action]:
         if self.tx is None or event.transaction_id != self.tx.id:
@@ -865,6 +960,9 @@ _NO_ALARM = Refuse("no alarm to acknowledge", (M.no_alarm,))
 # Officers decide on what the rules decided: a release while the truck is still being read would pass over
 # readings still to come (an X-ray verdict, a seal), so the kiosk offers no decision until then.
 _BEING_READ = Refuse("the truck is still being read: decide once the lane has decided")
+# A re-decision follows its late reading (or Reevaluate) within one event: nothing can decide the truck in between.
+_NOT_HELD = Refuse("re-decision for a truck the rules no longer hold at the barrier")
+_MAY_REDECIDE = (M.held_by_rules, M.within_redecide_window)
 
 
 def _officer_rows(state: LaneState) -> dict[str, tuple[Row, ...]]:
@@ -904,6 +1002,7 @@ def _everywhere(state: LaneState) -> dict[str, tuple[Row, ...]]:
         "fault": (_go(state, M._device_failed),),
         "barrier_fault": (_go(S.FAULT, M._device_failed),),
         "recovered": (_go(state, M._reclose_unreleased_boom),),
+        "reevaluate": (same,),
     }
 
 
@@ -959,6 +1058,13 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[Row, ...]]] = {
                         _go(S.DECIDED, M._nothing)),
         "arrival_on": (_go(S.DECIDED, M._back_on_arrival),),
         "arrival_off": _truck_leaves_arrival(S.DECIDED),
+        "reading": (_go(S.DECIDED, M._take_reading_again, when=_MAY_REDECIDE), _go(S.DECIDED, M._take_reading)),
+        "reevaluate": (_go(S.DECIDED, M._reevaluate_held, when=_MAY_REDECIDE), _go(S.DECIDED, M._nothing)),
+        "redecided_release": (
+            _go(S.PASSING, M._record_redecision, M._release_auto, when=(M.held_by_rules, M.boom_up)),
+            _go(S.DECIDED, M._record_redecision, M._release_auto, when=M.held_by_rules), _NOT_HELD),
+        "redecided_hold": (_go(S.DECIDED, M._record_redecision, when=M.held_by_rules), _NOT_HELD),
+        "redecided_refuse": (_go(S.DECIDED, M._record_redecision, when=M.held_by_rules), _NOT_HELD),
         "recovered": (_go(S.PASSING, M._resend_open, when=(M.release_waiting, M.boom_up)),
                       _go(S.DECIDED, M._resend_open, when=M.release_waiting),
                       _go(S.DECIDED, M._reclose_unreleased_boom)),

@@ -43,6 +43,7 @@ from edge.journal import Journal
 from edge.lane import (
     Action,
     AttachEarlyReading,
+    AttachLateReading,
     BoomEvent,
     CancelTimer,
     CloseBarrier,
@@ -52,6 +53,7 @@ from edge.lane import (
     DeviceFailed,
     DeviceRestored,
     Evaluate,
+    EvaluateAgain,
     LaneError,
     LaneEvent,
     LaneMachine,
@@ -68,6 +70,8 @@ from edge.lane import (
     RecordOfficerAction,
     RecordState,
     RecordUnauthorisedPassage,
+    Redecided,
+    Reevaluate,
     StartTimer,
 )
 from edge.records import (
@@ -146,6 +150,10 @@ class LaneController:
     def submit(self, event: LaneEvent | DeviceEvent) -> None:
         """Queue an event from a driver or a timer (thread: the event loop)."""
         self._queue.put_nowait((event, None))
+
+    def reevaluate(self, why: str) -> None:
+        """Ask the lane to run the rules again on a truck they hold (the declarations changed: `why`)."""
+        self.submit(Reevaluate(why))
 
     async def officer_action(self, action: str, officer: str, reason: str) -> dict[str, Any]:
         """Release or refuse the current truck for an officer; LaneError if not possible now."""
@@ -226,7 +234,8 @@ class LaneController:
         match action:
             case OpenTransaction(transaction=tx_id):
                 await self._append(JournalKind.TX_OPENED, {"transaction": tx_id})
-            case AttachEarlyReading(transaction=tx_id, reading=reading):
+            case AttachEarlyReading(transaction=tx_id, reading=reading) | AttachLateReading(
+                    transaction=tx_id, reading=reading):
                 await self._append(JournalKind.READING_ATTACHED, {"transaction": tx_id, **reading_payload(reading)})
             case StartTimer(transaction=tx_id, seconds=seconds):
                 loop = asyncio.get_running_loop()
@@ -237,6 +246,9 @@ class LaneController:
                     handle.cancel()
             case Evaluate(transaction=tx_id, final=final):
                 return self._evaluated(tx_id, final)
+            case EvaluateAgain(transaction=tx_id, changed=changed):
+                tx = self.machine.tx
+                return Redecided(self.evaluate(tx), changed) if tx is not None and tx.id == tx_id else None
             case RecordDecision():
                 await self._record_decision(action)
             case RecordOfficerAction():
@@ -296,6 +308,8 @@ class LaneController:
     async def _record_decision(self, action: RecordDecision) -> None:
         tx = self.machine.tx
         payload = {"transaction": action.transaction, **action.decision.to_dict()}
+        if action.redecision is not None:
+            payload.update(redecision=True, **action.redecision)
         if tx is not None:
             payload["facts"] = self.machine.transaction_view()
         await self._append(JournalKind.DECISION, payload)

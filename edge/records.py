@@ -29,8 +29,9 @@ class JournalKind(StrEnum):
     DEVICE_FAULT = "device_fault"
     DEVICE_RECOVERED = "device_recovered"
     TX_OPENED = "tx_opened"  # a truck's transaction began
-    READING_ATTACHED = "reading_attached"  # a reading from before the arrival loop joined the transaction
-    DECISION = "decision"  # the rules' decision, with the facts it was made on
+    READING_ATTACHED = "reading_attached"  # a reading joined the transaction: from before the arrival loop, or
+    # one that came for a truck the rules hold (it is re-decided on)
+    DECISION = "decision"  # the rules' decision, with the facts it was made on (`redecision: true`: again)
     OFFICER_ACTION = "officer_action"  # release/refuse/inspect/manual_open/manual_close/acknowledge_alarm
     BARRIER_COMMAND = "barrier_command"  # open or close, committed before the PLC is told
     TX_CLOSED = "tx_closed"  # the transaction's summary: how it ended
@@ -149,7 +150,8 @@ def history_line(entry: Entry) -> dict[str, Any]:
     payload = dict(entry.payload)
     payload.pop("facts", None)
     if entry.kind == JournalKind.DECISION:
-        payload = {k: payload.get(k) for k in ("transaction", "outcome", "reasons", "declaration")}
+        payload = {**{k: payload.get(k) for k in ("transaction", "outcome", "reasons", "declaration")},
+                   **{k: payload[k] for k in ("redecision", "changed") if k in payload}}
     return {"seq": entry.seq, "at": entry.at, "lane": entry.lane, "kind": entry.kind, **payload}
 
 
@@ -191,8 +193,11 @@ def replay(entries: Iterable[Entry]) -> LaneReplay:
                 out.used_declarations.add(payload["declaration"])
             if tx is not None and payload.get("transaction") == tx.id:
                 out.open_transaction = None
-        elif kind in (JournalKind.READING, JournalKind.READING_ATTACHED):
+        elif kind == JournalKind.READING:
             if tx is not None and tx.decision is None and not tx.open_commanded:  # later ones are late
+                tx.readings.append(reading_from_payload(payload))
+        elif kind == JournalKind.READING_ATTACHED:  # early, or for a held truck it re-decided
+            if tx is not None and payload.get("transaction") == tx.id and not tx.open_commanded:
                 tx.readings.append(reading_from_payload(payload))
         elif kind == JournalKind.DECISION:
             if tx is not None and payload.get("transaction") == tx.id:

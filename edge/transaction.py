@@ -4,7 +4,8 @@ Scanner verdicts never improve within a transaction: per scan id a final verdict
 is kept; a different final verdict for the same truck (a clear after a suspect, a suspect after a
 clear, or a verdict for a scan that is not the one in progress) is a conflict, and the worst
 verdict stands. Readings that arrive after the truck was decided are kept apart as late readings
-(see `add_late`): they are shown, never merged into what the decision was made on.
+(see `add_late`): they are shown, never merged into what the decision was made on. (The lane
+machine re-decides a truck the rules hold: such a reading is `add`ed, and `redecisions` says so.)
 
 A transaction holds what is known about the truck and what was decided; how far the truck got
 towards and under the boom (released, open commanded, under the boom...) is the lane machine's
@@ -69,6 +70,7 @@ class Transaction:
     late_count: int = 0
     late_conflicts: list[dict[str, str]] = field(default_factory=list)  # {code, detail} raised after the decision
     seen_scan: ScanRead | None = None  # the worst scan verdict seen, late ones included (what the officer sees)
+    redecisions: list[dict[str, Any]] = field(default_factory=list)  # {at, changed, previous, outcome, reasons}
 
     @property
     def decided(self) -> bool:
@@ -233,6 +235,7 @@ class Transaction:
             "manual": passage.get("manual", False),
             "inspection_by": passage.get("inspection_by"),
             "officer_actions": list(self.officer_actions),
+            "redecisions": [dict(r) for r in self.redecisions],
         }
 
 
@@ -264,17 +267,20 @@ def _scan_view(shown: ScanRead | None, decided: ScanRead | None, conflicts: list
             "late": decided is None or shown is not decided, "conflicts": list(conflicts)}
 
 
+def reading_said(reading: Reading) -> str:
+    """What a reading said, in a few words (`S7 intact`, `X1 clear`, `28050 kg`)."""
+    if isinstance(reading, PlateRead):
+        return f"{reading.plate} ({reading.confidence:.2f})"
+    if isinstance(reading, SealRead):
+        return f"{reading.seal_id} {reading.status.value}"
+    if isinstance(reading, ContainerRead):
+        return reading.container
+    if isinstance(reading, WeightRead):
+        return f"{reading.gross_kg:.0f} kg"
+    return f"{reading.scan_id} {reading.verdict.value}"
+
+
 def _late_view(reading: Reading) -> dict[str, Any]:
     """One late reading in a line: what kind, from which device, what it said, when."""
-    if isinstance(reading, PlateRead):
-        said = f"{reading.plate} ({reading.confidence:.2f})"
-    elif isinstance(reading, SealRead):
-        said = f"{reading.seal_id} {reading.status.value}"
-    elif isinstance(reading, ContainerRead):
-        said = reading.container
-    elif isinstance(reading, WeightRead):
-        said = f"{reading.gross_kg:.0f} kg"
-    else:
-        said = f"{reading.scan_id} {reading.verdict.value}"
-    return {"type": type(reading).__name__, "device": reading.device_id, "said": said,
+    return {"type": type(reading).__name__, "device": reading.device_id, "said": reading_said(reading),
             "at": reading.received_at or reading.observed_at}

@@ -134,8 +134,10 @@ class SyncService:
 
     def __init__(self, gate: str, config: CentralConfig, journal: Journal, cache: DeclarationCache, *,
                  public_key=None, bus=None, alarm: Callable[[str, str], None] | None = None,
-                 config_dir: Path | None = None, head_key=None):
+                 config_dir: Path | None = None, head_key=None,
+                 on_declarations_changed: Callable[[], None] | None = None):
         self.gate, self.config, self.journal, self.cache, self.bus = gate, config, journal, cache, bus
+        self.on_declarations_changed = on_declarations_changed  # a feed batch changed the cache (the event loop)
         self.public_key = public_key or central_keys(config, config_dir)
         self._token = resolve_token(config, config_dir)
         self._verify = tls_verify(config, config_dir)
@@ -422,7 +424,7 @@ class SyncService:
             cursor, last_issued = await asyncio.to_thread(feed_position, self.cache)
         try:
             batch = check_batch(message, self.gate, self.public_key, cursor, last_issued, nonce=nonce)
-            await asyncio.to_thread(apply_batch, self.cache, batch, self.gate)
+            changes = await asyncio.to_thread(apply_batch, self.cache, batch, self.gate)
         except FeedRejected as exc:
             self.feed_rejected += 1
             if exc.code == "FEED_REPLAY":
@@ -432,6 +434,8 @@ class SyncService:
             self._alarm(exc.code, f"declaration feed batch refused: {exc}")
             return False
         self.feed_applied_batches += 1
+        if changes and self.on_declarations_changed is not None:
+            self.on_declarations_changed()  # trucks held at the lanes may be decided again on what changed
         return True
 
     async def _feed_loop(self) -> None:

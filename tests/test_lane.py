@@ -24,6 +24,8 @@ from edge.lane import (
     LoopEvent,
     OfficerAction,
     ReadingEvent,
+    Redecided,
+    Reevaluate,
     Refuse,
     transition_table_text,
 )
@@ -31,6 +33,7 @@ from edge.rules import Decision, Finding, Outcome
 from edge.transaction import Transaction
 
 POLICY = LanePolicy(pre_arrival_window_s=5, collect_timeout_s=20)
+LATE_ONLY = LanePolicy(pre_arrival_window_s=5, collect_timeout_s=20, redecide_window_s=0)  # no re-decision
 RELEASE = Decision(Outcome.RELEASE, (), "105000000001")
 HOLD = Decision(Outcome.HOLD, (Finding("SEAL_MISMATCH", "S9"),), "105000000001")
 
@@ -47,8 +50,8 @@ def kinds(actions) -> list[str]:
     return [a.kind for a in actions]
 
 
-def arrived_lane() -> LaneMachine:
-    lane = LaneMachine("IMP-1", POLICY)
+def arrived_lane(policy: LanePolicy = POLICY) -> LaneMachine:
+    lane = LaneMachine("IMP-1", policy)
     lane.handle(LoopEvent("arrival", True), 100.0)
     return lane
 
@@ -382,15 +385,15 @@ def test_scan_started_then_its_own_verdict_is_no_conflict():
 
 # ---------------------------------------------------------------- readings after the decision
 
-def held_lane() -> LaneMachine:
-    lane = arrived_lane()
+def held_lane(policy: LanePolicy = POLICY) -> LaneMachine:
+    lane = arrived_lane(policy)
     lane.handle(plate(), 100.1)
     lane.handle(Decided(HOLD), 100.2)
     return lane
 
 
 def test_reading_after_the_decision_is_journaled_late_and_not_merged():
-    lane = held_lane()
+    lane = held_lane(LATE_ONLY)
     facts = lane.tx.facts()
     actions = lane.handle(seal("S7", at=101.0), 101.0)
     assert kinds(actions) == ["late_reading"]
@@ -401,7 +404,7 @@ def test_reading_after_the_decision_is_journaled_late_and_not_merged():
 
 
 def test_forged_clear_after_the_suspect_decision_alarms_and_the_officer_still_sees_suspect():
-    lane = arrived_lane()
+    lane = arrived_lane(LATE_ONLY)
     lane.handle(plate(), 100.1)
     lane.handle(scan(ScanVerdict.SUSPECT), 100.2)
     lane.handle(Decided(Decision(Outcome.HOLD, (Finding("SCANNER_SUSPECT"),), None)), 100.3)
@@ -413,7 +416,7 @@ def test_forged_clear_after_the_suspect_decision_alarms_and_the_officer_still_se
 
 
 def test_late_suspect_for_a_truck_decided_on_a_pending_scan_is_shown_as_the_worst_verdict():
-    lane = arrived_lane()
+    lane = arrived_lane(LATE_ONLY)
     lane.handle(plate(), 100.1)
     lane.handle(scan(ScanVerdict.PENDING, completed=False), 100.2)
     lane.handle(Decided(HOLD), 100.3)
@@ -423,7 +426,7 @@ def test_late_suspect_for_a_truck_decided_on_a_pending_scan_is_shown_as_the_wors
 
 
 def test_another_confident_plate_after_the_decision_raises_a_plate_conflict_alarm():
-    lane = held_lane()
+    lane = held_lane(LATE_ONLY)
     actions = lane.handle(plate("51D-678.90", at=101.0), 101.0)
     assert [getattr(a, "code", None) for a in actions if a.kind == "alarm"] == ["PLATE_CONFLICT"]
     assert list(lane.tx.plates) == ["29C12345"]
@@ -442,6 +445,139 @@ def test_reading_while_a_released_truck_leaves_may_belong_to_the_next_truck():
     lane.handle(LoopEvent("safety", False), 101.8)
     lane.handle(BoomEvent(opened=False), 102.5)
     assert list(lane.tx.plates) == ["51D67890"]
+
+
+# ---------------------------------------------------------------- late results re-decide a held truck
+
+PENDING_HOLD = Decision(Outcome.HOLD, (Finding("SCANNER_PENDING"),), "105000000001", awaiting_readings=True)
+
+
+def held_on_pending_scan(policy: LanePolicy = POLICY) -> LaneMachine:
+    """A truck held at the collect timeout because its X-ray analysis is still running."""
+    lane = arrived_lane(policy)
+    lane.handle(plate(), 100.1)
+    lane.handle(scan(ScanVerdict.PENDING, completed=False), 100.2)
+    lane.handle(CollectTimeout(lane.tx.id), 120.0)
+    lane.handle(Decided(PENDING_HOLD), 120.0)
+    return lane
+
+
+def test_x_ray_clear_after_the_collect_timeout_releases_the_held_truck_as_a_redecision():
+    lane = held_on_pending_scan()
+    actions = lane.handle(scan(ScanVerdict.CLEAR, at=240.0), 240.0)
+    assert kinds(actions) == ["attach_late_reading", "evaluate_again"]
+    assert lane.tx.facts().scan_verdict == "clear"  # the verdict joined what the truck is decided on
+    changed = actions[-1].changed
+    assert "X1 clear" in changed
+    actions = lane.handle(Redecided(RELEASE, changed), 240.1)
+    assert kinds(actions) == ["record_decision", "open_barrier"]  # the release is recorded before the open
+    record, opening = actions
+    assert record.decision == RELEASE
+    assert record.redecision == {"changed": changed, "previous": {"outcome": "hold", "reasons": ["SCANNER_PENDING"]}}
+    assert opening.released_by == "auto"
+    assert lane.snapshot()["transaction"]["redecisions"][0]["outcome"] == "release"
+    lane.handle(BoomEvent(opened=True), 241.0)
+    assert lane.state == LaneState.PASSING
+
+
+def test_x_ray_suspect_after_the_hold_updates_the_reasons_and_never_opens():
+    lane = held_on_pending_scan()
+    actions = lane.handle(scan(ScanVerdict.SUSPECT, at=240.0), 240.0)
+    suspect = Decision(Outcome.HOLD, (Finding("SCANNER_SUSPECT"),), "105000000001")
+    actions = lane.handle(Redecided(suspect, actions[-1].changed), 240.1)
+    assert kinds(actions) == ["record_decision"]
+    assert lane.tx.decision.reasons == ["SCANNER_SUSPECT"] and lane.state == LaneState.DECIDED
+    # A "clear" for the same scan afterwards cannot undo it: a conflict, with an alarm, and still held.
+    actions = lane.handle(scan(ScanVerdict.CLEAR, at=250.0), 250.0)
+    assert kinds(actions) == ["attach_late_reading", "alarm", "evaluate_again"] and actions[1].code == "SCAN_CONFLICT"
+    assert lane.tx.facts().scan_verdict == "suspect" and lane.tx.facts().scan_conflict
+
+
+def test_tampered_seal_after_the_hold_updates_the_hold():
+    lane = held_lane()
+    actions = lane.handle(seal("S9", at=130.0, status=SealStatus.TAMPERED), 130.0)
+    assert kinds(actions) == ["attach_late_reading", "evaluate_again"]
+    tampered = Decision(Outcome.HOLD, (Finding("SEAL_TAMPERED", "S9"),), "105000000001")
+    actions = lane.handle(Redecided(tampered, actions[-1].changed), 130.1)
+    assert kinds(actions) == ["record_decision"] and actions[0].redecision["previous"]["reasons"] == ["SEAL_MISMATCH"]
+    assert "open_barrier" not in kinds(actions)
+
+
+def test_the_same_decision_again_records_nothing():
+    lane = held_lane()
+    actions = lane.handle(seal("S7", at=101.0), 101.0)
+    assert lane.handle(Redecided(HOLD, actions[-1].changed), 101.1) == []
+    assert lane.tx.redecisions == [] and lane.tx.decision == HOLD
+
+
+def test_reading_after_the_redecide_window_is_only_recorded():
+    lane = held_on_pending_scan(LanePolicy(pre_arrival_window_s=5, collect_timeout_s=20, redecide_window_s=300))
+    assert kinds(lane.handle(scan(ScanVerdict.CLEAR, at=421.0), 421.0)) == ["late_reading"]  # 301 s after the hold
+    assert lane.tx.facts().scan_verdict == "pending"
+
+
+@pytest.mark.parametrize("action", ["refuse", "inspect"])
+def test_truck_an_officer_decided_is_never_redecided(action):
+    lane = held_on_pending_scan()
+    lane.handle(OfficerAction(action, "officer-7", "looked at it"), 130.0)
+    assert kinds(lane.handle(scan(ScanVerdict.CLEAR, at=140.0), 140.0)) == ["late_reading"]
+    assert kinds(lane.handle(Reevaluate("declaration amended"), 141.0)) == []
+    with pytest.raises(LaneError):  # nothing may re-decide it, even an evaluation already under way
+        lane.handle(Redecided(RELEASE, "late reading"), 141.0)
+
+
+def test_truck_the_rules_refused_is_never_redecided():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(Decision(Outcome.REFUSE, (Finding("WRONG_DIRECTION"),), "105000000001")), 100.2)
+    assert kinds(lane.handle(seal("S1", at=110.0), 110.0)) == ["late_reading"]
+
+
+def test_truck_that_left_the_arrival_loop_is_never_redecided():
+    lane = held_lane()
+    lane.handle(BoomEvent(opened=True), 110.0)  # opened with no release...
+    lane.handle(LoopEvent("arrival", False), 110.5)  # ...and the held truck moves off the loop: where to?
+    assert lane.tx is not None and lane.state == LaneState.DECIDED
+    assert kinds(lane.handle(seal("S1", at=111.0), 111.0)) == ["late_reading"]
+
+
+def test_truck_held_by_a_restart_is_never_redecided():
+    lane = LaneMachine("IMP-1", POLICY)
+    lane.loops["arrival"] = True
+    tx = Transaction("IMP-1", 100.0)
+    tx.decision = PENDING_HOLD
+    lane.restore(tx, boom_open=False)
+    assert lane.tx.decision.reasons == ["NODE_RESTARTED"]
+    assert kinds(lane.handle(scan(ScanVerdict.CLEAR, at=110.0), 110.0)) == ["late_reading"]
+
+
+def test_declaration_update_reevaluates_a_held_truck_within_the_window_only():
+    lane = held_lane()
+    actions = lane.handle(Reevaluate("declaration 105000000001 amended"), 150.0)
+    assert kinds(actions) == ["evaluate_again"] and actions[0].changed == "declaration 105000000001 amended"
+    assert lane.handle(Reevaluate("declaration 105000000001 amended"), 701.0) == []  # 600 s after the hold
+    assert LaneMachine("IMP-1", POLICY).handle(Reevaluate("feed"), 100.0) == []  # no truck: nothing to do
+
+
+def test_bad_redecide_window_is_refused_at_start_up_naming_file_key_and_fix(tmp_path):
+    from edge.cli import DEFAULT_SITE
+    from edge.config import ConfigError, load_site
+
+    text = DEFAULT_SITE.read_text(encoding="utf-8")
+    assert "redecide_window_s: 600" in text  # the shipped site shows the key
+    bad = tmp_path / "site.yaml"
+    bad.write_text(text.replace("redecide_window_s: 600", "redecide_window_s: -5", 1), encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_site(bad)
+    message = str(error.value)
+    assert f"{bad}:" in message and "lanes[0].policy.redecide_window_s" in message
+    assert "Fix:" in message and "0 turns it off" in message
+
+
+def test_transition_table_shows_the_redecision_rows():
+    text = transition_table_text()
+    assert "DECIDED --redecided_release--> DECIDED|PASSING" in text
+    assert "[held_by_rules and within_redecide_window] DECIDED: take_reading_again" in text
 
 
 # ---------------------------------------------------------------- boom opened with no release

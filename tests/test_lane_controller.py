@@ -10,7 +10,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from devices.readings import (
     Loop,
     LoopChanged,
     PlateRead,
+    ScanRead,
+    ScanVerdict,
     SealRead,
     SealStatus,
 )
@@ -87,13 +89,14 @@ class FakeBarrier:
         return [rows for command, rows in self.commands if command == "open"]
 
 
-async def _controller(tmp_path: Path, failing_opens: int = 0) -> tuple[LaneController, FakeBarrier]:
+async def _controller(tmp_path: Path, failing_opens: int = 0, *, lane: LaneConfig = LANE,
+                      declared: Declaration = DECLARED) -> tuple[LaneController, FakeBarrier]:
     journal = Journal.open(tmp_path / "journal.sqlite")
     cache = DeclarationCache.open(tmp_path / "cache.sqlite")
-    cache.upsert_many([DECLARED])
+    cache.upsert_many([declared])
     cache.mark_refreshed(NOW)
     barrier = FakeBarrier(journal.path, failing_opens)
-    controller = LaneController(LANE, gate="HUUNGHI", journal=journal, cache=cache, barrier=barrier,  # type: ignore[arg-type]
+    controller = LaneController(lane, gate="HUUNGHI", journal=journal, cache=cache, barrier=barrier,  # type: ignore[arg-type]
                                 device_kinds={PLC: "barrier"})
     await controller.start()
     return controller, barrier
@@ -225,6 +228,138 @@ def test_restart_resumes_the_open_transaction_held_for_review_and_never_opens(tm
         finally:
             await restarted.stop()
             restarted.journal.close()
+
+    asyncio.run(scenario())
+
+
+# A lane that decides 0.3 s after the truck arrives: an X-ray analysis takes longer.
+QUICK_LANE = LANE.model_copy(update={"policy": LANE.policy.model_copy(update={"collect_timeout_s": 0.3})})
+
+
+def _scan(verdict: ScanVerdict, completed: bool = True) -> ScanRead:
+    now = time.time()
+    return ScanRead("IMP-1-xray", "SCAN-7", verdict, (), None, completed, now, now)
+
+
+def _held_for(controller: LaneController, reason: str) -> bool:
+    tx = controller.machine.tx
+    return tx is not None and tx.decision is not None and reason in tx.decision.reasons
+
+
+async def _hold_on_pending_scan(controller: LaneController) -> None:
+    now = time.time()
+    controller.submit(LoopChanged(PLC, Loop.ARRIVAL, True, now))
+    plate, seal = _readings(now)
+    controller.submit(plate)
+    controller.submit(_scan(ScanVerdict.PENDING, completed=False))  # scanned; the analysis takes minutes
+    controller.submit(seal)
+    await wait_until(lambda: _held_for(controller, "SCANNER_PENDING"), what="the hold at the collect timeout")
+
+
+def test_x_ray_clear_after_the_collect_timeout_releases_the_waiting_truck_with_a_recorded_redecision(tmp_path):
+    async def scenario():
+        controller, barrier = await _controller(tmp_path, lane=QUICK_LANE)
+        notices: list[tuple[str, dict]] = []
+        controller.listeners.append(lambda lane, kind, payload: notices.append((kind, payload)))
+        try:
+            await _hold_on_pending_scan(controller)
+            assert barrier.opens() == []
+            controller.submit(_scan(ScanVerdict.CLEAR))
+            await wait_until(lambda: barrier.opens(), what="the open command after the late clear")
+            seen = barrier.opens()[0]  # what was committed when the PLC was told to open
+            tail = [kind for kind, _ in seen]
+            assert tail[-4:] == ["reading", "reading_attached", "decision", "barrier_command"]
+            redecision = seen[-2][1]
+            assert redecision["outcome"] == "release" and redecision["redecision"] is True
+            assert redecision["previous"] == {"outcome": "hold", "reasons": ["SCANNER_PENDING"]}
+            assert "SCAN-7 clear" in redecision["changed"]
+            assert redecision["facts"]["scan"]["verdict"] == "clear"
+            assert seen[-1][1] == {"command": "open", "transaction": redecision["transaction"], "released_by": "auto"}
+            decisions = [p for kind, p in notices if kind == "decision"]
+            assert [d["outcome"] for d in decisions] == ["hold", "release"] and decisions[-1]["redecision"]
+            lane_view = [p for kind, p in notices if kind == "lane"][-1]
+            assert lane_view["transaction"]["decision"]["outcome"] == "release"
+            # a restart now would rebuild the truck with the verdict it was released on
+            history = controller._history_from_journal()
+            assert any(isinstance(r, ScanRead) and r.verdict == ScanVerdict.CLEAR
+                       for r in history.open_transaction.readings)
+        finally:
+            await controller.stop()
+            controller.journal.close()
+
+    asyncio.run(scenario())
+
+
+def test_x_ray_suspect_after_the_collect_timeout_keeps_the_truck_held_with_the_new_reason(tmp_path):
+    async def scenario():
+        controller, barrier = await _controller(tmp_path, lane=QUICK_LANE)
+        try:
+            await _hold_on_pending_scan(controller)
+            controller.submit(_scan(ScanVerdict.SUSPECT))
+            await wait_until(lambda: _held_for(controller, "SCANNER_SUSPECT"), what="the hold updated")
+            decisions = [e.payload for e in _rows(controller, JournalKind.DECISION)]
+            assert [d["outcome"] for d in decisions] == ["hold", "hold"] and decisions[-1]["redecision"] is True
+            assert barrier.opens() == [] and controller.state == LaneState.DECIDED
+        finally:
+            await controller.stop()
+            controller.journal.close()
+
+    asyncio.run(scenario())
+
+
+def test_declaration_cleared_while_the_truck_waits_releases_it_when_the_lane_is_asked_again(tmp_path):
+    async def scenario():
+        waiting = replace(DECLARED, status=DeclarationStatus.HELD)
+        controller, barrier = await _controller(tmp_path, declared=waiting)
+        try:
+            now = time.time()
+            controller.submit(LoopChanged(PLC, Loop.ARRIVAL, True, now))
+            for reading in _readings(now):
+                controller.submit(reading)
+            await wait_until(lambda: _held_for(controller, "DECLARATION_NOT_CLEARED"), what="the hold")
+            controller.cache.upsert_many([replace(DECLARED, version=2)])  # the feed brings the clearance
+            controller.reevaluate("declaration feed update")
+            await wait_until(lambda: barrier.opens(), what="the open command after the clearance")
+            decision = barrier.opens()[0][-2][1]
+            assert decision["outcome"] == "release" and decision["changed"] == "declaration feed update"
+        finally:
+            await controller.stop()
+            controller.journal.close()
+
+    asyncio.run(scenario())
+
+
+def test_declaration_feed_batch_that_clears_a_held_trucks_declaration_releases_it(tmp_path):
+    from sync.client import SyncService
+    from sync.keys import generate_keypair, sign
+    from tests.sync.helpers import fast_config
+
+    async def scenario():
+        controller, barrier = await _controller(tmp_path, declared=replace(DECLARED, status=DeclarationStatus.HELD))
+        central, central_public = generate_keypair()
+        sync = SyncService("HUUNGHI", fast_config("http://127.0.0.1:9", central_public), controller.journal,
+                           controller.cache, public_key=central_public,
+                           on_declarations_changed=lambda: controller.reevaluate("declaration feed update"))
+        try:
+            now = time.time()
+            controller.submit(LoopChanged(PLC, Loop.ARRIVAL, True, now))
+            for reading in _readings(now):
+                controller.submit(reading)
+            await wait_until(lambda: _held_for(controller, "DECLARATION_NOT_CLEARED"), what="the hold")
+            cleared = {"number": DECLARED.number, "kind": "import", "gate": "HUUNGHI", "plates": ["29C12345"],
+                       "containers": [], "seals": ["SEAL321"], "channel": "green", "status": "cleared",
+                       "valid_from": DECLARED.valid_from.isoformat(), "valid_until": DECLARED.valid_until.isoformat(),
+                       "version": 2}
+            batch = {"gate": "HUUNGHI", "cursor_from": 0, "cursor_to": 1, "issued_at": time.time(), "nonce": "n1",
+                     "declarations": [cleared], "revocations": []}
+            assert await sync.accept({"batch": batch, "signature": sign(central, batch)}, 0, 0.0, nonce="n1")
+            await wait_until(lambda: barrier.opens(), what="the open command after the feed cleared the declaration")
+            decision = barrier.opens()[0][-2][1]
+            assert decision["redecision"] is True and decision["changed"] == "declaration feed update"
+            assert decision["previous"]["reasons"] == ["DECLARATION_NOT_CLEARED"]
+        finally:
+            await controller.stop()
+            controller.journal.close()
 
     asyncio.run(scenario())
 

@@ -267,14 +267,24 @@
         t("declaration.valid_until", { when: I.time(Date.parse(declaration.valid_until) / 1000, true) }) }));
   }
 
+  function redecidedNote(tx) {
+    // The rules decided again on a held truck (a late X-ray verdict, a seal): say so, and what it was before.
+    const last = (tx.redecisions || []).slice(-1)[0];
+    if (!last) return null;
+    return h("div", { class: "redecided" },
+      h("span", { text: t("reasons.redecided", { was: tr("outcome", last.previous.outcome) }) }),
+      detailsBox(last.changed));
+  }
+
   function reasonsBox(tx) {
     const d = tx.decision;
     if (!d) return null;
     if (!d.findings.length) {
-      return h("div", { class: "reasons ok" }, h("div", { class: "reasons-title", text: t("reasons.none") }));
+      return h("div", { class: "reasons ok" }, h("div", { class: "reasons-title", text: t("reasons.none") }),
+        redecidedNote(tx));
     }
     return h("div", { class: "reasons " + d.outcome },
-      h("div", { class: "reasons-title", text: t("reasons.title") }),
+      h("div", { class: "reasons-title", text: t("reasons.title") }), redecidedNote(tx),
       h("ul", {}, d.findings.map((f) => h("li", {},
         h("span", { class: "reason-text", text: I.has("reason." + f.code) ? t("reason." + f.code) : t("alarm.unknown") }),
         detailsBox(f.detail)))));
@@ -335,8 +345,9 @@
         note = item.reason;
         break;
       case "decision":
-        text = t("history.decision", { outcome: tr("outcome", item.outcome) });
+        text = t(item.redecision ? "history.redecision" : "history.decision", { outcome: tr("outcome", item.outcome) });
         note = (item.reasons || []).map((code) => tr("reason", code)).join("; ") || null;
+        raw = item.changed || null;  // what made the lane decide again (a late reading, a feed update)
         break;
       case "barrier_command":
         text = item.command === "open"

@@ -35,11 +35,14 @@ def test_format_features_scenario_plays_every_new_key_as_expected():
     amended = by_name["declaration amended at central to the seal the truck carries"]
     assert amended["outcome"] == "release" and amended["declaration"] == "305000000614"
 
-    # A revocation while the truck waits reaches the cache; the held truck's decision stays what it was.
-    waiting = by_name["yellow channel, declaration revoked while the truck waits, officer still releases it"]
+    # A revocation while the truck waits reaches the cache and the node decides the held truck again: it is
+    # refused, so an officer's release is refused too and the truck backs away.
+    waiting = by_name["yellow channel, declaration revoked while the truck waits - the node decides again and "
+                      "refuses it, so an officer may no longer release it"]
     [revocation] = waiting["while_waiting"]
     assert revocation["revoke"] == "105000000601" and "applied_at_s" in revocation
-    assert waiting["reasons"] == ["CHANNEL_YELLOW"] and waiting["released_by"] == "officer-21"
+    assert waiting["outcome"] == "refuse" and "DECLARATION_CANCELLED" in waiting["reasons"]
+    assert not waiting["barrier_opened"] and waiting["released_by"] is None
 
     # Officers act through the kiosk as users of their role; the kiosk's refusals are in the result.
     refused = by_name["refused truck - a wall board and an officer may not release it, a supervisor may"]

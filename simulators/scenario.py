@@ -289,7 +289,8 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
         await asyncio.to_thread(rig.video.clear)  # the truck has gone: the camera sees the empty lane
     if summary is not None:
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
-                      declaration=summary["declaration"], released_by=summary["released_by"],
+                      declaration=summary["declaration"], declarations=summary.get("declarations", []),
+                      released_by=summary["released_by"],
                       decision_ms=round(summary["decision_ms"], 3) if summary["decision_ms"] else None,
                       result=summary["result"])
     await _wait_until(lambda: plc.boom_closed, 10)

@@ -82,6 +82,9 @@ def split_identifier_list(text: str) -> list[str]:
     """
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
+    elif _LIST_SEPARATORS.search(text) is None:  # one entry: the common case of a list item stays cheap
+        text = text.strip()
+        return [text] if text else []
     return [part for part in (piece.strip() for piece in _LIST_SEPARATORS.split(text)) if part]
 
 

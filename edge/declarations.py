@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from devices.protocols.identifiers import device_text_problem, normalise_container, normalise_plate, normalise_seal
+from devices.protocols.identifiers import (
+    device_text_problem,
+    normalise_container,
+    normalise_gate,
+    normalise_plate,
+    normalise_seal,
+    split_identifier_list,
+)
 from devices.protocols.iso6346 import CONTAINER_NUMBER, check_digit, is_valid_container
 
 
@@ -58,7 +64,6 @@ class DeclarationError(ValueError):
 
 _REQUIRED = ("number", "kind", "gate", "channel", "status", "valid_until")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_LIST_SEPARATORS = re.compile(r"[;|]")
 _KINDS = {member.value: member for member in DeclarationKind}
 _CHANNELS = {member.value: member for member in RiskChannel}
 _STATUSES = {member.value: member for member in DeclarationStatus}
@@ -92,16 +97,17 @@ def _items(row: Mapping[str, Any], field: str) -> list[str]:
     if _is_blank(value):
         return []
     if isinstance(value, str):
-        parts = _LIST_SEPARATORS.split(value)
+        items = split_identifier_list(value)
     elif isinstance(value, list | tuple):
-        parts = []
+        items = []
         for item in value:
             if not isinstance(item, str | int) or isinstance(item, bool):
                 raise DeclarationError(f"{field}: item {item!r} is not text; give each entry as a string")
-            parts.append(str(item))
+            # An entry may itself be a written list (`29C-890.12/29R-034.56` in one YAML item).
+            items.extend(split_identifier_list(str(item)))
     else:
-        raise DeclarationError(f"{field}: {value!r} is neither a list nor a text separated by ';' or '|'")
-    items = [part.strip() for part in parts if part.strip()]
+        raise DeclarationError(
+            f"{field}: {value!r} is neither a list nor a text separated by ';', '|', '/', ',' or new lines")
     for item in items:
         problem = device_text_problem(item)
         if problem is not None:
@@ -180,7 +186,9 @@ def as_utc(moment: datetime) -> datetime:
 def declaration_from_mapping(row: Mapping[str, Any]) -> Declaration:
     """Parse one declaration from a dict (a CSV DictReader row or a JSON object).
 
-    List fields (plates, containers, seals) take a list or a text separated by `;` or `|`.
+    List fields (plates, containers, seals) take a list or a text; a text (or a list entry) is split on
+    the separators customs documents use: `;`, `|`, `/`, `,`, `、` and new lines (a `-`, `.` or `·`
+    inside a plate or a seal id is kept). The gate code is trimmed and upper-cased (`normalise_gate`).
     Plates, containers and seals are folded to matching form (`devices.protocols.identifiers`: NFKC,
     no separators, upper case) and refused when they hold a control or bidi character; container
     check digits are NOT checked here (the rules report a bad one). Times are ISO 8601, naive
@@ -204,7 +212,7 @@ def declaration_from_mapping(row: Mapping[str, Any]) -> Declaration:
     return Declaration(
         number=_text(row, "number"),
         kind=_choice(row, "kind", _KINDS),
-        gate=_text(row, "gate"),
+        gate=normalise_gate(_text(row, "gate")),
         plates=_unique([normalise_plate(item) for item in _items(row, "plates")]),
         containers=_unique([normalise_container(item) for item in _items(row, "containers")]),
         seals=_unique([normalise_seal(item) for item in _items(row, "seals")]),

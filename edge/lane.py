@@ -502,7 +502,7 @@ class LaneMachine:
             self.state = S.PASSING
             return [CloseBarrier(tx.id, "restart, lane clear")]
         self.passage = Passage()
-        decision = decision_for_restart(tx.decision.declaration if tx.decision else None)
+        decision = decision_for_restart(tx.decision.declarations if tx.decision else None)
         tx.decision = decision
         self.state = S.DECIDED
         return [RecordDecision(tx.id, decision)]

@@ -351,8 +351,8 @@ class LaneController:
     async def _close_transaction(self, action: CloseTransaction) -> None:
         summary = action.tx.closing_summary(action.result, self.clock(), action.released_by)
         await self._append(JournalKind.TX_CLOSED, summary)
-        if action.result == TxResult.PASSED and summary["declaration"]:
-            self.used_declarations.add(summary["declaration"])
+        if action.result == TxResult.PASSED:
+            self.used_declarations.update(summary["declarations"])
         self.recent.appendleft(summary)
         self._notify(Notice.TX_CLOSED, summary)
 
@@ -362,7 +362,7 @@ class LaneController:
         closed = next((r for r in self.recent if r["transaction"] == action.transaction), None)
         if closed is not None:  # the held truck that drove through: say who it was
             payload.update(plates=closed["plates"], outcome=closed["outcome"], reasons=closed["reasons"],
-                           declaration=closed["declaration"])
+                           declaration=closed["declaration"], declarations=closed["declarations"])
         await self._append(JournalKind.UNAUTHORISED_PASSAGE, payload)
         self._notify(Notice.UNAUTHORISED_PASSAGE, payload)
 

@@ -134,12 +134,23 @@ def reading_from_payload(data: dict[str, Any]) -> Reading:
     return _READING_TYPES[kind](**data)
 
 
+def decision_declarations(data: dict[str, Any]) -> list[str]:
+    """Every declaration a journaled decision or closed transaction covers (rows written before
+    consolidated loads carry only `declaration`)."""
+    numbers = data.get("declarations")
+    if numbers:
+        return [str(n) for n in numbers]
+    return [data["declaration"]] if data.get("declaration") else []
+
+
 def decision_from_dict(data: dict[str, Any]) -> Decision:
     """Rebuild a Decision from its journaled form."""
     return Decision(
         outcome=Outcome(data["outcome"]),
-        findings=tuple(Finding(f["code"], f.get("detail", "")) for f in data.get("findings", [])),
+        findings=tuple(Finding(f["code"], f.get("detail", ""), f.get("declaration"))
+                       for f in data.get("findings", [])),
         declaration=data.get("declaration"),
+        declarations=tuple(decision_declarations(data)),
         ruleset_version=data.get("ruleset_version", ""),
         awaiting_readings=data.get("awaiting_readings", False),
     )
@@ -152,6 +163,7 @@ def history_line(entry: Entry) -> dict[str, Any]:
     if entry.kind == JournalKind.DECISION:
         payload = {**{k: payload.get(k) for k in ("transaction", "outcome", "reasons", "declaration")},
                    **{k: payload[k] for k in ("redecision", "changed") if k in payload}}
+        payload["declarations"] = decision_declarations(entry.payload)
     return {"seq": entry.seq, "at": entry.at, "lane": entry.lane, "kind": entry.kind, **payload}
 
 
@@ -189,8 +201,8 @@ def replay(entries: Iterable[Entry]) -> LaneReplay:
         if kind == JournalKind.TX_OPENED:
             out.open_transaction = ReplayedTransaction(payload["transaction"], entry.lane, entry.at)
         elif kind == JournalKind.TX_CLOSED:
-            if payload.get("result") == TxResult.PASSED and payload.get("declaration"):
-                out.used_declarations.add(payload["declaration"])
+            if payload.get("result") == TxResult.PASSED:
+                out.used_declarations.update(decision_declarations(payload))
             if tx is not None and payload.get("transaction") == tx.id:
                 out.open_transaction = None
         elif kind == JournalKind.READING:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from devices.protocols.identifiers import normalise_gate
 from devices.protocols.iso6346 import is_valid_container
 from devices.readings import SealStatus
 from edge.config import LanePolicy
@@ -23,7 +24,7 @@ from edge.declarations import (
     RiskChannel,
 )
 
-RULESET_VERSION = "2026.12.2"  # .2: PLATE_CONFLICT, SCAN_CONFLICT
+RULESET_VERSION = "2026.12.3"  # .2: PLATE_CONFLICT, SCAN_CONFLICT; .3: consolidated loads, seals as declared
 
 
 class Outcome(StrEnum):
@@ -94,14 +95,19 @@ REASONS: dict[str, ReasonInfo] = {
 
 @dataclass(frozen=True)
 class Finding:
-    """One reason code with the specifics (which seal, which container)."""
+    """One reason code with the specifics (which seal, which container) and the declaration it belongs to."""
 
     code: str
     detail: str = ""
+    declaration: str | None = None  # the declaration number, when the finding is about one of them
 
     @property
     def info(self) -> ReasonInfo:
         return REASONS[self.code]
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (the journal, the kiosk, the upload to central)."""
+        return {"code": self.code, "detail": self.detail, "text": self.info.text, "declaration": self.declaration}
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,13 @@ class TransactionFacts:
     scan_verdict: str | None = None  # clear / suspect / pending: the worst verdict seen
     scan_conflict: str | None = None  # what contradicted what, when the scanner's verdicts disagree
 
+    def seen_containers(self) -> set[str]:
+        """Container numbers seen: read by a camera or scanner, or reported by a seal."""
+        return set(self.containers) | {s.container for s in self.seals if s.container}
+
+    def seen_seals(self) -> set[str]:
+        return {s.seal_id for s in self.seals}
+
 
 @dataclass(frozen=True)
 class DecisionContext:
@@ -137,11 +150,28 @@ class DecisionContext:
 
 @dataclass(frozen=True)
 class Decision:
+    """What the rules decided for one truck.
+
+    `declarations` is every declaration the truck travels under (several for a consolidated load:
+    each covers some of its containers and seals), in number order; `declaration` is the first of
+    them (None when none matched), kept for readers of the single-declaration form. A release covers
+    all of `declarations`: each is used by the truck's passage.
+    """
+
     outcome: Outcome
     findings: tuple[Finding, ...]
     declaration: str | None
     ruleset_version: str = RULESET_VERSION
     awaiting_readings: bool = False
+    declarations: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.declarations:
+            object.__setattr__(self, "declarations", tuple(self.declarations))
+            if self.declaration is None:
+                object.__setattr__(self, "declaration", self.declarations[0])
+        elif self.declaration is not None:
+            object.__setattr__(self, "declarations", (self.declaration,))
 
     @property
     def reasons(self) -> list[str]:
@@ -153,10 +183,9 @@ class Decision:
         return {
             "outcome": self.outcome.value,
             "reasons": self.reasons,
-            "findings": [
-                {"code": f.code, "detail": f.detail, "text": f.info.text} for f in self.findings
-            ],
+            "findings": [f.to_dict() for f in self.findings],
             "declaration": self.declaration,
+            "declarations": list(self.declarations),
             "ruleset_version": self.ruleset_version,
             "awaiting_readings": self.awaiting_readings,
         }
@@ -166,84 +195,129 @@ def _direction_matches(declaration: Declaration, lane_direction: str) -> bool:
     return declaration.kind == DeclarationKind.TRANSIT or declaration.kind.value == lane_direction
 
 
+def _gate_matches(declaration: Declaration, gate: str) -> bool:
+    return normalise_gate(declaration.gate) == normalise_gate(gate)
+
+
+def _usable(d: Declaration, context: DecisionContext) -> bool:
+    """Cleared, valid now, for this gate and direction, and not used yet: a truck may pass on it."""
+    return (
+        d.status == DeclarationStatus.CLEARED
+        and d.valid_from <= context.now <= d.valid_until
+        and _gate_matches(d, context.gate)
+        and _direction_matches(d, context.lane_direction)
+        and d.number not in context.used_declarations
+    )
+
+
+def _covered(d: Declaration, containers: set[str], seals: set[str]) -> frozenset[tuple[str, str]]:
+    """What of the declaration was seen: ("container", number) and ("seal", id) pairs."""
+    return frozenset([("container", n) for n in d.containers if n in containers]
+                     + [("seal", s) for s in d.seals if s in seals])
+
+
+def select_declarations(
+    facts: TransactionFacts, candidates: Sequence[Declaration], context: DecisionContext
+) -> tuple[tuple[Declaration, ...], list[Finding]]:
+    """The declarations this truck travels under: one, or several for a consolidated load.
+
+    Several declarations naming the truck's plates are a consolidated load when at least two of
+    them each cover something that was seen (a container or a seal) and no container or seal seen
+    is covered by two of them: two consignments on one truck. They are returned together (in
+    number order) and judged together. Otherwise the usable, best-covered declaration is chosen;
+    a tie is AMBIGUOUS_DECLARATION (the officer chooses).
+    """
+    plates = {plate for plate, _ in facts.plates}
+    unique = {d.number: d for d in candidates if plates & set(d.plates)}
+    if not unique:
+        return (), [Finding("NO_DECLARATION", ", ".join(sorted(plates)))]
+    if len(unique) == 1:
+        return (next(iter(unique.values())),), []
+    containers, seals = facts.seen_containers(), facts.seen_seals()
+    covered = {number: _covered(d, containers, seals) for number, d in unique.items()}
+    consignments = sorted(number for number, items in covered.items() if items)
+    if len(consignments) >= 2:
+        parts = [covered[number] for number in consignments]
+        if sum(len(part) for part in parts) == len(frozenset().union(*parts)):
+            return tuple(unique[number] for number in consignments), []
+
+    def rank(d: Declaration) -> tuple[bool, int]:
+        return _usable(d, context), len(covered[d.number])
+
+    ranked = sorted(unique.values(), key=rank, reverse=True)
+    if rank(ranked[0]) == rank(ranked[1]):
+        return (), [Finding("AMBIGUOUS_DECLARATION", ", ".join(sorted(unique)))]
+    return (ranked[0],), []
+
+
 def select_declaration(
     facts: TransactionFacts, candidates: Sequence[Declaration], context: DecisionContext
 ) -> tuple[Declaration | None, list[Finding]]:
-    """Pick the declaration this truck travels under, preferring usable, best-matching ones."""
-    plates = {plate for plate, _ in facts.plates}
-    matching = [d for d in candidates if plates & set(d.plates)]
-    unique = {d.number: d for d in matching}
-    if not unique:
-        return None, [Finding("NO_DECLARATION", ", ".join(sorted(plates)))]
-    if len(unique) == 1:
-        return next(iter(unique.values())), []
-
-    def usable(d: Declaration) -> bool:
-        return (
-            d.status == DeclarationStatus.CLEARED
-            and d.valid_from <= context.now <= d.valid_until
-            and d.gate == context.gate
-            and _direction_matches(d, context.lane_direction)
-            and d.number not in context.used_declarations
-        )
-
-    def overlap(d: Declaration) -> int:
-        return len(set(d.containers) & set(facts.containers)) + len(
-            set(d.seals) & {s.seal_id for s in facts.seals}
-        )
-
-    ranked = sorted(unique.values(), key=lambda d: (usable(d), overlap(d)), reverse=True)
-    best, runner_up = ranked[0], ranked[1]
-    if (usable(best), overlap(best)) == (usable(runner_up), overlap(runner_up)):
-        return None, [Finding("AMBIGUOUS_DECLARATION", ", ".join(sorted(unique)))]
-    return best, []
+    """The one declaration this truck travels under (the first of a consolidated load), see select_declarations."""
+    chosen, findings = select_declarations(facts, candidates, context)
+    return (chosen[0] if chosen else None), findings
 
 
 def _check_declaration(d: Declaration, context: DecisionContext) -> Iterable[Finding]:
+    n = d.number
     if d.status == DeclarationStatus.CANCELLED:
-        yield Finding("DECLARATION_CANCELLED", d.number)
+        yield Finding("DECLARATION_CANCELLED", n, n)
     elif d.status != DeclarationStatus.CLEARED:
-        yield Finding("DECLARATION_NOT_CLEARED", f"{d.number} is {d.status.value}")
+        yield Finding("DECLARATION_NOT_CLEARED", f"{n} is {d.status.value}", n)
     if context.now > d.valid_until:
-        yield Finding("DECLARATION_EXPIRED", f"valid until {d.valid_until.isoformat()}")
+        yield Finding("DECLARATION_EXPIRED", f"valid until {d.valid_until.isoformat()}", n)
     if context.now < d.valid_from:
-        yield Finding("DECLARATION_NOT_YET_VALID", f"valid from {d.valid_from.isoformat()}")
-    if d.number in context.used_declarations:
-        yield Finding("DECLARATION_ALREADY_USED", d.number)
-    if d.gate != context.gate:
-        yield Finding("WRONG_GATE", f"declared for {d.gate}")
+        yield Finding("DECLARATION_NOT_YET_VALID", f"valid from {d.valid_from.isoformat()}", n)
+    if n in context.used_declarations:
+        yield Finding("DECLARATION_ALREADY_USED", n, n)
+    if not _gate_matches(d, context.gate):
+        yield Finding("WRONG_GATE", f"declared for {d.gate}", n)
     if not _direction_matches(d, context.lane_direction):
-        yield Finding("WRONG_DIRECTION", f"{d.kind.value} declaration at an {context.lane_direction} lane")
-    if d.channel == RiskChannel.YELLOW:
-        yield Finding("CHANNEL_YELLOW")
-    elif d.channel == RiskChannel.RED:
-        yield Finding("CHANNEL_RED")
+        yield Finding("WRONG_DIRECTION", f"{d.kind.value} declaration at an {context.lane_direction} lane", n)
+
+
+_CHANNEL_FINDING = {RiskChannel.YELLOW: "CHANNEL_YELLOW", RiskChannel.RED: "CHANNEL_RED"}
+_CHANNEL_SEVERITY = {RiskChannel.GREEN: 0, RiskChannel.YELLOW: 1, RiskChannel.RED: 2}
+
+
+def _check_channel(chosen: Sequence[Declaration]) -> Iterable[Finding]:
+    """The strictest channel of the declarations, once per declaration on it (green needs nothing)."""
+    if not chosen:
+        return
+    strictest = max((d.channel for d in chosen), key=_CHANNEL_SEVERITY.__getitem__)
+    if strictest in _CHANNEL_FINDING:
+        for d in chosen:
+            if d.channel == strictest:
+                yield Finding(_CHANNEL_FINDING[strictest], "", d.number)
 
 
 def _check_containers(
-    facts: TransactionFacts, d: Declaration | None, policy: LanePolicy
+    facts: TransactionFacts, chosen: Sequence[Declaration], policy: LanePolicy
 ) -> Iterable[Finding]:
-    seen = set(facts.containers) | {s.container for s in facts.seals if s.container}
+    seen = facts.seen_containers()
     for number in sorted(seen):
         if not is_valid_container(number):
             yield Finding("CONTAINER_CHECK_DIGIT_INVALID", number)
-    if d is None:
+    owner: dict[str, str] = {}  # declared container -> the (first) declaration that declares it
+    for d in chosen:
+        for number in d.containers:
+            owner.setdefault(number, d.number)
+            if not is_valid_container(number):
+                yield Finding("CONTAINER_CHECK_DIGIT_INVALID", f"declared {number}", d.number)
+    if not chosen:
         return
-    for number in d.containers:
-        if not is_valid_container(number):
-            yield Finding("CONTAINER_CHECK_DIGIT_INVALID", f"declared {number}")
     accounted_for: set[str] = set()
-    for number in sorted(seen - set(d.containers)):
-        twin = _one_character_from(number, [n for n in d.containers if n not in seen])
+    for number in sorted(seen - set(owner)):
+        twin = _one_character_from(number, [n for n in owner if n not in seen])
         if twin is None:
             yield Finding("CONTAINER_EXTRA", number)
         else:
             accounted_for.add(twin)
-            yield Finding("CONTAINER_PROBABLE_MISREAD", f"read {number}, declared {twin}")
+            yield Finding("CONTAINER_PROBABLE_MISREAD", f"read {number}, declared {twin}", owner[twin])
     if "container" in policy.required_readings or seen:
-        for number in d.containers:
+        for number, declaration in owner.items():
             if number not in seen and number not in accounted_for:
-                yield Finding("CONTAINER_MISSING", number)
+                yield Finding("CONTAINER_MISSING", number, declaration)
 
 
 def _one_character_from(read: str, declared: Iterable[str]) -> str | None:
@@ -265,49 +339,101 @@ def _one_character_from(read: str, declared: Iterable[str]) -> str | None:
 
 
 def _check_seals(
-    facts: TransactionFacts, d: Declaration | None, policy: LanePolicy
+    facts: TransactionFacts, chosen: Sequence[Declaration], policy: LanePolicy
 ) -> Iterable[Finding]:
     for seal in facts.seals:
         if seal.status == SealStatus.TAMPERED:
             yield Finding("SEAL_TAMPERED", seal.seal_id)
         elif seal.status == SealStatus.OPENED:
             yield Finding("SEAL_OPENED", seal.seal_id)
-    if d is None:
+    if not chosen:
         return
-    read_ids = {s.seal_id for s in facts.seals}
-    for seal_id in sorted(read_ids - set(d.seals)):
-        yield Finding("SEAL_MISMATCH", f"{seal_id} is not on {d.number}")
-    if "seal" in policy.required_readings:
+    owner: dict[str, str] = {}
+    for d in chosen:
         for seal_id in d.seals:
+            owner.setdefault(seal_id, d.number)
+    read_ids = facts.seen_seals()
+    numbers = ", ".join(d.number for d in chosen)
+    for seal_id in sorted(read_ids - set(owner)):
+        yield Finding("SEAL_MISMATCH", f"{seal_id} is not on {numbers}")
+    if "seal" in policy.required_readings:
+        for seal_id, declaration in owner.items():
             if seal_id not in read_ids:
-                yield Finding("SEAL_MISSING", seal_id)
+                yield Finding("SEAL_MISSING", seal_id, declaration)
 
 
 def _check_weight(
-    facts: TransactionFacts, d: Declaration | None, policy: LanePolicy
+    facts: TransactionFacts, chosen: Sequence[Declaration], policy: LanePolicy
 ) -> Iterable[Finding]:
-    if d is None or facts.weight_kg is None or not d.gross_weight_kg:
+    """Gross weight against the declared gross weight, or the sum of them for a consolidated load."""
+    if not chosen or facts.weight_kg is None or not all(d.gross_weight_kg for d in chosen):
         return
-    deviation = abs(facts.weight_kg - d.gross_weight_kg) / d.gross_weight_kg * 100
+    declared = sum(d.gross_weight_kg or 0.0 for d in chosen)
+    deviation = abs(facts.weight_kg - declared) / declared * 100
     if deviation > policy.weight_tolerance_pct:
+        on = "" if len(chosen) == 1 else " on " + " + ".join(d.number for d in chosen)
         yield Finding(
             "WEIGHT_OUT_OF_TOLERANCE",
-            f"{facts.weight_kg:.0f} kg against {d.gross_weight_kg:.0f} kg declared "
+            f"{facts.weight_kg:.0f} kg against {declared:.0f} kg declared{on} "
             f"({deviation:.1f}% > {policy.weight_tolerance_pct}%)",
+            chosen[0].number if len(chosen) == 1 else None,
         )
 
 
-def _check_required(facts: TransactionFacts, policy: LanePolicy) -> Iterable[Finding]:
+# Readings whose need follows the declaration(s): a truck declared with no seal needs no seal read
+# (an empty truck, bulk cargo, an unsealed empty container); the others are the lane's own.
+_DECLARED_KINDS = ("seal", "container")
+
+
+def _check_required(
+    facts: TransactionFacts, policy: LanePolicy, in_play: Sequence[Declaration]
+) -> Iterable[Finding]:
+    """REQUIRED_READING_MISSING for each reading the lane requires that has not arrived.
+
+    Plate, weight and scan are required as the lane says. Seal and container are required only when
+    a declaration in play (those chosen, or the candidates while the choice is open) declares one:
+    with no declaration matched there is nothing they could be checked against.
+    """
     present = {
         "plate": bool(facts.plates),
         "seal": bool(facts.seals),
-        "container": bool(facts.containers) or any(s.container for s in facts.seals),
+        "container": bool(facts.seen_containers()),
         "weight": facts.weight_kg is not None,
         "scan": facts.scan_verdict is not None,
     }
+    declared = {
+        "seal": any(d.seals for d in in_play),
+        "container": any(d.containers for d in in_play),
+    }
     for reading in policy.required_readings:
+        if reading in _DECLARED_KINDS and not declared[reading]:
+            continue
         if not present[reading]:
             yield Finding("REQUIRED_READING_MISSING", reading)
+
+
+def _more_consignments_possible(
+    facts: TransactionFacts,
+    candidates: Sequence[Declaration],
+    chosen: Sequence[Declaration],
+    policy: LanePolicy,
+    context: DecisionContext,
+) -> bool:
+    """True while another usable declaration for the truck's plates declares a seal or container the lane
+    checks and has not seen yet: it may still show up and make the load a consolidated one (or
+    an ambiguous one), so the lane keeps collecting until its collect timeout."""
+    if not chosen:
+        return False
+    numbers = {d.number for d in chosen}
+    containers, seals = facts.seen_containers(), facts.seen_seals()
+    for d in candidates:
+        if d.number in numbers or not _usable(d, context):
+            continue
+        if "seal" in policy.required_readings and any(s not in seals for s in d.seals):
+            return True
+        if "container" in policy.required_readings and any(c not in containers for c in d.containers):
+            return True
+    return False
 
 
 def decide(
@@ -317,25 +443,29 @@ def decide(
     context: DecisionContext,
 ) -> Decision:
     """Decide release, hold or refuse for one truck, with every reason that applies."""
-    findings: list[Finding] = list(_check_required(facts, policy))
     confident = tuple(p for p in facts.plates if p[1] >= policy.min_plate_confidence)
+    plate_findings: list[Finding] = []
     if facts.plates and not confident:
-        findings.append(Finding("PLATE_LOW_CONFIDENCE", ", ".join(p for p, _ in facts.plates)))
-    declaration: Declaration | None = None
+        plate_findings.append(Finding("PLATE_LOW_CONFIDENCE", ", ".join(p for p, _ in facts.plates)))
+    chosen: tuple[Declaration, ...] = ()
+    naming_all: list[Declaration] = []
     conflict = _plate_conflict(confident, candidates)
     if conflict:
         # Never match a declaration on one of two plates: a forged second read would pick it.
-        findings.append(Finding("PLATE_CONFLICT", conflict))
+        plate_findings.append(Finding("PLATE_CONFLICT", conflict))
     elif confident:
         plates = {plate for plate, _ in confident}
         naming_all = [d for d in candidates if plates <= set(d.plates)]
-        declaration, selection = select_declaration(replace(facts, plates=confident), naming_all, context)
-        findings.extend(selection)
-    if declaration is not None:
+        chosen, selection = select_declarations(replace(facts, plates=confident), naming_all, context)
+        plate_findings.extend(selection)
+    in_play = chosen or naming_all
+    findings: list[Finding] = [*_check_required(facts, policy, in_play), *plate_findings]
+    for declaration in chosen:
         findings.extend(_check_declaration(declaration, context))
-    findings.extend(_check_containers(facts, declaration, policy))
-    findings.extend(_check_seals(facts, declaration, policy))
-    findings.extend(_check_weight(facts, declaration, policy))
+    findings.extend(_check_channel(chosen))
+    findings.extend(_check_containers(facts, chosen, policy))
+    findings.extend(_check_seals(facts, chosen, policy))
+    findings.extend(_check_weight(facts, chosen, policy))
     if facts.scan_verdict == "suspect":
         findings.append(Finding("SCANNER_SUSPECT"))
     elif facts.scan_verdict == "pending":
@@ -357,8 +487,10 @@ def decide(
     return Decision(
         outcome=outcome,
         findings=tuple(findings),
-        declaration=declaration.number if declaration else None,
-        awaiting_readings=_awaits_readings(findings),
+        declaration=chosen[0].number if chosen else None,
+        declarations=tuple(d.number for d in chosen),
+        awaiting_readings=(_awaits_readings(findings)
+                           or _more_consignments_possible(facts, naming_all, chosen, policy, context)),
     )
 
 
@@ -389,9 +521,11 @@ def _awaits_readings(findings: list[Finding]) -> bool:
     return not definitive or any(f.code in _KIND_MISSING for f in provisional)
 
 
-def decision_for_restart(declaration: str | None) -> Decision:
-    """The hold a transaction gets when the node restarted in the middle of it."""
-    return Decision(Outcome.HOLD, (Finding("NODE_RESTARTED"),), declaration)
+def decision_for_restart(declaration: str | Sequence[str] | None) -> Decision:
+    """The hold a transaction gets when the node restarted in the middle of it (keeping its declarations)."""
+    numbers = (declaration,) if isinstance(declaration, str) else tuple(declaration or ())
+    return Decision(Outcome.HOLD, (Finding("NODE_RESTARTED"),), numbers[0] if numbers else None,
+                    declarations=numbers)
 
 
 @dataclass(frozen=True)

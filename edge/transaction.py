@@ -252,6 +252,7 @@ class Transaction:
             "outcome": self.decision.outcome.value if self.decision else None,
             "reasons": self.decision.reasons if self.decision else [],
             "declaration": self.decision.declaration if self.decision else None,
+            "declarations": list(self.decision.declarations) if self.decision else [],
             "released_by": released_by,
             "decision_ms": self.decision_ms,
         }

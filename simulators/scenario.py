@@ -192,7 +192,8 @@ async def _drive_truck(play: _Play, truck: TruckSpec, presence: _Presence, turn:
             scan_task.cancel()
     if summary is not None:
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
-                      declaration=summary["declaration"], released_by=summary["released_by"],
+                      declaration=summary["declaration"], declarations=summary.get("declarations", []),
+                      released_by=summary["released_by"],
                       decision_ms=round(summary["decision_ms"], 3) if summary["decision_ms"] else None,
                       result=summary["result"], closed_at_s=round(time.monotonic() - play.started, 3))
     await _wait_until(lambda: plc.boom_closed, 10)

@@ -30,6 +30,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from devices.protocols.identifiers import normalise_gate
 from edge.cache import DeclarationCache
 from edge.declarations import Declaration, DeclarationError, declaration_from_mapping
 from sync.keys import verify
@@ -70,7 +71,8 @@ def check_batch(message: Any, gate: str, public_key, cursor: int, last_issued: f
         raise FeedRejected("FEED_BAD_SIGNATURE", "signature does not verify with central's key (forged or tampered)")
     if nonce is None or batch.get("nonce") != nonce:
         raise FeedRejected("FEED_REPLAY", "the batch does not carry the nonce this pull sent (a replayed answer)")
-    if batch.get("gate") != gate:
+    batch_gate = batch.get("gate")
+    if not isinstance(batch_gate, str) or normalise_gate(batch_gate) != normalise_gate(gate):
         raise FeedRejected("FEED_WRONG_GATE", f"batch is for gate {batch.get('gate')!r}, this is {gate!r}")
     try:
         cursor_from, cursor_to = int(batch["cursor_from"]), int(batch["cursor_to"])
@@ -96,7 +98,7 @@ def parse_batch(batch: dict[str, Any], gate: str) -> tuple[list[Declaration], li
     except (DeclarationError, KeyError, TypeError, ValueError) as exc:
         raise FeedRejected("FEED_MALFORMED", f"bad declaration or revocation: {exc}") from exc
     for declaration in declarations:
-        if declaration.gate != gate:
+        if normalise_gate(declaration.gate) != normalise_gate(gate):
             raise FeedRejected("FEED_WRONG_GATE", f"declaration {declaration.number} is for gate {declaration.gate}")
     return declarations, revocations
 

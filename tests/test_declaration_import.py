@@ -126,6 +126,51 @@ def test_full_width_identifiers_are_folded_like_the_readings() -> None:
     assert (d.plates, d.containers, d.seals) == (("29C12345",), ("CSQU3054383",), ("5E0001AB", "CNSEAL7"))
 
 
+@pytest.mark.parametrize("separator", [";", "|", "/", ",", "\n", "\r\n", " ; ", "、", "；", "／", "，", "｜"])
+def test_each_separator_customs_documents_use_splits_a_list_field(separator: str) -> None:
+    d = declaration_from_mapping(row(plates=f"29C-890.12{separator}29R-034.56",
+                                     containers=f"CSQU3054383{separator}MWCU6059784",
+                                     seals=f"CN-SEAL-0001{separator}5E0001AB"))
+
+    assert d.plates == ("29C89012", "29R03456")
+    assert d.containers == ("CSQU3054383", "MWCU6059784")
+    assert d.seals == ("CNSEAL0001", "5E0001AB")
+
+
+def test_a_slash_between_a_tractor_and_a_trailer_plate_gives_two_plates_whole() -> None:
+    assert declaration_from_mapping(row(plates="29C-890.12/29R-034.56")).plates == ("29C89012", "29R03456")
+    # a written list inside one entry of a list (a YAML or JSON item) is split too
+    assert declaration_from_mapping(row(plates=["29C-890.12/29R-034.56"])).plates == ("29C89012", "29R03456")
+
+
+def test_separators_inside_one_identifier_stay_in_it() -> None:
+    d = declaration_from_mapping(row(plates="桂A·12345; 29C-123.45 | 51D-123.45", seals="CN-SEAL-000101"))
+
+    assert d.plates == ("桂A12345", "29C12345", "51D12345")
+    assert d.seals == ("CNSEAL000101",)
+
+
+@pytest.mark.parametrize("gate", ["huu_nghi", " HUU_NGHI ", "Huu_Nghi\t", "ＨＵＵ＿ＮＧＨＩ"])
+def test_gate_code_is_trimmed_and_upper_cased(gate: str) -> None:
+    assert declaration_from_mapping(row(gate=gate)).gate == "HUU_NGHI"
+
+
+def test_csv_cells_with_commas_and_new_lines_give_one_entry_each(cache: DeclarationCache, tmp_path: Path) -> None:
+    path = tmp_path / "declarations.csv"
+    record = ('8,import,huu_nghi,"29C-890.12, 29R-034.56","CSQU3054383\nMWCU6059784",SEAL-1/SEAL-2,24500,'
+              "green,cleared,,2025-03-08T00:00:00,1")
+    path.write_text(HEADER + "\n" + record + "\n", encoding="utf-8")
+
+    report = import_declarations(cache, path, now=NOW)
+
+    assert (report.imported, report.errors) == (1, [])
+    stored = cache.get("8")
+    assert stored is not None and stored.gate == "HUU_NGHI"
+    assert (stored.plates, stored.containers, stored.seals) == (
+        ("29C89012", "29R03456"), ("CSQU3054383", "MWCU6059784"), ("SEAL1", "SEAL2"))
+    assert [d.number for d in cache.by_plate("29R-034.56")] == ["8"]
+
+
 @pytest.mark.parametrize("plate", ["29C\x00123.45", "29C-\u202e54.321", "29C\u2066123.45"])
 def test_a_plate_with_a_nul_or_bidi_control_is_refused(plate: str) -> None:
     with pytest.raises(DeclarationError, match="plates: an entry holds a"):

@@ -18,6 +18,7 @@ from devices.protocols.identifiers import (
     normalise_container,
     normalise_plate,
     normalise_seal,
+    split_identifier_list,
 )
 from devices.readings import ContainerRead, PlateRead, SealStatus
 from edge.cache import DeclarationCache
@@ -127,3 +128,15 @@ def test_a_truck_read_full_width_is_released_against_its_ascii_declaration() -> 
 
     assert decision.outcome is Outcome.RELEASE, decision.reasons
     cache.close()
+
+
+@pytest.mark.parametrize("text, entries", [
+    ("29C-890.12/29R-034.56", ["29C-890.12", "29R-034.56"]),
+    ("桂A·12345；桂F·00001", ["桂A·12345", "桂F·00001"]),
+    ("CN-SEAL-0001 | CN-SEAL-0002\n5E0001AB,", ["CN-SEAL-0001", "CN-SEAL-0002", "5E0001AB"]),
+    ("CSQU3054383、MWCU6059784\r\n", ["CSQU3054383", "MWCU6059784"]),
+    ("29C-123.45", ["29C-123.45"]),
+    (" ; / ", []),
+])
+def test_a_written_list_splits_between_identifiers_never_inside_one(text, entries):
+    assert split_identifier_list(text) == entries

@@ -399,3 +399,55 @@ def test_replay_counts_tamper_openings_since_the_last_acknowledgement():
     latched = replay(rows).latched_alarm
     assert latched is not None and latched["openings"] == 2 and latched["since"] == 30.0
     assert replay([*rows, Row(6, "officer_action", {"action": "acknowledge_alarm"})]).latched_alarm is None
+
+
+def test_consolidated_load_passes_once_on_both_its_declarations_and_a_restart_remembers_both(tmp_path):
+    first = Declaration(
+        number="105000000331", kind=DeclarationKind.IMPORT, gate="huunghi", plates=("51D67890",), containers=(),
+        seals=("SEAL331",), gross_weight_kg=None, channel=RiskChannel.GREEN, status=DeclarationStatus.CLEARED,
+        valid_from=NOW - timedelta(days=1), valid_until=NOW + timedelta(days=1),
+    )
+    second = Declaration(
+        number="105000000332", kind=DeclarationKind.IMPORT, gate="HUUNGHI", plates=("51D67890",), containers=(),
+        seals=("SEAL332",), gross_weight_kg=None, channel=RiskChannel.GREEN, status=DeclarationStatus.CLEARED,
+        valid_from=NOW - timedelta(days=1), valid_until=NOW + timedelta(days=1),
+    )
+
+    async def scenario():
+        controller, barrier = await _controller(tmp_path)
+        controller.cache.upsert_many([first, second])
+        try:
+            now = time.time()
+            controller.submit(LoopChanged(PLC, Loop.ARRIVAL, True, now))
+            controller.submit(PlateRead("IMP-1-anpr", "51D-678.90", 0.95, now, now))
+            controller.submit(SealRead("IMP-1-eseal", "SEAL331", SealStatus.INTACT, 90, None, now, now))
+            # the plate again: once its row is journaled, the lane has finished with the seal (one event at a time)
+            controller.submit(PlateRead("IMP-1-anpr", "51D-678.90", 0.95, now, now))
+            await wait_until(lambda: len(_rows(controller, JournalKind.READING)) == 3, what="three readings handled")
+            assert barrier.opens() == []  # the other declaration's seal may still come: keep collecting
+            controller.submit(SealRead("IMP-1-eseal", "SEAL332", SealStatus.INTACT, 90, None, now, now))
+            await wait_until(lambda: barrier.opens(), what="the open command")
+            decision = next(p for kind, p in barrier.opens()[0] if kind == JournalKind.DECISION)
+            assert decision["outcome"] == "release"
+            assert decision["declarations"] == [first.number, second.number]
+            controller.submit(BoomChanged(PLC, BoomPosition.OPEN, time.time()))
+            controller.submit(LoopChanged(PLC, Loop.SAFETY, True, time.time()))
+            controller.submit(LoopChanged(PLC, Loop.ARRIVAL, False, time.time()))
+            controller.submit(LoopChanged(PLC, Loop.SAFETY, False, time.time()))
+            await wait_until(lambda: len(barrier.commands) >= 2, what="the close behind the truck")
+            controller.submit(BoomChanged(PLC, BoomPosition.CLOSED, time.time()))
+            await wait_until(lambda: _rows(controller, JournalKind.TX_CLOSED), what="the transaction closed")
+            closed = _rows(controller, JournalKind.TX_CLOSED)[-1].payload
+            assert closed["result"] == "passed" and closed["declarations"] == [first.number, second.number]
+            assert {first.number, second.number} <= controller.used_declarations
+        finally:
+            await controller.stop()
+            controller.journal.close()
+        restarted, _ = await _controller(tmp_path)
+        try:
+            assert {first.number, second.number} <= restarted.used_declarations
+        finally:
+            await restarted.stop()
+            restarted.journal.close()
+
+    asyncio.run(scenario())

@@ -87,8 +87,8 @@ CASES = [
      POLICY, Outcome.HOLD, "SEAL_TAMPERED"),
     ("gross weight 10% over declared", replace(GOOD, weight_kg=30800), [CLEARED], CONTEXT, POLICY,
      Outcome.HOLD, "WEIGHT_OUT_OF_TOLERANCE"),
-    ("no seal read where the policy requires one", replace(GOOD, seals=()), [replace(CLEARED, seals=())], CONTEXT,
-     POLICY, Outcome.HOLD, "REQUIRED_READING_MISSING"),
+    ("no seal read where the lane checks seals and the declaration declares one", replace(GOOD, seals=()), [CLEARED],
+     CONTEXT, POLICY, Outcome.HOLD, "REQUIRED_READING_MISSING"),
     ("plate read with too little confidence", replace(GOOD, plates=(("29C12345", 0.3),)), [CLEARED], CONTEXT, POLICY,
      Outcome.HOLD, "PLATE_LOW_CONFIDENCE"),
     ("container scan looks suspect", replace(GOOD, scan_verdict="suspect"), [CLEARED], CONTEXT, POLICY,
@@ -246,3 +246,158 @@ def test_scan_conflict_holds_even_when_the_worst_verdict_is_clear():
                       [CLEARED], POLICY, CONTEXT)
     assert decision.outcome == Outcome.HOLD and decision.reasons == ["SCAN_CONFLICT"]
     assert not decision.awaiting_readings
+
+
+# -- what a truck must show follows its declaration (issue 26, point 2) ------------------------------
+
+EVERY_KIND = LanePolicy(required_readings=["plate", "seal", "container", "weight"], weight_tolerance_pct=3.0,
+                        max_cache_age_s=3600)
+EMPTY = replace(CLEARED, number="105000000010", containers=(), seals=(), gross_weight_kg=15000)
+PLATE_AND_WEIGHT = TransactionFacts(plates=(("29C12345", 0.97),), weight_kg=15100)
+
+
+def test_declared_empty_truck_needs_no_seal_and_no_container():
+    decision = decide(PLATE_AND_WEIGHT, [EMPTY], EVERY_KIND, CONTEXT)
+    assert decision.outcome == Outcome.RELEASE and decision.reasons == []
+    assert not decision.awaiting_readings  # the lane decides at once: nothing more to wait for
+
+
+def test_unsealed_empty_container_going_home_needs_its_container_but_no_seal():
+    unsealed = replace(EMPTY, containers=("MWCU6059784",))
+    assert decide(replace(PLATE_AND_WEIGHT, containers=("MWCU6059784",)), [unsealed], EVERY_KIND,
+                  CONTEXT).outcome == Outcome.RELEASE
+    waiting = decide(PLATE_AND_WEIGHT, [unsealed], EVERY_KIND, CONTEXT)
+    assert waiting.outcome == Outcome.HOLD and waiting.awaiting_readings
+    assert [f.detail for f in waiting.findings if f.code == "REQUIRED_READING_MISSING"] == ["container"]
+
+
+def test_a_seal_on_a_truck_declared_without_seals_holds_it():
+    facts = replace(PLATE_AND_WEIGHT, seals=(SealSeen("SEAL-9", SealStatus.INTACT),))
+    decision = decide(facts, [EMPTY], EVERY_KIND, CONTEXT)
+    assert decision.outcome == Outcome.HOLD and decision.reasons == ["SEAL_MISMATCH"]
+
+
+def test_lane_wide_readings_stay_required_for_an_empty_truck():
+    decision = decide(replace(PLATE_AND_WEIGHT, weight_kg=None), [EMPTY], EVERY_KIND, CONTEXT)
+    assert decision.outcome == Outcome.HOLD
+    assert [f.detail for f in decision.findings if f.code == "REQUIRED_READING_MISSING"] == ["weight"]
+    scanned = POLICY.model_copy(update={"required_readings": ["plate", "seal", "scan"]})
+    assert "REQUIRED_READING_MISSING" in decide(PLATE_AND_WEIGHT, [EMPTY], scanned, CONTEXT).reasons
+
+
+def test_unknown_plate_is_held_at_once_without_waiting_for_seals():
+    decision = decide(TransactionFacts(plates=(("51D99999", 0.95),)), [CLEARED], POLICY, CONTEXT)
+    assert decision.reasons == ["NO_DECLARATION"] and not decision.awaiting_readings
+
+
+def test_open_choice_waits_for_seals_only_when_a_candidate_declares_them():
+    plate_only = TransactionFacts(plates=(("29C12345", 0.97),))
+    sealed = decide(plate_only, [CLEARED, replace(CLEARED, number="105000000002")], POLICY, CONTEXT)
+    assert {"AMBIGUOUS_DECLARATION", "REQUIRED_READING_MISSING"} <= set(sealed.reasons) and sealed.awaiting_readings
+    unsealed = decide(plate_only, [EMPTY, replace(EMPTY, number="105000000011")], POLICY, CONTEXT)
+    assert unsealed.reasons == ["AMBIGUOUS_DECLARATION"] and not unsealed.awaiting_readings
+
+
+# -- consolidated loads (issue 26, point 4) ---------------------------------------------------------
+
+FIRST = replace(CLEARED, number="105000000021", containers=("CSQU3054383",), seals=("SEAL-1",),
+                gross_weight_kg=14000)
+SECOND = replace(CLEARED, number="105000000022", containers=("MWCU6059784",), seals=("SEAL-2",),
+                 gross_weight_kg=15000)
+BOTH = TransactionFacts(
+    plates=(("29C12345", 0.97),),
+    containers=("CSQU3054383", "MWCU6059784"),
+    seals=(SealSeen("SEAL-1", SealStatus.INTACT, "CSQU3054383"), SealSeen("SEAL-2", SealStatus.INTACT, "MWCU6059784")),
+    weight_kg=29100,
+)
+
+
+def test_two_cleared_consignments_on_one_truck_are_released_together():
+    decision = decide(BOTH, [SECOND, FIRST], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.RELEASE and decision.reasons == []
+    assert decision.declarations == (FIRST.number, SECOND.number)
+    assert decision.declaration == FIRST.number
+    assert decision.to_dict()["declarations"] == [FIRST.number, SECOND.number]
+
+
+def test_consolidated_weight_is_compared_with_the_sum_of_the_declared_weights():
+    assert decide(replace(BOTH, weight_kg=28800), [FIRST, SECOND], POLICY, CONTEXT).outcome == Outcome.RELEASE
+    light = decide(replace(BOTH, weight_kg=15000), [FIRST, SECOND], POLICY, CONTEXT)
+    assert light.reasons == ["WEIGHT_OUT_OF_TOLERANCE"]
+    assert f"29000 kg declared on {FIRST.number} + {SECOND.number}" in light.findings[0].detail
+
+
+def test_consolidated_channel_is_the_strictest_and_names_its_declaration():
+    decision = decide(BOTH, [replace(FIRST, channel=RiskChannel.YELLOW), replace(SECOND, channel=RiskChannel.RED)],
+                      POLICY, CONTEXT)
+    assert decision.outcome == Outcome.HOLD and decision.reasons == ["CHANNEL_RED"]
+    assert [f.declaration for f in decision.findings] == [SECOND.number]
+
+
+@pytest.mark.parametrize("change, reason, outcome", [
+    ({"status": DeclarationStatus.HELD}, "DECLARATION_NOT_CLEARED", Outcome.HOLD),
+    ({"valid_until": NOW - timedelta(hours=1)}, "DECLARATION_EXPIRED", Outcome.HOLD),
+    ({"gate": "LAOBAO"}, "WRONG_GATE", Outcome.HOLD),
+    ({"kind": DeclarationKind.EXPORT}, "WRONG_DIRECTION", Outcome.REFUSE),
+])
+def test_one_unusable_declaration_of_a_consolidated_load_stops_the_truck_and_is_named(change, reason, outcome):
+    decision = decide(BOTH, [FIRST, replace(SECOND, **change)], POLICY, CONTEXT)
+    assert decision.outcome == outcome and decision.reasons == [reason]
+    assert decision.findings[0].declaration == SECOND.number
+    assert decision.declarations == (FIRST.number, SECOND.number)
+
+
+def test_consolidated_load_must_cover_exactly_what_was_seen():
+    third = "ABCU1234560"
+    extra = decide(replace(BOTH, containers=(*BOTH.containers, third)), [FIRST, SECOND], POLICY, CONTEXT)
+    assert extra.reasons == ["CONTAINER_EXTRA"] and extra.findings[0].detail == third
+    more = replace(SECOND, containers=("MWCU6059784", third))
+    missing = decide(BOTH, [FIRST, more], POLICY, CONTEXT)
+    assert missing.reasons == ["CONTAINER_MISSING"]
+    assert (missing.findings[0].detail, missing.findings[0].declaration) == (third, SECOND.number)
+    unread = decide(replace(BOTH, seals=BOTH.seals[:1]), [FIRST, replace(SECOND, containers=())], POLICY, CONTEXT)
+    # SECOND covers nothing seen now: it is not part of the load, FIRST alone is judged
+    assert unread.declarations == (FIRST.number,)
+
+
+def test_one_consignment_seen_keeps_the_lane_collecting_for_the_other():
+    facts = replace(BOTH, containers=("CSQU3054383",), seals=BOTH.seals[:1], weight_kg=14050)
+    decision = decide(facts, [FIRST, SECOND], POLICY, CONTEXT)
+    assert decision.declarations == (FIRST.number,)
+    assert decision.outcome == Outcome.RELEASE and decision.awaiting_readings  # released only at the timeout
+    used = replace(CONTEXT, used_declarations=frozenset({SECOND.number}))
+    assert not decide(facts, [FIRST, SECOND], POLICY, used).awaiting_readings
+
+
+def test_two_declarations_for_the_same_container_stay_ambiguous():
+    twin = replace(SECOND, containers=FIRST.containers + SECOND.containers)
+    decision = decide(BOTH, [replace(FIRST, number="105000000023", containers=twin.containers, seals=twin.seals),
+                             twin], POLICY, CONTEXT)
+    assert decision.reasons == ["AMBIGUOUS_DECLARATION"] and decision.declarations == ()
+
+
+def test_a_declaration_for_another_truck_is_not_part_of_the_load():
+    other_truck = replace(SECOND, plates=("51D67890",))
+    decision = decide(BOTH, [FIRST, other_truck], POLICY, CONTEXT)
+    assert decision.declarations == (FIRST.number,)
+    assert {"CONTAINER_EXTRA", "SEAL_MISMATCH"} <= set(decision.reasons)
+
+
+def test_consolidated_decision_survives_the_journal_and_a_restart():
+    from edge.records import decision_from_dict
+
+    held = decide(BOTH, [FIRST, replace(SECOND, channel=RiskChannel.YELLOW)], POLICY, CONTEXT)
+    again = decision_from_dict(held.to_dict())
+    assert again == held and again.findings[0].declaration == SECOND.number
+    assert decision_for_restart(held.declarations).declarations == (FIRST.number, SECOND.number)
+    old_row = {"outcome": "release", "findings": [], "declaration": FIRST.number}  # written before this ruleset
+    assert decision_from_dict(old_row).declarations == (FIRST.number,)
+
+
+# -- identifiers compared as identifiers (issue 26, point 7) ---------------------------------------
+
+@pytest.mark.parametrize("gate", ["huunghi", " HuuNghi ", "ＨＵＵＮＧＨＩ"])
+def test_gate_code_compares_without_case_or_surrounding_space(gate):
+    decision = decide(GOOD, [replace(CLEARED, gate=gate)], POLICY, CONTEXT)
+    assert decision.outcome == Outcome.RELEASE
+    assert decide(GOOD, [replace(CLEARED, gate="laobao")], POLICY, CONTEXT).reasons == ["WRONG_GATE"]

@@ -12,6 +12,12 @@ character an officer cannot see or that reorders what they see: control characte
 DEL), format characters (bidi embeddings, overrides and isolates U+202A–202E, U+2066–2069, the
 marks U+200E/U+200F, zero-width characters, the BOM), line and paragraph separators, surrogates,
 private-use and unassigned code points. `device_text_problem` says why, or None; every codec uses it.
+
+A list of identifiers written as one text (a CSV cell, a customs document's field) is split on the
+separators customs documents use between entries (`split_identifier_list`): `;`, `|`, `/`, `,`,
+the ideographic comma `、` and line breaks, after NFKC (so full-width `；` `／` `，` split too). No
+plate, container number or seal id contains one of them (a `-`, `.` or `·` inside a plate or a seal
+id is part of it). Gate codes compare case-insensitively and trimmed (`normalise_gate`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ _SEPARATOR_CHARS = (
 )
 _SEPARATORS = re.compile(rf"[\s{_SEPARATOR_CHARS}]+")
 _ASCII_SEPARATORS = re.compile(r"[\s\-./_]+")
+_LIST_SEPARATORS = re.compile(r"[;|/,\u3001\r\n]")
 
 # Unicode general categories refused in device strings (see the module docstring).
 _REFUSED_CATEGORIES = {
@@ -65,6 +72,27 @@ def normalise_container(text: str) -> str:
 def normalise_seal(text: str) -> str:
     """Return the seal id in matching form (upper case: seal ids compare case-insensitively)."""
     return fold_identifier(text)
+
+
+def split_identifier_list(text: str) -> list[str]:
+    """The entries of a list written as one text, trimmed, empty ones dropped.
+
+    `29C-890.12/29R-034.56` gives `['29C-890.12', '29R-034.56']`; `SEAL-1; SEAL-2` gives
+    `['SEAL-1', 'SEAL-2']`; `桂A·12345，桂F·00001` gives `['桂A·12345', '桂F·00001']`.
+    """
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    elif _LIST_SEPARATORS.search(text) is None:  # one entry: the common case of a list item stays cheap
+        text = text.strip()
+        return [text] if text else []
+    return [part for part in (piece.strip() for piece in _LIST_SEPARATORS.split(text)) if part]
+
+
+def normalise_gate(text: str) -> str:
+    """Return a border gate code in comparison form: NFKC, trimmed, upper case (`huunghi ` is `HUUNGHI`)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return text.strip().upper()
 
 
 def device_text_problem(text: str) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.declarations import declaration_to_mapping
 from edge.node_view import NodeView
-from edge.records import HISTORY_KINDS, history_line
+from edge.records import HISTORY_KINDS, decision_declarations, history_line
 
 
 def declaration_view(node: NodeView, number: str | None) -> dict[str, Any] | None:
@@ -50,6 +50,8 @@ def lane_view(node: NodeView, lane_id: str, devices: list[dict[str, Any]] | None
     tx = view.get("transaction")
     decision = (tx or {}).get("decision") or {}
     view["declaration"] = declaration_view(node, decision.get("declaration"))
+    # A consolidated load travels under several declarations: the board shows each of them.
+    view["declarations"] = [declaration_view(node, number) for number in decision_declarations(decision)]
     view["refused"] = was_refused(tx)
     view["available_actions"] = node.available_actions(lane_id)  # roles are checked by the API
     view["updated_at"] = time.time()

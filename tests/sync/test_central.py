@@ -133,3 +133,14 @@ def test_a_declaration_no_gate_can_match_is_refused_at_publication(central):
         assert reply.status_code == 422 and reply.json()["detail"]["code"] == "BAD_DECLARATION"
     assert publisher.post("/api/v1/declarations", json={"declarations": [_decl("G1")]}).status_code == 200
     assert central.store.feed("HN", 0, 100)[0][0]["number"] == "G1" and len(central.store.feed("HN", 0, 100)[0]) == 1
+
+
+def test_a_declaration_published_with_a_lower_case_gate_and_a_text_plate_list_reaches_its_gate(central):
+    """Central keeps gate codes in one form (trimmed, upper case) and splits a written list, so a publisher
+    who writes `hn` and `29C-890.12/29R-034.56` still feeds gate HN a declaration with two plates."""
+    publisher = httpx.Client(base_url=central.url, headers=AS_PUBLISHER)
+    written = {**_decl("T1"), "gate": " hn ", "plates": "29C-890.12/29R-034.56", "seals": "SEAL-1; SEAL-2"}
+    assert publisher.post("/api/v1/declarations", json={"declarations": [written]}).status_code == 200
+    fed = central.store.feed("HN", 0, 100)[0]
+    assert [(d["number"], d["gate"], d["plates"], d["seals"]) for d in fed] == [
+        ("T1", "HN", ["29C89012", "29R03456"], ["SEAL1", "SEAL2"])]

@@ -248,6 +248,15 @@
 
   function faultText(fault) { return t("fault." + (I.has("fault." + fault) ? fault : "unknown")); }
 
+  // A consolidated load: what its declarations declare together (containers, seals, summed weight).
+  function declaredTogether(lane) {
+    const list = (lane.declarations || []).filter((d) => d && !d.missing);
+    if (list.length <= 1) return lane.declaration;
+    const weights = list.map((d) => d.gross_weight_kg);
+    return { containers: list.flatMap((d) => d.containers || []), seals: list.flatMap((d) => d.seals || []),
+      gross_weight_kg: weights.every((w) => w) ? weights.reduce((a, b) => a + b, 0) : null };
+  }
+
   function declarationRow(tx, declaration) {
     const decided = tx.decision;
     if (!declaration) {
@@ -286,6 +295,7 @@
     return h("div", { class: "reasons " + d.outcome },
       h("div", { class: "reasons-title", text: t("reasons.title") }), redecidedNote(tx),
       h("ul", {}, d.findings.map((f) => h("li", {},
+        f.declaration ? h("span", { class: "mono reason-declaration", text: f.declaration }) : null,
         h("span", { class: "reason-text", text: I.has("reason." + f.code) ? t("reason." + f.code) : t("alarm.unknown") }),
         detailsBox(f.detail)))));
   }
@@ -411,8 +421,11 @@
     card.dataset.waiting = lane.needs_officer ? "1" : "0";
     const body = [];
     if (tx) {
-      body.push(plateRow(tx), containersRow(tx, lane.declaration), sealsRow(tx, lane.declaration),
-        weightRow(tx, lane.declaration, lane.policy), scanRow(tx), lateRow(tx), declarationRow(tx, lane.declaration));
+      const declared = declaredTogether(lane);
+      const several = (lane.declarations || []).length > 1;
+      body.push(plateRow(tx), containersRow(tx, declared), sealsRow(tx, declared),
+        weightRow(tx, declared, lane.policy), scanRow(tx), lateRow(tx),
+        ...(several ? lane.declarations.map((d) => declarationRow(tx, d)) : [declarationRow(tx, lane.declaration)]));
     }
     const waiting = lane.needs_officer && lane.waiting_since
       ? h("div", { class: "waiting", dataset: { since: lane.waiting_since } }) : null;

@@ -640,8 +640,9 @@ def _add_central_parser(sub) -> None:
     p = central.add_parser("token", help="issue a token: a gate's (--gate) or an operator's (--role --name); "
                                          "replaces the holder's old one; central keeps only a digest")
     p.add_argument("--gate", help="gate id, as in the site file (e.g. HUUNGHI): the gate's upload/feed token")
-    p.add_argument("--role", choices=["publisher", "monitor", "admin"],
-                   help="publisher: declarations; monitor: events, gates, alarms; admin: tokens and keys")
+    p.add_argument("--role", choices=["publisher", "monitor", "operator", "admin"],
+                   help="publisher: declarations; monitor: events, gates, alarms, the web page, /metrics; "
+                        "operator: a monitor who also acknowledges and clears alarms; admin: all that, tokens and keys")
     p.add_argument("--name", help="who holds the role token (names it for revoking)")
     p.add_argument("--db", default=db_default, help=db_help)
     p.add_argument("--out", help="write the token to this file (mode 600) instead of printing it")

@@ -85,9 +85,10 @@ def is_open(method: str, path: str) -> bool:
 
 
 def _swagger_dir() -> Path:
-    import swagger_ui_bundle
+    """Swagger UI's files as the fastapi-offline package ships them (its static folder; nothing else of it is used)."""
+    import fastapi_offline
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 class WebAuth:
@@ -154,7 +155,6 @@ def install_web(app: FastAPI, store: CentralStore, *, silent_after_s: float = 60
     app.add_middleware(GateRouteCounter, metrics=metrics)
     app.add_middleware(SecurityHeaders)
     app.state.web_sessions, app.state.alarm_book, app.state.central_metrics = sessions, alarms, metrics
-    app.mount("/static/central", StaticFiles(directory=page.STATIC_DIR), name="central-static")
     swagger = _swagger_dir()
 
     def live_snapshot() -> dict[str, Any]:
@@ -208,10 +208,12 @@ def install_web(app: FastAPI, store: CentralStore, *, silent_after_s: float = 60
     def openapi() -> dict[str, Any]:
         return app.openapi()
 
-    @app.get("/static/central/i18n.js", include_in_schema=False)
+    @app.get("/static/central/i18n.js", include_in_schema=False)  # before the folder's mount, which would answer 404
     def shared_i18n() -> FileResponse:
         """The kiosk's language switcher and time formatting, shared as it is (one copy in the tree)."""
         return FileResponse(KIOSK_I18N_JS, media_type="text/javascript")
+
+    app.mount("/static/central", StaticFiles(directory=page.STATIC_DIR), name="central-static")
 
     for name in SWAGGER_FILES:
         def swagger_file(name: str = name) -> FileResponse:

@@ -320,13 +320,17 @@
     if (s.short) { $("search-results").replaceChildren(h("p", { class: "muted" }, t("search.short"))); return; }
     const head = h("p", { class: "muted" }, s.trucks.length ? t("search.count", { n: s.trucks.length, q: s.query })
                                                             : t("search.none", { q: s.query }));
-    const rows = s.trucks.map((tr) => [when(tr.at), h("span", {}, tr.gate, " · ", tr.lane || "—"),
-      h("span", { class: "mono" }, list(tr.plates)), h("span", { class: "mono" }, list(tr.containers)),
-      h("span", { class: "mono" }, list(tr.seals)), h("span", { class: "mono" }, tr.declaration || "—"),
-      outcomeChip(tr.outcome), truckResult(tr)]);
-    $("search-results").replaceChildren(head, rows.length ? table(t("search.title"),
-      [t("col.time"), t("col.gate"), t("col.plate"), t("col.container"), t("col.seal"), t("col.declaration"),
-       t("col.outcome"), t("col.result")], rows) : "");
+    // One card per truck: the side panel is too narrow for an eight-column table.
+    const items = s.trucks.map((tr) => h("li", { class: "found-truck" },
+      h("div", { class: "found-head" }, outcomeChip(tr.outcome), " ", h("strong", { class: "mono" }, list(tr.plates)),
+        h("span", { class: "muted" }, " · ", tr.gate, " · ", tr.lane || "—", " · ", when(tr.at))),
+      h("dl", { class: "facts" },
+        fact(t("col.container"), h("span", { class: "mono" }, list(tr.containers))),
+        fact(t("col.seal"), h("span", { class: "mono" }, list(tr.seals))),
+        fact(t("col.declaration"), h("span", { class: "mono" }, tr.declaration || "—")),
+        fact(t("col.result"), truckResult(tr)),
+        tr.reasons && tr.reasons.length ? fact(t("col.reasons"), h("span", { class: "mono" }, list(tr.reasons))) : null)));
+    $("search-results").replaceChildren(head, items.length ? h("ul", { class: "found-list" }, items) : "");
   }
 
   async function runSearch(query) {

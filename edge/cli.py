@@ -323,8 +323,12 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     await publish_declarations(central, scenario.declarations, gate.node)
     print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
-    print(f"central: {central.url}/api/v1/gates (events, backlog, last contact; HTTPS, CA {central.ca_file}, "
-          f"monitor token {central.monitor_token})")
+    print(f"central monitoring page: {central.url}/  (HTTPS with the demo's own CA {central.ca_file}: trust it "
+          "or accept the browser's warning)")
+    print(f"  log in with the operator token {central.operator_token}  (acknowledges and clears alarms), or the "
+          f"monitor token {central.monitor_token}  (views only)")
+    print(f"  API docs {central.url}/docs; Prometheus: curl --cacert {central.ca_file} -H 'Authorization: Bearer "
+          f"{central.monitor_token}' {central.url}/metrics")
     print_endpoints(gate, broker, lambda line: print(f"  {line}"))
     print("kiosk log-ins (demo only): " + ", ".join(f"{role} {name}/{password}" for name, password, role in demo_users))
     print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")

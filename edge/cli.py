@@ -323,9 +323,13 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     await publish_declarations(central, scenario.declarations, gate.node)
     print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
+    from sync.tokens import new_token
+
+    operator_token = new_token()  # to log in to central's page and acknowledge its alarms
+    await asyncio.to_thread(central.store.set_api_token, "demo-operator", "operator", operator_token)
     print(f"central monitoring page: {central.url}/  (HTTPS with the demo's own CA {central.ca_file}: trust it "
           "or accept the browser's warning)")
-    print(f"  log in with the operator token {central.operator_token}  (acknowledges and clears alarms), or the "
+    print(f"  log in with the operator token {operator_token}  (acknowledges and clears alarms), or the "
           f"monitor token {central.monitor_token}  (views only)")
     print(f"  API docs {central.url}/docs; Prometheus: curl --cacert {central.ca_file} -H 'Authorization: Bearer "
           f"{central.monitor_token}' {central.url}/metrics")

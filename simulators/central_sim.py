@@ -2,8 +2,8 @@
 
 Everything a real deployment does by hand is done here with no manual step: a CA and central's TLS
 server certificate (edge/pki.py), central's signing key, the node's journal-head key (in the node's
-data dir) enrolled at central with the gate's token, one publisher and one monitor token for the
-demo's own calls (`central_client`), and an operator token to log in to central's page with.
+data dir) enrolled at central with the gate's token, and one publisher and one monitor token for
+the demo's own calls (`central_client`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,7 @@ def start_central(workdir: Path, broker: PrivateBroker | None, gate: str, *,
     token, token_file = new_token(), workdir / f"{gate}.token"
     write_token_file(token_file, token)
     node_key = load_or_create_head_key(node_data_dir or workdir.parent / "node")
-    roles = {"demo-publisher": ("publisher", new_token()), "demo-monitor": ("monitor", new_token()),
-             "demo-operator": ("operator", new_token())}
+    roles = {"demo-publisher": ("publisher", new_token()), "demo-monitor": ("monitor", new_token())}
     server = CentralServer(f"sqlite:///{workdir / 'central.sqlite'}", private, port=0,
                            mqtt=central_mqtt(broker) if broker is not None else None,
                            tokens={gate: token}, head_keys={gate: head_public_b64(node_key)},
@@ -53,7 +52,6 @@ def start_central(workdir: Path, broker: PrivateBroker | None, gate: str, *,
     server.ca_file = ca / "ca.crt"  # type: ignore[attr-defined]
     server.publisher_token = roles["demo-publisher"][1]  # type: ignore[attr-defined]
     server.monitor_token = roles["demo-monitor"][1]  # type: ignore[attr-defined]
-    server.operator_token = roles["demo-operator"][1]  # type: ignore[attr-defined]
     return server, {"url": server.url, "public_key": str(public), "token_file": str(token_file),
                     "ca_file": str(ca / "ca.crt"), "feed_poll_s": 5.0, "down_after_s": 10.0}
 

@@ -4,7 +4,7 @@
 Who may do what (checked by central's CentralAuth middleware before any body is read, from `WEB_ROUTES`):
 
   anyone        GET /login (the form), POST /api/v1/session {"token"} (log-in; needs the form's CSRF token),
-                GET / and GET /docs (each sends a browser without a session to /login), /static/central/*,
+                GET / (sends a browser without a session to /login), /static/central/*,
                 /static/swagger/* (the page's and the docs' own files: nothing comes from another site)
   monitor, operator, admin   (a session cookie from the log-in, or `Authorization: Bearer`)
     GET    /api/v1/session                 who is logged in, the session's CSRF token, may they acknowledge
@@ -15,7 +15,7 @@ Who may do what (checked by central's CentralAuth middleware before any body is 
     GET    /api/v1/monitor/search?q=&gate=     trucks by plate, container, seal or declaration number
     GET    /api/v1/monitor/live            Server-Sent Events: `overview`, `alarms`, `logout`
     GET    /metrics                        Prometheus exposition (sync/central/metrics.py)
-    GET    /openapi.json                   the API description /docs shows
+    GET    /openapi.json, /docs            the API description and Swagger UI (offline) showing it
   operator, admin
     POST   /api/v1/monitor/alarms/{id}/ack     acknowledged by the logged-in operator's name, now
     POST   /api/v1/monitor/alarms/{id}/clear
@@ -65,8 +65,9 @@ WEB_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/api/v1/monitor/alarms/[ces][0-9]{1,18}/(ack|clear)"), ACK),
     ("GET", re.compile(r"/metrics"), VIEW),
     ("GET", re.compile(r"/openapi\.json"), VIEW),
+    ("GET", re.compile(r"/docs"), VIEW),
 ]
-_OPEN = {("GET", "/login"), ("POST", "/api/v1/session"), ("GET", "/"), ("GET", "/docs")}
+_OPEN = {("GET", "/login"), ("POST", "/api/v1/session"), ("GET", "/")}
 _OPEN_PREFIXES = ("/static/central/", "/static/swagger/")
 SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
 KIOSK_I18N_JS = Path(__file__).resolve().parents[3] / "edge" / "kiosk" / "static" / "i18n.js"
@@ -200,8 +201,6 @@ def install_web(app: FastAPI, store: CentralStore, *, silent_after_s: float = 60
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> Response:
-        if sessions.find(request.cookies.get(SESSION_COOKIE)) is None and "authorization" not in request.headers:
-            return RedirectResponse("/login", status_code=303)
         return HTMLResponse(page.render("docs.html", language(request)))
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -4,7 +4,9 @@ itself is tested in tests/sync/test_monitoring.py), and one token of each operat
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from edge.journal import Journal, load_or_create_head_key, signed_head
 from sync.central.server import CentralServer
 from sync.keys import generate_keypair
 from sync.outbox import Outbox
+from tests.sync.conftest import pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.sync.helpers import TOKEN, enrolled
 
 MONITOR = "monitor-token-for-the-page-tests-00001"
@@ -95,13 +98,12 @@ def apply_birth_and_telemetry(central: CentralServer, backlog: int = 3) -> None:
                                            now - 600, UTC).isoformat(), "max_age_s": 21600}})
 
 
-@pytest.fixture
-def monitored(tmp_path) -> Monitored:
-    """Central (plain HTTP on loopback, SQLite) after gate HN's uploads, birth and telemetry."""
+@contextlib.contextmanager
+def _monitored(tmp_path: Path, db_url: str) -> Iterator[Monitored]:
     private, _public = generate_keypair()
     options = enrolled(tmp_path / "node")
     options["api_tokens"] = ROLE_TOKENS
-    central = CentralServer(f"sqlite:///{tmp_path / 'central.sqlite'}", private, **options).start()
+    central = CentralServer(db_url, private, **options).start()
     journal, outbox = write_gate_journal(tmp_path / "node")
     try:
         upload(central.url, tmp_path / "node", journal, outbox)
@@ -111,3 +113,18 @@ def monitored(tmp_path) -> Monitored:
         outbox.close()
         journal.close()
         central.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def monitored(request, tmp_path) -> Iterator[Monitored]:
+    """Central (plain HTTP on loopback; SQLite, then a real PostgreSQL) after gate HN's uploads, birth and telemetry."""
+    url = f"sqlite:///{tmp_path / 'central.sqlite'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    with _monitored(tmp_path, url) as monitored:
+        yield monitored
+
+
+@pytest.fixture
+def monitored_page(tmp_path) -> Iterator[Monitored]:
+    """The same central on SQLite, for the browser tests."""
+    with _monitored(tmp_path, f"sqlite:///{tmp_path / 'central.sqlite'}") as monitored:
+        yield monitored

@@ -61,8 +61,8 @@ def _save(page, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_operator_sees_the_gate_acknowledges_an_alarm_and_finds_a_truck(browser, monitored, tmp_path):
-    page, errors, outside = _page(browser, monitored.url)
+def test_operator_sees_the_gate_acknowledges_an_alarm_and_finds_a_truck(browser, monitored_page, tmp_path):
+    page, errors, outside = _page(browser, monitored_page.url)
     assert page.url.endswith("/login")
     page.fill("#token", "not-a-token-anyone-holds-000000000000")
     page.click("#login-submit")
@@ -96,7 +96,7 @@ def test_operator_sees_the_gate_acknowledges_an_alarm_and_finds_a_truck(browser,
     assert RELEASED_CONTAINER in page.locator("#search-results").inner_text()
     _save(page, tmp_path, "central-operator.png")
 
-    apply_birth_and_telemetry(monitored.central, backlog=57)  # a new report: the page follows without a reload
+    apply_birth_and_telemetry(monitored_page.central, backlog=57)  # a new report: the page follows without a reload
     page.wait_for_selector(".gate-card[data-gate='HN']:has-text('57 waiting')", timeout=15_000)
 
     page.click("button.lang[data-lang='vi']")
@@ -109,8 +109,8 @@ def test_operator_sees_the_gate_acknowledges_an_alarm_and_finds_a_truck(browser,
     assert errors == [] and outside == []
 
 
-def test_monitor_may_look_but_not_acknowledge(browser, monitored, tmp_path):
-    page, errors, outside = _page(browser, monitored.url)
+def test_monitor_may_look_but_not_acknowledge(browser, monitored_page, tmp_path):
+    page, errors, outside = _page(browser, monitored_page.url)
     _log_in(page, MONITOR)
     page.wait_for_selector("#alarms li[data-alarm]")
     assert page.locator("#alarms button").count() == 0
@@ -119,10 +119,10 @@ def test_monitor_may_look_but_not_acknowledge(browser, monitored, tmp_path):
     assert errors == [] and outside == []
 
 
-def test_docs_load_from_central_itself_with_no_request_leaving_loopback(browser, monitored, tmp_path):
-    page, errors, outside = _page(browser, monitored.url)
+def test_docs_load_from_central_itself_with_no_request_leaving_loopback(browser, monitored_page, tmp_path):
+    page, errors, outside = _page(browser, monitored_page.url)
     _log_in(page, MONITOR)
-    page.goto(monitored.url + "/docs")
+    page.goto(monitored_page.url + "/docs")
     page.wait_for_selector("#swagger-ui .opblock", timeout=15_000)
     assert page.locator("#swagger-ui").inner_text().count("/api/v1/monitor/") >= 3
     _save(page, tmp_path, "central-docs.png")

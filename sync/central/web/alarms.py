@@ -5,7 +5,8 @@ Three sources, each already stored by central, so nothing is copied at ingest:
   `e<rid>`  alarms a gate journaled and uploaded (events of kind `alarm` and `unauthorised_passage`)
   `s<rid>`  a gate's death (Sparkplug / status topic), table `gate_status_log`
 An operator's acknowledgement and clearing are kept in `alarm_states` by alarm id, with the operator's name and
-the time (the audit); clearing also acknowledges. Severity follows the code (`SEVERITY`).
+the time (the audit); clearing also acknowledges. Severity follows the code (`SEVERITY`). The list reads the newest
+`per_source` alarms of each source (older ones leave the list, their audit stays).
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ class AlarmBook:
         rows = self._rows(gate)
         states = {}
         if rows:
+            marks = ", ".join("?" * len(rows))
             for alarm, acked_by, acked_at, cleared_by, cleared_at in self.store.query(
-                    "SELECT alarm, acked_by, acked_at, cleared_by, cleared_at FROM alarm_states"):
+                    "SELECT alarm, acked_by, acked_at, cleared_by, cleared_at FROM alarm_states "
+                    f"WHERE alarm IN ({marks})",
+                    [row["id"] for row in rows]):
                 states[alarm] = {"acked_by": acked_by, "acked_at": acked_at, "cleared_by": cleared_by,
                                  "cleared_at": cleared_at}
         out = []

@@ -148,17 +148,16 @@ def held_trucks(store: CentralStore, gate: str | None = None, now: float | None 
             waiting[(gate_id, lane)] = (rid, at, payload)
     if not waiting:
         return []
-    first = min(rid for rid, _, _ in waiting.values())
-    after = store.query("SELECT gate, lane, rid, kind, payload FROM events WHERE rid > ? "
-                        f"AND kind IN ('tx_closed', 'officer_action') {where}", [first, *params])
     ended = set()
-    for gate_id, lane, rid, kind, text in after:
-        if (gate_id, lane) not in waiting or rid <= waiting[(gate_id, lane)][0]:
-            continue
-        payload = _payload(text)
-        if payload.get("transaction") == waiting[(gate_id, lane)][2].get("transaction") and (
-                kind == "tx_closed" or payload.get("action") in ("release", "refuse")):
-            ended.add((gate_id, lane))
+    for (gate_id, lane), (rid, _at, decision) in waiting.items():
+        # One index range per waiting lane (kind, gate, lane, rid): only the rows uploaded after its decision.
+        for kind, text in store.query("SELECT kind, payload FROM events WHERE kind IN ('tx_closed', 'officer_action') "
+                                      "AND gate = ? AND lane = ? AND rid > ?", (gate_id, lane, rid)):
+            payload = _payload(text)
+            if payload.get("transaction") == decision.get("transaction") and (
+                    kind == "tx_closed" or payload.get("action") in ("release", "refuse")):
+                ended.add((gate_id, lane))
+                break
     out = []
     for (gate_id, lane), (_rid, at, payload) in sorted(waiting.items(), key=lambda kv: kv[1][1]):
         if (gate_id, lane) in ended:

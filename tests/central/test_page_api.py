@@ -170,3 +170,13 @@ def test_docs_and_their_assets_come_from_central(monitored):
         assert httpx.get(monitored.url + asset).status_code == 200
     spec = httpx.get(f"{monitored.url}/openapi.json", headers=_bearer(MONITOR)).json()
     assert "/api/v1/monitor/alarms/{alarm}/ack" in spec["paths"]
+
+
+def test_the_live_stream_sends_the_overview_and_ends_a_revoked_session(monitored):
+    with _browser(monitored.url) as client:
+        assert _log_in(client, MONITOR).status_code == 200
+        with client.stream("GET", "/api/v1/monitor/live", timeout=20) as stream:
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) in ("event: overview", "event: alarms")
+            httpx.delete(f"{monitored.url}/api/v1/tokens/mai.monitor", headers=_bearer(ADMIN)).raise_for_status()
+            assert "event: logout" in list(lines)  # within the stream's 5 s recheck, then the stream ends

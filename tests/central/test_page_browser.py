@@ -115,6 +115,12 @@ def test_monitor_may_look_but_not_acknowledge(browser, monitored_page, tmp_path)
     page.wait_for_selector("#alarms li[data-alarm]")
     assert page.locator("#alarms button").count() == 0
     assert page.locator("#alarm-readonly").is_visible()
+    # by keyboard: the gate's link opens it and moves the focus to its panel; the chart names itself
+    page.focus(".gate-card[data-gate='HN'] .gate-link")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#detail svg.chart[role='img']")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'detail-panel'")
+    assert page.locator("#detail svg.chart title").first.text_content() == "Decisions per hour (last 24 h)"
     _save(page, tmp_path, "central-monitor.png")
     assert errors == [] and outside == []
 

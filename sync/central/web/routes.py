@@ -35,6 +35,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from edge.kiosk import i18n as kiosk_i18n
 from sync.central.metrics import CentralMetrics, GateRouteCounter
 from sync.central.store import CentralStore
 from sync.central.web import page
@@ -70,7 +71,7 @@ WEB_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 _OPEN = {("GET", "/login"), ("POST", "/api/v1/session"), ("GET", "/")}
 _OPEN_PREFIXES = ("/static/central/", "/static/swagger/")
 SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
-KIOSK_I18N_JS = Path(__file__).resolve().parents[3] / "edge" / "kiosk" / "static" / "i18n.js"
+KIOSK_I18N_JS = kiosk_i18n.TEMPLATE_DIR.parent / "static" / "i18n.js"  # the kiosk's language switcher, shared
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "

@@ -141,7 +141,10 @@
     const root = $("gates");
     const data = state.overview;
     if (!data) return;
-    root.replaceChildren(...(data.gates.length ? data.gates.map(gateCard)
+    // What needs a person first: offline gates, then gates with a held truck or a fault, then the rest, by name.
+    const rank = { bad: 0, warn: 1, unknown: 2, ok: 3 };
+    const gates = [...data.gates].sort((a, b) => (rank[levelOf(a)] - rank[levelOf(b)]) || a.gate.localeCompare(b.gate));
+    root.replaceChildren(...(gates.length ? gates.map(gateCard)
                                                : [h("p", { class: "muted" }, t("gates.none"))]));
   }
 

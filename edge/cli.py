@@ -507,6 +507,9 @@ def cmd_central_serve(args: argparse.Namespace) -> int:
     server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
     scheme = "https" if tls else "http"
     print(f"smartgate central on {scheme}://{args.host}:{args.port} (db {server.store.kind})", flush=True)
+    print(f"monitoring page {scheme}://{args.host}:{args.port}/ (log in with a monitor, operator or admin token: "
+          "smartgate central token --role operator --name NAME); API docs at /docs, Prometheus at /metrics",
+          flush=True)
     server.serve_forever()
     return 0
 

@@ -331,8 +331,16 @@ async def _interactive_demo(scenario, workdir: Path, port: int) -> int:
     await publish_declarations(central, scenario.declarations, gate.node)
     print(f"smartgate demo: gate {scenario.site.site.gate}, lanes {', '.join(gate.rigs)}")
     print(f"kiosk: http://127.0.0.1:{gate.node.kiosk_port}  (data in {workdir})")
-    print(f"central: {central.url}/api/v1/gates (events, backlog, last contact; HTTPS, CA {central.ca_file}, "
-          f"monitor token {central.monitor_token})")
+    from sync.tokens import new_token
+
+    operator_token = new_token()  # to log in to central's page and acknowledge its alarms
+    await asyncio.to_thread(central.store.set_api_token, "demo-operator", "operator", operator_token)
+    print(f"central monitoring page: {central.url}/  (HTTPS with the demo's own CA {central.ca_file}: trust it "
+          "or accept the browser's warning)")
+    print(f"  log in with the operator token {operator_token}  (acknowledges and clears alarms), or the "
+          f"monitor token {central.monitor_token}  (views only)")
+    print(f"  API docs {central.url}/docs; Prometheus: curl --cacert {central.ca_file} -H 'Authorization: Bearer "
+          f"{central.monitor_token}' {central.url}/metrics")
     print_endpoints(gate, broker, lambda line: print(f"  {line}"))
     print("kiosk log-ins (demo only): " + ", ".join(f"{role} {name}/{password}" for name, password, role in demo_users))
     print("Trucks arrive now; held trucks wait for an officer release/refuse on the kiosk. Ctrl-C stops.")
@@ -508,6 +516,9 @@ def cmd_central_serve(args: argparse.Namespace) -> int:
     server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
     scheme = "https" if tls else "http"
     print(f"smartgate central on {scheme}://{args.host}:{args.port} (db {server.store.kind})", flush=True)
+    print(f"monitoring page {scheme}://{args.host}:{args.port}/ (log in with a monitor, operator or admin token: "
+          "smartgate central token --role operator --name NAME); API docs at /docs, Prometheus at /metrics",
+          flush=True)
     server.serve_forever()
     return 0
 
@@ -649,8 +660,9 @@ def _add_central_parser(sub) -> None:
     p = central.add_parser("token", help="issue a token: a gate's (--gate) or an operator's (--role --name); "
                                          "replaces the holder's old one; central keeps only a digest")
     p.add_argument("--gate", help="gate id, as in the site file (e.g. HUUNGHI): the gate's upload/feed token")
-    p.add_argument("--role", choices=["publisher", "monitor", "admin"],
-                   help="publisher: declarations; monitor: events, gates, alarms; admin: tokens and keys")
+    p.add_argument("--role", choices=["publisher", "monitor", "operator", "admin"],
+                   help="publisher: declarations; monitor: events, gates, alarms, the web page, /metrics; "
+                        "operator: a monitor who also acknowledges and clears alarms; admin: all that, tokens and keys")
     p.add_argument("--name", help="who holds the role token (names it for revoking)")
     p.add_argument("--db", default=db_default, help=db_help)
     p.add_argument("--out", help="write the token to this file (mode 600) instead of printing it")

@@ -6,7 +6,7 @@ Topics (QoS 1, retained, so a monitor that connects later sees the latest state 
                                        connection's last will (and is published on a clean stop)
   smartgate/<gate>/telemetry/devices   JSON list of device health (see devices/health.py)
   smartgate/<gate>/telemetry/lanes     JSON list of {lane, state, faults}
-  smartgate/<gate>/telemetry/sync      link to central, outbox backlog, feed cursor, cache age
+  smartgate/<gate>/telemetry/sync      link to central, outbox backlog, feed cursor, cache age and its policy limit
 Telemetry is published every `period_s`, at once when a device fails or recovers, and after each
 (re)connection.
 
@@ -162,8 +162,11 @@ class TelemetryPublisher:
         provider = getattr(self.node, "sync_status", None)
         if callable(provider):
             cache = self.node.cache
+            # The strictest lane's policy: what central's page compares the cache's age with.
+            max_age = min((self.node.lane_config(lane).policy.max_cache_age_s for lane in self.node.lane_ids()),
+                          default=None)
             body = {"at": now, **provider(), "cache": {"total": cache.count(), "refreshed_at": (
-                None if cache.refreshed_at() is None else cache.refreshed_at().isoformat())}}
+                None if cache.refreshed_at() is None else cache.refreshed_at().isoformat()), "max_age_s": max_age}}
             bus.publish(self.topics["sync"], json.dumps(body, default=str), qos=1, retain=True)
         self.published += 1
 

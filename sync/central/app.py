@@ -24,6 +24,9 @@ a known token without the right is 403, and nothing of a refused request is stor
     POST   /api/v1/gates/{gate}/enrol {"head_key": base64} -> {"token"}: a gate's token and journal key
     DELETE /api/v1/gates/{gate}/token       withdraw a gate's token
   GET /healthz (anyone)
+  the monitoring page at `/` (log-in at /login with a monitor, operator or admin token: a session cookie),
+  its API under /api/v1/monitor/ and /api/v1/session, GET /metrics (Prometheus), /docs (offline Swagger UI):
+  see sync/central/web/routes.py. An operator is a monitor who may also acknowledge and clear alarms.
 
 Bodies are capped before they are read, 422s never echo the input and integers beyond 64 bits are
 refused (edge/http_guard.py). Refused event uploads (gap, forged row, rewritten journal) answer
@@ -62,6 +65,7 @@ from edge.declarations import (
 )
 from edge.http_guard import INT64_MAX, install_guards
 from sync.central.store import ROLES, CentralStore, DatabaseUnavailable, UploadRefused, VersionConflict
+from sync.central.web import WEB_ROUTES, WebAuth, install_web, is_open
 from sync.keys import KeyError_, sign
 from sync.sparkplug import REBIRTH, decode_message, metrics_of, status_from_sparkplug
 from sync.sparkplug import topic as topic_of
@@ -203,15 +207,16 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(rf"/api/v1/gates/{_GATE}/anchor"), "gate|monitor"),
     ("POST", re.compile(r"/api/v1/declarations"), "publisher"),
     ("POST", re.compile(r"/api/v1/declarations/[^/]+/revoke"), "publisher"),
-    ("GET", re.compile(r"/api/v1/gates"), "monitor"),
-    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/status-log"), "monitor"),
-    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/events"), "monitor"),
-    ("GET", re.compile(r"/api/v1/alarms"), "monitor"),
+    ("GET", re.compile(r"/api/v1/gates"), "monitor|operator"),
+    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/status-log"), "monitor|operator"),
+    ("GET", re.compile(rf"/api/v1/gates/{_GATE}/events"), "monitor|operator"),
+    ("GET", re.compile(r"/api/v1/alarms"), "monitor|operator"),
     ("GET", re.compile(r"/api/v1/tokens"), "admin"),
     ("POST", re.compile(r"/api/v1/tokens"), "admin"),
     ("DELETE", re.compile(r"/api/v1/tokens/[^/]+"), "admin"),
     ("POST", re.compile(rf"/api/v1/gates/{_GATE}/enrol"), "admin"),
     ("DELETE", re.compile(rf"/api/v1/gates/{_GATE}/token"), "admin"),
+    *WEB_ROUTES,  # the monitoring page, /metrics, /openapi.json (sync/central/web/routes.py)
 ]
 OPEN_PATHS = {"/healthz"}
 
@@ -262,14 +267,14 @@ class CentralAuth:
     also need a valid credential (so probing the API anonymously learns nothing but 401).
     """
 
-    def __init__(self, app, store: CentralStore, refused: dict[str, int]):
-        self.app, self.store, self.refused = app, store, refused
+    def __init__(self, app, store: CentralStore, refused: dict[str, int], web: WebAuth | None = None):
+        self.app, self.store, self.refused, self.web = app, store, refused, web
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        method, path = scope.get("method", "GET"), scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or is_open(method, path):
             await self.app(scope, receive, send)
             return
-        method, path = scope.get("method", "GET"), scope.get("path", "")
         who, gate = required_right(method, path)
         token = None
         for name, value in scope.get("headers", []):
@@ -277,24 +282,35 @@ class CentralAuth:
                 scheme, _, rest = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer" and rest.strip():
                     token = rest.strip()
+        operator = None
         try:
-            identity = await run_in_threadpool(self.store.identify, token) if token is not None else None
+            if token is not None:
+                identity = await run_in_threadpool(self.store.identify, token)
+            elif self.web is not None:  # a browser: the monitoring page's session cookie
+                operator = await run_in_threadpool(self.web.session_operator, scope)
+                identity = ("role", operator.role) if operator is not None else None
+            else:
+                identity = None
         except DatabaseUnavailable as exc:
             await unavailable(exc)(scope, receive, send)
             return
         _database_back()
         denial = None
         if identity is None:
-            denial = _deny(401, "UNAUTHORIZED", "a valid bearer token is required")
+            denial = _deny(401, "UNAUTHORIZED", "a valid bearer token or a log-in is required")
         elif who is not None and not _allowed(identity, who, gate):
             denial = _deny(403, "FORBIDDEN", "this credential may not use this route")
+        elif operator is not None and self.web.csrf_refused(scope, operator):
+            denial = _deny(403, "CSRF", "missing or wrong CSRF token (X-CSRF-Token)")
         if denial is not None:
             if gate is not None and who is not None and "gate" in who:
                 self.refused[gate] = self.refused.get(gate, 0) + 1
             log.warning("refused %s %s: %s", method, path[:80], "no or unknown token" if identity is None
-                        else f"{identity[0]} {identity[1]} lacks the right")
+                        else f"{identity[0]} {identity[1]} lacks the right or the CSRF token")
             await denial(scope, receive, send)
             return
+        if operator is not None:
+            scope.setdefault("state", {})["operator"] = operator
         await self.app(scope, receive, send)
 
 
@@ -312,8 +328,9 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
     app = FastAPI(title="smartgate central (reference)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.mqtt = store, mqtt
     app.state.refused = {}  # gate -> requests refused for a missing or wrong token
+    web = install_web(app, store, silent_after_s=silent_after_s)  # the page, /metrics, /docs (sync/central/web)
     install_guards(app, max_body=MAX_BODY, limits={"/api/v1/gates/": MAX_UPLOAD})
-    app.add_middleware(CentralAuth, store=store, refused=app.state.refused)  # outermost: before any body
+    app.add_middleware(CentralAuth, store=store, refused=app.state.refused, web=web)  # outermost: before any body
 
     @app.exception_handler(DatabaseUnavailable)
     async def database_unavailable(_request, exc: DatabaseUnavailable) -> JSONResponse:

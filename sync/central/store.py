@@ -40,7 +40,7 @@ from edge.journal import GENESIS_HASH, entry_hash
 from sync.keys import parse_public_key, verify
 from sync.tokens import digest_matches, token_digest, token_problem
 
-ROLES = ("publisher", "monitor", "admin")
+ROLES = ("publisher", "monitor", "operator", "admin")  # operator: monitor + acknowledge/clear alarms
 INT64_MAX = 2**63 - 1
 
 _TABLES = {
@@ -278,6 +278,14 @@ class CentralStore:
         finally:
             with contextlib.suppress(*self._db_errors):
                 self._pool.putconn(conn)
+
+    # ------------------------------------------------------------ for central's other modules (web, metrics)
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        """Run one statement of the shared dialect (`?` placeholders) under the store's lock; its rows ([] for a
+        write). For central's own modules that keep tables of their own (sync/central/web)."""
+        with self._lock:
+            return self._exec(sql, params)
 
     # ------------------------------------------------------------ events
 

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C encoder for one JSON string
@@ -23,6 +23,8 @@ from unicodedata import is_normalized
 from sqlite_utils import Database
 
 from devices.protocols.identifiers import fold_identifier, normalise_container, normalise_plate
+from edge import claims as claims_table
+from edge.claims import Claim, ClaimPassage
 from edge.declarations import (
     Declaration,
     DeclarationKind,
@@ -104,6 +106,14 @@ def _batches(items: Iterable[Declaration], size: int) -> Iterator[list[Declarati
         yield batch
 
 
+class _ClaimConflict(Exception):
+    """Raised inside a claim's write transaction to roll it back; carries the claims held by others."""
+
+    def __init__(self, conflicts: list[Claim]):
+        super().__init__(f"{len(conflicts)} declaration(s) claimed by another transaction")
+        self.conflicts = conflicts
+
+
 class DeclarationCache:
     """Cleared declarations held on the edge node, answering the lane's lookups while the WAN is down.
 
@@ -158,6 +168,7 @@ class DeclarationCache:
             db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key} TEXT NOT NULL, number TEXT NOT NULL, "
                        f"PRIMARY KEY ({key}, number)) WITHOUT ROWID")
         db["cache_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        claims_table.create(self._conn)
         self._refold_identifiers()
 
     def _refold_identifiers(self) -> None:
@@ -369,6 +380,64 @@ class DeclarationCache:
         with self._lock, self._write_transaction():
             self._conn.execute("INSERT OR REPLACE INTO cache_meta (key, value) VALUES (?, ?)",
                                (_REFRESHED_AT, _iso(at)))
+
+    # -- declaration claims (edge/claims.py) ----------------------------------------------------
+
+    def claim(self, numbers: Sequence[str], *, gate: str, lane: str, transaction: str, at: float,
+              released_by: str) -> list[Claim]:
+        """Claim these declarations for one opening, all or none, durably; return the conflicting claims.
+
+        An empty result means every number is now claimed by `transaction` (already held by it counts).
+        Otherwise nothing was written and the result names who holds the others. The commit is synced
+        to disk (synchronous=FULL for this write) before it returns: the barrier is commanded only after.
+        """
+        if not numbers:
+            return []
+        try:
+            with self._lock, self._durable_write():
+                conflicts = claims_table.claim(self._conn, numbers, gate=gate, lane=lane, transaction=transaction,
+                                               at=at, released_by=released_by)
+                if conflicts:
+                    raise _ClaimConflict(conflicts)  # rolls the inserts back: all or none
+        except _ClaimConflict as refused:
+            return refused.conflicts
+        return []
+
+    def claims(self, numbers: Iterable[str]) -> dict[str, Claim]:
+        """The claims on these declaration numbers, by number (unclaimed ones are absent)."""
+        with self._lock:
+            return claims_table.lookup(self._conn, numbers)
+
+    def claims_of(self, transaction: str) -> list[Claim]:
+        """The claims one transaction holds."""
+        with self._lock:
+            return claims_table.of_transaction(self._conn, transaction)
+
+    def claim_list(self, *, lane: str | None = None, passage: ClaimPassage | None = None,
+                   limit: int = 100) -> list[Claim]:
+        """Claims, newest first (optionally one lane's, or those in one passage state)."""
+        with self._lock:
+            return claims_table.listing(self._conn, lane=lane, passage=passage, limit=limit)
+
+    def set_claim_passage(self, transaction: str, passage: ClaimPassage) -> int:
+        """Record what is known of a transaction's passage on its claims; return how many changed."""
+        with self._lock, self._durable_write():
+            return claims_table.set_passage(self._conn, transaction, passage)
+
+    def release_claim(self, number: str, transaction: str) -> bool:
+        """Delete the claim on `number` held by `transaction` (journal the why first); True when deleted."""
+        with self._lock, self._durable_write():
+            return claims_table.release(self._conn, number, transaction)
+
+    @contextlib.contextmanager
+    def _durable_write(self) -> Iterator[None]:
+        """A write transaction synced to disk: claims are no copy of central's, unlike the declarations."""
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._write_transaction():
+                yield
+        finally:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
 
     # -- reading ---------------------------------------------------------------------------------
 

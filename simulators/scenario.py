@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.config import CONFIG_ROOT, ConfigError, ConfigProblem, load_site, site_from_mapping
 from edge.declarations import DeclarationError, declaration_from_mapping
+from edge.lane import LaneError
 from edge.records import JournalKind, Notice, replay
 from simulators.faults import FaultSpec, inject_fault
 from simulators.gate import LaneRig, SimulatedGate
@@ -191,7 +192,7 @@ class _LaneWatcher:
         self.events: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
 
     def __call__(self, lane_id: str, kind: str, payload: dict) -> None:
-        if kind in (Notice.DECISION, Notice.TX_CLOSED):
+        if kind in (Notice.DECISION, Notice.TX_CLOSED, Notice.OFFICER_ACTION):
             self.events.put_nowait((kind, payload))
 
 
@@ -210,7 +211,7 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
     plc = rig.plc
     result: dict[str, Any] = {"plate": truck.plate, "lane": truck.lane, "outcome": None, "reasons": [],
                               "barrier_opened": False, "decision_ms": None, "declaration": None,
-                              "released_by": None}
+                              "released_by": None, "officer": None}
     while not watcher.events.empty():
         watcher.events.get_nowait()
     if rig.video is not None:
@@ -235,6 +236,7 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
 
     deadline = time.monotonic() + timing.truck_timeout_s
     officer_done = False
+    refused_by_officer = False  # an officer refused it: it backs away, as after a refusal by the rules
     summary = None
     while summary is None:
         remaining = deadline - time.monotonic()
@@ -250,14 +252,22 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
         if kind == Notice.TX_CLOSED:
             summary = payload
             break
+        if kind == Notice.OFFICER_ACTION and payload.get("action") == "refuse":
+            refused_by_officer = True
+            if not interactive:
+                await asyncio.sleep(timing.hold_wait_s)
         if kind == Notice.DECISION:
             result["outcome"] = payload["outcome"]
             result["reasons"] = payload["reasons"]
             if payload["outcome"] != "release" and truck.officer and not officer_done:
                 officer_done = True
                 await asyncio.sleep(truck.officer.after_s)
-                await gate.node.lanes[truck.lane].officer_action(
-                    truck.officer.action, truck.officer.officer_id, truck.officer.reason)
+                try:
+                    await gate.node.lanes[truck.lane].officer_action(
+                        truck.officer.action, truck.officer.officer_id, truck.officer.reason)
+                except LaneError as exc:  # e.g. its declaration is already used: the lane keeps it held
+                    result["officer_error"] = str(exc)
+                    refused_by_officer = True  # nobody will open: the truck backs away
             elif payload["outcome"] != "release" and not interactive and not truck.officer:
                 await asyncio.sleep(timing.hold_wait_s)
                 if not plc.boom_open:
@@ -276,8 +286,11 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
             plc.set_loop("exit", True)
             await asyncio.sleep(timing.drive_s / 3)
             plc.set_loop("exit", False)
-        if interactive and result["outcome"] == "refuse" and not plc.boom_open:
-            plc.set_loop("arrival", False)
+        if (refused_by_officer or interactive and result["outcome"] == "refuse") and not plc.boom_open \
+                and plc.model.loops["arrival"]:
+            plc.set_loop("arrival", False)  # refused (by the rules or an officer): the truck backs away
+            if rig.scale is not None:
+                rig.scale.drive_off()
     if rig.scale is not None:
         rig.scale.drive_off()
         # Let the indicator show the empty bridge before the next truck drives on.
@@ -291,7 +304,7 @@ async def _drive_truck(gate: SimulatedGate, rig: LaneRig, truck: TruckSpec, timi
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
                       declaration=summary["declaration"], released_by=summary["released_by"],
                       decision_ms=round(summary["decision_ms"], 3) if summary["decision_ms"] else None,
-                      result=summary["result"])
+                      result=summary["result"], officer=summary.get("officer"))
     await _wait_until(lambda: plc.boom_closed, 10)
     return result
 

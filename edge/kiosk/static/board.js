@@ -267,6 +267,17 @@
         t("declaration.valid_until", { when: I.time(Date.parse(declaration.valid_until) / 1000, true) }) }));
   }
 
+  function claimsRow(lane) {
+    // Declarations used once per gate: who holds the claim (another lane, a truck before a restart) and
+    // what is known of its passage ("unknown" after a restart: a supervisor checks and releases it).
+    const claims = lane.claims || [];
+    if (!claims.length) return null;
+    return row("truck.claims", ...claims.map((c) => h("div", { class: "claim claim-" + c.passage },
+      h("span", { class: "tag " + (c.passage === "unknown" ? "bad" : "warn"),
+        text: t(c.this_truck ? "claim.this_truck" : "claim.other", { number: c.number, tx: c.transaction,
+          lane: c.lane, passage: tr("claim_passage", c.passage) }) }))));
+  }
+
   function reasonsBox(tx) {
     const d = tx.decision;
     if (!d) return null;
@@ -360,6 +371,10 @@
       case "unauthorised_passage":
         text = t("history.unauthorised_passage", { plates: (item.plates || []).join(", ") || "—" });
         break;
+      case "claim_released":
+        text = t("history.claim_released", { number: item.declaration, by: item.by });
+        note = item.reason;
+        break;
       case "late_reading":
         text = t("history.late_reading", { said: item.plate || item.seal_id || item.container
           || (item.verdict ? tr("scan", item.verdict) : "") || (item.gross_kg ? item.gross_kg + " kg" : "") || "—" });
@@ -401,7 +416,8 @@
     const body = [];
     if (tx) {
       body.push(plateRow(tx), containersRow(tx, lane.declaration), sealsRow(tx, lane.declaration),
-        weightRow(tx, lane.declaration, lane.policy), scanRow(tx), lateRow(tx), declarationRow(tx, lane.declaration));
+        weightRow(tx, lane.declaration, lane.policy), scanRow(tx), lateRow(tx), declarationRow(tx, lane.declaration),
+        claimsRow(lane));
     }
     const waiting = lane.needs_officer && lane.waiting_since
       ? h("div", { class: "waiting", dataset: { since: lane.waiting_since } }) : null;

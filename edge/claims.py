@@ -88,11 +88,14 @@ def claim(conn: sqlite3.Connection, numbers: Sequence[str], *, gate: str, lane: 
           at: float, released_by: str) -> list[Claim]:
     """Claim every number for `transaction` inside the caller's write transaction; return the conflicts.
 
-    Each number is inserted unless it is claimed already; then any number held by another transaction
-    is a conflict. The caller rolls back when conflicts are returned (all or none) and commits otherwise.
+    Each number is inserted unless it is claimed already (by this transaction: its passage is
+    `commanded` again, an officer releasing the truck a restart left unknown); then any number held by
+    another transaction is a conflict. The caller rolls back when conflicts are returned (all or none)
+    and commits otherwise.
     """
     conn.executemany(
-        f"INSERT INTO declaration_claims ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (number) DO NOTHING",
+        f"INSERT INTO declaration_claims ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (number) "
+        "DO UPDATE SET passage = excluded.passage WHERE transaction_id = excluded.transaction_id",
         [(number, gate, lane, transaction, at, released_by, ClaimPassage.COMMANDED.value) for number in numbers])
     held = lookup(conn, numbers)
     return [held[number] for number in numbers if number in held and held[number].transaction != transaction]

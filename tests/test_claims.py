@@ -84,3 +84,14 @@ def test_two_connections_racing_for_one_declaration_give_it_to_exactly_one(tmp_p
     winners = [i for i, conflicts in results.items() if conflicts == []]
     assert len(results) == 4 and len(winners) == 1
     assert all(c[0].transaction == f"tx-{winners[0]}" for i, c in results.items() if i not in winners)
+
+
+def test_the_holder_claiming_again_marks_its_truck_on_its_way_again(tmp_path):
+    with DeclarationCache.open(tmp_path / "cache.sqlite") as cache:
+        _claim(cache, ["105000000001"], "tx-a")
+        cache.set_claim_passage("tx-a", ClaimPassage.UNKNOWN)  # a restart left it unknown
+        assert _claim(cache, ["105000000001"], "tx-b") != []
+        assert cache.claims(["105000000001"])["105000000001"].passage == ClaimPassage.UNKNOWN
+        assert _claim(cache, ["105000000001"], "tx-a", by="officer-12") == []  # released again after review
+        claim = cache.claims(["105000000001"])["105000000001"]
+        assert (claim.passage, claim.released_by) == (ClaimPassage.COMMANDED, "auto")

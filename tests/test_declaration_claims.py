@@ -260,3 +260,27 @@ def test_closed_transaction_names_the_officer_who_refused_and_why(tmp_path):
             await gate.stop()
 
     _run(body)
+
+
+def test_claim_of_a_release_that_never_reached_the_journal_is_given_back_at_restart(tmp_path):
+    async def body():
+        gate = await Gate(tmp_path, [_lane("IMP-1")]).start()
+        gate.present("IMP-1", seal="SEAL999")  # held: no open
+        await wait_until(lambda: gate.decided("IMP-1"), what="held")
+        held = gate.lanes["IMP-1"].machine.tx.id
+        # The node claimed for an opening and died before the open command was journaled.
+        assert gate.cache.claim([DECLARED.number], gate="HUUNGHI", lane="IMP-1", transaction=held, at=time.time(),
+                                released_by="officer-12") == []
+        await gate.stop()
+
+        gate = await Gate(tmp_path, [_lane("IMP-1")]).start()
+        try:
+            assert gate.cache.claims([DECLARED.number]) == {}
+            row = gate.rows("claim_released", "IMP-1")[0].payload
+            assert (row["transaction"], row["by"], row["passage"]) == (held, "node", "commanded")
+            assert "open command was journaled" in row["reason"]
+            assert gate.barriers["IMP-1"].opens() == []
+        finally:
+            await gate.stop()
+
+    _run(body)

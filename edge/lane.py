@@ -8,6 +8,9 @@ waits for readings, or the collect timer runs out, the controller reports the de
 the safety loop clears the boom is asked to close; when the boom reports closed the lane is idle
 again, and a truck already waiting on the arrival loop starts the next transaction. A device
 fault puts the lane in FAULT: nothing is released automatically until the device recovers.
+The controller claims the release's declarations for the gate just before it journals the open
+(edge/claims.py); a claim held by another truck comes back as ClaimRefused: no open was sent, and
+the truck is held as if it had never been released (DECLARATION_ALREADY_USED).
 
 Readings after the decision. Once a truck is decided (by the rules or an officer) its
 transaction is what the decision was made on and never changes: a reading that arrives for it is

@@ -16,9 +16,10 @@ from edge.claims import ClaimError, ClaimPassage
 from edge.config import LaneConfig
 from edge.declarations import DeclarationKind
 from edge.journal import Journal
-from edge.lane import LaneError, LaneState
+from edge.lane import BoomEvent, ClaimRefused, Decided, LaneError, LaneMachine, LaneState, LoopEvent, OfficerAction
 from edge.lane_control import LaneController
 from edge.records import JournalKind
+from edge.rules import Decision, Finding, Outcome
 from tests.conftest import wait_until
 from tests.test_lane_controller import DECLARED, NOW, FakeBarrier
 
@@ -284,3 +285,35 @@ def test_claim_of_a_release_that_never_reached_the_journal_is_given_back_at_rest
             await gate.stop()
 
     _run(body)
+
+
+# ---------------------------------------------------------------- the pure machine
+
+
+CLAIMED = Decision(Outcome.HOLD, (Finding("DECLARATION_ALREADY_USED", "105000000001 claimed by tx t1 at lane IMP-2, "
+                                                                      "passage commanded"),), "105000000001")
+
+
+def _released_machine(by_officer: bool) -> LaneMachine:
+    lane = LaneMachine("IMP-1", _lane("IMP-1").policy)
+    lane.handle(LoopEvent("arrival", True), 100.0)
+    if by_officer:
+        lane.handle(Decided(Decision(Outcome.HOLD, (Finding("CHANNEL_YELLOW"),), "105000000001")), 100.2)
+        lane.handle(OfficerAction("release", "officer-12", "documents checked", "officer"), 101.0)
+    else:
+        lane.handle(Decided(Decision(Outcome.RELEASE, (), "105000000001")), 100.2)
+    assert lane.passage.open_commanded
+    return lane
+
+
+@pytest.mark.parametrize("by_officer", [False, True])
+def test_a_refused_claim_leaves_the_truck_held_as_if_never_released(by_officer):
+    lane = _released_machine(by_officer)
+    actions = lane.handle(ClaimRefused(lane.tx.id, CLAIMED), 101.1)
+    assert [a.kind for a in actions] == ["record_decision"]
+    assert lane.state == LaneState.DECIDED and lane.tx.decision == CLAIMED
+    assert not lane.passage.open_commanded and lane.passage.released_by is None
+    assert lane.tx.officer_actions == []  # the officer's release did not take effect
+    assert "release" in lane.officer_actions()  # a supervisor may try again once the claim is released
+    # A boom that opens now was opened by nobody the node released: the tamper alarm, never a passage.
+    assert "alarm" in [a.kind for a in lane.handle(BoomEvent(opened=True), 102.0)]

@@ -272,10 +272,9 @@
     // what is known of its passage ("unknown" after a restart: a supervisor checks and releases it).
     const claims = lane.claims || [];
     if (!claims.length) return null;
-    return row("truck.claims", ...claims.map((c) => h("div", { class: "claim claim-" + c.passage },
-      h("span", { class: "tag " + (c.passage === "unknown" ? "bad" : "warn"),
-        text: t(c.this_truck ? "claim.this_truck" : "claim.other", { number: c.number, tx: c.transaction,
-          lane: c.lane, passage: tr("claim_passage", c.passage) }) }))));
+    return row("truck.claims", ...claims.map((c) => h("div", { class: "claim claim-" + c.passage,
+      text: t(c.this_truck ? "claim.this_truck" : "claim.other", { number: c.number, tx: c.transaction,
+        lane: c.lane, passage: tr("claim_passage", c.passage) }) })));
   }
 
   function reasonsBox(tx) {

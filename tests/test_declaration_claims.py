@@ -16,6 +16,7 @@ from edge.claims import ClaimError, ClaimPassage
 from edge.config import LaneConfig
 from edge.declarations import DeclarationKind
 from edge.journal import Journal
+from edge.kiosk.board import final_result
 from edge.lane import BoomEvent, ClaimRefused, Decided, LaneError, LaneMachine, LaneState, LoopEvent, OfficerAction
 from edge.lane_control import LaneController
 from edge.records import JournalKind
@@ -317,3 +318,11 @@ def test_a_refused_claim_leaves_the_truck_held_as_if_never_released(by_officer):
     assert "release" in lane.officer_actions()  # a supervisor may try again once the claim is released
     # A boom that opens now was opened by nobody the node released: the tamper alarm, never a passage.
     assert "alarm" in [a.kind for a in lane.handle(BoomEvent(opened=True), 102.0)]
+
+
+def test_recent_trucks_never_call_a_release_refused_for_its_claim_a_release():
+    closed = {"result": "left_lane", "released_by": None, "outcome": "hold", "plates": ["29C12345"], "officer": None}
+    asked = [{"action": "release", "officer": "officer-12"}]  # journaled, then refused: the declaration was used
+    assert final_result(closed, asked)["code"] == "held"
+    refused = {**closed, "officer": {"action": "refuse", "officer": "officer-7", "role": "officer", "reason": "seal"}}
+    assert final_result(refused, asked) == {"code": "refused_by", "by": "officer-7"}

@@ -55,6 +55,9 @@ _KINDS = {member.value: member for member in DeclarationKind}
 _CHANNELS = {member.value: member for member in RiskChannel}
 _STATUSES = {member.value: member for member in DeclarationStatus}
 _REFRESHED_AT = "refreshed_at"
+_GENERATION = "generation"  # bumped by every write of declarations or cache_meta (by any process): stats' key
+_BUMP_GENERATION = ("INSERT INTO cache_meta (key, value) VALUES ('generation', 1) "
+                    "ON CONFLICT (key) DO UPDATE SET value = value + 1")
 _IDENTIFIER_FORM = "identifier_form"
 IDENTIFIER_FORM = "nfkc-upper-no-separators-1"
 """The matching form stored identifiers are in (cache_meta `identifier_form`); another value is refolded on open."""
@@ -100,6 +103,19 @@ def _declaration(row: tuple[Any, ...]) -> Declaration:
     )
 
 
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT on `conn`, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _batches(items: Iterable[Declaration], size: int) -> Iterator[list[Declaration]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
@@ -129,8 +145,11 @@ class DeclarationCache:
         self._conn: sqlite3.Connection = db.conn
         self._lock = threading.RLock()
         self._writes = 0  # bumped by our own commits; PRAGMA data_version only sees other connections'
-        self._stats_key: tuple[int, int] | None = None
+        self._stats_key: tuple[Any, int] | None = None
         self._stats: dict[str, Any] | None = None
+        # Claims are written on a connection of their own (synchronous=FULL) under a lock of their own: a
+        # claim waiting for the write lock (an import by another process) never holds up the lanes' look-ups.
+        self._claims_conn, self._claims_lock = self._conn, self._lock
 
     @classmethod
     def open(cls, path: str | Path) -> DeclarationCache:
@@ -147,6 +166,10 @@ class DeclarationCache:
         conn.execute("PRAGMA journal_size_limit=67108864")  # truncate the WAL back to 64 MiB after a big import
         cache = cls(db)
         cache._create_schema()
+        if str(path) != ":memory:":
+            claims_conn = sqlite3.connect(str(path), check_same_thread=False)
+            claims_conn.execute("PRAGMA synchronous=FULL")  # claims are the node's own record, not a copy
+            cache._claims_conn, cache._claims_lock = claims_conn, threading.Lock()
         return cache
 
     def _create_schema(self) -> None:
@@ -203,6 +226,9 @@ class DeclarationCache:
         with self._lock:
             with contextlib.suppress(sqlite3.Error):  # optimize is advisory; closing matters more
                 self._conn.execute("PRAGMA optimize")
+            if self._claims_conn is not self._conn:
+                with self._claims_lock:
+                    self._claims_conn.close()
             self._db.close()
 
     def __enter__(self) -> DeclarationCache:
@@ -238,15 +264,10 @@ class DeclarationCache:
         (the CLI importing into the node's file) cannot slip a commit in between the check and the
         write; a writer that finds the lock taken waits up to sqlite3's busy timeout (5 s).
         """
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            with _immediate(self._conn):
+                yield
+                self._conn.execute(_BUMP_GENERATION)
         finally:
             self._writes += 1
 
@@ -394,8 +415,8 @@ class DeclarationCache:
         if not numbers:
             return []
         try:
-            with self._lock, self._durable_write():
-                conflicts = claims_table.claim(self._conn, numbers, gate=gate, lane=lane, transaction=transaction,
+            with self._durable_write() as conn:
+                conflicts = claims_table.claim(conn, numbers, gate=gate, lane=lane, transaction=transaction,
                                                at=at, released_by=released_by)
                 if conflicts:
                     raise _ClaimConflict(conflicts)  # rolls the inserts back: all or none
@@ -421,23 +442,28 @@ class DeclarationCache:
 
     def set_claim_passage(self, transaction: str, passage: ClaimPassage) -> int:
         """Record what is known of a transaction's passage on its claims; return how many changed."""
-        with self._lock, self._durable_write():
-            return claims_table.set_passage(self._conn, transaction, passage)
+        with self._durable_write() as conn:
+            return claims_table.set_passage(conn, transaction, passage)
 
     def release_claim(self, number: str, transaction: str) -> bool:
         """Delete the claim on `number` held by `transaction` (journal the why first); True when deleted."""
-        with self._lock, self._durable_write():
-            return claims_table.release(self._conn, number, transaction)
+        with self._durable_write() as conn:
+            return claims_table.release(conn, number, transaction)
 
     @contextlib.contextmanager
-    def _durable_write(self) -> Iterator[None]:
-        """A write transaction synced to disk: claims are no copy of central's, unlike the declarations."""
-        self._conn.execute("PRAGMA synchronous=FULL")
-        try:
-            with self._write_transaction():
-                yield
-        finally:
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+    def _durable_write(self) -> Iterator[sqlite3.Connection]:
+        """A claims write transaction synced to disk (claims are no copy of central's, unlike the declarations)."""
+        with self._claims_lock:
+            conn = self._claims_conn
+            shared = conn is self._conn  # ":memory:": the one connection, switched to FULL for this write
+            if shared:
+                conn.execute("PRAGMA synchronous=FULL")
+            try:
+                with _immediate(conn):
+                    yield conn
+            finally:
+                if shared:
+                    conn.execute("PRAGMA synchronous=NORMAL")
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -503,7 +529,10 @@ class DeclarationCache:
         The counts take a scan of the table, so they are kept until this or another connection writes.
         """
         with self._lock:
-            key = (self._conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
+            # The declarations' generation, not PRAGMA data_version: claims commit on a connection of their
+            # own at every release, and must not cost a scan of the declarations each time.
+            row = self._conn.execute("SELECT value FROM cache_meta WHERE key = ?", (_GENERATION,)).fetchone()
+            key = (row[0] if row else None, self._writes)
             if self._stats is None or self._stats_key != key:
                 self._stats = self._compute_stats()
                 self._stats_key = key

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -106,10 +107,11 @@ def claimed_numbers(decision: Decision | None) -> list[str]:
     return [decision.declaration] if decision is not None and decision.declaration else []
 
 
-def _with_claim_conflicts(decision: Decision, conflicts: list[Claim]) -> Decision:
+def _with_claim_conflicts(decision: Decision, conflicts: list[Claim], *extra: Finding) -> Decision:
     """The decision that stands when the claims refused: DECLARATION_ALREADY_USED naming each claim."""
     findings = [f for f in decision.findings if f.code != "DECLARATION_ALREADY_USED"]
     findings += [Finding("DECLARATION_ALREADY_USED", f"{c.number} {c.words()}") for c in conflicts]
+    findings += extra
     outcome = Outcome.REFUSE if any(f.info.outcome == Outcome.REFUSE for f in findings) else Outcome.HOLD
     return Decision(outcome, tuple(findings), decision.declaration, decision.ruleset_version)
 
@@ -347,9 +349,16 @@ class LaneController:
             numbers = claimed_numbers(decision)
             if numbers:
                 # Claimed (synced to disk) before the open is journaled; all of them or none.
-                conflicts = await asyncio.to_thread(
-                    self.cache.claim, numbers, gate=self.gate, lane=self.lane.id, transaction=tx.id,
-                    at=self.clock(), released_by=action.released_by)
+                try:
+                    conflicts = await asyncio.to_thread(
+                        self.cache.claim, numbers, gate=self.gate, lane=self.lane.id, transaction=tx.id,
+                        at=self.clock(), released_by=action.released_by)
+                except sqlite3.Error as exc:  # not claimed, so not opened: held, and the officer is told why
+                    text = f"declaration claim not recorded ({exc}): the barrier was not opened; release again"
+                    await self._append(JournalKind.ALARM, {"code": AlarmCode.BARRIER_OPEN_FAILED.value,
+                                                           "transaction": tx.id, "text": text})
+                    finding = Finding("DECLARATION_ALREADY_USED", f"{', '.join(numbers)}: {text}")
+                    return ClaimRefused(tx.id, _with_claim_conflicts(decision, [], finding))
                 if conflicts:
                     return ClaimRefused(tx.id, _with_claim_conflicts(decision, conflicts))
                 data["declarations"] = numbers

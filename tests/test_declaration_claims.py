@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
 from pathlib import Path
 
@@ -326,3 +327,25 @@ def test_recent_trucks_never_call_a_release_refused_for_its_claim_a_release():
     assert final_result(closed, asked)["code"] == "held"
     refused = {**closed, "officer": {"action": "refuse", "officer": "officer-7", "role": "officer", "reason": "seal"}}
     assert final_result(refused, asked) == {"code": "refused_by", "by": "officer-7"}
+
+
+def test_a_claim_that_cannot_be_written_opens_nothing_and_says_why(tmp_path):
+    async def body():
+        gate = await Gate(tmp_path, [_lane("IMP-1")]).start()
+        importer = sqlite3.connect(tmp_path / "cache.sqlite")  # another process importing holds the write lock
+        try:
+            importer.execute("BEGIN IMMEDIATE")
+            gate.present("IMP-1")
+            await wait_until(lambda: any(e.payload["outcome"] == "hold" for e in gate.rows("decision", "IMP-1")),
+                             timeout_s=15, what="the release turned into a hold once the claim timed out")
+            assert gate.barriers["IMP-1"].opens() == []
+            alarm = gate.rows("alarm", "IMP-1")[-1].payload
+            assert alarm["code"] == "BARRIER_OPEN_FAILED" and "claim not recorded" in alarm["text"]
+            importer.rollback()
+            await gate.lanes["IMP-1"].officer_action("release", "officer-12", "import finished", "officer")
+            assert len(gate.barriers["IMP-1"].opens()) == 1
+        finally:
+            importer.close()
+            await gate.stop()
+
+    _run(body)

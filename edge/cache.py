@@ -144,7 +144,7 @@ class DeclarationCache:
         self._db = db
         self._conn: sqlite3.Connection = db.conn
         self._lock = threading.RLock()
-        self._writes = 0  # bumped by our own commits; PRAGMA data_version only sees other connections'
+        self._writes = 0  # bumped by our own declaration commits (with the generation in cache_meta)
         self._stats_key: tuple[Any, int] | None = None
         self._stats: dict[str, Any] | None = None
         # Claims are written on a connection of their own (synchronous=FULL) under a lock of their own: a
@@ -526,7 +526,8 @@ class DeclarationCache:
     def stats(self) -> dict[str, Any]:
         """Totals for the kiosk and the CLI: total, by_status, by_channel, by_kind, refreshed_at (ISO or None).
 
-        The counts take a scan of the table, so they are kept until this or another connection writes.
+        The counts take a scan of the table, so they are kept until declarations are written again (by any
+        connection: the generation in cache_meta moves); claims do not count.
         """
         with self._lock:
             # The declarations' generation, not PRAGMA data_version: claims commit on a connection of their

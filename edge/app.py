@@ -26,6 +26,7 @@ from devices.transports.video import LatestFrameSource
 from devices.video_camera import VideoCameraDriver
 from devices.weighbridge import WeighbridgeDriver
 from edge.cache import DeclarationCache
+from edge.claims import ClaimError
 from edge.config import (
     BarrierProfile,
     ConfigError,
@@ -313,9 +314,19 @@ class GateNode:
         last = getattr(tx, "last_reading_at", None)
         return None if controller is None or last is None else max(0.0, controller.clock() - last)
 
-    async def officer_action(self, lane_id: str, action: str, officer: str, reason: str) -> dict[str, Any]:
+    async def officer_action(self, lane_id: str, action: str, officer: str, reason: str,
+                             role: str | None = None) -> dict[str, Any]:
         """An officer's action at a lane (LaneError when the lane refuses it)."""
-        return await self.lanes[lane_id].officer_action(action, officer, reason)
+        return await self.lanes[lane_id].officer_action(action, officer, reason, role)
+
+    async def release_claim(self, number: str, officer: str, role: str | None, reason: str) -> dict[str, Any]:
+        """Give up the gate's claim on a declaration, journaled by the lane that claimed it (ClaimError if none)."""
+        claim = self.cache.claims([number]).get(number)
+        if claim is None:
+            raise ClaimError(f"declaration {number} is not claimed at this gate")
+        # A lane since removed from the site: the first lane journals it (the row names the claim's lane).
+        controller = self.lanes.get(claim.lane) or next(iter(self.lanes.values()))
+        return (await controller.release_claim(number, officer, role, reason)).to_dict()
 
     def sync_status(self) -> dict[str, Any]:
         """Link to central, outbox backlog, feed position (the kiosk's status strip and telemetry)."""

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C encoder for one JSON string
@@ -23,6 +23,8 @@ from unicodedata import is_normalized
 from sqlite_utils import Database
 
 from devices.protocols.identifiers import fold_identifier, normalise_container, normalise_plate
+from edge import claims as claims_table
+from edge.claims import Claim, ClaimPassage
 from edge.declarations import (
     Declaration,
     DeclarationKind,
@@ -53,6 +55,9 @@ _KINDS = {member.value: member for member in DeclarationKind}
 _CHANNELS = {member.value: member for member in RiskChannel}
 _STATUSES = {member.value: member for member in DeclarationStatus}
 _REFRESHED_AT = "refreshed_at"
+_GENERATION = "generation"  # bumped by every write of declarations or cache_meta (by any process): stats' key
+_BUMP_GENERATION = ("INSERT INTO cache_meta (key, value) VALUES ('generation', 1) "
+                    "ON CONFLICT (key) DO UPDATE SET value = value + 1")
 _IDENTIFIER_FORM = "identifier_form"
 IDENTIFIER_FORM = "nfkc-upper-no-separators-1"
 """The matching form stored identifiers are in (cache_meta `identifier_form`); another value is refolded on open."""
@@ -98,10 +103,31 @@ def _declaration(row: tuple[Any, ...]) -> Declaration:
     )
 
 
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT on `conn`, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _batches(items: Iterable[Declaration], size: int) -> Iterator[list[Declaration]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+class _ClaimConflict(Exception):
+    """Raised inside a claim's write transaction to roll it back; carries the claims held by others."""
+
+    def __init__(self, conflicts: list[Claim]):
+        super().__init__(f"{len(conflicts)} declaration(s) claimed by another transaction")
+        self.conflicts = conflicts
 
 
 class DeclarationCache:
@@ -118,9 +144,12 @@ class DeclarationCache:
         self._db = db
         self._conn: sqlite3.Connection = db.conn
         self._lock = threading.RLock()
-        self._writes = 0  # bumped by our own commits; PRAGMA data_version only sees other connections'
-        self._stats_key: tuple[int, int] | None = None
+        self._writes = 0  # bumped by our own declaration commits (with the generation in cache_meta)
+        self._stats_key: tuple[Any, int] | None = None
         self._stats: dict[str, Any] | None = None
+        # Claims are written on a connection of their own (synchronous=FULL) under a lock of their own: a
+        # claim waiting for the write lock (an import by another process) never holds up the lanes' look-ups.
+        self._claims_conn, self._claims_lock = self._conn, self._lock
 
     @classmethod
     def open(cls, path: str | Path) -> DeclarationCache:
@@ -137,6 +166,10 @@ class DeclarationCache:
         conn.execute("PRAGMA journal_size_limit=67108864")  # truncate the WAL back to 64 MiB after a big import
         cache = cls(db)
         cache._create_schema()
+        if str(path) != ":memory:":
+            claims_conn = sqlite3.connect(str(path), check_same_thread=False)
+            claims_conn.execute("PRAGMA synchronous=FULL")  # claims are the node's own record, not a copy
+            cache._claims_conn, cache._claims_lock = claims_conn, threading.Lock()
         return cache
 
     def _create_schema(self) -> None:
@@ -158,6 +191,7 @@ class DeclarationCache:
             db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key} TEXT NOT NULL, number TEXT NOT NULL, "
                        f"PRIMARY KEY ({key}, number)) WITHOUT ROWID")
         db["cache_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        claims_table.create(self._conn)
         self._refold_identifiers()
 
     def _refold_identifiers(self) -> None:
@@ -192,6 +226,9 @@ class DeclarationCache:
         with self._lock:
             with contextlib.suppress(sqlite3.Error):  # optimize is advisory; closing matters more
                 self._conn.execute("PRAGMA optimize")
+            if self._claims_conn is not self._conn:
+                with self._claims_lock:
+                    self._claims_conn.close()
             self._db.close()
 
     def __enter__(self) -> DeclarationCache:
@@ -227,15 +264,10 @@ class DeclarationCache:
         (the CLI importing into the node's file) cannot slip a commit in between the check and the
         write; a writer that finds the lock taken waits up to sqlite3's busy timeout (5 s).
         """
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            with _immediate(self._conn):
+                yield
+                self._conn.execute(_BUMP_GENERATION)
         finally:
             self._writes += 1
 
@@ -370,6 +402,69 @@ class DeclarationCache:
             self._conn.execute("INSERT OR REPLACE INTO cache_meta (key, value) VALUES (?, ?)",
                                (_REFRESHED_AT, _iso(at)))
 
+    # -- declaration claims (edge/claims.py) ----------------------------------------------------
+
+    def claim(self, numbers: Sequence[str], *, gate: str, lane: str, transaction: str, at: float,
+              released_by: str) -> list[Claim]:
+        """Claim these declarations for one opening, all or none, durably; return the conflicting claims.
+
+        An empty result means every number is now claimed by `transaction` (already held by it counts).
+        Otherwise nothing was written and the result names who holds the others. The commit is synced
+        to disk (synchronous=FULL for this write) before it returns: the barrier is commanded only after.
+        """
+        if not numbers:
+            return []
+        try:
+            with self._durable_write() as conn:
+                conflicts = claims_table.claim(conn, numbers, gate=gate, lane=lane, transaction=transaction,
+                                               at=at, released_by=released_by)
+                if conflicts:
+                    raise _ClaimConflict(conflicts)  # rolls the inserts back: all or none
+        except _ClaimConflict as refused:
+            return refused.conflicts
+        return []
+
+    def claims(self, numbers: Iterable[str]) -> dict[str, Claim]:
+        """The claims on these declaration numbers, by number (unclaimed ones are absent)."""
+        with self._lock:
+            return claims_table.lookup(self._conn, numbers)
+
+    def claims_of(self, transaction: str) -> list[Claim]:
+        """The claims one transaction holds."""
+        with self._lock:
+            return claims_table.of_transaction(self._conn, transaction)
+
+    def claim_list(self, *, lane: str | None = None, passage: ClaimPassage | None = None,
+                   limit: int = 100) -> list[Claim]:
+        """Claims, newest first (optionally one lane's, or those in one passage state)."""
+        with self._lock:
+            return claims_table.listing(self._conn, lane=lane, passage=passage, limit=limit)
+
+    def set_claim_passage(self, transaction: str, passage: ClaimPassage) -> int:
+        """Record what is known of a transaction's passage on its claims; return how many changed."""
+        with self._durable_write() as conn:
+            return claims_table.set_passage(conn, transaction, passage)
+
+    def release_claim(self, number: str, transaction: str) -> bool:
+        """Delete the claim on `number` held by `transaction` (journal the why first); True when deleted."""
+        with self._durable_write() as conn:
+            return claims_table.release(conn, number, transaction)
+
+    @contextlib.contextmanager
+    def _durable_write(self) -> Iterator[sqlite3.Connection]:
+        """A claims write transaction synced to disk (claims are no copy of central's, unlike the declarations)."""
+        with self._claims_lock:
+            conn = self._claims_conn
+            shared = conn is self._conn  # ":memory:": the one connection, switched to FULL for this write
+            if shared:
+                conn.execute("PRAGMA synchronous=FULL")
+            try:
+                with _immediate(conn):
+                    yield conn
+            finally:
+                if shared:
+                    conn.execute("PRAGMA synchronous=NORMAL")
+
     # -- reading ---------------------------------------------------------------------------------
 
     def by_plate(self, plate: str) -> list[Declaration]:
@@ -431,10 +526,14 @@ class DeclarationCache:
     def stats(self) -> dict[str, Any]:
         """Totals for the kiosk and the CLI: total, by_status, by_channel, by_kind, refreshed_at (ISO or None).
 
-        The counts take a scan of the table, so they are kept until this or another connection writes.
+        The counts take a scan of the table, so they are kept until declarations are written again (by any
+        connection: the generation in cache_meta moves); claims do not count.
         """
         with self._lock:
-            key = (self._conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
+            # The declarations' generation, not PRAGMA data_version: claims commit on a connection of their
+            # own at every release, and must not cost a scan of the declarations each time.
+            row = self._conn.execute("SELECT value FROM cache_meta WHERE key = ?", (_GENERATION,)).fetchone()
+            key = (row[0] if row else None, self._writes)
             if self._stats is None or self._stats_key != key:
                 self._stats = self._compute_stats()
                 self._stats_key = key

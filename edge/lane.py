@@ -8,6 +8,9 @@ waits for readings, or the collect timer runs out, the controller reports the de
 the safety loop clears the boom is asked to close; when the boom reports closed the lane is idle
 again, and a truck already waiting on the arrival loop starts the next transaction. A device
 fault puts the lane in FAULT: nothing is released automatically until the device recovers.
+The controller claims the release's declarations for the gate just before it journals the open
+(edge/claims.py); a claim held by another truck comes back as ClaimRefused: no open was sent, and
+the truck is held as if it had never been released (DECLARATION_ALREADY_USED).
 
 Readings after the decision. Once a truck is decided (by the rules or an officer) its
 transaction is what the decision was made on and never changes: a reading that arrives for it is
@@ -172,6 +175,7 @@ class OfficerAction:
     action: str  # one of OFFICER_ACTIONS
     officer: str
     reason: str
+    role: str | None = None  # the officer's role, when the caller knows it (the kiosk does)
 
     @property
     def key(self) -> str:
@@ -201,6 +205,18 @@ class OpenFailed:
 
 
 @dataclass(frozen=True)
+class ClaimRefused:
+    """The released truck's declarations are claimed at this gate by another transaction: no open was sent.
+
+    decision: the hold (or refusal) that stands instead, DECLARATION_ALREADY_USED naming the claim.
+    """
+
+    transaction_id: str
+    decision: Decision
+    key: str = "claim_refused"
+
+
+@dataclass(frozen=True)
 class DeviceRestored:
     """A failed device answers again."""
 
@@ -210,7 +226,7 @@ class DeviceRestored:
 
 LaneEvent = (
     LoopEvent | BoomEvent | ReadingEvent | CollectTimeout | Decided | OfficerAction | DeviceFailed
-    | DeviceRestored | OpenFailed | Reevaluate | Redecided
+    | DeviceRestored | OpenFailed | Reevaluate | Redecided | ClaimRefused
 )
 
 # ---------------------------------------------------------------- actions (outputs)
@@ -299,11 +315,14 @@ class RecordOfficerAction:
     officer: str
     reason: str
     alarm: dict[str, Any] | None = None  # the acknowledged alarm: {code, openings, since}
+    role: str | None = None  # the officer's role, when known
 
     def payload(self) -> dict[str, Any]:
         """The officer_action row."""
         body: dict[str, Any] = {"transaction": self.transaction, "action": self.action, "officer": self.officer,
                                 "reason": self.reason}
+        if self.role is not None:
+            body["role"] = self.role
         if self.alarm is not None:
             body.update(alarm=str(self.alarm["code"]), openings=self.alarm["openings"], alarm_since=self.alarm["since"])
         return body
@@ -335,6 +354,7 @@ class CloseTransaction:
     tx: Transaction
     result: TxResult
     released_by: str | None
+    vehicle_entered: bool = False  # a vehicle went onto the safety loop under its released boom
 
     @property
     def transaction(self) -> str:
@@ -838,8 +858,9 @@ class LaneMachine:
     def _officer_decides(self, event: OfficerAction, now: float) -> list[Action]:
         assert self.tx is not None
         actions: list[Action] = [CancelTimer(self.tx.id),
-                                 RecordOfficerAction(self.tx.id, event.action, event.officer, event.reason)]
-        self.tx.officer_actions.append({"action": event.action, "officer": event.officer,
+                                 RecordOfficerAction(self.tx.id, event.action, event.officer, event.reason,
+                                                     role=event.role)]
+        self.tx.officer_actions.append({"action": event.action, "officer": event.officer, "role": event.role,
                                         "reason": event.reason, "at": now})
         if event.action in ("release", "manual_open"):
             actions += self._release(event.officer)
@@ -890,6 +911,23 @@ class LaneMachine:
         return [RaiseAlarm(AlarmCode.BARRIER_OPEN_FAILED,
                            f"open command did not reach the PLC ({event.error}); retried on recovery")]
 
+    def _claim_refused(self, event: ClaimRefused, now: float) -> list[Action]:
+        tx = self.tx
+        if tx is None or tx.id != event.transaction_id:
+            return []
+        # The open was never sent: the truck is not released; an officer's release that asked for it
+        # did not take effect (its row stays in the journal, followed by this decision).
+        self.passage = Passage(inspection_by=self.passage.inspection_by)
+        if tx.officer_actions and tx.officer_actions[-1]["action"] in ("release", "manual_open"):
+            tx.officer_actions.pop()
+        tx.decision, tx.decided_at = event.decision, now
+        actions: list[Action] = [RecordDecision(tx.id, event.decision)]
+        if self.boom_open:  # it stood open with no release when the release came (see _release)
+            self.reclose_pending = True
+            if not self.loops["safety"]:
+                actions.append(CloseBarrier(tx.id, "declaration claimed elsewhere: boom closed again"))
+        return actions
+
     def _resend_open(self, event: DeviceRestored, now: float) -> list[Action]:
         self.passage.open_pending = False
         return self._release(self.passage.released_by or "auto")
@@ -921,9 +959,9 @@ class LaneMachine:
     def _close_transaction(self, result: TxResult) -> list[Action]:
         """End the transaction (the row chose IDLE, or FAULT while a device that failed meanwhile is down)."""
         assert self.tx is not None
-        tx, released_by = self.tx, self.passage.released_by
+        tx, released_by, entered = self.tx, self.passage.released_by, self.passage.vehicle_entered
         self.tx, self.passage = None, Passage()
-        return [CancelTimer(tx.id), CloseTransaction(tx, result, released_by)]
+        return [CancelTimer(tx.id), CloseTransaction(tx, result, released_by, vehicle_entered=entered)]
 
 
 # ---------------------------------------------------------------- the table
@@ -1003,6 +1041,7 @@ def _everywhere(state: LaneState) -> dict[str, tuple[Row, ...]]:
         "barrier_fault": (_go(S.FAULT, M._device_failed),),
         "recovered": (_go(state, M._reclose_unreleased_boom),),
         "reevaluate": (same,),
+        "claim_refused": (_go(state, M._claim_refused),),
     }
 
 
@@ -1052,6 +1091,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[Row, ...]]] = {
         **_everywhere(S.DECIDED),
         **_officer_rows(S.DECIDED),
         "open_failed": (_go(S.DECIDED, M._open_failed),),
+        "claim_refused": (_go(S.DECIDED, M._claim_refused),),
         "boom_open": (_go(S.PASSING, M._boom_opened, when=M.release_recorded), _go(S.DECIDED, M._boom_opened)),
         "boom_closed": (*_closing(M._close_left_lane, when=M.backed_away),
                         *_closing(M._close_before_passage, when=M.closed_by_hand),
@@ -1075,6 +1115,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[Row, ...]]] = {
                        _go(S.PASSING, M._intruder_left)),
         "arrival_on": (_go(S.PASSING, M._back_on_arrival),),
         "arrival_off": (_go(S.PASSING, M._nothing),),
+        "claim_refused": (_go(S.DECIDED, M._claim_refused),),
         "boom_closed": (
             _go(S.FAULT, M._boom_down_before_passage, when=(M.no_vehicle_entered, M.device_down)),
             _go(S.IDLE, M._boom_down_before_passage, when=M.no_vehicle_entered),

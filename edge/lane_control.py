@@ -13,13 +13,23 @@ of them, so the journal rows follow the order of events (the lane moved IDLE→C
 COLLECTING→DECIDED). A failed open command is fed back through the queue like a device event.
 
 Record kinds and alarm codes are edge/records.py's; so is `replay`, which rebuilds the lane from
-its journal at start-up (the open transaction, used declarations, a latched alarm).
+its journal at start-up (the open transaction, a latched alarm).
+
+Declarations are claimed per gate (edge/claims.py, in the cache's database) just before an open
+command is journaled: the claim of every declaration the release uses is one atomic write, all or
+none. A claim held by another transaction (another lane, the other direction, a truck released
+before a restart) means no open: the release becomes a hold, DECLARATION_ALREADY_USED naming the
+claim, and an officer's release that asked for it is refused. When the transaction ends, its claims
+learn the passage: passed; released again when the boom came down with no vehicle under it (the
+truck never went, and the node saw it); unknown otherwise. After a restart a claim whose truck was
+on its way is `unknown` and stays claimed until a supervisor releases it (`release_claim`, journaled).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +48,7 @@ from devices.readings import (
 )
 from devices.transports.modbus import ModbusIOError
 from edge.cache import DeclarationCache
+from edge.claims import Claim, ClaimError, ClaimPassage
 from edge.config import LaneConfig
 from edge.journal import Journal
 from edge.lane import (
@@ -46,6 +57,7 @@ from edge.lane import (
     AttachLateReading,
     BoomEvent,
     CancelTimer,
+    ClaimRefused,
     CloseBarrier,
     CloseTransaction,
     CollectTimeout,
@@ -83,12 +95,33 @@ from edge.records import (
     reading_payload,
     replay,
 )
-from edge.rules import Decision, DecisionContext, Outcome, decide
+from edge.rules import Decision, DecisionContext, Finding, Outcome, decide
 from edge.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, str, dict[str, Any]], None]
+
+CLAIM_NOT_PASSED = "the boom came down before the truck went under it (no vehicle on the safety loop)"
+CLAIM_NEVER_OPENED = "the node restarted before the open command was journaled: the barrier was not opened"
+
+
+def claimed_numbers(decision: Decision | None) -> list[str]:
+    """The declarations a release on this decision uses, all claimed together for the opening."""
+    if decision is None:
+        return []
+    return list(decision.declarations) or ([decision.declaration] if decision.declaration else [])
+
+
+def _with_claim_conflicts(decision: Decision, conflicts: list[Claim], *extra: Finding) -> Decision:
+    """The decision that stands when the claims refused: DECLARATION_ALREADY_USED naming each claim."""
+    findings = [f for f in decision.findings if f.code != "DECLARATION_ALREADY_USED"]
+    findings += [Finding("DECLARATION_ALREADY_USED", f"{c.number} {c.words()}", c.number) for c in conflicts]
+    findings += extra
+    outcome = Outcome.REFUSE if any(f.info.outcome == Outcome.REFUSE for f in findings) else Outcome.HOLD
+    return Decision(outcome, tuple(findings), decision.declaration, decision.ruleset_version,
+                    declarations=decision.declarations)
+
 
 class LaneController:
     """The I/O façade of one lane."""
@@ -112,7 +145,6 @@ class LaneController:
         self.device_kinds = device_kinds
         self.clock = clock
         self.machine = LaneMachine(lane.id, lane.policy)
-        self.used_declarations: set[str] = set()
         self.listeners: list[Listener] = []
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)
         self.decision_latencies_ms: deque[float] = deque(maxlen=5000)
@@ -128,7 +160,7 @@ class LaneController:
     async def start(self, restore: bool = True) -> None:
         """Rebuild state from the journal (after the first barrier poll) and start handling events."""
         history = self._history_from_journal()
-        self.used_declarations = history.used_declarations
+        await self._settle_claims_after_restart(history)
         self.machine.alarm = history.latched_alarm
         if restore:
             try:
@@ -155,10 +187,11 @@ class LaneController:
         """Ask the lane to run the rules again on a truck they hold (the declarations changed: `why`)."""
         self.submit(Reevaluate(why))
 
-    async def officer_action(self, action: str, officer: str, reason: str) -> dict[str, Any]:
-        """Release or refuse the current truck for an officer; LaneError if not possible now."""
+    async def officer_action(self, action: str, officer: str, reason: str, role: str | None = None) -> dict[str, Any]:
+        """Release or refuse the current truck for an officer; LaneError if not possible now (also when the
+        release's declaration is claimed at the gate by another truck: the boom stays closed)."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((OfficerAction(action, officer, reason), future))
+        self._queue.put_nowait((OfficerAction(action, officer, reason, role), future))
         await future
         return self.machine.snapshot()
 
@@ -192,6 +225,7 @@ class LaneController:
         if lane_event is None:
             return
         consequences: deque[LaneEvent] = deque()
+        refused: ClaimRefused | None = None
         while True:
             for action in self.machine.handle(lane_event, now):
                 consequence = await self._carry_out(action)
@@ -200,7 +234,12 @@ class LaneController:
             if not consequences:
                 break
             lane_event, now = consequences.popleft(), self.clock()
+            if isinstance(lane_event, ClaimRefused):
+                refused = lane_event
         self._notify(Notice.LANE, self.machine.snapshot())
+        if refused is not None and isinstance(event, OfficerAction):
+            claims = "; ".join(f.detail for f in refused.decision.findings if f.code == "DECLARATION_ALREADY_USED")
+            raise LaneError(f"lane {self.lane.id}: not released, the declaration is already used: {claims}")
 
     async def _to_lane_event(self, event: LaneEvent | DeviceEvent, now: float) -> LaneEvent | None:
         if isinstance(event, Reading):
@@ -256,7 +295,7 @@ class LaneController:
                 await self._append(JournalKind.OFFICER_ACTION, payload)
                 self._notify(Notice.OFFICER_ACTION, dict(payload))
             case OpenBarrier():
-                await self._open_barrier(action)
+                return await self._open_barrier(action)
             case CloseBarrier():
                 await self._close_barrier(action)
             case CloseTransaction():
@@ -295,13 +334,15 @@ class LaneController:
             for declaration in self.cache.by_container(container):
                 candidates[declaration.number] = declaration
         now = datetime.fromtimestamp(self.clock(), UTC)
+        claims = self.cache.claims(candidates)
         context = DecisionContext(
             gate=self.gate,
             lane_direction=self.lane.direction,
             now=now,
             cache_age_s=self.cache.age_seconds(now),
             faulty_devices=tuple(sorted(self.machine.faulty)),
-            used_declarations=frozenset(self.used_declarations),
+            used_declarations={number: claim.words() for number, claim in claims.items()
+                               if claim.transaction != tx.id},
         )
         return decide(tx.facts(), list(candidates.values()), self.lane.policy, context)
 
@@ -317,16 +358,34 @@ class LaneController:
             self._record_latency(tx)
         self._notify(Notice.DECISION, payload)
 
-    async def _open_barrier(self, action: OpenBarrier) -> None:
-        data = {"transaction": action.transaction, "released_by": action.released_by}
+    async def _open_barrier(self, action: OpenBarrier) -> ClaimRefused | None:
+        tx = self.machine.tx
+        data: dict[str, Any] = {"transaction": action.transaction, "released_by": action.released_by}
+        if tx is not None and tx.id == action.transaction:
+            decision = tx.decision if tx.decision is not None else self.evaluate(tx)  # released before any decision
+            numbers = claimed_numbers(decision)
+            if numbers:
+                # Claimed (synced to disk) before the open is journaled; all of them or none.
+                try:
+                    conflicts = await asyncio.to_thread(
+                        self.cache.claim, numbers, gate=self.gate, lane=self.lane.id, transaction=tx.id,
+                        at=self.clock(), released_by=action.released_by)
+                except sqlite3.Error as exc:  # not claimed, so not opened: held, and the officer is told why
+                    text = f"declaration claim not recorded ({exc}): the barrier was not opened; release again"
+                    await self._append(JournalKind.ALARM, {"code": AlarmCode.BARRIER_OPEN_FAILED.value,
+                                                           "transaction": tx.id, "text": text})
+                    finding = Finding("DECLARATION_ALREADY_USED", f"{', '.join(numbers)}: {text}")
+                    return ClaimRefused(tx.id, _with_claim_conflicts(decision, [], finding))
+                if conflicts:
+                    return ClaimRefused(tx.id, _with_claim_conflicts(decision, conflicts))
+                data["declarations"] = numbers
         # The journal row is committed (fsync) before the PLC is told anything.
         await self._append(JournalKind.BARRIER_COMMAND, {"command": "open", **data})
         try:
             await self.barrier.open()
         except ModbusIOError as exc:
             self.submit(OpenFailed(action.transaction, str(exc)))
-            return
-        tx = self.machine.tx
+            return None
         if tx is not None and action.released_by == "auto":
             self._record_latency(tx)
         self._notify(Notice.BARRIER, {"command": "open", **data})
@@ -335,6 +394,7 @@ class LaneController:
         except ModbusIOError as exc:
             await self._append(JournalKind.ALARM, {"code": AlarmCode.BARRIER_COMMAND_FAILED.value,
                                                    "text": f"lights: {exc}"})
+        return None
 
     async def _close_barrier(self, action: CloseBarrier) -> None:
         await self._append(JournalKind.BARRIER_COMMAND,
@@ -351,8 +411,7 @@ class LaneController:
     async def _close_transaction(self, action: CloseTransaction) -> None:
         summary = action.tx.closing_summary(action.result, self.clock(), action.released_by)
         await self._append(JournalKind.TX_CLOSED, summary)
-        if action.result == TxResult.PASSED:
-            self.used_declarations.update(summary["declarations"])
+        await self._settle_claims(action)
         self.recent.appendleft(summary)
         self._notify(Notice.TX_CLOSED, summary)
 
@@ -365,6 +424,63 @@ class LaneController:
                            declaration=closed["declaration"], declarations=closed["declarations"])
         await self._append(JournalKind.UNAUTHORISED_PASSAGE, payload)
         self._notify(Notice.UNAUTHORISED_PASSAGE, payload)
+
+    # ------------------------------------------------------------ declaration claims
+
+    async def _settle_claims(self, action: CloseTransaction) -> None:
+        """What the ended transaction's claims learn: passed, released (the truck never went) or unknown."""
+        claims = await asyncio.to_thread(self.cache.claims_of, action.transaction)
+        if not claims:
+            return
+        if action.released_by and action.result == TxResult.PASSED:
+            await asyncio.to_thread(self.cache.set_claim_passage, action.transaction, ClaimPassage.PASSED)
+        elif action.released_by and action.result == TxResult.CLOSED_BEFORE_PASSAGE and not action.vehicle_entered:
+            for claim in claims:
+                await self._release_claim(claim, "node", None, CLAIM_NOT_PASSED)
+        else:
+            await asyncio.to_thread(self.cache.set_claim_passage, action.transaction, ClaimPassage.UNKNOWN)
+
+    async def _settle_claims_after_restart(self, history: LaneReplay) -> None:
+        """This lane's claims whose truck was on its way when the node stopped: what the journal says of them."""
+        pending = self.cache.claim_list(lane=self.lane.id, passage=ClaimPassage.COMMANDED, limit=10_000)
+        if not pending:
+            return
+        last = self.journal.latest(self.lane.id, kinds=[JournalKind.TX_CLOSED], limit=1)
+        closed = last[0].payload if last else {}
+        interrupted = history.open_transaction
+        for claim in pending:
+            if closed.get("transaction") == claim.transaction and closed.get("result") == TxResult.PASSED:
+                passage = ClaimPassage.PASSED  # it ended before its claims heard of it
+            elif interrupted is not None and interrupted.id == claim.transaction and not interrupted.open_commanded:
+                await self._release_claim(claim, "node", None, CLAIM_NEVER_OPENED)
+                continue
+            else:
+                passage = ClaimPassage.UNKNOWN
+            self.cache.set_claim_passage(claim.transaction, passage)
+
+    async def release_claim(self, number: str, officer: str, role: str | None, reason: str) -> Claim:
+        """An officer gives up the gate's claim on a declaration (journaled with officer, role and reason first).
+
+        ClaimError when nothing claims it, or when its truck is on its way under the boom right now.
+        """
+        claim = self.cache.claims([number]).get(number)
+        if claim is None:
+            raise ClaimError(f"declaration {number} is not claimed at this gate")
+        tx = self.machine.tx
+        if tx is not None and tx.id == claim.transaction and self.machine.passage.open_commanded:
+            raise ClaimError(f"declaration {number}: its truck is passing at lane {self.lane.id} now; "
+                             "release the claim once its transaction has ended")
+        await self._release_claim(claim, officer, role, reason)
+        return claim
+
+    async def _release_claim(self, claim: Claim, by: str, role: str | None, reason: str) -> None:
+        payload: dict[str, Any] = {"declaration": claim.number, "transaction": claim.transaction,
+                                   "claim_lane": claim.lane, "claimed_at": claim.claimed_at,
+                                   "released_by": claim.released_by, "passage": claim.passage.value,
+                                   "by": by, "role": role, "reason": reason}
+        await self._append(JournalKind.CLAIM_RELEASED, payload)
+        await asyncio.to_thread(self.cache.release_claim, claim.number, claim.transaction)
+        self._notify(Notice.CLAIM_RELEASED, payload)
 
     # ------------------------------------------------------------ helpers
 
@@ -413,8 +529,9 @@ class LaneController:
         boom_open = bool(inputs and inputs.boom_opened)
         if inputs is not None:
             self.machine.loops.update(arrival=inputs.arrival, safety=inputs.safety, exit=inputs.exit)
+        claims = "".join(f"; declaration {c.number} {c.words()}" for c in self.cache.claims_of(tx.id))
         await self._append(JournalKind.ALARM, {"code": AlarmCode.NODE_RESTARTED.value,
-                                               "text": f"transaction {tx.id} was open at restart"})
+                                               "text": f"transaction {tx.id} was open at restart{claims}"})
         released_by = interrupted.released_by if interrupted.open_commanded else None
         for action in self.machine.restore(tx, boom_open, released_by=released_by):
             await self._carry_out(action)

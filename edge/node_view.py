@@ -122,8 +122,14 @@ class NodeView(Protocol):
         """Seconds since the last reading of the lane's open transaction (lane clock), or None."""
         ...
 
-    async def officer_action(self, lane_id: str, action: str, officer: str, reason: str) -> dict[str, Any]:
+    async def officer_action(self, lane_id: str, action: str, officer: str, reason: str,
+                             role: str | None = None) -> dict[str, Any]:
         """An officer's action at a lane, journaled before it acts (LaneError when the lane refuses it)."""
+        ...
+
+    async def release_claim(self, number: str, officer: str, role: str | None, reason: str) -> dict[str, Any]:
+        """Give up the gate's claim on a declaration, journaled with officer, role and reason before it acts;
+        the released claim as plain data (edge.claims.ClaimError when none is held or its truck passes now)."""
         ...
 
     def device_health(self) -> list[dict[str, Any]]:

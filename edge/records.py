@@ -39,6 +39,7 @@ class JournalKind(StrEnum):
     UNAUTHORISED_PASSAGE = "unauthorised_passage"  # a vehicle went under a boom opened with no release
     ALARM = "alarm"
     LANE_STATE = "lane_state"  # the lane machine moved {from, to}
+    CLAIM_RELEASED = "claim_released"  # a declaration's claim at the gate was given up (by an officer, or no passage)
 
 
 class AlarmCode(StrEnum):
@@ -84,14 +85,15 @@ class Notice(StrEnum):
     LATE_READING = "late_reading"
     UNAUTHORISED_PASSAGE = "unauthorised_passage"
     ALARM = "alarm"
+    CLAIM_RELEASED = "claim_released"
 
 
 # Journal kinds shown in a lane's history (kiosk), and the notices after which it has a new line.
 HISTORY_KINDS = (JournalKind.OFFICER_ACTION, JournalKind.DECISION, JournalKind.BARRIER_COMMAND, JournalKind.TX_CLOSED,
                  JournalKind.ALARM, JournalKind.DEVICE_FAULT, JournalKind.DEVICE_RECOVERED, JournalKind.LATE_READING,
-                 JournalKind.UNAUTHORISED_PASSAGE)
+                 JournalKind.UNAUTHORISED_PASSAGE, JournalKind.CLAIM_RELEASED)
 HISTORY_NOTICES = frozenset({Notice.DECISION, Notice.OFFICER_ACTION, Notice.BARRIER, Notice.TX_CLOSED, Notice.ALARM,
-                             Notice.LATE_READING, Notice.UNAUTHORISED_PASSAGE})
+                             Notice.LATE_READING, Notice.UNAUTHORISED_PASSAGE, Notice.CLAIM_RELEASED})
 
 
 class Entry(Protocol):
@@ -188,7 +190,6 @@ class LaneReplay:
     """What a lane's journal rows say, folded oldest first."""
 
     open_transaction: ReplayedTransaction | None = None  # opened and never closed
-    used_declarations: set[str] = field(default_factory=set)  # declarations a truck passed on
     latched_alarm: dict[str, Any] | None = None  # the tamper alarm raised since the last acknowledgement
     device_changes: list[dict[str, Any]] = field(default_factory=list)  # {device, event, at, error}
 
@@ -201,8 +202,6 @@ def replay(entries: Iterable[Entry]) -> LaneReplay:
         if kind == JournalKind.TX_OPENED:
             out.open_transaction = ReplayedTransaction(payload["transaction"], entry.lane, entry.at)
         elif kind == JournalKind.TX_CLOSED:
-            if payload.get("result") == TxResult.PASSED:
-                out.used_declarations.update(decision_declarations(payload))
             if tx is not None and payload.get("transaction") == tx.id:
                 out.open_transaction = None
         elif kind == JournalKind.READING:

@@ -8,7 +8,7 @@ and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -51,7 +51,8 @@ REASONS: dict[str, ReasonInfo] = {
     "DECLARATION_EXPIRED": ReasonInfo(Outcome.HOLD, False, "Declaration validity has expired"),
     "DECLARATION_NOT_YET_VALID": ReasonInfo(Outcome.HOLD, False, "Declaration is not valid yet"),
     "DECLARATION_ALREADY_USED": ReasonInfo(
-        Outcome.HOLD, False, "Declaration was already used by a truck that passed this gate"),
+        Outcome.HOLD, False,
+        "Declaration is already claimed at this gate: the barrier was opened for another truck on it"),
     "WRONG_GATE": ReasonInfo(Outcome.HOLD, False, "Declaration names another border gate"),
     "WRONG_DIRECTION": ReasonInfo(
         Outcome.REFUSE, False, "Declaration is for the other direction (import/export)"),
@@ -145,7 +146,8 @@ class DecisionContext:
     now: datetime
     cache_age_s: float | None
     faulty_devices: tuple[str, ...] = ()
-    used_declarations: frozenset[str] = frozenset()
+    # Declarations claimed at this gate by another transaction (edge/claims.py): number -> the claim in words.
+    used_declarations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ def _check_declaration(d: Declaration, context: DecisionContext) -> Iterable[Fin
     if context.now < d.valid_from:
         yield Finding("DECLARATION_NOT_YET_VALID", f"valid from {d.valid_from.isoformat()}", n)
     if n in context.used_declarations:
-        yield Finding("DECLARATION_ALREADY_USED", n, n)
+        yield Finding("DECLARATION_ALREADY_USED", f"{n} {context.used_declarations[n]}".rstrip(), n)
     if not _gate_matches(d, context.gate):
         yield Finding("WRONG_GATE", f"declared for {d.gate}", n)
     if not _direction_matches(d, context.lane_direction):

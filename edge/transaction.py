@@ -37,6 +37,8 @@ from edge.rules import Decision, SealSeen, TransactionFacts
 
 _SEAL_SEVERITY = {SealStatus.INTACT: 0, SealStatus.OPENED: 1, SealStatus.TAMPERED: 2}
 _SCAN_SEVERITY = {ScanVerdict.CLEAR: 0, ScanVerdict.PENDING: 1, ScanVerdict.SUSPECT: 2}
+OFFICER_DECISIONS = ("release", "refuse", "inspect", "manual_open")
+"""Officer actions that decide on the truck (the closed-transaction record names the last one)."""
 MAX_LATE_READINGS = 50
 """Late readings kept per transaction for the officer (all of them are journaled)."""
 
@@ -255,7 +257,17 @@ class Transaction:
             "declarations": list(self.decision.declarations) if self.decision else [],
             "released_by": released_by,
             "decision_ms": self.decision_ms,
+            "officer": self.officer_decision(),
         }
+
+    def officer_decision(self) -> dict[str, Any] | None:
+        """The officer's last decision on the truck (release, refuse, inspect, manual open): who, role, why, when."""
+        deciding = [a for a in self.officer_actions if a["action"] in OFFICER_DECISIONS]
+        if not deciding:
+            return None
+        last = deciding[-1]
+        return {"action": last["action"], "officer": last["officer"], "role": last.get("role"),
+                "reason": last["reason"], "at": last["at"]}
 
 
 def _scan_view(shown: ScanRead | None, decided: ScanRead | None, conflicts: list[str]) -> dict[str, Any] | None:

@@ -54,7 +54,8 @@ class _LaneWatcher:
         self._queues: dict[str, asyncio.Queue[tuple[str, dict]]] = defaultdict(asyncio.Queue)
 
     def __call__(self, lane_id: str, kind: str, payload: dict) -> None:
-        if kind in (Notice.DECISION, Notice.TX_CLOSED, Notice.BARRIER) and payload.get("transaction"):
+        if kind in (Notice.DECISION, Notice.TX_CLOSED, Notice.BARRIER, Notice.OFFICER_ACTION) \
+                and payload.get("transaction"):
             self._queues[payload["transaction"]].put_nowait((kind, payload))
 
     def for_transaction(self, tx_id: str) -> asyncio.Queue[tuple[str, dict]]:
@@ -193,6 +194,7 @@ async def _drive_truck(play: _Play, truck: TruckSpec, presence: _Presence, turn:
     if summary is not None:
         result.update(outcome=summary["outcome"], reasons=summary["reasons"],
                       declaration=summary["declaration"], declarations=summary.get("declarations", []),
+                      officer=summary.get("officer"),
                       released_by=summary["released_by"],
                       decision_ms=round(summary["decision_ms"], 3) if summary["decision_ms"] else None,
                       result=summary["result"], closed_at_s=round(time.monotonic() - play.started, 3))
@@ -225,6 +227,7 @@ async def _follow(play: _Play, truck: TruckSpec, tx_id: str, presence: _Presence
     events = play.watchers[truck.lane].for_transaction(tx_id)
     deadline = time.monotonic() + timing.truck_timeout_s
     released = False
+    refused_by_officer = False  # an officer refused it: it backs away, as after a refusal by the rules
     waiting: asyncio.Task | None = None
     back_away_at: float | None = None
     try:
@@ -242,6 +245,8 @@ async def _follow(play: _Play, truck: TruckSpec, tx_id: str, presence: _Presence
                 return payload
             if kind == Notice.BARRIER:
                 released = True
+            if kind == Notice.OFFICER_ACTION and payload.get("action") == "refuse":
+                refused_by_officer = True
             if kind == Notice.DECISION:
                 result["outcome"], result["reasons"] = payload["outcome"], payload["reasons"]
                 if payload["outcome"] != "release" and waiting is None and (truck.officer or truck.while_waiting):
@@ -254,7 +259,7 @@ async def _follow(play: _Play, truck: TruckSpec, tx_id: str, presence: _Presence
                 back_away_at = back_away_at or time.monotonic() + timing.hold_wait_s
                 if time.monotonic() >= back_away_at and not plc.boom_open:
                     _leave_arrival(play, rig, truck, presence, turn)  # the truck backs away from the lane
-            if held and interactive and result["outcome"] == "refuse" and not plc.boom_open:
+            if held and interactive and (result["outcome"] == "refuse" or refused_by_officer) and not plc.boom_open:
                 _leave_arrival(play, rig, truck, presence, turn)
     finally:
         if waiting is not None and not waiting.done():

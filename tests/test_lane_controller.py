@@ -146,7 +146,7 @@ def test_release_is_committed_to_the_journal_before_the_boom_is_told_to_open(tmp
             command = seen[-1]
             assert decision["outcome"] == "release" and decision["facts"]["plates"][0]["normalised"] == "29C12345"
             assert command == (JournalKind.BARRIER_COMMAND, {"command": "open", "transaction": decision["transaction"],
-                                                             "released_by": "auto"})
+                                                             "released_by": "auto", "declarations": [DECLARED.number]})
             assert controller.state == LaneState.DECIDED and controller.machine.passage.open_commanded
         finally:
             await controller.stop()

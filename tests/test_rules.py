@@ -58,8 +58,9 @@ CASES = [
      Outcome.HOLD, "DECLARATION_EXPIRED"),
     ("declaration not yet valid", GOOD, [replace(CLEARED, valid_from=NOW + timedelta(hours=1))], CONTEXT, POLICY,
      Outcome.HOLD, "DECLARATION_NOT_YET_VALID"),
-    ("declaration already used by a passed truck", GOOD, [CLEARED],
-     replace(CONTEXT, used_declarations=frozenset({CLEARED.number})), POLICY, Outcome.HOLD, "DECLARATION_ALREADY_USED"),
+    ("declaration already claimed at this gate", GOOD, [CLEARED],
+     replace(CONTEXT, used_declarations={CLEARED.number: "claimed by tx t1 at lane IMP-2, passage passed"}), POLICY,
+     Outcome.HOLD, "DECLARATION_ALREADY_USED"),
     ("declaration for another gate", GOOD, [replace(CLEARED, gate="LAOBAO")], CONTEXT, POLICY,
      Outcome.HOLD, "WRONG_GATE"),
     ("export declaration at an import lane", GOOD, [replace(CLEARED, kind=DeclarationKind.EXPORT)], CONTEXT, POLICY,
@@ -170,10 +171,18 @@ def test_definitive_hold_is_not_awaiting_readings():
 
 def test_usable_declaration_is_preferred_over_a_used_one_for_the_same_plate():
     old = replace(CLEARED, number="105000000000")
-    context = replace(CONTEXT, used_declarations=frozenset({old.number}))
+    context = replace(CONTEXT, used_declarations={old.number: "claimed by tx t0 at lane IMP-1, passage passed"})
     decision = decide(GOOD, [old, CLEARED], POLICY, context)
     assert decision.outcome == Outcome.RELEASE
     assert decision.declaration == CLEARED.number
+
+
+def test_claimed_declaration_names_who_holds_the_claim():
+    claim = "claimed by tx 9f2c at lane EXP-1, passage unknown"
+    decision = decide(GOOD, [CLEARED], POLICY, replace(CONTEXT, used_declarations={CLEARED.number: claim}))
+    assert decision.outcome == Outcome.HOLD
+    details = [f.detail for f in decision.findings if f.code == "DECLARATION_ALREADY_USED"]
+    assert details == [f"{CLEARED.number} {claim}"]
 
 
 def test_trailer_plate_alone_matches_the_declaration():

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from devices.protocols.iso6346 import normalise_container
+from edge.claims import ClaimError, ClaimPassage
 from edge.declarations import declaration_to_mapping
 from edge.http_guard import install_guards
 from edge.kiosk import i18n
@@ -122,6 +124,17 @@ class OfficerActionRequest(_Body):
     """An officer's action at a lane. The officer is the logged-in user, never a field of the request."""
 
     action: Literal["release", "refuse", "inspect", "manual_open", "manual_close", "acknowledge_alarm"]
+    reason: str = Field(min_length=3, max_length=500)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _strip_reason(cls, value: Any) -> Any:
+        return _strip(value)
+
+
+class ClaimReleaseRequest(_Body):
+    """Why a supervisor gives up a declaration's claim at the gate (journaled with their name and role)."""
+
     reason: str = Field(min_length=3, max_length=500)
 
     @field_validator("reason", mode="before")
@@ -315,11 +328,42 @@ def create_app(node: NodeView, *, data_dir: Path | None = None, users: UserStore
                 and not user.role.at_least(Role.SUPERVISOR):
             raise problem(403, "override_requires_supervisor", "only a supervisor may release a refused truck")
         try:
-            await node.officer_action(lane_id, request.action, user.username, request.reason)
+            await node.officer_action(lane_id, request.action, user.username, request.reason, user.role.value)
         except LaneError as exc:
             raise problem(409, "lane_refused", str(exc)) from exc
         return {"ok": True, "action": request.action, "officer": user.username,
                 "lane": board_lane_view(node, lane_id)}
+
+    @app.get("/api/claims", tags=["lanes"])
+    def claims(principal: Authed, number: str | None = Query(None, max_length=64),
+               lane: str | None = Query(None, max_length=64),
+               passage: Literal["commanded", "passed", "unknown"] | None = Query(None),
+               limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
+        """Declarations claimed at this gate (each used once: the barrier opened for a truck on it), newest
+        first; `passage` unknown means the node restarted while that truck was on its way."""
+        if number is not None:
+            claim = node.cache.claims([number]).get(number)
+            return [claim.to_dict()] if claim is not None else []
+        return [c.to_dict() for c in node.cache.claim_list(
+            lane=lane, passage=ClaimPassage(passage) if passage else None, limit=limit)]
+
+    @app.post("/api/claims/{number}/release", tags=["lanes"])
+    async def release_claim(number: Annotated[str, PathParam(max_length=64)], body: ClaimReleaseRequest,
+                            principal: Authed) -> dict:
+        """A supervisor gives up the gate's claim on a declaration (a truck that never went, a passage unknown
+        after a restart and checked on the ground): journaled with their name, role and reason before it acts,
+        so the declaration may be released once more. 404 when nothing claims it, 409 while its truck passes."""
+        principal.require(Role.SUPERVISOR)
+        user = principal.user
+        if not user.may_act_at(node.site.gate):
+            raise problem(403, "wrong_gate", f"{user.username} acts at gate {user.gate}, not {node.site.gate}")
+        if node.cache.claims([number]).get(number) is None:
+            raise problem(404, "not_claimed", f"declaration {number} is not claimed at this gate")
+        try:
+            released = await node.release_claim(number, user.username, user.role.value, body.reason)
+        except ClaimError as exc:
+            raise problem(409, "claim_refused", str(exc)) from exc
+        return {"ok": True, "released": released, "by": user.username}
 
     @app.get("/api/transactions", tags=["lanes"])
     def transactions(principal: Authed, lane: str | None = Query(None, max_length=64),

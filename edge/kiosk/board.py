@@ -140,8 +140,12 @@ def final_result(closed: dict[str, Any], actions: list[dict[str, Any]]) -> dict[
     refused_by, inspect_by, refused_rules, held (nobody decided: it left), unauthorised_passage.
     """
     deciding = [a for a in actions if a.get("action") in _DECIDING_ACTIONS]
-    last = deciding[-1] if deciding else None
     released_by = closed.get("released_by")
+    if closed.get("officer"):  # the row names the officer's decision that took effect
+        deciding = [closed["officer"]]
+    elif not released_by:  # a release asked for and refused (its declaration was already used) is none
+        deciding = [a for a in deciding if a.get("action") not in ("release", "manual_open")]
+    last = deciding[-1] if deciding else None
     if deciding and deciding[0].get("action") == "manual_open" and not closed.get("plates") \
             and not closed.get("outcome"):
         return {"code": "manual_open", "by": deciding[0].get("officer")}

@@ -80,6 +80,9 @@ class LiveHub:
             self.publish(sse("history", {"lane": lane_id, "kind": kind}))
             if kind == Notice.ALARM:
                 self.publish(sse("alarm", {"lane": lane_id, **payload}))
+            elif kind == Notice.CLAIM_RELEASED:  # a card at any lane may show that claim
+                for other in self.node.lane_ids():
+                    self.publish(sse("lane", board_lane_view(self.node, other)))
 
     def publish(self, message: bytes) -> None:
         self.published += 1

@@ -26,6 +26,17 @@ def declaration_view(node: NodeView, number: str | None) -> dict[str, Any] | Non
     return declaration_to_mapping(declaration)
 
 
+def claims_view(node: NodeView, tx: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The gate's claims on the truck's declaration and those its transaction holds (who, passage), so the
+    officer sees why a declaration is already used: `declaration N claimed by tx T at lane L, passage unknown`."""
+    if not tx:
+        return []
+    decision = tx.get("decision") or {}
+    claims = node.cache.claims(decision_declarations(decision))
+    claims.update((c.number, c) for c in node.cache.claims_of(tx["id"]))
+    return [{**claim.to_dict(), "this_truck": claim.transaction == tx["id"]} for claim in claims.values()]
+
+
 def was_refused(tx: dict[str, Any] | None) -> bool:
     """True when the rules or an officer refused the truck: releasing it is an override."""
     if not tx:
@@ -52,6 +63,7 @@ def lane_view(node: NodeView, lane_id: str, devices: list[dict[str, Any]] | None
     view["declaration"] = declaration_view(node, decision.get("declaration"))
     # A consolidated load travels under several declarations: the board shows each of them.
     view["declarations"] = [declaration_view(node, number) for number in decision_declarations(decision)]
+    view["claims"] = claims_view(node, tx)
     view["refused"] = was_refused(tx)
     view["available_actions"] = node.available_actions(lane_id)  # roles are checked by the API
     view["updated_at"] = time.time()

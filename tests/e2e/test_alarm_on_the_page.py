@@ -14,8 +14,9 @@ import pytest
 
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import ScanVerdict
+from edge.claims import ClaimPassage
 from tests.helpers import chromium_browser, write_open_coil
-from tests.kiosk.conftest import PASSWORDS, GateThread, running_gate
+from tests.kiosk.conftest import DECLARATION, PASSWORDS, GateThread, running_gate
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,23 @@ def test_forged_clear_after_the_real_suspect_shows_suspect_and_a_conflict_on_the
     assert "SUSPECT" in scan_row and "clear" not in scan_row.lower()
     assert card.locator("button[data-action=acknowledge_alarm]").count() == 0  # an officer, and no tamper
     assert errors == []
+
+
+def test_truck_on_a_declaration_claimed_before_a_restart_shows_who_holds_it(chromium, gate: GateThread,
+                                                                             tmp_path: Path):
+    page, errors = _logged_in_page(chromium, gate, "officer1")
+    cache = gate.gate.node.cache
+    # A truck on this declaration was released at EXP-1 when the node died: where it went is unknown.
+    assert gate.run(lambda: cache.claim([DECLARATION.number], gate="HUUNGHI", lane="EXP-1", transaction="tx-before",
+                                        at=0.0, released_by="auto")) == []
+    gate.run(lambda: cache.set_claim_passage("tx-before", ClaimPassage.UNKNOWN))
+    gate.present("IMP-1", "29C-123.45", "SEAL-888")
+    page.locator("#lane-IMP-1[data-tone=hold]").wait_for()
+    claim = page.locator("#lane-IMP-1 .claim-unknown")
+    claim.wait_for()
+    assert claim.inner_text() == (f"{DECLARATION.number}: claimed by transaction tx-before at lane EXP-1 "
+                                  "(passage unknown)")
+    reasons = page.locator("#lane-IMP-1 .reasons").inner_text()
+    assert "already used at this gate" in reasons
+    page.screenshot(path=str(tmp_path / "lane-board-claimed-declaration.png"))
+    assert not gate.gate.rigs["IMP-1"].plc.boom_open and errors == []

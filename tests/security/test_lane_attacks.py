@@ -107,7 +107,7 @@ def test_stray_modbus_master_opening_the_boom_over_a_held_truck_is_closed_alarme
             results = [e.payload["result"] for e in _journal(gate, "tx_closed")]
             assert results == ["unauthorised_passage"]
             assert _opens(gate) == [] and plc.model.closed_on_vehicle == 0
-            assert CLEARED.number not in controller.used_declarations
+            assert gate.node.cache.claims([CLEARED.number]) == {}  # never released: never claimed
 
             # 3. The alarm stays until a supervisor acknowledges it through the kiosk, with their name.
             tokens = _tokens(gate)

@@ -285,6 +285,16 @@
       detailsBox(last.changed));
   }
 
+  function claimsRow(lane) {
+    // Declarations used once per gate: who holds the claim (another lane, a truck before a restart) and
+    // what is known of its passage ("unknown" after a restart: a supervisor checks and releases it).
+    const claims = lane.claims || [];
+    if (!claims.length) return null;
+    return row("truck.claims", ...claims.map((c) => h("div", { class: "claim claim-" + c.passage,
+      text: t(c.this_truck ? "claim.this_truck" : "claim.other", { number: c.number, tx: c.transaction,
+        lane: c.lane, passage: tr("claim_passage", c.passage) }) })));
+  }
+
   function reasonsBox(tx) {
     const d = tx.decision;
     if (!d) return null;
@@ -381,6 +391,10 @@
       case "unauthorised_passage":
         text = t("history.unauthorised_passage", { plates: (item.plates || []).join(", ") || "—" });
         break;
+      case "claim_released":
+        text = t("history.claim_released", { number: item.declaration, by: item.by });
+        note = item.reason;
+        break;
       case "late_reading":
         text = t("history.late_reading", { said: item.plate || item.seal_id || item.container
           || (item.verdict ? tr("scan", item.verdict) : "") || (item.gross_kg ? item.gross_kg + " kg" : "") || "—" });
@@ -425,7 +439,8 @@
       const several = (lane.declarations || []).length > 1;
       body.push(plateRow(tx), containersRow(tx, declared), sealsRow(tx, declared),
         weightRow(tx, declared, lane.policy), scanRow(tx), lateRow(tx),
-        ...(several ? lane.declarations.map((d) => declarationRow(tx, d)) : [declarationRow(tx, lane.declaration)]));
+        ...(several ? lane.declarations.map((d) => declarationRow(tx, d)) : [declarationRow(tx, lane.declaration)]),
+        claimsRow(lane));
     }
     const waiting = lane.needs_officer && lane.waiting_since
       ? h("div", { class: "waiting", dataset: { since: lane.waiting_since } }) : null;

@@ -274,7 +274,8 @@ def test_x_ray_clear_after_the_collect_timeout_releases_the_waiting_truck_with_a
             assert redecision["previous"] == {"outcome": "hold", "reasons": ["SCANNER_PENDING"]}
             assert "SCAN-7 clear" in redecision["changed"]
             assert redecision["facts"]["scan"]["verdict"] == "clear"
-            assert seen[-1][1] == {"command": "open", "transaction": redecision["transaction"], "released_by": "auto"}
+            assert seen[-1][1] == {"command": "open", "transaction": redecision["transaction"], "released_by": "auto",
+                                   "declarations": redecision["declarations"]}
             decisions = [p for kind, p in notices if kind == "decision"]
             assert [d["outcome"] for d in decisions] == ["hold", "release"] and decisions[-1]["redecision"]
             lane_view = [p for kind, p in notices if kind == "lane"][-1]
@@ -439,13 +440,15 @@ def test_consolidated_load_passes_once_on_both_its_declarations_and_a_restart_re
             await wait_until(lambda: _rows(controller, JournalKind.TX_CLOSED), what="the transaction closed")
             closed = _rows(controller, JournalKind.TX_CLOSED)[-1].payload
             assert closed["result"] == "passed" and closed["declarations"] == [first.number, second.number]
-            assert {first.number, second.number} <= controller.used_declarations
+            claims = controller.cache.claims([first.number, second.number])
+            assert {n: c.passage.value for n, c in claims.items()} == {first.number: "passed", second.number: "passed"}
         finally:
             await controller.stop()
             controller.journal.close()
         restarted, _ = await _controller(tmp_path)
         try:
-            assert {first.number, second.number} <= restarted.used_declarations
+            claims = restarted.cache.claims([first.number, second.number])
+            assert {n: c.passage.value for n, c in claims.items()} == {first.number: "passed", second.number: "passed"}
         finally:
             await restarted.stop()
             restarted.journal.close()

@@ -19,7 +19,7 @@ from edge.config import CONFIG_ROOT, PROFILE_DIR, ConfigError, DataDirError, che
 
 DEFAULT_SITE = CONFIG_ROOT / "sites" / "huu-nghi.yaml"
 DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
-ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
+ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision", "central"]
 
 
 QUIET_LIBRARIES = {"pymodbus": logging.CRITICAL, "paho": logging.WARNING, "uvicorn": logging.WARNING,
@@ -475,19 +475,8 @@ def _add_pki_parser(sub, site_args) -> None:
 
 def cmd_central_serve(args: argparse.Namespace) -> int:
     from sync.central.server import CentralServer
+    from sync.central.workers import CentralWorkers, WorkerOptions, mqtt_settings
 
-    mqtt = None
-    if args.mqtt:
-        host, _, port = args.mqtt.rpartition(":")
-        mqtt = (host or "127.0.0.1", int(port))
-        if args.mqtt_tls_dir:
-            from devices.transports.mqtt import MqttTls
-            from edge.broker_policy import CENTRAL_IDENTITY
-            from edge.pki import GatePki
-
-            pki = GatePki(Path(args.mqtt_tls_dir))
-            issued = pki.client(CENTRAL_IDENTITY)
-            mqtt = (*mqtt, CENTRAL_IDENTITY, MqttTls(pki.ca_cert, issued.cert, issued.key))
     if bool(args.tls_cert) != bool(args.tls_key):
         print("give both --tls-cert and --tls-key", file=sys.stderr)
         return 2
@@ -496,8 +485,26 @@ def cmd_central_serve(args: argparse.Namespace) -> int:
               "tls`), or --insecure-http for a loopback test", file=sys.stderr)
         return 2
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
     scheme = "https" if tls else "http"
+    if args.workers > 1:
+        from edge.broker_policy import CENTRAL_WORKERS_MAX
+
+        if args.workers > CENTRAL_WORKERS_MAX:
+            print(f"--workers: at most {CENTRAL_WORKERS_MAX} (the broker's ACL names that many central identities)",
+                  file=sys.stderr)
+            return 2
+        options = WorkerOptions(args.db, args.key, args.tls_cert, args.tls_key, args.mqtt, args.mqtt_tls_dir)
+        try:
+            workers = CentralWorkers(options, workers=args.workers, host=args.host, port=args.port).start()
+        except ValueError as exc:
+            print(f"--workers {args.workers}: {exc}", file=sys.stderr)
+            return 2
+        print(f"smartgate central on {scheme}://{args.host}:{workers.port} ({args.workers} workers, pids "
+              f"{' '.join(map(str, workers.pids()))}, db postgresql)", flush=True)
+        workers.serve_forever()
+        return 0
+    mqtt, _ = mqtt_settings(args.mqtt, args.mqtt_tls_dir)
+    server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
     print(f"smartgate central on {scheme}://{args.host}:{args.port} (db {server.store.kind})", flush=True)
     server.serve_forever()
     return 0
@@ -636,6 +643,9 @@ def _add_central_parser(sub) -> None:
     p.add_argument("--tls-cert", help="central's TLS server certificate (PEM; smartgate central tls)")
     p.add_argument("--tls-key", help="its private key (PEM)")
     p.add_argument("--insecure-http", action="store_true", help="serve plain HTTP (loopback tests only)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes on the one port (PostgreSQL only; default 1); with --mqtt-tls-dir worker i "
+                        "connects as smartgate-central-i (`smartgate pki enrol smartgate-central-2` ...)")
     p.set_defaults(func=cmd_central_serve)
     p = central.add_parser("token", help="issue a token: a gate's (--gate) or an operator's (--role --name); "
                                          "replaces the holder's old one; central keeps only a digest")
@@ -745,7 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
     p.add_argument("which", nargs="*", default=["all"],
-                   help="decision, cache, journal, codec, modbus, kiosk, sync, security, vision or all (default)")
+                   help="decision, cache, journal, codec, modbus, kiosk, sync, security, vision, central or all "
+                        "(default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--no-baseline", action="store_true",
                    help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")

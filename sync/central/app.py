@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -139,9 +140,18 @@ class CentralMqtt:
     """
 
     def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central",
-                 tls: MqttTls | None = None, sparkplug_group: str = "smartgate"):
-        """`tls=None` is plaintext: only against a broker the site runs `insecure: true`."""
-        self.store = store
+                 tls: MqttTls | None = None, sparkplug_group: str = "smartgate", *,
+                 shared_group: str | None = None, state_host: bool = True):
+        """`tls=None` is plaintext: only against a broker the site runs `insecure: true`.
+
+        Several workers (sync/central/workers.py): each has its own client id; `shared_group` names the
+        MQTT shared subscription (`$share/<group>/smartgate/+/telemetry/#`) over which the broker hands
+        each telemetry message to one worker of the group, so they split the load. Birth/death and
+        Sparkplug B are per-gate state whose order matters (a death applies only to its own birth, a
+        Sparkplug seq must follow the last one): only the worker with `state_host` subscribes to them,
+        so they arrive in order, as with one central.
+        """
+        self.store, self.shared_group, self.state_host = store, shared_group, state_host
         self.sparkplug = SparkplugHost(sparkplug_group, store, self._ask_rebirth)
         self.client = new_client(client_id, tls, clean_session=False)
         self.client.on_connect = self._on_connect
@@ -158,10 +168,17 @@ class CentralMqtt:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def subscriptions(self) -> list[str]:
+        """The topic filters this worker subscribes to (see __init__)."""
+        telemetry = "smartgate/+/telemetry/#"
+        topics = [f"$share/{self.shared_group}/{telemetry}" if self.shared_group else telemetry]
+        if self.state_host:
+            topics += ["smartgate/+/status", f"spBv1.0/{self.sparkplug.group}/#"]
+        return topics
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        client.subscribe("smartgate/+/status", qos=1)
-        client.subscribe("smartgate/+/telemetry/#", qos=1)
-        client.subscribe(f"spBv1.0/{self.sparkplug.group}/#", qos=1)
+        for topic in self.subscriptions():
+            client.subscribe(topic, qos=1)
 
     def _ask_rebirth(self, topic: str, payload: bytes) -> None:
         self.client.publish(topic, payload, qos=1)
@@ -311,7 +328,7 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
     """The central app on `store`, signing feed batches with `private_key` (Ed25519)."""
     app = FastAPI(title="smartgate central (reference)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.mqtt = store, mqtt
-    app.state.refused = {}  # gate -> requests refused for a missing or wrong token
+    app.state.refused = {}  # gate -> requests refused for a missing or wrong token (this worker's count)
     install_guards(app, max_body=MAX_BODY, limits={"/api/v1/gates/": MAX_UPLOAD})
     app.add_middleware(CentralAuth, store=store, refused=app.state.refused)  # outermost: before any body
 
@@ -325,7 +342,7 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
             store.ping()
         except DatabaseUnavailable as exc:
             return unavailable(exc)
-        return {"status": "ok", "db": store.kind}
+        return {"status": "ok", "db": store.kind, "worker": os.getpid()}
 
     @app.post("/api/v1/gates/{gate}/events")
     def receive_events(gate: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:

@@ -159,6 +159,7 @@ class CentralMqtt:
         self.client.reconnect_delay_set(1, 5)
         self.host, self.port = host, port
         self.events: list[tuple[float, str, str]] = []  # (at, gate, online/offline) applied, for the log and tests
+        self.telemetry_taken = 0  # telemetry messages this worker stored (its share, with a shared subscription)
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=10)
@@ -201,6 +202,7 @@ class CentralMqtt:
                     log.info("gate %s: ignored %s with bdSeq %s (stale or repeated)", gate, state, bd_seq)
             elif parts[2] == "telemetry" and len(parts) > 3:
                 self.store.set_telemetry(gate, parts[3], json.loads(message.payload))
+                self.telemetry_taken += 1
         except Exception:  # a bad message must not stop the monitor
             log.exception("bad message on %s", message.topic)
 

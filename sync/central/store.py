@@ -141,8 +141,11 @@ class _Session:
     leave as DatabaseUnavailable; a broken connection goes back to the pool, which drops it.
     """
 
-    def __init__(self, store: CentralStore):
+    def __init__(self, store: CentralStore, slots: int = 1):
         self._store, self._mutex, self._local = store, threading.Lock(), threading.local()
+        # One slot per pooled connection: a busy pool makes a call queue here, as long as it takes; only waiting for
+        # a connection the pool cannot make (the database is away) counts against db_timeout_s.
+        self._slots = threading.BoundedSemaphore(slots)
 
     @property
     def conn(self):
@@ -154,10 +157,18 @@ class _Session:
         if store._pool is None:
             self._mutex.acquire()
             return
+        start = time.monotonic()
+        while not self._slots.acquire(timeout=0.05):
+            # While the database is known to be away, waiting for a slot counts in the same budget: calls queued
+            # behind ones that wait for a connection answer 503 in time, not one after another.
+            if store.db_down and time.monotonic() - start > store.db_timeout_s:
+                raise DatabaseUnavailable("database unavailable: still waiting for a connection")
+        budget = store.db_timeout_s - (time.monotonic() - start if store.db_down else 0.0)
         try:
-            self._local.conn = store._pool.getconn(timeout=store.db_timeout_s)
+            self._local.conn = store._pool.getconn(timeout=max(0.05, budget))
         except store._db_errors as exc:
             store.db_down = True
+            self._slots.release()
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 
     def __exit__(self, kind, exc, tb) -> bool:
@@ -166,8 +177,11 @@ class _Session:
             self._mutex.release()
             return False
         held, self._local.conn = self._local.conn, None
-        with contextlib.suppress(*store._db_errors):
-            store._pool.putconn(held)  # a broken connection is discarded, an open transaction rolled back
+        try:
+            with contextlib.suppress(*store._db_errors):
+                store._pool.putconn(held)  # a broken connection is discarded, an open transaction rolled back
+        finally:
+            self._slots.release()
         store.db_down = isinstance(exc, store._db_errors)  # a connection error, a cut or a transient failure
         if store.db_down:
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
@@ -183,7 +197,7 @@ class CentralStore:
         self._pool = None
         self._sqlite: sqlite3.Connection | None = None
         self._db_errors: tuple[type[BaseException], ...] = ()
-        self._lock = _Session(self)
+        self._lock = _Session(self, max(1, pool_size - 1))  # one connection spare: ping() never queues behind calls
         if url.startswith(("postgresql://", "postgres://")):
             import psycopg
             from psycopg_pool import ConnectionPool

@@ -198,6 +198,9 @@ class CentralStore:
         self._sqlite: sqlite3.Connection | None = None
         self._db_errors: tuple[type[BaseException], ...] = ()
         self._lock = _Session(self, max(1, pool_size - 1))  # one connection spare: ping() never queues behind calls
+        # Uploads (the bulk) may hold half the connections at most: a feed pull, a revocation or a token check
+        # finds one free even while every gate catches up at once.
+        self._upload_slots = threading.BoundedSemaphore(max(1, pool_size // 2))
         if url.startswith(("postgresql://", "postgres://")):
             import psycopg
             from psycopg_pool import ConnectionPool
@@ -392,7 +395,8 @@ class CentralStore:
             self._touch(gate, now, backlog=backlog, last_seq=tip_seq)
             return [r[0] for r in rows]
 
-        return self._tx(work)
+        with self._upload_slots:
+            return self._tx(work)
 
     def _checked_head(self, gate: str, head: Any, signature: Any, rows: list[tuple]) -> tuple[int, str, str]:
         """(seq, hash, signature) of the upload's signed journal head; UploadRefused when it cannot be believed."""

@@ -33,7 +33,8 @@ outage) every request that needs it answers 503 `DATABASE_UNAVAILABLE` with `Ret
 
 MQTT (optional, `mqtt=(host, port[, client_id, tls])`, TLS with central's own client certificate
 from the gate CA (`tls`, a devices.transports.mqtt.MqttTls); a persistent session): subscribes to `smartgate/+/status`
-(birth / death with bdSeq, see sync/telemetry.py) and `smartgate/+/telemetry/#`, and publishes
+(birth / death with bdSeq, see sync/telemetry.py) and `smartgate/+/telemetry/#` (with several workers a
+shared subscription, `$share/smartgate-central/...`, see sync/central/workers.py), and publishes
 `smartgate/<gate>/feed/notify` (QoS 1) whenever that gate's declarations change, so the gate pulls
 at once. It is also a Sparkplug B host application (`spBv1.0/smartgate/#`, sync/sparkplug.py): each
 gate's node and device metrics are kept as its `sparkplug` telemetry (see `SparkplugHost`).
@@ -149,11 +150,14 @@ class CentralMqtt:
         each telemetry message to one worker of the group, so they split the load. Birth/death and
         Sparkplug B are per-gate state whose order matters (a death applies only to its own birth, a
         Sparkplug seq must follow the last one): only the worker with `state_host` subscribes to them,
-        so they arrive in order, as with one central.
+        so they arrive in order, as with one central. The other workers use clean sessions: Mosquitto
+        hands a shared message to the next session of the group whether it is connected or not, so
+        the persistent session of a worker that is gone for good (fewer workers) would swallow its
+        share; telemetry is sent again every period, so a message lost in a restart costs nothing.
         """
         self.store, self.shared_group, self.state_host = store, shared_group, state_host
         self.sparkplug = SparkplugHost(sparkplug_group, store, self._ask_rebirth)
-        self.client = new_client(client_id, tls, clean_session=False)
+        self.client = new_client(client_id, tls, clean_session=not state_host)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 5)

@@ -503,7 +503,11 @@ def cmd_central_serve(args: argparse.Namespace) -> int:
               f"{' '.join(map(str, workers.pids()))}, db postgresql)", flush=True)
         workers.serve_forever()
         return 0
-    mqtt, _ = mqtt_settings(args.mqtt, args.mqtt_tls_dir)
+    try:
+        mqtt, _ = mqtt_settings(args.mqtt, args.mqtt_tls_dir)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
     print(f"smartgate central on {scheme}://{args.host}:{args.port} (db {server.store.kind})", flush=True)
     server.serve_forever()

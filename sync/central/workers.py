@@ -49,7 +49,8 @@ class WorkerOptions:
 
 def mqtt_settings(mqtt: str | None, tls_dir: str | None, index: int = 0,
                   workers: int = 1) -> tuple[tuple | None, dict]:
-    """(CentralServer's `mqtt=`, its `mqtt_options=`) for worker `index` (0-based) of `workers`."""
+    """(CentralServer's `mqtt=`, its `mqtt_options=`) for worker `index` (0-based) of `workers`; ValueError naming
+    the fix when the worker's certificate is missing."""
     if not mqtt:
         return None, {}
     from edge.broker_policy import central_identities
@@ -64,7 +65,7 @@ def mqtt_settings(mqtt: str | None, tls_dir: str | None, index: int = 0,
         pki = GatePki(tls_dir)
         issued = pki.client(identity)
         if not issued.cert.exists():
-            raise SystemExit(f"--mqtt-tls-dir {tls_dir}: no certificate for central's worker {index + 1} "
+            raise ValueError(f"--mqtt-tls-dir {tls_dir}: no certificate for central's worker {index + 1} "
                              f"({issued.cert}); issue it with `smartgate pki enrol {identity}` and write the broker's "
                              "ACL again (`smartgate pki broker-config`)")
         settings = (*settings, MqttTls(pki.ca_cert, issued.cert, issued.key))
@@ -92,6 +93,8 @@ class CentralWorkers:
         if not options.db_url.startswith(("postgresql://", "postgres://")):
             raise ValueError("several central workers need a PostgreSQL database (--db postgresql://...): an SQLite "
                              "file belongs to one process")
+        for index in range(workers):  # a missing worker certificate is named now, not by a worker that cannot start
+            mqtt_settings(options.mqtt, options.mqtt_tls_dir, index, workers)
         self.options, self.workers, self.host = options, workers, host
         self._sock = listening_socket(host, port)
         self.port: int = self._sock.getsockname()[1]

@@ -227,3 +227,15 @@ def test_quick_central_bench_reports_every_figure(pg_server):
         assert run["revocation_all_gates_s"] >= 0  # reached every gate (the bench fails otherwise)
         assert run["telemetry_gates_seen"] == figures["gates"]
     assert figures["load_before"] and figures["targets"]["ingest_events_per_s"] == 5000
+
+
+def test_a_worker_without_its_mqtt_certificate_is_named_at_start(pg_url, tmp_path):
+    site = site_from_mapping(small_site("HN", 8883)).site
+    init_site_pki(site, tmp_path / "pki")  # central's own certificate, none for a second worker
+    write_keypair(tmp_path / "central.key", tmp_path / "central.pub.pem")
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "central", "serve", "--db", pg_url, "--key",
+                             str(tmp_path / "central.key"), "--insecure-http", "--port", "0", "--workers", "2",
+                             "--mqtt", "127.0.0.1:8883", "--mqtt-tls-dir", str(tmp_path / "pki")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "smartgate pki enrol smartgate-central-2" in result.stderr and "worker 2" in result.stderr

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def mqtt_settings(mqtt: str | None, tls_dir: str | None, index: int = 0,
         from devices.transports.mqtt import MqttTls
         from edge.pki import GatePki
 
-        pki = GatePki(tls_dir)
+        pki = GatePki(Path(tls_dir))
         issued = pki.client(identity)
         if not issued.cert.exists():
             raise ValueError(f"--mqtt-tls-dir {tls_dir}: no certificate for central's worker {index + 1} "

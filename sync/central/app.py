@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -160,6 +161,9 @@ class CentralMqtt:
         self.client = new_client(client_id, tls, clean_session=not state_host)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribed = threading.Event()  # the broker acknowledged every subscription of the current connection
+        self._pending: set[int] = set()
         self.client.reconnect_delay_set(1, 5)
         self.host, self.port = host, port
         self.events: list[tuple[float, str, str]] = []  # (at, gate, online/offline) applied, for the log and tests
@@ -182,8 +186,13 @@ class CentralMqtt:
         return topics
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        for topic in self.subscriptions():
-            client.subscribe(topic, qos=1)
+        self.subscribed.clear()
+        self._pending = {client.subscribe(topic, qos=1)[1] for topic in self.subscriptions()}
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._pending.discard(mid)
+        if not self._pending:
+            self.subscribed.set()
 
     def _ask_rebirth(self, topic: str, payload: bytes) -> None:
         self.client.publish(topic, payload, qos=1)

@@ -178,8 +178,7 @@ def test_workers_split_the_telemetry_and_only_worker_one_applies_birth_and_death
         for worker in workers:
             worker.start()
         assert workers[1].subscriptions() == [f"$share/{SHARE_GROUP}/smartgate/+/telemetry/#"]
-        _wait(lambda: all(w.client.is_connected() for w in workers), 10, "both workers connected")
-        time.sleep(0.5)  # the SUBACKs: paho gives no event for them here
+        _wait(lambda: all(w.subscribed.is_set() for w in workers), 10, "both workers subscribed")
         publisher.connect(broker.host, broker.port)
         publisher.loop_start()
         for i in range(40):
@@ -239,3 +238,40 @@ def test_a_worker_without_its_mqtt_certificate_is_named_at_start(pg_url, tmp_pat
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "smartgate pki enrol smartgate-central-2" in result.stderr and "worker 2" in result.stderr
+
+
+def test_two_worker_processes_on_a_tls_broker_store_every_gates_telemetry_and_birth(pg_url, own_broker, tmp_path):
+    broker = own_broker
+    first, second = central_identities(2)
+    broker.allow(first, subscribe=("smartgate/+/telemetry/#", "smartgate/+/status", "spBv1.0/smartgate/#"))
+    broker.allow(second, subscribe=("smartgate/+/telemetry/#",))
+    gates_tls = broker.allow("test-gates", publish=("smartgate/+/telemetry/#", "smartgate/+/status"))
+    write_keypair(tmp_path / "central.key", tmp_path / "central.pub.pem")
+    options = WorkerOptions(pg_url, str(tmp_path / "central.key"), mqtt=f"{broker.host}:{broker.port}",
+                            mqtt_tls_dir=str(broker.pki.dir))
+    workers = CentralWorkers(options, workers=2).start()
+    store = CentralStore(pg_url)
+    publisher = new_client("test-gates", gates_tls)
+    try:
+        publisher.connect(broker.host, broker.port)
+        publisher.loop_start()
+
+        def gates() -> dict:
+            return {g["gate"]: g for g in store.gates()}
+
+        def all_stored() -> bool:
+            return (sum(1 for g in gates().values() if g["telemetry"].get("sync")) == 20
+                    and gates().get("G00", {}).get("online") is True)
+
+        deadline = time.monotonic() + 20
+        while not all_stored():  # as gates do: telemetry every period (the workers may still be subscribing)
+            assert time.monotonic() < deadline, "timed out waiting for every gate's telemetry and G00's birth"
+            for i in range(20):
+                publisher.publish(f"smartgate/G{i:02d}/telemetry/sync", json.dumps({"backlog": i}), qos=1)
+            publisher.publish("smartgate/G00/status", json.dumps({"state": "online", "bd_seq": 1}), qos=1, retain=True)
+            time.sleep(0.5)
+        assert gates()["G07"]["telemetry"]["sync"] == {"backlog": 7}
+    finally:
+        publisher.loop_stop()
+        store.close()
+        workers.stop()

@@ -8,7 +8,7 @@ subscription when it has several workers) and pulls its signed feed every `feed_
 central's feed notification. Mid-load one declaration of every gate is revoked at central; the figure is
 how long until each gate's feed pull (signature checked) carries it.
 
-Central runs as `smartgate central serve --workers N` does (sync/central/workers.py) on PostgreSQL: a
+Central runs as `smartgate central serve --workers N` does (sync/central/workers.py), over HTTPS, on PostgreSQL: a
 fresh database per run on `SMARTGATE_BENCH_PG` (default the machine's postgresql://postgres@127.0.0.1:5432).
 The load generator shares the machine's CPUs with central and PostgreSQL.
 """
@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import os
+import ssl
 import statistics
 import tempfile
 import threading
@@ -186,8 +187,18 @@ async def _pull_loop(gate: SimGate, client: httpx.AsyncClient, public, poll_s: f
             await asyncio.wait_for(gate.pull_now.wait(), poll_s)
 
 
+def _tls(tmp: Path) -> tuple[str, str, ssl.SSLContext]:
+    """Central's HTTPS certificate from a throwaway CA (as `smartgate central tls` makes), and the gates' trust."""
+    from edge.pki import issue, make_ca
+
+    if not (tmp / "ca" / "ca.crt").exists():
+        make_ca(tmp / "ca", "smartgate bench central CA")
+    issued = issue(tmp / "ca", tmp / "tls", "central", server=True, hosts=("127.0.0.1", "localhost"))
+    return str(issued.cert), str(issued.key), ssl.create_default_context(cafile=str(tmp / "ca" / "ca.crt"))
+
+
 async def _one_run(base: str, tmp: Path, workers: int, gates: int, lanes: int, events: int, batch: int,
-                   feed_poll_s: float, broker) -> dict:
+                   feed_poll_s: float, broker, tls: bool) -> dict:
     name = _fresh_database(base)
     db_url = f"{base}/{name}"
     try:
@@ -206,14 +217,14 @@ async def _one_run(base: str, tmp: Path, workers: int, gates: int, lanes: int, e
             declarations.append(_declaration(f"D{gate}", gate))
         store.publish(declarations)
         store.close()
-        central = await asyncio.to_thread(CentralWorkers(WorkerOptions(db_url, str(key_file),
-                                                                       mqtt=f"{broker.host}:{broker.port}"),
-                                                         workers=workers).start)
+        cert, key, verify_tls = _tls(tmp) if tls else (None, None, False)
+        options = WorkerOptions(db_url, str(key_file), cert, key, mqtt=f"{broker.host}:{broker.port}")
+        central = await asyncio.to_thread(CentralWorkers(options, workers=workers).start)
         loop = asyncio.get_running_loop()
         for sim in sims:
             sim.pull_now = asyncio.Event()
         telemetry = _Telemetry(broker.host, broker.port, sims, 1.0, loop)
-        clients = [httpx.AsyncClient(base_url=central.url, timeout=60.0,
+        clients = [httpx.AsyncClient(base_url=central.url, timeout=60.0, verify=verify_tls,
                                      headers={"Authorization": f"Bearer {sim.token}"}) for sim in sims]
         stop = asyncio.Event()
         try:
@@ -223,7 +234,7 @@ async def _one_run(base: str, tmp: Path, workers: int, gates: int, lanes: int, e
             started = time.perf_counter()
             uploads = [asyncio.create_task(_upload_all(s, c)) for s, c in zip(sims, clients, strict=True)]
             await asyncio.sleep(min(1.0, 0.2 * len(sims[0].bodies)))  # under load: revoke every gate's declaration
-            async with httpx.AsyncClient(base_url=central.url, timeout=60.0,
+            async with httpx.AsyncClient(base_url=central.url, timeout=60.0, verify=verify_tls,
                                          headers={"Authorization": f"Bearer {publisher}"}) as admin:
                 revoked = time.monotonic()
                 answers = await asyncio.gather(*(admin.post(f"/api/v1/declarations/{s.declaration}/revoke",
@@ -269,18 +280,19 @@ async def _one_run(base: str, tmp: Path, workers: int, gates: int, lanes: int, e
 
 
 def run_central_bench(gates: int = 50, lanes: int = 4, events: int = 2000, batch: int = 500, runs: int = 3,
-                      workers: tuple[int, ...] = (1, 2), feed_poll_s: float = 1.0, pg: str | None = None) -> dict:
+                      workers: tuple[int, ...] = (1, 2), feed_poll_s: float = 1.0, pg: str | None = None,
+                      tls: bool = True) -> dict:
     """Figures per worker count: the median run by ingest rate, and every run's figures."""
     from simulators.broker import PrivateBroker
 
     base = (pg or os.environ.get("SMARTGATE_BENCH_PG") or PG_DEFAULT).rstrip("/")
     result: dict = {"gates": gates, "lanes_per_gate": lanes, "events_per_gate": events, "upload_batch": batch,
-                    "runs": runs, "feed_poll_s": feed_poll_s, "db": "postgresql",
+                    "runs": runs, "feed_poll_s": feed_poll_s, "db": "postgresql", "https": tls,
                     "load_before": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="sg-central-bench-") as name, PrivateBroker(secure=False) as broker:
         for count in workers:
-            figures = [asyncio.run(_one_run(base, Path(name), count, gates, lanes, events, batch, feed_poll_s, broker))
-                       for _ in range(runs)]
+            figures = [asyncio.run(_one_run(base, Path(name), count, gates, lanes, events, batch, feed_poll_s, broker,
+                                            tls)) for _ in range(runs)]
             by_rate = sorted(figures, key=lambda f: f["ingest_events_per_s"])
             result[f"workers_{count}"] = {
                 "ingest_events_per_s_median": by_rate[len(by_rate) // 2]["ingest_events_per_s"],

@@ -37,7 +37,7 @@ SHARE_GROUP = "smartgate-central"
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """What every worker is started with (the private key is a file: nothing secret goes on a command line)."""
+    """What every worker is started with (sent on its stdin: nothing secret goes on a command line)."""
 
     db_url: str
     key: str
@@ -113,9 +113,13 @@ class CentralWorkers:
 
     def _spawn(self, index: int) -> subprocess.Popen:
         fd = self._sock.fileno()
-        return subprocess.Popen([sys.executable, "-m", "sync.central.workers", "--fd", str(fd), "--index", str(index),
-                                 "--workers", str(self.workers), "--options", json.dumps(asdict(self.options))],
-                                pass_fds=(fd,), stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "sync.central.workers", "--fd", str(fd), "--index", str(index),
+                                 "--workers", str(self.workers)],
+                                pass_fds=(fd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdin is not None
+        with proc.stdin:  # on stdin, not the command line: the database URL may hold a password
+            proc.stdin.write(json.dumps(asdict(self.options)))
+        return proc
 
     def _wait_ready(self, procs: dict[int, subprocess.Popen], timeout_s: float) -> None:
         selector = selectors.DefaultSelector()
@@ -192,9 +196,8 @@ def _worker(argv: list[str]) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
-    parser.add_argument("--options", required=True)
     args = parser.parse_args(argv)
-    options = WorkerOptions(**json.loads(args.options))
+    options = WorkerOptions(**json.loads(sys.stdin.read()))
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {args.index + 1} %(levelname)s %(name)s: "
                                                    "%(message)s")
     from sync.central.server import CentralServer

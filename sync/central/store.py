@@ -385,11 +385,15 @@ class CentralStore:
                 if at_head and at_head[0][0] != claimed[1]:
                     raise UploadRefused("JOURNAL_REWRITTEN", f"the signed head seq {claimed[0]} has another hash "
                                                              "than the row central holds (journal rewritten)")
-            if fresh:
-                cur = self._conn.cursor()
-                cur.executemany(self._sql(
-                    "INSERT INTO events (event_id, gate, lane, seq, kind, at, payload, hash, prev_hash, received_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), [(*r, now) for r in fresh])
+            columns = "event_id, gate, lane, seq, kind, at, payload, hash, prev_hash, received_at"
+            if fresh and self.kind == "postgresql":
+                # COPY: one stream for the batch instead of a statement per row (the insert was a third of an upload)
+                with self._conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
+                    for row in fresh:
+                        copy.write_row((*row, now))
+            elif fresh:
+                self._conn.cursor().executemany(f"INSERT INTO events ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                                [(*r, now) for r in fresh])
             self._exec("INSERT INTO gate_heads (gate, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT (gate, seq) DO NOTHING", (gate, claimed[0], claimed[1], claimed[2], now))
             self._touch(gate, now, backlog=backlog, last_seq=tip_seq)

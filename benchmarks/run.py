@@ -31,7 +31,7 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     return facts
 
 
-def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True) -> dict:
+def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True, gates: int | None = None) -> dict:
     """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, security, vision, central, all)."""
     names = (["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision", "central"]
              if "all" in which else which)
@@ -84,8 +84,8 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True)
         elif name == "central":
             from benchmarks.central_bench import run_central_bench
 
-            figures = (run_central_bench(gates=4, events=200, batch=100, runs=1) if quick
-                       else run_central_bench())
+            figures = (run_central_bench(gates=gates or 4, events=200, batch=100, runs=1) if quick
+                       else run_central_bench(gates=gates or 50))
         else:
             raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "
                              "security, vision, central or all")

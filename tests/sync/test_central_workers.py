@@ -215,10 +215,12 @@ def test_the_brokers_acl_lets_central_workers_take_telemetry_but_not_birth_death
 
 @pytest.mark.timeout(300)
 def test_quick_central_bench_reports_every_figure(pg_server):
-    result = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "central", "--quick"], capture_output=True,
-                            text=True, timeout=280, env={**os.environ, "SMARTGATE_BENCH_PG": pg_server})
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "central", "--quick", "--gates", "3"],
+                            capture_output=True, text=True, timeout=280,
+                            env={**os.environ, "SMARTGATE_BENCH_PG": pg_server})
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout)["central"]
+    assert figures["gates"] == 3 and figures["https"] is True
     for workers in ("workers_1", "workers_2"):
         run = figures[workers]["runs"][0]
         assert run["events"] == figures["gates"] * figures["events_per_gate"]  # every event stored once

@@ -94,8 +94,14 @@ def _fresh_database(base: str) -> str:
     import psycopg
 
     name = f"sg_bench_central_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise SystemExit(f"central bench: cannot make a database on {base} ({type(exc).__name__}: {exc}); start "
+                         "PostgreSQL (scripts/setup.sh installs it) or set "
+                         "SMARTGATE_BENCH_PG=postgresql://USER@HOST:PORT to a server where USER may create "
+                         "databases") from exc
     return name
 
 

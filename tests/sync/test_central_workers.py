@@ -5,9 +5,11 @@ reports its figures (a smoke run: nothing timed is asserted)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -131,7 +133,7 @@ def test_two_workers_taking_the_same_batch_at_once_store_it_once(two_workers, tm
     assert httpx.get(f"{urls[0]}/api/v1/alarms", headers=AS_MONITOR).json() == []
 
 
-def test_central_serve_with_two_workers_answers_from_both_on_one_port_and_stops_them_all(pg_url, tmp_path):
+def test_central_serve_with_two_workers_answers_from_both_replaces_a_dead_one_and_stops_them_all(pg_url, tmp_path):
     key = tmp_path / "central.key"
     write_keypair(key, tmp_path / "central.pub.pem")
     _enrol(pg_url, tmp_path)
@@ -152,6 +154,16 @@ def test_central_serve_with_two_workers_answers_from_both_on_one_port_and_stops_
         events, head = _journal_upload(tmp_path / "node", 3)
         answer = httpx.post(f"{url}/api/v1/gates/HN/events", json={"events": events, **head}, headers=AS_GATE)
         assert answer.status_code == 200 and len(answer.json()["acked"]) == 3
+        crashed = pids.pop()
+        os.kill(crashed, signal.SIGKILL)  # a worker dies: the supervisor starts another in its place
+
+        def replaced() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                answered.add(httpx.get(f"{url}/healthz", timeout=2).json()["worker"])
+            return bool(answered - pids - {crashed})
+
+        _wait(replaced, 20, "a new worker in place of the killed one")
+        pids |= answered - {crashed}
     finally:
         process.terminate()
         process.wait(20)

@@ -31,9 +31,9 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     return facts
 
 
-def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True) -> dict:
-    """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, security, vision, all)."""
-    names = (["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
+def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True, gates: int | None = None) -> dict:
+    """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, security, vision, central, all)."""
+    names = (["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision", "central"]
              if "all" in which else which)
     result: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -81,9 +81,14 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True)
             figures = run_vision_bench(per_class=100 if quick else 1000, frames=20 if quick else 100,
                                        baseline_per_class=5 if quick else 50, with_baseline=baseline,
                                        real_limit=15 if quick else None)
+        elif name == "central":
+            from benchmarks.central_bench import run_central_bench
+
+            figures = (run_central_bench(gates=gates or 4, events=200, batch=100, runs=1) if quick
+                       else run_central_bench(gates=gates or 50))
         else:
             raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "
-                             "security, vision or all")
+                             "security, vision, central or all")
         figures["bench_seconds"] = round(time.perf_counter() - started, 2)
         result[name] = figures
     return result

@@ -9,7 +9,8 @@ client id. The ACL (deny unless listed) then says:
 - only the node's device-bus identity (`mqtt.client_id`) may read the devices' topics;
 - the node's uplink identity (`mqtt.node_client_id`, default `smartgate-<gate>-node`) publishes the
   gate's status and telemetry (sync/telemetry.py) and reads its feed notifications (sync/client.py);
-- central (`smartgate-central`) reads every gate's status and telemetry and publishes notifications.
+- central (`smartgate-central`) reads every gate's status and telemetry and publishes notifications;
+  its further workers (`smartgate-central-2` ...) read a share of the telemetry and publish notifications.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from edge.config import MqttTransport, SiteConfig
 from edge.pki import GatePki, Issued, PkiError
 
 CENTRAL_IDENTITY = "smartgate-central"
+CENTRAL_WORKERS_MAX = 8  # the ACL lets this many central workers in (`smartgate central serve --workers N`)
+
+
+def central_identities(workers: int = CENTRAL_WORKERS_MAX) -> tuple[str, ...]:
+    """Central's MQTT identities, one per worker process (Mosquitto makes the certificate's name the client id, so
+    two workers cannot share one): worker 1 is `smartgate-central`, worker i is `smartgate-central-i`."""
+    return (CENTRAL_IDENTITY, *(f"{CENTRAL_IDENTITY}-{i}" for i in range(2, workers + 1)))
 
 
 class PolicyError(ValueError):
@@ -111,6 +119,12 @@ def acl_text(site: SiteConfig, central: str = CENTRAL_IDENTITY) -> str:
                   "# the node's Sparkplug B connection: its births, data and death; rebirth commands",
                   f"user {ids.node_sparkplug}", f"topic write spBv1.0/{group}/+/{site.gate}",
                   f"topic write spBv1.0/{group}/+/{site.gate}/+", f"topic read spBv1.0/{group}/NCMD/{site.gate}"]
+    if central == CENTRAL_IDENTITY:
+        # central's other workers take a share of the telemetry ($share/...) and publish notifications; birth/death
+        # and Sparkplug B stay with worker 1 (sync/central/app.py, CentralMqtt)
+        lines += ["", f"# central's workers 2..{CENTRAL_WORKERS_MAX}: a share of the telemetry; feed notifications"]
+        for identity in central_identities()[1:]:
+            lines += [f"user {identity}", "topic read smartgate/+/telemetry/#", "topic write smartgate/+/feed/notify"]
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +190,7 @@ def enrol_identity(site: SiteConfig, pki_dir: Path, identity: str) -> Issued:
     A device must be in the site file and speak MQTT; anything else is a PolicyError naming the fix.
     """
     ids = bus_identities(site)
-    if identity not in ids.all():
+    if identity not in ids.all() and identity not in central_identities():
         devices = {d.id: d for lane in site.lanes for d in lane.devices}
         if identity in devices:
             device = devices[identity]

@@ -19,7 +19,7 @@ from edge.config import CONFIG_ROOT, PROFILE_DIR, ConfigError, DataDirError, che
 
 DEFAULT_SITE = CONFIG_ROOT / "sites" / "huu-nghi.yaml"
 DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
-ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
+ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision", "central"]
 
 
 QUIET_LIBRARIES = {"pymodbus": logging.CRITICAL, "paho": logging.WARNING, "uvicorn": logging.WARNING,
@@ -395,7 +395,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         for name in names:  # one at a time, so that the bar (and its clock) says which one is running
             bar.set_postfix_str(name)
-            figures = run_benchmarks([name], quick=args.quick, baseline=not args.no_baseline)
+            figures = run_benchmarks([name], quick=args.quick, baseline=not args.no_baseline, gates=args.gates)
             result = result or {key: figures[key] for key in ("started_at", "machine", "quick")}
             result[name] = figures[name]
             bar.update(1)
@@ -492,19 +492,8 @@ def _add_pki_parser(sub, site_args) -> None:
 
 def cmd_central_serve(args: argparse.Namespace) -> int:
     from sync.central.server import CentralServer
+    from sync.central.workers import CentralWorkers, WorkerOptions, mqtt_settings
 
-    mqtt = None
-    if args.mqtt:
-        host, _, port = args.mqtt.rpartition(":")
-        mqtt = (host or "127.0.0.1", int(port))
-        if args.mqtt_tls_dir:
-            from devices.transports.mqtt import MqttTls
-            from edge.broker_policy import CENTRAL_IDENTITY
-            from edge.pki import GatePki
-
-            pki = GatePki(Path(args.mqtt_tls_dir))
-            issued = pki.client(CENTRAL_IDENTITY)
-            mqtt = (*mqtt, CENTRAL_IDENTITY, MqttTls(pki.ca_cert, issued.cert, issued.key))
     if bool(args.tls_cert) != bool(args.tls_key):
         print("give both --tls-cert and --tls-key", file=sys.stderr)
         return 2
@@ -513,8 +502,30 @@ def cmd_central_serve(args: argparse.Namespace) -> int:
               "tls`), or --insecure-http for a loopback test", file=sys.stderr)
         return 2
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
     scheme = "https" if tls else "http"
+    if args.workers > 1:
+        from edge.broker_policy import CENTRAL_WORKERS_MAX
+
+        if args.workers > CENTRAL_WORKERS_MAX:
+            print(f"--workers: at most {CENTRAL_WORKERS_MAX} (the broker's ACL names that many central identities)",
+                  file=sys.stderr)
+            return 2
+        options = WorkerOptions(args.db, args.key, args.tls_cert, args.tls_key, args.mqtt, args.mqtt_tls_dir)
+        try:
+            workers = CentralWorkers(options, workers=args.workers, host=args.host, port=args.port).start()
+        except ValueError as exc:
+            print(f"--workers {args.workers}: {exc}", file=sys.stderr)
+            return 2
+        print(f"smartgate central on {scheme}://{args.host}:{workers.port} ({args.workers} workers, pids "
+              f"{' '.join(map(str, workers.pids()))}, db postgresql)", flush=True)
+        workers.serve_forever()
+        return 0
+    try:
+        mqtt, _ = mqtt_settings(args.mqtt, args.mqtt_tls_dir)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    server = CentralServer(args.db, args.key, host=args.host, port=args.port, mqtt=mqtt, tls=tls)
     print(f"smartgate central on {scheme}://{args.host}:{args.port} (db {server.store.kind})", flush=True)
     print(f"monitoring page {scheme}://{args.host}:{args.port}/ (log in with a monitor, operator or admin token: "
           "smartgate central token --role operator --name NAME); API docs at /docs, Prometheus at /metrics",
@@ -656,6 +667,9 @@ def _add_central_parser(sub) -> None:
     p.add_argument("--tls-cert", help="central's TLS server certificate (PEM; smartgate central tls)")
     p.add_argument("--tls-key", help="its private key (PEM)")
     p.add_argument("--insecure-http", action="store_true", help="serve plain HTTP (loopback tests only)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes on the one port (PostgreSQL only; default 1); with --mqtt-tls-dir worker i "
+                        "connects as smartgate-central-i (`smartgate pki enrol smartgate-central-2` ...)")
     p.set_defaults(func=cmd_central_serve)
     p = central.add_parser("token", help="issue a token: a gate's (--gate) or an operator's (--role --name); "
                                          "replaces the holder's old one; central keeps only a digest")
@@ -766,10 +780,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
     p.add_argument("which", nargs="*", default=["all"],
-                   help="decision, cache, journal, codec, modbus, kiosk, sync, security, vision or all (default)")
+                   help="decision, cache, journal, codec, modbus, kiosk, sync, security, vision, central or all "
+                        "(default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--no-baseline", action="store_true",
                    help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")
+    p.add_argument("--gates", type=int, help="central: simulated gates of 4 lanes (default 50; 4 with --quick)")
     p.add_argument("--out", help="also write the JSON to this file")
     p.set_defaults(func=cmd_bench)
     return parser

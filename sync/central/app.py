@@ -36,7 +36,8 @@ outage) every request that needs it answers 503 `DATABASE_UNAVAILABLE` with `Ret
 
 MQTT (optional, `mqtt=(host, port[, client_id, tls])`, TLS with central's own client certificate
 from the gate CA (`tls`, a devices.transports.mqtt.MqttTls); a persistent session): subscribes to `smartgate/+/status`
-(birth / death with bdSeq, see sync/telemetry.py) and `smartgate/+/telemetry/#`, and publishes
+(birth / death with bdSeq, see sync/telemetry.py) and `smartgate/+/telemetry/#` (with several workers a
+shared subscription, `$share/smartgate-central/...`, see sync/central/workers.py), and publishes
 `smartgate/<gate>/feed/notify` (QoS 1) whenever that gate's declarations change, so the gate pulls
 at once. It is also a Sparkplug B host application (`spBv1.0/smartgate/#`, sync/sparkplug.py): each
 gate's node and device metrics are kept as its `sparkplug` telemetry (see `SparkplugHost`).
@@ -46,7 +47,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -143,16 +146,32 @@ class CentralMqtt:
     """
 
     def __init__(self, store: CentralStore, host: str, port: int, client_id: str = "smartgate-central",
-                 tls: MqttTls | None = None, sparkplug_group: str = "smartgate"):
-        """`tls=None` is plaintext: only against a broker the site runs `insecure: true`."""
-        self.store = store
+                 tls: MqttTls | None = None, sparkplug_group: str = "smartgate", *,
+                 shared_group: str | None = None, state_host: bool = True):
+        """`tls=None` is plaintext: only against a broker the site runs `insecure: true`.
+
+        Several workers (sync/central/workers.py): each has its own client id; `shared_group` names the
+        MQTT shared subscription (`$share/<group>/smartgate/+/telemetry/#`) over which the broker hands
+        each telemetry message to one worker of the group, so they split the load. Birth/death and
+        Sparkplug B are per-gate state whose order matters (a death applies only to its own birth, a
+        Sparkplug seq must follow the last one): only the worker with `state_host` subscribes to them,
+        so they arrive in order, as with one central. The other workers use clean sessions: Mosquitto
+        hands a shared message to the next session of the group whether it is connected or not, so
+        the persistent session of a worker that is gone for good (fewer workers) would swallow its
+        share; telemetry is sent again every period, so a message lost in a restart costs nothing.
+        """
+        self.store, self.shared_group, self.state_host = store, shared_group, state_host
         self.sparkplug = SparkplugHost(sparkplug_group, store, self._ask_rebirth)
-        self.client = new_client(client_id, tls, clean_session=False)
+        self.client = new_client(client_id, tls, clean_session=not state_host)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribed = threading.Event()  # the broker acknowledged every subscription of the current connection
+        self._pending: set[int] = set()
         self.client.reconnect_delay_set(1, 5)
         self.host, self.port = host, port
         self.events: list[tuple[float, str, str]] = []  # (at, gate, online/offline) applied, for the log and tests
+        self.telemetry_taken = 0  # telemetry messages this worker stored (its share, with a shared subscription)
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=10)
@@ -162,10 +181,22 @@ class CentralMqtt:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def subscriptions(self) -> list[str]:
+        """The topic filters this worker subscribes to (see __init__)."""
+        telemetry = "smartgate/+/telemetry/#"
+        topics = [f"$share/{self.shared_group}/{telemetry}" if self.shared_group else telemetry]
+        if self.state_host:
+            topics += ["smartgate/+/status", f"spBv1.0/{self.sparkplug.group}/#"]
+        return topics
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        client.subscribe("smartgate/+/status", qos=1)
-        client.subscribe("smartgate/+/telemetry/#", qos=1)
-        client.subscribe(f"spBv1.0/{self.sparkplug.group}/#", qos=1)
+        self.subscribed.clear()
+        self._pending = {client.subscribe(topic, qos=1)[1] for topic in self.subscriptions()}
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._pending.discard(mid)
+        if not self._pending:
+            self.subscribed.set()
 
     def _ask_rebirth(self, topic: str, payload: bytes) -> None:
         self.client.publish(topic, payload, qos=1)
@@ -188,6 +219,7 @@ class CentralMqtt:
                     log.info("gate %s: ignored %s with bdSeq %s (stale or repeated)", gate, state, bd_seq)
             elif parts[2] == "telemetry" and len(parts) > 3:
                 self.store.set_telemetry(gate, parts[3], json.loads(message.payload))
+                self.telemetry_taken += 1
         except Exception:  # a bad message must not stop the monitor
             log.exception("bad message on %s", message.topic)
 
@@ -327,7 +359,7 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
     """The central app on `store`, signing feed batches with `private_key` (Ed25519)."""
     app = FastAPI(title="smartgate central (reference)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.mqtt = store, mqtt
-    app.state.refused = {}  # gate -> requests refused for a missing or wrong token
+    app.state.refused = {}  # gate -> requests refused for a missing or wrong token (this worker's count)
     web = install_web(app, store, silent_after_s=silent_after_s)  # the page, /metrics, /docs (sync/central/web)
     install_guards(app, max_body=MAX_BODY, limits={"/api/v1/gates/": MAX_UPLOAD})
     app.add_middleware(CentralAuth, store=store, refused=app.state.refused, web=web)  # outermost: before any body
@@ -342,7 +374,7 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
             store.ping()
         except DatabaseUnavailable as exc:
             return unavailable(exc)
-        return {"status": "ok", "db": store.kind}
+        return {"status": "ok", "db": store.kind, "worker": os.getpid()}
 
     @app.post("/api/v1/gates/{gate}/events")
     def receive_events(gate: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:

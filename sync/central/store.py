@@ -1,11 +1,15 @@
 """Central's storage: PostgreSQL (psycopg 3) for real use, SQLite as the embedded default for the demo.
 
 One small SQL dialect serves both (`?` placeholders are rewritten to `%s` for psycopg; upserts use
-ON CONFLICT, which both speak). Calls are serialised by a lock: the reference service favours
-obviously-correct over concurrent.
+ON CONFLICT, which both speak). SQLite calls are serialised by a lock; PostgreSQL calls run at once, each
+thread on a connection of its own, and several central workers (sync/central/workers.py) share the
+database: what must not interleave (two uploads of one gate, a gate's birth and death, telemetry
+read-modify-write) takes a per-gate advisory lock for its transaction; declaration changes take their
+change id from one counter row, whose lock makes them commit in change-id order (a feed cursor never
+skips a change committed later under a lower id).
 
-* PostgreSQL: a small pool (psycopg_pool) that checks each connection before handing it out and
-  reconnects in the background, so a restarted database is used again as soon as it is back. While
+* PostgreSQL: a pool (psycopg_pool, `pool_size` connections) that checks each connection before handing it
+  out and reconnects in the background, so a restarted database is used again as soon as it is back. While
   it is unreachable every call raises `DatabaseUnavailable` within `db_timeout_s` (central answers
   503 with Retry-After; nothing half-stored: a batch is one transaction, and the node re-sends).
 
@@ -129,57 +133,74 @@ def _event_row(gate: str, event: Any, index: int) -> tuple:
 
 
 class _Session:
-    """`with store._lock:` — the store's lock, and on PostgreSQL a checked connection from the pool for as long.
+    """`with store._lock:` — a connection of the store's for the block: on PostgreSQL a checked one from the pool,
+    held by this thread alone (calls of several threads run at once, up to the pool's size); on SQLite the one
+    connection, under a lock.
 
     Connection-level failures (database down, connection cut, no connection within `db_timeout_s`)
     leave as DatabaseUnavailable; a broken connection goes back to the pool, which drops it.
     """
 
-    def __init__(self, store: CentralStore):
-        self._store, self._mutex, self._held = store, threading.Lock(), None
+    def __init__(self, store: CentralStore, slots: int = 1):
+        self._store, self._mutex, self._local = store, threading.Lock(), threading.local()
+        # One slot per pooled connection: a busy pool makes a call queue here, as long as it takes; only waiting for
+        # a connection the pool cannot make (the database is away) counts against db_timeout_s.
+        self._slots = threading.BoundedSemaphore(slots)
+
+    @property
+    def conn(self):
+        """The connection this thread holds (PostgreSQL) or the one SQLite connection."""
+        return getattr(self._local, "conn", None) if self._store._pool is not None else self._store._sqlite
 
     def __enter__(self) -> None:
         store = self._store
-        # While the database is known to be away, waiting for the lock counts in the same budget:
-        # requests queued behind one that waits for a connection answer 503 in time, not one after another.
+        if store._pool is None:
+            self._mutex.acquire()
+            return
         start = time.monotonic()
-        while not self._mutex.acquire(timeout=0.05):
+        while not self._slots.acquire(timeout=0.05):
+            # While the database is known to be away, waiting for a slot counts in the same budget: calls queued
+            # behind ones that wait for a connection answer 503 in time, not one after another.
             if store.db_down and time.monotonic() - start > store.db_timeout_s:
                 raise DatabaseUnavailable("database unavailable: still waiting for a connection")
-        if store._pool is None:
-            return
         budget = store.db_timeout_s - (time.monotonic() - start if store.db_down else 0.0)
         try:
-            store._conn = self._held = store._pool.getconn(timeout=max(0.05, budget))
+            self._local.conn = store._pool.getconn(timeout=max(0.05, budget))
         except store._db_errors as exc:
             store.db_down = True
-            self._mutex.release()
+            self._slots.release()
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 
     def __exit__(self, kind, exc, tb) -> bool:
-        store, held, self._held = self._store, self._held, None
-        try:
-            if held is not None:
-                store._conn = None
-                with contextlib.suppress(*store._db_errors):
-                    store._pool.putconn(held)  # a broken connection is discarded, an open transaction rolled back
-        finally:
+        store = self._store
+        if store._pool is None:
             self._mutex.release()
-        if held is not None:
-            store.db_down = isinstance(exc, store._db_errors)  # a connection error, a cut or a transient failure
-            if store.db_down:
-                raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+            return False
+        held, self._local.conn = self._local.conn, None
+        try:
+            with contextlib.suppress(*store._db_errors):
+                store._pool.putconn(held)  # a broken connection is discarded, an open transaction rolled back
+        finally:
+            self._slots.release()
+        store.db_down = isinstance(exc, store._db_errors)  # a connection error, a cut or a transient failure
+        if store.db_down:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
         return False
 
 
 class CentralStore:
-    def __init__(self, url: str, *, db_timeout_s: float = 1.0):
+    def __init__(self, url: str, *, db_timeout_s: float = 1.0, pool_size: int = 8):
+        """`pool_size`: PostgreSQL connections this store (one central worker) may hold at once."""
         self.url = url
         self.db_timeout_s = db_timeout_s  # longest a call waits for a database connection before 503
         self.db_down = False  # the last call could not reach the database
         self._pool = None
+        self._sqlite: sqlite3.Connection | None = None
         self._db_errors: tuple[type[BaseException], ...] = ()
-        self._lock = _Session(self)
+        self._lock = _Session(self, max(1, pool_size - 1))  # one connection spare: ping() never queues behind calls
+        # Uploads (the bulk) may hold half the connections at most: a feed pull, a revocation or a token check
+        # finds one free even while every gate catches up at once.
+        self._upload_slots = threading.BoundedSemaphore(max(1, pool_size // 2))
         if url.startswith(("postgresql://", "postgres://")):
             import psycopg
             from psycopg_pool import ConnectionPool
@@ -188,19 +209,19 @@ class CentralStore:
             self._db_errors = (psycopg.OperationalError, psycopg.InterfaceError)
             # reconnect_timeout: the pool's retries back off (1 s, 2 s, ...) until it gives up; short, so that
             # during a long outage each request starts a fresh attempt and a returning database is used at once.
-            self._pool = ConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True, "connect_timeout": 2},
+            self._pool = ConnectionPool(url, min_size=1, max_size=pool_size,
+                                        kwargs={"autocommit": True, "connect_timeout": 2},
                                         check=ConnectionPool.check_connection, reconnect_timeout=3.0,
                                         name="central", open=True)
-            self._conn = None
             serial = "BIGSERIAL PRIMARY KEY"
         elif url.startswith("sqlite:///") or url == "sqlite://":
             self.kind = "sqlite"
             path = url.removeprefix("sqlite:///") or ":memory:"
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._sqlite = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._sqlite.execute("PRAGMA journal_mode = WAL")
+            self._sqlite.execute("PRAGMA synchronous = NORMAL")
             serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
         else:
             raise ValueError(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://...")
@@ -215,6 +236,10 @@ class CentralStore:
             self._exec("INSERT INTO counters (name, value) VALUES ('change_id', 0) ON CONFLICT (name) DO NOTHING")
 
     # ------------------------------------------------------------ plumbing
+
+    @property
+    def _conn(self):
+        return self._lock.conn
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.kind == "postgresql" else sql
@@ -241,6 +266,17 @@ class CentralStore:
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
 
+    def _lock_gate(self, what: str, gate: str) -> None:
+        """Inside a transaction: hold `what` of `gate` until it ends, across every worker on this database.
+
+        Several central workers share one PostgreSQL; two uploads of one gate (a retry that overtakes
+        its first attempt, or a batch sent again) or its birth and death must not interleave their
+        read-check-write. PostgreSQL: a transaction-scoped advisory lock on a hash of the pair;
+        SQLite: BEGIN IMMEDIATE already holds the whole database.
+        """
+        if self.kind == "postgresql":
+            self._exec("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{what}:{gate}",))
+
     def _tx(self, fn):
         with self._lock:
             self._begin()
@@ -257,7 +293,7 @@ class CentralStore:
             self._pool.close()
             return
         with self._lock:
-            self._conn.close()
+            self._sqlite.close()
 
     def ping(self) -> None:
         """Raise DatabaseUnavailable when the database cannot answer now.
@@ -308,6 +344,7 @@ class CentralStore:
         claimed = self._checked_head(gate, head, head_signature, rows)
 
         def work() -> list[str]:
+            self._lock_gate("events", gate)
             self._check_head_history(gate, claimed)
             tip = self._exec("SELECT seq, hash FROM events WHERE gate = ? ORDER BY seq DESC LIMIT 1", (gate,))
             tip_seq, tip_hash = (int(tip[0][0]), tip[0][1]) if tip else (None, None)
@@ -356,17 +393,22 @@ class CentralStore:
                 if at_head and at_head[0][0] != claimed[1]:
                     raise UploadRefused("JOURNAL_REWRITTEN", f"the signed head seq {claimed[0]} has another hash "
                                                              "than the row central holds (journal rewritten)")
-            if fresh:
-                cur = self._conn.cursor()
-                cur.executemany(self._sql(
-                    "INSERT INTO events (event_id, gate, lane, seq, kind, at, payload, hash, prev_hash, received_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), [(*r, now) for r in fresh])
+            columns = "event_id, gate, lane, seq, kind, at, payload, hash, prev_hash, received_at"
+            if fresh and self.kind == "postgresql":
+                # COPY: one stream for the batch instead of a statement per row (the insert was a third of an upload)
+                with self._conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
+                    for row in fresh:
+                        copy.write_row((*row, now))
+            elif fresh:
+                self._conn.cursor().executemany(f"INSERT INTO events ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                                [(*r, now) for r in fresh])
             self._exec("INSERT INTO gate_heads (gate, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT (gate, seq) DO NOTHING", (gate, claimed[0], claimed[1], claimed[2], now))
             self._touch(gate, now, backlog=backlog, last_seq=tip_seq)
             return [r[0] for r in rows]
 
-        return self._tx(work)
+        with self._upload_slots:
+            return self._tx(work)
 
     def _checked_head(self, gate: str, head: Any, signature: Any, rows: list[tuple]) -> tuple[int, str, str]:
         """(seq, hash, signature) of the upload's signed journal head; UploadRefused when it cannot be believed."""
@@ -552,6 +594,7 @@ class CentralStore:
         now = time.time()
 
         def work() -> bool:
+            self._lock_gate("gate", gate)
             row = self._exec("SELECT online, bd_seq FROM gates WHERE gate = ?", (gate,))
             current_online, current_seq = (row[0][0], row[0][1]) if row else (None, None)
             if current_online is not None and bool(current_online) == online and current_seq == bd_seq:
@@ -579,12 +622,18 @@ class CentralStore:
         return [{"state": "online" if on else "offline", "bd_seq": seq, "at": at} for on, seq, at in rows]
 
     def set_telemetry(self, gate: str, part: str, body: Any) -> None:
-        with self._lock:
+        """Replace one part of the gate's telemetry (the others stay): one transaction under the gate's lock,
+        so two workers storing two parts of one gate at once keep both."""
+
+        def work() -> None:
+            self._lock_gate("gate", gate)
             row = self._exec("SELECT telemetry FROM gates WHERE gate = ?", (gate,))
             telemetry = json.loads(row[0][0]) if row and row[0][0] else {}
             telemetry[part] = body
             self._exec("INSERT INTO gates (gate, telemetry) VALUES (?, ?) ON CONFLICT (gate) DO UPDATE "
                        "SET telemetry = excluded.telemetry", (gate, json.dumps(telemetry)))
+
+        self._tx(work)
 
     def gates(self, silent_after_s: float = 60.0) -> list[dict[str, Any]]:
         now = time.time()

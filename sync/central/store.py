@@ -225,7 +225,8 @@ class CentralStore:
             serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
         else:
             raise ValueError(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://...")
-        with self._lock:
+        def schema() -> None:
+            self._lock_gate("schema", "central")  # workers starting at once: IF NOT EXISTS alone races
             for sql in _TABLES.values():
                 self._exec(sql.format(serial=serial))
             self._add_column("gates", "bd_seq", "BIGINT")  # databases made before birth/death
@@ -234,6 +235,19 @@ class CentralStore:
             self._exec("CREATE INDEX IF NOT EXISTS events_gate_seq ON events (gate, seq)")
             self._exec("CREATE INDEX IF NOT EXISTS gate_tokens_digest ON gate_tokens (token_sha256)")
             self._exec("INSERT INTO counters (name, value) VALUES ('change_id', 0) ON CONFLICT (name) DO NOTHING")
+
+        self._tx(schema)
+
+    def ensure_schema(self, *statements: str) -> None:
+        """Run `CREATE ... IF NOT EXISTS` statements (central's own modules' tables and indexes) in one transaction
+        under a database-wide lock: on PostgreSQL, IF NOT EXISTS is not atomic, and workers starting together on
+        one database would otherwise fail on each other's half-made table."""
+        def work() -> None:
+            self._lock_gate("schema", "central")
+            for sql in statements:
+                self._exec(sql)
+
+        self._tx(work)
 
     # ------------------------------------------------------------ plumbing
 

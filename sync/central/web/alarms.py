@@ -46,7 +46,7 @@ class AlarmBook:
 
     def __init__(self, store: CentralStore, per_source: int = 500):
         self.store, self.per_source = store, per_source
-        store.query(_TABLE)
+        store.ensure_schema(_TABLE)
 
     def _rows(self, gate: str | None) -> list[dict[str, Any]]:
         where, params = ("WHERE gate = ?", [gate]) if gate is not None else ("", [])

@@ -61,7 +61,7 @@ class WebSessions:
 
     def __init__(self, store: CentralStore, session_s: float = SESSION_S):
         self.store, self.session_s = store, session_s
-        store.query(_TABLE)
+        store.ensure_schema(_TABLE)
 
     @staticmethod
     def new_login_csrf() -> str:

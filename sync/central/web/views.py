@@ -31,8 +31,7 @@ INDEXES = ("CREATE INDEX IF NOT EXISTS events_kind_gate_lane ON events (kind, ga
 
 def ensure_indexes(store: CentralStore) -> None:
     """The indexes the page's queries use (on central's own events table; idempotent)."""
-    for sql in INDEXES:
-        store.query(sql)
+    store.ensure_schema(*INDEXES)
 
 
 def _payload(text: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     return facts
 
 
-def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True) -> dict:
+def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True, only: str | None = None) -> dict:
     """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, security, vision, all)."""
     names = (["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision"]
              if "all" in which else which)
@@ -80,7 +80,7 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True)
 
             figures = run_vision_bench(per_class=100 if quick else 1000, frames=20 if quick else 100,
                                        baseline_per_class=5 if quick else 50, with_baseline=baseline,
-                                       real_limit=15 if quick else None)
+                                       real_limit=15 if quick else None, only=only)
         else:
             raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "
                              "security, vision or all")

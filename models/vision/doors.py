@@ -7,11 +7,15 @@ per-step probabilities folded to digits and A-Z). Boxes are then grouped as code
 owner, serial and check digit on one line (often detected as two or three words), owner above
 serial, or one character per row (a column of boxes, or one tall box, laid out as a line). The
 group's probabilities, laid end to end, are decoded under ISO 6346 with its check digit: CTC
-steps of boxes in reading order are a valid alignment of the joined text.
+steps of boxes in reading order are a valid alignment of the joined text. The pieces of one
+column are read at the column's width. Where no sure code stands beside its size/type code, the
+OpenCV localiser's vertical columns (`models.vision.localise.vertical_regions`) are read as
+stacks too: the detector, trained on horizontal lines, cuts one-character-per-row codes into
+pieces or misses them.
 
 Rules that no score overrides:
-- a box that reads as a weight or volume (`30.480 KG`, `67,200 LBS`, `MAX GROSS`, `CU.M`) is
-  never part of a code;
+- a box that reads as a weight or volume (`30.480 KG`, `67,200 LBS`, `MAX GROSS`, `CU.M`), or
+  stands on one line with such a box, is never part of a code;
 - codes near a size/type code (`22G1`, `45G1`) rank first; the others follow at lower confidence.
 """
 

@@ -57,7 +57,6 @@ CONSULT = 0.99  # a first reading less sure than this is read again with the sec
 CASCADE = 0.99
 TRUST = 0.98  # in a vote, no model's chance of being right is taken above this or below 1 - this
 CASCADE_FRAMES = True  # the vertical columns of a frame the fast models read something in go to the cascade too
-MISREAD_EDITS = 3  # in one frame, a less sure number this close to a surer one is a misreading of it
 VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
 
@@ -217,13 +216,14 @@ class VisionReader:
             return []
 
     def _read_doors(self, image: np.ndarray, scale: float) -> list[Reading]:
-        """Container numbers in a frame: the text detector's lines and stacks (`models.vision.doors`), and
-        the OpenCV localiser's vertical columns read by the cascade (the detector misses most of those)."""
+        """Container numbers in a frame: the text detector's lines and stacks and the OpenCV localiser's
+        vertical columns read by the strong recogniser (`models.vision.doors`), and those columns read
+        by the cascade too."""
         codes = self.doors.read(image, self.min_confidence)
         found = [Reading(code.text, code.confidence, tuple(int(v / scale) for v in code.box), "ISO6346")
                  for code in codes]
         if any(code.size_type_near and code.confidence >= SURE for code in codes):
-            return _one_per_code(_one_per_place(found))  # a sure code beside its size/type code: this view's code
+            return _one_per_place(found)  # a sure code beside its size/type code: the painted code of this view
         crops, boxes = [], []
         for region in vertical_regions(image, VERTICAL_REGIONS):
             x, y, w, h = region.box
@@ -231,7 +231,7 @@ class VisionReader:
                 crops.append(image[y:y + h, x:x + w])
                 boxes.append(tuple(int(v / scale) for v in region.box))
         found += [r for r in self._read_crops(crops, boxes, False, cascade=CASCADE_FRAMES) if r is not None]
-        return _one_per_code(_one_per_place(_best_per_text(found)))
+        return _one_per_place(_best_per_text(found))
 
     def _read_crops(self, crops: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
                     plate: bool, known_text: bool = False, cascade: bool = False) -> list[Reading | None]:
@@ -504,39 +504,6 @@ def _one_per_place(readings: list[Reading]) -> list[Reading]:
         if not any(overlap_area(reading.box, k.box) > 0.5 * min(_area(reading.box), _area(k.box)) for k in kept):
             kept.append(reading)
     return kept
-
-
-def _one_per_code(readings: list[Reading]) -> list[Reading]:
-    """Container numbers (surest first) less any within `MISREAD_EDITS` edits of a surer one read at or
-    next to the same place.
-
-    One painted code read twice (the detector's line and a column the localiser boxed, or a group
-    grown past its box) can give two check-digit-valid numbers, `TGHU0737320` and `IGAU0737320`,
-    or a serial shifted by one (`KMBU2035113`, `KMBU1203510`). Two containers in one view are
-    painted on two doors or sides, apart, even when their serials run on from each other.
-    """
-    kept: list[Reading] = []
-    for reading in readings:
-        if not any(edit_distance(reading.text, k.text) <= MISREAD_EDITS and _next_to(reading.box, k.box)
-                   for k in kept):
-            kept.append(reading)
-    return kept
-
-
-def _next_to(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    """True when two boxes overlap once grown by their lettering's height (the shorter side) all round."""
-    reach = max(min(a[2], a[3]), min(b[2], b[3]))
-    return overlap_area((a[0] - reach, a[1] - reach, a[2] + 2 * reach, a[3] + 2 * reach), b) > 0
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance: the fewest insertions, deletions and substitutions that turn `a` into `b`."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
-    return row[-1]
 
 
 def _area(box: tuple[int, int, int, int]) -> int:

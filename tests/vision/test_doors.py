@@ -1,6 +1,6 @@
 """The door reader's rules on small constructed inputs: how detected boxes are grouped into codes, a
 column's pieces read at the column's width, weight-table rows never read as codes, codes beside
-their size/type code ranked first, and one painted code reported once.
+their size/type code ranked first.
 
 The boxes are built by hand (no detector); the two tests that read use frames drawn here with
 OpenCV and the strong recogniser from the rapidocr_onnxruntime wheel (see test_cascade.py).
@@ -15,7 +15,7 @@ import pytest
 from devices.protocols.iso6346 import check_digit
 from models.vision import doors
 from models.vision.doors import Box, _groups, _mark_weight_rows, _one_width
-from models.vision.reader import Reading, VisionReader, _one_per_code, edit_distance
+from models.vision.reader import VisionReader
 
 
 def _code(first_ten: str) -> str:
@@ -60,22 +60,6 @@ def test_figures_and_units_on_a_weight_row_are_weights_and_the_code_above_is_not
     _mark_weight_rows([code, label, figure, unit, pounds])
     assert figure.weight and unit.weight and label.weight
     assert not code.weight and not pounds.weight
-
-
-def test_a_misreading_beside_a_surer_reading_of_one_code_is_dropped_and_a_second_container_is_kept():
-    right, misread = _code("TGHU073732"), _code("IGAU073732")
-    assert edit_distance(right, misread) == 2
-    shifted = "KMBU1203510"  # a column read one character off: three edits from KMBU2035113
-    assert edit_distance("KMBU2035113", shifted) == 3
-    beside = _code("TGHU073733")  # the next container of a pair, its serial one on
-    readings = [Reading(right, 0.99, (998, 221, 70, 721), "ISO6346"),
-                Reading(misread, 0.74, (998, 514, 70, 428), "ISO6346"),
-                Reading(beside, 0.9, (200, 221, 70, 721), "ISO6346")]
-    assert [r.text for r in _one_per_code(readings)] == [right, beside]
-    # the same text read at a place apart is not a misreading of this one
-    apart = [Reading("KMBU2035113", 0.9, (318, 55, 423, 43), "ISO6346"),
-             Reading(shifted, 0.6, (1137, 275, 73, 553), "ISO6346")]
-    assert [r.text for r in _one_per_code(apart)] == ["KMBU2035113", shifted]
 
 
 def _door(lines: list[tuple[str, tuple[int, int], float]]) -> np.ndarray:

@@ -46,6 +46,10 @@ GROW_REACH = (1.0, 1.4)  # by this many line heights (a boxed check digit is abo
 MIN_HEIGHT = 14  # frame pixels: lower text is not a code read at a gate
 COLUMNS = 5  # the OpenCV localiser's vertical columns read where the detector found no sure code
 SURE = 0.9  # a code this sure beside its size/type code is the view's painted code: no more is looked for
+# A column's glyphs that its crop's top or bottom edge cuts are left out of the stack: a T cut under
+# its bar reads as an I, and IEMU0524620 is as valid as TEMU0524620; nine whole characters are no
+# reading, and the column's other reads (grown, or the localiser's box) can still give the right one.
+WHOLE_ONLY = True
 COLUMN_MARGIN = 0.6  # a column is read with this many of its widths above and below its box
 WEIGHT = re.compile(r"\d[.,]\d{3}|KGS?\b|KG\d|LBS?\b|GROSS|TARE|NET\b|PAYLOAD|CU\.?\s?(M|FT)|MAX|WT", re.I)
 SIZE_TYPE = re.compile(r"^[1-9LMN]?[0-9][A-Z][0-9]$")  # 22G1, 45G1, L5G1; its first digit may be missed
@@ -176,7 +180,7 @@ class DoorReader:
             # character's height) keeps them whole.
             grow_x, grow_y = box.w // 3, int(COLUMN_MARGIN * box.w)
             crop = frame[max(0, box.y - grow_y):box.y + box.h + grow_y, max(0, box.x - grow_x):box.x + box.w + grow_x]
-            line = stack_to_line(crop)
+            line = stack_to_line(crop, whole_only=WHOLE_ONLY)
         else:
             line = frame[box.y:box.y + box.h, box.x:box.x + box.w]
         probs = self.recogniser.probabilities(line)

@@ -80,15 +80,33 @@ def test_a_code_beside_its_size_type_code_ranks_above_one_without(reader):
     assert other and not other[0].size_type_near and other[0].confidence < codes[0].confidence
 
 
+def _column(code: str) -> tuple[np.ndarray, int, int]:
+    """A frame with `code` painted one character per row; the first and last rows of its ink."""
+    frame = np.full((1080, 1920, 3), (40, 40, 120), np.uint8)
+    for i, char in enumerate(code):
+        cv2.putText(frame, char, (900, 194 + i * 64), cv2.FONT_HERSHEY_SIMPLEX, 1.8, (235, 235, 235), 4, cv2.LINE_AA)
+    ink = np.flatnonzero((frame[:, 880:980, 0] > 150).any(axis=1))
+    return frame, int(ink[0]), int(ink[-1])
+
+
 def test_a_column_boxed_below_its_first_letters_bar_is_read_whole(reader):
     code = _code("TEMU052462")
-    frame = np.full((1080, 1920, 3), (40, 40, 120), np.uint8)
-    step, top = 64, 150
-    for i, char in enumerate(code):
-        cv2.putText(frame, char, (900, top + 44 + i * step), cv2.FONT_HERSHEY_SIMPLEX, 1.8, (235, 235, 235), 4,
-                    cv2.LINE_AA)
-    ink = np.flatnonzero((frame[:, 880:980, 0] > 150).any(axis=1))
-    below_bar = int(ink[0]) + 20  # the detector's box starts well under the T's bar
-    column = Box(895, below_bar, 50, int(ink[-1]) - below_bar, vertical=True)
+    frame, first, last = _column(code)
+    below_bar = first + 20  # the detector's box starts well under the T's bar
+    column = Box(895, below_bar, 50, last - below_bar, vertical=True)
     candidate = reader.doors._decode([reader.doors._look(frame, column)])
     assert candidate is not None and candidate.text == code
+
+
+def test_a_letter_the_columns_crop_cuts_is_left_out_not_misread(reader, monkeypatch):
+    # Cut under its bar, a T is an I, and IEMU0524620 is as valid as TEMU0524620: the cut glyph is
+    # dropped, and the nine characters left are no reading at all.
+    code, misread = _code("TEMU052462"), "IEMU0524620"
+    assert _code(misread[:10]) == misread
+    frame, first, last = _column(code)
+    monkeypatch.setattr(doors, "COLUMN_MARGIN", 0.1)  # a margin too small to reach the bar
+    column = Box(895, first + 14, 50, last - first - 14, vertical=True)
+    assert reader.doors._decode([reader.doors._look(frame, column)]) is None
+    monkeypatch.setattr(doors, "WHOLE_ONLY", False)  # cut glyphs read as they are: the misreading
+    candidate = reader.doors._decode([reader.doors._look(frame, column)])
+    assert candidate is not None and candidate.text == misread

@@ -146,6 +146,10 @@ class DoorReader:
             plain = "".join(_plain(b.text) for b in group)
             if not 6 <= len(plain) <= 14 or sum(c.isdigit() for c in plain) < 4:
                 continue
+            if len(group) > 1 and all(b.vertical for b in group):
+                # One column, one read: its pieces read apart, each with its margin, overlap each other's
+                # end characters (read twice) once the margin reaches the next piece.
+                group = [self._look(frame, Box(*_union(group), vertical=True))]
             candidate = self._decode(group)
             if len(plain) < 11 and (candidate is None or candidate.probability < GROW_BELOW):
                 # The boxed check digit is often left out of the detector's box, and a column's box

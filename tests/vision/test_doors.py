@@ -110,3 +110,24 @@ def test_a_letter_the_columns_crop_cuts_is_left_out_not_misread(reader, monkeypa
     monkeypatch.setattr(doors, "WHOLE_ONLY", False)  # cut glyphs read as they are: the misreading
     candidate = reader.doors._decode([reader.doors._look(frame, column)])
     assert candidate is not None and candidate.text == misread
+
+
+def test_the_bench_measures_the_real_frames_alone_when_asked(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks.vision_bench import run_vision_bench
+
+    frames = tmp_path / "real-frames"
+    (frames / "images").mkdir(parents=True)
+    code = _code("TGHU073732")
+    cv2.imwrite(str(frames / "images" / "a.jpg"), _door([(f"{code[:4]} {code[4:10]} {code[10]}", (800, 400), 2.4),
+                                                       ("22G1", (800, 480), 2.4)]))
+    (frames / "labels.jsonl").write_text(json.dumps({"file": "images/a.jpg", "view": "AS", "codes": [
+        {"code": code, "box": [780, 330, 1500, 420], "layout": "one-line"}]}) + "\n")
+    monkeypatch.setenv("SMARTGATE_REAL_FRAMES", str(frames))
+    figures = run_vision_bench(with_baseline=False, only="real-frames")
+    assert set(figures["real"]) == {"note", "container_frames"}
+    ours = figures["real"]["container_frames"]["ours"]
+    assert ours["n"] == 1 and ours["hit_rate"] == 1.0 and ours["frames_with_other_reading"] == 0
+    with pytest.raises(ValueError, match="--only"):
+        run_vision_bench(only="frames")

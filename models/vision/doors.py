@@ -295,7 +295,8 @@ def _one_width(boxes: list[Box]) -> None:
 
 
 def _mark_weight_rows(boxes: list[Box]) -> None:
-    """Boxes on one line with a weight or volume box, beside it or one box away, are weights too (in place).
+    """Boxes on one line with a weight or volume box, within three line heights of it (or of another box so
+    marked), are weights too (in place).
 
     The detector often boxes a weight table's figures apart from their units and labels
     (`MAX GROSS` | `30480` | `KG`): a figure read without its separator is still part of the table.

@@ -31,7 +31,8 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     return facts
 
 
-def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True, gates: int | None = None) -> dict:
+def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True, gates: int | None = None,
+                   only: str | None = None) -> dict:
     """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, security, vision, central, all)."""
     names = (["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision", "central"]
              if "all" in which else which)
@@ -80,7 +81,7 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True,
 
             figures = run_vision_bench(per_class=100 if quick else 1000, frames=20 if quick else 100,
                                        baseline_per_class=5 if quick else 50, with_baseline=baseline,
-                                       real_limit=15 if quick else None)
+                                       real_limit=15 if quick else None, only=only)
         elif name == "central":
             from benchmarks.central_bench import run_central_bench
 

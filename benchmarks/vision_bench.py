@@ -96,20 +96,29 @@ def _baseline() -> _Baseline | None:
         return None
 
 
+ONLY = ("real", "real-frames")  # `--only`: the real sets alone, or the real container frames alone
+
+
 def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_class: int = 50,
-                     real_limit: int | None = None, with_baseline: bool = True) -> dict:
+                     real_limit: int | None = None, with_baseline: bool = True, only: str | None = None) -> dict:
     """All vision figures; `per_class` held-out crops per class, `frames` whole frames.
 
     The rapidocr baseline reads the first `baseline_per_class` crops of each class and a fifth of
-    the frames; `real_limit` caps the labelled real crops read (None: all of them).
+    the frames; `real_limit` caps the labelled real crops read (None: all of them). `only="real"`
+    measures the real sets alone, `only="real-frames"` the real container frames alone.
     """
     from models.synth.dataset import held_out
     from models.synth.legibility import LEGIBLE_DPRIME
     from models.synth.scenes import scene
     from models.vision.reader import VisionReader
 
+    if only is not None and only not in ONLY:
+        raise ValueError(f"vision bench: --only {only!r}: use one of {', '.join(ONLY)}")
     cv2.setNumThreads(1)
     reader = VisionReader(threads=1)
+    if only is not None:
+        return {"threads": 1, "only": only,
+                "real": _real_sets(reader, real_limit, with_baseline, frames_only=only == "real-frames")}
     baseline = _baseline() if with_baseline else None
     figures: dict = {"threads": 1, "per_class": per_class, "held_out": {}, "baseline_rapidocr": {}}
     crop_ms: list[float] = []
@@ -300,7 +309,7 @@ def _timed(function, *args):
     return out, ((time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000)
 
 
-def _real_sets(reader, limit: int | None, with_baseline: bool) -> dict:
+def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool = False) -> dict:
     """Every real evaluation set: ours (the cascade), our fast models alone, and rapidocr's recogniser alone
     (its PP-OCRv4 rec ONNX run directly on the crop, free greedy decoding) on crops; ours and rapidocr's
     detector + recogniser on whole frames. Evaluation only: nothing here is fitted on these sets."""
@@ -328,7 +337,9 @@ def _real_sets(reader, limit: int | None, with_baseline: bool) -> dict:
         return {name: tally.figures() for name, tally in tallies.items()}
 
     folder = real_crops_dir()
-    if folder is None:
+    if frames_only:
+        pass
+    elif folder is None:
         out["cn_crops"] = {"n": 0, "note": "shared/data/plates/cn-real not found"}
     else:
         samples = [(image, normalise_plate(path.stem)) for path in sorted(folder.glob("*.jpg"))[:limit]
@@ -347,8 +358,10 @@ def _real_sets(reader, limit: int | None, with_baseline: bool) -> dict:
         for code in row["codes"] if frame is not None else []:
             x1, y1, x2, y2 = code["box"]
             crops.append((frame[max(0, y1):y2, max(0, x1):x2], code["code"]))
-    out["container_crops"] = {"n": len(crops), "source": str(frames_dir) + " (the labelled boxes)",
-                              **crops_set(crops, reader.read_container_crop, fast.read_container_crop, _plain_code)}
+    if not frames_only:
+        out["container_crops"] = {"n": len(crops), "source": str(frames_dir) + " (the labelled boxes)",
+                                  **crops_set(crops, reader.read_container_crop, fast.read_container_crop,
+                                              _plain_code)}
     out["container_frames"] = _real_frames(reader, fast, frames, with_baseline)
     return out
 
@@ -359,7 +372,7 @@ def _real_frames(reader, fast, frames: list, with_baseline: bool) -> dict:
     from models.vision.reader import vote_container_codes
 
     def run(read) -> dict:
-        hits = other = 0
+        hits = other = other_frames = 0
         ms: list[float] = []
         cpu_ms: list[float] = []
         trucks: dict[str, tuple[set[str], list]] = {}  # one truck's frames share the name before "-OCR-"
@@ -373,6 +386,7 @@ def _real_frames(reader, fast, frames: list, with_baseline: bool) -> dict:
             texts = {r.text for r in readings}
             hits += bool(labels & texts)
             other += len(texts - labels)
+            other_frames += bool(texts - labels)
             truck = trucks.setdefault(Path(row["file"]).name.split("-OCR-")[0], (set(), []))
             truck[0].update(labels)
             truck[1].append(readings)
@@ -384,7 +398,8 @@ def _real_frames(reader, fast, frames: list, with_baseline: bool) -> dict:
             labelled += len(labels)
             found += len(labels & voted)
             extra += len(voted - labels)
-        return {"n": len(ms), "hit_rate": round(hits / n, 4), "other_readings": other, "ms": percentiles(ms),
+        return {"n": len(ms), "hit_rate": round(hits / n, 4), "other_readings": other,
+                "frames_with_other_reading": other_frames, "ms": percentiles(ms),
                 "cpu_ms": percentiles(cpu_ms),
                 "per_truck_voted": {"trucks": len(trucks), "codes": labelled,
                                     "found": round(found / max(1, labelled), 4), "other_readings": extra}}

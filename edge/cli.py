@@ -395,7 +395,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         for name in names:  # one at a time, so that the bar (and its clock) says which one is running
             bar.set_postfix_str(name)
-            figures = run_benchmarks([name], quick=args.quick, baseline=not args.no_baseline, gates=args.gates)
+            figures = run_benchmarks([name], quick=args.quick, baseline=not args.no_baseline, gates=args.gates,
+                                     only=args.only)
             result = result or {key: figures[key] for key in ("started_at", "machine", "quick")}
             result[name] = figures[name]
             bar.update(1)
@@ -786,6 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true",
                    help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")
     p.add_argument("--gates", type=int, help="central: simulated gates of 4 lanes (default 50; 4 with --quick)")
+    p.add_argument("--only", choices=["real", "real-frames"],
+                   help="vision: measure only the real sets, or only the real container frames")
     p.add_argument("--out", help="also write the JSON to this file")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -7,11 +7,15 @@ per-step probabilities folded to digits and A-Z). Boxes are then grouped as code
 owner, serial and check digit on one line (often detected as two or three words), owner above
 serial, or one character per row (a column of boxes, or one tall box, laid out as a line). The
 group's probabilities, laid end to end, are decoded under ISO 6346 with its check digit: CTC
-steps of boxes in reading order are a valid alignment of the joined text.
+steps of boxes in reading order are a valid alignment of the joined text. The pieces of one
+column are read at the column's width. Where no sure code stands beside its size/type code, the
+OpenCV localiser's vertical columns (`models.vision.localise.vertical_regions`) are read as
+stacks too: the detector, trained on horizontal lines, cuts one-character-per-row codes into
+pieces or misses them.
 
 Rules that no score overrides:
-- a box that reads as a weight or volume (`30.480 KG`, `67,200 LBS`, `MAX GROSS`, `CU.M`) is
-  never part of a code;
+- a box that reads as a weight or volume (`30.480 KG`, `67,200 LBS`, `MAX GROSS`, `CU.M`), or
+  stands on one line with such a box, is never part of a code;
 - codes near a size/type code (`22G1`, `45G1`) rank first; the others follow at lower confidence.
 """
 
@@ -26,9 +30,13 @@ import numpy as np
 from models.vision.charsets import CONTAINER_CHARS
 from models.vision.ctc import decode
 from models.vision.grammar import ISO6346
+from models.vision.localise import vertical_regions
 from models.vision.strong import CONTAINER_ALIAS, OTHER, StrongRecogniser, session, stack_to_line
 
-DET_WIDTH = 640  # the detector's input width (the frame is scaled to it; height a multiple of 32)
+# The detector's input width (the frame is scaled to it; height a multiple of 32). At 640 px the
+# letter-spaced codes painted on many doors (owner code over serial, ~30 px letters in a 1080p
+# frame, a letter's width apart) fell below the detector's scale and were not boxed at all.
+DET_WIDTH = 960
 DET_THRESHOLD = 0.3  # DB probability above which a pixel is text (PaddleOCR's default)
 BOX_THRESHOLD = 0.5  # mean DB probability a box must have (PaddleOCR's default)
 UNCLIP = 1.6  # DB boxes are shrunk text kernels: grown back by area * UNCLIP / perimeter
@@ -36,6 +44,13 @@ MAX_BOXES = 12  # at most this many boxes are read, the most code-like first
 GROW_BELOW = 0.9  # a group read less surely than this without its check digit is read again, grown
 GROW_REACH = (1.0, 1.4)  # by this many line heights (a boxed check digit is about one height on)
 MIN_HEIGHT = 14  # frame pixels: lower text is not a code read at a gate
+COLUMNS = 5  # the OpenCV localiser's vertical columns read where the detector found no sure code
+SURE = 0.9  # a code this sure beside its size/type code is the view's painted code: no more is looked for
+# A column's glyphs that its crop's top or bottom edge cuts are left out of the stack: a T cut under
+# its bar reads as an I, and IEMU0524620 is as valid as TEMU0524620; nine whole characters are no
+# reading, and the column's other reads (grown, or the localiser's box) can still give the right one.
+WHOLE_ONLY = True
+COLUMN_MARGIN = 0.6  # a column is read with this many of its widths above and below its box
 WEIGHT = re.compile(r"\d[.,]\d{3}|KGS?\b|KG\d|LBS?\b|GROSS|TARE|NET\b|PAYLOAD|CU\.?\s?(M|FT)|MAX|WT", re.I)
 SIZE_TYPE = re.compile(r"^[1-9LMN]?[0-9][A-Z][0-9]$")  # 22G1, 45G1, L5G1; its first digit may be missed
 NEAR_SIZE_TYPE = 0.75  # a code with no size/type code near it keeps this share of its confidence
@@ -110,12 +125,31 @@ class DoorReader:
         boxes = [b for b in _columns(self.detect(frame)) if min(b.w, b.h) >= MIN_HEIGHT]
         boxes.sort(key=_code_likeness, reverse=True)
         boxes = [self._look(frame, box) for box in boxes[:MAX_BOXES]]
+        _mark_weight_rows(boxes)
         size_types = [b for b in boxes if SIZE_TYPE.match(_plain(b.text))]
         found: dict[str, DoorCode] = {}
-        for group in _groups([b for b in boxes if not b.weight and b not in size_types]):
+        self._read_groups(frame, _groups([b for b in boxes if not b.weight and b not in size_types]), size_types,
+                          min_confidence, found)
+        if not any(code.size_type_near and code.confidence >= SURE for code in found.values()):
+            # No sure code beside its size/type code: the detector may have missed a vertical code
+            # (one character per row, cut into pieces or not boxed at all). The OpenCV localiser's
+            # columns are read as stacks too.
+            columns = [Box(*region.box, vertical=True) for region in vertical_regions(frame, COLUMNS)]
+            columns = [self._look(frame, column) for column in columns if min(column.w, column.h) >= MIN_HEIGHT]
+            self._read_groups(frame, [[c] for c in columns if not c.weight], size_types, min_confidence, found)
+        return sorted(found.values(), key=lambda c: -c.confidence)
+
+    def _read_groups(self, frame: np.ndarray, groups: list[list[Box]], size_types: list[Box], min_confidence: float,
+                     found: dict[str, DoorCode]) -> None:
+        """Decode each group of boxes as one code; the surest reading of each text goes into `found`."""
+        for group in groups:
             plain = "".join(_plain(b.text) for b in group)
             if not 6 <= len(plain) <= 14 or sum(c.isdigit() for c in plain) < 4:
                 continue
+            if len(group) > 1 and all(b.vertical for b in group):
+                # One column, one read: its pieces read apart, each with its margin, overlap each other's
+                # end characters (read twice) once the margin reaches the next piece.
+                group = [self._look(frame, Box(*_union(group), vertical=True))]
             candidate = self._decode(group)
             if len(plain) < 11 and (candidate is None or candidate.probability < GROW_BELOW):
                 # The boxed check digit is often left out of the detector's box, and a column's box
@@ -141,14 +175,16 @@ class DoorReader:
                 continue
             if candidate.text not in found or found[candidate.text].confidence < confidence:
                 found[candidate.text] = DoorCode(candidate.text, round(confidence, 4), box, near)
-        return sorted(found.values(), key=lambda c: -c.confidence)
 
     def _look(self, frame: np.ndarray, box: Box) -> Box:
         """Read one box: its free text (to know a weight or a size/type code) and its folded steps."""
-        if box.vertical:  # the detector's box hugs a column: a margin keeps the characters whole
-            grow_x, grow_y = box.w // 3, box.w // 4
+        if box.vertical:
+            # The detector's box hugs a column and can stop short of its end characters' thin strokes
+            # (a T's bar read as I): a margin of about half a character (a column's width is about a
+            # character's height) keeps them whole.
+            grow_x, grow_y = box.w // 3, int(COLUMN_MARGIN * box.w)
             crop = frame[max(0, box.y - grow_y):box.y + box.h + grow_y, max(0, box.x - grow_x):box.x + box.w + grow_x]
-            line = stack_to_line(crop)
+            line = stack_to_line(crop, whole_only=WHOLE_ONLY)
         else:
             line = frame[box.y:box.y + box.h, box.x:box.x + box.w]
         probs = self.recogniser.probabilities(line)
@@ -223,7 +259,66 @@ def _columns(boxes: list[Box]) -> list[Box]:
             used.add(i)
             column = _union(run)
             columns.append(Box(*column, vertical=True))
-    return [b for i, b in enumerate(singles) if i not in used] + [b for b in boxes if b not in singles] + columns
+    out = [b for i, b in enumerate(singles) if i not in used] + [b for b in boxes if b not in singles] + columns
+    _one_width(out)
+    return out
+
+
+def _in_one_column(a: Box, b: Box) -> bool:
+    """Two vertical boxes one above the other in one column (centres aligned, a short gap between)."""
+    if not (a.vertical and b.vertical):
+        return False
+    top, bottom = (a, b) if a.y <= b.y else (b, a)
+    gap = bottom.y - (top.y + top.h)
+    return (abs(a.x + a.w / 2 - b.x - b.w / 2) < 0.6 * max(a.w, b.w)
+            and -0.2 * min(a.h, b.h) <= gap < 2.0 * max(a.w, b.w))
+
+
+def _one_width(boxes: list[Box]) -> None:
+    """Vertical boxes stacked in one column take the column's left and right edges (in place).
+
+    A column of one code has one width, but the detector boxes its pieces (owner code, serial) by
+    their own glyphs: a piece of narrow letters (I, U, 1) gets a box narrower than a T or an M
+    above it, which then reads as an I.
+    """
+    columns = [b for b in boxes if b.vertical]
+    changed = True
+    while changed:
+        changed = False
+        for a in columns:
+            for b in columns:
+                if a is not b and _in_one_column(a, b) and (a.x, a.w) != (b.x, b.w):
+                    left, right = min(a.x, b.x), max(a.x + a.w, b.x + b.w)
+                    for box in (a, b):
+                        box.x, box.w = left, right - left
+                    changed = True
+
+
+def _mark_weight_rows(boxes: list[Box]) -> None:
+    """Boxes on one line with a weight or volume box, within three line heights of it (or of another box so
+    marked), are weights too (in place).
+
+    The detector often boxes a weight table's figures apart from their units and labels
+    (`MAX GROSS` | `30480` | `KG`): a figure read without its separator is still part of the table.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for a in boxes:
+            if not a.weight:
+                continue
+            for b in boxes:
+                if not b.weight and _same_row(a, b):
+                    b.weight = changed = True
+
+
+def _same_row(a: Box, b: Box) -> bool:
+    """Two horizontal boxes on one text line, of one height, at most three line heights apart."""
+    if a.vertical or b.vertical:
+        return False
+    shared = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    gap = max(a.x, b.x) - min(a.x + a.w, b.x + b.w)
+    return shared > 0.6 * min(a.h, b.h) and 0.6 < b.h / a.h < 1.6 and gap < 3.0 * min(a.h, b.h)
 
 
 def _groups(boxes: list[Box]) -> list[list[Box]]:

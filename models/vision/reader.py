@@ -216,13 +216,14 @@ class VisionReader:
             return []
 
     def _read_doors(self, image: np.ndarray, scale: float) -> list[Reading]:
-        """Container numbers in a frame: the text detector's lines and stacks (`models.vision.doors`), and
-        the OpenCV localiser's vertical columns read by the cascade (the detector misses most of those)."""
+        """Container numbers in a frame: the text detector's lines and stacks and the OpenCV localiser's
+        vertical columns read by the strong recogniser (`models.vision.doors`), and those columns read
+        by the cascade too."""
         codes = self.doors.read(image, self.min_confidence)
         found = [Reading(code.text, code.confidence, tuple(int(v / scale) for v in code.box), "ISO6346")
                  for code in codes]
         if any(code.size_type_near and code.confidence >= SURE for code in codes):
-            return found  # a sure code beside its size/type code: the painted code of this view
+            return _one_per_place(found)  # a sure code beside its size/type code: the painted code of this view
         crops, boxes = [], []
         for region in vertical_regions(image, VERTICAL_REGIONS):
             x, y, w, h = region.box

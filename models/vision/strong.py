@@ -173,7 +173,7 @@ def _folding(classes: tuple[str, ...], charset: str) -> tuple[np.ndarray, np.nda
     return np.array(order), starts
 
 
-def stack_to_line(gray: np.ndarray, height: int = HEIGHT) -> np.ndarray:
+def stack_to_line(gray: np.ndarray, height: int = HEIGHT, whole_only: bool = False) -> np.ndarray:
     """A vertical code (upright characters one above another) laid out as one line, left to right.
 
     The ink is the minority class of an Otsu split of the column; its connected pieces that overlap
@@ -181,7 +181,8 @@ def stack_to_line(gray: np.ndarray, height: int = HEIGHT) -> np.ndarray:
     than a fifth of the median, in top-to-bottom order, are cut to their own columns, scaled to
     `height` less a margin and set side by side a sixth of the line height apart (wider gaps made
     PP-OCR read spaced, full-width characters and drop some). A stack with fewer
-    than four characters found comes back turned a quarter left.
+    than four characters found comes back turned a quarter left. `whole_only`: pieces the crop's top
+    or bottom edge cuts are left out (part of a letter, or of a door handle, is no character).
     """
     gray = to_gray(gray)
     rows, cols = gray.shape[:2]
@@ -195,6 +196,8 @@ def stack_to_line(gray: np.ndarray, height: int = HEIGHT) -> np.ndarray:
     pieces = [tuple(int(v) for v in stats[k, :4]) for k in range(1, count)
               if stats[k, cv2.CC_STAT_AREA] >= 12 and stats[k, cv2.CC_STAT_WIDTH] < 0.95 * cols
               and stats[k, cv2.CC_STAT_HEIGHT] < 0.5 * rows]
+    if whole_only:  # pieces the crop's top or bottom edge cuts are not whole characters (a bar, a handle)
+        pieces = [p for p in pieces if p[1] > 0 and p[1] + p[3] < rows]
     pieces.sort(key=lambda p: p[1])
     chars: list[list[int]] = []  # x1, y1, x2, y2 of each character
     for x, y, w, h in pieces:

@@ -576,6 +576,11 @@ def _prepare(kind: str, payload: dict[str, Any], lane: str | None,
     return kind, normalised, text, lane, stamp
 
 
+def check_item(item: AppendItem) -> None:
+    """Raise ValueError or TypeError for a `(kind, payload, lane, at)` row that `append` would refuse."""
+    _prepare(*item)
+
+
 def _filters(lane: str | None, kinds: Iterable[str] | None) -> tuple[list[str] | None, list[Any]]:
     where: list[str] = ["1 = 1"]
     params: list[Any] = []

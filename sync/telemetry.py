@@ -164,6 +164,9 @@ class TelemetryPublisher:
             cache = self.node.cache
             body = {"at": now, **provider(), "cache": {"total": cache.count(), "refreshed_at": (
                 None if cache.refreshed_at() is None else cache.refreshed_at().isoformat())}}
+            journal = getattr(self.node, "journal_status", None)
+            if callable(journal):  # a journal that cannot write reaches central here even when no row can
+                body["journal"] = journal()
             bus.publish(self.topics["sync"], json.dumps(body, default=str), qos=1, retain=True)
         self.published += 1
 

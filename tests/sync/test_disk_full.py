@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -165,6 +166,8 @@ async def _scenario(tmp_path: Path, node_dir: Path) -> None:
         await until(lambda: imp.plc.boom_open and exp.plc.boom_open, 30, "both booms to open", log)
 
         filled_at = time.monotonic()
+        with sqlite3.connect(node_dir / "users.sqlite") as users_db:  # so that a log-in must grow the file
+            users_db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await asyncio.to_thread(fill_disk, filler)
         # The next journal write fails: the import truck drives on and off the safety loop.
         imp.plc.set_loop("safety", True)
@@ -223,6 +226,8 @@ async def _scenario(tmp_path: Path, node_dir: Path) -> None:
         entries = journal.entries()
     text = log.read_text(encoding="utf-8")
     assert text.count("journal DEGRADED") == 1 and text.count("journal RECOVERED") == 1, "the log says it once each"
+    assert "could not write a new session (kept in memory" in text  # the log-in really met the full disk
+    assert "Traceback" not in text
     codes = [(e.seq, e.payload.get("code")) for e in entries if e.kind == "alarm"]
     failed = next(seq for seq, code in codes if code == "JOURNAL_FAILED")
     recovered = next(seq for seq, code in codes if code == "JOURNAL_RECOVERED")

@@ -182,6 +182,11 @@ async def _scenario(tmp_path: Path, node_dir: Path) -> None:
         await until(lambda: imp.plc.boom_closed, 10, "the import boom to close behind its truck", log)
         imp.plc.set_loop("exit", False)
 
+        # The freed reserve let the journal record the fault; whatever filled the disk takes the rest.
+        failed_sql = "SELECT count(*) FROM journal WHERE json_extract(payload, '$.code') = 'JOURNAL_FAILED'"
+        await until(lambda: _count(node_dir / "journal.sqlite", failed_sql) == 1, 10, "the fault on record", log)
+        await asyncio.to_thread(fill_disk, filler)
+
         # A supervisor logs in on the full disk and closes the export boom by hand.
         csrf = await log_in(http, *SUPERVISOR)
         headers = {"x-csrf-token": csrf}
@@ -246,6 +251,11 @@ async def _scenario(tmp_path: Path, node_dir: Path) -> None:
 
 async def _value(value):
     return await value if asyncio.iscoroutine(value) else value
+
+
+def _count(path: Path, sql: str) -> int:
+    with sqlite3.connect(path, timeout=10) as conn:
+        return int(conn.execute(sql).fetchone()[0])
 
 
 async def _tx_open(http: httpx.AsyncClient, lane: str, headers: dict[str, str]) -> bool:

@@ -7,8 +7,10 @@ open; then the disk is filled to the last byte. The node must then:
   yet close the import lane's boom behind its truck as soon as the safety loop clears;
 * answer `/healthz` with 503 and the reason, and let a supervisor log in (no disk write needed) and
   close the export lane's boom by hand;
-* once space returns, write every row it held in memory in order after the JOURNAL_FAILED row that
-  the freed space reserve let it record, then JOURNAL_RECOVERED; `smartgate journal verify` passes.
+* send the JOURNAL_FAILED alarm, recorded in the space of the freed reserve, to central while the
+  disk is still full;
+* once space returns, write every row it held in memory in order after the JOURNAL_FAILED row, then
+  JOURNAL_RECOVERED; `smartgate journal verify` passes and central holds every row exactly once.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ from edge.journal import Journal
 from edge.users import UserStore
 from simulators.gate import LaneRig, SimulatedGate
 from simulators.traffic import BlindTruck, drive_blind
+from sync.central.server import CentralServer
+from sync.keys import public_b64
+from sync.tokens import new_token
+from tests.sync.helpers import assert_exactly_once_in_order, enrolled
 from tests.sync.node_process import ROOT, NodeProcess, write_site
 from tests.sync.test_sigkill import _trucks
 
@@ -125,22 +131,31 @@ def opened_since(rig: LaneRig, since_monotonic: float) -> list[float]:
 
 
 @pytest.mark.timeout(240)
-def test_full_disk_degrades_the_lanes_and_the_journal_catches_up(tmp_path):
-    asyncio.run(_run(tmp_path))
+def test_full_disk_degrades_the_lanes_and_the_journal_catches_up(tmp_path, pg_url, keypair):
+    asyncio.run(_run(tmp_path, pg_url, keypair))
 
 
-async def _run(tmp_path: Path) -> None:
+async def _run(tmp_path: Path, pg_url: str, keypair) -> None:
     with small_tmpfs(tmp_path / "node", 24) as node_dir:
-        await _scenario(tmp_path, node_dir)
+        token = new_token()
+        central = await asyncio.to_thread(
+            CentralServer(pg_url, keypair[0], **enrolled(node_dir, "HUUNGHI", token)).start)
+        try:
+            await _scenario(tmp_path, node_dir, central, {
+                "url": central.url, "public_key": public_b64(keypair[1]), "token": token, "insecure_http": True,
+                "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "feed_poll_s": 2.0})
+        finally:
+            await asyncio.to_thread(central.stop)
 
 
-async def _scenario(tmp_path: Path, node_dir: Path) -> None:
+async def _scenario(tmp_path: Path, node_dir: Path, central: CentralServer, link: dict) -> None:
     gate = SimulatedGate(load_site(DEFAULT_SITE), tmp_path / "gate", kiosk_port=None, boom_travel_s=0.2)
     await gate.start(node=False)
     data = gate.site.site.model_dump(mode="json", exclude_none=True)
     for lane in data["lanes"]:
         lane["devices"] = [d for d in lane["devices"] if d["kind"] != "camera"]
     data["journal"] = {"reserve_mib": 2, "retry_s": 0.3}
+    data["central"] = link
     fleets, declarations = {}, []
     for lane in data["lanes"]:
         fleets[lane["id"]], rows = _trucks(lane["id"], lane["direction"], 4)
@@ -186,6 +201,9 @@ async def _scenario(tmp_path: Path, node_dir: Path) -> None:
         failed_sql = "SELECT count(*) FROM journal WHERE json_extract(payload, '$.code') = 'JOURNAL_FAILED'"
         await until(lambda: _count(node_dir / "journal.sqlite", failed_sql) == 1, 10, "the fault on record", log)
         await asyncio.to_thread(fill_disk, filler)
+        # The alarm reaches central while the disk is still full (the link allows).
+        await until(lambda: any(e["kind"] == "alarm" and e["payload"].get("code") == "JOURNAL_FAILED"
+                                for e in central.store.events("HUUNGHI")), 20, "the alarm at central", log)
 
         # A supervisor logs in on the full disk and closes the export boom by hand.
         csrf = await log_in(http, *SUPERVISOR)
@@ -219,7 +237,11 @@ async def _scenario(tmp_path: Path, node_dir: Path) -> None:
         assert (node_dir / "journal-reserve.bin").exists()
         assert await drive_blind(imp, fleets["IMP-1"][3], open_timeout_s=15.0), "a truck after recovery is released"
         await http.aclose()
+        journal_sql = "SELECT count(*) FROM journal"
+        await until(lambda: central.store.event_count("HUUNGHI") == _count(node_dir / "journal.sqlite", journal_sql),
+                    30, "central to hold every journal row", log)
         assert await asyncio.to_thread(node.stop) == 0
+        central_events = central.store.events("HUUNGHI")
     finally:
         node.kill()
         await gate.stop()
@@ -229,6 +251,7 @@ async def _scenario(tmp_path: Path, node_dir: Path) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
     with Journal.open(node_dir / "journal.sqlite") as journal:
         entries = journal.entries()
+    assert_exactly_once_in_order(central_events, entries)
     text = log.read_text(encoding="utf-8")
     assert text.count("journal DEGRADED") == 1 and text.count("journal RECOVERED") == 1, "the log says it once each"
     assert "could not write a new session (kept in memory" in text  # the log-in really met the full disk

@@ -161,8 +161,9 @@ class JournalGuard:
             try:
                 self._make_reserve()
             except OSError as exc:
-                self._fail(f"no room for the journal's {self._mib()} space reserve in {self.reserve_path.parent} "
-                           f"({exc.strerror or exc})", full=False)
+                log.error("journal: cannot allocate the %s space reserve %s: %s", self._mib(), self.reserve_path, exc)
+                self._fail(f"no room for the journal's {self._mib()} space reserve ({exc.strerror or exc})",
+                           full=False)
         self._task = asyncio.create_task(self._retry_forever(), name="journal-guard")
 
     async def stop(self) -> None:

@@ -274,8 +274,10 @@ class GateNode:
 
     def _journal_changed(self, ok: bool, reason: str | None) -> None:
         """The journal stopped (or started again) writing: every lane hears it as its `journal` device."""
-        for controller in self.lanes.values():
+        for lane_id, controller in self.lanes.items():
             controller.submit(DeviceRestored(JOURNAL_DEVICE) if ok else DeviceFailed(JOURNAL_DEVICE, reason or ""))
+            # The kiosk's status strip and banners now, not at its next periodic update.
+            self.notices.publish(lane_id, "device", {"device": JOURNAL_DEVICE, "connected": ok, "error": reason})
         if self.sparkplug is not None:
             self.sparkplug.wake()
 

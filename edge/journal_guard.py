@@ -172,7 +172,11 @@ class JournalGuard:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._held:
+        pending = {h.inflight for h in self._held if h.inflight is not None and not h.inflight.done()}
+        if pending:  # writes that may still commit: wait a little, never write their rows twice
+            await asyncio.wait(pending, timeout=self.write_timeout_s)
+        if self._held and not any(h.inflight is not None and not h.inflight.done() for h in self._held):
+            self._settle_inflight()
             with contextlib.suppress(Exception):
                 await self._flush()
         if self._held_rows:
@@ -317,7 +321,7 @@ class JournalGuard:
         for held in self._held:
             future = held.inflight
             if future is not None and not future.cancelled() and future.exception() is None:
-                self._held_rows -= 1
+                self._held_rows -= 1 if held.dropped is None else 0
                 continue
             held.inflight = None
             kept.append(held)
@@ -328,7 +332,13 @@ class JournalGuard:
         while self._held:
             chunk = self._held[:FLUSH_CHUNK]
             items = [self._item(held) for held in chunk]
-            await self.journal.append_many_async(items)
+            future = asyncio.ensure_future(self.journal.append_many_async(items))
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                for held in chunk:  # stopped meanwhile: the chunk may still commit; settled before a rewrite
+                    held.inflight = future
+                raise
             del self._held[:len(chunk)]
             rows = sum(1 for held in chunk if held.dropped is None)
             self._held_rows -= rows

@@ -137,3 +137,24 @@ def test_no_room_for_the_reserve_at_start_is_degraded(tmp_path: Path):
                 await guard.stop()
                 journal.close()
         asyncio.run(run())
+
+
+def test_a_stop_while_a_write_hangs_never_writes_its_row_twice(tmp_path: Path):
+    async def run() -> None:
+        journal = Journal.open(tmp_path / "journal.sqlite")
+        guard = JournalGuard(journal, None, write_timeout_s=0.2, retry_s=0.05)
+        guard.start()
+        other = sqlite3.connect(tmp_path / "journal.sqlite", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            assert await guard.append("test", {"n": 1}) is None  # in flight, waiting on the lock
+            await guard.stop()  # waits write_timeout_s for it, then leaves it alone
+            other.execute("COMMIT")
+            await _until(lambda: journal.count() >= 1)
+            await asyncio.sleep(0.2)
+            assert [e.payload for e in journal.entries()] == [{"n": 1}]
+            assert journal.verify().ok
+        finally:
+            other.close()
+            journal.close()
+    asyncio.run(run())

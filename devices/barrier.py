@@ -43,6 +43,10 @@ class SafetyInterlock(Exception):
     """A close was refused because the safety loop is occupied."""
 
 
+class HeartbeatHeld(ModbusIOError):
+    """An open was refused: the node withholds the heartbeat (it cannot keep the lane safe), so the PLC goes safe."""
+
+
 class BarrierDriver:
     """Owns one barrier PLC over a Modbus hub."""
 
@@ -62,6 +66,20 @@ class BarrierDriver:
         self._command_lock = asyncio.Lock()
         self._cut_pulse = asyncio.Event()
         self._pulse: asyncio.Task | None = None
+        self.heartbeat_held: str | None = None  # why the node withholds the heartbeat, or None
+
+    def hold_heartbeat(self, reason: str | None) -> None:
+        """Withhold the heartbeat (reason) or send it again (None).
+
+        Without it the PLC's watchdog trips after heartbeat_timeout_s and puts the boom in its safe
+        state: the node's way to hand the lane to the PLC when it cannot keep it safe itself.
+        """
+        if reason is not None and self.heartbeat_held is None:
+            log.error("%s: heartbeat withheld (%s): the PLC's watchdog will put the boom in its safe state",
+                      self.device_id, reason)
+        elif reason is None and self.heartbeat_held is not None:
+            log.warning("%s: heartbeat sent again", self.device_id)
+        self.heartbeat_held = reason
 
     async def start(self) -> None:
         """Start polling and the heartbeat."""
@@ -81,6 +99,8 @@ class BarrierDriver:
         """Command the boom open. Call only for a journaled RELEASE; set the lights after."""
         # A heartbeat right before the command, always: a PLC whose watchdog tripped (a slow spell on the
         # link, seen or not yet seen in fault_code) refuses to open until it hears from the node again.
+        if self.heartbeat_held is not None:
+            raise HeartbeatHeld(f"heartbeat withheld: {self.heartbeat_held}")
         await self._write_heartbeat()
         await self._command(self.regmap.coils.open, self.regmap.coils.close)
 
@@ -186,7 +206,8 @@ class BarrierDriver:
             self._heartbeat = held.registers[0]
         while not self._stopping:
             try:
-                await self._write_heartbeat()
+                if self.heartbeat_held is None:
+                    await self._write_heartbeat()
             except ModbusIOError as exc:
                 self._set_down(str(exc))
             await asyncio.sleep(self.regmap.heartbeat_period_s)

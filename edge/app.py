@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from devices.weighbridge import WeighbridgeDriver
 from edge.cache import DeclarationCache
 from edge.claims import ClaimError
 from edge.config import (
+    JOURNAL_DEVICE,
     BarrierProfile,
     ConfigError,
     DeviceConfig,
@@ -41,6 +43,8 @@ from edge.config import (
     mqtt_tls_problems,
 )
 from edge.journal import Journal
+from edge.journal_guard import RESERVE_FILE, JournalGuard
+from edge.lane import DeviceFailed, DeviceRestored
 from edge.lane_control import LaneController
 from edge.metrics import NodeMetrics
 from edge.node_view import LaneNoticeCallback, LaneStatus, NodeView, NoticeFanOut, Unsubscribe
@@ -82,6 +86,11 @@ class GateNode:
         options.data_dir.mkdir(parents=True, exist_ok=True)
         self.cache = DeclarationCache.open(options.data_dir / "declarations.sqlite")
         self.journal = Journal.open(options.data_dir / "journal.sqlite")
+        guarding = self.site.journal
+        self.journal_guard = JournalGuard(self.journal, options.data_dir / RESERVE_FILE,
+                                          reserve_bytes=int(guarding.reserve_mib * (1 << 20)),
+                                          buffer_rows=guarding.buffer_rows, write_timeout_s=guarding.write_timeout_s,
+                                          retry_s=guarding.retry_s)
         mqtt = self.site.mqtt
         host, port = options.mqtt_host or mqtt.host, options.mqtt_port or mqtt.port
         paths = mqtt.tls_paths(self.site.gate, loaded.path.parent, options.data_dir)
@@ -134,6 +143,7 @@ class GateNode:
                 cache=self.cache,
                 barrier=barrier,
                 device_kinds={d.id: d.kind for d in lane.devices},
+                guard=self.journal_guard,
             )
             controller_ref["controller"] = controller
             controller.listeners.append(self.notices.publish)
@@ -183,6 +193,8 @@ class GateNode:
     async def start(self) -> None:
         """Connect every device, restore lanes from the journal, serve the kiosk."""
         self._build()
+        self.journal_guard.listeners.append(self._journal_changed)
+        self.journal_guard.start()
         view = self.view()
         self.telemetry = TelemetryPublisher(view, self.uplink, self.options.data_dir / "mqtt_bd_seq",
                                             self.options.telemetry_period_s)
@@ -213,6 +225,7 @@ class GateNode:
         self.telemetry.start()
         if self.sparkplug is not None:
             self.sparkplug.start()
+        self._tasks.append(asyncio.create_task(self._watch_lane_stalls(), name="lane-stall-watch"))
         if self.options.kiosk:
             await self._start_kiosk()
         log.info("node for %s running with lanes %s", self.site.gate, ", ".join(self.lanes))
@@ -249,6 +262,7 @@ class GateNode:
             await self.sparkplug.stop()
         for controller in self.lanes.values():
             await controller.stop()
+        await self.journal_guard.stop()  # rows held in memory: one last try to write them
         for driver in self.drivers.values():
             await driver.stop()
         for task in self._tasks:
@@ -264,6 +278,31 @@ class GateNode:
             await self.sparkplug_bus.stop()
         self.journal.close()
         self.cache.close()
+
+    def _journal_changed(self, ok: bool, reason: str | None) -> None:
+        """The journal stopped (or started again) writing: every lane hears it as its `journal` device."""
+        for lane_id, controller in self.lanes.items():
+            controller.submit(DeviceRestored(JOURNAL_DEVICE) if ok else DeviceFailed(JOURNAL_DEVICE, reason or ""))
+            # The kiosk's status strip and banners now, not at its next periodic update.
+            self.notices.publish(lane_id, "device", {"device": JOURNAL_DEVICE, "connected": ok, "error": reason})
+        if self.sparkplug is not None:
+            self.sparkplug.wake()
+
+    async def _watch_lane_stalls(self) -> None:
+        """A lane stuck on one event (a hung disk) cannot keep its boom safe: withhold its PLC's heartbeat.
+
+        Without the heartbeat the PLC's watchdog puts the boom in its safe state; the heartbeat
+        comes back once the lane handles events again.
+        """
+        bound = self.site.journal.lane_stall_s
+        while True:
+            for controller in self.lanes.values():
+                busy = controller.busy_since
+                stuck = busy is not None and time.monotonic() - busy > bound
+                reason = f"lane {controller.lane.id} stuck for over {bound:g} s on one event" if stuck else None
+                if (controller.barrier.heartbeat_held is None) != (reason is None):
+                    controller.barrier.hold_heartbeat(reason)
+            await asyncio.sleep(min(0.5, bound / 4))
 
     def _kiosk_stopping(self) -> bool:
         return bool(self._server is not None and self._server.should_exit)
@@ -327,6 +366,10 @@ class GateNode:
         # A lane since removed from the site: the first lane journals it (the row names the claim's lane).
         controller = self.lanes.get(claim.lane) or next(iter(self.lanes.values()))
         return (await controller.release_claim(number, officer, role, reason)).to_dict()
+
+    def journal_status(self) -> dict[str, Any]:
+        """Whether the journal writes, why not, and how many rows wait in memory (kiosk, /healthz, telemetry)."""
+        return self.journal_guard.status().to_dict()
 
     def sync_status(self) -> dict[str, Any]:
         """Link to central, outbox backlog, feed position (the kiosk's status strip and telemetry)."""

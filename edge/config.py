@@ -77,11 +77,22 @@ TRANSPORTS_BY_KIND: dict[str, tuple[str, ...]] = {
 }
 
 
+# The node's own journal shows at the lanes as a device of this id when it cannot write (edge/journal_guard.py).
+JOURNAL_DEVICE = "journal"
+
+
 class DeviceConfig(_Strict):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     kind: DeviceKind
     profile: str
     transport: Transport
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() == JOURNAL_DEVICE:
+            raise ValueError(f"'{value}' is the node's own journal at the lanes: give the device another id")
+        return value
 
 
 class LanePolicy(_Strict):
@@ -285,6 +296,16 @@ class CentralConfig(_Strict):
         return self
 
 
+class JournalGuardConfig(_Strict):
+    """What the node does when its journal cannot write (edge/journal_guard.py; README "When the disk is full")."""
+
+    reserve_mib: float = Field(default=8.0, ge=0, le=4096)  # the space reserve freed to record the fault; 0: none
+    buffer_rows: int = Field(default=10_000, ge=10, le=1_000_000)  # rows held in memory; more are dropped, counted
+    write_timeout_s: float = Field(default=2.0, gt=0, le=60)  # a write slower than this degrades the lanes
+    retry_s: float = Field(default=1.0, gt=0, le=60)  # how often the node tries to write the held rows back
+    lane_stall_s: float = Field(default=10.0, gt=0, le=600)  # a lane stuck this long stops its PLC heartbeat
+
+
 class SiteConfig(_Strict):
     gate: str = Field(min_length=1, pattern=r"^[A-Z0-9_\-]+$")
     name: str = ""
@@ -293,6 +314,7 @@ class SiteConfig(_Strict):
     mqtt: MqttBroker = MqttBroker()
     kiosk: KioskConfig = KioskConfig()
     central: CentralConfig | None = None
+    journal: JournalGuardConfig = JournalGuardConfig()
     lanes: list[LaneConfig] = Field(min_length=1)
 
     def lane(self, lane_id: str) -> LaneConfig:
@@ -781,7 +803,7 @@ def site_from_mapping(data: dict[str, Any], origin: str = "<scenario>", profile_
 # What only a node's data dir holds (any one of them marks it): its databases, its gate PKI, its journal-head key
 # (edge/journal.py HEAD_KEY_FILE, made at enrolment before the node's first start), its bdSeq counters.
 NODE_FILES = ("journal.sqlite", "declarations.sqlite", "users.sqlite", "pki", "journal-head.key", "mqtt_bd_seq",
-              "sparkplug_bd_seq")
+              "sparkplug_bd_seq", "journal-reserve.bin")
 
 
 class DataDirError(Exception):

@@ -187,13 +187,20 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class Journal:
-    """Append-only, hash-chained journal in one SQLite file. Thread-safe (one lock around the connection)."""
+    """Append-only, hash-chained journal in one SQLite file. Thread-safe (a lock around each connection).
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        """Use `Journal.open`; this wraps an already-configured connection."""
+    Appends go through a connection of their own: a write waiting on a lock someone else holds (up to
+    the busy timeout) never stalls a read (the kiosk's history, the alarms, the head), which WAL serves
+    from its snapshot meanwhile.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, writer: sqlite3.Connection | None = None) -> None:
+        """Use `Journal.open`; this wraps already-configured connections (`writer`: for appends, else `conn`)."""
         self._conn: sqlite3.Connection | None = conn
+        self._wconn: sqlite3.Connection | None = writer if writer is not None else conn
         self._path = path
         self._lock = threading.Lock()
+        self._wlock = threading.Lock() if writer is not None else self._lock
         self._listeners: list[Listener] = []
         self._append_hook: ExtraStatements | None = None
         # group commit (append_async): requests waiting for the writer, touched on the loop's thread only
@@ -227,13 +234,16 @@ class Journal:
                          (GENESIS_HASH,))
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
+            writer = _connect(path)
+            writer.execute("PRAGMA synchronous = FULL")  # per connection: the appends' fsync
+            writer.execute("PRAGMA foreign_keys = ON")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, writer)
 
     @property
     def path(self) -> Path:
@@ -242,6 +252,10 @@ class Journal:
 
     def close(self) -> None:
         """Close the connection (idempotent). Later calls raise RuntimeError."""
+        with self._wlock:
+            if self._wconn is not None and self._wconn is not self._conn:
+                self._wconn.close()
+            self._wconn = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -395,8 +409,10 @@ class Journal:
         others are committed. If the transaction itself fails (BEGIN, COMMIT) every request gets it.
         """
         group = len(requests) > 1
-        with self._lock:
-            conn = self._db()
+        with self._wlock:
+            conn = self._wconn
+            if conn is None:
+                raise RuntimeError(f"journal {self._path} is closed")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq, prev_hash = self._chain_tip(conn)
@@ -574,6 +590,11 @@ def _prepare(kind: str, payload: dict[str, Any], lane: str | None,
     except (TypeError, ValueError) as exc:
         raise ValueError(f"journal payload for {kind!r} is not JSON-serialisable: {exc}") from exc
     return kind, normalised, text, lane, stamp
+
+
+def check_item(item: AppendItem) -> None:
+    """Raise ValueError or TypeError for a `(kind, payload, lane, at)` row that `append` would refuse."""
+    _prepare(*item)
 
 
 def _filters(lane: str | None, kinds: Iterable[str] | None) -> tuple[list[str] | None, list[Any]]:

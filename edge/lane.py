@@ -65,7 +65,7 @@ from typing import Any, ClassVar
 
 from devices.protocols.plates import normalise_plate
 from devices.readings import PlateRead, Reading
-from edge.config import LanePolicy
+from edge.config import JOURNAL_DEVICE, LanePolicy
 from edge.records import TAMPER_TEXT, AlarmCode, TxResult
 from edge.rules import Decision, Outcome, decision_for_restart
 from edge.transaction import Transaction, reading_said
@@ -569,6 +569,10 @@ class LaneMachine:
         """A device is faulty: a lane that closes its transaction goes to FAULT, not IDLE."""
         return bool(self.faulty)
 
+    def journal_down(self, now: float) -> bool:
+        """The journal cannot write (the node's pseudo-device `journal` is down): nothing may be released."""
+        return JOURNAL_DEVICE in self.faulty
+
     def no_transaction(self, now: float) -> bool:
         """No truck's transaction is open at the lane."""
         return self.tx is None
@@ -995,6 +999,8 @@ def _ends(state: LaneState, *do: Effect, when: Guard | tuple[Guard, ...] = ()) -
 _NO_TRUCK = Refuse("no truck to {action}", (M.no_transaction,))
 _RELEASED = Refuse("the truck is already released", (M.truck_released,))
 _NO_ALARM = Refuse("no alarm to acknowledge", (M.no_alarm,))
+# Persist before acting: a release that cannot be journaled is no release (the lane still closes, by hand too).
+_NO_JOURNAL = Refuse("the journal cannot write: no {action} until it writes again", (M.journal_down,))
 # Officers decide on what the rules decided: a release while the truck is still being read would pass over
 # readings still to come (an X-ray verdict, a seal), so the kiosk offers no decision until then.
 _BEING_READ = Refuse("the truck is still being read: decide once the lane has decided")
@@ -1006,11 +1012,12 @@ _MAY_REDECIDE = (M.held_by_rules, M.within_redecide_window)
 def _officer_rows(state: LaneState) -> dict[str, tuple[Row, ...]]:
     """An officer decides on the truck at the lane (ARRIVED, COLLECTING, DECIDED, FAULT)."""
     refusals: tuple[Refuse, ...] = () if state in _WAITING else (_RELEASED,)
-    release = (*refusals, _go(S.PASSING, M._officer_decides, when=M.boom_up), _go(S.DECIDED, M._officer_decides))
+    release = (_NO_JOURNAL, *refusals, _go(S.PASSING, M._officer_decides, when=M.boom_up),
+               _go(S.DECIDED, M._officer_decides))
     manual_open = release
     if state == S.FAULT:  # the lane may have no truck; a vehicle may still be let through by hand
         new_vehicle = (M._open_manual_transaction, M._officer_decides)
-        manual_open = (_go(S.PASSING, *new_vehicle, when=(M.no_transaction, M.boom_up)),
+        manual_open = (_NO_JOURNAL, _go(S.PASSING, *new_vehicle, when=(M.no_transaction, M.boom_up)),
                        _go(S.DECIDED, *new_vehicle, when=M.no_transaction), *manual_open)
         refusals = (_NO_TRUCK, *refusals)
         release = (_NO_TRUCK, *release)
@@ -1076,7 +1083,8 @@ def _waiting(state: LaneState) -> dict[str, tuple[Row, ...]]:
 TRANSITIONS: dict[LaneState, dict[str, tuple[Row, ...]]] = {
     S.IDLE: {
         **_everywhere(S.IDLE),
-        "officer_manual_open": (_go(S.PASSING, M._open_manual_transaction, M._officer_decides, when=M.boom_up),
+        "officer_manual_open": (_NO_JOURNAL,
+                                _go(S.PASSING, M._open_manual_transaction, M._officer_decides, when=M.boom_up),
                                 _go(S.DECIDED, M._open_manual_transaction, M._officer_decides)),
         "arrival_on": (_go(S.COLLECTING, M._open_transaction, when=M.early_readings_held),
                        _go(S.ARRIVED, M._open_transaction)),

@@ -28,6 +28,7 @@ on its way is `unknown` and stays claimed until a supervisor releases it (`relea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -51,6 +52,7 @@ from edge.cache import DeclarationCache
 from edge.claims import Claim, ClaimError, ClaimPassage
 from edge.config import LaneConfig
 from edge.journal import Journal
+from edge.journal_guard import JournalGuard
 from edge.lane import (
     Action,
     AttachEarlyReading,
@@ -136,8 +138,12 @@ class LaneController:
         barrier: BarrierDriver,
         device_kinds: dict[str, str],
         clock: Callable[[], float] = time.time,
+        guard: JournalGuard | None = None,
     ):
         self.lane = lane
+        # Rows go through the guard when there is one: a journal that cannot write degrades the lane (the
+        # row is held in memory, `_append` returns None) instead of dropping the event.
+        self.guard = guard
         self.gate = gate
         self.journal = journal
         self.cache = cache
@@ -154,6 +160,7 @@ class LaneController:
         )
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._task: asyncio.Task | None = None
+        self.busy_since: float | None = None  # monotonic time the event being handled was taken up
 
     # ------------------------------------------------------------ lifecycle
 
@@ -198,6 +205,7 @@ class LaneController:
     async def _run(self) -> None:
         while True:
             event, future = await self._queue.get()
+            self.busy_since = time.monotonic()
             try:
                 await self._handle(event)
             except LaneError as exc:
@@ -207,12 +215,17 @@ class LaneController:
                 self.anomalies += 1
                 log.warning("%s", exc)
                 await self._append(JournalKind.ALARM, {"code": AlarmCode.UNEXPECTED_EVENT.value, "text": str(exc)})
-            except Exception as exc:  # keep the lane alive; the event is journaled as an anomaly
+            except Exception as exc:  # keep the lane alive; the failure is journaled as an alarm
                 log.exception("lane %s failed handling %r", self.lane.id, event)
                 self.anomalies += 1
+                with contextlib.suppress(Exception):  # without a guard the journal may be what failed
+                    await self._append(JournalKind.ALARM, {"code": AlarmCode.UNEXPECTED_EVENT.value,
+                                                           "text": f"failed handling {type(event).__name__}: {exc}"})
                 if future is not None and not future.done():
                     future.set_exception(exc)
                     continue
+            finally:
+                self.busy_since = None
             if future is not None and not future.done():
                 future.set_result(None)
 
@@ -245,7 +258,7 @@ class LaneController:
         if isinstance(event, Reading):
             payload = reading_payload(event)
             entry = await self._append(JournalKind.READING, payload, at=now)
-            self._notify(Notice.READING, {"seq": entry.seq, **payload})
+            self._notify(Notice.READING, {"seq": entry.seq if entry is not None else None, **payload})
             return ReadingEvent(event)
         if isinstance(event, LoopChanged):
             await self._append(JournalKind.LOOP, {"loop": event.loop.value, "occupied": event.occupied}, at=now)
@@ -380,7 +393,10 @@ class LaneController:
                     return ClaimRefused(tx.id, _with_claim_conflicts(decision, conflicts))
                 data["declarations"] = numbers
         # The journal row is committed (fsync) before the PLC is told anything.
-        await self._append(JournalKind.BARRIER_COMMAND, {"command": "open", **data})
+        if await self._append(JournalKind.BARRIER_COMMAND, {"command": "open", **data}) is None:
+            # Held in memory, not on disk (the journal cannot write): no open; retried once it writes again.
+            self.submit(OpenFailed(action.transaction, "the journal cannot record the open command"))
+            return
         try:
             await self.barrier.open()
         except ModbusIOError as exc:
@@ -485,6 +501,9 @@ class LaneController:
     # ------------------------------------------------------------ helpers
 
     async def _append(self, kind: JournalKind, payload: dict[str, Any], *, at: float | None = None) -> Any:
+        """The committed entry, or None when the guard holds the row in memory (never act on it as persisted)."""
+        if self.guard is not None:
+            return await self.guard.append(kind.value, payload, lane=self.lane.id, at=at)
         return await self.journal.append_async(kind.value, payload, lane=self.lane.id, at=at)
 
     def _record_latency(self, tx: Transaction) -> None:

@@ -59,6 +59,13 @@ class _NodeStateCollector(Collector):
             lanes.add_metric([status.lane, status.state], 1.0 if status.faults else 0.0)
         yield lanes
         yield GaugeMetricFamily("smartgate_journal_rows", "Rows in the node's journal", value=node.journal.count())
+        journal = node.journal_status()
+        yield GaugeMetricFamily("smartgate_journal_ok", "1 while the journal writes; 0: lanes degraded, rows held "
+                                "in memory", value=1.0 if journal["ok"] else 0.0)
+        yield GaugeMetricFamily("smartgate_journal_held_rows", "Rows held in memory until the journal writes again",
+                                value=float(journal["held_rows"]))
+        yield CounterMetricFamily("smartgate_journal_dropped_rows", "Rows dropped because the in-memory buffer was "
+                                  "full (counted in the journal)", value=float(journal["dropped_rows"]))
         yield GaugeMetricFamily("smartgate_cache_declarations", "Declarations in the local cache",
                                 value=node.cache.count())
         age = node.cache.age_seconds(datetime.now(UTC))

@@ -140,6 +140,10 @@ class NodeView(Protocol):
         """Link to central, outbox backlog, feed position."""
         ...
 
+    def journal_status(self) -> dict[str, Any]:
+        """Whether the journal writes: {ok, reason, since, held_rows, dropped_rows, ...} (edge/journal_guard.py)."""
+        ...
+
     def subscribe(self, callback: LaneNoticeCallback) -> Unsubscribe:
         """Every lane notice from now on, to `callback`; call the result to stop."""
         ...

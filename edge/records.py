@@ -57,6 +57,9 @@ class AlarmCode(StrEnum):
     CLOSE_REFUSED_SAFETY_LOOP = "CLOSE_REFUSED_SAFETY_LOOP"
     UNEXPECTED_EVENT = "UNEXPECTED_EVENT"
     NODE_RESTARTED = "NODE_RESTARTED"
+    JOURNAL_FAILED = "JOURNAL_FAILED"  # the journal cannot write: lanes degraded, rows held in memory
+    JOURNAL_RECOVERED = "JOURNAL_RECOVERED"  # it writes again: the held rows are written back before this row
+    JOURNAL_ROWS_DROPPED = "JOURNAL_ROWS_DROPPED"  # the in-memory buffer was full: how many rows, of which kinds
 
 
 LATCHED_ALARMS = frozenset({AlarmCode.BOOM_OPEN_WITHOUT_RELEASE})

@@ -228,6 +228,9 @@ class UserStore:
         self._used: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._ended: set[str] = set()  # sessions logged out while the file could not be written
+        # Sessions begun while the file could not be written (a full disk): token hash -> (user, csrf, created, client).
+        # They work from memory and are written at the next activity flush that succeeds.
+        self._unsaved: dict[str, tuple[str, str, float, str]] = {}
         self._activity_lock = threading.Lock()
         self._flushed_at = self.clock()
         self.flush_failures = 0
@@ -351,16 +354,27 @@ class UserStore:
         csrf = secrets.token_urlsafe(32)
         now = self.clock()
         token_hash = _sha256(token)
-        with self._lock:
-            # Old sessions are swept here, so the table never grows without bound.
-            self._conn.execute(
-                "DELETE FROM sessions WHERE token_hash IN (SELECT s.token_hash FROM sessions s "
-                "JOIN users u ON u.username = s.username WHERE CASE WHEN u.role = 'display' "
-                "THEN s.created_at < ? ELSE s.created_at < ? OR s.last_seen < ? END)",
-                (now - self.settings.display_timeout_s, now - self.settings.absolute_timeout_s,
-                 now - self.settings.idle_timeout_s))
-            self._conn.execute("INSERT INTO sessions (token_hash, username, csrf, created_at, last_seen, client) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", (token_hash, user.username, csrf, now, now, client[:200]))
+        try:
+            with self._lock:
+                # Old sessions are swept here, so the table never grows without bound.
+                self._conn.execute(
+                    "DELETE FROM sessions WHERE token_hash IN (SELECT s.token_hash FROM sessions s "
+                    "JOIN users u ON u.username = s.username WHERE CASE WHEN u.role = 'display' "
+                    "THEN s.created_at < ? ELSE s.created_at < ? OR s.last_seen < ? END)",
+                    (now - self.settings.display_timeout_s, now - self.settings.absolute_timeout_s,
+                     now - self.settings.idle_timeout_s))
+                self._conn.execute("INSERT INTO sessions (token_hash, username, csrf, created_at, last_seen, client) "
+                                   "VALUES (?, ?, ?, ?, ?, ?)",
+                                   (token_hash, user.username, csrf, now, now, client[:200]))
+        except sqlite3.Error as exc:
+            # A full disk must not lock the officers out (they close the barrier by hand): the session
+            # lives in memory and is written once the file takes writes again.
+            if not self._unsaved:
+                log.warning("could not write a new session (kept in memory until the file can be written): %s", exc)
+            with self._activity_lock:
+                self._unsaved[token_hash] = (user.username, csrf, now, client[:200])
+                self._dirty.add(token_hash)
+                self._seen[token_hash] = now
         return token, Session(user, token_hash, csrf, now, now, self._expiry(user, now, now))
 
     def _expiry(self, user: User, created_at: float, last_seen: float) -> float:
@@ -382,6 +396,10 @@ class UserStore:
         row = self._one(
             f"SELECT s.csrf, s.created_at, s.last_seen, {_U_COLUMNS} "
             "FROM sessions s JOIN users u ON u.username = s.username WHERE s.token_hash = ?", (token_hash,))
+        unsaved = self._unsaved.get(token_hash) if row is None else None
+        if unsaved is not None:
+            user_row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (unsaved[0],))
+            row = None if user_row is None else (unsaved[1], unsaved[2], unsaved[2], *user_row)
         if row is None or token_hash in self._ended:
             return None
         csrf, created_at = row[0], row[1]
@@ -407,6 +425,7 @@ class UserStore:
             dirty, self._dirty = self._dirty, set()
             seen = [(self._seen[h], h) for h in dirty if h in self._seen]
             used = [(self._used[h], h) for h in dirty if h in self._used]
+            unsaved = dict(self._unsaved)
         if not dirty:
             return True
         try:
@@ -417,6 +436,10 @@ class UserStore:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
                     try:
+                        self._conn.executemany(
+                            "INSERT OR IGNORE INTO sessions (token_hash, username, csrf, created_at, last_seen, "
+                            "client) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(h, name, csrf, at, at, client) for h, (name, csrf, at, client) in unsaved.items()])
                         self._conn.executemany(
                             "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE token_hash = ?", seen)
                         self._conn.executemany("UPDATE api_tokens SET last_used = ? WHERE token_hash = ?", used)
@@ -435,6 +458,8 @@ class UserStore:
         # Forget what no session can still need (idle for longer than the idle limit).
         horizon = self._flushed_at - self.settings.idle_timeout_s
         with self._activity_lock:
+            for h in unsaved:
+                self._unsaved.pop(h, None)
             for table in (self._seen, self._used):
                 for h in [h for h, at in table.items() if at < horizon and h not in self._dirty]:
                     del table[h]

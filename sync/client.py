@@ -34,6 +34,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable
@@ -158,6 +159,7 @@ class SyncService:
         self.feed_last_error: str | None = None
         self.uploaded = 0
         self.upload_errors = 0  # failed upload attempts since start
+        self.outbox_error: str | None = None  # the outbox cannot be written (a full disk): said once in the log
         self.central_unavailable = 0  # 503 answers (central's database away) since start
         self.abandoned = 0  # requests abandoned because the link came back while they waited
         self._wake_upload = asyncio.Event()
@@ -386,6 +388,19 @@ class SyncService:
                 self._link_back.clear()
                 await self._sleep(self._link_back, backoff.next_delay())
                 continue
+            except sqlite3.Error as exc:
+                # The outbox file cannot be written (the disk is full): the link is fine and central may
+                # hold the batch already (it keeps each event once); try again after a pause, never give up.
+                self.upload_errors += 1
+                if self.outbox_error is None:
+                    log.warning("outbox: %s; uploads go on, acknowledged rows stay queued until it can be written",
+                                exc)
+                self.outbox_error = str(exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if self.outbox_error is not None:
+                log.warning("outbox: written again")
+                self.outbox_error = None
             backoff.reset()
             watch = True
             if sent == 0:
@@ -453,6 +468,12 @@ class SyncService:
                 watch = True
                 self.link.record_error(f"feed: {type(exc).__name__}: {exc}")
                 await self._sleep(self._wake_feed, max(self._retry_after(exc), backoff.next_delay()))
+                continue
+            except sqlite3.Error as exc:  # the cache cannot be written (a full disk): the batch is pulled again
+                if self.feed_last_error != f"cache: {exc}":
+                    log.warning("feed: the declaration cache cannot be written (%s); pulled again later", exc)
+                self.feed_last_error = f"cache: {exc}"
+                await self._sleep(self._wake_feed, backoff.next_delay())
                 continue
             backoff.reset()
             watch = True

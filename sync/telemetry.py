@@ -167,6 +167,9 @@ class TelemetryPublisher:
                           default=None)
             body = {"at": now, **provider(), "cache": {"total": cache.count(), "refreshed_at": (
                 None if cache.refreshed_at() is None else cache.refreshed_at().isoformat()), "max_age_s": max_age}}
+            journal = getattr(self.node, "journal_status", None)
+            if callable(journal):  # a journal that cannot write reaches central here even when no row can
+                body["journal"] = journal()
             bus.publish(self.topics["sync"], json.dumps(body, default=str), qos=1, retain=True)
         self.published += 1
 

@@ -206,10 +206,16 @@ def create_app(node: NodeView, *, data_dir: Path | None = None, users: UserStore
     # ------------------------------------------------------------ public
 
     @app.get("/healthz", tags=["public"])
-    def healthz() -> dict:
-        """Liveness only (no gate data without a session)."""
-        return {"status": "ok", "gate": node.site.gate, "uptime_s": round(time.time() - started, 1),
-                "lanes": len(node.lane_ids())}
+    def healthz() -> JSONResponse:
+        """Liveness: 200 `ok`, or 503 `degraded` with the reason while the journal cannot write (no gate data)."""
+        body: dict[str, Any] = {"status": "ok", "gate": node.site.gate,
+                                "uptime_s": round(time.time() - started, 1), "lanes": len(node.lane_ids())}
+        journal = node.journal_status()
+        if not journal["ok"]:
+            body.update(status="degraded", reason=journal["reason"], since=journal["since"],
+                        held_rows=journal["held_rows"], dropped_rows=journal["dropped_rows"])
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(principal: Authed) -> Response:

@@ -130,6 +130,8 @@ def status_view(node: NodeView, cache_stats: dict[str, Any] | None = None) -> di
             "stale": age is None or (max_age is not None and age > max_age),
         },
         "lanes": {status.lane: status.state for status in node.lane_statuses()},
+        # The journal cannot write: no release anywhere, rows held in memory (edge/journal_guard.py).
+        "journal": node.journal_status(),
         # The site runs its device bus plaintext and anonymous (`mqtt.insecure: true`): shown on every page.
         "mqtt_insecure": bool(getattr(node, "mqtt_insecure", False)),
     }

@@ -113,7 +113,9 @@
     const tx = lane.transaction || {};
     const last = (tx.officer_actions || []).slice(-1)[0] || {};
     switch (kind) {
-      case "fault": return [t("headline.fault"), t("headline.fault_sub")];
+      case "fault":
+        return lane.faults && lane.faults.journal ? [t("headline.journal_fault"), t("headline.journal_fault_sub")]
+          : [t("headline.fault"), t("headline.fault_sub")];
       case "idle": return [t("headline.idle"), lane.boom_open ? t("headline.boom_open_idle") : ""];
       case "collecting": return [t("headline.collecting"), t("headline.collecting_sub")];
       case "release":
@@ -233,6 +235,14 @@
     if (!late.length) return null;
     return row("truck.late_readings", late.slice(-5).map((r) => h("span", { class: "item late" },
       h("span", { class: "mono", text: r.said }), h("span", { class: "muted", text: r.device }))));
+  }
+
+  function journalBox(lane) {
+    // The journal cannot write: said on every lane card, whatever the lane is doing.
+    const reason = lane.faults && lane.faults.journal;
+    if (!reason) return null;
+    return h("div", { class: "lane-alarm", role: "alert", id: "journal-" + lane.lane },
+      h("div", { text: t("headline.journal_fault") + ": " + t("headline.journal_fault_sub") }), detailsBox(reason));
   }
 
   function alarmBox(lane) {
@@ -457,6 +467,7 @@
           plates && kind !== "idle" ? h("span", { class: "banner-plate", text: plates }) : null),
         sub || waiting ? h("div", { class: "outcome-line" },
           sub ? h("div", { class: "outcome-sub", text: sub }) : null, waiting) : null),
+      journalBox(lane),
       alarmBox(lane),
       actionButtons(lane),
       h("div", { class: "card-body" },
@@ -685,6 +696,9 @@
       t("status.cache_limit", { max: I.duration(cache.max_age_s) }));
     setItem("st-outbox", s.outbox_backlog === null || s.outbox_backlog === undefined ? "—"
       : t("status.outbox_items", { n: I.number(s.outbox_backlog) }), s.outbox_backlog > 0 ? "warn" : "neutral");
+    const journal = s.journal || { ok: true };
+    setItem("st-journal", journal.ok ? t("status.journal_ok") : t("status.journal_down", { since: I.time(journal.since) }),
+      journal.ok ? "ok" : "bad", journal.ok ? null : journal.reason);
     renderBanners();
   }
 
@@ -711,6 +725,12 @@
           : t("banner.cache_stale", { age: I.duration(cache.age_s), max: I.duration(cache.max_age_s) }) }));
     }
     const s = S.status;
+    if (s && s.journal && !s.journal.ok) {
+      const j = s.journal;
+      banners.push(banner("bad", "banner-journal", t("banner.journal_down", { since: I.time(j.since),
+        held: I.number(j.held_rows) }) + (j.dropped_rows ? " " + t("banner.journal_dropped", { n: I.number(j.dropped_rows) })
+        : ""), j.reason));
+    }
     if (s) {
       const link = s.link || {};
       const state = linkState(link);

@@ -396,7 +396,7 @@ class LaneController:
         if await self._append(JournalKind.BARRIER_COMMAND, {"command": "open", **data}) is None:
             # Held in memory, not on disk (the journal cannot write): no open; retried once it writes again.
             self.submit(OpenFailed(action.transaction, "the journal cannot record the open command"))
-            return
+            return None
         try:
             await self.barrier.open()
         except ModbusIOError as exc:

@@ -445,16 +445,25 @@ class LaneController:
 
     async def _settle_claims(self, action: CloseTransaction) -> None:
         """What the ended transaction's claims learn: passed, released (the truck never went) or unknown."""
-        claims = await asyncio.to_thread(self.cache.claims_of, action.transaction)
-        if not claims:
-            return
-        if action.released_by and action.result == TxResult.PASSED:
-            await asyncio.to_thread(self.cache.set_claim_passage, action.transaction, ClaimPassage.PASSED)
-        elif action.released_by and action.result == TxResult.CLOSED_BEFORE_PASSAGE and not action.vehicle_entered:
-            for claim in claims:
-                await self._release_claim(claim, "node", None, CLAIM_NOT_PASSED)
-        else:
-            await asyncio.to_thread(self.cache.set_claim_passage, action.transaction, ClaimPassage.UNKNOWN)
+        try:
+            claims = await asyncio.to_thread(self.cache.claims_of, action.transaction)
+            if not claims:
+                return
+            if action.released_by and action.result == TxResult.PASSED:
+                await asyncio.to_thread(self.cache.set_claim_passage, action.transaction, ClaimPassage.PASSED)
+            elif action.released_by and action.result == TxResult.CLOSED_BEFORE_PASSAGE and not action.vehicle_entered:
+                for claim in claims:
+                    await self._release_claim(claim, "node", None, CLAIM_NOT_PASSED)
+            else:
+                await asyncio.to_thread(self.cache.set_claim_passage, action.transaction, ClaimPassage.UNKNOWN)
+        except sqlite3.Error as exc:
+            # A full disk: the claim stays as it was (the declaration stays used: fail secure) and says so; a
+            # supervisor releases it by hand if the truck never went.
+            log.warning("lane %s: the claims of %s could not be settled (%s); they stay claimed",
+                        self.lane.id, action.transaction, exc)
+            await self._append(JournalKind.ALARM, {
+                "code": AlarmCode.CLAIM_NOT_SETTLED.value, "transaction": action.transaction,
+                "text": f"declaration claim not updated ({exc}): it stays claimed until a supervisor releases it"})
 
     async def _settle_claims_after_restart(self, history: LaneReplay) -> None:
         """This lane's claims whose truck was on its way when the node stopped: what the journal says of them."""
@@ -486,7 +495,11 @@ class LaneController:
         if tx is not None and tx.id == claim.transaction and self.machine.passage.open_commanded:
             raise ClaimError(f"declaration {number}: its truck is passing at lane {self.lane.id} now; "
                              "release the claim once its transaction has ended")
-        await self._release_claim(claim, officer, role, reason)
+        try:
+            await self._release_claim(claim, officer, role, reason)
+        except sqlite3.Error as exc:
+            raise ClaimError(f"declaration {number}: the claim could not be released ({exc}); it stays "
+                             "claimed, try again once the node's disk can be written") from exc
         return claim
 
     async def _release_claim(self, claim: Claim, by: str, role: str | None, reason: str) -> None:

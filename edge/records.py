@@ -60,6 +60,7 @@ class AlarmCode(StrEnum):
     JOURNAL_FAILED = "JOURNAL_FAILED"  # the journal cannot write: lanes degraded, rows held in memory
     JOURNAL_RECOVERED = "JOURNAL_RECOVERED"  # it writes again: the held rows are written back before this row
     JOURNAL_ROWS_DROPPED = "JOURNAL_ROWS_DROPPED"  # the in-memory buffer was full: how many rows, of which kinds
+    CLAIM_NOT_SETTLED = "CLAIM_NOT_SETTLED"  # a claim's passage could not be written: it stays claimed
 
 
 LATCHED_ALARMS = frozenset({AlarmCode.BOOM_OPEN_WITHOUT_RELEASE})

@@ -180,3 +180,11 @@ def test_the_live_stream_sends_the_overview_and_ends_a_revoked_session(monitored
             assert next(line for line in lines if line.startswith("event:")) in ("event: overview", "event: alarms")
             httpx.delete(f"{monitored.url}/api/v1/tokens/mai.monitor", headers=_bearer(ADMIN)).raise_for_status()
             assert "event: logout" in list(lines)  # within the stream's 5 s recheck, then the stream ends
+
+
+def test_every_alarm_a_node_raises_has_a_severity_on_the_page():
+    from edge.records import AlarmCode
+    from sync.central.web.alarms import SEVERITY
+
+    missing = sorted(code.value for code in AlarmCode if code.value not in SEVERITY)
+    assert not missing, f"add these node alarm codes to SEVERITY in sync/central/web/alarms.py: {missing}"

@@ -28,10 +28,12 @@ SEVERITY = {
     "HEAD_MALFORMED": "major", "HEAD_BEHIND_BATCH": "major", "BAD_EVENT": "major", "BAD_BATCH": "major",
     # at the gate
     "BOOM_OPEN_WITHOUT_RELEASE": "critical", "UNAUTHORISED_PASSAGE": "critical", "TAILGATING": "critical",
-    "BARRIER_OPEN_FAILED": "major", "BARRIER_COMMAND_FAILED": "major", "CLOSE_REFUSED_SAFETY_LOOP": "major",
+    "BARRIER_OPEN_FAILED": "major", "CLAIM_NOT_SETTLED": "major",
+    "BARRIER_COMMAND_FAILED": "major", "CLOSE_REFUSED_SAFETY_LOOP": "major",
     "DEVICE_FAULT": "major", "DECISION_DURING_FAULT": "major", "BOOM_CLOSED_BEFORE_PASSAGE": "minor",
     "PLATE_CONFLICT": "minor", "SCAN_CONFLICT": "major", "NODE_RESTARTED": "minor", "UNEXPECTED_EVENT": "minor",
-    "GATE_OFFLINE": "major",
+    "GATE_OFFLINE": "major", "JOURNAL_FAILED": "critical", "JOURNAL_ROWS_DROPPED": "critical",
+    "JOURNAL_RECOVERED": "minor",
 }
 _TABLE = ("CREATE TABLE IF NOT EXISTS alarm_states (alarm TEXT PRIMARY KEY, acked_by TEXT, acked_at DOUBLE PRECISION, "
           "cleared_by TEXT, cleared_at DOUBLE PRECISION)")

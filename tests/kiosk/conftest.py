@@ -117,6 +117,3 @@ def login(client: httpx.Client, username: str, password: str | None = None) -> d
     response.raise_for_status()
     return response.json()
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "browser: drives the kiosk page in headless Chromium (runs in CI)")

@@ -152,8 +152,7 @@ class Soak:
     # ------------------------------------------------------------------ set-up
 
     async def _start(self) -> list[dict]:
-        from edge.cli import DEFAULT_SITE
-        from edge.config import load_site
+        from edge.config import CONFIG_ROOT, load_site
         from simulators.broker import PrivateBroker
         from simulators.central_sim import central_client, start_central, with_central
         from simulators.gate import SimulatedGate
@@ -181,7 +180,7 @@ class Soak:
                 self.pg = PrivatePostgres()
                 await asyncio.to_thread(self.pg.start)
                 db_url = await asyncio.to_thread(self.pg.create_database, "central")
-        site = load_site(DEFAULT_SITE)
+        site = load_site(CONFIG_ROOT / "sites" / "huu-nghi.yaml")  # smartgate's default site
         gate_id = site.site.gate
         self.broker = await asyncio.to_thread(PrivateBroker().start)
         self.central, section = await asyncio.to_thread(start_central, self.workdir / "central", self.broker, gate_id,

@@ -67,6 +67,7 @@ class _Run:
     trucks: Counter = field(default_factory=Counter)
     booms_left_open: list[str] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
+    peak_bytes: Counter = field(default_factory=Counter)  # the largest size seen of each file in the data dir
 
     def at(self) -> float:
         return round(time.monotonic() - self.started, 1)
@@ -131,7 +132,7 @@ def mount_tmpfs(folder: Path, size_mb: int) -> str | None:
 
 
 def _du(folder: Path) -> dict[str, int]:
-    sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != "soak-disk-fill"}
     sizes["total"] = sum(sizes.values())
     return sizes
 
@@ -148,6 +149,7 @@ class Soak:
         self.killing = False  # the node is down on purpose (a node_kill fault)
         self.pg = self.central = self.proxy = self.gate = self.broker = self.node = None
         self.tmpfs = False
+        self.journal_bytes_at_start = 0
 
     # ------------------------------------------------------------------ set-up
 
@@ -210,6 +212,7 @@ class Soak:
         await self._until(self.node.running.is_set, 120, "the node to run")
         await self._until(lambda: self._rows("declarations.sqlite", "SELECT count(*) FROM declarations")
                           >= len(declarations), 180, "the declarations to reach the node through the feed")
+        self.journal_bytes_at_start = (self.node_dir / "journal.sqlite").stat().st_size
         return data["lanes"]
 
     async def _until(self, predicate, timeout_s: float, what: str) -> bool:
@@ -267,6 +270,15 @@ class Soak:
                                         f"(code {self.node.process.returncode}): {' | '.join(tail)}")
                 say(self.run.crashes[-1])
                 self.node.start()
+
+    async def _sample_disk(self) -> None:
+        """Every 2 s, the size of each file of the node's data dir (the WAL grows and shrinks between checkpoints)."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(OSError):
+                for name, size in _du(self.node_dir).items():
+                    if name != "soak-disk-fill":
+                        self.run.peak_bytes[name] = max(self.run.peak_bytes[name], size)
+            await asyncio.sleep(2.0)
 
     async def _faults(self, plan: list[dict[str, Any]]) -> None:
         for step in plan:
@@ -384,8 +396,19 @@ class Soak:
             },
             "decisions": dict(decisions),
             "node": {"starts": self.node.starts, "crashes": self.run.crashes, "clean_stop_exit_code": stop_code},
-            "data_dir_bytes": _du(self.node_dir),
+            "storage": self._storage(len(entries)),
         }
+
+    def _storage(self, rows: int) -> dict[str, Any]:
+        """The node's data dir after the run (WAL checkpointed by the clean stop), its peaks, and per truck."""
+        end = _du(self.node_dir)
+        trucks = max(1, self.run.trucks["presented"])
+        journal = end.get("journal.sqlite", 0) - self.journal_bytes_at_start
+        return {"end_bytes": end, "peak_bytes": dict(self.run.peak_bytes),
+                "journal_rows_per_truck": round(rows / trucks, 1),
+                "journal_bytes_per_truck": round(journal / trucks),
+                "note": "per truck: the journal file's growth over the run (every row, alarms and faults included, "
+                        "the outbox's pages reused once central acknowledged them) / trucks presented"}
 
     async def execute(self) -> dict[str, Any]:
         """The whole run; returns the summary (see the module docstring)."""
@@ -400,7 +423,7 @@ class Soak:
             names = ', '.join(lane['id'] for lane in lanes)
             say(f"running {duration_s:g} s: {len(plan)} faults planned, lanes {names}")
             tasks = [asyncio.create_task(self._traffic(lane["id"])) for lane in lanes]
-            tasks.append(asyncio.create_task(self._supervise()))
+            tasks += [asyncio.create_task(self._supervise()), asyncio.create_task(self._sample_disk())]
             faults = asyncio.create_task(self._faults(plan))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), duration_s)

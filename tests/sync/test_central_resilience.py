@@ -222,7 +222,9 @@ async def _sparkplug_during_restart(tmp_path, keypair, pg):
         await asyncio.to_thread(pg.stop)
         (topic, payload), *_ = SparkplugEncoder("HN").births(_snapshot(), bd_seq=1)
         gate.publish(topic, payload, qos=1).wait_for_publish(5)
-        await wait_until(lambda: "HN" in central.mqtt.sparkplug.nodes, 10, "central to read the birth")
+        # The birth's store call found the database away (db_down) before the database comes back.
+        await wait_until(lambda: "HN" in central.mqtt.sparkplug.nodes and central.store.db_down, 10,
+                         "central to read the birth and meet the outage")
         await asyncio.to_thread(pg.start)
         status("offline")
         await wait_until(lambda: ("HN", "offline") in [(g, s) for _, g, s in central.mqtt.events], 10,

@@ -374,7 +374,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
     faults = tuple(f.strip() for f in args.faults.split(",") if f.strip()) if args.faults else None
     options = SoakOptions(minutes=args.minutes, seed=args.seed, fault_every_s=args.fault_every, central=args.central,
-                          disk_mb=args.disk_mb, workdir=Path(args.workdir) if args.workdir else None, keep=args.keep)
+                          repeat_fraction=args.repeat_fraction, disk_mb=args.disk_mb,
+                          workdir=Path(args.workdir) if args.workdir else None, keep=args.keep)
     if faults is not None:
         options.faults = faults
     return run_soak(options)
@@ -767,6 +768,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mean seconds from one fault to the next (default 20)")
     p.add_argument("--faults", help="comma-separated kinds (default all): node_kill, broker_restart, "
                                     "central_db_restart, link_cut, disk_full, device")
+    p.add_argument("--repeat-fraction", type=float, default=0.05, metavar="F",
+                   help="share of trucks that come back on a declaration they already passed on (default 0.05); "
+                        "the gate must not release them again")
     p.add_argument("--central", choices=["auto", "postgresql", "sqlite"], default="auto",
                    help="central's database (auto: a private PostgreSQL when installed, else SQLite)")
     p.add_argument("--disk-mb", type=int, default=256, help="size of the node's tmpfs data dir (default 256)")

@@ -50,6 +50,7 @@ class SoakOptions:
     minutes: float
     seed: int = 1
     fault_every_s: float = 20.0
+    repeat_fraction: float = 0.05  # of presentations: a truck that passed before comes back on the same declaration
     faults: tuple[str, ...] = FAULT_KINDS
     central: str = "auto"  # auto | postgresql | sqlite
     disk_mb: int = 256
@@ -66,6 +67,7 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     trucks: Counter = field(default_factory=Counter)
     booms_left_open: list[str] = field(default_factory=list)
+    repeat_passes: list[str] = field(default_factory=list)  # a truck through the boom twice on one declaration
     crashes: list[str] = field(default_factory=list)
     peak_bytes: Counter = field(default_factory=Counter)  # the largest size seen of each file in the data dir
 
@@ -196,7 +198,7 @@ class Soak:
         data = self.gate.site.site.model_dump(mode="json", exclude_none=True)
         for lane in data["lanes"]:  # plate reading from video is tested elsewhere; it would slow every start-up
             lane["devices"] = [d for d in lane["devices"] if d["kind"] != "camera"]
-        per_lane = min(40_000, max(50, int(options.minutes * 60 / 1.5)))
+        per_lane = min(40_000, max(50, int(options.minutes * 60 / 1.5)))  # more than a lane can take
         self.fleets, declarations = {}, []
         for lane in data["lanes"]:
             self.fleets[lane["id"]], rows = blind_fleet(lane["direction"], per_lane, gate_id)
@@ -231,12 +233,18 @@ class Soak:
     # ------------------------------------------------------------------ traffic and faults
 
     async def _traffic(self, lane_id: str) -> None:
+        """Trucks of the lane's fleet, one after another; now and then one that passed comes back (a second
+        trip on the same declaration, or a cloned plate), which the gate must not release again."""
         from simulators.traffic import drive_blind
 
         rig = self.gate.rigs[lane_id]
         rng = random.Random(f"{self.options.seed}-{lane_id}")
-        for truck in self.fleets[lane_id]:
-            if self.stopping.is_set():
+        fleet, passed = iter(self.fleets[lane_id]), []
+        while not self.stopping.is_set():
+            repeat = bool(passed) and rng.random() < self.options.repeat_fraction
+            truck = rng.choice(passed) if repeat else next(fleet, None)
+            if truck is None:
+                self.run.notes.append(f"lane {lane_id}: fleet used up")
                 return
             try:
                 opened = await drive_blind(rig, truck, open_timeout_s=OPEN_TIMEOUT_S)
@@ -248,6 +256,14 @@ class Soak:
                 continue
             self.run.trucks["presented"] += 1
             self.run.trucks["passed" if opened else "turned_away"] += 1
+            if repeat:
+                self.run.trucks["repeat_presented"] += 1
+                if opened:
+                    self.run.trucks["repeat_passed"] += 1
+                    self.run.repeat_passes.append(f"t={self.run.at()} s lane {lane_id}: truck {truck.plate} passed "
+                                                  "again on a declaration it had already passed on")
+            elif opened:
+                passed.append(truck)
             if not rig.plc.boom_closed:
                 since, at = time.monotonic(), self.run.at()
                 while not rig.plc.boom_closed and time.monotonic() - since < BOOM_OPEN_LIMIT_S:
@@ -258,7 +274,6 @@ class Soak:
                     f"lane {lane_id}: boom still open after truck {truck.plate} (t={at} s) and "
                     f"{BOOM_OPEN_LIMIT_S:g} s more")
             await asyncio.sleep(rng.uniform(0.2, 1.0))
-        self.run.notes.append(f"lane {lane_id}: fleet used up")
 
     async def _supervise(self) -> None:
         """A node that died without being killed is a finding: say so, and start it again."""
@@ -392,7 +407,8 @@ class Soak:
                                                       central_events=len(central_events)),
                 "no_open_without_release": held(open_problems, plc_opens_checked=checked),
                 "no_boom_left_open": held(self.run.booms_left_open),
-                "no_declaration_released_twice": held(declarations_released_twice(entries)),
+                "no_declaration_released_twice": held(declarations_released_twice(entries) + self.run.repeat_passes,
+                                                      repeat_visits=self.run.trucks["repeat_presented"]),
             },
             "decisions": dict(decisions),
             "node": {"starts": self.node.starts, "crashes": self.run.crashes, "clean_stop_exit_code": stop_code},

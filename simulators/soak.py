@@ -16,7 +16,8 @@ seed (`--seed`: the same seed gives the same faults, in the same order, at the s
 
 At the end the node drains its backlog and stops, and the invariants are checked (simulators/invariants.py):
 `journal verify` passes; central holds the journal exactly once and in order; no barrier opened without
-a journaled release before it; no boom left open after its truck; no declaration released twice.
+a journaled release before it; no boom left open after its truck; no declaration released twice; and
+central's monitor heard the running node's last birth (its MQTT side lived through every fault).
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ class Soak:
         self.pg = self.central = self.proxy = self.gate = self.broker = self.node = None
         self.tmpfs = False
         self.journal_bytes_at_start = 0
+        self.node_started_at = 0.0
 
     # ------------------------------------------------------------------ set-up
 
@@ -210,12 +212,16 @@ class Soak:
         self.gate_id = gate_id
         self.node = NodeProcess(write_site(data, self.workdir / "site.yaml"), self.node_dir,
                                 self.workdir / "node.log")
-        self.node.start()
+        self._start_node()
         await self._until(self.node.running.is_set, 120, "the node to run")
         await self._until(lambda: self._rows("declarations.sqlite", "SELECT count(*) FROM declarations")
                           >= len(declarations), 180, "the declarations to reach the node through the feed")
         self.journal_bytes_at_start = (self.node_dir / "journal.sqlite").stat().st_size
         return data["lanes"]
+
+    def _start_node(self) -> None:
+        self.node_started_at = time.time()
+        self.node.start()
 
     async def _until(self, predicate, timeout_s: float, what: str) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -284,7 +290,7 @@ class Soak:
                 self.run.crashes.append(f"t={self.run.at()} s: the node exited by itself "
                                         f"(code {self.node.process.returncode}): {' | '.join(tail)}")
                 say(self.run.crashes[-1])
-                self.node.start()
+                self._start_node()
 
     async def _sample_disk(self) -> None:
         """Every 2 s, the size of each file of the node's data dir (the WAL grows and shrinks between checkpoints)."""
@@ -321,7 +327,7 @@ class Soak:
             try:
                 self.node.kill()
                 await asyncio.sleep(duration)
-                self.node.start()
+                self._start_node()
                 await self._until(self.node.running.is_set, 120, "the node to run again")
             finally:
                 self.killing = False
@@ -360,9 +366,10 @@ class Soak:
     # ------------------------------------------------------------------ the end
 
     async def _drain(self) -> str | None:
-        """The node (running) uploads everything; None when central caught up, else why not."""
-        if not self.node.alive():
-            self.node.start()
+        """The node, stopped cleanly and started once more (a death and a birth central's monitor must hear),
+        uploads everything; None when central caught up, else why not."""
+        await asyncio.to_thread(self.node.stop, 60)
+        self._start_node()
         with contextlib.suppress(TimeoutError):
             await self._until(self.node.running.is_set, 120, "the node to run for the drain")
         try:
@@ -374,7 +381,20 @@ class Soak:
             return str(exc)
         return None
 
-    def _check(self, drained: str | None, stop_code: int | None) -> dict[str, Any]:
+    async def _central_hears_the_gate(self) -> list[str]:
+        """Central's monitor heard the running node's birth (its MQTT side survived every fault)."""
+        def row() -> dict[str, Any]:
+            return next((g for g in self.central.store.gates() if g["gate"] == self.gate_id), {})
+
+        with contextlib.suppress(TimeoutError):
+            await self._until(lambda: row().get("online") and (row().get("status_at") or 0) >= self.node_started_at,
+                              30, "central to hear the node's birth")
+            return []
+        seen = row()
+        return [f"central's status of {self.gate_id}: online {seen.get('online')}, bdSeq {seen.get('bd_seq')}, "
+                f"set at {seen.get('status_at')}; the node last started at {self.node_started_at:.3f}"]
+
+    def _check(self, drained: str | None, stop_code: int | None, heard: list[str]) -> dict[str, Any]:
         from edge.journal import Journal
         from simulators.invariants import declarations_released_twice, exactly_once_in_order, opens_without_release
 
@@ -409,6 +429,7 @@ class Soak:
                 "no_boom_left_open": held(self.run.booms_left_open),
                 "no_declaration_released_twice": held(declarations_released_twice(entries) + self.run.repeat_passes,
                                                       repeat_visits=self.run.trucks["repeat_presented"]),
+                "central_hears_the_gate": held(heard),
             },
             "decisions": dict(decisions),
             "node": {"starts": self.node.starts, "crashes": self.run.crashes, "clean_stop_exit_code": stop_code},
@@ -448,8 +469,9 @@ class Soak:
             await asyncio.gather(*tasks)
             say("traffic stopped; draining the node's backlog to central")
             drained = await self._drain()
+            heard = await self._central_hears_the_gate()
             stop_code = await asyncio.to_thread(self.node.stop, 60)
-            summary.update(self._check(drained, stop_code))
+            summary.update(self._check(drained, stop_code, heard))
         finally:
             self.stopping.set()
             for task in tasks:

@@ -309,7 +309,8 @@ class Soak:
                     await asyncio.wait_for(self.stopping.wait(), delay)
             if self.stopping.is_set():
                 return
-            record = {"at_s": self.run.at(), **{k: v for k, v in step.items() if not k.startswith("pick")}}
+            record = {**{k: v for k, v in step.items() if not k.startswith("pick")}, "planned_at_s": step["at_s"],
+                      "at_s": self.run.at()}  # later than planned when the fault before it overran
             try:
                 record.update(await self._inject(step) or {})
             except Exception as exc:  # a fault that cannot be injected is reported, the run goes on

@@ -20,8 +20,8 @@ from simulators.soak import SoakOptions, draw_faults
 
 # No returning trucks yet: a truck that drove through while the node was SIGKILLed is released again when
 # it comes back (the restart case of issue #27; the per-gate declaration claims fix it: seen 3 times in a
-# 45-minute soak). With them, this
-# run would fail whenever the SIGKILL hit a passage. Give "--repeat-fraction", "0.3" once the claims are in.
+# 45-minute soak). With them, this run would fail whenever the SIGKILL hit a passage. Give
+# "--repeat-fraction", "0.3" once the claims are in.
 ARGS = ["--minutes", "0.5", "--seed", "15", "--fault-every", "3", "--central", "sqlite", "--repeat-fraction", "0"]
 
 

@@ -26,13 +26,14 @@ from sync.keys import write_keypair
 from sync.tokens import new_token, write_token_file
 
 
-def start_central(workdir: Path, broker: PrivateBroker | None, gate: str, *,
-                  node_data_dir: Path | None = None) -> tuple[CentralServer, dict[str, Any]]:
+def start_central(workdir: Path, broker: PrivateBroker | None, gate: str, *, node_data_dir: Path | None = None,
+                  db_url: str | None = None) -> tuple[CentralServer, dict[str, Any]]:
     """Start central (HTTPS) with a throwaway CA, signing key and gate token; return it and the site's `central:`.
 
     The node's journal-head key is made in `node_data_dir` (default: `workdir/../node`, where
-    simulators/gate.py keeps the demo node's data) and enrolled with the gate's token. The server
-    carries `ca_file`, `publisher_token` and `monitor_token` for `central_client`.
+    simulators/gate.py keeps the demo node's data) and enrolled with the gate's token. Central keeps its
+    data in `db_url` (default: SQLite in `workdir`). The server carries `ca_file`, `publisher_token` and
+    `monitor_token` for `central_client`, and what `restart_central` needs.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     private, public = workdir / "central.key", workdir / "central.pub.pem"
@@ -45,15 +46,29 @@ def start_central(workdir: Path, broker: PrivateBroker | None, gate: str, *,
     write_token_file(token_file, token)
     node_key = load_or_create_head_key(node_data_dir or workdir.parent / "node")
     roles = {"demo-publisher": ("publisher", new_token()), "demo-monitor": ("monitor", new_token())}
-    server = CentralServer(f"sqlite:///{workdir / 'central.sqlite'}", private, port=0,
-                           mqtt=central_mqtt(broker) if broker is not None else None,
-                           tokens={gate: token}, head_keys={gate: head_public_b64(node_key)},
-                           api_tokens=roles, tls=(server_cert.cert, server_cert.key)).start()
+    args = (db_url or f"sqlite:///{workdir / 'central.sqlite'}", private)
+    options = dict(tokens={gate: token}, head_keys={gate: head_public_b64(node_key)}, api_tokens=roles,
+                   tls=(server_cert.cert, server_cert.key))
+    server = CentralServer(*args, port=0, mqtt=central_mqtt(broker) if broker is not None else None,
+                           **options).start()  # type: ignore[arg-type]
+    server.remake = lambda: CentralServer(  # type: ignore[attr-defined]
+        *args, port=server.port, mqtt=central_mqtt(broker) if broker is not None else None, **options)
     server.ca_file = ca / "ca.crt"  # type: ignore[attr-defined]
     server.publisher_token = roles["demo-publisher"][1]  # type: ignore[attr-defined]
     server.monitor_token = roles["demo-monitor"][1]  # type: ignore[attr-defined]
     return server, {"url": server.url, "public_key": str(public), "token_file": str(token_file),
                     "ca_file": str(ca / "ca.crt"), "feed_poll_s": 5.0, "down_after_s": 10.0}
+
+
+def restart_central(server: CentralServer, down_s: float = 0.0) -> CentralServer:
+    """Stop a central made by start_central and, `down_s` later, start a new one on the same port, data and
+    credentials (a restart of central's process); returns the new server."""
+    server.stop()
+    time.sleep(down_s)
+    fresh = server.remake()  # type: ignore[attr-defined]
+    for name in ("remake", "ca_file", "publisher_token", "monitor_token"):
+        setattr(fresh, name, getattr(server, name))
+    return fresh.start()
 
 
 def central_mqtt(broker: PrivateBroker) -> tuple:

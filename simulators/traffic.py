@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from devices.protocols.iso6346 import check_digit
 from devices.protocols.scanner_json import ScanEvent
 from devices.readings import ScanVerdict
 from simulators.gate import LaneRig
@@ -79,3 +81,27 @@ async def drive_blind(rig: LaneRig, truck: BlindTruck, *, open_timeout_s: float 
     # A boom left open by a node that died closes when the PLC's heartbeat watchdog trips.
     await _until(lambda: plc.boom_closed, close_timeout_s)
     return opened
+
+
+def _container(index: int) -> str:
+    first_ten = f"TSTU{index:06d}"
+    return first_ten + str(check_digit(first_ten))
+
+
+def blind_fleet(direction: str, count: int, gate: str, *,
+                valid_for: timedelta = timedelta(days=1)) -> tuple[list[BlindTruck], list[dict]]:
+    """`count` (at most 40,000) trucks for a lane of this direction, and a cleared green declaration for each
+    (central's form); an import and an export fleet never share a plate, seal, container or declaration."""
+    now = datetime.now(UTC)
+    trucks, declarations = [], []
+    for i in range(count):
+        n = (1 if direction == "import" else 5) * 10_000 + i
+        truck = BlindTruck(plate=f"29C{n:05d}", seal=f"CN-SEAL-{n:06d}" if direction == "import" else f"5E{n:06X}",
+                           container=_container(n), weight_kg=25_000 + 10 * (i % 1000))
+        trucks.append(truck)
+        declarations.append({
+            "number": f"{'1' if direction == 'import' else '3'}05{n:09d}", "kind": direction, "gate": gate,
+            "plates": [truck.plate], "containers": [truck.container], "seals": [truck.seal],
+            "gross_weight_kg": truck.weight_kg, "channel": "green", "status": "cleared",
+            "valid_from": (now - timedelta(days=1)).isoformat(), "valid_until": (now + valid_for).isoformat()})
+    return trucks, declarations

@@ -172,6 +172,8 @@ class CentralMqtt:
         self.host, self.port = host, port
         self.events: list[tuple[float, str, str]] = []  # (at, gate, online/offline) applied, for the log and tests
         self.telemetry_taken = 0  # telemetry messages this worker stored (its share, with a shared subscription)
+        self.database_down = False  # the last message could not be stored (said once per outage in the log)
+        self.unstored = 0  # messages not stored because the database was unavailable
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=10)
@@ -202,26 +204,39 @@ class CentralMqtt:
         self.client.publish(topic, payload, qos=1)
 
     def _on_message(self, client, userdata, message) -> None:
+        # Nothing may escape: paho re-raises a callback's exception in its network thread, which then ends,
+        # and central would hear no gate again until restarted (a Sparkplug message during a database
+        # restart did exactly that; found by `smartgate soak`).
+        try:
+            self._handle(message)
+        except DatabaseUnavailable as exc:  # central's database is restarting: this message is not stored
+            if not self.database_down:
+                log.warning("MQTT messages not stored while central's database is unavailable (%s)", exc)
+            self.database_down = True
+            self.unstored += 1
+        except Exception:  # a bad message must not stop the monitor
+            log.exception("bad message on %s", message.topic)
+        else:
+            self.database_down = False
+
+    def _handle(self, message) -> None:
         if message.topic.startswith("spBv1.0/"):
             self.sparkplug.on_message(message.topic, bytes(message.payload))
             return
         parts = message.topic.split("/")
-        try:
-            gate = parts[1]
-            if parts[2] == "status":
-                state, bd_seq = parse_status(message.payload)
-                if state not in ("online", "offline"):
-                    raise ValueError(f"unknown state {state!r}")
-                if self.store.record_status(gate, state == "online", bd_seq):
-                    self.events.append((time.time(), gate, state))
-                    log.info("gate %s is %s (bdSeq %s)", gate, state, bd_seq)
-                else:
-                    log.info("gate %s: ignored %s with bdSeq %s (stale or repeated)", gate, state, bd_seq)
-            elif parts[2] == "telemetry" and len(parts) > 3:
-                self.store.set_telemetry(gate, parts[3], json.loads(message.payload))
-                self.telemetry_taken += 1
-        except Exception:  # a bad message must not stop the monitor
-            log.exception("bad message on %s", message.topic)
+        gate = parts[1]
+        if parts[2] == "status":
+            state, bd_seq = parse_status(message.payload)
+            if state not in ("online", "offline"):
+                raise ValueError(f"unknown state {state!r}")
+            if self.store.record_status(gate, state == "online", bd_seq):
+                self.events.append((time.time(), gate, state))
+                log.info("gate %s is %s (bdSeq %s)", gate, state, bd_seq)
+            else:
+                log.info("gate %s: ignored %s with bdSeq %s (stale or repeated)", gate, state, bd_seq)
+        elif parts[2] == "telemetry" and len(parts) > 3:
+            self.store.set_telemetry(gate, parts[3], json.loads(message.payload))
+            self.telemetry_taken += 1
 
     def notify(self, gate: str, cursor: int) -> None:
         self.client.publish(f"smartgate/{gate}/feed/notify", json.dumps({"cursor": cursor}), qos=1)

@@ -7,6 +7,7 @@ from typing import Any
 
 from edge.config import CentralConfig
 from edge.journal import head_public_b64, load_or_create_head_key
+from simulators.invariants import exactly_once_in_order
 from sync.keys import public_b64
 
 TOKEN = "hn-gate-token-for-the-sync-tests-0001"  # the test gate HN's credential at central
@@ -38,14 +39,5 @@ def fast_config(url: str, public_key, **overrides) -> CentralConfig:
 
 def assert_exactly_once_in_order(central_events: list[dict], journal_entries) -> None:
     """Central holds every journal event once, and per lane in arrival order == seq order."""
-    ids = [e["event_id"] for e in central_events]
-    assert len(ids) == len(set(ids)), "duplicate events at central"
-    expected = {e.event_id for e in journal_entries}
-    missing = expected - set(ids)
-    assert not missing, f"{len(missing)} events never reached central"
-    assert set(ids) == expected
-    by_lane: dict[str | None, list[int]] = {}
-    for event in central_events:  # arrival order
-        by_lane.setdefault(event["lane"], []).append(event["seq"])
-    for lane, seqs in by_lane.items():
-        assert seqs == sorted(seqs), f"lane {lane}: events arrived out of order"
+    problems = exactly_once_in_order(central_events, journal_entries)
+    assert not problems, problems

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -22,6 +23,7 @@ from simulators.link_proxy import LinkProxy
 from sync.central.server import CentralServer
 from tests.conftest import wait_until
 from tests.sync.helpers import AS_MONITOR, assert_exactly_once_in_order, enrolled, fast_config
+from tests.sync.test_sparkplug import _snapshot
 
 
 def _produce(journal: Journal, rows: int, every_s: float, stop: threading.Event) -> None:
@@ -188,3 +190,49 @@ def test_a_returning_link_is_used_within_about_a_second(tmp_path, keypair):
                                                                        cut_first=True))
     assert elapsed < 2.0, f"first upload {elapsed:.2f} s after the link returned"
     assert status["abandoned"] >= 1  # the stuck request was given up, not waited out
+
+
+@pytest.mark.timeout(90)
+def test_central_still_hears_the_gates_after_a_sparkplug_message_during_a_database_restart(tmp_path, keypair,
+                                                                                           own_postgres):
+    """Found by `smartgate soak`: a Sparkplug birth that central could not store (its database restarting)
+    escaped the MQTT callback; paho re-raised it in its network thread, which ended, so central never heard
+    a gate's status again until it was restarted."""
+    asyncio.run(_sparkplug_during_restart(tmp_path, keypair, own_postgres))
+
+
+async def _sparkplug_during_restart(tmp_path, keypair, pg):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from simulators.broker import PrivateBroker
+    from sync.sparkplug import SparkplugEncoder
+
+    broker = await asyncio.to_thread(PrivateBroker(secure=False).start)
+    central = await asyncio.to_thread(CentralServer(f"{pg.url}/central", keypair[0], mqtt=(broker.host, broker.port),
+                                                    **enrolled(tmp_path)).start)
+    gate = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-HN-node")
+    gate.connect(broker.host, broker.port)
+    gate.loop_start()
+    try:
+        def status(state: str) -> None:
+            gate.publish("smartgate/HN/status", json.dumps({"state": state, "bd_seq": 1}), qos=1).wait_for_publish(5)
+
+        status("online")  # again until central's subscription is in place
+        await wait_until(lambda: central.mqtt.events or status("online"), 10, "central to hear the gate")
+        await asyncio.to_thread(pg.stop)
+        (topic, payload), *_ = SparkplugEncoder("HN").births(_snapshot(), bd_seq=1)
+        gate.publish(topic, payload, qos=1).wait_for_publish(5)
+        # The birth's store call found the database away (db_down) before the database comes back.
+        await wait_until(lambda: "HN" in central.mqtt.sparkplug.nodes and central.store.db_down, 10,
+                         "central to read the birth and meet the outage")
+        await asyncio.to_thread(pg.start)
+        status("offline")
+        await wait_until(lambda: ("HN", "offline") in [(g, s) for _, g, s in central.mqtt.events], 10,
+                         "central to hear the gate go offline after the database came back")
+        assert central.mqtt.unstored >= 1  # the birth met the outage, and was not stored
+    finally:
+        gate.loop_stop()
+        gate.disconnect()
+        await asyncio.to_thread(central.stop)
+        await asyncio.to_thread(broker.stop)

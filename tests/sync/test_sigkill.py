@@ -15,84 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from devices.protocols.iso6346 import check_digit
 from edge.cli import DEFAULT_SITE
 from edge.config import load_site
-from edge.journal import Journal, JournalEntry
+from edge.journal import Journal
 from simulators.gate import SimulatedGate
-from simulators.traffic import BlindTruck, drive_blind
+from simulators.invariants import count_rows, opens_without_release
+from simulators.node_process import NodeProcess, write_site
+from simulators.traffic import blind_fleet, drive_blind
 from sync.central.server import CentralServer
 from sync.keys import public_b64
 from sync.tokens import new_token
 from tests.sync.helpers import AS_PUBLISHER, assert_exactly_once_in_order, enrolled
-from tests.sync.node_process import NodeProcess, write_site
 
 KILLS = 10
 TRUCKS_PER_LANE = 60  # more than a run uses: traffic stops once the last node runs and 10 trucks passed
-
-
-def _container(index: int) -> str:
-    first_ten = f"TSTU{index:06d}"
-    return first_ten + str(check_digit(first_ten))
-
-
-def _trucks(lane: str, direction: str, count: int) -> tuple[list[BlindTruck], list[dict]]:
-    now = datetime.now(UTC)
-    trucks, declarations = [], []
-    for i in range(count):
-        n = (1 if direction == "import" else 5) * 10_000 + i
-        truck = BlindTruck(plate=f"29C{n:05d}", seal=f"CN-SEAL-{n:06d}" if direction == "import" else f"5E{n:06X}",
-                           container=_container(n), weight_kg=25_000 + 10 * i)
-        trucks.append(truck)
-        declarations.append({
-            "number": f"{'1' if direction == 'import' else '3'}05{n:09d}", "kind": direction, "gate": "HUUNGHI",
-            "plates": [truck.plate], "containers": [truck.container], "seals": [truck.seal],
-            "gross_weight_kg": truck.weight_kg, "channel": "green", "status": "cleared",
-            "valid_from": (now - timedelta(days=1)).isoformat(), "valid_until": (now + timedelta(days=1)).isoformat()})
-    return trucks, declarations
-
-
-def _count(path: Path, sql: str) -> int:
-    """A count from a database file the node has open (a read of a WAL snapshot)."""
-    if not path.exists():
-        return -1
-    with sqlite3.connect(path, timeout=10) as conn:
-        try:
-            return int(conn.execute(sql).fetchone()[0])
-        except sqlite3.OperationalError:  # the node has not created the table yet
-            return -1
-
-
-def _release_before_every_open(entries: list[JournalEntry], opens: dict[str, list[float]]) -> int:
-    """Check persist-before-acting against what the PLCs saw; return how many PLC opens were checked."""
-    released: set[str] = set()
-    commands: dict[str, list[tuple[float, str, str]]] = {}  # lane -> (at, command, transaction)
-    for entry in entries:
-        tx = entry.payload.get("transaction")
-        decided = entry.kind == "decision" and entry.payload.get("outcome") == "release"
-        if decided or entry.kind == "officer_action" and entry.payload.get("action") == "release":
-            released.add(tx)
-        elif entry.kind == "barrier_command":
-            if entry.payload["command"] == "open":
-                assert tx in released, f"seq {entry.seq}: barrier open for {tx} without a recorded RELEASE before it"
-            commands.setdefault(entry.lane, []).append((entry.at, entry.payload["command"], tx))
-    checked = 0
-    for lane, times in opens.items():
-        for opened_at in times:
-            before = [c for c in commands.get(lane, []) if c[0] < opened_at]
-            assert before and before[-1][1] == "open", (
-                f"lane {lane}: the PLC was told to open at {opened_at:.3f} but the journal's last barrier "
-                f"command before that is {before[-1] if before else None}")
-            checked += 1
-    return checked
 
 
 @pytest.mark.timeout(300)
@@ -121,7 +63,7 @@ async def _run(tmp_path: Path, pg_url: str, keypair) -> None:
     declarations: list[dict] = []
     fleets = {}
     for lane in data["lanes"]:
-        fleets[lane["id"]], rows = _trucks(lane["id"], lane["direction"], TRUCKS_PER_LANE)
+        fleets[lane["id"]], rows = blind_fleet(lane["direction"], TRUCKS_PER_LANE, "HUUNGHI")
         declarations += rows
 
     async def traffic(lane_id: str) -> None:
@@ -141,7 +83,7 @@ async def _run(tmp_path: Path, pg_url: str, keypair) -> None:
         async with httpx.AsyncClient(base_url=central.url, timeout=10, headers=AS_PUBLISHER) as admin:
             (await admin.post("/api/v1/declarations", json={"declarations": declarations})).raise_for_status()
         node.start()
-        await until(lambda: _count(node_dir / "declarations.sqlite", "SELECT count(*) FROM declarations")
+        await until(lambda: count_rows(node_dir / "declarations.sqlite", "SELECT count(*) FROM declarations")
                     == len(declarations), 60, "the declarations to arrive through the feed")
         lanes = [asyncio.create_task(traffic(lane_id)) for lane_id in results]
         for _ in range(KILLS):
@@ -154,13 +96,14 @@ async def _run(tmp_path: Path, pg_url: str, keypair) -> None:
         # results alone stopped the traffic one or two passages short now and then.
         passed_sql = ("SELECT count(*) FROM journal WHERE kind = 'tx_closed' "
                       "AND json_extract(payload, '$.result') = 'passed'")
-        await until(lambda: sum(results.values(), []).count(True) >= 10 and _count(journal_file, passed_sql) >= 10,
+        await until(lambda: sum(results.values(), []).count(True) >= 10 and count_rows(journal_file, passed_sql) >= 10,
                     90, "at least 10 trucks through")
         stop_traffic.set()
         await asyncio.gather(*lanes)
         # The last node drains the backlog of all its lives; its clean stop adds nothing to the journal.
-        await until(lambda: _count(node_dir / "journal.sqlite", "SELECT count(*) FROM outbox") == 0
-                    and central.store.event_count("HUUNGHI") == _count(journal_file, "SELECT count(*) FROM journal"),
+        await until(lambda: count_rows(node_dir / "journal.sqlite", "SELECT count(*) FROM outbox") == 0
+                    and central.store.event_count("HUUNGHI")
+                    == count_rows(journal_file, "SELECT count(*) FROM journal"),
                     60, "central to hold every journal event")
         assert await asyncio.to_thread(node.stop) == 0
         central_events = central.store.events("HUUNGHI")
@@ -178,6 +121,7 @@ async def _run(tmp_path: Path, pg_url: str, keypair) -> None:
     assert_exactly_once_in_order(central_events, entries)
     opens = {lane_id: [at + mono_to_wall for at, what in rig.plc.model.history if what == "opening"]
              for lane_id, rig in gate.rigs.items()}
-    checked = _release_before_every_open(entries, opens)
+    problems, checked = opens_without_release(entries, opens)
+    assert not problems, problems
     passed = [e for e in entries if e.kind == "tx_closed" and e.payload.get("result") == "passed"]
     assert checked >= 10 and len(passed) >= 10, (checked, len(passed))

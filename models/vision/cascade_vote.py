@@ -3,7 +3,8 @@
 Each model scores both candidates: its own reading at its chance of being right, the other's at
 its share of the model's probability mass (CTC-summed over alignments). The two chances of a
 candidate are combined as independent evidence, odds multiplied (a product of experts), neither
-model trusted beyond TRUST against the other; the candidate with the higher chance wins. Where
+model trusted beyond TRUST against the other; the candidate with the higher chance wins, and a
+reading both models give is at least as sure as the surer of them. Where
 the readings differ in one or two look-alike glyphs (G/6, D/0...) and the vote is not sure, or
 where a sure reading is disputed and the winner is no more likely right than wrong (a sure model
 against a sure model), there is no reading: a wrong plate can match another vehicle's
@@ -64,9 +65,12 @@ def settle(ballot: Ballot, tie_is_none: bool = False, look_alikes_doubtful: bool
     are voted without the look-alike rule."""
     if ballot.strong_text is None:
         return (ballot.fast_text, ballot.fast) if ballot.fast_text is not None else None
-    if ballot.fast_text is None or ballot.fast_text == ballot.strong_text:
-        fast = ballot.fast if ballot.fast_text is not None else ballot.fast_for_strong
-        return ballot.strong_text, combined(fast, ballot.strong)
+    if ballot.fast_text == ballot.strong_text:
+        # Models trained apart on other data reading the same string out of millions: that is evidence
+        # for it, never against it, so the reading is at least as sure as the surer model alone.
+        return ballot.strong_text, max(combined(ballot.fast, ballot.strong), ballot.fast, ballot.strong)
+    if ballot.fast_text is None:
+        return ballot.strong_text, combined(ballot.fast_for_strong, ballot.strong)
     scored = [(combined(ballot.fast, ballot.strong_for_fast), ballot.fast_text),
               (combined(ballot.fast_for_strong, ballot.strong), ballot.strong_text)]
     confidence, text = max(scored)

@@ -343,10 +343,12 @@ class VisionReader:
 
         The candidates are the fast models' reading (voted over their looks) and the strong one's;
         `models.vision.cascade_vote.settle` decides between them (a product of experts, each model
-        scoring both candidates; a disagreement won at no better than even odds is no reading).
-        Where the strong model reads nothing the grammar accepts, it abstains and the fast models'
-        verdict stands; so does a sure CN reading the strong model differs from in more than its
-        province (it is asked about the province only: on other characters the sure fast models win).
+        scoring both candidates; agreement never lowers the surer model's chance; look-alike
+        disagreements need a sure vote; a disputed sure reading won at even odds is no reading).
+        Where the strong model reads nothing the grammar accepts (on a one-line plate: neither on the
+        levelled line nor on the crop as it came), it abstains and the fast models' verdict stands; so
+        does a sure CN reading the strong model differs from in more than its province (it is asked
+        about the province only: on other characters the sure fast models win).
         """
         calibration = self.plate_calibration if plate else self.container_calibration
         language = PLATES if plate else ISO6346
@@ -376,6 +378,13 @@ class VisionReader:
         for probs in folded:
             candidate = decode(probs, strong_charset, language, alias=alias)
             if candidate is not None and candidate.probability > sure:
+                strong_text, sure = candidate.text, candidate.probability
+        if strong_text is None and plate and ways[0].shape[:2] == crop.shape[:2]:
+            # Nothing valid on the levelled one-line crop: the crop as it came (colour, not turned), as it
+            # learnt from (levelling a tight crop can cut or blur a glyph at its ends).
+            folded.append(strong.folded(strong.probabilities(crop), charset))
+            candidate = decode(folded[-1], strong_charset, language, alias=alias)
+            if candidate is not None:
                 strong_text, sure = candidate.text, candidate.probability
         if strong_text is None:  # it abstains (nothing it reads fits the grammar): the fast models' verdict stands
             return self._verdict(heard, box, calibration, language)

@@ -12,6 +12,12 @@ def test_agreeing_models_reinforce_each_other():
     assert text == "皖AC1014" and confidence > 0.98
 
 
+def test_agreement_never_makes_a_reading_less_sure_than_its_surer_model():
+    # each model alone unsure, both reading the same plate: at least the surer model's chance
+    text, confidence = settle(Ballot("苏E9CD08", 0.44, "苏E9CD08", 0.55))
+    assert text == "苏E9CD08" and confidence >= 0.55
+
+
 def test_no_model_is_trusted_beyond_trust():
     assert combined(1.0, 0.5) == pytest.approx(TRUST)
     assert combined(0.0, 0.5) == pytest.approx(1.0 - TRUST)

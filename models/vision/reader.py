@@ -17,6 +17,7 @@ import numpy as np
 from devices.protocols.plates import CN_PROVINCES
 from models.vision import preprocess
 from models.vision.calibration import IDENTITY, Calibration, load_calibration
+from models.vision.cascade_vote import Ballot, province_only, settle
 from models.vision.charsets import CONTAINER_CHARS, PLATE_CHARS
 from models.vision.ctc import decode, label_probability, reading_mass
 from models.vision.doors import DoorReader
@@ -55,7 +56,6 @@ CONSULT = 0.99  # a first reading less sure than this is read again with the sec
 # The cascade: a crop whose fast reading is less sure than this (calibrated: fewer than 1 in 100 of
 # readings that sure are wrong) is also read by the strong general recogniser, and the two vote.
 CASCADE = 0.99
-TRUST = 0.98  # in a vote, no model's chance of being right is taken above this or below 1 - this
 CASCADE_FRAMES = True  # the vertical columns of a frame the fast models read something in go to the cascade too
 VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
@@ -314,27 +314,41 @@ class VisionReader:
             # cut into lines at the wrong row: it is read laid out every other way too.
             look([(i, line) for i, crop in enumerate(crops) if i not in skip and certainty(i) < SURE
                   for line in preprocess.fallback_lines(crop, plate)])
+        def province_doubt(owner: int) -> bool:
+            # The fast models learnt their province prior from the synthesis (35 % 桂), all of them the
+            # same one, so their sureness of a small real province glyph is no evidence beyond it: the
+            # strong model reads the province of a CN crop they are sure of (the levelled crop's left
+            # part, a fifth of its full read's time), and where it reads another one the crop goes to
+            # the cascade, whose vote may overturn the province only (see `_cascade`).
+            provinces = {text[0] for text, _ in heard[owner] if text[0] in CN_PROVINCES}
+            whole = lines[owner][0]  # the crop levelled, not cut into lines: its province glyph stands at the left
+            if not (known_text and provinces and self.strong is not None and whole.shape[:2] == crops[owner].shape[:2]):
+                return False
+            province, peak = self.strong.province(whole)
+            # below a uniform guess over the provinces the strong model sees no province there: no dispute
+            return province not in provinces and peak >= 1.0 / len(CN_PROVINCES)
+
         if cascade:
             # The strong recogniser on crops still unsure after every look; in a frame,
             # only on regions the fast models read something in (most regions hold no code).
             return [self._cascade(heard[i], matrices[i], crops[i], lines[i], boxes[i], plate)
-                    if certainty(i) < CASCADE and (known_text or heard[i])
+                    if (certainty(i) < CASCADE and (known_text or heard[i])) or (plate and province_doubt(i))
                     else self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
 
     def _cascade(self, heard: list[tuple[str, float]], matrices: list[np.ndarray], crop: np.ndarray,
                  lines: list[np.ndarray], box: tuple[int, int, int, int], plate: bool) -> Reading | None:
-        """The fast models and the strong recogniser vote on a crop the fast models left unsure.
+        """The fast models and the strong recogniser vote on a crop the fast models left unsure, or on
+        the province of a CN crop they are sure of.
 
-        The candidates are the fast models' reading (voted over their looks) and the strong one's.
-        Each model scores each candidate: its own reading at its calibrated confidence, the other's
-        at its share of the model's probability mass (the CTC sum over alignments, over the model's
-        likeliest readings) mapped by its calibration. The two chances are combined as independent
-        evidence, odds multiplied (a product of experts): p = f s / (f s + (1 - f)(1 - s)); the
-        candidate with the higher p wins, at that confidence.
-        Neither model is trusted beyond TRUST against the other: a reading one model is sure of and
-        the other gives no mass comes out near even, not at 0 or 1. Where the strong model reads
-        nothing the grammar accepts, it abstains and the fast models' verdict stands.
+        The candidates are the fast models' reading (voted over their looks) and the strong one's;
+        `models.vision.cascade_vote.settle` decides between them (a product of experts, each model
+        scoring both candidates; agreement never lowers the surer model's chance; look-alike
+        disagreements need a sure vote; a disputed sure reading won at even odds is no reading).
+        Where the strong model reads nothing the grammar accepts (on a one-line plate: neither on the
+        levelled line nor on the crop as it came), it abstains and the fast models' verdict stands; so
+        does a sure CN reading the strong model differs from in more than its province (it is asked
+        about the province only: on other characters the sure fast models win).
         """
         calibration = self.plate_calibration if plate else self.container_calibration
         language = PLATES if plate else ISO6346
@@ -365,7 +379,17 @@ class VisionReader:
             candidate = decode(probs, strong_charset, language, alias=alias)
             if candidate is not None and candidate.probability > sure:
                 strong_text, sure = candidate.text, candidate.probability
+        if strong_text is None and plate and ways[0].shape[:2] == crop.shape[:2]:
+            # Nothing valid on the levelled one-line crop: the crop as it came (colour, not turned), as it
+            # learnt from (levelling a tight crop can cut or blur a glyph at its ends).
+            folded.append(strong.folded(strong.probabilities(crop), charset))
+            candidate = decode(folded[-1], strong_charset, language, alias=alias)
+            if candidate is not None:
+                strong_text, sure = candidate.text, candidate.probability
         if strong_text is None:  # it abstains (nothing it reads fits the grammar): the fast models' verdict stands
+            return self._verdict(heard, box, calibration, language)
+        if fast_text is not None and fast >= CASCADE and not province_only(fast_text, strong_text):
+            # A sure CN reading shown to the strong model for its province alone (see `_read_crops`).
             return self._verdict(heard, box, calibration, language)
         sure = strong_calibration(sure)
         masses: dict[int, float] = {}
@@ -376,25 +400,21 @@ class VisionReader:
                 if id(p) not in masses:
                     masses[id(p)] = max(reading_mass(p, chars), 1e-300)
                 best = max(best, label_probability(p, chars, text, look_alike) / masses[id(p)])
-            return best
+            return min(1.0, best)
 
-        def combined(f: float, s: float) -> float:
-            f, s = _trusted(f), _trusted(s)
-            return f * s / (f * s + (1.0 - f) * (1.0 - s))
+        def ballot(text: str, chance: float) -> Ballot:
+            if text == fast_text:
+                return Ballot(fast_text, fast, text, chance)
+            return Ballot(fast_text, fast, text, chance,
+                          strong_for_fast=(strong_calibration(share(folded, strong_charset, fast_text, alias))
+                                           if fast_text is not None else 0.0),
+                          fast_for_strong=calibration(share(matrices, fast_charset, text, None)))
 
-        if fast_text == strong_text:
-            scored = [(combined(fast, sure), fast_text)]
-        else:
-            scored = []
-            if fast_text is not None:
-                scored.append((combined(fast, strong_calibration(min(1.0, share(folded, strong_charset, fast_text,
-                                                                                 alias)))), fast_text))
-            if strong_text is not None:
-                scored.append((combined(calibration(min(1.0, share(matrices, fast_charset, strong_text, None))), sure),
-                               strong_text))
-        confidence, text = max(scored)
-        if confidence < self.min_confidence:
+        # A sure reading the strong model disputes (a province, above) and a vote no better than even: none.
+        verdict = settle(ballot(strong_text, sure), tie_is_none=fast >= CASCADE, look_alikes_doubtful=plate)
+        if verdict is None or verdict[1] < self.min_confidence:
             return None
+        text, confidence = verdict
         return Reading(text, round(confidence, 4), box, language.kind_of(text) or "")
 
     def _verdict(self, heard: list[tuple[str, float]], box: tuple[int, int, int, int], calibration: Calibration,
@@ -462,11 +482,6 @@ def vote_container_codes(per_frame: list[list[Reading]]) -> list[Reading]:
 def _differences(a: str, b: str) -> int:
     """Characters that differ between two texts of one length (their length apart otherwise)."""
     return sum(x != y for x, y in zip(a, b, strict=True)) if len(a) == len(b) else max(len(a), len(b))
-
-
-def _trusted(probability: float) -> float:
-    """A model's calibrated chance kept within TRUST of certainty, so one model alone never settles a vote."""
-    return min(TRUST, max(1.0 - TRUST, probability))
 
 
 def _optional(path: Path | None, charset: str, width: int, threads: int) -> Recogniser | None:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from devices.protocols.plates import CN_PROVINCES
 from models.vision.calibration import IDENTITY, Calibration, load_calibration
 from models.vision.ctc import Candidate, decode
 from models.vision.preprocess import to_gray
@@ -47,6 +48,7 @@ SHA256 = {REC_NAME: "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c3738400548
 PLATE_CALIBRATION = MODELS_DIR / "strong_plates.onnx"  # the map's path is `strong_plates.calibration.json`
 CONTAINER_CALIBRATION = MODELS_DIR / "strong_containers.onnx"
 HEIGHT = 48  # the recogniser's input height
+PROVINCE_SHARE = 0.35  # of a one-line CN plate's width: the province glyph, the letter and the dot (GA 36)
 SEPARATORS = " ·•・‧-－—_.．,，:：'\"|[]()【】「」"  # separators, and the box round a check digit
 OTHER = "\x00"  # the folded class for every character no grammar uses
 PLATE_ALIAS = {"O": "0", "I": "1", "0": "O", "1": "I"}
@@ -129,6 +131,16 @@ class StrongRecogniser:
                 best = candidate
         return best, (calibration(best.probability) if best is not None else 0.0)
 
+    def province(self, line: np.ndarray) -> tuple[str, float]:
+        """The likeliest CN province on a one-line plate and its peak probability, from the line's left
+        PROVINCE_SHARE alone (the province glyph, the letter and the dot of a GA 36 plate)."""
+        left = line[:, :max(8, int(round(line.shape[1] * PROVINCE_SHARE)))]
+        probs = self.probabilities(left)
+        columns = _province_columns(self.classes)
+        peaks = probs[:, columns].max(axis=0)
+        best = int(peaks.argmax())
+        return CN_PROVINCES[best], float(peaks[best])
+
     def text(self, line: np.ndarray) -> tuple[str, float]:
         """The free (greedy) reading of a line, and its mean character probability: no grammar."""
         probs = self.probabilities(line)
@@ -151,6 +163,16 @@ def line_input(line: np.ndarray) -> np.ndarray:
     resized = cv2.resize(line, (target, HEIGHT), interpolation=cv2.INTER_AREA if height > HEIGHT
                          else cv2.INTER_LINEAR)
     return (resized.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0).astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def _province_columns(classes: tuple[str, ...]) -> np.ndarray:
+    """The recogniser's class of each CN province character, in CN_PROVINCES order."""
+    where = {char: k for k, char in enumerate(classes) if k}
+    missing = [char for char in CN_PROVINCES if char not in where]
+    if missing:
+        raise ModelError(f"the strong recogniser cannot emit {missing}: not the PP-OCR model the card describes")
+    return np.array([where[char] for char in CN_PROVINCES])
 
 
 @lru_cache(maxsize=8)

@@ -77,6 +77,17 @@ def test_a_crop_the_fast_model_is_sure_of_is_answered_without_the_strong_model(r
     assert reader.read_plate_crop(sample.crop).text == sample.label
 
 
+def test_a_cn_crop_the_fast_model_is_sure_of_is_shown_to_the_strong_model_for_its_province(reader, monkeypatch):
+    # the fast models' province prior is the synthesis's, so their sureness of a province is checked
+    sample = next(s for s in held_out("plates", "cn1", 40, seed=CALIBRATION_SEED)
+                  if (r := reader.read_plate_crop(s.crop)) is not None and r.confidence >= CASCADE)
+    asked = []
+    original = reader.strong.probabilities
+    monkeypatch.setattr(reader.strong, "probabilities", lambda line: asked.append(line) or original(line))
+    assert reader.read_plate_crop(sample.crop).text == sample.label
+    assert asked
+
+
 def _spelled(classes: tuple[str, ...], text: str, sure: float = 0.97) -> np.ndarray:
     """(T, classes) probabilities of PP-OCR's output spelling `text`, a blank after each character."""
     index = {c: k for k, c in enumerate(classes)}

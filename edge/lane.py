@@ -629,6 +629,13 @@ class LaneMachine:
         """Nothing went onto the safety loop under the released boom."""
         return not self.passage.vehicle_entered
 
+    def passed_unseen(self, now: float) -> bool:
+        """The released truck is on the exit loop beyond the open boom, but its safety-loop pulse was missed
+        (shorter than one PLC poll): the arrival and safety loops are clear, so it went through."""
+        return (self.tx is not None and self.passage.open_commanded and not self.passage.vehicle_entered
+                and not self.passage.closing and self.boom_open and not self.loops["arrival"]
+                and not self.loops["safety"])
+
     def next_truck_waiting(self, now: float) -> bool:
         """The arrival loop is occupied: the next truck is already there."""
         return self.loops["arrival"]
@@ -696,6 +703,13 @@ class LaneMachine:
         assert self.tx is not None
         self.passage.closing = True
         return [CloseBarrier(self.tx.id, "vehicle passed")]
+
+    def _close_behind_unseen_vehicle(self, event: LoopEvent, now: float) -> list[Action]:
+        """Close behind a released truck seen only on the exit loop (a boom left open would let the next one in)."""
+        assert self.tx is not None
+        self.passage.vehicle_entered = True
+        self.passage.closing = True
+        return [CloseBarrier(self.tx.id, "vehicle passed (seen on the exit loop; its safety-loop pulse was missed)")]
 
     def _intruder_left(self, event: LoopEvent, now: float) -> list[Action]:
         """The safety loop cleared: report a vehicle that went under the unreleased boom, then close it."""
@@ -1123,6 +1137,7 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[Row, ...]]] = {
                        _go(S.PASSING, M._intruder_left)),
         "arrival_on": (_go(S.PASSING, M._back_on_arrival),),
         "arrival_off": (_go(S.PASSING, M._nothing),),
+        "exit_on": (_go(S.PASSING, M._close_behind_unseen_vehicle, when=M.passed_unseen), _go(S.PASSING, M._nothing)),
         "claim_refused": (_go(S.DECIDED, M._claim_refused),),
         "boom_closed": (
             _go(S.FAULT, M._boom_down_before_passage, when=(M.no_vehicle_entered, M.device_down)),

@@ -75,6 +75,32 @@ def test_cleared_truck_goes_from_arrival_to_closed_boom():
     assert closing.result == "passed"
 
 
+def test_released_truck_seen_only_on_the_exit_loop_passed_and_the_boom_closes_behind_it():
+    # The safety loop's pulse was shorter than one PLC poll: the node saw the truck leave the arrival loop, then
+    # on the exit loop beyond the boom. Left open, the boom would wait for a safety loop that never comes.
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    lane.handle(BoomEvent(opened=True), 101.0)
+    lane.handle(LoopEvent("arrival", False), 101.6)
+    actions = lane.handle(LoopEvent("exit", True), 102.0)
+    assert "close_barrier" in kinds(actions)
+    closing = next(a for a in lane.handle(BoomEvent(opened=False), 103.0) if a.kind == "close_transaction")
+    assert closing.result == "passed"
+
+
+def test_exit_loop_does_not_close_the_boom_in_front_of_a_released_truck_still_waiting():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    lane.handle(BoomEvent(opened=True), 101.0)
+    assert "close_barrier" not in kinds(lane.handle(LoopEvent("exit", True), 101.5))  # the truck ahead, lingering
+    lane.handle(LoopEvent("safety", True), 102.0)
+    assert "close_barrier" not in kinds(lane.handle(LoopEvent("exit", True), 102.1))  # never onto a vehicle
+    lane.handle(LoopEvent("arrival", False), 102.2)
+    assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 103.0))
+
+
 def test_held_truck_gets_no_open_command_until_an_officer_releases():
     lane = arrived_lane()
     lane.handle(plate(), 100.1)

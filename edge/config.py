@@ -107,6 +107,9 @@ class LanePolicy(_Strict):
     # A reading that arrives for a truck the rules hold, while it still waits at the barrier, runs the rules
     # again for this long after the hold (a late X-ray verdict releases it); 0: late readings are only recorded.
     redecide_window_s: float = Field(default=600.0, ge=0, le=86400)
+    # A released truck that left the arrival loop without going under the boom (it backed away): the boom closes
+    # this long after, once the lane is clear (never onto a vehicle), and the transaction ends before passage.
+    departed_close_s: float = Field(default=30.0, gt=0, le=600)
 
 
 class LaneConfig(_Strict):

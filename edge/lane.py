@@ -426,6 +426,7 @@ class Passage:
     inspection_by: str | None = None  # the officer who sent it to inspection
     entered_without_release: bool = False  # a vehicle went under a boom that was opened with no release
     left_arrival: bool = False  # left the arrival loop while the boom stood open unreleased: went where?
+    released_left_at: float | None = None  # a released truck left the arrival loop, not (yet) under the boom
 
     def view(self) -> dict[str, Any]:
         """The part of the passage shown with the transaction (kiosk, decision facts)."""
@@ -629,6 +630,18 @@ class LaneMachine:
         """Nothing went onto the safety loop under the released boom."""
         return not self.passage.vehicle_entered
 
+    def released_not_entered(self, now: float) -> bool:
+        """Released and the boom open, but nothing has gone onto the safety loop yet."""
+        return (self.tx is not None and self.passage.open_commanded and not self.passage.vehicle_entered
+                and not self.passage.closing and not self.loops["safety"])
+
+    def released_truck_departed(self, now: float) -> bool:
+        """The released truck left the arrival loop `departed_close_s` ago and never went under the open boom:
+        both loops are clear (the boom may close on nobody)."""
+        left = self.passage.released_left_at
+        return (left is not None and self.released_not_entered(now) and self.boom_open
+                and not self.loops["arrival"] and now - left >= self.policy.departed_close_s - 0.1)
+
     def passed_unseen(self, now: float) -> bool:
         """The released truck is on the exit loop beyond the open boom, but its safety-loop pulse was missed
         (shorter than one PLC poll): the arrival and safety loops are clear, so it went through."""
@@ -669,7 +682,20 @@ class LaneMachine:
 
     def _back_on_arrival(self, event: LoopEvent, now: float) -> list[Action]:
         self.passage.left_arrival = False  # it came back (or never went)
+        self.passage.released_left_at = None
         return []
+
+    def _watch_released_truck(self, event: LoopEvent, now: float) -> list[Action]:
+        """The released truck left the arrival loop with nothing on the safety loop: forward, or backing away?
+        Time it; if it never goes under the boom, the boom closes behind nobody (`departed_close_s`)."""
+        assert self.tx is not None
+        self.passage.released_left_at = now
+        return [StartTimer(self.tx.id, self.policy.departed_close_s)]
+
+    def _close_after_departure(self, event: CollectTimeout, now: float) -> list[Action]:
+        assert self.tx is not None
+        self.passage.closing = True
+        return [CloseBarrier(self.tx.id, "the released truck left the lane without passing")]
 
     def _watch_where_it_goes(self, event: LoopEvent, now: float) -> list[Action]:
         # Backing away or driving through the boom someone opened? The safety loop will tell;
@@ -1136,7 +1162,10 @@ TRANSITIONS: dict[LaneState, dict[str, tuple[Row, ...]]] = {
         "safety_off": (_go(S.PASSING, M._close_behind_vehicle, when=M.vehicle_entered),
                        _go(S.PASSING, M._intruder_left)),
         "arrival_on": (_go(S.PASSING, M._back_on_arrival),),
-        "arrival_off": (_go(S.PASSING, M._nothing),),
+        "arrival_off": (_go(S.PASSING, M._watch_released_truck, when=M.released_not_entered),
+                        _go(S.PASSING, M._nothing)),
+        "timeout": (_go(S.PASSING, M._close_after_departure, when=M.released_truck_departed),
+                    _go(S.PASSING, M._collect_timed_out)),
         "exit_on": (_go(S.PASSING, M._close_behind_unseen_vehicle, when=M.passed_unseen), _go(S.PASSING, M._nothing)),
         "claim_refused": (_go(S.DECIDED, M._claim_refused),),
         "boom_closed": (

@@ -89,6 +89,40 @@ def test_released_truck_seen_only_on_the_exit_loop_passed_and_the_boom_closes_be
     assert closing.result == "passed"
 
 
+def _released_and_open() -> tuple[LaneMachine, str]:
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    lane.handle(BoomEvent(opened=True), 101.0)
+    return lane, lane.tx.id
+
+
+def test_released_truck_that_backs_away_gets_the_boom_closed_behind_nobody():
+    lane, tx_id = _released_and_open()
+    actions = lane.handle(LoopEvent("arrival", False), 102.0)  # forward or back? the safety loop will tell
+    [timer] = [a for a in actions if a.kind == "start_timer"]
+    assert timer.seconds == POLICY.departed_close_s and "close_barrier" not in kinds(actions)
+    assert "close_barrier" in kinds(lane.handle(CollectTimeout(tx_id), 102.0 + POLICY.departed_close_s))
+    closing = next(a for a in lane.handle(BoomEvent(opened=False), 140.0) if a.kind == "close_transaction")
+    assert closing.result == "closed_before_passage"
+
+
+def test_released_truck_between_the_loops_is_not_closed_on():
+    lane, tx_id = _released_and_open()
+    lane.handle(LoopEvent("arrival", False), 102.0)
+    lane.handle(LoopEvent("safety", True), 103.0)  # it was driving forward after all
+    assert "close_barrier" not in kinds(lane.handle(CollectTimeout(tx_id), 102.0 + POLICY.departed_close_s))
+    assert "close_barrier" in kinds(lane.handle(LoopEvent("safety", False), 140.0))
+
+
+def test_released_truck_that_comes_back_onto_the_arrival_loop_keeps_its_open_boom():
+    lane, tx_id = _released_and_open()
+    lane.handle(LoopEvent("arrival", False), 102.0)
+    lane.handle(LoopEvent("arrival", True), 104.0)  # it only rolled back a little
+    assert "close_barrier" not in kinds(lane.handle(CollectTimeout(tx_id), 102.0 + POLICY.departed_close_s))
+    assert lane.state == LaneState.PASSING
+
+
 def test_exit_loop_does_not_close_the_boom_in_front_of_a_released_truck_still_waiting():
     lane = arrived_lane()
     lane.handle(plate(), 100.1)

@@ -18,11 +18,9 @@ import pytest
 from simulators.node_process import ROOT
 from simulators.soak import SoakOptions, draw_faults
 
-# No returning trucks yet: a truck that drove through while the node was SIGKILLed is released again when
-# it comes back (the restart case of issue #27; the per-gate declaration claims fix it: seen 3 times in a
-# 45-minute soak). With them, this run would fail whenever the SIGKILL hit a passage. Give
-# "--repeat-fraction", "0.3" once the claims are in.
-ARGS = ["--minutes", "0.5", "--seed", "15", "--fault-every", "3", "--central", "sqlite", "--repeat-fraction", "0"]
+# Trucks that passed come back on the same declaration now and then: the gate must not let them through again,
+# even when the SIGKILL hit their passage (the per-gate declaration claims).
+ARGS = ["--minutes", "0.5", "--seed", "15", "--fault-every", "3", "--central", "sqlite", "--repeat-fraction", "0.3"]
 
 
 def test_the_same_seed_draws_the_same_faults():
@@ -48,5 +46,6 @@ def test_short_soak_holds_every_invariant(tmp_path):
     assert not [f for f in summary["fault_log"] if "error" in f], summary["fault_log"]
     assert summary["node"]["starts"] >= 2 and summary["node"]["clean_stop_exit_code"] == 0
     assert summary["trucks"]["passed"] >= 3 and summary["decisions"]["release"] >= 3
+    assert summary["trucks"]["repeat_presented"] >= 1  # returning trucks were played
     assert summary["invariants"]["no_open_without_release"]["plc_opens_checked"] >= 3
     assert summary["invariants"]["central_exactly_once_in_order"]["central_events"] > 0

@@ -39,13 +39,12 @@ from edge.declarations import declaration_from_mapping
 from edge.journal import Journal
 from edge.users import UserStore
 from simulators.gate import LaneRig, SimulatedGate
-from simulators.traffic import BlindTruck, drive_blind
+from simulators.node_process import ROOT, NodeProcess, write_site
+from simulators.traffic import BlindTruck, blind_fleet, drive_blind
 from sync.central.server import CentralServer
 from sync.keys import public_b64
 from sync.tokens import new_token
 from tests.sync.helpers import assert_exactly_once_in_order, enrolled
-from tests.sync.node_process import ROOT, NodeProcess, write_site
-from tests.sync.test_sigkill import _trucks
 
 SUPERVISOR = ("sup", "supervisor-password-1")
 
@@ -158,7 +157,7 @@ async def _scenario(tmp_path: Path, node_dir: Path, central: CentralServer, link
     data["central"] = link
     fleets, declarations = {}, []
     for lane in data["lanes"]:
-        fleets[lane["id"]], rows = _trucks(lane["id"], lane["direction"], 4)
+        fleets[lane["id"]], rows = blind_fleet(lane["direction"], 4, "HUUNGHI")
         declarations += rows
     with DeclarationCache.open(node_dir / "declarations.sqlite") as cache:
         cache.upsert_many(declaration_from_mapping(row) for row in declarations)

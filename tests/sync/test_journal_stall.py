@@ -24,9 +24,9 @@ from edge.cli import DEFAULT_SITE
 from edge.config import load_site
 from edge.declarations import declaration_from_mapping
 from simulators.gate import SimulatedGate
-from tests.sync.node_process import ROOT, NodeProcess, write_site
+from simulators.node_process import ROOT, NodeProcess, write_site
+from simulators.traffic import blind_fleet
 from tests.sync.test_disk_full import kiosk_url, present, until
-from tests.sync.test_sigkill import _trucks
 
 
 @pytest.mark.timeout(180)
@@ -44,7 +44,7 @@ async def _run(tmp_path: Path) -> None:
     data["journal"] = {"write_timeout_s": 30, "lane_stall_s": 1, "reserve_mib": 0}
     node_dir = tmp_path / "node"
     node_dir.mkdir()
-    fleet, declarations = _trucks("IMP-1", "import", 2)
+    fleet, declarations = blind_fleet("import", 2, "HUUNGHI")
     with DeclarationCache.open(node_dir / "declarations.sqlite") as cache:
         cache.upsert_many(declaration_from_mapping(row) for row in declarations)
         cache.mark_refreshed(datetime.now(UTC))

@@ -355,6 +355,7 @@ class CloseTransaction:
     result: TxResult
     released_by: str | None
     vehicle_entered: bool = False  # a vehicle went onto the safety loop under its released boom
+    passage_unknown: bool = False  # closed after the released truck left unseen: it may have gone through
 
     @property
     def transaction(self) -> str:
@@ -427,6 +428,7 @@ class Passage:
     entered_without_release: bool = False  # a vehicle went under a boom that was opened with no release
     left_arrival: bool = False  # left the arrival loop while the boom stood open unreleased: went where?
     released_left_at: float | None = None  # a released truck left the arrival loop, not (yet) under the boom
+    departed_unseen: bool = False  # the boom closed behind a released truck no loop saw go under it
 
     def view(self) -> dict[str, Any]:
         """The part of the passage shown with the transaction (kiosk, decision facts)."""
@@ -695,6 +697,8 @@ class LaneMachine:
     def _close_after_departure(self, event: CollectTimeout, now: float) -> list[Action]:
         assert self.tx is not None
         self.passage.closing = True
+        # Backed away, or drove through with every loop pulse missed: nobody can tell, so its claims stay.
+        self.passage.departed_unseen = True
         return [CloseBarrier(self.tx.id, "the released truck left the lane without passing")]
 
     def _watch_where_it_goes(self, event: LoopEvent, now: float) -> list[Action]:
@@ -755,8 +759,17 @@ class LaneMachine:
             # The open command whose answer was lost did reach the PLC: it is the journaled release.
             self.passage.open_pending, self.passage.open_commanded = False, True
         if self.state == S.PASSING or (self.tx is not None and self.passage.open_commanded):
-            return []
+            return self._watch_truck_gone_before_open(now)
         return self._tamper(now)
+
+    def _watch_truck_gone_before_open(self, now: float) -> list[Action]:
+        """The boom opened for a released truck that had already left the arrival loop (while the boom was still
+        rising): time it as if it left now, so the boom closes behind nobody if no loop ever sees it again."""
+        if self.loops["arrival"] or not self.released_not_entered(now) or self.passage.released_left_at is not None:
+            return []
+        assert self.tx is not None
+        self.passage.released_left_at = now
+        return [StartTimer(self.tx.id, self.policy.departed_close_s)]
 
     def _tamper(self, now: float) -> list[Action]:
         """The boom opened with no release: latch the alarm and close it, never onto a vehicle."""
@@ -1004,8 +1017,10 @@ class LaneMachine:
         """End the transaction (the row chose IDLE, or FAULT while a device that failed meanwhile is down)."""
         assert self.tx is not None
         tx, released_by, entered = self.tx, self.passage.released_by, self.passage.vehicle_entered
+        unknown = self.passage.departed_unseen
         self.tx, self.passage = None, Passage()
-        return [CancelTimer(tx.id), CloseTransaction(tx, result, released_by, vehicle_entered=entered)]
+        return [CancelTimer(tx.id),
+                CloseTransaction(tx, result, released_by, vehicle_entered=entered, passage_unknown=unknown)]
 
 
 # ---------------------------------------------------------------- the table

@@ -426,6 +426,8 @@ class LaneController:
 
     async def _close_transaction(self, action: CloseTransaction) -> None:
         summary = action.tx.closing_summary(action.result, self.clock(), action.released_by)
+        if action.passage_unknown:
+            summary["passage"] = "unknown"  # the boom closed behind a released truck no loop saw go
         await self._append(JournalKind.TX_CLOSED, summary)
         await self._settle_claims(action)
         self.recent.appendleft(summary)
@@ -451,7 +453,8 @@ class LaneController:
                 return
             if action.released_by and action.result == TxResult.PASSED:
                 await asyncio.to_thread(self.cache.set_claim_passage, action.transaction, ClaimPassage.PASSED)
-            elif action.released_by and action.result == TxResult.CLOSED_BEFORE_PASSAGE and not action.vehicle_entered:
+            elif (action.released_by and action.result == TxResult.CLOSED_BEFORE_PASSAGE and not action.vehicle_entered
+                  and not action.passage_unknown):
                 for claim in claims:
                     await self._release_claim(claim, "node", None, CLAIM_NOT_PASSED)
             else:

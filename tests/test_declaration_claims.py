@@ -29,10 +29,11 @@ TRANSIT = dataclasses.replace(DECLARED, number="109000000777", kind=DeclarationK
                               seals=("SEAL777",))
 
 
-def _lane(lane_id: str, direction: str = "import") -> LaneConfig:
+def _lane(lane_id: str, direction: str = "import", **policy: float) -> LaneConfig:
     return LaneConfig.model_validate({
         "id": lane_id, "direction": direction,
-        "policy": {"required_readings": ["plate", "seal"], "collect_timeout_s": 20, "pre_arrival_window_s": 5},
+        "policy": {"required_readings": ["plate", "seal"], "collect_timeout_s": 20, "pre_arrival_window_s": 5,
+                   **policy},
         "devices": [{"id": f"{lane_id}-plc", "kind": "barrier", "profile": "generic-plc",
                      "transport": {"type": "modbus_tcp", "host": "127.0.0.1", "port": 1502}}],
     })
@@ -193,6 +194,36 @@ def test_boom_down_before_the_truck_went_gives_the_claim_back(tmp_path):
             await wait_until(lambda: gate.cache.claims([DECLARED.number]) == {}, what="the claim deleted")
             gate.present("IMP-2")  # the truck comes round to the other lane: released there, once
             await wait_until(lambda: gate.barriers["IMP-2"].opens(), what="released at the other lane")
+        finally:
+            await gate.stop()
+
+    _run(body)
+
+
+def test_boom_closed_behind_a_truck_no_loop_saw_go_keeps_the_claim(tmp_path):
+    # It left the arrival loop under the open boom and no loop saw it again: it backed away, or its loop pulses
+    # were missed as it drove through. Nobody can tell, so the declaration stays used until a supervisor says.
+    async def body():
+        gate = await Gate(tmp_path, [_lane("IMP-1", departed_close_s=0.3), _lane("IMP-2")]).start()
+        try:
+            gate.present("IMP-1")
+            await wait_until(lambda: gate.barriers["IMP-1"].opens(), what="released")
+            plc, controller = "IMP-1-plc", gate.lanes["IMP-1"]
+            controller.submit(BoomChanged(plc, BoomPosition.OPEN, time.time()))
+            controller.submit(LoopChanged(plc, Loop.ARRIVAL, False, time.time()))
+            await wait_until(lambda: ("close" in [c for c, _ in gate.barriers["IMP-1"].commands]),
+                             what="the boom closed behind nobody")
+            controller.submit(BoomChanged(plc, BoomPosition.CLOSED, time.time()))
+            await wait_until(lambda: gate.rows("tx_closed"), what="the transaction closed")
+            closed = gate.rows("tx_closed")[0].payload
+            assert closed["result"] == "closed_before_passage" and closed["passage"] == "unknown"
+            assert not gate.rows("claim_released")
+            assert gate.cache.claims([DECLARED.number])[DECLARED.number].passage == "unknown"
+            gate.present("IMP-2")
+            await wait_until(lambda: gate.decided("IMP-2"), what="decided at the other lane")
+            assert not gate.barriers["IMP-2"].opens()
+            reasons = " ".join(gate.lanes["IMP-2"].machine.tx.decision.reasons)
+            assert "DECLARATION_ALREADY_USED" in reasons
         finally:
             await gate.stop()
 

@@ -107,6 +107,45 @@ def test_released_truck_that_backs_away_gets_the_boom_closed_behind_nobody():
     assert closing.result == "closed_before_passage"
 
 
+def test_released_truck_closed_behind_unseen_leaves_its_passage_unknown():
+    # Backed away, or drove through with every loop pulse missed: the node cannot tell, so its claims stay.
+    lane, tx_id = _released_and_open()
+    lane.handle(LoopEvent("arrival", False), 102.0)
+    lane.handle(CollectTimeout(tx_id), 102.0 + POLICY.departed_close_s)
+    closing = next(a for a in lane.handle(BoomEvent(opened=False), 140.0) if a.kind == "close_transaction")
+    assert closing.result == "closed_before_passage" and closing.passage_unknown
+
+
+def test_boom_closed_by_hand_before_a_waiting_truck_went_is_a_known_non_passage():
+    lane, tx_id = _released_and_open()
+    lane.handle(OfficerAction("manual_close", "sup-1", "wrong truck"), 101.5)
+    closing = next(a for a in lane.handle(BoomEvent(opened=False), 102.0) if a.kind == "close_transaction")
+    assert closing.result == "closed_before_passage" and not closing.passage_unknown
+
+
+def test_truck_that_left_the_arrival_loop_while_the_boom_was_rising_gets_the_boom_closed_behind_nobody():
+    # Found by a 50-minute soak: the truck left the arrival loop before the boom's open limit switch, its
+    # safety and exit pulses were missed, and the boom stood open for minutes.
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    assert lane.state == LaneState.DECIDED
+    lane.handle(LoopEvent("arrival", False), 100.5)
+    actions = lane.handle(BoomEvent(opened=True), 101.0)
+    assert lane.state == LaneState.PASSING
+    [timer] = [a for a in actions if a.kind == "start_timer"]
+    assert timer.seconds == POLICY.departed_close_s
+    assert "close_barrier" in kinds(lane.handle(CollectTimeout(lane.tx.id), 101.0 + POLICY.departed_close_s))
+
+
+def test_boom_opening_for_a_truck_still_on_the_arrival_loop_starts_no_departure_timer():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(Decided(RELEASE), 100.2)
+    actions = lane.handle(BoomEvent(opened=True), 101.0)
+    assert not [a for a in actions if a.kind == "start_timer"]
+
+
 def test_released_truck_between_the_loops_is_not_closed_on():
     lane, tx_id = _released_and_open()
     lane.handle(LoopEvent("arrival", False), 102.0)

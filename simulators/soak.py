@@ -41,6 +41,7 @@ from typing import Any
 FAULT_KINDS = ("node_kill", "broker_restart", "central_db_restart", "link_cut", "disk_full", "device")
 LINK_MODES = ("blackhole", "drop", "reset", "delay")
 OPEN_TIMEOUT_S = 6.0  # a driver waits this long at a closed boom, then backs away
+SOAK_DEPARTED_CLOSE_S = 5.0  # the lanes' departed_close_s in the soak (the site's default is 30 s)
 BOOM_OPEN_LIMIT_S = 600.0  # how long a boom left open after its truck is watched before the lane gives up
 
 
@@ -200,6 +201,9 @@ class Soak:
         data = self.gate.site.site.model_dump(mode="json", exclude_none=True)
         for lane in data["lanes"]:  # plate reading from video is tested elsewhere; it would slow every start-up
             lane["devices"] = [d for d in lane["devices"] if d["kind"] != "camera"]
+            # Its trucks back away at once and never come back to a boom that opened late: the boom must be
+            # down again within the check's 10 s, so the lanes close behind a departed truck after 5 s.
+            lane.setdefault("policy", {})["departed_close_s"] = SOAK_DEPARTED_CLOSE_S
         per_lane = min(40_000, max(50, int(options.minutes * 60 / 1.5)))  # more than a lane can take
         self.fleets, declarations = {}, []
         for lane in data["lanes"]:

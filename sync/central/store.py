@@ -37,8 +37,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edge.journal import GENESIS_HASH, entry_hash
 from sync.keys import parse_public_key, verify
@@ -46,6 +47,7 @@ from sync.tokens import digest_matches, token_digest, token_problem
 
 ROLES = ("publisher", "monitor", "operator", "admin")  # operator: monitor + acknowledge/clear alarms
 INT64_MAX = 2**63 - 1
+T = TypeVar("T")
 
 _TABLES = {
     "events": "CREATE TABLE IF NOT EXISTS events (rid {serial}, event_id TEXT NOT NULL UNIQUE, gate TEXT NOT NULL, "
@@ -336,6 +338,16 @@ class CentralStore:
         write). For central's own modules that keep tables of their own (sync/central/web)."""
         with self._lock:
             return self._exec(sql, params)
+
+    def transaction(self, lock: str, work: Callable[[Callable[..., list[tuple]]], T]) -> T:
+        """Run `work(execute)` as one transaction holding the database-wide lock named `lock` until it ends (every
+        worker's transactions under the same name run one at a time); `execute(sql, params)` is `query` inside it.
+        For central's own modules' read-check-write (sync/central/web/login_throttle.py)."""
+        def run() -> T:
+            self._lock_gate("module", lock)
+            return work(self._exec)
+
+        return self._tx(run)
 
     # ------------------------------------------------------------ events
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import httpx
@@ -139,6 +140,22 @@ def test_the_global_bound_holds_back_new_addresses_but_not_one_that_logged_in_la
         assert _log_in(regular, MONITOR).status_code == 200  # known address: not held by the global bound
         clock.now += throttle.settings.global_.max_delay_s
         assert _log_in(newcomer, MONITOR).status_code == 200
+
+
+def test_a_burst_of_concurrent_guesses_cannot_slip_past_the_count(central):
+    server, _clock = central
+    with _browser(server.url) as client:
+        assert client.get("/login").status_code == 200
+        csrf = client.cookies.get("sg_central_login")
+
+        def guess(_: int) -> int:
+            return client.post("/api/v1/session", json={"token": WRONG}, headers={"x-csrf-token": csrf}).status_code
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(guess, range(60)))
+    # checks under way count against the free failures: never more than the bound get a token looked up
+    assert answers.count(401) <= ADDRESS_FREE and answers.count(401) + answers.count(429) == len(answers)
+    assert _metrics(server.url)["smartgate_central_login_failures_total"] == answers.count(401)
 
 
 def test_two_workers_on_one_database_share_the_count(pg_url):  # noqa: F811

@@ -70,6 +70,14 @@ class Verdict:
         return max(1, math.ceil(self.wait_s))
 
 
+def backoff_delay(failures: int, free: int, first_delay_s: float, cap_s: float) -> float:
+    """Seconds to wait after `failures` wrong attempts: none while some of `free` are left, then
+    `first_delay_s` doubled after every further failure, up to `cap_s` (central's throttle uses it too)."""
+    if failures < free:
+        return 0.0
+    return min(cap_s, first_delay_s * 2.0 ** min(failures - free, 60))
+
+
 def client_key(host: str | None) -> str:
     """The address a client is throttled by: IPv4 as is, IPv6 by its /64 (one host owns a whole /64)."""
     if not host:
@@ -117,9 +125,7 @@ class LoginThrottle:
     def delay_after(self, kind: str, failures: int) -> float:
         """Seconds a key of `kind` waits after `failures` wrong passwords (0 while some are free)."""
         free, cap = self._policy(kind)
-        if failures < free:
-            return 0.0
-        return min(cap, self.settings.first_delay_s * 2.0 ** min(failures - free, 60))
+        return backoff_delay(failures, free, self.settings.first_delay_s, cap)
 
     def _keys(self, address: str, name: str) -> list[tuple[str, str]]:
         return [(PAIR, f"{name}|{address}"), (ADDRESS, address), (NAME, name)]

@@ -14,7 +14,9 @@ a known token without the right is 403, and nothing of a refused request is stor
     POST /api/v1/declarations               {"declarations": [...]} publish / amend -> {"cursor"}
     POST /api/v1/declarations/{number}/revoke  {"reason"} -> the revocation
   monitor
-    GET  /api/v1/gates                      every gate: last contact, backlog, online + bd_seq, telemetry
+    GET  /api/v1/gates                      every gate: last contact, outbox_backlog (latest report) and
+                                            upload_backlog (the last upload's; `backlog` its old name),
+                                            online + bd_seq, telemetry
     GET  /api/v1/gates/{gate}/status-log    the gate's online/offline changes, oldest first
     GET  /api/v1/gates/{gate}/events?lane=&after=&limit=   stored events in arrival order
     GET  /api/v1/alarms?gate=&after=&limit= refused uploads and other alarms, oldest first
@@ -69,6 +71,7 @@ from edge.declarations import (
 from edge.http_guard import INT64_MAX, install_guards
 from sync.central.store import ROLES, CentralStore, DatabaseUnavailable, UploadRefused, VersionConflict
 from sync.central.web import WEB_ROUTES, WebAuth, install_web, is_open
+from sync.central.web.views import outbox_backlog
 from sync.keys import KeyError_, sign
 from sync.sparkplug import REBIRTH, decode_message, metrics_of, status_from_sparkplug
 from sync.sparkplug import topic as topic_of
@@ -369,6 +372,14 @@ def _allowed(identity: tuple[str, str], who: str, gate: str | None) -> bool:
     return name in rights
 
 
+def gate_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One gate as GET /api/v1/gates answers it: the stored row with its two backlog figures named for what they
+    count (README "Sync with central"); `backlog` stays for the clients that read it."""
+    shown = {k: v for k, v in row.items() if k != "backlog_at"}
+    return {**shown, "upload_backlog": {"value": row.get("backlog"), "at": row.get("backlog_at")},
+            "outbox_backlog": outbox_backlog(row)}
+
+
 def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | None = None,
                        silent_after_s: float = 60.0) -> FastAPI:
     """The central app on `store`, signing feed batches with `private_key` (Ed25519)."""
@@ -462,7 +473,10 @@ def create_central_app(store: CentralStore, private_key, *, mqtt: CentralMqtt | 
 
     @app.get("/api/v1/gates")
     def gates() -> list[dict[str, Any]]:
-        return store.gates(silent_after_s)
+        """Every gate: last contact, its outbox backlog (`outbox_backlog`: the latest report, what the page shows;
+        `upload_backlog`: what the last upload said; `backlog`: the same number, the field's old name), last seq,
+        online and bd_seq, silence, latest telemetry."""
+        return [gate_row(row) for row in store.gates(silent_after_s)]
 
     @app.get("/api/v1/gates/{gate}/status-log")
     def status_log(gate: str, limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:

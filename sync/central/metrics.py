@@ -3,7 +3,8 @@
 Counted as requests pass (this process): event uploads by gate and HTTP status, events acknowledged to gates,
 feed pulls by gate and status, and every request's latency by route template (edge/metrics.py's HttpMetrics).
 Read from the database when scraped (the same for every worker): each gate's last contact, online state and outbox
-backlog as the page shows them, events stored, and alarms by code and how many are active and not acknowledged.
+backlog as the page shows them, events stored, alarms by code and how many are active and not acknowledged, and
+page log-ins refused or throttled (sync/central/web/login_throttle.py).
 
 A gate label is only ever a gate whose own token passed (central refuses any other before the route), so an
 anonymous caller cannot grow the label set.
@@ -24,6 +25,7 @@ from prometheus_client.registry import Collector
 from edge.metrics import HttpMetrics
 from sync.central.store import CentralStore
 from sync.central.web.alarms import AlarmBook
+from sync.central.web.login_throttle import LoginThrottle
 from sync.central.web.views import gate_summary
 
 _UPLOAD = re.compile(r"/api/v1/gates/(?P<gate>[A-Z0-9_-]{1,64})/events")
@@ -32,8 +34,8 @@ _PASSED_AUTH = frozenset(range(200, 600)) - {401, 403}
 
 
 class _StoreCollector(Collector):
-    def __init__(self, store: CentralStore, alarms: AlarmBook, silent_after_s: float):
-        self.store, self.alarms, self.silent_after_s = store, alarms, silent_after_s
+    def __init__(self, store: CentralStore, alarms: AlarmBook, silent_after_s: float, login: LoginThrottle | None):
+        self.store, self.alarms, self.silent_after_s, self.login = store, alarms, silent_after_s, login
 
     def collect(self) -> Iterable[Any]:
         now = time.time()
@@ -70,12 +72,23 @@ class _StoreCollector(Collector):
         yield active
         yield GaugeMetricFamily("smartgate_central_alarms_unacknowledged", "Active alarms nobody has acknowledged",
                                 value=float(counts["unacked"]))
+        if self.login is not None:
+            figures = self.login.figures()
+            yield CounterMetricFamily("smartgate_central_login_failures", "Page log-ins refused for a wrong token or "
+                                      "role (every worker's)", value=figures["failed"])
+            yield CounterMetricFamily("smartgate_central_login_throttled", "Page log-ins answered 429 while their "
+                                      "address or the global bound was locked out", value=figures["throttled"])
+            yield GaugeMetricFamily("smartgate_central_login_locked_addresses", "Client addresses locked out of "
+                                    "log-in now", value=figures["locked_addresses"])
+            yield GaugeMetricFamily("smartgate_central_login_global_locked", "1 while the global log-in bound holds "
+                                    "back addresses nobody logged in from lately", value=figures["global_locked"])
 
 
 class CentralMetrics:
     """Central's registry (one per app: no global state between apps or tests) and its ASGI counting middleware."""
 
-    def __init__(self, store: CentralStore, alarms: AlarmBook, silent_after_s: float = 60.0):
+    def __init__(self, store: CentralStore, alarms: AlarmBook, silent_after_s: float = 60.0,
+                 login: LoginThrottle | None = None):
         self.registry = CollectorRegistry()
         self.uploads = Counter("smartgate_central_uploads", "Event uploads by gate and HTTP status",
                                ["gate", "status"], registry=self.registry)
@@ -84,7 +97,7 @@ class CentralMetrics:
         self.feed_pulls = Counter("smartgate_central_feed_pulls", "Declaration feed pulls by gate and HTTP status",
                                   ["gate", "status"], registry=self.registry)
         self.http = HttpMetrics(self.registry, prefix="smartgate_central")
-        self.registry.register(_StoreCollector(store, alarms, silent_after_s))
+        self.registry.register(_StoreCollector(store, alarms, silent_after_s, login))
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

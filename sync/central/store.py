@@ -37,8 +37,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edge.journal import GENESIS_HASH, entry_hash
 from sync.keys import parse_public_key, verify
@@ -46,6 +47,7 @@ from sync.tokens import digest_matches, token_digest, token_problem
 
 ROLES = ("publisher", "monitor", "operator", "admin")  # operator: monitor + acknowledge/clear alarms
 INT64_MAX = 2**63 - 1
+T = TypeVar("T")
 
 _TABLES = {
     "events": "CREATE TABLE IF NOT EXISTS events (rid {serial}, event_id TEXT NOT NULL UNIQUE, gate TEXT NOT NULL, "
@@ -232,6 +234,7 @@ class CentralStore:
             self._add_column("gates", "bd_seq", "BIGINT")  # databases made before birth/death
             self._add_column("events", "prev_hash", "TEXT")  # databases made before chain checks
             self._add_column("gate_tokens", "head_key", "TEXT")  # the gate's journal-head key (base64)
+            self._add_column("gates", "backlog_at", "DOUBLE PRECISION")  # databases made before it was kept
             self._exec("CREATE INDEX IF NOT EXISTS events_gate_seq ON events (gate, seq)")
             self._exec("CREATE INDEX IF NOT EXISTS gate_tokens_digest ON gate_tokens (token_sha256)")
             self._exec("INSERT INTO counters (name, value) VALUES ('change_id', 0) ON CONFLICT (name) DO NOTHING")
@@ -336,6 +339,16 @@ class CentralStore:
         write). For central's own modules that keep tables of their own (sync/central/web)."""
         with self._lock:
             return self._exec(sql, params)
+
+    def transaction(self, lock: str, work: Callable[[Callable[..., list[tuple]]], T]) -> T:
+        """Run `work(execute)` as one transaction holding the database-wide lock named `lock` until it ends (every
+        worker's transactions under the same name run one at a time); `execute(sql, params)` is `query` inside it.
+        For central's own modules' read-check-write (sync/central/web/login_throttle.py)."""
+        def run() -> T:
+            self._lock_gate("module", lock)
+            return work(self._exec)
+
+        return self._tx(run)
 
     # ------------------------------------------------------------ events
 
@@ -497,10 +510,13 @@ class CentralStore:
             self._touch(gate, time.time())
 
     def _touch(self, gate: str, now: float, *, backlog: int | None = None, last_seq: int | None = None) -> None:
-        self._exec("INSERT INTO gates (gate, last_contact, backlog, last_seq) VALUES (?, ?, ?, ?) "
+        # backlog_at: when an upload last reported the backlog (a feed pull is contact, not a newer backlog)
+        backlog_at = None if backlog is None else now
+        self._exec("INSERT INTO gates (gate, last_contact, backlog, backlog_at, last_seq) VALUES (?, ?, ?, ?, ?) "
                    "ON CONFLICT (gate) DO UPDATE SET last_contact = excluded.last_contact, "
                    "backlog = coalesce(excluded.backlog, gates.backlog), "
-                   "last_seq = coalesce(excluded.last_seq, gates.last_seq)", (gate, now, backlog, last_seq))
+                   "backlog_at = coalesce(excluded.backlog_at, gates.backlog_at), "
+                   "last_seq = coalesce(excluded.last_seq, gates.last_seq)", (gate, now, backlog, backlog_at, last_seq))
 
     def events(self, gate: str, lane: str | None = None, after_rid: int = 0, limit: int = 1_000_000) -> list[dict]:
         """Stored events of a gate in arrival order."""
@@ -652,12 +668,14 @@ class CentralStore:
     def gates(self, silent_after_s: float = 60.0) -> list[dict[str, Any]]:
         now = time.time()
         with self._lock:
-            rows = self._exec("SELECT gate, last_contact, backlog, last_seq, online, bd_seq, status_at, telemetry "
-                              "FROM gates ORDER BY gate")
-        return [{"gate": g, "last_contact": lc, "backlog": b, "last_seq": ls,
-                 "online": None if on is None else bool(on), "bd_seq": bd, "status_at": sa,
+            rows = self._exec("SELECT gate, last_contact, backlog, last_seq, online, bd_seq, status_at, telemetry, "
+                              "backlog_at FROM gates ORDER BY gate")
+        # backlog: what the last upload said (see `upload_backlog` in GET /api/v1/gates); backlog_at: when
+        # (last contact for rows stored before backlog_at was kept)
+        return [{"gate": g, "last_contact": lc, "backlog": b, "backlog_at": ba if ba is not None or b is None else lc,
+                 "last_seq": ls, "online": None if on is None else bool(on), "bd_seq": bd, "status_at": sa,
                  "silent": lc is None or now - lc > silent_after_s,
-                 "telemetry": json.loads(t) if t else {}} for g, lc, b, ls, on, bd, sa, t in rows]
+                 "telemetry": json.loads(t) if t else {}} for g, lc, b, ls, on, bd, sa, t, ba in rows]
 
     # ------------------------------------------------------------ declaration feed
 

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from sync.central.web.login_throttle import ThrottleSettings
 from tests.central.conftest import HELD_PLATE, MONITOR, OPERATOR, RELEASED_CONTAINER, apply_birth_and_telemetry
 from tests.helpers import chromium_browser
 
@@ -133,3 +134,17 @@ def test_docs_load_from_central_itself_with_no_request_leaving_loopback(browser,
     assert page.locator("#swagger-ui").inner_text().count("/api/v1/monitor/") >= 3
     _save(page, tmp_path, "central-docs.png")
     assert outside == [] and errors == []
+
+
+def test_a_locked_out_browser_is_told_how_long_to_wait_in_its_language(browser, monitored_page):
+    page, errors, outside = _page(browser, monitored_page.url)
+    for _ in range(ThrottleSettings().address.free):
+        page.fill("#token", "not-a-token-anyone-holds-000000000000")
+        page.click("#login-submit")  # clears the last error at once, then shows this answer's
+        page.wait_for_selector("#login-error:has-text('not valid')")
+    page.fill("#token", MONITOR)  # the right token, from the locked-out browser
+    page.click("#login-submit")
+    page.wait_for_selector("#login-error:has-text('try again in 30 s')")
+    page.click("button.lang[data-lang='vi']")
+    page.wait_for_selector("#login-error:has-text('thử lại sau 30 giây')")
+    assert page.url.endswith("/login") and errors == [] and outside == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -144,3 +146,25 @@ def test_a_declaration_published_with_a_lower_case_gate_and_a_text_plate_list_re
     fed = central.store.feed("HN", 0, 100)[0]
     assert [(d["number"], d["gate"], d["plates"], d["seals"]) for d in fed] == [
         ("T1", "HN", ["29C89012", "29R03456"], ["SEAL1", "SEAL2"])]
+
+
+def test_gates_name_their_two_backlogs_and_a_feed_pull_is_no_newer_backlog(central, tmp_path):
+    """GET /api/v1/gates: `upload_backlog` is what the last upload said (the node counts the batch it sends),
+    `outbox_backlog` the latest report of any source, as the page shows it; `backlog` keeps its old meaning. A feed
+    pull after the telemetry must not make the upload's older count the latest."""
+    gate = httpx.Client(base_url=central.url, headers={"Authorization": f"Bearer {TOKEN}"})
+    monitor = httpx.Client(base_url=central.url, headers=AS_MONITOR)
+    events, head = _journal_upload(tmp_path / "node", 4)
+    assert gate.post("/api/v1/gates/HN/events", json={"events": events, "backlog": 4, **head}).status_code == 200
+    [uploaded] = monitor.get("/api/v1/gates").json()
+    assert uploaded["backlog"] == 4 and uploaded["upload_backlog"]["value"] == 4
+    assert uploaded["outbox_backlog"]["value"] == 4 and uploaded["outbox_backlog"]["source"] == "upload"
+    reported = time.time()  # the node's telemetry after the upload: its outbox is empty now
+    central.store.set_telemetry("HN", "sync", {"at": reported, "outbox_backlog": 0})
+    assert gate.get("/api/v1/gates/HN/feed", params={"cursor": 0, "nonce": NONCE}).status_code == 200
+    [row] = monitor.get("/api/v1/gates").json()
+    assert row["last_contact"] >= reported
+    assert row["backlog"] == 4 and row["upload_backlog"] == uploaded["upload_backlog"]
+    assert row["outbox_backlog"] == {"value": 0, "at": reported, "source": "telemetry"}
+    overview = monitor.get("/api/v1/monitor/overview").json()["gates"][0]
+    assert overview["backlog"]["value"] == 0

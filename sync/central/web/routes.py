@@ -3,7 +3,8 @@
 
 Who may do what (checked by central's CentralAuth middleware before any body is read, from `WEB_ROUTES`):
 
-  anyone        GET /login (the form), POST /api/v1/session {"token"} (log-in; needs the form's CSRF token),
+  anyone        GET /login (the form), POST /api/v1/session {"token"} (log-in; needs the form's CSRF token;
+                throttled per address and over all addresses: 429 + Retry-After, see web/login_throttle.py),
                 GET / (sends a browser without a session to /login), /static/central/*,
                 /static/swagger/* (the page's and the docs' own files: nothing comes from another site)
   monitor, operator, admin   (a session cookie from the log-in, or `Authorization: Bearer`)
@@ -25,6 +26,7 @@ A publisher's token cannot open a session (403 ROLE_NOT_ALLOWED), nor can a gate
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -41,6 +43,7 @@ from sync.central.store import CentralStore
 from sync.central.web import page
 from sync.central.web.alarms import ALARM_ID, AlarmBook
 from sync.central.web.live import LiveFeed
+from sync.central.web.login_throttle import LoginThrottle, ThrottleSettings
 from sync.central.web.sessions import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -147,16 +150,18 @@ def _problem(status: int, code: str, message: str) -> HTTPException:
 
 
 def install_web(app: FastAPI, store: CentralStore, *, silent_after_s: float = 60.0,
-                live_interval_s: float = 2.0) -> WebAuth:
+                live_interval_s: float = 2.0, login_throttle: ThrottleSettings | None = None) -> WebAuth:
     """Add the page, its API, /metrics and /docs to central's `app`; return the cookie authenticator for CentralAuth."""
     sessions = WebSessions(store)
+    throttle = LoginThrottle(store, login_throttle)
     alarms = AlarmBook(store)
     ensure_indexes(store)
-    metrics = CentralMetrics(store, alarms, silent_after_s)
+    metrics = CentralMetrics(store, alarms, silent_after_s, login=throttle)
     metrics.http.instrument(app)  # innermost: times the routes
     app.add_middleware(GateRouteCounter, metrics=metrics)
     app.add_middleware(SecurityHeaders)
     app.state.web_sessions, app.state.alarm_book, app.state.central_metrics = sessions, alarms, metrics
+    app.state.login_throttle = throttle  # its `clock` is what the tests move
     swagger = _swagger_dir()
 
     def live_snapshot() -> dict[str, Any]:
@@ -226,18 +231,31 @@ def install_web(app: FastAPI, store: CentralStore, *, silent_after_s: float = 60
     @app.post("/api/v1/session", tags=["monitoring page"])
     def log_in(request: Request, body: Annotated[dict[str, Any], Body()]) -> JSONResponse:
         """Log in with a monitor, operator or admin token (needs the log-in page's CSRF token in X-CSRF-Token):
-        sets an HttpOnly, SameSite=Strict session cookie; the token itself is not kept by the browser."""
+        sets an HttpOnly, SameSite=Strict session cookie; the token itself is not kept by the browser.
+        Throttled per client address and over all addresses: 429 with Retry-After (web/login_throttle.py)."""
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not cookie or not csrf_ok(cookie, request.headers.get("x-csrf-token")):
             raise _problem(403, "CSRF", "open the log-in page first (missing or wrong CSRF token)")
-        token = body.get("token")
-        if not isinstance(token, str) or not 0 < len(token) <= 200:
-            raise _problem(401, "BAD_TOKEN", "this token is not a valid operator token")
+        host = request.client.host if request.client else None
+        verdict = throttle.admit(host)
+        if not verdict.allowed:
+            wait = verdict.retry_after_s
+            raise HTTPException(429, {"code": "TOO_MANY_ATTEMPTS", "retry_after_s": wait,
+                                      "message": f"too many failed log-ins; try again in {wait} s"},
+                                headers={"Retry-After": str(wait)})
         try:
+            token = body.get("token")
+            if not isinstance(token, str) or not 0 < len(token) <= 200:
+                raise LoginRefused("BAD_TOKEN", "this token is not a valid operator token")
             session, operator = sessions.open(token.strip())
         except LoginRefused as exc:
-            log.warning("refused a page log-in: %s", exc.code)
+            throttle.finish(host, ok=False)  # logged there, once per window per address
             raise _problem(401 if exc.code == "BAD_TOKEN" else 403, exc.code, str(exc)) from exc
+        except BaseException:
+            with contextlib.suppress(Exception):
+                throttle.abandon(host)
+            raise
+        throttle.finish(host, ok=True)
         log.info("page log-in: %s (%s)", operator.name, operator.role)
         response = JSONResponse({"name": operator.name, "role": operator.role, "csrf": operator.csrf,
                                  "may_ack": operator.may_ack, "expires_at": operator.expires_at})

@@ -85,6 +85,18 @@ def _devices(telemetry: dict[str, Any]) -> list[dict[str, Any]]:
              "reconnects": d.get("Reconnects")} for name, d in sorted(devices.items())]
 
 
+def outbox_backlog(row: dict[str, Any]) -> dict[str, Any]:
+    """{value, at, source}: the events waiting in the gate's outbox by its most recent report, of the count sent with
+    its last upload (`upload`, taken as the upload left, so that upload's own events are in it), its `sync` telemetry
+    and its Sparkplug `Sync/Outbox Backlog` metric. A feed pull is contact but no newer report."""
+    telemetry = row.get("telemetry") or {}
+    spb = telemetry.get("sparkplug") or {}
+    sync = telemetry.get("sync") or {}
+    return _freshest((row.get("backlog"), row.get("backlog_at", row.get("last_contact")), "upload"),
+                     (sync.get("outbox_backlog"), sync.get("at"), "telemetry"),
+                     ((spb.get("metrics") or {}).get("Sync/Outbox Backlog"), spb.get("at"), "sparkplug"))
+
+
 def gate_summary(row: dict[str, Any], now: float, held: list[dict[str, Any]]) -> dict[str, Any]:
     """One gate at a glance, from its `gates` row (CentralStore.gates) and its held trucks."""
     telemetry = row.get("telemetry") or {}
@@ -95,9 +107,7 @@ def gate_summary(row: dict[str, Any], now: float, held: list[dict[str, Any]]) ->
         online = {"value": bool(spb["online"]), "at": spb.get("at"), "source": "sparkplug"}
     else:
         online = {"value": row.get("online"), "at": row.get("status_at"), "source": "status"}
-    backlog = _freshest((row.get("backlog"), row.get("last_contact"), "upload"),
-                        (sync.get("outbox_backlog"), sync.get("at"), "telemetry"),
-                        (spb_metrics.get("Sync/Outbox Backlog"), spb.get("at"), "sparkplug"))
+    backlog = outbox_backlog(row)
     json_lanes = telemetry.get("lanes") or {}
     lanes_choice = _freshest(
         ([{"lane": lane.get("lane"), "state": lane.get("state"), "faulty": bool(lane.get("faults"))}

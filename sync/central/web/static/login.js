@@ -37,7 +37,7 @@
         showError("error.CSRF");
         window.setTimeout(() => window.location.reload(), 1500);
       } else if (window.SGI18N.has("error." + code)) {
-        showError("error." + code);
+        showError("error." + code, { seconds: detail.retry_after_s });
       } else {
         showError("error.generic", { status: response.status });
       }

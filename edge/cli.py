@@ -224,6 +224,13 @@ def _verify_archive_files(given: list[str], anchors: list | None) -> bool:
     return all(r.ok for r in reports) and not problems
 
 
+def _wrap(text: str) -> str:
+    """A --help description wrapped for a terminal (the raw formatter keeps the examples' lines as written)."""
+    import textwrap
+
+    return textwrap.fill(text, 100)
+
+
 def cmd_journal_archive(args: argparse.Namespace) -> int:
     from edge.journal_archive import ArchiveError, archive_journal
 
@@ -836,13 +843,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = journal.add_parser(
         "archive", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="move old rows central acknowledged to a compressed archive file; the chain stays verifiable",
-        description="Move the journal's oldest rows, up to the cut-off and never past what central has "
-                    "acknowledged, to <data-dir>/archive/journal-<first>-<last>.jsonl.gz (gzip'd JSON lines: a "
-                    "header, then one row per line; `zcat FILE | jq`), with a .sha256 beside it. The journal "
-                    "records an anchor (range, chain ends, the file's SHA-256) and verifies from it; `journal "
-                    "verify --archive DIR` checks the files. Safe while the node runs: it reads from a snapshot "
-                    "and writes in short transactions (--chunk rows each). Space goes back to the file system at "
-                    "once for journals made since archiving exists; an older journal needs --vacuum once.",
+        description=_wrap("Move the journal's oldest rows, up to the cut-off and never past what central has "
+                          "acknowledged, to <data-dir>/archive/journal-<first>-<last>.jsonl.gz (gzip'd JSON lines: "
+                          "a header, then one row per line; `zcat FILE | jq`), with a .sha256 beside it. The journal "
+                          "records an anchor (range, chain ends, the file's SHA-256) and verifies from it; `journal "
+                          "verify --archive DIR` checks the files. Safe while the node runs: it reads from a "
+                          "snapshot and writes in short transactions (--chunk rows each). Space goes back to the "
+                          "file system at once for journals made since archiving exists; an older journal needs "
+                          "--vacuum once. Prints JSON: the range archived, the file, and the journal's size before "
+                          "and after."),
         epilog="examples:\n  smartgate journal archive --keep-days 90\n"
                "  smartgate journal archive --before 2026-11-01 --dry-run\n"
                "  smartgate journal verify --archive var/huu-nghi/archive")

@@ -156,8 +156,9 @@ def archive_journal(journal_path: str | Path, before: float, *, out_dir: str | P
             return result
         if result.file is not None:
             result.deleted += _delete_archived(conn, chunk)
-        if result.deleted or vacuum:
-            _give_space_back(conn, chunk, vacuum)
+        if (result.deleted or vacuum) and not _give_space_back(conn, chunk, vacuum):
+            result.note = ("the freed pages stay in the journal file for new rows (a journal made before "
+                           "archiving existed); `--vacuum` with the node stopped gives them back once")
     finally:
         conn.close()
     result.bytes_after = journal_bytes(path)
@@ -298,12 +299,17 @@ def _delete_archived(conn: sqlite3.Connection, chunk: int) -> int:
             return deleted
 
 
-def _give_space_back(conn: sqlite3.Connection, chunk: int, vacuum: bool) -> None:
-    """Return freed pages to the file system (incremental vacuum, or a full VACUUM) and shrink the WAL."""
+def _give_space_back(conn: sqlite3.Connection, chunk: int, vacuum: bool) -> bool:
+    """Return freed pages to the file system (incremental vacuum, or a full VACUUM) and shrink the WAL.
+
+    False when the pages could not be given back (a journal without incremental vacuum, no `vacuum`).
+    """
+    incremental = int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2
     if vacuum:
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect with the VACUUM
         conn.execute("VACUUM")
-    elif int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:
+        incremental = True
+    elif incremental:
         while int(conn.execute("PRAGMA freelist_count").fetchone()[0]) > 0:
             # executescript steps the pragma to its end (execute() frees one page per call).
             conn.executescript(f"PRAGMA incremental_vacuum({int(chunk)});")
@@ -313,6 +319,7 @@ def _give_space_back(conn: sqlite3.Connection, chunk: int, vacuum: bool) -> None
     conn.execute("PRAGMA busy_timeout = 200")
     with contextlib.suppress(sqlite3.OperationalError):
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    return incremental
 
 
 # ---------------------------------------------------------------------- verifying archive files

@@ -6,12 +6,14 @@ the tests play central's answer by acknowledging the event ids of the first rows
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -31,9 +33,15 @@ T0 = 1_790_000_000.0  # rows are one minute apart from here
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _journal(tmp_path: Path, rows: int, *, acked: int, pad: int = 0) -> Path:
-    """A journal of `rows` rows (row n at T0 + 60 n) whose first `acked` rows central acknowledged."""
+def _journal(tmp_path: Path, rows: int, *, acked: int, pad: int = 0, legacy: bool = False) -> Path:
+    """A journal of `rows` rows (row n at T0 + 60 n) whose first `acked` rows central acknowledged.
+
+    `legacy`: a file made before archiving existed (no incremental vacuum, schema version 1).
+    """
     path = tmp_path / "journal.sqlite"
+    if legacy:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE legacy (x)")  # the first table fixes auto_vacuum (NONE)
     journal = Journal.open(path)
     outbox = Outbox(journal)
     try:
@@ -43,6 +51,13 @@ def _journal(tmp_path: Path, rows: int, *, acked: int, pad: int = 0) -> Path:
     finally:
         outbox.close()
         journal.close()
+    if legacy:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute("DROP TABLE journal_archive")
+            conn.execute("DROP TRIGGER journal_no_delete")
+            conn.execute("CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal BEGIN "
+                         "SELECT RAISE(ABORT, 'journal is append-only: DELETE refused'); END")
+            conn.execute("PRAGMA user_version = 1")
     return path
 
 
@@ -275,3 +290,33 @@ def test_a_missing_anchored_file_stops_the_deletion_of_its_rows(tmp_path: Path, 
     with pytest.raises(ArchiveError, match="missing or not the one anchored"):
         archive_journal(path, before=T0 + 60 * 20)
     assert _verify(path)[2] == list(range(30)), "nothing deleted"
+
+
+def test_a_journal_made_before_archiving_is_upgraded_and_vacuum_gives_its_space_back(tmp_path: Path):
+    path = _journal(tmp_path, 2000, acked=2000, pad=2000, legacy=True)
+    before_bytes = journal_bytes(path)
+    result = archive_journal(path, before=T0 + 60 * 1800)
+    assert result.rows == 1800 and "--vacuum" in result.note
+    assert result.bytes_after > before_bytes * 0.9, "freed pages stay in the file"
+    assert _verify(path)[0].ok
+
+    vacuumed = archive_journal(path, before=T0 + 60 * 1800, vacuum=True)
+    assert vacuumed.rows == 0 and vacuumed.bytes_after < before_bytes * 0.25, vacuumed.to_dict()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2, "incremental from now on"
+    report, _anchors, numbers = _verify(path)
+    assert report.ok and numbers == list(range(1800, 2000))
+
+
+def test_the_command_archives_by_date_and_prints_its_figures(tmp_path: Path):
+    path = _journal(tmp_path, 100, acked=100)
+    cut = datetime.fromtimestamp(T0 + 60 * 30, UTC).isoformat()
+    dry = smartgate("journal", "archive", "--db", str(path), "--before", cut, "--dry-run")
+    assert dry.returncode == 0 and json.loads(dry.stdout)["rows"] == 30 and not (tmp_path / "archive").exists()
+    done = smartgate("journal", "archive", "--db", str(path), "--before", cut)
+    figures = json.loads(done.stdout)
+    assert done.returncode == 0 and (figures["first_seq"], figures["last_seq"]) == (1, 30)
+    assert figures["file"].endswith("journal-0000000001-0000000030.jsonl.gz")
+    assert json.loads(smartgate("journal", "archive", "--db", str(path), "--keep-days", "0").stdout)["rows"] == 70
+    bad = smartgate("journal", "archive", "--db", str(path), "--before", "last tuesday")
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr

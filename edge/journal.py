@@ -9,23 +9,25 @@ Integrity, in three layers:
 * every row carries `hash = sha256(prev_hash + canonical_json([seq, event_id, at, lane, kind, payload]))`
   with the genesis `prev_hash` being 64 zeros, so an edited row no longer matches its hash and a
   row re-hashed after editing breaks the link from the row after it;
-* triggers make the `journal` table append-only inside SQLite (UPDATE and DELETE are aborted);
+* triggers make the `journal` table append-only inside SQLite (UPDATE is aborted, and DELETE of a row
+  not yet archived);
 * a one-row `journal_head` table (seq, hash of the newest row) is updated in the same transaction
   as each append, so deleting the newest rows (which leaves no gap in the chain) is still seen.
 
 `verify` re-checks all of it from the stored rows, so tampering by someone who dropped the
-triggers is reported by seq.
-
-Archiving (edge/journal_archive.py, `smartgate journal archive`) moves the oldest rows central has
-acknowledged to a gzip'd JSON-lines file and records an anchor in `journal_archive` (the range, the
-hash the first archived row chains from, the hash of the last one, the file's SHA-256); only rows at
-or below the newest anchor may be deleted (the delete trigger says so), and `verify` checks the live
-rows as a chain continuing from that anchor. Someone who rewrites the whole chain and the head anchor consistently
+triggers is reported by seq. Someone who rewrites the whole chain and the head anchor consistently
 is caught only from outside: the node signs its head (seq, hash) with its own Ed25519 key
 (`load_or_create_head_key`, `<data_dir>/journal-head.key`, mode 0600, registered at central at
 enrolment) and sends it with every upload; `verify_against_anchor` compares the local journal with
 what central holds (`smartgate journal verify --against-central`), so a journal truncated, or
 rewritten and re-chained, after central saw it is reported.
+
+Archiving (edge/journal_archive.py, `smartgate journal archive`) moves the oldest rows central has
+acknowledged to a gzip'd JSON-lines file and records an anchor in `journal_archive` (the range, the
+hash the first archived row chains from, the hash of the last one, the file's SHA-256); only rows at
+or below the newest anchor may be deleted (the delete trigger says so), and `verify` checks the live
+rows as a chain continuing from that anchor. An anchor is only as good as its file: `verify --archive`
+checks the files against the anchors (range, chain ends, SHA-256).
 
 Appends from the outbox feature: `append(..., extra_statements=fn)` runs `fn(conn, entry)` inside
 the same transaction before the commit, so an outbox row is enqueued atomically with its journal row.

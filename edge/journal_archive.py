@@ -4,9 +4,11 @@ Theory of operation (`smartgate journal archive`, safe while the node runs):
 
 1. **Plan, in a read snapshot** (WAL: the node's appends go on meanwhile). The rows to archive are
    the oldest live rows up to the first one at or after the cut-off time, and never past
-   `sync.outbox.acked_through` (central confirmed them and everything before). They are checked
-   as a chain continuing from the previous archive anchor (a journal that does not verify is
-   refused) and written to `<archive dir>/journal-<first>-<last>.jsonl.gz.part`, fsynced.
+   `sync.outbox.acked_through` (central confirmed them and everything before), nor into the rows
+   a lane's restart replays (`restart_floor`: an open transaction, an unacknowledged tamper
+   alarm). They are checked as a chain continuing from the previous archive anchor (a journal that
+   does not verify is refused) and written to `<archive dir>/journal-<first>-<last>.jsonl.gz.part`,
+   fsynced.
 2. **Anchor, one short write transaction**: a row in `journal_archive` (range, the hash the first
    archived row chains from, the hash of the last, the file's name and SHA-256). The file is then
    renamed to its final name (and a `.sha256` beside it for `sha256sum -c`).
@@ -52,6 +54,7 @@ from edge.journal import (
     entry_hash,
     read_archive_anchors,
 )
+from edge.records import LATCHED_ALARMS, JournalKind
 from sync.outbox import acked_through
 
 ARCHIVE_DIR = "archive"
@@ -202,8 +205,14 @@ def _plan_and_write(conn: sqlite3.Connection, path: Path, out: Path, before: flo
                              (start_seq, before)).fetchone()[0]
         newest = conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or start_seq
         last = min(acked, newest if newer is None else newer - 1)
+        floor = restart_floor(conn)
+        if floor is not None and floor <= last:
+            last = floor - 1
+            result.note = f"kept from seq {floor}: a lane's restart still needs it (an open transaction or an " \
+                          "unacknowledged tamper alarm)"
         if last <= start_seq:
             why = ("central has acknowledged no row after it" if acked <= start_seq else
+                   "a lane's restart needs the rows after it" if floor is not None and floor <= start_seq + 1 else
                    "no row after it is older than the cut-off")
             result.note = f"nothing to archive: the live journal starts after seq {start_seq} and {why}"
             return
@@ -242,6 +251,32 @@ def _plan_and_write(conn: sqlite3.Connection, path: Path, out: Path, before: flo
         raise
     _publish(part, final, sha)
     result.file, result.file_bytes = final, final.stat().st_size
+
+
+def restart_floor(conn: sqlite3.Connection) -> int | None:
+    """The oldest row a lane's restart replays beyond its closed transactions (edge/records.py `replay`), if any.
+
+    Per lane: the TX_OPENED row of a transaction never closed (the restart resumes it from its rows),
+    and the first tamper alarm (LATCHED_ALARMS) since the last acknowledgement (it stays latched).
+    """
+    floor: int | None = None
+    lanes = [row[0] for row in conn.execute("SELECT DISTINCT lane FROM journal WHERE lane IS NOT NULL")]
+    latched = sorted(code.value for code in LATCHED_ALARMS)
+    for lane in lanes:
+        row = conn.execute("SELECT seq, kind FROM journal WHERE lane = ? AND kind IN (?, ?) ORDER BY seq DESC "
+                           "LIMIT 1", (lane, JournalKind.TX_OPENED.value, JournalKind.TX_CLOSED.value)).fetchone()
+        candidates = [row[0]] if row is not None and row[1] == JournalKind.TX_OPENED.value else []
+        acked = conn.execute("SELECT coalesce(max(seq), 0) FROM journal WHERE lane = ? AND kind = ? AND "
+                             "json_extract(payload, '$.action') = 'acknowledge_alarm'",
+                             (lane, JournalKind.OFFICER_ACTION.value)).fetchone()[0]
+        marks = ", ".join("?" * len(latched))
+        alarm = conn.execute(f"SELECT min(seq) FROM journal WHERE lane = ? AND kind = ? AND seq > ? AND "
+                             f"json_extract(payload, '$.code') IN ({marks})",
+                             (lane, JournalKind.ALARM.value, acked, *latched)).fetchone()[0]
+        candidates += [alarm] if alarm is not None else []
+        for seq in candidates:
+            floor = seq if floor is None else min(floor, seq)
+    return floor
 
 
 def _write_rows(conn: sqlite3.Connection, part: Path, start_seq: int, start_hash: str, last: int, clock) -> str:

@@ -320,3 +320,31 @@ def test_the_command_archives_by_date_and_prints_its_figures(tmp_path: Path):
     assert json.loads(smartgate("journal", "archive", "--db", str(path), "--keep-days", "0").stdout)["rows"] == 70
     bad = smartgate("journal", "archive", "--db", str(path), "--before", "last tuesday")
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_rows_a_lane_restart_replays_stay_in_the_live_journal(tmp_path: Path):
+    """An open transaction and an unacknowledged tamper alarm are rebuilt from the journal at restart."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal.open(path)
+    outbox = Outbox(journal)
+    rows = [("tx_opened", {"transaction": "t1"}, "IMP-1", T0), ("tx_closed", {"transaction": "t1"}, "IMP-1", T0 + 1),
+            ("alarm", {"code": "BOOM_OPEN_WITHOUT_RELEASE", "text": "x"}, "EXP-1", T0 + 2),  # seq 3, acknowledged
+            ("officer_action", {"action": "acknowledge_alarm"}, "EXP-1", T0 + 3),
+            ("reading", {"n": 5}, "IMP-1", T0 + 4),
+            ("tx_opened", {"transaction": "t2"}, "IMP-1", T0 + 5),  # seq 6, never closed
+            ("reading", {"n": 7}, "IMP-1", T0 + 6)]
+    entries = journal.append_many(rows)
+    outbox.ack([e.event_id for e in entries])
+    outbox.close()
+    journal.close()
+    result = archive_journal(path, before=T0 + 10**6)
+    assert result.last_seq == 5 and "restart" in result.note
+
+    with Journal.open(path) as journal:
+        outbox = Outbox(journal)
+        more = journal.append_many([("tx_closed", {"transaction": "t2"}, "IMP-1", T0 + 7),
+                                    ("alarm", {"code": "BOOM_OPEN_WITHOUT_RELEASE", "text": "x"}, "EXP-1", T0 + 8),
+                                    ("reading", {"n": 10}, "IMP-1", T0 + 9)])
+        outbox.ack([e.event_id for e in more])
+        outbox.close()
+    assert archive_journal(path, before=T0 + 10**6).last_seq == 8, "the latched alarm (seq 9) stays"

@@ -247,7 +247,7 @@ def cmd_journal_archive(args: argparse.Namespace) -> int:
     try:
         result = archive_journal(path, before, out_dir=args.out, chunk=args.chunk, dry_run=args.dry_run,
                                  vacuum=args.vacuum)
-    except (ArchiveError, sqlite3.Error) as exc:
+    except (ArchiveError, sqlite3.Error, OSError) as exc:  # OSError: no room for the file (see --out)
         print(f"journal archive refused: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result.to_dict(), indent=2))
@@ -859,7 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--before", help="archive rows recorded before this UTC date or ISO date-time")
     cut.add_argument("--keep-days", type=float, help="archive rows older than this many days")
     p.add_argument("--db", help="journal file (default: <data-dir>/journal.sqlite)")
-    p.add_argument("--out", help="folder for archive files (default: archive/ beside the journal)")
+    p.add_argument("--out", help="folder for archive files (default: archive/ beside the journal; another disk "
+                                 "when the data disk is full)")
     p.add_argument("--chunk", type=int, default=2000, help="rows deleted per transaction (default 2000)")
     p.add_argument("--dry-run", action="store_true", help="say what would be archived; change nothing")
     p.add_argument("--vacuum", action="store_true",

@@ -214,7 +214,7 @@ class GateNode:
 
             self.sync = SyncService(self.site.gate, self.site.central, self.journal, self.cache, bus=self.uplink,
                                     config_dir=self.loaded.path.parent,
-                                    on_declarations_changed=self._declarations_changed)
+                                    on_declarations_changed=self._declarations_changed, guard=self.journal_guard)
         await self.bus.start()
         await self.uplink.start()
         if self.sparkplug_bus is not None:

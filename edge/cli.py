@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -172,6 +173,7 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
     journal = Journal.open(path)
     try:
         report = journal.verify() if anchor is None else verify_against_anchor(journal, anchor)
+        anchors = journal.archive_anchors()
     finally:
         journal.close()
     print(format_verify_report(report))
@@ -179,7 +181,77 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
         head = anchor.get("head") or {}
         print(f"matches central: signed head seq {head.get('seq', 0)}, "
               f"last event seq {(anchor.get('last_event') or {}).get('seq', 0)}")
-    return 0 if report.ok else 1
+    archives_ok = _verify_archive_files(args.archive, anchors) if args.archive else True
+    return 0 if report.ok and archives_ok else 1
+
+
+def _archive_files(given: list[str]) -> list[Path]:
+    """Archive files named on the command line; a folder stands for every journal archive in it."""
+    files: list[Path] = []
+    for item in given:
+        path = Path(item)
+        files.extend(sorted(path.glob("journal-*.jsonl.gz")) if path.is_dir() else [path])
+    return files
+
+
+def _verify_archive_files(given: list[str], anchors: list | None) -> bool:
+    """Check archive files alone and, with `anchors` (the live journal's), as the ones it recorded."""
+    from edge.journal_archive import check_against_journal, not_given, verify_archive
+
+    files = _archive_files(given)
+    if not files:
+        print(f"no journal archive files in {', '.join(given)}", file=sys.stderr)
+        return False
+    reports = [verify_archive(path) for path in files]
+    for report in reports:
+        if report.ok:
+            print(f"archive OK: {report.path.name}: seq {report.first_seq}..{report.last_seq}, {report.rows} rows, "
+                  "chain intact")
+        else:
+            print(f"archive NOT OK: {report.path.name}: {len(report.problems)} problem(s)")
+            print("\n".join(f"  - {problem}" for problem in report.problems))
+    if anchors is None:
+        return all(r.ok for r in reports)
+    problems = check_against_journal(reports, anchors)
+    if problems:
+        print("archives NOT OK against the journal's anchors:")
+        print("\n".join(f"  - {problem}" for problem in problems))
+    else:
+        print(f"archives match the journal's anchors: the chain runs from seq 1 through the archives into the live "
+              f"journal{'' if anchors else ' (the journal records no archive)'}")
+    for anchor in not_given(reports, anchors):
+        print(f"note: {anchor.file} (seq {anchor.first_seq}..{anchor.last_seq}) not given, not checked")
+    return all(r.ok for r in reports) and not problems
+
+
+def _wrap(text: str) -> str:
+    """A --help description wrapped for a terminal (the raw formatter keeps the examples' lines as written)."""
+    import textwrap
+
+    return textwrap.fill(text, 100)
+
+
+def cmd_journal_archive(args: argparse.Namespace) -> int:
+    from edge.journal_archive import ArchiveError, archive_journal
+
+    path = Path(args.db) if args.db else _data_dir(args, must_exist=True) / "journal.sqlite"
+    if args.before is not None:
+        try:
+            cut = datetime.fromisoformat(args.before)
+        except ValueError:
+            print(f"--before {args.before!r}: not a date; give YYYY-MM-DD or an ISO date-time", file=sys.stderr)
+            return 2
+        before = (cut if cut.tzinfo else cut.replace(tzinfo=UTC)).timestamp()
+    else:
+        before = datetime.now(UTC).timestamp() - args.keep_days * 86400
+    try:
+        result = archive_journal(path, before, out_dir=args.out, chunk=args.chunk, dry_run=args.dry_run,
+                                 vacuum=args.vacuum)
+    except (ArchiveError, sqlite3.Error, OSError) as exc:  # OSError: no room for the file (see --out)
+        print(f"journal archive refused: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -763,8 +835,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="journal file (default: <data-dir>/journal.sqlite)")
     p.add_argument("--against-central", action="store_true",
                    help="also compare with the head central holds: detects a truncated or re-chained journal")
+    p.add_argument("--archive", action="append", metavar="FILE_OR_DIR",
+                   help="also check archive files (`journal archive`): each alone, and as the ones the journal's "
+                        "anchors recorded; a folder means every journal-*.jsonl.gz in it (repeatable)")
     site_args(p)
     p.set_defaults(func=cmd_journal_verify)
+    p = journal.add_parser(
+        "archive", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="move old rows central acknowledged to a compressed archive file; the chain stays verifiable",
+        description=_wrap("Move the journal's oldest rows, up to the cut-off and never past what central has "
+                          "acknowledged, to <data-dir>/archive/journal-<first>-<last>.jsonl.gz (gzip'd JSON lines: "
+                          "a header, then one row per line; `zcat FILE | jq`), with a .sha256 beside it. The journal "
+                          "records an anchor (range, chain ends, the file's SHA-256) and verifies from it; `journal "
+                          "verify --archive DIR` checks the files. Safe while the node runs: it reads from a "
+                          "snapshot and writes in short transactions (--chunk rows each). Space goes back to the "
+                          "file system at once for journals made since archiving exists; an older journal needs "
+                          "--vacuum once. Prints JSON: the range archived, the file, and the journal's size before "
+                          "and after."),
+        epilog="examples:\n  smartgate journal archive --keep-days 90\n"
+               "  smartgate journal archive --before 2026-11-01 --dry-run\n"
+               "  smartgate journal verify --archive var/huu-nghi/archive")
+    cut = p.add_mutually_exclusive_group(required=True)
+    cut.add_argument("--before", help="archive rows recorded before this UTC date or ISO date-time")
+    cut.add_argument("--keep-days", type=float, help="archive rows older than this many days")
+    p.add_argument("--db", help="journal file (default: <data-dir>/journal.sqlite)")
+    p.add_argument("--out", help="folder for archive files (default: archive/ beside the journal; another disk "
+                                 "when the data disk is full)")
+    p.add_argument("--chunk", type=int, default=2000, help="rows deleted per transaction (default 2000)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be archived; change nothing")
+    p.add_argument("--vacuum", action="store_true",
+                   help="end with a full VACUUM (holds the journal's write lock while it runs: stop the node "
+                        "first); needed once for a journal made before archiving existed")
+    site_args(p)
+    p.set_defaults(func=cmd_journal_archive)
 
     p = sub.add_parser("run", help="run the edge node for a site (real devices)")
     site_args(p)

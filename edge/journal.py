@@ -9,7 +9,8 @@ Integrity, in three layers:
 * every row carries `hash = sha256(prev_hash + canonical_json([seq, event_id, at, lane, kind, payload]))`
   with the genesis `prev_hash` being 64 zeros, so an edited row no longer matches its hash and a
   row re-hashed after editing breaks the link from the row after it;
-* triggers make the `journal` table append-only inside SQLite (UPDATE and DELETE are aborted);
+* triggers make the `journal` table append-only inside SQLite (UPDATE is aborted, and DELETE of a row
+  not yet archived);
 * a one-row `journal_head` table (seq, hash of the newest row) is updated in the same transaction
   as each append, so deleting the newest rows (which leaves no gap in the chain) is still seen.
 
@@ -20,6 +21,13 @@ is caught only from outside: the node signs its head (seq, hash) with its own Ed
 enrolment) and sends it with every upload; `verify_against_anchor` compares the local journal with
 what central holds (`smartgate journal verify --against-central`), so a journal truncated, or
 rewritten and re-chained, after central saw it is reported.
+
+Archiving (edge/journal_archive.py, `smartgate journal archive`) moves the oldest rows central has
+acknowledged to a gzip'd JSON-lines file and records an anchor in `journal_archive` (the range, the
+hash the first archived row chains from, the hash of the last one, the file's SHA-256); only rows at
+or below the newest anchor may be deleted (the delete trigger says so), and `verify` checks the live
+rows as a chain continuing from that anchor. An anchor is only as good as its file: `verify --archive`
+checks the files against the anchors (range, chain ends, SHA-256).
 
 Appends from the outbox feature: `append(..., extra_statements=fn)` runs `fn(conn, entry)` inside
 the same transaction before the commit, so an outbox row is enqueued atomically with its journal row.
@@ -55,7 +63,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: journal_archive anchors; rows at or below the newest may be deleted
 HEAD_KEY_FILE = "journal-head.key"
 
 ExtraStatements = Callable[[sqlite3.Connection, "JournalEntry"], None]
@@ -84,9 +92,29 @@ CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
 BEGIN
     SELECT RAISE(ABORT, 'journal is append-only: UPDATE refused');
 END;
+CREATE TABLE IF NOT EXISTS journal_archive (
+    id             INTEGER PRIMARY KEY,
+    first_seq      INTEGER NOT NULL,
+    last_seq       INTEGER NOT NULL,
+    prev_hash      TEXT    NOT NULL,
+    last_hash      TEXT    NOT NULL,
+    rows           INTEGER NOT NULL,
+    file           TEXT    NOT NULL,
+    sha256         TEXT    NOT NULL,
+    archived_at    REAL    NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
+WHEN OLD.seq > coalesce((SELECT max(last_seq) FROM journal_archive), 0)
 BEGIN
-    SELECT RAISE(ABORT, 'journal is append-only: DELETE refused');
+    SELECT RAISE(ABORT, 'journal is append-only: DELETE refused (only rows recorded as archived may go)');
+END;
+CREATE TRIGGER IF NOT EXISTS journal_archive_no_update BEFORE UPDATE ON journal_archive
+BEGIN
+    SELECT RAISE(ABORT, 'journal archive anchors are append-only: UPDATE refused');
+END;
+CREATE TRIGGER IF NOT EXISTS journal_archive_no_delete BEFORE DELETE ON journal_archive
+BEGIN
+    SELECT RAISE(ABORT, 'journal archive anchors are append-only: DELETE refused');
 END;
 CREATE TRIGGER IF NOT EXISTS journal_head_no_delete BEFORE DELETE ON journal_head
 BEGIN
@@ -125,6 +153,8 @@ class VerifyReport:
     ok: bool
     checked: int
     problems: list[str] = field(default_factory=list)
+    archived_to: int = 0  # rows 1..archived_to were moved to archive files; the chain is checked from there
+    archives: int = 0  # archive files recorded in the journal
 
 
 def canonical_json(value: Any) -> str:
@@ -153,6 +183,10 @@ def _hash_with_text(prev_hash: str, seq: int, event_id: str, at: float, lane: st
 def format_verify_report(report: VerifyReport) -> str:
     """Human-readable verify result for the CLI: one OK line, or a header and one line per problem."""
     if report.ok:
+        if report.archived_to:
+            return (f"journal OK: {report.checked} entries, chain intact from the archive anchor at seq "
+                    f"{report.archived_to} (rows 1..{report.archived_to} in {report.archives} archive file(s); "
+                    "check them with --archive)")
         return f"journal OK: {report.checked} entries, chain intact"
     lines = [f"journal NOT OK: {len(report.problems)} problem(s) in {report.checked} entries checked"]
     lines.extend(f"  - {problem}" for problem in report.problems)
@@ -219,12 +253,18 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(path)
         try:
+            # A new file gives pages back to the file system as `smartgate journal archive` frees them
+            # (incremental vacuum); it takes effect only before the first table exists.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise RuntimeError(f"journal {path}: could not switch to WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("BEGIN IMMEDIATE")
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 2:
+                # Version 1's delete trigger refused every DELETE; version 2's lets archived rows go.
+                conn.execute("DROP TRIGGER IF EXISTS journal_no_delete")
             for statement in _split_script(_SCHEMA):
                 conn.execute(statement)
             # The anchor is created only with an empty journal: a missing anchor on a journal that
@@ -524,6 +564,11 @@ class Journal:
         with self._lock:
             return self._chain_tip(self._db())
 
+    def archive_anchors(self) -> list[ArchiveAnchor]:
+        """The archives recorded in this journal (`smartgate journal archive`), oldest first."""
+        with self._lock:
+            return read_archive_anchors(self._db())
+
     def count(self) -> int:
         """Number of rows in the journal."""
         with self._lock:
@@ -542,8 +587,14 @@ class Journal:
         try:
             conn.execute("BEGIN")
             anchor = conn.execute("SELECT seq, hash FROM journal_head WHERE id = 1").fetchone()
+            archives = read_archive_anchors(conn)
+            problems = _check_archive_anchors(archives)
+            start = (archives[-1].last_seq, archives[-1].last_hash) if archives else (0, GENESIS_HASH)
             cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
-            report = _verify_rows(cursor, anchor)
+            report = _verify_rows(cursor, anchor, start)
+            report.problems[:0] = problems
+            report.ok = not report.problems
+            report.archived_to, report.archives = start[0], len(archives)
             conn.execute("COMMIT")
         finally:
             conn.close()
@@ -612,20 +663,90 @@ def _filters(lane: str | None, kinds: Iterable[str] | None) -> tuple[list[str] |
     return where, params
 
 
+def _row_matches(seq: int, event_id: str, at: float, lane: str | None, kind: str, payload_text: str,
+                 stored_prev: str, stored_hash: str) -> bool:
+    """True when a stored row's hash matches its contents."""
+    try:
+        return entry_hash(stored_prev, seq, event_id, at, lane, kind, json.loads(payload_text)) == stored_hash
+    except (TypeError, ValueError):
+        return False
+
+
 def _missing(first: int, last: int) -> str:
     if first == last:
         return f"seq {first} missing (row deleted)"
     return f"seq {first}..{last} missing ({last - first + 1} rows deleted)"
 
 
-def _verify_rows(rows: Iterable[Sequence[Any]], anchor: Sequence[Any] | None) -> VerifyReport:
+@dataclass(frozen=True)
+class ArchiveAnchor:
+    """One archive recorded in the journal: rows first_seq..last_seq moved to `file` (its SHA-256 `sha256`).
+
+    `prev_hash` is the hash the archive's first row chains from; `last_hash` the hash of its last row,
+    which the first row left in the live journal chains from.
+    """
+
+    id: int
+    first_seq: int
+    last_seq: int
+    prev_hash: str
+    last_hash: str
+    rows: int
+    file: str
+    sha256: str
+    archived_at: float
+
+
+def read_archive_anchors(conn: sqlite3.Connection) -> list[ArchiveAnchor]:
+    """The archive anchors recorded in the journal file of `conn`, oldest first (none for a version-1 file)."""
+    try:
+        rows = conn.execute("SELECT id, first_seq, last_seq, prev_hash, last_hash, rows, file, sha256, archived_at "
+                            "FROM journal_archive ORDER BY id").fetchall()
+    except sqlite3.OperationalError:  # opened read-only before the schema was upgraded
+        return []
+    return [ArchiveAnchor(*row) for row in rows]
+
+
+def _check_archive_anchors(archives: Sequence[ArchiveAnchor]) -> list[str]:
+    """The archives must follow one another: each starts after the one before, chained from its last hash."""
+    problems: list[str] = []
+    seq, hash_ = 0, GENESIS_HASH
+    for archive in archives:
+        if archive.first_seq != seq + 1 or archive.prev_hash != hash_:
+            problems.append(f"archive anchor {archive.id} ({archive.file}, seq {archive.first_seq}.."
+                            f"{archive.last_seq}) does not continue the one before (which ends at seq {seq})")
+        if archive.rows != archive.last_seq - archive.first_seq + 1:
+            problems.append(f"archive anchor {archive.id} ({archive.file}) says {archive.rows} rows for seq "
+                            f"{archive.first_seq}..{archive.last_seq}")
+        seq, hash_ = archive.last_seq, archive.last_hash
+    return problems
+
+
+def _verify_rows(rows: Iterable[Sequence[Any]], anchor: Sequence[Any] | None,
+                 start: tuple[int, str] = (0, GENESIS_HASH)) -> VerifyReport:
+    """Check rows (seq order) as a chain continuing from `start` (the newest archive anchor, else genesis).
+
+    Rows at or below `start` are archived rows whose deletion was interrupted: each must still match
+    its hash, and the one at `start` must be the row the anchor names.
+    """
     problems: list[str] = []
     checked = 0
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
+    start_seq, start_hash = start
+    expected_seq = start_seq + 1
+    prev_hash = start_hash
     last: tuple[int, str] | None = None
+    archived_prev: tuple[int, str] | None = None
     for seq, event_id, at, lane, kind, payload_text, stored_prev, stored_hash in rows:
         checked += 1
+        if seq <= start_seq:
+            if not _row_matches(seq, event_id, at, lane, kind, payload_text, stored_prev, stored_hash):
+                problems.append(f"seq {seq} (archived, not yet deleted): hash does not match its contents (row edited)")
+            if archived_prev is not None and (seq != archived_prev[0] + 1 or stored_prev != archived_prev[1]):
+                problems.append(f"chain broken at seq {seq} (archived, not yet deleted)")
+            if seq == start_seq and stored_hash != start_hash:
+                problems.append(f"seq {seq}: not the row the archive anchor names (another hash)")
+            archived_prev = (seq, stored_hash)
+            continue
         gap = seq > expected_seq
         if gap:
             problems.append(_missing(expected_seq, seq - 1))
@@ -650,8 +771,8 @@ def _verify_rows(rows: Iterable[Sequence[Any]], anchor: Sequence[Any] | None) ->
             problems.append(f"head anchor missing (journal_head row deleted; rows go up to seq {last[0]})")
     else:
         anchor_seq, anchor_hash = int(anchor[0]), str(anchor[1])
-        last_seq = 0 if last is None else last[0]
-        last_hash = GENESIS_HASH if last is None else last[1]
+        last_seq = start_seq if last is None else last[0]
+        last_hash = start_hash if last is None else last[1]
         if anchor_seq > last_seq:
             problems.append(f"head anchor says seq {anchor_seq} but the last row is seq {last_seq} "
                             f"(last rows deleted: {_missing(last_seq + 1, anchor_seq)})")
@@ -727,7 +848,9 @@ def verify_against_anchor(journal: Journal, anchor: dict[str, Any]) -> VerifyRep
     report = journal.verify()
     problems = list(report.problems)
     local_head = journal.head()
-    local_last = 0 if local_head is None else local_head.seq
+    archives = journal.archive_anchors()
+    archived = archives[-1] if archives else None
+    local_last = max(0 if local_head is None else local_head.seq, 0 if archived is None else archived.last_seq)
     points = [("the head this node signed", anchor.get("head")), ("the last event central stored",
                                                                    anchor.get("last_event"))]
     for what, point in points:
@@ -739,6 +862,12 @@ def verify_against_anchor(journal: Journal, anchor: dict[str, Any]) -> VerifyRep
         if seq > local_last:
             problems.append(f"journal truncated: central holds {what} at seq {seq}, the local journal ends at "
                             f"seq {local_last}")
+            continue
+        if archived is not None and seq <= archived.last_seq:
+            # Moved to an archive file (`verify --archive` checks those); the anchor row names the last one.
+            if seq == archived.last_seq and hash_ != archived.last_hash:
+                problems.append(f"journal rewritten: seq {seq} has another hash in the archive anchor than "
+                                f"{what} at central")
             continue
         rows = journal.entries(after_seq=seq - 1, limit=1)
         if not rows or rows[0].seq != seq:

@@ -46,6 +46,8 @@ import httpx
 from edge.cache import DeclarationCache
 from edge.config import CentralConfig
 from edge.journal import HEAD_KEY_FILE, Journal, load_or_create_head_key, signed_head
+from edge.journal_guard import JournalGuard
+from edge.records import JournalKind
 from sync.feed import FeedRejected, apply_batch, check_batch, feed_position
 from sync.keys import load_public_key, parse_public_key
 from sync.link import Backoff, LinkState
@@ -136,8 +138,12 @@ class SyncService:
     def __init__(self, gate: str, config: CentralConfig, journal: Journal, cache: DeclarationCache, *,
                  public_key=None, bus=None, alarm: Callable[[str, str], None] | None = None,
                  config_dir: Path | None = None, head_key=None,
-                 on_declarations_changed: Callable[[], None] | None = None):
+                 on_declarations_changed: Callable[[], None] | None = None, guard: JournalGuard | None = None):
+        """`guard`: the node's journal guard, through which sync alarms are journaled (as the lanes' rows are),
+        so an alarm raised while the journal cannot write is held and written when it can."""
         self.gate, self.config, self.journal, self.cache, self.bus = gate, config, journal, cache, bus
+        self.guard = guard
+        self._alarm_tasks: set[asyncio.Task] = set()
         self.on_declarations_changed = on_declarations_changed  # a feed batch changed the cache (the event loop)
         self.public_key = public_key or central_keys(config, config_dir)
         self._token = resolve_token(config, config_dir)
@@ -194,6 +200,8 @@ class SyncService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._alarm_tasks:  # written (or held by the guard) before the outbox stops queueing rows
+            await asyncio.gather(*self._alarm_tasks, return_exceptions=True)
         self.journal.remove_listener(self._on_append)
         if self._client is not None:
             await self._client.aclose()
@@ -232,10 +240,45 @@ class SyncService:
                 self._set(self._wake_feed)
 
     def _journal_alarm(self, code: str, text: str) -> None:
+        """Journal a sync alarm: through the guard when there is one (never raises, never blocks the loop).
+
+        Called on the loop and from journal listeners on other threads (the outbox's OUTBOX_FULL), so
+        the guarded append is handed to the loop; without a guard (tools, tests) it is written at once.
+        """
+        payload = {"code": code, "text": text}
+        if self.guard is None:
+            try:
+                self.journal.append(JournalKind.ALARM.value, payload)
+            except Exception:
+                log.exception("could not journal alarm %s", code)
+            return
         try:
-            self.journal.append("alarm", {"code": code, "text": text})
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        loop = running or self._loop
+        if loop is None or loop.is_closed():
+            log.error("sync alarm %s not journaled (the node's loop is not running): %s", code, text)
+            return
+        if running is loop:
+            self._guarded_alarm(payload)
+        else:
+            loop.call_soon_threadsafe(self._guarded_alarm, payload)
+
+    def _guarded_alarm(self, payload: dict[str, Any]) -> None:
+        """On the loop: start the guarded append, keep it until done (stop() waits for it)."""
+        assert self.guard is not None
+        task = asyncio.ensure_future(self._append_alarm(self.guard, payload))
+        self._alarm_tasks.add(task)
+        task.add_done_callback(self._alarm_tasks.discard)
+
+    @staticmethod
+    async def _append_alarm(guard: JournalGuard, payload: dict[str, Any]) -> None:
+        try:
+            if await guard.append(JournalKind.ALARM.value, payload) is None:
+                log.warning("sync alarm %s held in memory until the journal writes again", payload["code"])
         except Exception:
-            log.exception("could not journal alarm %s", code)
+            log.exception("could not journal alarm %s", payload["code"])
 
     def _check(self, response: httpx.Response) -> None:
         """Raise for an error answer; a 401/403 (central refuses this gate's token) is alarmed once."""

@@ -20,6 +20,9 @@ Design (and why):
   skipping until `backfill()` (called by the uploader once central has taken rows) has re-queued
   every skipped row from the append-only journal, in seq order, so nothing is lost and order holds;
   what overflow costs is delay, not events.
+* An acknowledgement also records, in the same transaction, the newest seq it took off the queue
+  (`outbox_meta.acked_through`); `acked_through()` caps it below anything still queued or skipped,
+  and `smartgate journal archive` never moves a row past it.
 * A journal that already has rows when its outbox is first made (a node that ran before central
   was configured) starts in that same backfill from its first row: central accepts a gate's chain
   only from seq 1, without gaps.
@@ -151,13 +154,19 @@ class Outbox:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 deleted = 0
+                newest = 0
                 for start in range(0, len(event_ids), 500):
                     chunk = event_ids[start:start + 500]
                     marks = ",".join("?" * len(chunk))
-                    size = conn.execute(f"SELECT coalesce(sum(bytes), 0) FROM outbox WHERE event_id IN ({marks})",
-                                        chunk).fetchone()[0]
+                    size, top = conn.execute(f"SELECT coalesce(sum(bytes), 0), coalesce(max(seq), 0) FROM outbox "
+                                             f"WHERE event_id IN ({marks})", chunk).fetchone()
                     deleted += conn.execute(f"DELETE FROM outbox WHERE event_id IN ({marks})", chunk).rowcount
                     self.bytes -= int(size)
+                    newest = max(newest, int(top))
+                if newest:
+                    # What `smartgate journal archive` may take: rows central confirmed (see acked_through).
+                    conn.execute("INSERT INTO outbox_meta (key, value) VALUES ('acked_through', ?) ON CONFLICT (key) "
+                                 "DO UPDATE SET value = max(value, excluded.value)", (newest,))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -238,6 +247,27 @@ class Outbox:
         return {"rows": self.rows, "bytes": self.bytes, "max_rows": self.max_rows, "max_bytes": self.max_bytes,
                 "backlog": self.backlog(), "overflow_from": self.overflow_from, "acked": self.acked,
                 "warning": self.warning()}
+
+
+def acked_through(conn: sqlite3.Connection) -> int:
+    """The newest seq such that central acknowledged it and every row before it (0: none known).
+
+    Read from the journal file itself: the newest seq an acknowledgement deleted from the outbox
+    (`outbox_meta.acked_through`, written with the deletion), capped below the oldest row still
+    queued and below the first row skipped by an overflow. A journal without an outbox (no central
+    configured) has nothing acknowledged.
+    """
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM outbox_meta").fetchall())
+        oldest_queued = conn.execute("SELECT min(seq) FROM outbox").fetchone()[0]
+    except sqlite3.OperationalError:  # no outbox tables: this journal was never synced
+        return 0
+    through = int(meta.get("acked_through") or 0)
+    if oldest_queued is not None:
+        through = min(through, int(oldest_queued) - 1)
+    if meta.get("overflow_from") is not None:
+        through = min(through, int(meta["overflow_from"]) - 1)
+    return max(through, 0)
 
 
 def _size(entry: JournalEntry) -> int:

@@ -33,9 +33,10 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
 
 def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True, gates: int | None = None,
                    only: str | None = None) -> dict:
-    """Run benchmarks by name (decision, cache, journal, codec, modbus, kiosk, sync, security, vision, central, all)."""
-    names = (["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision", "central"]
-             if "all" in which else which)
+    """Run benchmarks by name (decision, cache, journal, archive, codec, modbus, kiosk, sync, security, vision,
+    central, all)."""
+    names = (["decision", "cache", "journal", "archive", "codec", "modbus", "kiosk", "sync", "security", "vision",
+              "central"] if "all" in which else which)
     result: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -55,6 +56,10 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True,
             from benchmarks.journal_bench import run_journal_bench
 
             figures = run_journal_bench(n=500 if quick else 2000)
+        elif name == "archive":
+            from benchmarks.journal_archive_bench import run_journal_archive_bench
+
+            figures = run_journal_archive_bench(days=2, trucks_a_day=200 if quick else 2000)
         elif name == "codec":
             from benchmarks.codec_bench import run_codec_bench
 
@@ -88,8 +93,8 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True,
             figures = (run_central_bench(gates=gates or 4, events=200, batch=100, runs=1) if quick
                        else run_central_bench(gates=gates or 50))
         else:
-            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, codec, modbus, kiosk, sync, "
-                             "security, vision, central or all")
+            raise SystemExit(f"unknown benchmark {name!r}: use decision, cache, journal, archive, codec, modbus, "
+                             "kiosk, sync, security, vision, central or all")
         figures["bench_seconds"] = round(time.perf_counter() - started, 2)
         result[name] = figures
     return result

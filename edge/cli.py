@@ -20,7 +20,8 @@ from edge.config import CONFIG_ROOT, PROFILE_DIR, ConfigError, DataDirError, che
 
 DEFAULT_SITE = CONFIG_ROOT / "sites" / "huu-nghi.yaml"
 DEFAULT_SCENARIO = CONFIG_ROOT / "scenarios" / "basic.yaml"
-ALL_BENCHMARKS = ["decision", "cache", "journal", "codec", "modbus", "kiosk", "sync", "security", "vision", "central"]
+ALL_BENCHMARKS = ["decision", "cache", "journal", "archive", "codec", "modbus", "kiosk", "sync", "security", "vision",
+                  "central"]
 
 
 QUIET_LIBRARIES = {"pymodbus": logging.CRITICAL, "paho": logging.WARNING, "uvicorn": logging.WARNING,
@@ -919,8 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run benchmarks and print JSON figures")
     p.add_argument("which", nargs="*", default=["all"],
-                   help="decision, cache, journal, codec, modbus, kiosk, sync, security, vision, central or all "
-                        "(default)")
+                   help="decision, cache, journal, archive, codec, modbus, kiosk, sync, security, vision, central "
+                        "or all (default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--no-baseline", action="store_true",
                    help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")

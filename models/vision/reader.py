@@ -31,7 +31,7 @@ from models.vision.strong import (
     PLATE_ALIAS,
     REC_NAME,
     StrongRecogniser,
-    find_model,
+    runtime_model,
     stack_to_line,
 )
 from models.vision.strong import OTHER as STRONG_OTHER
@@ -122,7 +122,7 @@ class VisionReader:
         `second_looks` reads crops the first look left unsure three more ways and lets the looks vote;
         `plate_second` / `container_second`: the second-opinion models (None, or a missing file: none);
         `plate_third` / `container_third`: third opinions, used only beside a second one;
-        `strong`: the strong general recogniser of the cascade (True: found as `find_model` says;
+        `strong`: the strong general recogniser of the cascade (True: found as `runtime_model` says;
         a path; False or None: none, the fast models read alone)."""
         self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
@@ -143,7 +143,7 @@ class VisionReader:
                                  if self.containers is not None else None)
         self.container_third = (_optional(container_third, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
                                 if self.container_second is not None else None)
-        strong_path = find_model(REC_NAME) if strong is True else (Path(strong) if strong else None)
+        strong_path = runtime_model(REC_NAME) if strong is True else (Path(strong) if strong else None)
         if strong is True and strong_path is None:
             log.warning("vision: %s not found in models/ nor in the %s wheel; crops the fast models are unsure "
                         "of are not read again by the strong recogniser", REC_NAME, "rapidocr_onnxruntime")
@@ -151,7 +151,7 @@ class VisionReader:
         # Container numbers in whole frames: the text detector beside the strong recogniser, where both are.
         detector = None
         if self.strong is not None:
-            detector = find_model(DET_NAME) if strong is True else strong_path.with_name(DET_NAME)
+            detector = runtime_model(DET_NAME) if strong is True else strong_path.with_name(DET_NAME)
         self.doors = (DoorReader(detector, self.strong, threads) if detector is not None and detector.is_file()
                       and self.containers is not None else None)
 

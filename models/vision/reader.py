@@ -249,6 +249,7 @@ class VisionReader:
         lines = [to_lines(crop) for crop in crops]  # an unclear layout has a second way to read it
         heard: list[list[tuple[str, float]]] = [[] for _ in crops]  # valid readings, raw probability
         first: dict[int, list[np.ndarray]] = {}  # the first model's probabilities for each way read
+        first_inputs: dict[int, list[np.ndarray]] = {}  # and its inputs, which the other opinions read too
         consulted: set[int] = set()  # crops both models read, their probabilities averaged
 
         matrices: list[list[np.ndarray]] = [[] for _ in crops]  # what each crop's readings were decoded from
@@ -266,11 +267,13 @@ class VisionReader:
             alone = [job for job in jobs if job[0] not in consulted]
             paired = [job for job in jobs if job[0] in consulted]
             if alone:
-                probs = model.probabilities([preprocess.model_input(line, width) for _, line in alone])
+                inputs = [preprocess.model_input(line, width) for _, line in alone]
+                probs = model.probabilities(inputs)
                 hear(alone, probs)
                 if keep:
-                    for (owner, _), p in zip(alone, probs, strict=True):
+                    for (owner, _), p, given in zip(alone, probs, inputs, strict=True):
                         first.setdefault(owner, []).append(p)
+                        first_inputs.setdefault(owner, []).append(given)
             if paired and others:
                 inputs = [preprocess.model_input(line, width) for _, line in paired]
                 hear(paired, opinion(model.probabilities(inputs), inputs))
@@ -300,7 +303,7 @@ class VisionReader:
                 for i in ask:
                     heard[i] = []
                 consulted.update(ask)
-                hear(jobs, opinion(ours, [preprocess.model_input(line, width) for _, line in jobs]))
+                hear(jobs, opinion(ours, [given for i in ask for given in first_inputs[i]]))
         # A one-line plate crop the cascade will show the strong recogniser gets no more looks of the fast
         # models: on real crops (nearly all unsure) those looks cost more than the strong read and added
         # no right reading. Two-line plates and container codes keep them (their other layouts).

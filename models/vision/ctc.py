@@ -192,7 +192,7 @@ def decode(probs: np.ndarray, charset: str, language: Language, beam: int = 12,
     best = next((c for c in beam_search(probs, charset, language, beam, alias) if c.valid), None)
     if best is None:
         return None
-    everything = sum(c.probability for c in beam_search(probs, charset, ANYTHING, beam))
+    everything = reading_mass(probs, charset, beam)
     share = best.probability / max(everything, best.probability, 1e-300)
     return Candidate(best.text, share, True)
 
@@ -236,4 +236,12 @@ def label_probability(probs: np.ndarray, charset: str, text: str,
 
 def reading_mass(probs: np.ndarray, charset: str, beam: int = 12) -> float:
     """The probability mass of the likeliest readings of any kind (grammar or not): a share's denominator."""
+    # The cascade's vote asks again for the masses `decode` already searched (the same matrices):
+    # remembered by content, they are not searched twice.
+    return _reading_mass(probs.tobytes(), probs.shape, probs.dtype.str, charset, beam)
+
+
+@lru_cache(maxsize=256)
+def _reading_mass(data: bytes, shape: tuple[int, ...], dtype: str, charset: str, beam: int) -> float:
+    probs = np.frombuffer(data, dtype).reshape(shape)
     return sum(c.probability for c in beam_search(probs, charset, ANYTHING, beam))

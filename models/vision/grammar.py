@@ -50,9 +50,17 @@ class Grammar:
     @lru_cache(maxsize=65536)  # noqa: B019 - grammars are module-level constants, never freed
     def viable(self, prefix: str) -> bool:
         """True while some template admits `prefix` as its beginning."""
-        n = len(prefix)
-        return any(n <= len(t) and all(c in allowed for c, allowed in zip(prefix, t, strict=False))
-                   for t in self.templates)
+        # The decoder asks about many prefixes met once (each plate's own), so a miss must be cheap:
+        # one bit per template, and-ed over the positions (a tenth of testing each template in turn).
+        positions, long_enough = _template_masks(self.templates)
+        if len(prefix) >= len(long_enough):
+            return False
+        alive = long_enough[len(prefix)]
+        for place, char in zip(positions, prefix, strict=False):
+            alive &= place.get(char, 0)
+            if not alive:
+                return False
+        return True
 
     def valid(self, text: str) -> bool:
         """True when `text` fills a template exactly (and its check digit holds, for ISO 6346)."""
@@ -65,6 +73,20 @@ class Grammar:
     def kind_of(self, text: str) -> str | None:
         """The sub-grammar a valid text belongs to ("VN" or "CN" for plates), else None."""
         return self.name if self.valid(text) else None
+
+
+@lru_cache(maxsize=16)
+def _template_masks(templates: tuple[Template, ...]) -> tuple[tuple[dict[str, int], ...], tuple[int, ...]]:
+    """Per position, each character's bit mask of the templates that allow it there; per length n,
+    the mask of the templates at least n long."""
+    longest = max(len(t) for t in templates)
+    positions: list[dict[str, int]] = [{} for _ in range(longest)]
+    for bit, template in enumerate(templates):
+        for place, allowed in zip(positions, template, strict=False):
+            for char in allowed:
+                place[char] = place.get(char, 0) | (1 << bit)
+    long_enough = tuple(sum(1 << bit for bit, t in enumerate(templates) if len(t) >= n) for n in range(longest + 1))
+    return tuple(positions), long_enough
 
 
 VN_PLATE = Grammar("VN", tuple(_vn_templates()))

@@ -31,7 +31,7 @@ from models.vision.strong import (
     PLATE_ALIAS,
     REC_NAME,
     StrongRecogniser,
-    find_model,
+    runtime_model,
     stack_to_line,
 )
 from models.vision.strong import OTHER as STRONG_OTHER
@@ -122,7 +122,7 @@ class VisionReader:
         `second_looks` reads crops the first look left unsure three more ways and lets the looks vote;
         `plate_second` / `container_second`: the second-opinion models (None, or a missing file: none);
         `plate_third` / `container_third`: third opinions, used only beside a second one;
-        `strong`: the strong general recogniser of the cascade (True: found as `find_model` says;
+        `strong`: the strong general recogniser of the cascade (True: found as `runtime_model` says;
         a path; False or None: none, the fast models read alone)."""
         self.threads, self.min_confidence, self.second_looks = threads, min_confidence, second_looks
         self.plates = Recogniser(plate_model, PLATE_CHARS, preprocess.PLATE_WIDTH, threads)
@@ -143,7 +143,7 @@ class VisionReader:
                                  if self.containers is not None else None)
         self.container_third = (_optional(container_third, CONTAINER_CHARS, preprocess.CONTAINER_WIDTH, threads)
                                 if self.container_second is not None else None)
-        strong_path = find_model(REC_NAME) if strong is True else (Path(strong) if strong else None)
+        strong_path = runtime_model(REC_NAME) if strong is True else (Path(strong) if strong else None)
         if strong is True and strong_path is None:
             log.warning("vision: %s not found in models/ nor in the %s wheel; crops the fast models are unsure "
                         "of are not read again by the strong recogniser", REC_NAME, "rapidocr_onnxruntime")
@@ -151,7 +151,7 @@ class VisionReader:
         # Container numbers in whole frames: the text detector beside the strong recogniser, where both are.
         detector = None
         if self.strong is not None:
-            detector = find_model(DET_NAME) if strong is True else strong_path.with_name(DET_NAME)
+            detector = runtime_model(DET_NAME) if strong is True else strong_path.with_name(DET_NAME)
         self.doors = (DoorReader(detector, self.strong, threads) if detector is not None and detector.is_file()
                       and self.containers is not None else None)
 
@@ -249,6 +249,7 @@ class VisionReader:
         lines = [to_lines(crop) for crop in crops]  # an unclear layout has a second way to read it
         heard: list[list[tuple[str, float]]] = [[] for _ in crops]  # valid readings, raw probability
         first: dict[int, list[np.ndarray]] = {}  # the first model's probabilities for each way read
+        first_inputs: dict[int, list[np.ndarray]] = {}  # and its inputs, which the other opinions read too
         consulted: set[int] = set()  # crops both models read, their probabilities averaged
 
         matrices: list[list[np.ndarray]] = [[] for _ in crops]  # what each crop's readings were decoded from
@@ -266,11 +267,13 @@ class VisionReader:
             alone = [job for job in jobs if job[0] not in consulted]
             paired = [job for job in jobs if job[0] in consulted]
             if alone:
-                probs = model.probabilities([preprocess.model_input(line, width) for _, line in alone])
+                inputs = [preprocess.model_input(line, width) for _, line in alone]
+                probs = model.probabilities(inputs)
                 hear(alone, probs)
                 if keep:
-                    for (owner, _), p in zip(alone, probs, strict=True):
+                    for (owner, _), p, given in zip(alone, probs, inputs, strict=True):
                         first.setdefault(owner, []).append(p)
+                        first_inputs.setdefault(owner, []).append(given)
             if paired and others:
                 inputs = [preprocess.model_input(line, width) for _, line in paired]
                 hear(paired, opinion(model.probabilities(inputs), inputs))
@@ -300,7 +303,7 @@ class VisionReader:
                 for i in ask:
                     heard[i] = []
                 consulted.update(ask)
-                hear(jobs, opinion(ours, [preprocess.model_input(line, width) for _, line in jobs]))
+                hear(jobs, opinion(ours, [given for i in ask for given in first_inputs[i]]))
         # A one-line plate crop the cascade will show the strong recogniser gets no more looks of the fast
         # models: on real crops (nearly all unsure) those looks cost more than the strong read and added
         # no right reading. Two-line plates and container codes keep them (their other layouts).

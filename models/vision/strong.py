@@ -11,9 +11,11 @@ for everything else), and `models.vision.ctc` decodes that under the VN/CN plate
 ISO 6346 with its check digit, O/0 and I/1 read as each other where the grammar needs the other.
 A string outside the grammar is never a reading.
 
-Where the file comes from (`find_model`): `models/<name>` when one is put there, else the
-rapidocr_onnxruntime 1.4.4 wheel's `models/` folder, found without importing the package (its
-code is never run). Only onnxruntime, OpenCV and numpy run. See `models/strong_reader.md`.
+Where the file comes from (`runtime_model`): the folded copy committed in `models/` (the same
+model with its element-wise chains folded into its convolutions, `models.training.fold_strong`),
+else (`find_model`) `models/<name>` when one is put there, else the rapidocr_onnxruntime 1.4.4
+wheel's `models/` folder, found without importing the package (its code is never run). Only
+onnxruntime, OpenCV and numpy run. See `models/strong_reader.md`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,13 @@ MODELS_DIR = Path(__file__).resolve().parent.parent
 REC_NAME = "ch_PP-OCRv4_rec_infer.onnx"
 DET_NAME = "ch_PP-OCRv4_det_infer.onnx"
 WHEEL = "rapidocr_onnxruntime"  # 1.4.4 ships both files under its package's models/
+# The same models with their element-wise chains folded (`python -m models.training.fold_strong`): the
+# same outputs to float rounding in about three quarters of the time; committed to models/.
+FOLDED = {REC_NAME: "ch_PP-OCRv4_rec_folded.onnx", DET_NAME: "ch_PP-OCRv4_det_folded.onnx"}
 SHA256 = {REC_NAME: "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
-          DET_NAME: "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"}
+          DET_NAME: "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+          FOLDED[REC_NAME]: "6aec93351c6f760f1d046f0e0e9752263969d2984a654318414b6f85712de0b7",
+          FOLDED[DET_NAME]: "0005e2266729d58dabbf76d77b3c5c238983ea305ba7d37049732af828e08373"}
 # The calibration maps of the strong model's grammar-decoded readings, fitted on synthetic
 # calibration-seed crops (`python -m models.training.calibrate_strong`), never on real ones.
 PLATE_CALIBRATION = MODELS_DIR / "strong_plates.onnx"  # the map's path is `strong_plates.calibration.json`
@@ -69,6 +76,12 @@ def find_model(name: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def runtime_model(name: str) -> Path | None:
+    """The file the reader runs for `name`: its folded copy in models/ when there, else `find_model(name)`."""
+    folded = MODELS_DIR / FOLDED.get(name, name)
+    return folded if folded.is_file() else find_model(name)
 
 
 def verified(path: Path) -> bool:

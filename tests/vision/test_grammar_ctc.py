@@ -100,3 +100,21 @@ def test_readings_are_displayed_as_painted():
     assert display_plate("29C1234", "VN") == "29C-1234"
     assert display_plate("桂A12345", "CN") == "桂A·12345"
     assert display_container("CSQU3054383") == "CSQU 305438 3"
+
+
+def test_viability_is_the_per_template_rule():
+    # the bit-mask test must answer as checking each template in turn would
+    import random
+
+    def by_template(grammar, prefix):
+        return any(len(prefix) <= len(t) and all(c in allowed for c, allowed in zip(prefix, t, strict=False))
+                   for t in grammar.templates)
+
+    rng = random.Random(7)
+    alphabet = PLATE_CHARS + "OI-x"
+    for grammar in (VN_PLATE, CN_PLATE, ISO6346):
+        for _ in range(3000):
+            template = rng.choice(grammar.templates)
+            prefix = "".join(rng.choice(template[i]) if i < len(template) and rng.random() < 0.9
+                             else rng.choice(alphabet) for i in range(rng.randint(0, len(template) + 2)))
+            assert grammar.viable(prefix) == by_template(grammar, prefix), (grammar.name, prefix)

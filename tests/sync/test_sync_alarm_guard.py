@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 from edge.cache import DeclarationCache
 from edge.journal import Journal
 from edge.journal_guard import RESERVE_FILE, JournalGuard
 from sync.client import SyncService
+from tests.conftest import wait_until
 from tests.sync.helpers import fast_config
 from tests.sync.test_disk_full import fill_disk, small_tmpfs
-
-
-async def _until(predicate, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def _codes(journal: Journal) -> list[str]:
@@ -35,7 +28,7 @@ def _codes(journal: Journal) -> list[str]:
 async def _forged_feed_answer(sync: SyncService) -> None:
     """Central's feed answer without a batch: refused, alarmed as FEED_MALFORMED; accept() must not raise."""
     assert await sync.accept({"not": "a batch"}, nonce="n") is False
-    await _until(lambda: not sync._alarm_tasks)  # the guarded append has returned (written or held)
+    await wait_until(lambda: not sync._alarm_tasks, 10.0, "the guarded append returned (written or held)")
 
 
 def test_a_sync_alarm_on_a_full_disk_is_held_then_written_when_space_returns(tmp_path: Path, keypair):
@@ -55,14 +48,15 @@ async def _full_disk(disk: Path, tmp_path: Path, public) -> None:
         n = 0
         while await guard.append("reading", {"n": n, "pad": "x" * 2000}, lane="IMP-1") is not None:
             n += 1
-        await _until(lambda: "JOURNAL_FAILED" in _codes(journal))  # recorded in the freed reserve's space
+        await wait_until(lambda: "JOURNAL_FAILED" in _codes(journal), 10.0,
+                         "JOURNAL_FAILED recorded in the freed reserve's space")
 
         await _forged_feed_answer(sync)
         assert "FEED_MALFORMED" not in _codes(journal) and not guard.ok
         assert guard.status().held_rows >= 1, "the alarm is held in memory, not lost"
 
         (disk / "filler").unlink()  # space comes back
-        await _until(lambda: guard.ok)
+        await wait_until(lambda: guard.ok, 10.0, "the journal writing again")
         codes = _codes(journal)
         assert codes.index("JOURNAL_FAILED") < codes.index("FEED_MALFORMED") < codes.index("JOURNAL_RECOVERED")
         assert journal.verify().ok
@@ -92,7 +86,7 @@ async def _locked(tmp_path: Path, public) -> None:
         await _forged_feed_answer(sync)
         assert not guard.ok and "FEED_MALFORMED" not in _codes(journal)
         other.execute("COMMIT")
-        await _until(lambda: guard.ok)
+        await wait_until(lambda: guard.ok, 10.0, "the journal writing again")
         assert _codes(journal).count("FEED_MALFORMED") == 1, "written once, not twice"
         assert journal.verify().ok
     finally:

@@ -17,7 +17,8 @@ import numpy as np
 from models.synth.augment import augment_crop_with_maps
 from models.synth.container_synth import render_container
 from models.synth.legibility import LEGIBLE_DPRIME, legibility
-from models.synth.plate_synth import render_plate
+from models.synth.plate_synth import GUANGXI_SHARE, render_plate
+from models.synth.realistic import realistic_plate
 from models.vision.preprocess import CONTAINER_WIDTH, INPUT_HEIGHT, PLATE_WIDTH, container_input, plate_input
 
 HELD_OUT_SEED = 20261201  # the evaluation sets; training seeds must differ
@@ -53,13 +54,31 @@ def _damaged(image: np.ndarray, ink: np.ndarray, cells: np.ndarray,
     return crop, tuple(damage), legibility(crop, ink, cells, whole_cells, surface)
 
 
-def plate_sample(seed: int, index: int, kind: str | None = None) -> Sample:
-    """Plate sample `index` of `seed`: a random class unless `kind` names one."""
+def plate_sample(seed: int, index: int, kind: str | None = None, guangxi_share: float = GUANGXI_SHARE) -> Sample:
+    """Plate sample `index` of `seed`: a random class unless `kind` names one (`guangxi_share`: see
+    `plate_synth.cn_text`)."""
     rng = np.random.default_rng([seed, index])
     country, lines = PLATE_CLASSES[kind] if kind else (None, None)
-    plate = render_plate(rng, country, lines)
+    plate = render_plate(rng, country, lines, guangxi_share=guangxi_share)
     crop, damage, legible = _damaged(plate.image, plate.ink, plate.cells, rng)
     return Sample(crop, plate.label, plate.kind, damage, legible)
+
+
+def realistic_sample(seed: int, index: int, kind: str | None = None) -> Sample:
+    """Realistic plate crop `index` of `seed` (`models.synth.realistic`: tight, small, tilted, any
+    province); its legibility is not measured (infinite)."""
+    rng = np.random.default_rng([seed, index, 1])  # its own stream: sample i of a seed is either kind
+    country, lines = PLATE_CLASSES[kind] if kind else (None, None)
+    plate = realistic_plate(rng, country, lines)
+    return Sample(plate.crop, plate.label, plate.kind)
+
+
+def mixed_plate_sample(seed: int, index: int, realistic: float, guangxi_share: float) -> Sample:
+    """Sample `index` of a training set whose `realistic` share is drawn by `realistic_sample`, the
+    rest by `plate_sample` with `guangxi_share`."""
+    if realistic and np.random.default_rng([seed, index, 2]).random() < realistic:
+        return realistic_sample(seed, index)
+    return plate_sample(seed, index, guangxi_share=guangxi_share)
 
 
 def container_sample(seed: int, index: int, kind: str | None = None) -> Sample:
@@ -78,10 +97,14 @@ def held_out(task: str, kind: str, count: int, seed: int = HELD_OUT_SEED, start:
     return [make(seed + class_no, i, kind) for i in range(start, count)]
 
 
-def _training_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[str], np.ndarray]:
-    task, seed, start, stop = args
+def _training_chunk(args: tuple[str, int, int, int, float, float]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    task, seed, start, stop, realistic, guangxi_share = args
     width = PLATE_WIDTH if task == "plates" else CONTAINER_WIDTH
-    make = plate_sample if task == "plates" else container_sample
+    if task == "plates" and (realistic or guangxi_share != GUANGXI_SHARE):
+        def make(seed: int, index: int) -> Sample:
+            return mixed_plate_sample(seed, index, realistic, guangxi_share)
+    else:
+        make = plate_sample if task == "plates" else container_sample
     to_input: Callable = plate_input if task == "plates" else container_input
     images = np.empty((stop - start, INPUT_HEIGHT, width), np.uint8)
     labels = []
@@ -127,7 +150,8 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 def training_set(task: str, seed: int, count: int, workers: int | None = None,
                  exclude: set[str] | frozenset[str] = frozenset(), deadline: float | None = None,
-                 chunk: int = 500) -> tuple[np.ndarray, list[str], np.ndarray, int]:
+                 chunk: int = 500, realistic: float = 0.0,
+                 guangxi_share: float = GUANGXI_SHARE) -> tuple[np.ndarray, list[str], np.ndarray, int]:
     """`count` preprocessed training inputs (uint8, N x 32 x W), their labels, their legibility
     (`Sample.legibility`) and how many samples were rendered, rendered in parallel in chunks of
     `chunk` samples.
@@ -135,11 +159,14 @@ def training_set(task: str, seed: int, count: int, workers: int | None = None,
     Samples whose label is in `exclude` (the held-out labels) are dropped. With a `deadline`
     (`time.monotonic()` seconds) rendering stops there: the set is then the samples of the chunks
     finished in order by then (at least the first chunk), the same crops a full render starts with.
+    Plates only: `realistic` of the samples are realistic crops (`mixed_plate_sample`), and
+    `guangxi_share` of the others' Chinese plates are 桂.
     """
     if seed in (HELD_OUT_SEED, CALIBRATION_SEED):
         raise ValueError("the training seed must differ from the held-out and calibration seeds")
     workers = workers or os.cpu_count() or 1
-    chunks = [(task, seed, start, min(count, start + chunk)) for start in range(0, count, chunk)]
+    chunks = [(task, seed, start, min(count, start + chunk), realistic, guangxi_share)
+              for start in range(0, count, chunk)]
     images, labels, legibility, rendered = [], [], [], 0
     with _pool(workers) as pool:
         futures = [pool.submit(_training_chunk, job) for job in chunks]

@@ -23,6 +23,7 @@ CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 DIGITS = "0123456789"
 PLATE_FONT_SHARE_CN = 0.5  # share of Chinese plates lettered in the drawn plate font
 PLATE_FONT_SHARE_VN = 0.25
+GUANGXI_SHARE = 0.35  # share of Chinese plates drawn as 桂 (Huu Nghi's); 0 draws every province evenly
 
 # (background BGR, text BGR)
 WHITE, YELLOW, BLUE, GREEN = (235, 238, 240), (20, 200, 245), (160, 70, 10), (120, 210, 140)
@@ -56,9 +57,12 @@ def vn_text(rng: np.random.Generator) -> tuple[str, str, str]:
     return prefix, printed, prefix + digits
 
 
-def cn_text(rng: np.random.Generator) -> tuple[str, str, str]:
-    """A Chinese plate as (province + office letter, serial, normalised label), e.g. ('桂A', '12345', '桂A12345')."""
-    province = "桂" if rng.random() < 0.35 else CN_PROVINCES[rng.integers(len(CN_PROVINCES))]
+def cn_text(rng: np.random.Generator, guangxi_share: float = GUANGXI_SHARE) -> tuple[str, str, str]:
+    """A Chinese plate as (province + office letter, serial, normalised label), e.g. ('桂A', '12345', '桂A12345').
+
+    `guangxi_share` of the plates are 桂, the rest any of the 31 provinces evenly (0: a flat prior; the
+    draws from `rng` are the same whatever the share)."""
+    province = "桂" if rng.random() < guangxi_share else CN_PROVINCES[rng.integers(len(CN_PROVINCES))]
     office = "F" if province == "桂" and rng.random() < 0.3 else CN_LETTERS[rng.integers(len(CN_LETTERS))]
     roll = rng.random()
     length = 6 if roll < 0.1 else 5  # new-energy plates have 6
@@ -91,14 +95,17 @@ def _plate_colours(rng: np.random.Generator, country: str, label: str) -> tuple[
     return WHITE, BLACK
 
 
-def _latin_font(rng: np.random.Generator, country: str, installed: tuple[str, ...]) -> str:
+def _latin_font(rng: np.random.Generator, country: str, installed: tuple[str, ...],
+                plate_font_share: float | None = None) -> str:
     """The font for a plate's digits and letters: often the drawn plate font, otherwise a desktop one.
 
     Real plates are lettered in their standard's face; desktop fonts stay in the mix so the reader
     does not depend on one face. Chinese plates get the drawn font more often because it is drawn
     after their standard (GA 36); Vietnamese plates get it less, as their face is another narrow sans.
     """
-    if rng.random() < (PLATE_FONT_SHARE_CN if country == "CN" else PLATE_FONT_SHARE_VN):
+    if plate_font_share is None:
+        plate_font_share = PLATE_FONT_SHARE_CN if country == "CN" else PLATE_FONT_SHARE_VN
+    if rng.random() < plate_font_share:
         return PLATE_FONTS[rng.integers(len(PLATE_FONTS))]
     return installed[rng.integers(len(installed))]
 
@@ -120,12 +127,16 @@ def plate_parts(label: str) -> tuple[str, str, str]:
 
 
 def render_plate(rng: np.random.Generator, country: str | None = None, lines: int | None = None,
-                 scale: float | None = None, label: str | None = None) -> PlateSample:
+                 scale: float | None = None, label: str | None = None, *, guangxi_share: float = GUANGXI_SHARE,
+                 plate_font_share: float | None = None,
+                 colours: tuple[tuple, tuple] | None = None) -> PlateSample:
     """Render one random plate, clean (no augmentation); `country` "VN"/"CN", `lines` 1/2.
 
     `scale` is pixels per millimetre of the real plate (random 0.3-0.6 when None: a crop as a
     gate camera sees it). `label` (normalised, e.g. "29C12345") draws that plate instead of a
-    random one.
+    random one. `guangxi_share`: see `cn_text`; `plate_font_share`: the chance of the drawn plate
+    font (None: the country's share above); `colours`: (background, text) BGR instead of a random pair.
+    The defaults draw what they always drew, so a seeded set is the same.
     """
     fonts = installed_fonts()
     given = plate_parts(label) if label else None
@@ -133,19 +144,19 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
         country = given[0]
     country = country or ("VN" if rng.random() < 0.5 else "CN")
     lines = lines or (1 if rng.random() < 0.5 else 2)
-    font_pair = (_latin_font(rng, country, fonts.latin), fonts.cjk[rng.integers(len(fonts.cjk))])
+    font_pair = (_latin_font(rng, country, fonts.latin, plate_font_share), fonts.cjk[rng.integers(len(fonts.cjk))])
     if given:
         prefix, serial = given[1], given[2]
         label = prefix + serial.replace(".", "")
     elif country == "VN":
         prefix, serial, label = vn_text(rng)
     else:
-        prefix, serial, label = cn_text(rng)
+        prefix, serial, label = cn_text(rng, guangxi_share)
     sizes_mm = {("VN", 1): (520, 110), ("VN", 2): (330, 165), ("CN", 1): (440, 140), ("CN", 2): (440, 220)}
     width, height = sizes_mm[(country, lines)]
     scale = rng.uniform(0.3, 0.6) if scale is None else scale
     width, height = int(width * scale), int(height * rng.uniform(0.95, 1.05) * scale)
-    background, ink = _plate_colours(rng, country, label)
+    background, ink = colours if colours is not None else _plate_colours(rng, country, label)
     image = np.empty((height, width, 3), np.uint8)
     image[:] = _jitter(background, rng)
     ink = _jitter(ink, rng, 15)

@@ -41,6 +41,12 @@ runs the first model alone. Retrain it with
 
 then refit the confidence map (`python -m models.training.calibrate --task plates`).
 
+Fine-tuning on realistic synthesis did not pay yet: going on from this model on 70k crops of seed 5,
+half of them realistic detector crops (`--realistic 0.5 --flat-provinces`, models/synth/realistic.py),
+then 45k of seed 6 (1.7 + 6 epochs, 38 min of epochs on 2 shared vCPU) read more real Chinese crops
+right with the fast models alone (214-216 of 323 against 200) but was sure of fewer, and lost 4-9 of
+400 synthetic held-out crops per class in the cascade (figures in models/plate_reader.md, "Real images").
+
 A wider input did not pay when reached by going on from this model. A two-line plate's halves lie
 side by side in the 160 px input, so its lower line gets about half of it and three steps a
 character: held-out plates 65U71567, 云L6QQ0W6 and 桂Z588R12 lose a character there, QQ and 88 run

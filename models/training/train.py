@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from models.synth.dataset import held_out_labels, training_set
+from models.synth.plate_synth import GUANGXI_SHARE
 from models.training.net import CRNN, ExportWrapper, widths_for
 from models.training.sources import renderer_version
 from models.vision.charsets import encode
@@ -40,6 +41,8 @@ class Task:
     net_scale: float = 1.0  # channel widths against net.WIDTHS, when not started from an ONNX file
     min_legibility: float = 0.0  # crops whose worst character's d' is lower are left out of training
     jitter: float = 0.0  # strength of the per-batch shift, scale, shear and contrast jitter (0: none)
+    realistic: float = 0.0  # plates: share of realistic crops (models.synth.realistic) in the training set
+    guangxi_share: float = GUANGXI_SHARE  # plates: share of the other crops' Chinese plates drawn 桂
 
 
 def parse_args(task: Task, default_out: str, default_init: str | None = None,
@@ -76,6 +79,13 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
     parser.add_argument("--jitter", type=float, default=task.jitter,
                         help="per-batch shift/scale/shear/contrast jitter of the rendered inputs "
                              "(0: none, 1: standard)")
+    parser.add_argument("--realistic", type=float, default=task.realistic,
+                        help="plates: share of the training crops drawn as a plate detector's real crops "
+                             "(tight, ~94x24, tilted and sheared to 15 degrees, any province; models.synth.realistic)")
+    parser.add_argument("--flat-provinces", dest="guangxi_share", action="store_const", const=0.0,
+                        default=task.guangxi_share,
+                        help=f"plates: draw every province evenly in the other crops too (default: "
+                             f"{GUANGXI_SHARE:.0%} 桂); the model then needs no prior correction at run time")
     parser.add_argument("--net-scale", type=float, default=task.net_scale,
                         help="network width against the standard one (an ONNX --init keeps its own width)")
     parser.add_argument("--init", default=default_init,
@@ -97,6 +107,7 @@ def parse_args(task: Task, default_out: str, default_init: str | None = None,
             ("--min-legibility", args.min_legibility, 0.0, None, "a d' of 0 (keep every crop) or more"),
             # above 3 the contrast jitter's gain turns negative and inverts the crop
             ("--jitter", args.jitter, 0.0, 3.0, "a strength from 0 (none) to 3; 1 is standard"),
+            ("--realistic", args.realistic, 0.0, 1.0, "a share from 0 to 1"),
             ("--net-scale", args.net_scale, 0.25, 4.0, "a width between 0.25 and 4 times the standard network")):
         if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
             parser.error(f"{option} {value}: give {what}")
@@ -132,7 +143,7 @@ def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str],
     """The training set from the cache (rendering it first when missing or made by other code), less
     the crops below `--min-legibility`. Rendering stops at `deadline` (`time.monotonic()`), if given;
     a set cut short there is not cached."""
-    cache = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}-{renderer_version()}.npz"
+    cache = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}{_mix_tag(args)}-{renderer_version()}.npz"
     if cache.exists():
         data = np.load(cache, allow_pickle=False)
         images, labels, legibility = data["images"], [str(x) for x in data["labels"]], data["legibility"]
@@ -140,7 +151,8 @@ def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str],
         started = time.perf_counter()
         images, labels, legibility, rendered = training_set(task.name, args.seed, args.samples,
                                                             workers=args.workers or None, exclude=exclude,
-                                                            deadline=deadline)
+                                                            deadline=deadline, realistic=args.realistic,
+                                                            guangxi_share=args.guangxi_share)
         print(f"rendered {rendered} crops in {time.perf_counter() - started:.0f} s, {len(labels)} for training "
               f"(the others' labels are held out)", flush=True)
         if rendered == args.samples:  # nothing was cut off by the deadline
@@ -150,6 +162,19 @@ def load_or_render(task: Task, args: argparse.Namespace, exclude: set[str],
     if len(keep) < len(labels):
         print(f"left out {len(labels) - len(keep)} crops below d' {args.min_legibility}", flush=True)
     return images[keep], [labels[i] for i in keep]
+
+
+def _mix_tag(args: argparse.Namespace) -> str:
+    """The part of a cache or checkpoint name that tells a mixed plate set from the default one."""
+    tag = f"-real{args.realistic:g}" if args.realistic else ""
+    return tag + (f"-gx{args.guangxi_share:g}" if args.guangxi_share != GUANGXI_SHARE else "")
+
+
+def province_prior(args: argparse.Namespace) -> float:
+    """The share of 桂 among the Chinese plates the model learns from (realistic crops draw provinces evenly)."""
+    flat = 1.0 / 31
+    other = args.guangxi_share + (1 - args.guangxi_share) * flat
+    return args.realistic * flat + (1 - args.realistic) * other
 
 
 def hardware_bf16() -> bool:
@@ -287,15 +312,16 @@ def train(task: Task, args: argparse.Namespace) -> dict:
         epoch += 1
         done = done or (budget is None and epoch == args.epochs)
     net.cpu()  # the checkpoint and the ONNX export are the CPU's, wherever it trained
-    checkpoint = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}.pt"
+    checkpoint = Path(args.cache) / f"{task.name}-seed{args.seed}-n{args.samples}{_mix_tag(args)}.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), checkpoint)
     print(f"checkpoint {checkpoint}", flush=True)
-    export(net, task, Path(args.out))
+    export(net, task, Path(args.out), province_prior(args) if task.name == "plates" else None)
     quantised = args.quantise and _quantised(Path(args.out))
     epochs = history[-1]["epoch"] if history else 0
     record = {"samples": len(y_train), "validation": val_count, "excluded_held_out_labels": len(exclude),
               "min_legibility": args.min_legibility, "jitter": args.jitter,
+              "realistic": args.realistic, "guangxi_share": args.guangxi_share,
               "epochs": epochs, "batch": args.batch, "widths": list(widths), "lr": args.lr, "seed": args.seed,
               "init": args.init, "precision": "bf16" if bf16 else "fp32", "quantised": quantised,
               "device": _device_name(device),
@@ -368,8 +394,11 @@ def validate(net: CRNN, images: np.ndarray, labels: list[str], charset: str,
     return right / max(1, len(labels))
 
 
-def export(net: CRNN, task: Task, out: Path) -> None:
-    """Write the ONNX file: input `image` (N, 1, 32, W) float32, output `probs` (N, W/4, classes)."""
+def export(net: CRNN, task: Task, out: Path, guangxi_prior: float | None = None) -> None:
+    """Write the ONNX file: input `image` (N, 1, 32, W) float32, output `probs` (N, W/4, classes).
+
+    `guangxi_prior`: the share of 桂 among the Chinese plates it learnt from, kept in the metadata
+    (`guangxi_prior`) so that the reader can swap the prior for a flat one."""
     import onnx
 
     net.eval()
@@ -378,7 +407,10 @@ def export(net: CRNN, task: Task, out: Path) -> None:
     torch.onnx.export(ExportWrapper(net), dummy, str(out), input_names=["image"], output_names=["probs"],
                       dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False)
     model = onnx.load(str(out))
-    for key, value in {"charset": task.charset, "task": task.name, "input_width": str(task.width)}.items():
+    meta = {"charset": task.charset, "task": task.name, "input_width": str(task.width)}
+    if guangxi_prior is not None:
+        meta["guangxi_prior"] = f"{guangxi_prior:.4f}"
+    for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(out))

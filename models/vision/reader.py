@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -254,10 +255,16 @@ class VisionReader:
 
         matrices: list[list[np.ndarray]] = [[] for _ in crops]  # what each crop's readings were decoded from
 
-        def hear(jobs: list[tuple[int, np.ndarray]], probs: np.ndarray | list[np.ndarray]) -> None:
+        # Plates: each matrix's province prior (the mean of the priors of the models averaged in it) is
+        # swapped for a flat one before decoding.
+        alone_prior = _guangxi_prior(model) if plate else None
+        pooled_prior = (float(np.mean([_guangxi_prior(m) for m in (model, *others)])) if plate else None)
+
+        def hear(jobs: list[tuple[int, np.ndarray]], probs: np.ndarray | list[np.ndarray],
+                 guangxi: float | None) -> None:
             for (owner, _), p in zip(jobs, probs, strict=True):
-                if plate:
-                    p = _flat_province_prior(p)
+                if guangxi is not None:
+                    p = _flat_province_prior(p, guangxi)
                 matrices[owner].append(p)
                 candidate = decode(p, model.charset, language)
                 if candidate is not None:
@@ -269,14 +276,14 @@ class VisionReader:
             if alone:
                 inputs = [preprocess.model_input(line, width) for _, line in alone]
                 probs = model.probabilities(inputs)
-                hear(alone, probs)
+                hear(alone, probs, alone_prior)
                 if keep:
                     for (owner, _), p, given in zip(alone, probs, inputs, strict=True):
                         first.setdefault(owner, []).append(p)
                         first_inputs.setdefault(owner, []).append(given)
             if paired and others:
                 inputs = [preprocess.model_input(line, width) for _, line in paired]
-                hear(paired, opinion(model.probabilities(inputs), inputs))
+                hear(paired, opinion(model.probabilities(inputs), inputs), pooled_prior)
 
         def opinion(ours: np.ndarray, inputs: list[np.ndarray]) -> np.ndarray:
             # every model's per-step probabilities, averaged
@@ -303,7 +310,7 @@ class VisionReader:
                 for i in ask:
                     heard[i] = []
                 consulted.update(ask)
-                hear(jobs, opinion(ours, [given for i in ask for given in first_inputs[i]]))
+                hear(jobs, opinion(ours, [given for i in ask for given in first_inputs[i]]), pooled_prior)
         # A one-line plate crop the cascade will show the strong recogniser gets no more looks of the fast
         # models: on real crops (nearly all unsure) those looks cost more than the strong read and added
         # no right reading. Two-line plates and container codes keep them (their other layouts).
@@ -442,20 +449,37 @@ class VisionReader:
         return Reading(text, round(reported, 4), box, language.kind_of(text) or "")
 
 
-# The synthesis draws 桂 for 35 % of Chinese plates (Huu Nghi's share) and the other 30 provinces
-# evenly, so the fast models learnt that prior: they read a small unclear province as 桂. Their
-# province probabilities are divided by that prior and multiplied by a flat one (a label-shift
-# correction from the synthesis's known distribution; nothing is fitted on real plates).
-_TRAINING_PRIOR = {char: 0.65 / len(CN_PROVINCES) + (0.35 if char == "桂" else 0.0) for char in CN_PROVINCES}
+# The default synthesis draws 桂 for 35 % of Chinese plates (Huu Nghi's share) and the other 30
+# provinces evenly, so a model trained on it learnt that prior: it reads a small unclear province as
+# 桂. Its province probabilities are divided by that prior and multiplied by a flat one (a label-shift
+# correction from the synthesis's known distribution; nothing is fitted on real plates). A model
+# trained on another mix says its share of 桂 in its metadata (`guangxi_prior`, written by
+# models.training.train); files without it were trained on the default synthesis.
+_DEFAULT_GUANGXI_PRIOR = 0.35 + 0.65 / len(CN_PROVINCES)
 _PROVINCE_COLUMNS = np.array([PLATE_CHARS.index(char) + 1 for char in CN_PROVINCES])
-_PROVINCE_WEIGHTS = np.array([(1.0 / len(CN_PROVINCES)) / _TRAINING_PRIOR[char] for char in CN_PROVINCES],
-                             np.float32)
+_GUANGXI = CN_PROVINCES.index("桂")
 
 
-def _flat_province_prior(probs: np.ndarray) -> np.ndarray:
-    """A plate model's per-step probabilities with the synthesis's province prior swapped for a flat one."""
+def _guangxi_prior(recogniser: Recogniser) -> float:
+    """The share of 桂 among the Chinese plates `recogniser` learnt from."""
+    return float(recogniser.metadata.get("guangxi_prior", _DEFAULT_GUANGXI_PRIOR))
+
+
+@lru_cache(maxsize=8)
+def _province_weights(guangxi: float) -> np.ndarray:
+    """Per province: a flat prior over the model's prior (桂 `guangxi`, the others sharing the rest evenly)."""
+    others = (1.0 - guangxi) / (len(CN_PROVINCES) - 1)
+    prior = np.full(len(CN_PROVINCES), others, np.float32)
+    prior[_GUANGXI] = guangxi
+    return (1.0 / len(CN_PROVINCES)) / prior
+
+
+def _flat_province_prior(probs: np.ndarray, guangxi: float = _DEFAULT_GUANGXI_PRIOR) -> np.ndarray:
+    """A plate model's per-step probabilities with its province prior (桂 `guangxi`) swapped for a flat one."""
+    if abs(guangxi - 1.0 / len(CN_PROVINCES)) < 1e-4:
+        return probs
     out = probs.copy()
-    out[..., _PROVINCE_COLUMNS] *= _PROVINCE_WEIGHTS
+    out[..., _PROVINCE_COLUMNS] *= _province_weights(guangxi)
     return out / out.sum(axis=-1, keepdims=True)
 
 

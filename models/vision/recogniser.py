@@ -41,6 +41,7 @@ class Recogniser:
         if meta.get("charset", charset) != charset or int(meta.get("input_width", width)) != width:
             raise ModelError(f"{path}: the model's charset or input width differs from models/vision; retrain it")
         self.path, self.charset, self.width, self.threads = path, charset, width, threads
+        self.metadata: dict[str, str] = dict(meta)
         self.input_name = self.session.get_inputs()[0].name
 
     def probabilities(self, inputs: list[np.ndarray]) -> np.ndarray:

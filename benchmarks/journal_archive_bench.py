@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.stats import percentiles
 from edge.journal import Journal
-from edge.journal_archive import archive_journal, journal_bytes
+from sync.journal_archive import archive_journal, journal_bytes
 from sync.outbox import Outbox
 
 ROWS_A_TRUCK = 22

@@ -197,7 +197,7 @@ def _archive_files(given: list[str]) -> list[Path]:
 
 def _verify_archive_files(given: list[str], anchors: list | None) -> bool:
     """Check archive files alone and, with `anchors` (the live journal's), as the ones it recorded."""
-    from edge.journal_archive import check_against_journal, not_given, verify_archive
+    from sync.journal_archive import check_against_journal, not_given, verify_archive
 
     files = _archive_files(given)
     if not files:
@@ -233,7 +233,7 @@ def _wrap(text: str) -> str:
 
 
 def cmd_journal_archive(args: argparse.Namespace) -> int:
-    from edge.journal_archive import ArchiveError, archive_journal
+    from sync.journal_archive import ArchiveError, archive_journal
 
     path = Path(args.db) if args.db else _data_dir(args, must_exist=True) / "journal.sqlite"
     if args.before is not None:

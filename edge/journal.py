@@ -22,7 +22,7 @@ enrolment) and sends it with every upload; `verify_against_anchor` compares the 
 what central holds (`smartgate journal verify --against-central`), so a journal truncated, or
 rewritten and re-chained, after central saw it is reported.
 
-Archiving (edge/journal_archive.py, `smartgate journal archive`) moves the oldest rows central has
+Archiving (sync/journal_archive.py, `smartgate journal archive`) moves the oldest rows central has
 acknowledged to a gzip'd JSON-lines file and records an anchor in `journal_archive` (the range, the
 hash the first archived row chains from, the hash of the last one, the file's SHA-256); only rows at
 or below the newest anchor may be deleted (the delete trigger says so), and `verify` checks the live

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from edge import journal_archive
 from edge.journal import Journal, verify_against_anchor
-from edge.journal_archive import (
+from sync import journal_archive
+from sync.journal_archive import (
     ArchiveError,
     archive_journal,
     check_against_journal,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from edge.cache import DeclarationCache
 from edge.journal import Journal, verify_against_anchor
-from edge.journal_archive import archive_journal
 from sync.central.server import CentralServer
 from sync.client import SyncService, fetch_anchor
+from sync.journal_archive import archive_journal
 from tests.conftest import wait_until
 from tests.sync.helpers import assert_exactly_once_in_order, enrolled, fast_config
 

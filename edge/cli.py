@@ -243,6 +243,10 @@ def cmd_journal_archive(args: argparse.Namespace) -> int:
             print(f"--before {args.before!r}: not a date; give YYYY-MM-DD or an ISO date-time", file=sys.stderr)
             return 2
         before = (cut if cut.tzinfo else cut.replace(tzinfo=UTC)).timestamp()
+    elif args.keep_days < 0:
+        print(f"--keep-days {args.keep_days:g}: must be 0 or more (0 archives every row central acknowledged)",
+              file=sys.stderr)
+        return 2
     else:
         before = datetime.now(UTC).timestamp() - args.keep_days * 86400
     try:

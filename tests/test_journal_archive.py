@@ -317,6 +317,8 @@ def test_the_command_archives_by_date_and_prints_its_figures(tmp_path: Path):
     figures = json.loads(done.stdout)
     assert done.returncode == 0 and (figures["first_seq"], figures["last_seq"]) == (1, 30)
     assert figures["file"].endswith("journal-0000000001-0000000030.jsonl.gz")
+    negative = smartgate("journal", "archive", "--db", str(path), "--keep-days", "-3")  # a typo, not "everything"
+    assert negative.returncode == 2 and "must be 0 or more" in negative.stderr
     assert json.loads(smartgate("journal", "archive", "--db", str(path), "--keep-days", "0").stdout)["rows"] == 70
     bad = smartgate("journal", "archive", "--db", str(path), "--before", "last tuesday")
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr

@@ -75,26 +75,23 @@ def test_cleared_truck_goes_from_arrival_to_closed_boom():
     assert closing.result == "passed"
 
 
-def test_released_truck_seen_only_on_the_exit_loop_passed_and_the_boom_closes_behind_it():
-    # The safety loop's pulse was shorter than one PLC poll: the node saw the truck leave the arrival loop, then
-    # on the exit loop beyond the boom. Left open, the boom would wait for a safety loop that never comes.
-    lane = arrived_lane()
-    lane.handle(plate(), 100.1)
-    lane.handle(Decided(RELEASE), 100.2)
-    lane.handle(BoomEvent(opened=True), 101.0)
-    lane.handle(LoopEvent("arrival", False), 101.6)
-    actions = lane.handle(LoopEvent("exit", True), 102.0)
-    assert "close_barrier" in kinds(actions)
-    closing = next(a for a in lane.handle(BoomEvent(opened=False), 103.0) if a.kind == "close_transaction")
-    assert closing.result == "passed"
-
-
 def _released_and_open() -> tuple[LaneMachine, str]:
     lane = arrived_lane()
     lane.handle(plate(), 100.1)
     lane.handle(Decided(RELEASE), 100.2)
     lane.handle(BoomEvent(opened=True), 101.0)
     return lane, lane.tx.id
+
+
+def test_released_truck_seen_only_on_the_exit_loop_passed_and_the_boom_closes_behind_it():
+    # The safety loop's pulse was shorter than one PLC poll: the node saw the truck leave the arrival loop, then
+    # on the exit loop beyond the boom. Left open, the boom would wait for a safety loop that never comes.
+    lane, _ = _released_and_open()
+    lane.handle(LoopEvent("arrival", False), 101.6)
+    actions = lane.handle(LoopEvent("exit", True), 102.0)
+    assert "close_barrier" in kinds(actions)
+    closing = next(a for a in lane.handle(BoomEvent(opened=False), 103.0) if a.kind == "close_transaction")
+    assert closing.result == "passed"
 
 
 def test_released_truck_that_backs_away_gets_the_boom_closed_behind_nobody():
@@ -163,10 +160,7 @@ def test_released_truck_that_comes_back_onto_the_arrival_loop_keeps_its_open_boo
 
 
 def test_exit_loop_does_not_close_the_boom_in_front_of_a_released_truck_still_waiting():
-    lane = arrived_lane()
-    lane.handle(plate(), 100.1)
-    lane.handle(Decided(RELEASE), 100.2)
-    lane.handle(BoomEvent(opened=True), 101.0)
+    lane, _ = _released_and_open()
     assert "close_barrier" not in kinds(lane.handle(LoopEvent("exit", True), 101.5))  # the truck ahead, lingering
     lane.handle(LoopEvent("safety", True), 102.0)
     assert "close_barrier" not in kinds(lane.handle(LoopEvent("exit", True), 102.1))  # never onto a vehicle
@@ -238,10 +232,7 @@ def test_timeout_of_an_old_transaction_is_ignored():
 
 
 def test_second_truck_waiting_starts_the_next_transaction_after_the_boom_closes():
-    lane = arrived_lane()
-    lane.handle(plate(), 100.1)
-    lane.handle(Decided(RELEASE), 100.2)
-    lane.handle(BoomEvent(opened=True), 101.0)
+    lane, _ = _released_and_open()
     first = lane.tx.id
     lane.handle(LoopEvent("safety", True), 101.5)
     lane.handle(LoopEvent("arrival", False), 101.6)
@@ -256,10 +247,7 @@ def test_second_truck_waiting_starts_the_next_transaction_after_the_boom_closes(
 
 
 def test_vehicle_under_the_boom_while_closing_raises_tailgating_alarm():
-    lane = arrived_lane()
-    lane.handle(plate(), 100.1)
-    lane.handle(Decided(RELEASE), 100.2)
-    lane.handle(BoomEvent(opened=True), 101.0)
+    lane, _ = _released_and_open()
     lane.handle(LoopEvent("safety", True), 101.5)
     lane.handle(LoopEvent("safety", False), 102.0)
     actions = lane.handle(LoopEvent("safety", True), 102.2)
@@ -397,10 +385,7 @@ def test_truck_waiting_during_a_fault_is_held_with_the_fault_as_reason_at_timeou
 
 
 def test_device_failing_while_a_truck_passes_blocks_the_next_truck():
-    lane = arrived_lane()
-    lane.handle(plate(), 100.1)
-    lane.handle(Decided(RELEASE), 100.2)
-    lane.handle(BoomEvent(opened=True), 101.0)
+    lane, _ = _released_and_open()
     lane.handle(DeviceFailed("IMP-1-scale", "cable pulled"), 101.2)
     assert lane.state == LaneState.PASSING  # the released truck still goes through
     lane.handle(LoopEvent("safety", True), 101.5)

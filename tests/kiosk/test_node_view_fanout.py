@@ -25,7 +25,9 @@ def test_the_kiosk_telemetry_and_metrics_hear_the_lanes_through_the_one_fan_out(
     gate.call(wait_until(lambda: any(kind == "decision" for _, kind, _ in heard), 15, "a decision notice"))
     decisions = [payload for lane, kind, payload in heard if kind == "decision"]
     assert len(decisions) == 1 and decisions[0]["outcome"] == "release"
-    assert all(lane == "IMP-1" for lane, _, _ in heard)
+    # Another lane may publish its own state meanwhile (its devices coming up); nothing of this truck is its.
+    truck = [(lane, kind) for lane, kind, _ in heard if kind != "lane"]
+    assert truck and all(lane == "IMP-1" for lane, _ in truck), truck
     assert node.metrics is not None
     counted = node.metrics.registry.get_sample_value("smartgate_decisions_total",
                                                      {"lane": "IMP-1", "outcome": "release"})

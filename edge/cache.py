@@ -22,7 +22,7 @@ from unicodedata import is_normalized
 
 from sqlite_utils import Database
 
-from devices.protocols.identifiers import fold_identifier, normalise_container, normalise_plate
+from devices.protocols.identifiers import D_WITH_STROKE, fold_identifier, normalise_container, normalise_plate
 from edge import claims as claims_table
 from edge.claims import Claim, ClaimPassage
 from edge.declarations import (
@@ -59,8 +59,11 @@ _GENERATION = "generation"  # bumped by every write of declarations or cache_met
 _BUMP_GENERATION = ("INSERT INTO cache_meta (key, value) VALUES ('generation', 1) "
                     "ON CONFLICT (key) DO UPDATE SET value = value + 1")
 _IDENTIFIER_FORM = "identifier_form"
-IDENTIFIER_FORM = "nfkc-upper-no-separators-1"
-"""The matching form stored identifiers are in (cache_meta `identifier_form`); another value is refolded on open."""
+IDENTIFIER_FORM = "nfkc-upper-no-separators-d-stroke-2"
+"""The matching form stored identifiers are in (cache_meta `identifier_form`); another value is refolded on open.
+
+2: Đ (and its look-alikes) folded to D; a cache marked `nfkc-upper-no-separators-1` may hold `29MĐ112345`."""
+_STROKE = frozenset(D_WITH_STROKE)
 
 
 def _iso(moment: datetime) -> str:
@@ -68,16 +71,19 @@ def _iso(moment: datetime) -> str:
 
 
 def _is_folded(text: str) -> bool:
-    """True for text surely in matching form already (the usual case: ASCII upper case and digits)."""
+    """True for text surely in matching form already (the usual case: ASCII upper case and digits).
+
+    Upper-case NFKC text holding a D with stroke (`29MĐ112345`) is not: matching form has `D` there.
+    """
     return (text.isalnum() and (text.isupper() or text.isdigit())
-            and (text.isascii() or is_normalized("NFKC", text)))
+            and (text.isascii() or (is_normalized("NFKC", text) and _STROKE.isdisjoint(text))))
 
 
 def _folded(items: tuple[str, ...]) -> tuple[str, ...]:
     """`items` in matching form, duplicates after folding dropped; already-folded tuples are returned as they are."""
-    joined = "".join(items)  # one check for the whole list: this runs for every list of every declaration imported
+    joined = "".join(items)  # one check for the whole list (_is_folded inline): it runs for every list imported
     if (joined.isalnum() and (joined.isupper() or joined.isdigit())
-            and (joined.isascii() or is_normalized("NFKC", joined))) or not items:
+            and (joined.isascii() or (is_normalized("NFKC", joined) and _STROKE.isdisjoint(joined)))) or not items:
         return items
     return tuple(dict.fromkeys(map(fold_identifier, items)))
 

@@ -4,8 +4,17 @@ Plates, container numbers and seal ids are compared in one *matching form* every
 import, feed, codecs, rules): Unicode NFKC (full-width `２９Ｃ` is `29C`, a CJK compatibility
 ideograph is its unified one), separators removed (white space of any kind, `-`, `.`, `/`, `_`,
 the middle dots `·` `•` `・` `･`, full-width `．` `－`, hyphens, en and em dashes, the minus sign),
-then upper case (so seal ids compare case-insensitively). `29C-123.45`, `29c 123 45` and
-`２９Ｃ－１２３．４５` all give `29C12345`; `ＣＳＱＵ３０５４３８３` gives `CSQU3054383`.
+then upper case (so seal ids compare case-insensitively), and the Vietnamese D with stroke folded to
+`D`. `29C-123.45`, `29c 123 45` and `２９Ｃ－１２３．４５` all give `29C12345`; `ＣＳＱＵ３０５４３８３` gives
+`CSQU3054383`; `29MĐ1-123.45` and `29MD1-123.45` both give `29MD112345`.
+
+Đ and đ (U+0110, U+0111), and the letters that look the same (eth Ð ð U+00D0/U+00F0, African D
+Ɖ ɖ U+0189/U+0256, which a keyboard or a PDF can put in their place) are `D` in matching form: a
+camera cannot tell Đ from D (no plate reader we run has a Đ class: PP-OCR reads the glyph as D), and
+no plate series we know of (the Vietnamese ones in the domain notes included) differs from another by
+the stroke alone, so a declaration written `29MĐ1-123.45` must be matched by a camera reading
+`29MD112345`. The stroke goes the way the separators go: what is stored in matching form (a cached
+declaration's plates, a reading) holds `29MD112345`.
 
 Device strings (a plate, a camera id, a lane, a seal id, a container) are refused when they hold a
 character an officer cannot see or that reorders what they see: control characters (C0, C1, NUL,
@@ -35,6 +44,10 @@ _SEPARATORS = re.compile(rf"[\s{_SEPARATOR_CHARS}]+")
 _ASCII_SEPARATORS = re.compile(r"[\s\-./_]+")
 _LIST_SEPARATORS = re.compile(r"[;|/,\u3001\r\n]")
 
+D_WITH_STROKE = "\u0110\u0111\u00d0\u00f0\u0189\u0256"
+"""Đ đ, and the look-alikes Ð ð (eth) and Ɖ ɖ (African D): all `D` in matching form (see the module docstring)."""
+_STROKE_TO_D = str.maketrans(dict.fromkeys(D_WITH_STROKE, "D"))
+
 # Unicode general categories refused in device strings (see the module docstring).
 _REFUSED_CATEGORIES = {
     "Cc": "control character",
@@ -49,14 +62,20 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 
 
 def fold_identifier(text: str) -> str:
-    """Return `text` in matching form: NFKC, separators removed, upper case (see the module docstring)."""
+    """Return `text` in matching form: NFKC, separators removed, upper case, Đ as D (see the module docstring)."""
     if text.isascii():  # NFKC leaves ASCII as it is: the common case stays cheap
         return _ASCII_SEPARATORS.sub("", text).upper()
-    folded = _SEPARATORS.sub("", unicodedata.normalize("NFKC", text)).upper()
-    # Removing a separator or upper-casing can leave text that is not NFKC any more (a combining mark
-    # that NFKC split off a spacing accent now follows a letter): normalise once more, so folding twice
-    # gives what folding once gave.
+    folded = _SEPARATORS.sub("", unicodedata.normalize("NFKC", text)).upper().translate(_STROKE_TO_D)
+    # Removing a separator, upper-casing or dropping a stroke can leave text that is not NFKC any more (a
+    # combining mark that NFKC split off a spacing accent now follows a letter; `Đ` + dot above became
+    # `D` + dot above, which composes to `Ḋ`): normalise once more, so folding twice gives what folding
+    # once gave. No character composes to one of D_WITH_STROKE (none of them has a decomposition).
     return _SEPARATORS.sub("", unicodedata.normalize("NFKC", folded))
+
+
+def stroke_to_d(text: str) -> str:
+    """`text` with every D with stroke (and look-alike, D_WITH_STROKE) replaced by `D`, nothing else changed."""
+    return text if text.isascii() else text.translate(_STROKE_TO_D)
 
 
 def normalise_plate(text: str) -> str:

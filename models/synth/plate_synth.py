@@ -129,13 +129,15 @@ def plate_parts(label: str) -> tuple[str, str, str]:
 def render_plate(rng: np.random.Generator, country: str | None = None, lines: int | None = None,
                  scale: float | None = None, label: str | None = None, *, guangxi_share: float = GUANGXI_SHARE,
                  plate_font_share: float | None = None,
-                 colours: tuple[tuple, tuple] | None = None) -> PlateSample:
+                 colours: tuple[tuple, tuple] | None = None, printed_prefix: str | None = None) -> PlateSample:
     """Render one random plate, clean (no augmentation); `country` "VN"/"CN", `lines` 1/2.
 
     `scale` is pixels per millimetre of the real plate (random 0.3-0.6 when None: a crop as a
     gate camera sees it). `label` (normalised, e.g. "29C12345") draws that plate instead of a
     random one. `guangxi_share`: see `cn_text`; `plate_font_share`: the chance of the drawn plate
-    font (None: the country's share above); `colours`: (background, text) BGR instead of a random pair.
+    font (None: the country's share above); `colours`: (background, text) BGR instead of a random pair;
+    `printed_prefix`: the prefix as the plate prints it (`29-MĐ1` on a two-line plate's top row) instead
+    of the label's own (`29MD1`); it draws nothing from `rng` and the label stays as it was.
     The defaults draw what they always drew, so a seeded set is the same.
     """
     fonts = installed_fonts()
@@ -152,6 +154,8 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
         prefix, serial, label = vn_text(rng)
     else:
         prefix, serial, label = cn_text(rng, guangxi_share)
+    if printed_prefix is not None:
+        prefix = printed_prefix
     sizes_mm = {("VN", 1): (520, 110), ("VN", 2): (330, 165), ("CN", 1): (440, 140), ("CN", 2): (440, 220)}
     width, height = sizes_mm[(country, lines)]
     scale = rng.uniform(0.3, 0.6) if scale is None else scale

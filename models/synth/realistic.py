@@ -9,8 +9,12 @@ few degrees, a third of its Chinese plates 桂. Real crops (issue #29) differ in
 - tilted and sheared up to ±15° (a camera beside the lane, a plate fixed askew);
 - lettered in the plate face (GA 36), blue or green passenger plates as well as yellow trucks;
 - any province (a flat prior: a gate far from Guangxi sees few 桂);
-- JPEG'd and blurred after the shrink.
-`realistic_plate` draws such a crop; every draw comes from the Generator passed in.
+- JPEG'd and blurred after the shrink;
+- Vietnamese plates as they are printed: a two-row plate's top row has a dash after the province
+  (`59-P1`), and a few plates carry the `MĐ` series, its Đ drawn from a font that has the glyph
+  and labelled `D` (matching form: `29MD112345`), as no reader has a Đ class.
+`realistic_plate` draws such a crop; every draw comes from the Generator passed in. Only Vietnamese
+crops draw the extra numbers the printed forms need: a seed's Chinese crops are what they were.
 """
 
 from __future__ import annotations
@@ -21,7 +25,18 @@ import cv2
 import numpy as np
 
 from models.synth.augment import photometric
-from models.synth.plate_synth import BLACK, BLUE, GREEN, WHITE, WHITE_TEXT, YELLOW, cn_text, render_plate, vn_text
+from models.synth.plate_synth import (
+    BLACK,
+    BLUE,
+    GREEN,
+    WHITE,
+    WHITE_TEXT,
+    YELLOW,
+    cn_text,
+    plate_parts,
+    render_plate,
+    vn_text,
+)
 
 MAX_TILT = 15.0  # degrees, both the turn and the shear
 REAL_SIZE = (94, 24)  # w, h: the fixed box a plate detector's crops are often resized to
@@ -29,6 +44,8 @@ CN_SHARE = 0.75  # of the realistic crops; the rest are Vietnamese
 ONE_LINE_SHARE = {"CN": 0.85, "VN": 0.6}  # passenger plates are one-line; truck rears two
 PLATE_FONT_SHARE = {"CN": 0.85, "VN": 0.5}
 PHOTOMETRIC_SHARE = 0.4  # crops also given `augment.photometric`'s harms (night, glare, dirt...)
+VN_MD_SHARE = 0.05  # Vietnamese plates of the `MĐ` series (printed Đ, labelled D)
+VN_TOP_DASH_SHARE = 0.85  # two-row Vietnamese plates printing their top row `59-P1` (the rest `59P1`)
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,7 @@ class RealisticPlate:
     kind: str  # "vn1", "vn2", "cn1", "cn2"
     tilt: float  # degrees the plate is turned
     shear: float  # degrees its verticals lean
+    printed: str = ""  # the text as the plate prints it, rows joined by a new line: `29-MĐ1\n123.45`
 
 
 def _cn_colours(rng: np.random.Generator, label: str) -> tuple[tuple, tuple]:
@@ -60,6 +78,24 @@ def _vn_colours(rng: np.random.Generator) -> tuple[tuple, tuple]:
     if roll < 0.85:
         return YELLOW, BLACK
     return BLUE, WHITE_TEXT
+
+
+def vn_printed(rng: np.random.Generator, lines: int) -> tuple[str, str, str]:
+    """A Vietnamese plate as (label in matching form, prefix as printed, serial as printed).
+
+    `VN_MD_SHARE` of them are `MĐ` plates (`29MD112345`, printed `29MĐ1`); a two-row plate's top row
+    has the dash after the province `VN_TOP_DASH_SHARE` of the time (`29-C1`, `29-MĐ1`).
+    """
+    label = vn_text(rng)[2]
+    if rng.random() < VN_MD_SHARE:  # always a 5-digit serial: `29MD11234` would read as series MD, serial 11234
+        digits = "".join(str(d) for d in rng.integers(0, 10, 5))
+        label = f"{label[:2]}MD{rng.integers(1, 10)}{digits}"
+    _, prefix, serial = plate_parts(label)
+    if prefix[2:4] == "MD":
+        prefix = prefix[:2] + "MĐ" + prefix[4:]
+    if lines == 2 and rng.random() < VN_TOP_DASH_SHARE:
+        prefix = f"{prefix[:2]}-{prefix[2:]}"
+    return label, prefix, serial
 
 
 def _angle(rng: np.random.Generator, spread: float) -> float:
@@ -138,10 +174,17 @@ def realistic_plate(rng: np.random.Generator, country: str | None = None, lines:
     country = country or ("CN" if rng.random() < CN_SHARE else "VN")
     lines = lines or (1 if rng.random() < ONE_LINE_SHARE[country] else 2)
     # The text first (a flat province prior), then its colours, then the plate drawn large and clean.
-    label = cn_text(rng, guangxi_share=0.0)[2] if country == "CN" else vn_text(rng)[2]
+    if country == "CN":
+        prefix, serial, label = cn_text(rng, guangxi_share=0.0)
+        printed_prefix = None
+    else:
+        label, printed_prefix, serial = vn_printed(rng, lines)
+        prefix = printed_prefix
     colours = _cn_colours(rng, label) if country == "CN" else _vn_colours(rng)
+    # The drawn plate font has no Đ: an `MĐ` plate is lettered in a desktop font that has it.
+    font_share = 0.0 if "Đ" in prefix else PLATE_FONT_SHARE[country]
     plate = render_plate(rng, country, lines, scale=rng.uniform(0.35, 0.55), label=label,
-                         plate_font_share=PLATE_FONT_SHARE[country], colours=colours)
+                         plate_font_share=font_share, colours=colours, printed_prefix=printed_prefix)
     tilt, shear = _angle(rng, 3.5), _angle(rng, 3.5)
     crop = tight_crop(plate.image, rng, tilt, shear)
     # Light, dirt, glare and night at the plate's drawn size, where they have their usual scale, on
@@ -151,4 +194,5 @@ def realistic_plate(rng: np.random.Generator, country: str | None = None, lines:
     else:
         crop = np.clip(crop.astype(np.float32) * rng.uniform(0.7, 1.2) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
     crop = camera(shrink(crop, rng, lines), rng)
-    return RealisticPlate(crop, plate.label, plate.kind, tilt, shear)
+    separator = "\n" if lines == 2 else ("-" if country == "VN" else "·")
+    return RealisticPlate(crop, plate.label, plate.kind, tilt, shear, f"{prefix}{separator}{serial}")

@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from devices.protocols.identifiers import fold_identifier
+from devices.protocols.identifiers import fold_identifier, stroke_to_d
 from sync.central.store import CentralStore
 
 OUTCOMES = ("release", "hold", "refuse")
@@ -258,9 +258,10 @@ def search_trucks(store: CentralStore, text: str, gate: str | None = None, limit
     if len(folded) < MIN_QUERY:
         return []
     # A coarse SQL filter on the longest run of letters and digits, then the exact folded match here.
-    runs = re.findall(r"\w+", text.upper())
+    runs = re.findall(r"\w+", stroke_to_d(text.upper()))
     needle = max(runs, key=len) if runs else folded
-    like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    # A `D` may be stored as `Đ` (an event recorded before identifiers folded the stroke): `_` is any one character.
+    like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("D", "_") + "%"
     where, params = "kind IN ('tx_closed', 'decision') AND upper(payload) LIKE ? ESCAPE '\\'", [like]
     if gate is not None:
         where += " AND gate = ?"

@@ -282,8 +282,9 @@ class _Tally:
         self.right = self.wrong = self.none = 0
         self.ms: list[float] = []
         self.cpu_ms: list[float] = []
+        self.confidences: list[tuple[float, bool]] = []  # (reported confidence, right) of each reading
 
-    def add(self, text: str | None, label: str, ms: tuple[float, float]) -> None:
+    def add(self, text: str | None, label: str, ms: tuple[float, float], confidence: float | None = None) -> None:
         self.ms.append(ms[0])
         self.cpu_ms.append(ms[1])
         if not text:
@@ -292,12 +293,17 @@ class _Tally:
             self.right += 1
         else:
             self.wrong += 1
+        if text and confidence is not None:
+            self.confidences.append((confidence, text == label))
 
     def figures(self) -> dict:
         n = max(1, self.right + self.wrong + self.none)
-        return {"n": self.right + self.wrong + self.none, "exact_match": round(self.right / n, 4),
-                "wrong_reading": round(self.wrong / n, 4), "no_reading": round(self.none / n, 4),
-                "wrong_count": self.wrong, "ms": percentiles(self.ms), "cpu_ms": percentiles(self.cpu_ms)}
+        out = {"n": self.right + self.wrong + self.none, "exact_match": round(self.right / n, 4),
+               "wrong_reading": round(self.wrong / n, 4), "no_reading": round(self.none / n, 4),
+               "wrong_count": self.wrong, "ms": percentiles(self.ms), "cpu_ms": percentiles(self.cpu_ms)}
+        if self.confidences:  # does a reported confidence mean what it says on real images?
+            out["calibration"] = _calibration(self.confidences)
+        return out
 
 
 def _timed(function, *args):
@@ -328,9 +334,10 @@ def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool
             tallies["rapidocr_rec_alone"] = _Tally()
         for image, label in samples:
             reading, ms = _timed(read_ours, image)
-            tallies["ours"].add(reading.text if reading else None, label, ms)
+            tallies["ours"].add(reading.text if reading else None, label, ms, reading.confidence if reading else None)
             reading, ms = _timed(read_fast, image)
-            tallies["ours_fast_alone"].add(reading.text if reading else None, label, ms)
+            tallies["ours_fast_alone"].add(reading.text if reading else None, label, ms,
+                                           reading.confidence if reading else None)
             if rec is not None:
                 (text, _), ms = _timed(rec.text, image)
                 tallies["rapidocr_rec_alone"].add(normalise(text), label, ms)

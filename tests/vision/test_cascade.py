@@ -271,6 +271,12 @@ def test_the_bench_reports_every_real_set_for_ours_and_rapidocrs_recogniser_alon
             figures = real[name][who]
             assert figures["exact_match"] + figures["wrong_reading"] + figures["no_reading"] == pytest.approx(1.0)
             assert {"p50", "p90", "p99"} <= set(figures["ms"]) and figures["cpu_ms"]["n"] == figures["n"]
+        for who in ("ours", "ours_fast_alone"):  # our readers report a confidence: its calibration on the set
+            figures = real[name][who]
+            if figures["exact_match"] + figures["wrong_reading"] > 0:
+                bins = figures["calibration"]["bins"]
+                assert sum(b["n"] for b in bins) == round((figures["exact_match"] + figures["wrong_reading"])
+                                                          * figures["n"])
     in_frames = real["cn_plates_in_frames"]
     assert in_frames["n"] == 3 and {"ours", "ours_fast_alone"} <= set(in_frames)
     assert 0.0 <= in_frames["ours"]["hit_rate"] <= 1.0 and in_frames["ours"]["cpu_ms"]["n"] == 3

@@ -353,6 +353,7 @@ def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool
                    if (image := _read_image(path)) is not None]
         out["cn_crops"] = {"n": len(samples), "source": str(folder),
                            **crops_set(samples, reader.read_plate_crop, fast.read_plate_crop, normalise_plate)}
+        out["cn_plates_in_frames"] = _plates_in_frames(reader, fast, samples)
     frames_dir = real_frames_dir()
     if frames_dir is None or reader.containers is None:
         out["container_crops"] = out["container_frames"] = {"n": 0, "note": "real frames or container model missing"}
@@ -371,6 +372,33 @@ def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool
                                               _plain_code)}
     out["container_frames"] = _real_frames(reader, fast, frames, with_baseline)
     return out
+
+
+def _plates_in_frames(reader, fast, samples: list) -> dict:
+    """Each real CN plate crop on a synthetic truck front in a 1920x1080 frame (`plate_crop_at_gate`,
+    115-210 px wide): the frame reader's localiser, then its models. Hit: the label among the frame's
+    readings; any other reading is a wrong one (the frame shows one plate). No real frames of plates are
+    at hand: this is the nearest measure of reading a real plate in a camera frame."""
+    from models.synth.scenes import plate_crop_at_gate
+
+    def run(read) -> dict:
+        hits = other = 0
+        ms: list[float] = []
+        cpu_ms: list[float] = []
+        for index, (crop, label) in enumerate(samples):
+            frame = plate_crop_at_gate(crop, label, seed=index).frame
+            readings, (took, cpu) = _timed(read, frame)
+            ms.append(took)
+            cpu_ms.append(cpu)
+            texts = {r.text for r in readings}
+            hits += label in texts
+            other += len(texts - {label})
+        n = max(1, len(ms))
+        return {"n": len(ms), "hit_rate": round(hits / n, 4), "other_readings": other,
+                "ms": percentiles(ms), "cpu_ms": percentiles(cpu_ms)}
+
+    return {"n": len(samples), "note": "real CN crops placed on synthetic truck fronts, 1920x1080",
+            "ours": run(reader.read_plates), "ours_fast_alone": run(fast.read_plates)}
 
 
 def _real_frames(reader, fast, frames: list, with_baseline: bool) -> dict:

@@ -19,7 +19,7 @@ from models.synth.container_synth import (
 )
 from models.synth.fonts import installed_fonts
 from models.synth.glyphs import draw_line
-from models.synth.plate_synth import render_plate
+from models.synth.plate_synth import PlateSample, render_plate
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def _place(frame: np.ndarray, patch: np.ndarray, x: int, y: int) -> tuple[int, i
     return x, y, w, h
 
 
-def _truck_front(rng: np.random.Generator, frame: np.ndarray, label: str | None = None) -> Truth:
+def _truck_front(rng: np.random.Generator, frame: np.ndarray, label: str | None = None,
+                 plate_image: np.ndarray | None = None) -> Truth:
     height, width = frame.shape[:2]
     cab_w = int(width * rng.uniform(0.35, 0.6))
     cab_h = int(height * rng.uniform(0.55, 0.85))
@@ -78,8 +79,11 @@ def _truck_front(rng: np.random.Generator, frame: np.ndarray, label: str | None 
     lamp = max(8, cab_w // 14)
     cv2.circle(frame, (x0 + cab_w // 8, grille_y + cab_h // 8), lamp, (230, 240, 250), -1)
     cv2.circle(frame, (x0 + cab_w * 7 // 8, grille_y + cab_h // 8), lamp, (230, 240, 250), -1)
-    plate = render_plate(rng, lines=1 if label else None, scale=float(rng.uniform(0.25, 0.55)) * height / 1080,
-                         label=label)
+    if plate_image is not None:  # a given crop (a real photograph's plate), labelled `label`
+        plate = PlateSample(plate_image, label or "", "given")
+    else:
+        plate = render_plate(rng, lines=1 if label else None, scale=float(rng.uniform(0.25, 0.55)) * height / 1080,
+                             label=label)
     ph, pw = plate.image.shape[:2]
     px = x0 + (cab_w - pw) // 2 + int(rng.integers(-cab_w // 8, cab_w // 8 + 1))
     py = y0 + cab_h - ph - int(rng.integers(cab_h // 30, cab_h // 8 + 2))
@@ -165,6 +169,19 @@ def truck_at_gate(plate: str | None, seed: int = 0, width: int = 960, height: in
     frame = _background(rng, width, height)
     truths = (_truck_front(rng, frame, plate),) if plate else ()
     return Scene(frame, truths)
+
+
+def plate_crop_at_gate(crop: np.ndarray, label: str, seed: int, width: int = 1920, height: int = 1080,
+                       plate_width: tuple[float, float] = (0.06, 0.11)) -> Scene:
+    """A truck front carrying a given plate crop (e.g. a real photograph's, labelled `label`), scaled to
+    `plate_width` of the frame's width (random in the range; an ANPR camera's 115-210 px at 1920), on
+    a synthetic cab and background: real plates in a frame where no real frames of plates are at hand."""
+    rng = np.random.default_rng([seed, width, height, 2])
+    frame = _background(rng, width, height)
+    target = max(8, int(width * rng.uniform(*plate_width)))
+    scaled = cv2.resize(crop, (target, max(4, round(crop.shape[0] * target / crop.shape[1]))),
+                        interpolation=cv2.INTER_CUBIC)
+    return Scene(frame, (_truck_front(rng, frame, label, plate_image=scaled),))
 
 
 def container_at_gate(code: str, layout: str = "h1", seed: int = 0, width: int = 960, height: int = 540) -> Scene:

@@ -58,6 +58,15 @@ CONSULT = 0.99  # a first reading less sure than this is read again with the sec
 # readings that sure are wrong) is also read by the strong general recogniser, and the two vote.
 CASCADE = 0.99
 CASCADE_FRAMES = True  # the vertical columns of a frame the fast models read something in go to the cascade too
+# The best PLATE_FRAME_STRONG plate regions of a frame (the localiser's ranking) go to the cascade where the
+# fast models are unsure of them, even where they read nothing in them (a real plate the synthetic-trained
+# fast models cannot read at all: see the plate card, "Plates in frames"); the other regions never do
+# (a container door holds many plate-shaped words: each strong read costs ~10 ms).
+PLATE_FRAME_STRONG = 3
+# In those regions a reading the fast models are sure of is read by the strong recogniser too, and they vote:
+# on real plates the fast models are sure of wrong readings (G read 6, M read H, at calibrated 1.0) that
+# the province check alone does not see. Crops skip this (their speed target); a frame costs one strong read.
+VERIFY_SURE_IN_FRAMES = True
 VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
 
@@ -204,13 +213,19 @@ class VisionReader:
             if not plate and self.doors is not None:
                 return self._read_doors(image, scale)
             regions = plate_regions(image) if plate else code_regions(image)
-            crops, boxes = [], []
+            crops, boxes, cores = [], [], []
             for region in regions:
                 x, y, w, h = region.box
                 if w >= MIN_SIDE and h >= MIN_SIDE:
                     crops.append(image[y:y + h, x:x + w])
                     boxes.append(tuple(int(v / scale) for v in region.box))
-            readings = [r for r in self._read_crops(crops, boxes, plate) if r is not None]
+                    cx, cy, cw, ch = region.core if region.core and min(region.core[2:]) >= MIN_SIDE else region.box
+                    cores.append(image[cy:cy + ch, cx:cx + cw])
+            cascade = plate and self.strong is not None
+            readings = [r for r in self._read_crops(crops, boxes, plate, cascade=cascade,
+                                                    strong_first=PLATE_FRAME_STRONG,
+                                                    strong_crops=cores if cascade else None)
+                        if r is not None]
             return _one_per_place(_best_per_text(readings))
         except Exception:  # a reader must never take the camera driver down
             log.exception("vision: reading a frame failed; treated as no reading")
@@ -235,9 +250,14 @@ class VisionReader:
         return _one_per_place(_best_per_text(found))
 
     def _read_crops(self, crops: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
-                    plate: bool, known_text: bool = False, cascade: bool = False) -> list[Reading | None]:
+                    plate: bool, known_text: bool = False, cascade: bool = False,
+                    strong_first: int | None = None,
+                    strong_crops: list[np.ndarray] | None = None) -> list[Reading | None]:
         """Read each crop; `known_text`: the crops surely hold a plate or code (not a localiser's guess);
-        `cascade`: crops the fast models leave unsure go to the strong recogniser (instead of more looks)."""
+        `cascade`: crops the fast models leave unsure go to the strong recogniser (instead of more looks);
+        `strong_first`: only the first so many crops (a localiser's best) go to it, even those the fast
+        models read nothing in (None: every crop they read something in, and every crop of `known_text`);
+        `strong_crops`: what the strong recogniser reads of each crop instead (a frame region's tight core)."""
         if not crops:
             return []
         to_lines = preprocess.plate_lines if plate else preprocess.container_lines
@@ -324,6 +344,20 @@ class VisionReader:
             # cut into lines at the wrong row: it is read laid out every other way too.
             look([(i, line) for i, crop in enumerate(crops) if i not in skip and certainty(i) < SURE
                   for line in preprocess.fallback_lines(crop, plate)])
+        views: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+
+        def strong_view(i: int) -> tuple[np.ndarray, list[np.ndarray]]:
+            # what the strong recogniser reads of crop i: the crop and its lines, or its given tight version
+            if i not in views:
+                views[i] = ((crops[i], lines[i]) if strong_crops is None
+                            else (strong_crops[i], to_lines(strong_crops[i])))
+            return views[i]
+
+        def to_strong(i: int) -> bool:
+            if strong_first is not None:
+                return i < strong_first
+            return known_text or bool(heard[i])
+
         def province_doubt(owner: int) -> bool:
             # The fast models learnt their province prior from the synthesis (35 % 桂), all of them the
             # same one, so their sureness of a small real province glyph is no evidence beyond it: the
@@ -331,23 +365,30 @@ class VisionReader:
             # part, a fifth of its full read's time), and where it reads another one the crop goes to
             # the cascade, whose vote may overturn the province only (see `_cascade`).
             provinces = {text[0] for text, _ in heard[owner] if text[0] in CN_PROVINCES}
-            whole = lines[owner][0]  # the crop levelled, not cut into lines: its province glyph stands at the left
-            if not (known_text and provinces and self.strong is not None and whole.shape[:2] == crops[owner].shape[:2]):
+            if not (provinces and self.strong is not None and (known_text or strong_first is not None)
+                    and to_strong(owner)):
+                return False
+            crop, ways = strong_view(owner)
+            whole = ways[0]  # the crop levelled, not cut into lines: its province glyph stands at the left
+            if whole.shape[:2] != crop.shape[:2]:
                 return False
             province, peak = self.strong.province(whole)
             # below a uniform guess over the provinces the strong model sees no province there: no dispute
             return province not in provinces and peak >= 1.0 / len(CN_PROVINCES)
 
         if cascade:
-            # The strong recogniser on crops still unsure after every look; in a frame,
-            # only on regions the fast models read something in (most regions hold no code).
-            return [self._cascade(heard[i], matrices[i], crops[i], lines[i], boxes[i], plate)
-                    if (certainty(i) < CASCADE and (known_text or heard[i])) or (plate and province_doubt(i))
+            # The strong recogniser on crops still unsure after every look; in a frame, only on the regions
+            # `to_strong` allows (most regions hold no code).
+            return [self._cascade(heard[i], matrices[i], *strong_view(i), boxes[i], plate, known_text)
+                    if (certainty(i) < CASCADE and to_strong(i))
+                    or (plate and province_doubt(i))
+                    or (VERIFY_SURE_IN_FRAMES and strong_first is not None and to_strong(i) and bool(heard[i]))
                     else self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
 
     def _cascade(self, heard: list[tuple[str, float]], matrices: list[np.ndarray], crop: np.ndarray,
-                 lines: list[np.ndarray], box: tuple[int, int, int, int], plate: bool) -> Reading | None:
+                 lines: list[np.ndarray], box: tuple[int, int, int, int], plate: bool,
+                 known_text: bool = True) -> Reading | None:
         """The fast models and the strong recogniser vote on a crop the fast models left unsure, or on
         the province of a CN crop they are sure of.
 
@@ -389,7 +430,7 @@ class VisionReader:
             candidate = decode(probs, strong_charset, language, alias=alias)
             if candidate is not None and candidate.probability > sure:
                 strong_text, sure = candidate.text, candidate.probability
-        if strong_text is None and plate and ways[0].shape[:2] == crop.shape[:2]:
+        if strong_text is None and plate and known_text and ways[0].shape[:2] == crop.shape[:2]:
             # Nothing valid on the levelled one-line crop: the crop as it came (colour, not turned), as it
             # learnt from (levelling a tight crop can cut or blur a glyph at its ends).
             folded.append(strong.folded(strong.probabilities(crop), charset))
@@ -398,7 +439,8 @@ class VisionReader:
                 strong_text, sure = candidate.text, candidate.probability
         if strong_text is None:  # it abstains (nothing it reads fits the grammar): the fast models' verdict stands
             return self._verdict(heard, box, calibration, language)
-        if fast_text is not None and fast >= CASCADE and not province_only(fast_text, strong_text):
+        if fast_text is not None and fast >= CASCADE and not province_only(fast_text, strong_text) and (
+                known_text or not VERIFY_SURE_IN_FRAMES):
             # A sure CN reading shown to the strong model for its province alone (see `_read_crops`).
             return self._verdict(heard, box, calibration, language)
         sure = strong_calibration(sure)

@@ -358,6 +358,9 @@ class VisionReader:
                 return i < strong_first
             return known_text or bool(heard[i])
 
+        # A frame's best regions: a sure reading there is read by the strong recogniser too (VERIFY_SURE_IN_FRAMES).
+        verify_sure = VERIFY_SURE_IN_FRAMES and strong_first is not None
+
         def province_doubt(owner: int) -> bool:
             # The fast models learnt their province prior from the synthesis (35 % 桂), all of them the
             # same one, so their sureness of a small real province glyph is no evidence beyond it: the
@@ -365,8 +368,8 @@ class VisionReader:
             # part, a fifth of its full read's time), and where it reads another one the crop goes to
             # the cascade, whose vote may overturn the province only (see `_cascade`).
             provinces = {text[0] for text, _ in heard[owner] if text[0] in CN_PROVINCES}
-            if not (provinces and self.strong is not None and (known_text or strong_first is not None)
-                    and to_strong(owner)):
+            asked = known_text if strong_first is None else owner < strong_first
+            if not (provinces and self.strong is not None and asked):
                 return False
             crop, ways = strong_view(owner)
             whole = ways[0]  # the crop levelled, not cut into lines: its province glyph stands at the left
@@ -379,16 +382,16 @@ class VisionReader:
         if cascade:
             # The strong recogniser on crops still unsure after every look; in a frame, only on the regions
             # `to_strong` allows (most regions hold no code).
-            return [self._cascade(heard[i], matrices[i], *strong_view(i), boxes[i], plate, known_text)
+            return [self._cascade(heard[i], matrices[i], *strong_view(i), boxes[i], plate, known_text, verify_sure)
                     if (certainty(i) < CASCADE and to_strong(i))
                     or (plate and province_doubt(i))
-                    or (VERIFY_SURE_IN_FRAMES and strong_first is not None and to_strong(i) and bool(heard[i]))
+                    or (verify_sure and to_strong(i) and bool(heard[i]))
                     else self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
         return [self._verdict(heard[i], boxes[i], calibration, language) for i in range(len(crops))]
 
     def _cascade(self, heard: list[tuple[str, float]], matrices: list[np.ndarray], crop: np.ndarray,
                  lines: list[np.ndarray], box: tuple[int, int, int, int], plate: bool,
-                 known_text: bool = True) -> Reading | None:
+                 known_text: bool = True, verify_sure: bool = False) -> Reading | None:
         """The fast models and the strong recogniser vote on a crop the fast models left unsure, or on
         the province of a CN crop they are sure of.
 
@@ -399,7 +402,9 @@ class VisionReader:
         Where the strong model reads nothing the grammar accepts (on a one-line plate: neither on the
         levelled line nor on the crop as it came), it abstains and the fast models' verdict stands; so
         does a sure CN reading the strong model differs from in more than its province (it is asked
-        about the province only: on other characters the sure fast models win).
+        about the province only: on other characters the sure fast models win), unless `verify_sure`
+        (a frame's best regions), where the two vote. `known_text`: the crop surely holds text, so a
+        one-line plate the levelled line gives nothing valid is also read as it came.
         """
         calibration = self.plate_calibration if plate else self.container_calibration
         language = PLATES if plate else ISO6346
@@ -439,8 +444,8 @@ class VisionReader:
                 strong_text, sure = candidate.text, candidate.probability
         if strong_text is None:  # it abstains (nothing it reads fits the grammar): the fast models' verdict stands
             return self._verdict(heard, box, calibration, language)
-        if fast_text is not None and fast >= CASCADE and not province_only(fast_text, strong_text) and (
-                known_text or not VERIFY_SURE_IN_FRAMES):
+        if (fast_text is not None and fast >= CASCADE and not province_only(fast_text, strong_text)
+                and not verify_sure):
             # A sure CN reading shown to the strong model for its province alone (see `_read_crops`).
             return self._verdict(heard, box, calibration, language)
         sure = strong_calibration(sure)

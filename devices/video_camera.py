@@ -115,10 +115,12 @@ class VideoCameraDriver(RunsInBackground):
             if now - self._last_emitted.get(vote.text, -1e9) < self.repeat_s:
                 continue  # the same truck, still in view
             self._last_emitted[vote.text] = now
+            # Observed when its first frame was taken (the lane times readings by their arrival: `now`).
+            seen = vote.seen_at or now
             if vote.kind == "container":
-                self.sink(ContainerRead(self.device_id, vote.text, vote.confidence, now, now))
+                self.sink(ContainerRead(self.device_id, vote.text, vote.confidence, seen, now))
             else:
-                self.sink(PlateRead(self.device_id, vote.text, vote.confidence, now, now))
+                self.sink(PlateRead(self.device_id, vote.text, vote.confidence, seen, now))
 
     async def stop(self) -> None:
         """Stop the reader thread and end the task `start()` made."""

@@ -19,6 +19,13 @@ contradicts it (another confident plate, another scan verdict). While a released
 leaving (boom opening, PASSING) a reading is more likely the next truck's: it is also held for the
 pre-arrival window, like a reading at an idle lane, and attaches to the next transaction.
 
+Readings of the truck that just went through. A camera may report a truck after it has gone: a video
+camera's reading waits for frames to agree, and a slow read lands seconds after its frame. A plate
+or container number of the released truck that arrives while it leaves, or within the pre-arrival
+window after it passed the boom, is that truck's: it is never held for, nor merged into, the next
+truck's transaction (where it would conflict with the next truck's own plate), only counted
+(`departed_truck_readings`). A truck that backed away keeps no such memory: it may come back.
+
 Re-decision. One exception: a truck that only the rules hold (no officer has acted, no release,
 not a restart's hold) and that still waits on the arrival loop, within the lane's
 `redecide_window_s` of the hold. A reading that arrives for it then (an X-ray verdict that took
@@ -63,8 +70,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from devices.protocols.iso6346 import normalise_container
 from devices.protocols.plates import normalise_plate
-from devices.readings import PlateRead, Reading
+from devices.readings import ContainerRead, PlateRead, Reading
 from edge.config import JOURNAL_DEVICE, LanePolicy
 from edge.records import TAMPER_TEXT, AlarmCode, TxResult
 from edge.rules import Decision, Outcome, decision_for_restart
@@ -414,6 +422,28 @@ Action = (
 # ---------------------------------------------------------------- the passage
 
 
+def _identifier(reading: Reading) -> tuple[str, str] | None:
+    """("plate" | "container", matching form) of a camera reading; None for other readings."""
+    if isinstance(reading, PlateRead):
+        return "plate", normalise_plate(reading.plate)
+    if isinstance(reading, ContainerRead):
+        return "container", normalise_container(reading.container)
+    return None
+
+
+@dataclass(frozen=True)
+class DepartedTruck:
+    """The plates and container numbers of a truck that went through the boom, and when it went."""
+
+    names: frozenset[tuple[str, str]]
+    at: float
+
+    @classmethod
+    def of(cls, tx: Transaction, at: float) -> DepartedTruck:
+        """What identifies the truck of `tx`, which left (or is leaving) at `at`."""
+        return cls(frozenset({("plate", p) for p in tx.plates} | {("container", c) for c in tx.containers}), at)
+
+
 @dataclass
 class Passage:
     """How far the current truck got towards and under the boom; a new one with each transaction."""
@@ -472,6 +502,8 @@ class LaneMachine:
     tx: Transaction | None = None
     passage: Passage = field(default_factory=Passage)
     buffered: list[Reading] = field(default_factory=list)
+    departed: DepartedTruck | None = None  # the last truck that went through the boom, for a while
+    departed_truck_readings: int = 0  # its plates and containers reported after it went, set aside
     loops: dict[str, bool] = field(
         default_factory=lambda: {"arrival": False, "safety": False, "exit": False}
     )
@@ -544,6 +576,7 @@ class LaneMachine:
             "boom_open": self.boom_open,
             "faults": dict(self.faulty),
             "buffered_readings": len(self.buffered),
+            "departed_truck_readings": self.departed_truck_readings,
             "alarm": dict(self.alarm) if self.alarm else None,
             "closing_unreleased_boom": self.reclose_pending,
         }
@@ -708,12 +741,12 @@ class LaneMachine:
         return []
 
     def _close_left_lane(self, event: LaneEvent, now: float) -> list[Action]:
-        return self._close_transaction(TxResult.LEFT_LANE)
+        return self._close_transaction(TxResult.LEFT_LANE, now)
 
     def _close_driven_through(self, event: LoopEvent, now: float) -> list[Action]:
         assert self.tx is not None
         self.intruder_tx = self.tx.id
-        return self._close_transaction(TxResult.UNAUTHORISED_PASSAGE)
+        return self._close_transaction(TxResult.UNAUTHORISED_PASSAGE, now)
 
     def _vehicle_on_safety_loop(self, event: LoopEvent, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -792,15 +825,15 @@ class LaneMachine:
         return actions
 
     def _close_before_passage(self, event: BoomEvent, now: float) -> list[Action]:
-        return self._close_transaction(TxResult.CLOSED_BEFORE_PASSAGE)  # closed by hand before it went
+        return self._close_transaction(TxResult.CLOSED_BEFORE_PASSAGE, now)  # closed by hand before it went
 
     def _boom_down_before_passage(self, event: BoomEvent, now: float) -> list[Action]:
         # Closed before the truck went through (PLC heartbeat safety, manual close).
         return [RaiseAlarm(AlarmCode.BOOM_CLOSED_BEFORE_PASSAGE, "Boom closed before the truck passed"),
-                *self._close_transaction(TxResult.CLOSED_BEFORE_PASSAGE)]
+                *self._close_transaction(TxResult.CLOSED_BEFORE_PASSAGE, now)]
 
     def _close_passed(self, event: BoomEvent, now: float) -> list[Action]:
-        return self._close_transaction(TxResult.PASSED)
+        return self._close_transaction(TxResult.PASSED, now)
 
     def _open_transaction(self, event: LaneEvent, now: float) -> list[Action]:
         """A truck on the arrival loop: a new transaction, with the readings held for it."""
@@ -821,6 +854,8 @@ class LaneMachine:
 
     def _take_reading(self, event: ReadingEvent, now: float) -> list[Action]:
         reading = event.reading
+        if self._set_aside_if_departed(reading, now):
+            return []
         if self.tx is None or self.state == S.PASSING:
             self._buffer(reading, now)
             return []
@@ -859,7 +894,7 @@ class LaneMachine:
         tx, reading = self.tx, event.reading
         assert tx is not None
         conflicts_before = len(tx.scan_conflicts)
-        if not tx.add(reading):
+        if self._set_aside_if_departed(reading, now) or not tx.add(reading):
             return []
         actions: list[Action] = [AttachLateReading(tx.id, reading)]
         for detail in tx.scan_conflicts[conflicts_before:]:
@@ -1005,6 +1040,20 @@ class LaneMachine:
         """The boom stands open (or is still coming down) and no release was journaled for it."""
         return self.boom_open and self.state != S.PASSING and not (self.tx is not None and self.passage.open_commanded)
 
+    def _set_aside_if_departed(self, reading: Reading, now: float) -> bool:
+        """True (and counted) when the reading names the released truck that is leaving, or the one that
+        went through within the pre-arrival window: that truck's, seen late, not the next truck's."""
+        name = _identifier(reading)
+        if name is None:
+            return False
+        departed = self.departed
+        leaving = self.tx is not None and self.passage.open_commanded and name in DepartedTruck.of(self.tx, now).names
+        if leaving or (departed is not None and now - departed.at <= self.policy.pre_arrival_window_s
+                       and name in departed.names):
+            self.departed_truck_readings += 1
+            return True
+        return False
+
     def _early(self, now: float) -> list[Reading]:
         horizon = now - self.policy.pre_arrival_window_s
         return [r for r in self.buffered if (r.received_at or r.observed_at) >= horizon]
@@ -1013,10 +1062,12 @@ class LaneMachine:
         self.buffered = self._early(now)
         self.buffered.append(reading)
 
-    def _close_transaction(self, result: TxResult) -> list[Action]:
+    def _close_transaction(self, result: TxResult, now: float) -> list[Action]:
         """End the transaction (the row chose IDLE, or FAULT while a device that failed meanwhile is down)."""
         assert self.tx is not None
         tx, released_by, entered = self.tx, self.passage.released_by, self.passage.vehicle_entered
+        if result in (TxResult.PASSED, TxResult.UNAUTHORISED_PASSAGE):  # it is beyond the boom: not coming back
+            self.departed = DepartedTruck.of(tx, now)
         unknown = self.passage.departed_unseen
         self.tx, self.passage = None, Passage()
         return [CancelTimer(tx.id),

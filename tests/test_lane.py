@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from devices.readings import PlateRead, ScanRead, ScanVerdict, SealRead, SealStatus
+from devices.readings import ContainerRead, PlateRead, ScanRead, ScanVerdict, SealRead, SealStatus
 from edge.config import LanePolicy
 from edge.lane import (
     OFFICER_ACTIONS,
@@ -529,6 +529,56 @@ def test_reading_while_a_released_truck_leaves_may_belong_to_the_next_truck():
     lane.handle(LoopEvent("safety", False), 101.8)
     lane.handle(BoomEvent(opened=False), 102.5)
     assert list(lane.tx.plates) == ["51D67890"]
+
+
+def _passed(lane: LaneMachine, at: float) -> None:
+    """The released truck whose boom is open goes through and the boom closes behind it at `at`."""
+    lane.handle(LoopEvent("safety", True), at - 1.0)
+    lane.handle(LoopEvent("arrival", False), at - 0.9)
+    lane.handle(LoopEvent("safety", False), at - 0.5)
+    lane.handle(BoomEvent(opened=False), at)
+
+
+def test_a_late_reading_of_the_truck_that_went_through_is_not_the_next_trucks():
+    # A video camera's reading of the last truck lands after it went (its frames had to agree, its read was
+    # slow): the next truck must not get that plate beside its own (PLATE_CONFLICT, a hold for nothing).
+    lane, _ = _released_and_open()
+    lane.handle(plate("29C-123.45", at=101.5), 101.5)  # while it leaves: its own plate again
+    _passed(lane, 103.0)
+    lane.handle(plate("29C-123.45", at=104.0), 104.0)  # after it went, within the pre-arrival window
+    lane.handle(plate("51D-678.90", at=104.5), 104.5)  # the next truck's camera read, before its loop
+    lane.handle(LoopEvent("arrival", True), 105.0)
+    lane.handle(plate("29C-123.45", at=105.5), 105.5)  # and once more while the next truck is collecting
+    assert list(lane.tx.plates) == ["51D67890"]
+    assert lane.snapshot()["departed_truck_readings"] == 3
+
+
+def test_a_truck_that_went_through_long_ago_or_backed_away_is_read_again_as_a_new_truck():
+    lane, _ = _released_and_open()
+    _passed(lane, 103.0)
+    lane.handle(plate("29C-123.45", at=109.0), 109.0)  # past the pre-arrival window: it came round again
+    lane.handle(LoopEvent("arrival", True), 109.5)
+    assert list(lane.tx.plates) == ["29C12345"]
+    # This truck backs away (no release): it may come straight back, and its plate is its own then.
+    lane.handle(LoopEvent("arrival", False), 110.0)
+    assert lane.state == LaneState.IDLE
+    lane.handle(plate("29C-123.45", at=110.5), 110.5)
+    lane.handle(LoopEvent("arrival", True), 111.0)
+    assert list(lane.tx.plates) == ["29C12345"]
+    assert lane.snapshot()["departed_truck_readings"] == 0
+
+
+def test_a_late_container_number_of_the_truck_that_went_through_is_set_aside_too():
+    lane = arrived_lane()
+    lane.handle(plate(), 100.1)
+    lane.handle(ReadingEvent(ContainerRead("ccam", "MSCU 123456-5", 0.9, 100.2, 100.2)), 100.2)
+    lane.handle(Decided(RELEASE), 100.3)
+    lane.handle(BoomEvent(opened=True), 101.0)
+    _passed(lane, 103.0)
+    lane.handle(LoopEvent("arrival", True), 104.0)
+    lane.handle(ReadingEvent(ContainerRead("ccam", "MSCU1234565", 0.9, 104.2, 104.2)), 104.2)
+    lane.handle(ReadingEvent(ContainerRead("ccam", "TGHU7654320", 0.9, 104.3, 104.3)), 104.3)
+    assert list(lane.tx.containers) == ["TGHU7654320"]
 
 
 # ---------------------------------------------------------------- late results re-decide a held truck

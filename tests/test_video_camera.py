@@ -62,6 +62,7 @@ def test_a_truck_on_the_stream_is_read_once_and_the_next_truck_too(camera):
             reads = [e for e in events if isinstance(e, PlateRead)]
             assert [r.plate for r in reads] == ["29C12345", "桂F12345"]  # each truck once
             assert all(r.device_id == "IMP-1-cam" and 0.5 <= r.confidence <= 1 for r in reads)
+            assert all(r.observed_at < r.received_at for r in reads)  # seen in its first frame, reported later
             assert driver.health.connected and driver.health.frames_good > 0
 
     asyncio.run(scenario())

@@ -16,17 +16,20 @@ class _Tally:
     weight: float = 0.0
     frames: int = 0
     best_confidence: float = 0.0
+    first_at: float = 0.0  # when the first frame that read it was taken
     confidences: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Vote:
-    """The text the frames agreed on, its combined confidence and how many frames saw it."""
+    """The text the frames agreed on, its combined confidence, how many frames saw it and when the first
+    of them was taken (the vote may come seconds later: the vehicle was seen then, not when it was decided)."""
 
     text: str
     kind: str
     confidence: float
     frames: int
+    seen_at: float = 0.0
 
 
 class FrameVoter:
@@ -51,7 +54,7 @@ class FrameVoter:
             if key in seen_this_frame:
                 continue
             seen_this_frame.add(key)
-            tally = self._tallies.setdefault(key, _Tally())
+            tally = self._tallies.setdefault(key, _Tally(first_at=at))
             tally.weight += confidence
             tally.frames += 1
             tally.confidences.append(confidence)
@@ -98,4 +101,4 @@ class FrameVoter:
             return None  # a tie is no decision
         self._decided.add((kind, text))
         mean = sum(tally.confidences) / len(tally.confidences)
-        return Vote(text, kind, round(mean * weight / total, 4), tally.frames)
+        return Vote(text, kind, round(mean * weight / total, 4), tally.frames, tally.first_at)

@@ -9,7 +9,7 @@ def test_two_agreeing_frames_decide_and_the_text_is_reported_once():
     voter = FrameVoter(min_votes=2, window_s=2.0)
     assert voter.add([("plate", "29C12345", 0.9)], at=0.0) == []
     votes = voter.add([("plate", "29C12345", 0.95)], at=0.2)
-    assert [(v.text, v.frames) for v in votes] == [("29C12345", 2)]
+    assert [(v.text, v.frames, v.seen_at) for v in votes] == [("29C12345", 2, 0.0)]
     assert voter.add([("plate", "29C12345", 0.95)], at=0.4) == []
     assert voter.flush(at=0.6) == []
 
@@ -29,6 +29,7 @@ def test_a_single_frame_is_reported_when_the_window_closes_and_a_tie_is_not():
     voter.add([("plate", "29C12345", 0.8)], at=0.0)
     votes = voter.add([], at=1.5)  # the vehicle has gone: the window closes with its leader
     assert [(v.text, v.frames) for v in votes] == [("29C12345", 1)]
+    assert votes[0].seen_at == 0.0  # decided at 1.5, but the truck was seen at 0.0
     voter.add([("plate", "51D67890", 0.8)], at=3.0)
     voter.add([("plate", "51D67899", 0.8)], at=3.1)
     assert voter.flush(at=3.2) == []

@@ -19,12 +19,14 @@ contradicts it (another confident plate, another scan verdict). While a released
 leaving (boom opening, PASSING) a reading is more likely the next truck's: it is also held for the
 pre-arrival window, like a reading at an idle lane, and attaches to the next transaction.
 
-Readings of the truck that just went through. A camera may report a truck after it has gone: a video
+Readings of the truck that has just gone. A camera may report a truck after it has gone: a video
 camera's reading waits for frames to agree, and a slow read lands seconds after its frame. A plate
-or container number of the released truck that arrives while it leaves, or within the pre-arrival
-window after it passed the boom, is that truck's: it is never held for, nor merged into, the next
-truck's transaction (where it would conflict with the next truck's own plate), only counted
-(`departed_truck_readings`). A truck that backed away keeps no such memory: it may come back.
+or container number of the last truck (the one leaving, or the one whose transaction closed last,
+through the boom or backing away), observed while that truck was still on the arrival loop, is that
+truck's: it is never held for, nor merged into, the next truck's transaction (where it would
+conflict with the next truck's own plate), only counted (`departed_truck_readings`). The same
+plate observed after the truck left is kept: the truck came back, or another carries its plate,
+and the rules must see it (a declaration already used, a conflict).
 
 Re-decision. One exception: a truck that only the rules hold (no officer has acted, no release,
 not a restart's hold) and that still waits on the arrival loop, within the lane's
@@ -433,15 +435,21 @@ def _identifier(reading: Reading) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class DepartedTruck:
-    """The plates and container numbers of a truck that went through the boom, and when it went."""
+    """The plates and container numbers of the last truck, and when it left the arrival loop (None: not yet)."""
 
     names: frozenset[tuple[str, str]]
-    at: float
+    left_at: float | None
 
     @classmethod
-    def of(cls, tx: Transaction, at: float) -> DepartedTruck:
-        """What identifies the truck of `tx`, which left (or is leaving) at `at`."""
-        return cls(frozenset({("plate", p) for p in tx.plates} | {("container", c) for c in tx.containers}), at)
+    def of(cls, tx: Transaction, left_at: float | None) -> DepartedTruck:
+        """What identifies the truck of `tx`, which left the arrival loop at `left_at`."""
+        return cls(frozenset({("plate", p) for p in tx.plates} | {("container", c) for c in tx.containers}), left_at)
+
+    def saw(self, reading: Reading) -> bool:
+        """The reading names this truck and was observed before it left (or it has not left yet)."""
+        name = _identifier(reading)
+        return (name is not None and name in self.names
+                and (self.left_at is None or reading.observed_at < self.left_at))
 
 
 @dataclass
@@ -459,6 +467,7 @@ class Passage:
     left_arrival: bool = False  # left the arrival loop while the boom stood open unreleased: went where?
     released_left_at: float | None = None  # a released truck left the arrival loop, not (yet) under the boom
     departed_unseen: bool = False  # the boom closed behind a released truck no loop saw go under it
+    arrival_cleared_at: float | None = None  # when the arrival loop last cleared under this truck
 
     def view(self) -> dict[str, Any]:
         """The part of the passage shown with the transaction (kiosk, decision facts)."""
@@ -502,8 +511,8 @@ class LaneMachine:
     tx: Transaction | None = None
     passage: Passage = field(default_factory=Passage)
     buffered: list[Reading] = field(default_factory=list)
-    departed: DepartedTruck | None = None  # the last truck that went through the boom, for a while
-    departed_truck_readings: int = 0  # its plates and containers reported after it went, set aside
+    departed: DepartedTruck | None = None  # the last truck whose transaction closed
+    departed_truck_readings: int = 0  # readings of the last truck reported after it went, set aside
     loops: dict[str, bool] = field(
         default_factory=lambda: {"arrival": False, "safety": False, "exit": False}
     )
@@ -521,7 +530,7 @@ class LaneMachine:
         rows = TRANSITIONS[self.state].get(event.key)
         if rows is None:
             raise LaneError(f"lane {self.lane_id}: {event.key} is not expected in state {self.state}")
-        self._sense(event)
+        self._sense(event, now)
         row = self._row(rows, now)
         if isinstance(row, Refuse):
             raise LaneError(f"lane {self.lane_id}: " + row.why.format(action=getattr(event, "action", event.key)))
@@ -581,11 +590,13 @@ class LaneMachine:
             "closing_unreleased_boom": self.reclose_pending,
         }
 
-    def _sense(self, event: LaneEvent) -> None:
+    def _sense(self, event: LaneEvent, now: float) -> None:
         """What the event says about the lane itself, before a row is chosen."""
         match event:
             case LoopEvent(loop=loop, occupied=occupied):
                 self.loops[loop] = occupied
+                if loop == "arrival" and not occupied and self.tx is not None:
+                    self.passage.arrival_cleared_at = now
             case BoomEvent(opened=opened):
                 self.boom_open = opened
                 if not opened:
@@ -1041,15 +1052,11 @@ class LaneMachine:
         return self.boom_open and self.state != S.PASSING and not (self.tx is not None and self.passage.open_commanded)
 
     def _set_aside_if_departed(self, reading: Reading, now: float) -> bool:
-        """True (and counted) when the reading names the released truck that is leaving, or the one that
-        went through within the pre-arrival window: that truck's, seen late, not the next truck's."""
-        name = _identifier(reading)
-        if name is None:
-            return False
-        departed = self.departed
-        leaving = self.tx is not None and self.passage.open_commanded and name in DepartedTruck.of(self.tx, now).names
-        if leaving or (departed is not None and now - departed.at <= self.policy.pre_arrival_window_s
-                       and name in departed.names):
+        """True (and counted) when the reading names the released truck that is leaving, or the last truck,
+        and was observed while that truck was still on the arrival loop: it is that truck's, reported late."""
+        leaving = self.tx is not None and self.passage.open_commanded
+        if ((leaving and DepartedTruck.of(self.tx, self.passage.arrival_cleared_at).saw(reading))
+                or (self.departed is not None and self.departed.saw(reading))):
             self.departed_truck_readings += 1
             return True
         return False
@@ -1066,8 +1073,7 @@ class LaneMachine:
         """End the transaction (the row chose IDLE, or FAULT while a device that failed meanwhile is down)."""
         assert self.tx is not None
         tx, released_by, entered = self.tx, self.passage.released_by, self.passage.vehicle_entered
-        if result in (TxResult.PASSED, TxResult.UNAUTHORISED_PASSAGE):  # it is beyond the boom: not coming back
-            self.departed = DepartedTruck.of(tx, now)
+        self.departed = DepartedTruck.of(tx, self.passage.arrival_cleared_at or now)
         unknown = self.passage.departed_unseen
         self.tx, self.passage = None, Passage()
         return [CancelTimer(tx.id),

@@ -532,11 +532,17 @@ def test_reading_while_a_released_truck_leaves_may_belong_to_the_next_truck():
 
 
 def _passed(lane: LaneMachine, at: float) -> None:
-    """The released truck whose boom is open goes through and the boom closes behind it at `at`."""
+    """The released truck whose boom is open leaves the arrival loop at `at` - 0.9, goes under the boom and
+    the boom closes behind it at `at`."""
     lane.handle(LoopEvent("safety", True), at - 1.0)
     lane.handle(LoopEvent("arrival", False), at - 0.9)
     lane.handle(LoopEvent("safety", False), at - 0.5)
     lane.handle(BoomEvent(opened=False), at)
+
+
+def seen(text: str, observed_at: float, received_at: float) -> ReadingEvent:
+    """A plate seen in a frame at `observed_at` and reported at `received_at` (a video camera's vote)."""
+    return ReadingEvent(PlateRead("cam", text, 0.95, observed_at, received_at))
 
 
 def test_a_late_reading_of_the_truck_that_went_through_is_not_the_next_trucks():
@@ -544,28 +550,32 @@ def test_a_late_reading_of_the_truck_that_went_through_is_not_the_next_trucks():
     # slow): the next truck must not get that plate beside its own (PLATE_CONFLICT, a hold for nothing).
     lane, _ = _released_and_open()
     lane.handle(plate("29C-123.45", at=101.5), 101.5)  # while it leaves: its own plate again
-    _passed(lane, 103.0)
-    lane.handle(plate("29C-123.45", at=104.0), 104.0)  # after it went, within the pre-arrival window
+    _passed(lane, 103.0)  # it left the arrival loop at 102.1
+    lane.handle(seen("29C-123.45", 101.9, 104.0), 104.0)  # seen before it left, reported after it went
     lane.handle(plate("51D-678.90", at=104.5), 104.5)  # the next truck's camera read, before its loop
     lane.handle(LoopEvent("arrival", True), 105.0)
-    lane.handle(plate("29C-123.45", at=105.5), 105.5)  # and once more while the next truck is collecting
+    lane.handle(seen("29C-123.45", 102.0, 105.5), 105.5)  # and once more while the next truck is collecting
     assert list(lane.tx.plates) == ["51D67890"]
     assert lane.snapshot()["departed_truck_readings"] == 3
 
 
-def test_a_truck_that_went_through_long_ago_or_backed_away_is_read_again_as_a_new_truck():
+def test_the_same_plate_seen_after_the_last_truck_left_is_read_as_a_new_truck():
+    # The truck came round again, or another truck carries its plate: the rules must see that plate (a
+    # declaration already used, a conflict), never a truck without one.
     lane, _ = _released_and_open()
     _passed(lane, 103.0)
-    lane.handle(plate("29C-123.45", at=109.0), 109.0)  # past the pre-arrival window: it came round again
-    lane.handle(LoopEvent("arrival", True), 109.5)
+    lane.handle(plate("29C-123.45", at=104.0), 104.0)  # seen after it left the arrival loop at 102.1
+    lane.handle(LoopEvent("arrival", True), 104.5)
     assert list(lane.tx.plates) == ["29C12345"]
-    # This truck backs away (no release): it may come straight back, and its plate is its own then.
+    # This truck backs away (no release): a reading of it from before it left is its own, set aside; its
+    # plate read again when it comes straight back is kept.
     lane.handle(LoopEvent("arrival", False), 110.0)
     assert lane.state == LaneState.IDLE
+    lane.handle(seen("29C-123.45", 109.5, 110.2), 110.2)
     lane.handle(plate("29C-123.45", at=110.5), 110.5)
     lane.handle(LoopEvent("arrival", True), 111.0)
-    assert list(lane.tx.plates) == ["29C12345"]
-    assert lane.snapshot()["departed_truck_readings"] == 0
+    assert list(lane.tx.plates) == ["29C12345"] and lane.tx.plates["29C12345"].observed_at == 110.5
+    assert lane.snapshot()["departed_truck_readings"] == 1
 
 
 def test_a_late_container_number_of_the_truck_that_went_through_is_set_aside_too():
@@ -576,7 +586,7 @@ def test_a_late_container_number_of_the_truck_that_went_through_is_set_aside_too
     lane.handle(BoomEvent(opened=True), 101.0)
     _passed(lane, 103.0)
     lane.handle(LoopEvent("arrival", True), 104.0)
-    lane.handle(ReadingEvent(ContainerRead("ccam", "MSCU1234565", 0.9, 104.2, 104.2)), 104.2)
+    lane.handle(ReadingEvent(ContainerRead("ccam", "MSCU1234565", 0.9, 101.5, 104.2)), 104.2)
     lane.handle(ReadingEvent(ContainerRead("ccam", "TGHU7654320", 0.9, 104.3, 104.3)), 104.3)
     assert list(lane.tx.containers) == ["TGHU7654320"]
 

@@ -15,14 +15,14 @@ from edge.cli import DEFAULT_SCENARIO
 from edge.lane import LaneState
 from edge.users import UserStore
 from tests.conftest import wait_until
-from tests.e2e.test_gate_e2e import DECLARATION, _gate, _present, run_cli
+from tests.e2e.test_gate_e2e import DECLARATION, _gate, _present, run_cli, why_it_failed
 
 SCENARIO = DEFAULT_SCENARIO.parent / "declarations-once.yaml"
 
 
 def test_declarations_once_scenario_meets_every_expectation():
     result = run_cli("demo", "--scenario", str(SCENARIO), "--json", timeout=180)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, why_it_failed(result)
     report = json.loads(result.stdout)
     assert report["summary"]["expectations_failed"] == 0 and report["summary"]["journal_ok"], report["summary"]
     by_name = {truck["name"]: truck for truck in report["trucks"]}

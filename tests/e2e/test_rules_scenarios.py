@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from edge.cli import DEFAULT_SCENARIO
+from tests.e2e.test_gate_e2e import why_it_failed
 
 SCENARIOS = DEFAULT_SCENARIO.parent
 
@@ -17,7 +18,7 @@ SCENARIOS = DEFAULT_SCENARIO.parent
 def play(name: str) -> dict:
     result = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--scenario", str(SCENARIOS / name), "--json"],
                             capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, why_it_failed(result)
     report = json.loads(result.stdout)
     unmet = [(t["name"], t.get("expect_failures")) for t in report["trucks"] if t.get("expect_met") is False]
     assert not unmet and report["summary"]["journal_ok"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from edge.config import CONFIG_ROOT
+from tests.e2e.test_gate_e2e import why_it_failed
 
 FEATURES = CONFIG_ROOT / "scenarios" / "format-features.yaml"
 
@@ -20,7 +21,7 @@ def _play(*extra: str) -> tuple[subprocess.CompletedProcess, dict]:
 
 def test_format_features_scenario_plays_every_new_key_as_expected():
     result, report = _play("--json")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, why_it_failed(result)
     by_name = {truck["name"]: truck for truck in report["trucks"]}
     unmet = {name: t.get("expect_failures") for name, t in by_name.items() if t.get("expect_met") is False}
     assert not unmet

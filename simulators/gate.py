@@ -29,6 +29,30 @@ from simulators.weighbridge import WeighbridgeSimulator
 
 log = logging.getLogger(__name__)
 
+NODE_STOP_LIMIT_S = 30.0
+"""A node that has not stopped by then is stuck: its pending tasks are named (where each waits) and the rest of
+the gate stops all the same."""
+
+
+class NodeStuck(RuntimeError):
+    """The node did not stop within NODE_STOP_LIMIT_S; the message names every task still pending."""
+
+
+def _awaits(coroutine: object) -> str:
+    """Where a suspended coroutine waits: each coroutine down its await chain, as file:line function."""
+    places = []
+    while coroutine is not None and getattr(coroutine, "cr_frame", None) is not None:
+        frame = coroutine.cr_frame
+        places.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        coroutine = coroutine.cr_await
+    return " -> ".join(places) or "(not started)"
+
+
+def pending_tasks_text() -> str:
+    """Every task of the running loop but the caller's, with where it waits (for a stuck stop)."""
+    return "\n".join(sorted(f"{task.get_name()}: {_awaits(task.get_coro())}" for task in asyncio.all_tasks()
+                            if task is not asyncio.current_task() and not task.done()))
+
 
 @dataclass
 class LaneRig:
@@ -202,10 +226,19 @@ class SimulatedGate:
         return self.node
 
     async def stop_node(self) -> None:
-        """Stop the node only; the PLCs go safe by themselves when the heartbeat stops."""
-        if self.node is not None:
-            await self.node.stop()
-            self.node = None
+        """Stop the node only; the PLCs go safe by themselves when the heartbeat stops. NodeStuck when it
+        has not stopped within NODE_STOP_LIMIT_S (naming what it still waits on)."""
+        if self.node is None:
+            return
+        node, self.node = self.node, None
+        stopping = asyncio.ensure_future(node.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=NODE_STOP_LIMIT_S)
+        if not done:
+            pending = pending_tasks_text()
+            stopping.cancel()
+            log.error("the node did not stop within %.0f s; pending tasks:\n%s", NODE_STOP_LIMIT_S, pending)
+            raise NodeStuck(f"the node did not stop within {NODE_STOP_LIMIT_S:.0f} s; pending tasks:\n{pending}")
+        stopping.result()
 
     def simulator(self, device_id: str):
         """The simulator behind a device id ("broker" for the MQTT broker), for fault injection."""
@@ -224,7 +257,12 @@ class SimulatedGate:
         raise KeyError(device_id)
 
     async def stop(self) -> None:
-        await self.stop_node()
+        """Stop the node, then every simulator and the gate's own broker (those too when the node is stuck)."""
+        stuck: NodeStuck | None = None
+        try:
+            await self.stop_node()
+        except NodeStuck as exc:
+            stuck = exc
         for rig in self.rigs.values():
             await rig.plc.stop()
             for wire in rig.wires.values():
@@ -239,6 +277,8 @@ class SimulatedGate:
                 await asyncio.to_thread(rig.video.stop)
         if self._own_broker and self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+        if stuck is not None:
+            raise stuck
 
 
 class _BrokerFaults:

@@ -1,6 +1,12 @@
 """Video camera driver: newest frame → plate / container-code reader (in a worker thread) →
 votes across frames → one PlateRead or ContainerRead per vehicle, like the MQTT cameras emit.
 
+A text is reported once while it stays in view: it is reported again only after no frame has read it
+for `repeat_s` (the truck left, or came back). A truck held in front of the camera for minutes is
+one reading, not one every few seconds; a report every few seconds would let the last one land after
+the truck left, where the lane would take it for the next truck's. Each reading's `observed_at` is
+the time of the first frame that read it, `received_at` when the frames agreed.
+
 The reader comes from `models/` (`models.load_plate_reader()`). Without one the driver still
 watches the stream and reports its health, and says in its health detail that it cannot read.
 """
@@ -60,7 +66,8 @@ class VideoCameraDriver(RunsInBackground):
         self.frames_skipped = 0
         self.read_errors = 0
         self._last_seq = 0
-        self._last_emitted: dict[str, float] = {}
+        self._last_seen: dict[str, float] = {}  # text -> time of the last frame that read it
+        self._reported: set[str] = set()  # texts reported during their current stay in view
 
     async def run(self) -> None:
         """Start the reader thread and read the newest frame every interval, until stopped."""
@@ -80,6 +87,7 @@ class VideoCameraDriver(RunsInBackground):
                 if self.reader is not None:
                     readings = await asyncio.to_thread(self._read, frame.image)
                     self.frames_recognised += 1
+                    self._note_seen([text for _, text, _ in readings], frame.at)
                     self._decide(self.voter.add(readings, frame.at))
         finally:
             await asyncio.to_thread(self.source.stop)
@@ -105,6 +113,17 @@ class VideoCameraDriver(RunsInBackground):
         elif link.last_error:
             self.availability.down(link.last_error)
 
+    def _note_seen(self, texts: list[str], at: float) -> None:
+        """A frame taken at `at` read these texts: a text unseen for `repeat_s` before it begins a new stay."""
+        for text in texts:
+            if at - self._last_seen.get(text, -1e18) >= self.repeat_s:
+                self._reported.discard(text)
+            self._last_seen[text] = at
+        gone = [text for text, seen in self._last_seen.items() if at - seen >= self.repeat_s]
+        for text in gone:  # left the view: forget it (a text read again later is a new stay)
+            del self._last_seen[text]
+            self._reported.discard(text)
+
     def _decide(self, votes: list[Vote]) -> None:
         now = time.time()
         for vote in votes:
@@ -112,9 +131,9 @@ class VideoCameraDriver(RunsInBackground):
                 log.info("%s: %s %s agreed by %d frames but only %.2f confident: not reported",
                          self.device_id, vote.kind, vote.text, vote.frames, vote.confidence)
                 continue
-            if now - self._last_emitted.get(vote.text, -1e9) < self.repeat_s:
-                continue  # the same truck, still in view
-            self._last_emitted[vote.text] = now
+            if vote.text in self._reported:
+                continue  # the same truck, still in view since it was reported
+            self._reported.add(vote.text)
             # Observed when its first frame was taken (the lane times readings by their arrival: `now`).
             seen = vote.seen_at or now
             if vote.kind == "container":

@@ -260,6 +260,8 @@ class HandDrivenGate:
         if plc.boom_open and not back_off.is_set():
             plc.set_loop("safety", True)
             plc.set_loop("arrival", False)
+            if rig.video is not None:
+                rig.video.clear()  # aimed at the arrival loop, it no longer sees the truck
             if rig.scale is not None:
                 rig.scale.drive_off()
             await asyncio.sleep(0.4)
@@ -270,6 +272,8 @@ class HandDrivenGate:
             say(f"{lane}: truck {order.plate} drove through")
         else:
             plc.set_loop("arrival", False)
+            if rig.video is not None:
+                rig.video.clear()
             if rig.scale is not None:
                 rig.scale.drive_off()
             say(f"{lane}: truck {order.plate} backed away")

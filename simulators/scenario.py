@@ -137,10 +137,13 @@ def _show_plates(play: _Play, rig: LaneRig, truck: TruckSpec) -> tuple[list[tupl
 
 
 def _leave_arrival(play: _Play, rig: LaneRig, truck: TruckSpec, presence: _Presence, turn: _Turn) -> None:
-    """The truck is off the arrival loop (and the weighbridge): the next truck may roll on."""
+    """The truck is off the arrival loop (and the weighbridge): the next truck may roll on. The video
+    camera, aimed at the loop, no longer sees it."""
     if presence.on_arrival:
         rig.plc.set_loop("arrival", False)
         presence.on_arrival = False
+    if rig.video is not None and presence.shown is not None and rig.video.showing == presence.shown:
+        rig.video.clear()
     if presence.on_scale and rig.scale is not None:
         rig.scale.drive_off()
         play.scale_left[truck.lane] = rig.scale.frames_sent

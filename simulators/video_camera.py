@@ -39,7 +39,8 @@ class VideoCameraSimulator:
         self.host, self.port = self._server.server_address[:2]
         self._thread: threading.Thread | None = None
         self.showing: str | None = None
-        self._frame = _jpeg(self._draw(None))
+        self._empty_lane = _jpeg(self._draw(None))  # drawn once: clearing is cheap enough for the event loop
+        self._frame = self._empty_lane
 
     @property
     def url(self) -> str:
@@ -78,9 +79,8 @@ class VideoCameraSimulator:
 
     def clear(self) -> None:
         """Show the empty lane."""
-        frame = _jpeg(self._draw(None))
         with self._lock:
-            self._frame, self.showing = frame, None
+            self._frame, self.showing = self._empty_lane, None
 
     # fault hooks, as for the other simulators (scenario `faults:` and `smartgate simulate`)
     async def fault_disconnect(self) -> None:

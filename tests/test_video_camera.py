@@ -68,6 +68,30 @@ def test_a_truck_on_the_stream_is_read_once_and_the_next_truck_too(camera):
     asyncio.run(scenario())
 
 
+def test_a_truck_that_stays_in_view_is_reported_once_and_again_only_after_it_left_the_view(camera):
+    # A held truck may wait minutes in front of the camera: one reading, not one every repeat_s (the last of
+    # which could land after it left, where the lane would take it for the next truck's).
+    async def scenario():
+        events: list = []
+        driver = _driver(camera.url, events, repeat_s=0.5, vote_window_s=0.3)
+        plates = lambda: [e for e in events if isinstance(e, PlateRead)]  # noqa: E731
+        async with running(driver):
+            camera.show_truck("29C-123.45")
+            await wait_until(lambda: plates(), timeout_s=15, what="the plate")
+            seen = driver.frames_recognised
+            # Many windows of frames and several repeat_s later, the truck still in view: still one reading.
+            await wait_until(lambda: driver.frames_recognised >= seen + 30, timeout_s=30, what="frames in view")
+            assert len(plates()) == 1
+            camera.clear()  # it leaves the view ...
+            cleared = driver.frames_recognised
+            await wait_until(lambda: driver.frames_recognised >= cleared + 20, timeout_s=30, what="empty-lane frames")
+            camera.show_truck("29C-123.45")  # ... and comes back: a new stay, reported again
+            await wait_until(lambda: len(plates()) == 2, timeout_s=15, what="the plate of its second stay")
+            assert plates()[1].observed_at > plates()[0].received_at
+
+    asyncio.run(scenario())
+
+
 def test_a_rear_camera_reads_the_container_number_painted_on_the_doors(camera):
     async def scenario():
         events: list = []

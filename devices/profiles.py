@@ -173,7 +173,7 @@ class VideoCameraProfile(_Strict):
     max_fps: float = Field(default=10.0, gt=0, le=120)
     recognise_every_s: float = Field(default=0.2, gt=0, le=10)
     min_confidence: float = Field(default=0.6, ge=0, le=1)
-    repeat_s: float = Field(default=5.0, ge=0, le=600)  # the same plate again within this is the same truck
+    repeat_s: float = Field(default=5.0, ge=0, le=600)  # unread this long, a text has left the view: next time is new
     read: list[Literal["plates", "containers"]] = Field(default=["plates"], min_length=1)
     vote_frames: int = Field(default=2, ge=1, le=50)  # frames that must agree before a reading is reported
     vote_window_s: float = Field(default=2.0, gt=0, le=60)  # a vehicle's frames: the vote closes after this

@@ -34,6 +34,7 @@ from devices.protocols.barrier_map import (
     next_heartbeat,
 )
 from devices.readings import DeviceEvent
+from devices.tasks import cancel_and_wait
 from devices.transports.modbus import ModbusHub, ModbusIOError
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,7 @@ class BarrierDriver:
         """Stop polling and heartbeats (the PLC then goes safe by itself) and disconnect."""
         self._stopping = True
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(task)
         await self._end_pulse()  # a pulse in progress is released before the link goes
         await self.hub.close()
 

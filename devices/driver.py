@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Protocol, runtime_checkable
 
 from devices.health import DeviceHealth
+from devices.tasks import cancel_and_wait
 
 
 @runtime_checkable
@@ -65,5 +66,4 @@ class RunsInBackground:
         task, self._run_task = self._run_task, None
         if task is None:
             return
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)

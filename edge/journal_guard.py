@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.tasks import cancel_and_wait
 from edge.journal import AppendItem, Journal, JournalEntry, check_item
 from edge.records import AlarmCode, JournalKind
 
@@ -169,8 +170,7 @@ class JournalGuard:
     async def stop(self) -> None:
         """Stop the retry loop after one last try to write what is held; log what could not be written."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
         pending = {h.inflight for h in self._held if h.inflight is not None and not h.inflight.done()}
         if pending:  # writes that may still commit: wait a little, never write their rows twice

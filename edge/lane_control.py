@@ -47,6 +47,7 @@ from devices.readings import (
     LoopChanged,
     Reading,
 )
+from devices.tasks import cancel_and_wait
 from devices.transports.modbus import ModbusIOError
 from edge.cache import DeclarationCache
 from edge.claims import Claim, ClaimError, ClaimPassage
@@ -183,8 +184,7 @@ class LaneController:
         for handle in self._timers.values():
             handle.cancel()
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
 
     def submit(self, event: LaneEvent | DeviceEvent) -> None:
         """Queue an event from a driver or a timer (thread: the event loop)."""

@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from devices.tasks import cancel_and_wait
 from edge.cache import DeclarationCache
 from edge.config import CentralConfig
 from edge.journal import HEAD_KEY_FILE, Journal, load_or_create_head_key, signed_head
@@ -198,8 +199,7 @@ class SyncService:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(task)
         if self._alarm_tasks:  # written (or held by the guard) before the outbox stops queueing rows
             await asyncio.gather(*self._alarm_tasks, return_exceptions=True)
         self.journal.remove_listener(self._on_append)

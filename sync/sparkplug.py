@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pysparkplug as spb
 
+from devices.tasks import cancel_and_wait
 from edge.node_view import NodeView
 from sync.telemetry import next_bd_seq
 
@@ -284,8 +285,7 @@ class SparkplugPublisher:
     async def stop(self) -> None:
         """Stop publishing and send the death the will would have (a clean disconnect drops the will)."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         if self.bd_seq is not None and self.bus.health.connected:
             death_topic, death = self.encoder.death(self.bd_seq)
             info = self.bus.publish(death_topic, death, qos=1, retain=False)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from devices.tasks import cancel_and_wait
 from edge.node_view import NodeView
 from edge.records import AlarmCode, Notice
 
@@ -144,8 +145,7 @@ class TelemetryPublisher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -1,36 +1,38 @@
-"""A simulated gate whose node does not stop says what the node still waits on, and stops the rest anyway
-(a stuck stop would otherwise hang a test or `smartgate demo` with no word of why)."""
+"""A simulated gate whose node is slow to stop says in its log what the node still waits on (a stuck stop
+would otherwise hang a test or `smartgate demo` with no word of why)."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import logging
 from pathlib import Path
 
-import pytest
-
 import simulators.gate as gate_module
-from simulators.gate import NodeStuck
+from tests.conftest import wait_until
 from tests.helpers import started_gate
 
 
-def test_a_node_that_does_not_stop_is_named_and_the_gate_stops_all_the_same(site, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(gate_module, "NODE_STOP_LIMIT_S", 1.0)
+def test_a_node_slow_to_stop_is_named_in_the_log_and_the_gate_still_stops(site, tmp_path: Path, monkeypatch,
+                                                                           caplog):
+    monkeypatch.setattr(gate_module, "NODE_STOP_LIMIT_S", 0.5)
 
     async def scenario():
         gate = await started_gate(site, tmp_path, [], kiosk_port=None, boom_travel_s=0.2)
-        never = asyncio.Event()
+        held = asyncio.Event()
+        camera = gate.node.drivers["IMP-1-anpr"]
+        real_stop = camera.stop
 
-        async def camera_stop_that_never_returns() -> None:
-            await never.wait()
+        async def camera_stop_held_up() -> None:
+            await held.wait()
+            await real_stop()
 
-        monkeypatch.setattr(gate.node.drivers["IMP-1-anpr"], "stop", camera_stop_that_never_returns)
-        broker = (gate.broker.host, gate.broker.port)
-        with pytest.raises(NodeStuck) as stuck:
-            await gate.stop()
-        assert "camera_stop_that_never_returns" in str(stuck.value)  # where the node's stop waits
-        assert "app.py" in str(stuck.value)
-        with pytest.raises(OSError):  # the gate's own broker was stopped all the same
-            socket.create_connection(broker, timeout=1).close()
+        monkeypatch.setattr(camera, "stop", camera_stop_held_up)
+        with caplog.at_level(logging.ERROR, logger="simulators.gate"):
+            stopping = asyncio.create_task(gate.stop())
+            await wait_until(lambda: "has not stopped after" in caplog.text, what="the slow stop logged")
+            assert "camera_stop_held_up" in caplog.text and "app.py" in caplog.text  # where it waits
+            assert not stopping.done()  # it goes on waiting: cut short, its MQTT clients would run on
+            held.set()
+            await asyncio.wait_for(stopping, timeout=30)
 
     asyncio.run(scenario())

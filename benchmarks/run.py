@@ -32,7 +32,8 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
 
 
 def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True, gates: int | None = None,
-                   only: str | None = None) -> dict:
+                   only: str | None = None, real_crops: list[str] | None = None,
+                   real_frames: str | None = None) -> dict:
     """Run benchmarks by name (decision, cache, journal, archive, codec, modbus, kiosk, sync, security, vision,
     central, all)."""
     names = (["decision", "cache", "journal", "archive", "codec", "modbus", "kiosk", "sync", "security", "vision",
@@ -86,7 +87,9 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True,
 
             figures = run_vision_bench(per_class=100 if quick else 1000, frames=20 if quick else 100,
                                        baseline_per_class=5 if quick else 50, with_baseline=baseline,
-                                       real_limit=15 if quick else None, only=only)
+                                       real_limit=15 if quick else None, only=only,
+                                       real_crops=[Path(f) for f in real_crops or []],
+                                       real_frames=Path(real_frames) if real_frames else None)
         elif name == "central":
             from benchmarks.central_bench import run_central_bench
 

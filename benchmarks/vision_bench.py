@@ -8,7 +8,9 @@ no-reading rates, p50/p90/p99 ms on one thread.
 
 The held-out sets come from `models.training.dataset.held_out` (a seed the training never uses,
 and their labels were excluded from training). Real crops are read from the shared evaluation
-folder (file name = label) when it is there. Prints JSON.
+folder (file name = label) when it is there, and from any other folder of labelled crops given
+(`smartgate bench vision --real-crops DIR`: plates of either country or container codes, labelled by
+file name or by a `labels.csv` / `labels.jsonl` beside them). Prints JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +39,63 @@ def real_crops_dir() -> Path | None:
     relative = Path("shared") / "data" / "plates" / "cn-real"
     candidates += [folder / relative for folder in (root, *root.parents)]  # a worktree sits deeper than main
     return next((c for c in candidates if c.is_dir()), None)
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class LabelsError(ValueError):
+    """A folder of real crops that cannot be measured: missing, empty, or its labels file unreadable."""
+
+
+def labelled_crops(folder: Path) -> list[tuple[Path, str]]:
+    """A folder's crops and their labels, in file-name order.
+
+    Labels come from `labels.csv` (`file,label` per row, a header row allowed) or `labels.jsonl`
+    (`{"file": ..., "label": ...}` per line) in the folder when there is one, with files relative to
+    the folder; otherwise each image's file name without its suffix is its label (`皖A12345.jpg`,
+    `29C-123.45.png`, `59-P1 123.45.jpg`). A labels file is how to label two crops of one plate, or a
+    label a file name cannot hold (`/`). Raises LabelsError naming the folder (and line) and the fix.
+    """
+    if not folder.is_dir():
+        raise LabelsError(f"{folder}: no such folder of real crops; give a folder of images named by their labels "
+                          f"(or with a labels.csv / labels.jsonl)")
+    rows: list[tuple[Path, str]] = []
+    csv_file, jsonl_file = folder / "labels.csv", folder / "labels.jsonl"
+    if csv_file.is_file():
+        import csv
+
+        with csv_file.open(newline="", encoding="utf-8-sig") as handle:
+            for number, row in enumerate(csv.reader(handle), start=1):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 2:
+                    raise LabelsError(f"{csv_file}:{number}: want `file,label`, got {row!r}")
+                if number == 1 and row[0].strip().lower() == "file":
+                    continue  # the header
+                rows.append((folder / row[0].strip(), row[1].strip()))
+    elif jsonl_file.is_file():
+        for number, line in enumerate(jsonl_file.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                rows.append((folder / str(entry["file"]), str(entry["label"])))
+            except (ValueError, KeyError, TypeError) as error:
+                raise LabelsError(f"{jsonl_file}:{number}: want {{\"file\": ..., \"label\": ...}} ({error})") from error
+    else:
+        rows = [(path, path.stem) for path in sorted(folder.iterdir())
+                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+    if not rows:
+        raise LabelsError(f"{folder}: no labelled crops ({', '.join(sorted(IMAGE_SUFFIXES))} files named by their "
+                          f"labels, or a labels.csv / labels.jsonl)")
+    return rows
+
+
+def crops_kind(labels: list[str]) -> str:
+    """"containers" when most labels are check-digit-valid ISO 6346 codes, else "plates"."""
+    codes = sum(is_valid_container(_plain_code(label)) for label in labels)
+    return "containers" if codes * 2 > len(labels) else "plates"
 
 
 def _read_image(path: Path) -> np.ndarray | None:
@@ -100,7 +159,8 @@ ONLY = ("real", "real-frames")  # `--only`: the real sets alone, or the real con
 
 
 def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_class: int = 50,
-                     real_limit: int | None = None, with_baseline: bool = True, only: str | None = None) -> dict:
+                     real_limit: int | None = None, with_baseline: bool = True, only: str | None = None,
+                     real_crops: list[Path] | None = None, real_frames: Path | None = None) -> dict:
     """All vision figures; `per_class` held-out crops per class, `frames` whole frames.
 
     The rapidocr baseline reads the first `baseline_per_class` crops of each class and a fifth of
@@ -114,11 +174,19 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
 
     if only is not None and only not in ONLY:
         raise ValueError(f"vision bench: --only {only!r}: use one of {', '.join(ONLY)}")
+    crops_dirs = [Path(folder) for folder in real_crops or []]
+    for folder in crops_dirs:  # a wrong folder is said before minutes of reading, not after
+        labelled_crops(folder)
+    frames_dir = Path(real_frames) if real_frames else None
+    if frames_dir is not None and not (frames_dir / "labels.jsonl").is_file():
+        raise LabelsError(f"{frames_dir}: no labels.jsonl; real frames need one line per frame "
+                          f'({{"file": ..., "codes": [{{"code": ..., "box": [x1, y1, x2, y2]}}]}})')
     cv2.setNumThreads(1)
     reader = VisionReader(threads=1)
     if only is not None:
         return {"threads": 1, "only": only,
-                "real": _real_sets(reader, real_limit, with_baseline, frames_only=only == "real-frames")}
+                "real": _real_sets(reader, real_limit, with_baseline, frames_only=only == "real-frames",
+                                   crops_dirs=crops_dirs, frames_dir=frames_dir)}
     baseline = _baseline() if with_baseline else None
     figures: dict = {"threads": 1, "per_class": per_class, "held_out": {}, "baseline_rapidocr": {}}
     crop_ms: list[float] = []
@@ -198,7 +266,7 @@ def run_vision_bench(per_class: int = 1000, frames: int = 100, baseline_per_clas
         figures["baseline_rapidocr"]["crop_ms"] = percentiles(base_ms)
         figures["baseline_rapidocr"]["recogniser_only_crop_ms"] = percentiles(line_ms)
 
-    figures["real"] = _real_sets(reader, real_limit, with_baseline)
+    figures["real"] = _real_sets(reader, real_limit, with_baseline, crops_dirs=crops_dirs, frames_dir=frames_dir)
     cn = figures["real"]["cn_crops"]
     figures["real_cn_crops"] = {"n": cn["n"]} if not cn["n"] else {  # the earlier summary, kept for its readers
         "n": cn["n"], "exact_match": cn["ours"]["exact_match"], "no_reading": cn["ours"]["no_reading"],
@@ -315,10 +383,14 @@ def _timed(function, *args):
     return out, ((time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000)
 
 
-def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool = False) -> dict:
+def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool = False,
+               crops_dirs: list[Path] | None = None, frames_dir: Path | None = None) -> dict:
     """Every real evaluation set: ours (the cascade), our fast models alone, and rapidocr's recogniser alone
     (its PP-OCRv4 rec ONNX run directly on the crop, free greedy decoding) on crops; ours and rapidocr's
-    detector + recogniser on whole frames. Evaluation only: nothing here is fitted on these sets."""
+    detector + recogniser on whole frames. `crops_dirs`: more folders of labelled real crops (`labelled_crops`),
+    each reported under `crops` by its folder's name; `frames_dir`: real frames instead of the shared ones.
+    Evaluation only: nothing here is fitted on these sets."""
+    from models.vision.grammar import PLATES
     from models.vision.reader import VisionReader
     from models.vision.strong import REC_NAME, StrongRecogniser, find_model
 
@@ -328,21 +400,61 @@ def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool
     out: dict = {"note": "evaluation only; ours = the cascade (fast models, then PP-OCRv4 rec on unsure crops); "
                          "rapidocr_rec_alone = PP-OCRv4 rec ONNX on the whole crop, no detector, greedy"}
 
-    def crops_set(samples, read_ours, read_fast, normalise) -> dict:
-        tallies = {"ours": _Tally(), "ours_fast_alone": _Tally()}
-        if rec is not None:
-            tallies["rapidocr_rec_alone"] = _Tally()
+    def crops_set(samples, read_ours, read_fast, normalise, group=None) -> dict:
+        """Each reader's tally over `samples`; with `group` (label → name), each group's tallies apart too."""
+        whos = ["ours", "ours_fast_alone"] + (["rapidocr_rec_alone"] if rec is not None else [])
+        tallies: dict[str | None, dict[str, _Tally]] = {}
+
+        def add(label: str, who: str, text: str | None, ms, confidence=None) -> None:
+            for key in {None, group(label) if group else None}:
+                tallies.setdefault(key, {name: _Tally() for name in whos})[who].add(text, label, ms, confidence)
+
         for image, label in samples:
             reading, ms = _timed(read_ours, image)
-            tallies["ours"].add(reading.text if reading else None, label, ms, reading.confidence if reading else None)
+            add(label, "ours", reading.text if reading else None, ms, reading.confidence if reading else None)
             reading, ms = _timed(read_fast, image)
-            tallies["ours_fast_alone"].add(reading.text if reading else None, label, ms,
-                                           reading.confidence if reading else None)
+            add(label, "ours_fast_alone", reading.text if reading else None, ms,
+                reading.confidence if reading else None)
             if rec is not None:
                 (text, _), ms = _timed(rec.text, image)
-                tallies["rapidocr_rec_alone"].add(normalise(text), label, ms)
-        return {name: tally.figures() for name, tally in tallies.items()}
+                add(label, "rapidocr_rec_alone", normalise(text), ms)
+        whole = tallies.get(None, {name: _Tally() for name in whos})
+        figures: dict = {name: tally.figures() for name, tally in whole.items()}
+        groups = {key: value for key, value in tallies.items() if key is not None}
+        if group is not None and groups:
+            figures["by_group"] = {key: {"n": value["ours"].figures()["n"],
+                                         **{name: tally.figures() for name, tally in value.items()}}
+                                   for key, value in sorted(groups.items())}
+        return figures
 
+    def plate_country(label: str) -> str:
+        return PLATES.kind_of(label) or "not a VN or CN plate"
+
+    if not frames_only:
+        out["crops"] = {}
+        seen = {real_crops_dir().resolve()} if real_crops_dir() is not None else set()
+        for folder in crops_dirs or []:
+            folder = Path(folder)
+            if folder.resolve() in seen:
+                continue
+            seen.add(folder.resolve())
+            listed = labelled_crops(folder)[:limit]
+            kind = crops_kind([label for _, label in listed])
+            normalise = normalise_plate if kind == "plates" else _plain_code
+            samples, unreadable = [], []
+            for path, label in listed:
+                image = _read_image(path) if path.is_file() else None
+                if image is None:
+                    unreadable.append(path.name)
+                else:
+                    samples.append((image, normalise(label)))
+            name = folder.name if folder.name not in out["crops"] else str(folder)
+            read_ours, read_fast = ((reader.read_plate_crop, fast.read_plate_crop) if kind == "plates"
+                                    else (reader.read_container_crop, fast.read_container_crop))
+            out["crops"][name] = {"n": len(samples), "source": str(folder), "kind": kind,
+                                  "unreadable_files": unreadable,
+                                  **crops_set(samples, read_ours, read_fast, normalise,
+                                              group=plate_country if kind == "plates" else None)}
     folder = real_crops_dir()
     if frames_only:
         pass
@@ -354,7 +466,7 @@ def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool
         out["cn_crops"] = {"n": len(samples), "source": str(folder),
                            **crops_set(samples, reader.read_plate_crop, fast.read_plate_crop, normalise_plate)}
         out["cn_plates_in_frames"] = _plates_in_frames(reader, fast, samples)
-    frames_dir = real_frames_dir()
+    frames_dir = frames_dir or real_frames_dir()
     if frames_dir is None or reader.containers is None:
         out["container_crops"] = out["container_frames"] = {"n": 0, "note": "real frames or container model missing"}
         return out

@@ -477,6 +477,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.run import run_benchmarks  # benchmarks sit above the node: imported only when asked for
+    from benchmarks.vision_bench import LabelsError
 
     names = ALL_BENCHMARKS if "all" in args.which else args.which
     result: dict = {}
@@ -485,10 +486,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for name in names:  # one at a time, so that the bar (and its clock) says which one is running
             bar.set_postfix_str(name)
             figures = run_benchmarks([name], quick=args.quick, baseline=not args.no_baseline, gates=args.gates,
-                                     only=args.only)
+                                     only=args.only, real_crops=args.real_crops, real_frames=args.real_frames)
             result = result or {key: figures[key] for key in ("started_at", "machine", "quick")}
             result[name] = figures[name]
             bar.update(1)
+    except LabelsError as exc:  # a folder of real crops or frames given that cannot be measured
+        print(f"smartgate bench: {exc}", file=sys.stderr)
+        return 2
     finally:
         bar.close()
     text = json.dumps(result, indent=2)
@@ -932,6 +936,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gates", type=int, help="central: simulated gates of 4 lanes (default 50; 4 with --quick)")
     p.add_argument("--only", choices=["real", "real-frames"],
                    help="vision: measure only the real sets, or only the real container frames")
+    p.add_argument("--real-crops", action="append", metavar="DIR",
+                   help="vision: also measure this folder of real crops (plates of either country or container "
+                        "codes; labels from the file names, or a labels.csv `file,label` / labels.jsonl beside "
+                        "them); repeat for more folders")
+    p.add_argument("--real-frames", metavar="DIR",
+                   help="vision: real container frames to measure instead of the shared ones (a labels.jsonl "
+                        "as in shared/data/containers/real-frames)")
     p.add_argument("--out", help="also write the JSON to this file")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -129,7 +129,8 @@ def plate_parts(label: str) -> tuple[str, str, str]:
 def render_plate(rng: np.random.Generator, country: str | None = None, lines: int | None = None,
                  scale: float | None = None, label: str | None = None, *, guangxi_share: float = GUANGXI_SHARE,
                  plate_font_share: float | None = None,
-                 colours: tuple[tuple, tuple] | None = None, printed_prefix: str | None = None) -> PlateSample:
+                 colours: tuple[tuple, tuple] | None = None, printed_prefix: str | None = None,
+                 motorbike: bool = False) -> PlateSample:
     """Render one random plate, clean (no augmentation); `country` "VN"/"CN", `lines` 1/2.
 
     `scale` is pixels per millimetre of the real plate (random 0.3-0.6 when None: a crop as a
@@ -138,6 +139,8 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
     font (None: the country's share above); `colours`: (background, text) BGR instead of a random pair;
     `printed_prefix`: the prefix as the plate prints it (`29-MĐ1` on a two-line plate's top row) instead
     of the label's own (`29MD1`); it draws nothing from `rng` and the label stays as it was.
+    `motorbike`: a Vietnamese two-line plate of a motorbike's size (190 x 140 mm, both rows nearly as
+    wide as the plate) instead of a car's (330 x 165 mm).
     The defaults draw what they always drew, so a seeded set is the same.
     """
     fonts = installed_fonts()
@@ -157,7 +160,7 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
     if printed_prefix is not None:
         prefix = printed_prefix
     sizes_mm = {("VN", 1): (520, 110), ("VN", 2): (330, 165), ("CN", 1): (440, 140), ("CN", 2): (440, 220)}
-    width, height = sizes_mm[(country, lines)]
+    width, height = (190, 140) if motorbike and (country, lines) == ("VN", 2) else sizes_mm[(country, lines)]
     scale = rng.uniform(0.3, 0.6) if scale is None else scale
     width, height = int(width * scale), int(height * rng.uniform(0.95, 1.05) * scale)
     background, ink = colours if colours is not None else _plate_colours(rng, country, label)
@@ -186,7 +189,10 @@ def render_plate(rng: np.random.Generator, country: str | None = None, lines: in
         top_h = int(usable * top_share)
         bottom_h = usable - top_h - gap - int(usable * 0.1)
         y0 = inner + int(usable * 0.05)
-        top_w = int((width - 2 * pad_x) * (rng.uniform(0.45, 0.6) if country == "VN" else rng.uniform(0.32, 0.42)))
+        top_share_w = rng.uniform(0.45, 0.6) if country == "VN" else rng.uniform(0.32, 0.42)
+        if motorbike and country == "VN":  # the top row (`59-X1`) nearly as wide as the serial below it
+            top_share_w = min(1.0, top_share_w * 1.55)
+        top_w = int((width - 2 * pad_x) * top_share_w)
         draw_line(image, prefix, ((width - top_w) // 2, y0, top_w, top_h), font_pair, ink, rng, cjk, **maps)
         draw_line(image, serial, (pad_x, y0 + top_h + gap, width - 2 * pad_x, bottom_h), font_pair, ink, rng, cjk,
                   **maps)

@@ -12,7 +12,9 @@ few degrees, a third of its Chinese plates 桂. Real crops (issue #29) differ in
 - JPEG'd and blurred after the shrink;
 - Vietnamese plates as they are printed: a two-row plate's top row has a dash after the province
   (`59-P1`), and a few plates carry the `MĐ` series, its Đ drawn from a font that has the glyph
-  and labelled `D` (matching form: `29MD112345`), as no reader has a Đ class.
+  and labelled `D` (matching form: `29MD112345`), as no reader has a Đ class;
+- Vietnamese two-row plates of both sizes: a car's or truck's (330 x 165 mm) and a motorbike's
+  (190 x 140 mm, its rows nearly as wide as the plate).
 `realistic_plate` draws such a crop; every draw comes from the Generator passed in. Only Vietnamese
 crops draw the extra numbers the printed forms need: a seed's Chinese crops are what they were.
 """
@@ -46,6 +48,7 @@ PLATE_FONT_SHARE = {"CN": 0.85, "VN": 0.5}
 PHOTOMETRIC_SHARE = 0.4  # crops also given `augment.photometric`'s harms (night, glare, dirt...)
 VN_MD_SHARE = 0.05  # Vietnamese plates of the `MĐ` series (printed Đ, labelled D)
 VN_TOP_DASH_SHARE = 0.85  # two-row Vietnamese plates printing their top row `59-P1` (the rest `59P1`)
+VN_MOTORBIKE_SHARE = 0.4  # two-row Vietnamese plates of a motorbike's size (190 x 140 mm)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class RealisticPlate:
     tilt: float  # degrees the plate is turned
     shear: float  # degrees its verticals lean
     printed: str = ""  # the text as the plate prints it, rows joined by a new line: `29-MĐ1\n123.45`
+    motorbike: bool = False  # a Vietnamese two-row plate of a motorbike's size
 
 
 def _cn_colours(rng: np.random.Generator, label: str) -> tuple[tuple, tuple]:
@@ -183,8 +187,11 @@ def realistic_plate(rng: np.random.Generator, country: str | None = None, lines:
     colours = _cn_colours(rng, label) if country == "CN" else _vn_colours(rng)
     # The drawn plate font has no Đ: an `MĐ` plate is lettered in a desktop font that has it.
     font_share = 0.0 if "Đ" in prefix else PLATE_FONT_SHARE[country]
+    # drawn for Vietnamese two-row plates only: a seed's other crops are what they were
+    motorbike = country == "VN" and lines == 2 and rng.random() < VN_MOTORBIKE_SHARE
     plate = render_plate(rng, country, lines, scale=rng.uniform(0.35, 0.55), label=label,
-                         plate_font_share=font_share, colours=colours, printed_prefix=printed_prefix)
+                         plate_font_share=font_share, colours=colours, printed_prefix=printed_prefix,
+                         motorbike=motorbike)
     tilt, shear = _angle(rng, 3.5), _angle(rng, 3.5)
     crop = tight_crop(plate.image, rng, tilt, shear)
     # Light, dirt, glare and night at the plate's drawn size, where they have their usual scale, on
@@ -195,4 +202,4 @@ def realistic_plate(rng: np.random.Generator, country: str | None = None, lines:
         crop = np.clip(crop.astype(np.float32) * rng.uniform(0.7, 1.2) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
     crop = camera(shrink(crop, rng, lines), rng)
     separator = "\n" if lines == 2 else ("-" if country == "VN" else "·")
-    return RealisticPlate(crop, plate.label, plate.kind, tilt, shear, f"{prefix}{separator}{serial}")
+    return RealisticPlate(crop, plate.label, plate.kind, tilt, shear, f"{prefix}{separator}{serial}", motorbike)

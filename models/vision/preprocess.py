@@ -115,19 +115,24 @@ def _fit_height(gray: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
 
 
-def stitch_lines(gray: np.ndarray, low: float = 0.25, high: float = 0.65) -> np.ndarray:
-    """Cut a two-line crop at its line gap and put the lower line to the right of the upper one."""
-    return _cut_at(gray, line_split_row(gray, low, high))
+def stitch_lines(gray: np.ndarray, low: float = 0.25, high: float = 0.65, gap: float = 0.0) -> np.ndarray:
+    """Cut a two-line crop at its line gap and put the lower line to the right of the upper one,
+    `gap` line heights of the block's median grey between them."""
+    return _cut_at(gray, line_split_row(gray, low, high), gap)
 
 
-def _cut_at(gray: np.ndarray, row: int) -> np.ndarray:
-    """The block cut at `row` with the lower part laid to the right of the upper one (the block
-    itself where either part would be under 4 rows)."""
+def _cut_at(gray: np.ndarray, row: int, gap: float = 0.0) -> np.ndarray:
+    """The block cut at `row` with the lower part laid to the right of the upper one, `gap` line
+    heights of blank between (the block itself where either part would be under 4 rows)."""
     top, bottom = gray[:row], gray[row:]
     if top.shape[0] < 4 or bottom.shape[0] < 4:
         return gray
     height = max(top.shape[0], bottom.shape[0])
-    return np.hstack([_fit_height(top, height), _fit_height(bottom, height)])
+    parts = [_fit_height(top, height), _fit_height(bottom, height)]
+    if gap > 0:
+        blank = np.full((height, max(2, round(height * gap))), int(np.median(gray)), gray.dtype)
+        parts.insert(1, blank)
+    return np.hstack(parts)
 
 
 def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[np.float64]:
@@ -194,10 +199,17 @@ def model_input(line: np.ndarray, width: int) -> np.ndarray:
     return _normalise(line, width)[None]
 
 
-def plate_lines(crop: np.ndarray) -> list[np.ndarray]:
-    """A plate crop as one line of text (grey): one, or one per reading of an unclear layout."""
+def plate_lines(crop: np.ndarray, gap: float = 0.0) -> list[np.ndarray]:
+    """A plate crop as one line of text (grey): one, or one per reading of an unclear layout; two
+    lines are laid side by side with `gap` line heights of blank between them."""
     block = deskew(to_gray(crop))
-    return [stitch_lines(block) if two else block for two in line_choices(block)]
+    return [stitch_lines(block, gap=gap) if two else block for two in line_choices(block)]
+
+
+def may_have_two_lines(crop: np.ndarray) -> bool:
+    """False where the crop's shape alone says one line (`line_choices` would not look further)."""
+    height, width = crop.shape[:2]
+    return height / max(1, width) >= TWO_LINE_MIN_ASPECT - 0.08
 
 
 def container_lines(crop: np.ndarray) -> list[np.ndarray]:

@@ -67,6 +67,7 @@ PLATE_FRAME_STRONG = 3
 # on real plates the fast models are sure of wrong readings (G read 6, M read H, at calibrated 1.0) that
 # the province check alone does not see. Crops skip this (their speed target); a frame costs one strong read.
 VERIFY_SURE_IN_FRAMES = True
+STRONG_LINE_GAP = 0.5  # line heights of blank between the two lines of a plate the strong recogniser reads
 VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
 
@@ -346,11 +347,18 @@ class VisionReader:
                   for line in preprocess.fallback_lines(crop, plate)])
         views: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
 
+        def strong_lines(crop: np.ndarray, ways: list[np.ndarray] | None = None) -> list[np.ndarray]:
+            # Two-line plates are laid out for the strong recogniser with a blank between the lines: joined
+            # edge to edge, it reads the seam (the plate's side edges, a cut glyph) as a 1 or a 7.
+            if plate and STRONG_LINE_GAP and preprocess.may_have_two_lines(crop):
+                return preprocess.plate_lines(crop, gap=STRONG_LINE_GAP)
+            return ways if ways is not None else to_lines(crop)
+
         def strong_view(i: int) -> tuple[np.ndarray, list[np.ndarray]]:
             # what the strong recogniser reads of crop i: the crop and its lines, or its given tight version
             if i not in views:
-                views[i] = ((crops[i], lines[i]) if strong_crops is None
-                            else (strong_crops[i], to_lines(strong_crops[i])))
+                views[i] = ((crops[i], strong_lines(crops[i], lines[i])) if strong_crops is None
+                            else (strong_crops[i], strong_lines(strong_crops[i])))
             return views[i]
 
         def to_strong(i: int) -> bool:

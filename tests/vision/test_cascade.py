@@ -298,3 +298,20 @@ def test_a_trucks_views_vote_out_a_swap_the_check_digit_cannot_see():
     voted = vote_container_codes(per_frame)
     assert [r.text for r in voted] == [right, "MSKU3605161"]
     assert voted[0].confidence == pytest.approx(1 - 0.2 * 0.3)
+
+
+def test_the_strong_recogniser_reads_two_line_plates_with_a_blank_between_the_lines(reader):
+    # Joined edge to edge, the strong recogniser reads the seam between the two lines (the plate's side
+    # edges, a glyph cut at the end of the upper line) as one more character: 40T87041 read 40T787041.
+    from models.vision import preprocess
+    from models.vision.reader import STRONG_LINE_GAP
+
+    tally = {gap: {"right": 0, "wrong": 0} for gap in (0.0, STRONG_LINE_GAP)}
+    for sample in held_out("plates", "vn2", 100, seed=CALIBRATION_SEED):
+        for gap, counts in tally.items():
+            candidate, _ = reader.strong.read(preprocess.plate_lines(sample.crop, gap=gap), PLATE_CHARS, PLATES,
+                                              PLATE_ALIAS)
+            if candidate is not None and candidate.probability >= 0.5:
+                counts["right" if candidate.text == sample.label else "wrong"] += 1
+    seamless, spaced = tally[0.0], tally[STRONG_LINE_GAP]
+    assert spaced["wrong"] < seamless["wrong"] and spaced["right"] > seamless["right"], tally

@@ -73,3 +73,23 @@ def test_the_other_layouts_of_an_unclear_crop_are_one_line_and_every_cut():
 def test_a_vertical_code_has_no_other_layout():
     tall = np.full((400, 50, 3), 200, np.uint8)
     assert fallback_lines(tall, plate=False) == []
+
+
+def test_two_lines_laid_side_by_side_with_a_gap_keep_both_lines_whole_and_blank_between():
+    from models.vision.preprocess import _fit_height, line_split_row, stitch_lines
+
+    rng = np.random.default_rng(5)
+    block = np.full((40, 60), 200, np.uint8)
+    block[4:16, 20:40] = rng.integers(0, 60, (12, 20))  # the upper line's ink
+    block[22:38, 5:55] = rng.integers(0, 60, (16, 50))  # the lower line's ink
+    row = line_split_row(block)
+    assert 16 <= row <= 22
+    seamless, spaced = stitch_lines(block), stitch_lines(block, gap=0.5)
+    height = seamless.shape[0]
+    blank = round(height * 0.5)
+    assert spaced.shape == (height, seamless.shape[1] + blank)
+    # the seamless layout's columns are the spaced one's, less the blank of the block's median grey
+    left = _fit_height(block[:row], height).shape[1]
+    assert (spaced[:, left:left + blank] == int(np.median(block))).all()
+    assert np.array_equal(np.hstack([spaced[:, :left], spaced[:, left + blank:]]), seamless)
+    assert stitch_lines(block, gap=0.0).shape == seamless.shape

@@ -134,3 +134,29 @@ def test_the_default_synthesis_draws_the_plates_it_always_drew():
         "蒙X6560S", "桂G8V747", "39P80522", "15B21670", "黑KN8049", "桂PD1N291"]
     assert [plate_sample(4, i).label for i in range(8)] == [
         "黑KN8049", "渝A95H64", "湘R5WH44", "鲁S67233", "39QT68063", "73E04449", "75V73969", "桂E77733"]
+
+
+def test_a_motorbike_plate_is_drawn_at_its_own_size_with_rows_nearly_as_wide_as_it():
+    for seed in range(6):
+        car = render_plate(np.random.default_rng(seed), "VN", 2, scale=0.5)
+        bike = render_plate(np.random.default_rng(seed), "VN", 2, scale=0.5, motorbike=True)
+        assert bike.label == car.label
+        assert abs(car.image.shape[1] / car.image.shape[0] - 330 / 165) < 0.15
+        assert abs(bike.image.shape[1] / bike.image.shape[0] - 190 / 140) < 0.1
+        # the top row's ink spans most of the motorbike plate, about half of the car plate
+        top = slice(int(bike.image.shape[0] * 0.12), int(bike.image.shape[0] * 0.4))
+        spans = []
+        for plate in (car, bike):
+            columns = np.flatnonzero(plate.ink[top][:, 8:-8].max(axis=0) > 0.5)
+            spans.append((columns[-1] - columns[0]) / plate.image.shape[1])
+        assert spans[1] > spans[0] + 0.1, spans
+    cn = render_plate(np.random.default_rng(1), "CN", 2, scale=0.5, motorbike=True)
+    assert cn.image.shape == render_plate(np.random.default_rng(1), "CN", 2, scale=0.5).image.shape
+
+
+def test_realistic_vietnamese_two_row_crops_are_motorbike_plates_in_part_and_other_crops_are_not():
+    plates = _plates(seed=13, count=300, country="VN")
+    two_row = [p for p in plates if p.kind == "vn2"]
+    assert 0.25 < sum(p.motorbike for p in two_row) / len(two_row) < 0.55
+    assert not any(p.motorbike for p in plates if p.kind == "vn1")
+    assert not any(p.motorbike for p in _plates(seed=13, count=100, country="CN"))

@@ -67,6 +67,11 @@ PLATE_FRAME_STRONG = 3
 # on real plates the fast models are sure of wrong readings (G read 6, M read H, at calibrated 1.0) that
 # the province check alone does not see. Crops skip this (their speed target); a frame costs one strong read.
 VERIFY_SURE_IN_FRAMES = True
+# Where the strong recogniser reads nothing valid in a crop the fast models left unsure, their reading stands
+# only at this calibrated confidence (SURE): on realistic synthetic crops the readings that stood below it were
+# wrong about a third of the time (small two-line plates: the strong model misses the province glyph, the fast
+# models guess it), and a wrong plate can match another truck's declaration.
+UNCONFIRMED_MIN = SURE
 STRONG_LINE_GAP = 0.5  # line heights of blank between the two lines of a plate the strong recogniser reads
 VERTICAL_REGIONS = 5  # vertical columns of a frame read by the cascade beside the text detector's lines
 
@@ -450,8 +455,11 @@ class VisionReader:
             candidate = decode(folded[-1], strong_charset, language, alias=alias)
             if candidate is not None:
                 strong_text, sure = candidate.text, candidate.probability
-        if strong_text is None:  # it abstains (nothing it reads fits the grammar): the fast models' verdict stands
-            return self._verdict(heard, box, calibration, language)
+        if strong_text is None:
+            # It abstains (nothing it reads fits the grammar). The fast models' verdict stands where they are sure
+            # by themselves (UNCONFIRMED_MIN): below that, a reading no second model could confirm is no reading.
+            verdict = self._verdict(heard, box, calibration, language)
+            return verdict if verdict is None or fast >= UNCONFIRMED_MIN else None
         if (fast_text is not None and fast >= CASCADE and not province_only(fast_text, strong_text)
                 and not verify_sure):
             # A sure CN reading shown to the strong model for its province alone (see `_read_crops`).

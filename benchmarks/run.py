@@ -89,7 +89,8 @@ def run_benchmarks(which: list[str], quick: bool = False, baseline: bool = True,
                                        baseline_per_class=5 if quick else 50, with_baseline=baseline,
                                        real_limit=15 if quick else None, only=only,
                                        real_crops=[Path(f) for f in real_crops or []],
-                                       real_frames=Path(real_frames) if real_frames else None)
+                                       real_frames=Path(real_frames) if real_frames else None,
+                                       realistic_per_class=50 if quick else 300)
         elif name == "central":
             from benchmarks.central_bench import run_central_bench
 

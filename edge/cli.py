@@ -934,8 +934,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true",
                    help="vision: skip the rapidocr baseline (about 0.5 s a crop), for repeated timing runs")
     p.add_argument("--gates", type=int, help="central: simulated gates of 4 lanes (default 50; 4 with --quick)")
-    p.add_argument("--only", choices=["real", "real-frames"],
-                   help="vision: measure only the real sets, or only the real container frames")
+    p.add_argument("--only", choices=["real", "real-frames", "realistic"],
+                   help="vision: measure only the real sets, only the real container frames, or only the "
+                        "realistic synthetic plates (the stand-in for real Vietnamese crops)")
     p.add_argument("--real-crops", action="append", metavar="DIR",
                    help="vision: also measure this folder of real crops (plates of either country or container "
                         "codes; labels from the file names, or a labels.csv `file,label` / labels.jsonl beside "

@@ -99,3 +99,15 @@ def test_each_folder_is_reported_by_name_with_each_country_apart(tmp_path, monke
     door = real["crops"]["doors"]
     assert door["kind"] == "containers" and door["n"] == 1 and "by_group" not in door
     assert door["ours"]["exact_match"] == 1.0  # a clean synthetic code: read as its label, not as a plate
+
+
+def test_the_realistic_synthetic_plates_are_reported_per_class_apart_from_the_real_sets():
+    from benchmarks.vision_bench import _realistic_sets
+
+    figures = _realistic_sets(VisionReader(threads=1), per_class=3)
+    assert "not real" in figures["note"] and figures["per_class"] == 3
+    for kind in ("vn1", "vn2", "cn1", "cn2"):
+        for who in ("ours", "ours_fast_alone"):
+            tally = figures[kind][who]
+            assert tally["n"] == 3 and tally["cpu_ms"]["n"] == 3
+            assert tally["exact_match"] + tally["wrong_reading"] + tally["no_reading"] == pytest.approx(1.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,7 +68,22 @@ class GateThread:
             self.gate.node.cache.mark_refreshed(datetime.now(UTC))
 
         self.call(start(), timeout=60)
+        self.wait_devices_up()
         return self
+
+    def wait_devices_up(self, timeout: float = 20.0) -> None:
+        """Wait until the node has every device up: a serial port opened after a frame was written drops the
+        frame (pyserial flushes its input on open), and a plate published before the node's subscription is
+        lost, so a test's first truck must wait for both (the status topic's retained birth message comes in
+        over the same subscriptions)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            down = [h["device_id"] for h in self.run(self.gate.node.device_health) if not h["connected"]]
+            if not down:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"devices still down {timeout:.0f} s after the gate started: {down}")
+            time.sleep(0.02)
 
     @property
     def base(self) -> str:

@@ -293,15 +293,12 @@ def _realistic_sets(reader, per_class: int) -> dict:
     fast = VisionReader(threads=1, strong=False)
     out: dict = {"note": "synthetic (models/synth/realistic.py), not real; seed "
                          f"{REALISTIC_SEED}, which no training run uses", "per_class": per_class}
+    readers = {"ours": _text_and_confidence(reader.read_plate_crop),
+               "ours_fast_alone": _text_and_confidence(fast.read_plate_crop)}
     for number, kind in enumerate(PLATE_CLASSES):
-        tallies = {"ours": _Tally(), "ours_fast_alone": _Tally()}
-        for index in range(per_class):
-            sample = realistic_sample(REALISTIC_SEED + number, index, kind)
-            for who, read in (("ours", reader.read_plate_crop), ("ours_fast_alone", fast.read_plate_crop)):
-                reading, ms = _timed(read, sample.crop)
-                tallies[who].add(reading.text if reading else None, sample.label, ms,
-                                 reading.confidence if reading else None)
-        out[kind] = {who: tally.figures() for who, tally in tallies.items()}
+        samples = ((sample.crop, sample.label) for sample in
+                   (realistic_sample(REALISTIC_SEED + number, index, kind) for index in range(per_class)))
+        out[kind] = _tally_crops(samples, readers)
     return out
 
 
@@ -403,6 +400,35 @@ class _Tally:
         return out
 
 
+def _tally_crops(samples, readers: dict, group=None) -> dict:
+    """Each reader's right / wrong / none and time over `samples` ((image, label) pairs); `readers` maps a
+    name to a function of the image giving (text or None, confidence or None). With `group` (label →
+    name), each group's figures apart too, under `by_group`."""
+    tallies: dict[str | None, dict[str, _Tally]] = {}
+    for image, label in samples:
+        keys = {None, group(label) if group else None}
+        for who, read in readers.items():
+            (text, confidence), ms = _timed(read, image)
+            for key in keys:
+                tallies.setdefault(key, {name: _Tally() for name in readers})[who].add(text, label, ms, confidence)
+    whole = tallies.get(None, {name: _Tally() for name in readers})
+    figures: dict = {name: tally.figures() for name, tally in whole.items()}
+    groups = {key: value for key, value in tallies.items() if key is not None}
+    if group is not None and groups:
+        figures["by_group"] = {key: {"n": value[next(iter(readers))].figures()["n"],
+                                     **{name: tally.figures() for name, tally in value.items()}}
+                               for key, value in sorted(groups.items())}
+    return figures
+
+
+def _text_and_confidence(read):
+    """A reader's crop function as `_tally_crops` wants it: (text, confidence), both None for no reading."""
+    def run(image):
+        reading = read(image)
+        return (reading.text, reading.confidence) if reading is not None else (None, None)
+    return run
+
+
 def _timed(function, *args):
     """The call's result and its (wall, this thread's CPU) milliseconds. Every model runs on the calling
     thread (one intra-op thread, OpenCV on one thread), so the CPU time is the single-thread cost even
@@ -430,31 +456,10 @@ def _real_sets(reader, limit: int | None, with_baseline: bool, frames_only: bool
                          "rapidocr_rec_alone = PP-OCRv4 rec ONNX on the whole crop, no detector, greedy"}
 
     def crops_set(samples, read_ours, read_fast, normalise, group=None) -> dict:
-        """Each reader's tally over `samples`; with `group` (label → name), each group's tallies apart too."""
-        whos = ["ours", "ours_fast_alone"] + (["rapidocr_rec_alone"] if rec is not None else [])
-        tallies: dict[str | None, dict[str, _Tally]] = {}
-
-        def add(label: str, who: str, text: str | None, ms, confidence=None) -> None:
-            for key in {None, group(label) if group else None}:
-                tallies.setdefault(key, {name: _Tally() for name in whos})[who].add(text, label, ms, confidence)
-
-        for image, label in samples:
-            reading, ms = _timed(read_ours, image)
-            add(label, "ours", reading.text if reading else None, ms, reading.confidence if reading else None)
-            reading, ms = _timed(read_fast, image)
-            add(label, "ours_fast_alone", reading.text if reading else None, ms,
-                reading.confidence if reading else None)
-            if rec is not None:
-                (text, _), ms = _timed(rec.text, image)
-                add(label, "rapidocr_rec_alone", normalise(text), ms)
-        whole = tallies.get(None, {name: _Tally() for name in whos})
-        figures: dict = {name: tally.figures() for name, tally in whole.items()}
-        groups = {key: value for key, value in tallies.items() if key is not None}
-        if group is not None and groups:
-            figures["by_group"] = {key: {"n": value["ours"].figures()["n"],
-                                         **{name: tally.figures() for name, tally in value.items()}}
-                                   for key, value in sorted(groups.items())}
-        return figures
+        readers = {"ours": _text_and_confidence(read_ours), "ours_fast_alone": _text_and_confidence(read_fast)}
+        if rec is not None:
+            readers["rapidocr_rec_alone"] = lambda image: (normalise(rec.text(image)[0]), None)
+        return _tally_crops(samples, readers, group)
 
     def plate_country(label: str) -> str:
         return PLATES.kind_of(label) or "not a VN or CN plate"

@@ -8,6 +8,7 @@ number ISO 6346 with its check digit. What does not fit is not a reading. Bad in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -498,7 +499,8 @@ class VisionReader:
         text, confidence = verdict
         return Reading(text, round(confidence, 4), box, language.kind_of(text) or "")
 
-    def _unless_look_alike(self, verdict: Reading | None, lines, asked: bool) -> Reading | None:
+    def _unless_look_alike(self, verdict: Reading | None, lines: Callable[[], list[np.ndarray]],
+                           asked: bool) -> Reading | None:
         """`verdict`, or None where it is a sure Vietnamese plate the strong recogniser reads, at better than
         even, as another plate apart from it only in look-alike glyphs (VERIFY_VN_LOOK_ALIKES); `lines()` gives
         the crop's lines as the strong recogniser reads them, `asked`: the crop surely holds a plate."""
